@@ -288,3 +288,106 @@ def burglary_dicts():
         "MaryCalls": [[0.99, 0.01], [0.30, 0.70]],
     }
     return dict(states=states, parents=parents, cpts=cpts)
+
+
+# ----------------------------------------------------------------------------------------------
+# max-product variable elimination (log space, float64): MPE value on networks too big to enumerate
+# ----------------------------------------------------------------------------------------------
+
+
+def mpe_log_value_ve(spec: Spec, ev=None) -> float:
+    """max_x log P(x, e) by max-product variable elimination (min-degree order), in log space."""
+    w = evidence_weights(spec, ev)
+    factors = []  # (vars tuple, log table)
+    with np.errstate(divide="ignore"):
+        for i, (ps, cpt) in enumerate(zip(spec.parents, spec.cpts)):
+            t = np.log(cpt) + np.log(w[i])  # evidence on the child axis (last)
+            factors.append((tuple(ps) + (i,), t))
+    remaining = set(range(spec.n))
+    total = 0.0
+    while remaining:
+        # min-degree: the variable whose elimination creates the smallest table
+        best, best_size = None, None
+        for v in remaining:
+            scope = set()
+            for vs, _ in factors:
+                if v in vs:
+                    scope |= set(vs)
+            size = int(np.prod([spec.cards[u] for u in scope]))
+            if best is None or size < best_size:
+                best, best_size = v, size
+        v = best
+        remaining.discard(v)
+        touching = [f for f in factors if v in f[0]]
+        factors = [f for f in factors if v not in f[0]]
+        scope = sorted(set().union(*[set(vs) for vs, _ in touching]))
+        acc = np.zeros([spec.cards[u] for u in scope])
+        for vs, t in touching:
+            # broadcast t (axes vs) onto scope
+            order = [vs.index(u) for u in scope if u in vs]
+            tt = np.transpose(t, order)
+            shape = [spec.cards[u] if u in vs else 1 for u in scope]
+            acc = acc + tt.reshape(shape)
+        reduced = acc.max(axis=scope.index(v))
+        new_scope = tuple(u for u in scope if u != v)
+        if new_scope:
+            factors.append((new_scope, reduced))
+        else:
+            total += float(reduced)
+    for vs, t in factors:  # scalar leftovers cannot remain, but be safe
+        total += float(np.max(t))
+    return total
+
+
+# ----------------------------------------------------------------------------------------------
+# a small BIF reader of our own (independent of gm.bn and of pgmpy), for the bundled networks
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_bif_text(text: str) -> Spec:
+    """Parse the BIF subset used by the bnlearn repository (variable blocks with discrete types,
+    probability blocks with ``table`` or one ``(parent states) values;`` row per configuration)."""
+    import re
+
+    text = re.sub(r"//[^\n]*|/\*.*?\*/", "", text, flags=re.DOTALL)
+    names, states = [], []
+    for m in re.finditer(
+        r"variable\s+([^\s{]+)\s*\{[^}]*?type\s+discrete\s*\[\s*(\d+)\s*\]\s*\{([^}]*)\}", text, re.DOTALL
+    ):
+        names.append(m.group(1))
+        raw = m.group(3)
+        sts = [s.strip() for s in (raw.split(",") if "," in raw else raw.split()) if s.strip()]
+        assert len(sts) == int(m.group(2)), (m.group(1), sts)
+        states.append(tuple(sts))
+    index = {n: i for i, n in enumerate(names)}
+    cards = [len(s) for s in states]
+    parents = [()] * len(names)
+    cpts = [None] * len(names)
+    for m in re.finditer(r"probability\s*\(([^)]*)\)\s*\{([^}]*)\}", text, re.DOTALL):
+        head, body = m.group(1), m.group(2)
+        child, _, rest = head.partition("|")
+        i = index[child.strip()]
+        ps = tuple(index[p.strip()] for p in rest.split(",") if p.strip())
+        parents[i] = ps
+        pcards = [cards[p] for p in ps]
+        table = np.full(pcards + [cards[i]], np.nan)
+        for t in re.finditer(r"table\s+([^;]*);", body):
+            vals = np.array([float(v) for v in t.group(1).replace(",", " ").split()])
+            # child-major (the child's state varies slowest), as pgmpy reads it
+            table = np.moveaxis(vals.reshape([cards[i]] + pcards), 0, -1)
+        for r in re.finditer(r"\(([^)]*)\)\s*([^;]*);", body):
+            cfg = [s.strip() for s in r.group(1).split(",")]
+            idx = tuple(states[p].index(s) for p, s in zip(ps, cfg))
+            table[idx] = [float(v) for v in r.group(2).replace(",", " ").split()]
+        assert not np.isnan(table).any(), names[i]
+        cpts[i] = table
+    return Spec(tuple(names), tuple(cards), tuple(parents), tuple(cpts), tuple(states))
+
+
+def read_bif_file(path) -> Spec:
+    import gzip
+
+    path = str(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        return parse_bif_text(fh.read())
