@@ -391,3 +391,8 @@ def read_bif_file(path) -> Spec:
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt") as fh:
         return parse_bif_text(fh.read())
+
+
+def normalized(spec: Spec) -> Spec:
+    """The spec with every CPT row renormalised in float64 (exact conditional independences)."""
+    return spec._replace(cpts=tuple(c / c.sum(axis=-1, keepdims=True) for c in spec.cpts))
