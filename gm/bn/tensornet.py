@@ -35,7 +35,7 @@ _LETTERS = string.ascii_letters
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One pairwise contraction: tensors ``a`` and ``b`` (SSA ids) into labels ``out``."""
+    """One contraction of tensors ``a`` and ``b`` (SSA ids) into labels ``out``; ``b = -1``: ``a`` alone."""
 
     a: int
     b: int
@@ -93,13 +93,14 @@ def _steps_from_ssa(inputs, output, ssa_path) -> tuple[Step, ...]:
     alive = set(range(len(inputs)))
     steps = []
     out_set = set(output)
-    for k, (a, b) in enumerate(ssa_path):
+    for k, pair in enumerate(ssa_path):
+        a, b = (pair[0], -1) if len(pair) == 1 else pair
         alive.discard(a)
         alive.discard(b)
         needed = set(out_set)
         for t in alive:
             needed.update(labels[t])
-        union = list(dict.fromkeys(labels[a] + labels[b]))
+        union = list(dict.fromkeys(labels[a] + (labels[b] if b >= 0 else ())))
         is_last = k == len(ssa_path) - 1
         if is_last and not alive:
             out = tuple(output)
@@ -116,7 +117,7 @@ def _cost(inputs, sizes, steps) -> tuple[float, int]:
     flops = 0.0
     largest = 0
     for s in steps:
-        union = set(labels[s.a]) | set(labels[s.b])
+        union = set(labels[s.a]) | (set(labels[s.b]) if s.b >= 0 else set())
         flops += math.prod(sizes[l] for l in union)
         largest = max(largest, math.prod(sizes[l] for l in s.out))
         labels.append(s.out)
@@ -127,8 +128,8 @@ def _complete_path(n_inputs, ssa_path) -> list[tuple[int, int]]:
     """Join whatever remains after a path (disconnected pieces) into one tensor."""
     used = set()
     nxt = n_inputs
-    for a, b in ssa_path:
-        used.update((a, b))
+    for pair in ssa_path:
+        used.update(pair)
         nxt += 1
     remaining = [t for t in range(nxt) if t not in used]
     path = list(ssa_path)
@@ -140,52 +141,55 @@ def _complete_path(n_inputs, ssa_path) -> list[tuple[int, int]]:
     return path
 
 
-def _search(inputs, output, sizes, max_time: float, max_repeats: int) -> list[tuple[int, int]]:
-    size_dict = {l: sizes[l] for t in inputs for l in t}
-    size_dict.update({l: sizes[l] for l in output})
+def _quick_path(inputs, output, size_dict, trials: int) -> list[tuple[int, int]]:
+    """Randomised greedy paths (cotengra's fast path finder), best of ``trials``."""
+    from cotengra.pathfinders.path_basic import optimize_random_greedy_track_flops
+
+    path, _ = optimize_random_greedy_track_flops(
+        [tuple(t) for t in inputs], tuple(output), size_dict, ntrials=trials, seed=0, use_ssa=True
+    )
+    return [tuple(int(k) for k in p) for p in path]
+
+
+def _hyper_path(inputs, output, size_dict, max_time: float) -> list[tuple[int, int]]:
+    """cotengra's hyper-optimiser (greedy and, when installed, kahypar partitioning)."""
+    import cotengra as ctg
+
+    methods = ["greedy"]
     try:
-        import cotengra as ctg
+        import kahypar  # noqa: F401
 
-        methods = ["greedy"]
-        try:  # kahypar partitioning finds much better trees on large networks when it is installed
-            import kahypar  # noqa: F401
-
-            if len(inputs) > 30:
-                methods.append("kahypar")
-        except ImportError:
-            pass
-        opt = ctg.HyperOptimizer(
-            methods=methods,
-            max_repeats=max_repeats,
-            max_time=max_time,
-            minimize="combo",
-            parallel=False,
-            progbar=False,
-        )
-        tree = opt.search([tuple(t) for t in inputs], tuple(output), size_dict)
-        return [tuple(p) for p in tree.get_ssa_path()]
+        methods.append("kahypar")
     except ImportError:
-        import opt_einsum
+        pass
+    opt = ctg.HyperOptimizer(
+        methods=methods,
+        max_repeats=4096,
+        max_time=max_time,
+        minimize="combo",
+        parallel=False,
+        progbar=False,
+    )
+    tree = opt.search([tuple(t) for t in inputs], tuple(output), size_dict)
+    return [tuple(int(k) for k in p) for p in tree.get_ssa_path()]
 
-        path, _ = opt_einsum.contract_path(
-            *[x for t in inputs for x in (np.empty([sizes[l] for l in t], dtype=np.int8), list(t))],
-            list(output),
-            optimize="greedy",
-            shapes=False,
-        )
-        # opt_einsum returns a linear path: convert to SSA.
-        ids = list(range(len(inputs)))
-        nxt = len(inputs)
-        ssa = []
-        for pair in path:
-            if len(pair) == 1:
-                continue
-            i, j = sorted(pair)
-            ssa.append((ids[i], ids[j]))
-            del ids[j], ids[i]
-            ids.append(nxt)
-            nxt += 1
+
+# Contractions cheaper than this (multiply-adds) keep the quick greedy path: a longer search cannot
+# save more than it costs.
+_QUICK_ENOUGH_FLOPS = 1e6
+
+
+def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, int]]:
+    size_dict = {l: sizes[l] for t in inputs for l in t}
+    ssa = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=32))
+    flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
+    if flops <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
+    if max_time is None:  # spend search time in proportion to what is at stake
+        max_time = 10.0 if flops < 1e8 else 30.0
+    better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, max_time))
+    better_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, better))
+    return better if better_flops < flops else ssa
 
 
 @functools.lru_cache(maxsize=512)
@@ -195,7 +199,6 @@ def plan(
     sizes: tuple[int, ...],
     *,
     max_time: float | None = None,
-    max_repeats: int | None = None,
 ) -> Plan:
     """Plan the contraction of tensors labelled ``inputs`` into ``output`` (cached).
 
@@ -203,10 +206,10 @@ def plan(
       inputs: labels (ints) of each tensor's axes.
       output: labels of the result (distinct, each present in some input).
       sizes: dimension of each label, indexed by label.
-      max_time: seconds for the path search (default grows with the network: 1 s for small, up to
-        60 s for hundreds of tensors). Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
-        ``~/.cache/gm/plans``), so the search runs once per structure and machine.
-      max_repeats: trials of the hyper-optimiser.
+      max_time: seconds for the hyper-optimiser, which runs only when the quick randomised-greedy
+        path costs more than 1e6 multiply-adds (default: 10 s, or 30 s when the greedy path costs over
+        1e8; 0 keeps the greedy path). Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
+        ``~/.cache/gm/plans``), so a search runs once per structure and machine.
     """
     inputs = tuple(tuple(int(l) for l in t) for t in inputs)
     output = tuple(int(l) for l in output)
@@ -218,11 +221,7 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    if max_time is None:
-        max_time = 1.0 if n <= 40 else (10.0 if n <= 120 else 60.0)
-    if max_repeats is None:
-        max_repeats = 64 if n <= 40 else 256
-    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v1"]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v2"]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None
     ssa = None
@@ -235,7 +234,7 @@ def plan(
             ssa = None
     if ssa is None:
         start = time.perf_counter()
-        ssa = _search(inputs, output, sizes, max_time, max_repeats) if n > 1 else []
+        ssa = _search(inputs, output, sizes, max_time) if n > 1 else []
         seconds = time.perf_counter() - start
         if cache_file:
             try:
@@ -263,6 +262,22 @@ def _einsum_eq(in_labels: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> st
     return lhs + "->" + "".join(letters[l] for l in out)
 
 
+# Pairwise steps whose full product has at most this many entries are computed as a broadcast
+# multiply and a sum (one fused loop; XLA compiles it faster and runs it faster than a tiny batched
+# dot); larger ones go to einsum / dot_general.
+_SMALL_STEP = 1 << 12
+
+
+def _pair_sum(a, la, b, lb, out, sizes):
+    union = tuple(dict.fromkeys(tuple(out) + tuple(la) + tuple(lb)))
+    if math.prod(sizes[l] for l in union) > _SMALL_STEP:
+        eq = _einsum_eq([la, lb], out)
+        return jnp.einsum(eq, a, b, precision=jax.lax.Precision.HIGHEST)
+    prod = _broadcast_to(a, la, union, sizes) * _broadcast_to(b, lb, union, sizes)
+    n_out = len(out)
+    return jnp.sum(prod, axis=tuple(range(n_out, len(union)))) if len(union) > n_out else prod
+
+
 def _rescale(t):
     """Divide by the max (a constant for autodiff); returns (t / m, log m). All-zero t is kept."""
     m = jax.lax.stop_gradient(jnp.max(t))
@@ -270,8 +285,17 @@ def _rescale(t):
     return t / m, jnp.log(m)
 
 
-def contract(p: Plan, arrays: Sequence[jax.Array], *, rescale: bool = True):
+def contract(p: Plan, arrays: Sequence[jax.Array], *, rescale: bool = True, rescale_every: int = 4):
     """Sum-product contraction of ``arrays`` along plan ``p``.
+
+    Args:
+      p: the plan.
+      arrays: the input tensors, shaped by ``p.inputs`` and ``p.sizes``.
+      rescale: divide intermediates by their max (under stop_gradient) and carry the log.
+      rescale_every: rescale an intermediate once it has absorbed this many input tensors since the
+        last rescale in its subtree (and always the result). Each rescale costs a reduction, which on
+        small networks dominates compile time; with probabilities as inputs, a magnitude can shrink
+        only by the product of the few factors absorbed in between, far inside float32's range.
 
     Returns:
       ``(mantissa, log_scale)``: ``mantissa`` has the output labels' shape; the exact result is
@@ -280,18 +304,27 @@ def contract(p: Plan, arrays: Sequence[jax.Array], *, rescale: bool = True):
     if len(arrays) != len(p.inputs):
         raise ValueError(f"plan expects {len(p.inputs)} tensors, got {len(arrays)}")
     tensors: list = list(arrays)
+    absorbed = [1] * len(arrays)
     labels = p.labels
     log_scale = jnp.zeros((), dtype=jnp.result_type(*arrays))
+    t = None
     if not p.steps:  # one tensor: reduce it directly
         t = jnp.einsum(_einsum_eq([labels[0]], p.output), tensors[0])
-    for step in p.steps:
-        eq = _einsum_eq([labels[step.a], labels[step.b]], step.out)
-        t = jnp.einsum(eq, tensors[step.a], tensors[step.b], precision=jax.lax.Precision.HIGHEST)
-        tensors[step.a] = tensors[step.b] = None
-        if rescale:
+    for k, step in enumerate(p.steps):
+        if step.b < 0:
+            t = jnp.einsum(_einsum_eq([labels[step.a]], step.out), tensors[step.a])
+            count = absorbed[step.a]
+        else:
+            t = _pair_sum(tensors[step.a], labels[step.a], tensors[step.b], labels[step.b], step.out, p.sizes)
+            tensors[step.b] = None
+            count = absorbed[step.a] + absorbed[step.b]
+        tensors[step.a] = None
+        if rescale and (count >= rescale_every or k == len(p.steps) - 1):
             t, ls = _rescale(t)
             log_scale = log_scale + ls
+            count = 0
         tensors.append(t)
+        absorbed.append(count)
     return t, log_scale
 
 
@@ -331,11 +364,15 @@ def contract_max(p: Plan, log_arrays: Sequence[jax.Array]):
         t, arg, elim = reduce(tensors[0], labels[0], p.output)
         trace.append((p.output, elim, arg))
     for step in p.steps:
-        union = tuple(dict.fromkeys(labels[step.a] + labels[step.b]))
-        s = _broadcast_to(tensors[step.a], labels[step.a], union, sizes) + _broadcast_to(
-            tensors[step.b], labels[step.b], union, sizes
-        )
-        tensors[step.a] = tensors[step.b] = None
+        if step.b < 0:
+            union, s = labels[step.a], tensors[step.a]
+        else:
+            union = tuple(dict.fromkeys(labels[step.a] + labels[step.b]))
+            s = _broadcast_to(tensors[step.a], labels[step.a], union, sizes) + _broadcast_to(
+                tensors[step.b], labels[step.b], union, sizes
+            )
+            tensors[step.b] = None
+        tensors[step.a] = None
         t, arg, elim = reduce(s, union, step.out)
         trace.append((step.out, elim, arg))
         tensors.append(t)
