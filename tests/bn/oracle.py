@@ -295,48 +295,92 @@ def burglary_dicts():
 # ----------------------------------------------------------------------------------------------
 
 
-def mpe_log_value_ve(spec: Spec, ev=None) -> float:
-    """max_x log P(x, e) by max-product variable elimination (min-degree order), in log space."""
-    w = evidence_weights(spec, ev)
+_ORDERS: dict = {}
+
+
+def elimination_order(spec: Spec) -> list[int]:
+    """Greedy min-size elimination order of the moral graph (cached per structure)."""
+    key = (spec.cards, spec.parents)
+    if key in _ORDERS:
+        return _ORDERS[key]
+    nbrs = [set() for _ in range(spec.n)]
+    for i, ps in enumerate(spec.parents):
+        fam = set(ps) | {i}
+        for u in fam:
+            nbrs[u] |= fam - {u}
+    remaining, order = set(range(spec.n)), []
+    while remaining:
+        v = min(sorted(remaining), key=lambda u: np.prod([spec.cards[w] for w in nbrs[u] | {u}]))
+        order.append(v)
+        remaining.discard(v)
+        for a in nbrs[v]:
+            nbrs[a] |= nbrs[v] - {a}
+            nbrs[a].discard(v)
+    _ORDERS[key] = order
+    return order
+
+
+def _eliminate_all(spec: Spec, ev=None, soft=None, *, combine: str) -> float:
+    """Log-space variable elimination over every variable (min-degree order); combine = "max" gives
+    max_x log P(x, e), combine = "sum" gives log P(e) (log-sum-exp, no underflow)."""
+    w = evidence_weights(spec, ev, soft)
     factors = []  # (vars tuple, log table)
     with np.errstate(divide="ignore"):
         for i, (ps, cpt) in enumerate(zip(spec.parents, spec.cpts)):
-            t = np.log(cpt) + np.log(w[i])  # evidence on the child axis (last)
-            factors.append((tuple(ps) + (i,), t))
-    remaining = set(range(spec.n))
+            factors.append((tuple(ps) + (i,), np.log(cpt) + np.log(w[i])))  # evidence on the child axis
     total = 0.0
-    while remaining:
-        # min-degree: the variable whose elimination creates the smallest table
-        best, best_size = None, None
-        for v in remaining:
-            scope = set()
-            for vs, _ in factors:
-                if v in vs:
-                    scope |= set(vs)
-            size = int(np.prod([spec.cards[u] for u in scope]))
-            if best is None or size < best_size:
-                best, best_size = v, size
-        v = best
-        remaining.discard(v)
+    for v in elimination_order(spec):
         touching = [f for f in factors if v in f[0]]
         factors = [f for f in factors if v not in f[0]]
         scope = sorted(set().union(*[set(vs) for vs, _ in touching]))
         acc = np.zeros([spec.cards[u] for u in scope])
-        for vs, t in touching:
-            # broadcast t (axes vs) onto scope
-            order = [vs.index(u) for u in scope if u in vs]
-            tt = np.transpose(t, order)
-            shape = [spec.cards[u] if u in vs else 1 for u in scope]
-            acc = acc + tt.reshape(shape)
-        reduced = acc.max(axis=scope.index(v))
+        for vs, t in touching:  # broadcast t (axes vs) onto scope
+            tt = np.transpose(t, [vs.index(u) for u in scope if u in vs])
+            acc = acc + tt.reshape([spec.cards[u] if u in vs else 1 for u in scope])
+        axis = scope.index(v)
+        if combine == "max":
+            reduced = acc.max(axis=axis)
+        else:
+            m = acc.max(axis=axis, keepdims=True)
+            m_safe = np.where(np.isfinite(m), m, 0.0)
+            with np.errstate(divide="ignore"):
+                reduced = np.log(np.exp(acc - m_safe).sum(axis=axis)) + np.squeeze(m_safe, axis)
         new_scope = tuple(u for u in scope if u != v)
         if new_scope:
             factors.append((new_scope, reduced))
         else:
             total += float(reduced)
-    for vs, t in factors:  # scalar leftovers cannot remain, but be safe
-        total += float(np.max(t))
     return total
+
+
+def mpe_log_value_ve(spec: Spec, ev=None) -> float:
+    """max_x log P(x, e) by max-product variable elimination, in log space (any moderate network)."""
+    return _eliminate_all(spec, ev, combine="max")
+
+
+def log_evidence_ve(spec: Spec, ev=None, soft=None) -> float:
+    """log P(e) by sum-product variable elimination in log space (no underflow in float64 either)."""
+    return _eliminate_all(spec, ev, soft, combine="sum")
+
+
+def marginals_ve(spec: Spec, ev=None, soft=None, names=None) -> dict[str, np.ndarray]:
+    """P(X_i | e) by one elimination per state (for moderate networks; observed: one-hot)."""
+    ev = np.full(spec.n, -1) if ev is None else np.asarray(ev)
+    log_z = log_evidence_ve(spec, ev, soft)
+    out = {}
+    for i, name in enumerate(spec.names):
+        if names is not None and name not in names:
+            continue
+        if ev[i] >= 0:
+            out[name] = np.eye(spec.cards[i])[ev[i]]
+            continue
+        logs = []
+        for x in range(spec.cards[i]):
+            e2 = ev.copy()
+            e2[i] = x
+            logs.append(log_evidence_ve(spec, e2, soft))
+        out[name] = np.exp(np.asarray(logs) - log_z)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
