@@ -139,7 +139,7 @@ def test_evidence_by_name_and_index():
 # ------------------------------------------------------------------------------------------------
 
 
-@bn_settings(6)
+@bn_settings(5)
 @given(spec=specs(), data=st.data())
 def test_log_prob_matches_enumeration(spec, data):
     net = build(spec)
@@ -171,7 +171,7 @@ def test_log_prob_matches_enumeration(spec, data):
 # ------------------------------------------------------------------------------------------------
 
 
-@bn_settings(12)
+@bn_settings(10)
 @given(case=net_and_evidence(max_batch=4), data=st.data())
 def test_queries_match_enumeration_jit_vmap(case, data):
     """log_evidence, marginals, query, mpe, map_query under jit(vmap) vs the float64 oracle."""
@@ -188,7 +188,7 @@ def test_queries_match_enumeration_jit_vmap(case, data):
         check_all_queries(spec, P, ev, idx, row, f"jit(vmap) row {b}, ev={ev.tolist()}, names={names}")
 
 
-@bn_settings(6)
+@bn_settings(3)
 @given(case=net_and_evidence(max_batch=1), data=st.data())
 def test_queries_match_enumeration_plain_and_jit(case, data):
     """The same queries called plainly (no jit) and under jit without vmap."""
@@ -373,7 +373,7 @@ def test_check_raises_on_impossible_evidence():
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), atol=0)
 
 
-@bn_settings(6)
+@bn_settings(4)
 @given(case=net_and_evidence(possible=False, kinds=("zeros",), max_batch=4))
 def test_arbitrary_evidence_possible_or_not(case):
     """Arbitrary evidence on exact-zero CPTs: the oracle's answer when P(e) > 0; -inf and all-zero
@@ -492,7 +492,7 @@ def test_grad_log_evidence_closed_form(spec, data):
         _compare_grad(spec, jax.tree_util.tree_map(lambda g: g[b], grads), ev)
 
 
-@bn_settings(5)
+@bn_settings(4)
 @given(spec=specs(kinds=("zeros",)), data=st.data())
 def test_grad_log_evidence_at_zero_entries(spec, data):
     """The derivative at an exact-zero CPT entry is finite (the contraction of the other factors)."""
