@@ -151,7 +151,7 @@ def test_write_then_read_bif_is_identity(name, tmp_path):
     if suffix == ".bif.gz":
         with gzip.open(out, "rt") as fh:  # really gzip
             assert "probability" in fh.read()
-    again = bn.read_bif(out)
+    again = bn.read_bif(str(out))  # str paths as well as Path objects
     assert_nets_identical(net, again, what=f"{name} written and read back")
 
 

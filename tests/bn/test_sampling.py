@@ -257,6 +257,9 @@ def test_d_separated_classic_patterns():
     assert not ds(["X2"], ["X4"], ["X6"])  # descendant of the collider observed
     assert ds(["X0"], ["X3"])
     assert not ds(["X0"], ["X3"], ["X6"])
+    # any iterables of names: generators, sets, tuples; several variables per side
+    assert bool(bn.d_separated(net, (n for n in ["X0", "X1"]), {"X3", "X4"}, iter(())))
+    assert not bool(bn.d_separated(net, ("X0", "X1"), ["X3", "X4"], ("X6",)))
 
 
 @bn_settings(30)
@@ -266,6 +269,7 @@ def test_markov_blanket(spec):
     P = O.joint(O.normalized(spec)) if spec.n >= 3 else None
     for i, name in enumerate(spec.names):
         got = bn.markov_blanket(net, name)
+        assert isinstance(got, tuple), type(got)
         mb = O.markov_blanket(spec, i)
         assert tuple(got) == tuple(spec.names[k] for k in sorted(mb)), (name, got, mb)
         rest = [k for k in range(spec.n) if k != i and k not in mb]
