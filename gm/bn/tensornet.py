@@ -87,27 +87,45 @@ def _cache_dir() -> str | None:
     return path
 
 
-def _steps_from_ssa(inputs, output, ssa_path) -> tuple[Step, ...]:
-    """Turn an SSA pair list into steps whose outputs keep only labels still needed."""
+# A unary step (summing labels that only one tensor carries) costs a kernel of its own; when the
+# labels it sums are this small, the sum is left to the tensor's next pairwise step instead.
+_FOLD_UNARY = 16
+
+
+def _steps_from_ssa(inputs, output, ssa_path, sizes=None) -> tuple[Step, ...]:
+    """Turn an SSA path into steps whose outputs keep only labels still needed.
+
+    Small unary steps are folded into the next pairwise step of their tensor (see ``_FOLD_UNARY``).
+    """
     labels = [tuple(t) for t in inputs]
-    alive = set(range(len(inputs)))
+    real = list(range(len(inputs)))  # SSA id -> id among the emitted tensors
+    alive = set(range(len(inputs)))  # emitted ids
     steps = []
     out_set = set(output)
     for k, pair in enumerate(ssa_path):
-        a, b = (pair[0], -1) if len(pair) == 1 else pair
+        is_last = k == len(ssa_path) - 1
+        a, b = (real[pair[0]], -1) if len(pair) == 1 else (real[pair[0]], real[pair[1]])
+        if b < 0 and sizes is not None and not is_last:
+            others = set(out_set)
+            for t in alive - {a}:
+                others.update(labels[t])
+            summed = [l for l in labels[a] if l not in others]
+            if math.prod(sizes[l] for l in summed) <= _FOLD_UNARY:
+                real.append(a)  # the unary result is ``a`` itself, summed later
+                continue
         alive.discard(a)
         alive.discard(b)
         needed = set(out_set)
         for t in alive:
             needed.update(labels[t])
         union = list(dict.fromkeys(labels[a] + (labels[b] if b >= 0 else ())))
-        is_last = k == len(ssa_path) - 1
         if is_last and not alive:
             out = tuple(output)
         else:
             out = tuple(l for l in union if l in needed)
         labels.append(out)
         alive.add(len(labels) - 1)
+        real.append(len(labels) - 1)
         steps.append(Step(int(a), int(b), out))
     return tuple(steps)
 
@@ -221,7 +239,7 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v2"]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v3"]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None
     ssa = None
@@ -245,7 +263,7 @@ def plan(
             except OSError:
                 pass
     ssa = _complete_path(n, ssa)
-    steps = _steps_from_ssa(inputs, output, ssa)
+    steps = _steps_from_ssa(inputs, output, ssa, sizes)
     flops, largest = _cost(inputs, sizes, steps)
     return Plan(inputs, output, sizes, steps, flops, largest, seconds)
 

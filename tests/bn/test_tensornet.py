@@ -1,0 +1,138 @@
+"""The contraction engine against numpy's einsum (sum-product) and brute force (max-product)."""
+
+import itertools
+import string
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gm import bn
+from gm.bn import tensornet
+
+
+@st.composite
+def networks(draw):
+    """Random tensor networks: 2-6 tensors over up to 7 labels of size 1-3, and an output subset."""
+    n_labels = draw(st.integers(1, 7))
+    sizes = tuple(draw(st.lists(st.integers(1, 3), min_size=n_labels, max_size=n_labels)))
+    n_tensors = draw(st.integers(1, 6))
+    inputs = tuple(
+        tuple(draw(st.lists(st.integers(0, n_labels - 1), min_size=1, max_size=4, unique=True)))
+        for _ in range(n_tensors)
+    )
+    present = sorted({l for t in inputs for l in t})
+    output = tuple(draw(st.lists(st.sampled_from(present), max_size=3, unique=True)))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return inputs, output, sizes, seed
+
+
+def _arrays(inputs, sizes, seed, zeros=False):
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for t in inputs:
+        a = rng.random([sizes[l] for l in t])
+        if zeros:
+            a = np.where(rng.random(a.shape) < 0.2, 0.0, a)
+        arrays.append(a)
+    return arrays
+
+
+def _np_eq(inputs, output):
+    letters = string.ascii_letters
+    return ",".join("".join(letters[l] for l in t) for t in inputs) + "->" + "".join(letters[l] for l in output)
+
+
+@settings(max_examples=15, deadline=None)
+@given(networks())
+def test_contract_matches_einsum(net):
+    inputs, output, sizes, seed = net
+    arrays = _arrays(inputs, sizes, seed)
+    plan = tensornet.plan(inputs, output, sizes)
+    mantissa, log_scale = tensornet.contract(plan, [jnp.asarray(a, jnp.float32) for a in arrays])
+    got = np.asarray(mantissa, np.float64) * np.exp(float(log_scale))
+    want = np.einsum(_np_eq(inputs, output), *arrays)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-30)
+
+
+@settings(max_examples=15, deadline=None)
+@given(networks())
+def test_contract_max_value_and_decoding(net):
+    inputs, output, sizes, seed = net
+    arrays = _arrays(inputs, sizes, seed, zeros=True)
+    plan = tensornet.plan(inputs, (), sizes)
+    with np.errstate(divide="ignore"):
+        logs = [np.log(a) for a in arrays]
+    best, decode = tensornet.contract_max(plan, [jnp.asarray(l, jnp.float32) for l in logs])
+    labels = sorted({l for t in inputs for l in t})
+
+    def score(assign):
+        return sum(float(l[tuple(assign[x] for x in t)]) for l, t in zip(logs, inputs))
+
+    brute = max(score(dict(zip(labels, v))) for v in itertools.product(*(range(sizes[l]) for l in labels)))
+    if np.isfinite(brute):
+        np.testing.assert_allclose(float(best), brute, rtol=1e-5, atol=1e-5)
+        values = decode({})
+        assign = {l: int(values[l]) for l in labels}
+        np.testing.assert_allclose(score(assign), brute, rtol=1e-5, atol=1e-5)
+    else:
+        assert float(best) == -np.inf
+
+
+def test_plan_is_cached_and_reports_cost():
+    inputs = ((0, 1), (1, 2), (2, 3))
+    p1 = tensornet.plan(inputs, (), (2, 3, 4, 5))
+    p2 = tensornet.plan(inputs, (), (2, 3, 4, 5))
+    assert p1 is p2
+    assert p1.flops > 0 and p1.largest >= 1
+    assert sum(s.b >= 0 for s in p1.steps) == 2  # two pairwise steps (plus any unary pre-reductions)
+
+
+def test_plan_rejects_bad_output():
+    with pytest.raises(ValueError, match="output label 9"):
+        tensornet.plan(((0, 1),), (9,), (2, 2))
+
+
+def _chain(n, card=2, seed=0):
+    rng = np.random.default_rng(seed)
+    names = [f"X{i}" for i in range(n)]
+    cpts = {"X0": rng.dirichlet(np.ones(card))}
+    for i in range(1, n):
+        cpts[names[i]] = rng.dirichlet(np.ones(card) * 0.5, size=card)
+    return bn.BayesNet.from_dict(
+        states={n_: card for n_ in names},
+        parents={names[i]: [names[i - 1]] for i in range(1, n)},
+        cpts=cpts,
+    )
+
+
+def _chain_log_evidence_float64(net, ev):
+    """Scaled forward algorithm in float64 along the chain."""
+    alpha = np.asarray(net.cpts[0], np.float64)
+    total = 0.0
+    for i in range(net.n_vars):
+        if i > 0:
+            alpha = alpha @ np.asarray(net.cpts[i], np.float64)
+        if ev[i] >= 0:
+            mask = np.zeros_like(alpha)
+            mask[ev[i]] = 1.0
+            alpha = alpha * mask
+        s = alpha.sum()
+        total += np.log(s)
+        alpha = alpha / s
+    return total
+
+
+def test_float32_does_not_underflow_on_long_evidence():
+    net = _chain(60, card=4)
+    ev = np.random.default_rng(1).integers(0, 4, size=60).astype(np.int32)  # unlikely evidence
+    ev[::7] = -1
+    want = _chain_log_evidence_float64(net, ev)
+    assert want < -88  # P(e) below float32's smallest normal number
+    got = float(jax.jit(bn.log_evidence)(net, ev))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    post = jax.jit(bn.marginals)(net, ev)
+    assert all(np.isfinite(np.asarray(v)).all() for v in post.values())
