@@ -150,7 +150,7 @@ def main(argv=None) -> list[dict]:
         pgmpy_sets = 3 if args.quick else PGMPY_SETS.get(name, 20)
         row = run_network(name, batch, repeats, pgmpy_sets)
         rows.append(row)
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+        print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump({"device": str(jax.devices()[0]), "rows": rows}, f, indent=2)
     text = table(rows)

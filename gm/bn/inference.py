@@ -57,24 +57,42 @@ def _check_evidence(net: BayesNet, ev) -> jax.Array:
     return ev.astype(jnp.int32)
 
 
-def evidence_vectors(net: BayesNet, ev, soft: Soft = None) -> list[jax.Array]:
-    """Per-variable evidence vectors ``e_i: f[card_i]`` (one-hot, or ones if unobserved, times soft)."""
+def evidence_matrix(net: BayesNet, ev, soft: Soft = None) -> jax.Array:
+    """Evidence vectors of all variables as one zero-padded matrix ``f[n_vars, max_card]``.
+
+    Row i is the one-hot of variable i's observed state (all ones over its states when unobserved),
+    times its soft-evidence likelihood if one is given; entries past its cardinality are 0. Built with a
+    handful of array ops whatever the network's size (a per-variable loop costs XLA a kernel each).
+    """
     ev = _check_evidence(net, ev)
     dtype = jnp.result_type(*net.cpts) if net.cpts else jnp.float32
-    vecs = []
-    for i, card in enumerate(net.cards):
-        observed = ev[i] >= 0
-        vec = jnp.where(observed, jax.nn.one_hot(ev[i], card, dtype=dtype), jnp.ones(card, dtype))
-        vecs.append(vec)
-    for name, lik in (soft or {}).items():
-        i = net.index(name)
-        lik = jnp.asarray(lik, dtype=dtype)
-        if lik.shape != (net.cards[i],):
-            raise ValueError(
-                f"soft evidence for {name!r} must have shape ({net.cards[i]},), got {lik.shape}"
-            )
-        vecs[i] = vecs[i] * lik
-    return vecs
+    cards = np.asarray(net.cards)
+    width = int(cards.max()) if cards.size else 1
+    states = np.arange(width)[None, :]
+    valid = jnp.asarray(states < cards[:, None], dtype)
+    one_hot = (ev[:, None] == states).astype(dtype)
+    mat = jnp.where(ev[:, None] >= 0, one_hot, valid)
+    if soft:
+        lik = jnp.ones((net.n_vars, width), dtype)
+        for name, vec in soft.items():
+            i = net.index(name)
+            vec = jnp.asarray(vec, dtype=dtype)
+            if vec.shape != (net.cards[i],):
+                raise ValueError(
+                    f"soft evidence for {name!r} must have shape ({net.cards[i]},), got {vec.shape}"
+                )
+            lik = lik.at[i, : net.cards[i]].set(vec)
+        mat = mat * lik
+    return mat
+
+
+def _split(net: BayesNet, mat) -> list[jax.Array]:
+    return [mat[i, :card] for i, card in enumerate(net.cards)]
+
+
+def evidence_vectors(net: BayesNet, ev, soft: Soft = None) -> list[jax.Array]:
+    """Per-variable evidence vectors ``e_i: f[card_i]`` (one-hot, or ones if unobserved, times soft)."""
+    return _split(net, evidence_matrix(net, ev, soft))
 
 
 def _weighted_cpts(net: BayesNet, vecs: Sequence[jax.Array]) -> list[jax.Array]:
@@ -173,16 +191,14 @@ def marginals_and_log_evidence(net: BayesNet, ev, soft: Soft = None):
 
 
 def _marginals_and_log_z(net, ev, soft):
-    vecs = evidence_vectors(net, ev, soft)
-    log_z, grads = jax.value_and_grad(lambda v: _log_partition(net, v))(vecs)
+    mat = evidence_matrix(net, ev, soft)
+    log_z, grad = jax.value_and_grad(lambda m: _log_partition(net, _split(net, m)))(mat)
     possible = jnp.isfinite(log_z)
-    post = []
-    for vec, grad in zip(vecs, grads):
-        p = jnp.maximum(vec * grad, 0.0)
-        total = jnp.sum(p)
-        ok = possible & (total > 0)
-        post.append(jnp.where(ok, p / jnp.where(ok, total, 1.0), 0.0))
-    return log_z, post
+    p = jnp.maximum(mat * grad, 0.0)  # padded entries are 0 because mat is
+    total = jnp.sum(p, axis=1, keepdims=True)
+    ok = possible & (total > 0)
+    post = jnp.where(ok, p / jnp.where(ok, total, 1.0), 0.0)
+    return log_z, _split(net, post)
 
 
 def _query_indices(net: BayesNet, names: Sequence[str]) -> tuple[int, ...]:
