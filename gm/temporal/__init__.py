@@ -1,0 +1,22 @@
+"""gm.temporal: hidden Markov models and dynamic Bayesian networks.
+
+Inference works on per-step log-likelihoods ``f32[T, K]`` (any emission family); see ``gm.temporal.hmm``.
+"""
+
+from gm.temporal.hmm import (
+    ExpectedCounts,
+    Filtered,
+    Path,
+    Posterior,
+    expected_counts,
+    filter,
+    length_mask,
+    parallel_filter,
+    parallel_smoother,
+    parallel_viterbi,
+    sample,
+    sample_posterior,
+    smoother,
+    two_slice_marginals,
+    viterbi,
+)
