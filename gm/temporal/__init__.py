@@ -20,3 +20,15 @@ from gm.temporal.hmm import (
     two_slice_marginals,
     viterbi,
 )
+from gm.temporal import em, emissions
+from gm.temporal.em import HMMParams, Prior, em_step, fit, fit_restarts, fit_scan, init_params
+from gm.temporal.emissions import (
+    Categorical,
+    CategoricalParams,
+    Gaussian,
+    GaussianMixture,
+    GaussianMixtureParams,
+    GaussianParams,
+    Poisson,
+    PoissonParams,
+)
