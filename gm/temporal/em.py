@@ -186,14 +186,16 @@ def fit_scan(family, params: HMMParams, obs, mask=None, *, num_iters: int = 50, 
 
 @partial(jax.jit, static_argnames=("family", "num_states", "num_restarts", "num_iters"))
 def fit_restarts(key, family, num_states: int, obs, mask=None, *, num_restarts: int = 4,
-                 num_iters: int = 50, prior: Prior = Prior()):
+                 num_iters: int = 50, prior: Prior = Prior(), stickiness: float = 0.0):
     """EM from ``num_restarts`` random initialisations at once (``vmap``); keeps the best.
+
+    ``stickiness`` mixes the identity into the random initial transition matrices.
 
     Returns:
         (best params, history f32[num_restarts, num_iters], final objective f32[num_restarts]).
     """
     keys = jax.random.split(key, num_restarts)
-    inits = jax.vmap(lambda k: init_params(k, family, num_states, obs, mask))(keys)
+    inits = jax.vmap(lambda k: init_params(k, family, num_states, obs, mask, stickiness=stickiness))(keys)
     fitted, hist = jax.vmap(lambda p: fit_scan(family, p, obs, mask, num_iters=num_iters, prior=prior))(inits)
     final = jax.vmap(lambda p: log_likelihood(family, p, obs, mask) + log_prior(family, p, prior))(fitted)
     best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
