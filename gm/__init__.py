@@ -8,6 +8,10 @@ dependencies stay optional.
 
 import importlib
 
+from gm import _xla
+
+_xla.configure()
+
 __version__ = "0.1.0"
 __all__ = ["bn", "temporal", "learn", "deep", "data"]
 

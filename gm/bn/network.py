@@ -1,0 +1,331 @@
+"""The discrete Bayesian network: static structure plus CPT leaves.
+
+A `BayesNet` is a pytree. Its structure (variable names, state names, parent indices) is hashable aux
+data, so `jax.jit` specialises on it once; its conditional probability tables are the leaves, so
+`jax.grad` differentiates through them and `jax.vmap` can batch over them.
+
+CPT layout: ``cpts[i]`` has shape ``(*cards[parents[i]], cards[i])``, the child's axis last, so that
+``cpts[i][u]`` is the distribution P(X_i | U_i = u).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """The static, hashable part of a Bayesian network.
+
+    Attributes:
+      names: variable names, in the network's variable order.
+      states: state names of each variable.
+      parents: parent indices (into ``names``) of each variable, in CPT axis order.
+    """
+
+    names: tuple[str, ...]
+    states: tuple[tuple[str, ...], ...]
+    parents: tuple[tuple[int, ...], ...]
+
+    @functools.cached_property
+    def cards(self) -> tuple[int, ...]:
+        return tuple(len(s) for s in self.states)
+
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    @functools.cached_property
+    def children(self) -> tuple[tuple[int, ...], ...]:
+        kids: list[list[int]] = [[] for _ in self.names]
+        for child, pa in enumerate(self.parents):
+            for p in pa:
+                kids[p].append(child)
+        return tuple(tuple(k) for k in kids)
+
+    @functools.cached_property
+    def topological_order(self) -> tuple[int, ...]:
+        order = _topological_order(self.names, self.parents)
+        assert order is not None, "structure was validated acyclic"
+        return order
+
+    @functools.cached_property
+    def families(self) -> tuple[tuple[int, ...], ...]:
+        """Variables of each CPT in axis order: parents then the child."""
+        return tuple(tuple(pa) + (i,) for i, pa in enumerate(self.parents))
+
+    def state_index(self, var: int, state: Any) -> int:
+        """Index of ``state`` (a state name or an integer index) of variable ``var``."""
+        states = self.states[var]
+        if isinstance(state, (bool, np.bool_)):
+            raise TypeError(f"state of {self.names[var]!r} must be a state name or an index, got bool")
+        if isinstance(state, (int, np.integer)):
+            if not 0 <= int(state) < len(states):
+                raise ValueError(
+                    f"state index {int(state)} out of range for variable {self.names[var]!r} "
+                    f"with {len(states)} states {list(states)}"
+                )
+            return int(state)
+        try:
+            return states.index(str(state))
+        except ValueError:
+            raise ValueError(
+                f"unknown state {state!r} of variable {self.names[var]!r}; its states are {list(states)}"
+            ) from None
+
+
+def _topological_order(names, parents) -> tuple[int, ...] | None:
+    """Kahn's algorithm; stable (ties broken by variable order). None if there is a cycle."""
+    n = len(names)
+    indegree = [len(set(pa)) for pa in parents]
+    children: list[list[int]] = [[] for _ in range(n)]
+    for child, pa in enumerate(parents):
+        for p in set(pa):
+            children[p].append(child)
+    import heapq
+
+    ready = [i for i in range(n) if indegree[i] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for c in children[i]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                heapq.heappush(ready, c)
+    return tuple(order) if len(order) == n else None
+
+
+def _find_cycle(names, parents) -> list[str]:
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(len(names)))
+    graph.add_edges_from((p, c) for c, pa in enumerate(parents) for p in pa)
+    cycle = nx.find_cycle(graph)
+    return [names[u] for u, _ in cycle]
+
+
+@jax.tree_util.register_pytree_node_class
+class BayesNet:
+    """A discrete Bayesian network: `Structure` (static) and CPTs (pytree leaves).
+
+    Build one with `BayesNet.from_dict`, `gm.bn.read_bif` or `gm.bn.from_pgmpy`; those validate. The
+    plain constructor does not validate (it is what pytree unflattening and learning code use).
+
+    Example:
+      >>> net = BayesNet.from_dict(
+      ...     states={"Rain": ["no", "yes"], "Wet": ["no", "yes"]},
+      ...     parents={"Wet": ["Rain"]},
+      ...     cpts={"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> net.evidence({"Wet": "yes"})
+      array([-1,  1], dtype=int32)
+    """
+
+    __slots__ = ("structure", "cpts")
+
+    def __init__(self, structure: Structure, cpts: Sequence[Any]):
+        self.structure = structure
+        self.cpts = tuple(cpts)
+
+    # -- pytree protocol -------------------------------------------------------------------------
+    def tree_flatten(self):
+        return self.cpts, self.structure
+
+    @classmethod
+    def tree_unflatten(cls, structure, cpts):
+        return cls(structure, cpts)
+
+    # -- conveniences ----------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.structure.names
+
+    @property
+    def states(self) -> tuple[tuple[str, ...], ...]:
+        return self.structure.states
+
+    @property
+    def parents(self) -> tuple[tuple[int, ...], ...]:
+        return self.structure.parents
+
+    @property
+    def cards(self) -> tuple[int, ...]:
+        return self.structure.cards
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.structure.names)
+
+    def index(self, name: str) -> int:
+        """Index of variable ``name``; ValueError naming it if unknown."""
+        try:
+            return self.structure.index[name]
+        except KeyError:
+            raise ValueError(f"unknown variable {name!r}") from None
+
+    def parent_names(self, name: str) -> tuple[str, ...]:
+        return tuple(self.names[p] for p in self.parents[self.index(name)])
+
+    def cpt(self, name: str):
+        """The CPT of ``name``, shape ``(*parent cards, card)``."""
+        return self.cpts[self.index(name)]
+
+    def replace(self, cpts: Sequence[Any] | Mapping[str, Any]) -> "BayesNet":
+        """A network with the same structure and new CPTs (a sequence in variable order, or a dict)."""
+        if isinstance(cpts, Mapping):
+            new = list(self.cpts)
+            for name, value in cpts.items():
+                new[self.index(name)] = value
+            cpts = new
+        return BayesNet(self.structure, cpts)
+
+    def __repr__(self) -> str:
+        n_edges = sum(len(p) for p in self.parents)
+        return f"BayesNet({self.n_vars} variables, {n_edges} edges)"
+
+    def evidence(self, assignment: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Evidence vector ``int32[n_vars]`` from ``{name: state name or index}``; -1 = unobserved.
+
+        Raises:
+          ValueError: naming an unknown variable or state.
+        """
+        ev = np.full(self.n_vars, -1, dtype=np.int32)
+        for name, state in (assignment or {}).items():
+            i = self.index(name)
+            ev[i] = self.structure.state_index(i, state)
+        return ev
+
+    def assignment(self, x) -> dict[str, str | None]:
+        """Readable ``{name: state name}`` from an ``int32[n_vars]`` vector (-1 gives None)."""
+        x = np.asarray(x)
+        return {n: (self.states[i][int(x[i])] if x[i] >= 0 else None) for i, n in enumerate(self.names)}
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(
+        cls,
+        states: Mapping[str, Sequence[str] | int],
+        parents: Mapping[str, Sequence[str]] | None = None,
+        cpts: Mapping[str, Any] | None = None,
+        *,
+        atol: float = 1e-3,
+        dtype=None,
+    ) -> "BayesNet":
+        """Build and validate a network.
+
+        Args:
+          states: ``{name: [state names]}`` or ``{name: number of states}``; its order is the
+            network's variable order.
+          parents: ``{name: [parent names]}``; a missing name has no parents. The order of the list is
+            the order of the CPT's parent axes.
+          cpts: ``{name: array}`` of shape ``(*parent cards, card)``, child axis last.
+          atol: tolerance on each CPT row summing to one.
+          dtype: CPT dtype (default: JAX's default float, float32 unless x64 is enabled).
+
+        Raises:
+          ValueError: naming the fault: duplicate or unknown names, a cycle (its variables), a CPT of
+            the wrong shape, negative or non-finite entries, a row that does not sum to one (the
+            variable and the parent configuration).
+        """
+        parents = dict(parents or {})
+        cpts = dict(cpts or {})
+        names = []
+        state_names = []
+        for name, st in states.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"variable names must be non-empty strings, got {name!r}")
+            if isinstance(st, (int, np.integer)):
+                if st < 1:
+                    raise ValueError(f"variable {name!r} must have at least one state, got {st}")
+                st = [str(k) for k in range(int(st))]
+            st = tuple(str(s) for s in st)
+            if not st:
+                raise ValueError(f"variable {name!r} has no states")
+            dup = _first_duplicate(st)
+            if dup is not None:
+                raise ValueError(f"duplicate state {dup!r} of variable {name!r}")
+            names.append(name)
+            state_names.append(st)
+        dup = _first_duplicate(names)
+        if dup is not None:  # only reachable with non-dict mappings
+            raise ValueError(f"duplicate variable name {dup!r}")
+        index = {n: i for i, n in enumerate(names)}
+        for name in parents:
+            if name not in index:
+                raise ValueError(f"parents given for unknown variable {name!r}")
+        for name in cpts:
+            if name not in index:
+                raise ValueError(f"CPT given for unknown variable {name!r}")
+        parent_idx = []
+        for name in names:
+            pa = list(parents.get(name, ()))
+            dup = _first_duplicate(pa)
+            if dup is not None:
+                raise ValueError(f"variable {name!r} lists parent {dup!r} twice")
+            for p in pa:
+                if p not in index:
+                    raise ValueError(f"unknown parent {p!r} of variable {name!r}")
+                if p == name:
+                    raise ValueError(f"variable {name!r} is its own parent (a cycle: {name} -> {name})")
+            parent_idx.append(tuple(index[p] for p in pa))
+        if _topological_order(names, parent_idx) is None:
+            cycle = _find_cycle(names, parent_idx)
+            raise ValueError("the graph has a cycle: " + " -> ".join(cycle + cycle[:1]))
+        structure = Structure(tuple(names), tuple(state_names), tuple(parent_idx))
+        tables = []
+        for i, name in enumerate(names):
+            if name not in cpts:
+                raise ValueError(f"missing CPT for variable {name!r}")
+            tables.append(_check_cpt(structure, i, cpts[name], atol))
+        dtype = dtype or jnp.result_type(float)
+        return cls(structure, [jnp.asarray(t, dtype=dtype) for t in tables])
+
+
+def _first_duplicate(items):
+    seen = set()
+    for x in items:
+        if x in seen:
+            return x
+        seen.add(x)
+    return None
+
+
+def _check_cpt(structure: Structure, i: int, table, atol: float) -> np.ndarray:
+    name = structure.names[i]
+    try:
+        table = np.asarray(table, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"CPT of {name!r} is not a numeric array: {err}") from None
+    pa = structure.parents[i]
+    expected = tuple(structure.cards[p] for p in pa) + (structure.cards[i],)
+    if table.shape != expected:
+        pa_desc = ", ".join(f"{structure.names[p]}={structure.cards[p]}" for p in pa) or "no parents"
+        raise ValueError(
+            f"CPT of {name!r} has shape {table.shape}, expected {expected} "
+            f"(parents {pa_desc}; child axis last with {structure.cards[i]} states)"
+        )
+    if not np.all(np.isfinite(table)):
+        raise ValueError(f"CPT of {name!r} has non-finite entries")
+    if np.any(table < 0):
+        where = tuple(int(k) for k in np.argwhere(table < 0)[0])
+        raise ValueError(f"CPT of {name!r} has a negative entry {table[where]} at {where}")
+    sums = table.sum(axis=-1)
+    bad = np.abs(sums - 1.0) > atol
+    if np.any(bad):
+        u = tuple(int(k) for k in np.argwhere(bad)[0]) if pa else ()
+        config = ", ".join(f"{structure.names[p]}={structure.states[p][k]}" for p, k in zip(pa, u))
+        total = float(sums[u]) if pa else float(sums)
+        raise ValueError(
+            f"CPT of {name!r} does not sum to 1 for parent configuration "
+            f"({config or 'no parents'}): sum = {total:.6g}"
+        )
+    return table

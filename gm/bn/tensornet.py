@@ -1,0 +1,390 @@
+"""Tensor-network contraction: planned once per structure, executed pairwise with rescaling.
+
+A discrete graphical model is a product of factor tensors whose axes are labelled by variables
+(integers here). Inference is a contraction: sum (or max) the product over every label not in the
+output. The order in which pairs of tensors are contracted (the *path*) decides the cost, often by
+orders of magnitude, so a path is searched once per structure (cotengra's hyper-optimiser, opt_einsum
+as a fallback), cached in memory and on disk, and replayed by `contract` / `contract_max` inside
+whatever `jax.jit` / `jax.vmap` the caller applies.
+
+Float32 underflow: the product of hundreds of probabilities leaves float32's range. `contract` divides
+every pairwise intermediate by its maximum and carries the log of the divisors, so the result is
+returned as ``(mantissa, log_scale)`` with ``value = mantissa * exp(log_scale)``. The divisors are
+wrapped in `jax.lax.stop_gradient`, which keeps gradients of ``log(mantissa) + log_scale`` exact:
+the divisors are constants of the computed function, and d log(Z / c) = d log Z for constant c.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import string
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_LETTERS = string.ascii_letters
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One contraction of tensors ``a`` and ``b`` (SSA ids) into labels ``out``; ``b = -1``: ``a`` alone."""
+
+    a: int
+    b: int
+    out: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A contraction path in SSA form plus its cost.
+
+    Attributes:
+      inputs: labels of each input tensor.
+      output: labels of the result, in order.
+      sizes: ``sizes[label]`` is the dimension of that label.
+      steps: pairwise contractions; step k creates tensor id ``len(inputs) + k``.
+      flops: sum over steps of the product of the sizes of all labels involved (multiply-adds).
+      largest: number of entries of the largest intermediate (inputs excluded).
+      search_seconds: time the path search took (0 when it came from a cache).
+    """
+
+    inputs: tuple[tuple[int, ...], ...]
+    output: tuple[int, ...]
+    sizes: tuple[int, ...]
+    steps: tuple[Step, ...]
+    flops: float
+    largest: int
+    search_seconds: float = dataclasses.field(default=0.0, compare=False, hash=False)
+
+    @functools.cached_property
+    def labels(self) -> tuple[tuple[int, ...], ...]:
+        """Labels of every tensor id: inputs then intermediates."""
+        labels = list(self.inputs)
+        for step in self.steps:
+            labels.append(step.out)
+        return tuple(labels)
+
+    @property
+    def log10_flops(self) -> float:
+        return math.log10(max(self.flops, 1.0))
+
+
+def _cache_dir() -> str | None:
+    root = os.environ.get("GM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gm")
+    path = os.path.join(root, "plans")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return path
+
+
+def _steps_from_ssa(inputs, output, ssa_path) -> tuple[Step, ...]:
+    """Turn an SSA pair list into steps whose outputs keep only labels still needed."""
+    labels = [tuple(t) for t in inputs]
+    alive = set(range(len(inputs)))
+    steps = []
+    out_set = set(output)
+    for k, pair in enumerate(ssa_path):
+        a, b = (pair[0], -1) if len(pair) == 1 else pair
+        alive.discard(a)
+        alive.discard(b)
+        needed = set(out_set)
+        for t in alive:
+            needed.update(labels[t])
+        union = list(dict.fromkeys(labels[a] + (labels[b] if b >= 0 else ())))
+        is_last = k == len(ssa_path) - 1
+        if is_last and not alive:
+            out = tuple(output)
+        else:
+            out = tuple(l for l in union if l in needed)
+        labels.append(out)
+        alive.add(len(labels) - 1)
+        steps.append(Step(int(a), int(b), out))
+    return tuple(steps)
+
+
+def _cost(inputs, sizes, steps) -> tuple[float, int]:
+    labels = [tuple(t) for t in inputs]
+    flops = 0.0
+    largest = 0
+    for s in steps:
+        union = set(labels[s.a]) | (set(labels[s.b]) if s.b >= 0 else set())
+        flops += math.prod(sizes[l] for l in union)
+        largest = max(largest, math.prod(sizes[l] for l in s.out))
+        labels.append(s.out)
+    return flops, largest
+
+
+def _complete_path(n_inputs, ssa_path) -> list[tuple[int, int]]:
+    """Join whatever remains after a path (disconnected pieces) into one tensor."""
+    used = set()
+    nxt = n_inputs
+    for pair in ssa_path:
+        used.update(pair)
+        nxt += 1
+    remaining = [t for t in range(nxt) if t not in used]
+    path = list(ssa_path)
+    while len(remaining) > 1:
+        a, b = remaining.pop(0), remaining.pop(0)
+        path.append((a, b))
+        remaining.append(nxt)
+        nxt += 1
+    return path
+
+
+def _quick_path(inputs, output, size_dict, trials: int) -> list[tuple[int, int]]:
+    """Randomised greedy paths (cotengra's fast path finder), best of ``trials``."""
+    from cotengra.pathfinders.path_basic import optimize_random_greedy_track_flops
+
+    path, _ = optimize_random_greedy_track_flops(
+        [tuple(t) for t in inputs], tuple(output), size_dict, ntrials=trials, seed=0, use_ssa=True
+    )
+    return [tuple(int(k) for k in p) for p in path]
+
+
+def _hyper_path(inputs, output, size_dict, max_time: float) -> list[tuple[int, int]]:
+    """cotengra's hyper-optimiser (greedy and, when installed, kahypar partitioning)."""
+    import cotengra as ctg
+
+    methods = ["greedy"]
+    try:
+        import kahypar  # noqa: F401
+
+        methods.append("kahypar")
+    except ImportError:
+        pass
+    opt = ctg.HyperOptimizer(
+        methods=methods,
+        max_repeats=4096,
+        max_time=max_time,
+        minimize="combo",
+        parallel=False,
+        progbar=False,
+    )
+    tree = opt.search([tuple(t) for t in inputs], tuple(output), size_dict)
+    return [tuple(int(k) for k in p) for p in tree.get_ssa_path()]
+
+
+# Contractions cheaper than this (multiply-adds) keep the quick greedy path: a longer search cannot
+# save more than it costs.
+_QUICK_ENOUGH_FLOPS = 1e6
+
+
+def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, int]]:
+    size_dict = {l: sizes[l] for t in inputs for l in t}
+    ssa = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=32))
+    flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
+    if flops <= _QUICK_ENOUGH_FLOPS or max_time == 0:
+        return ssa
+    if max_time is None:  # spend search time in proportion to what is at stake
+        max_time = 10.0 if flops < 1e8 else 30.0
+    better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, max_time))
+    better_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, better))
+    return better if better_flops < flops else ssa
+
+
+@functools.lru_cache(maxsize=512)
+def plan(
+    inputs: tuple[tuple[int, ...], ...],
+    output: tuple[int, ...],
+    sizes: tuple[int, ...],
+    *,
+    max_time: float | None = None,
+) -> Plan:
+    """Plan the contraction of tensors labelled ``inputs`` into ``output`` (cached).
+
+    Args:
+      inputs: labels (ints) of each tensor's axes.
+      output: labels of the result (distinct, each present in some input).
+      sizes: dimension of each label, indexed by label.
+      max_time: seconds for the hyper-optimiser, which runs only when the quick randomised-greedy
+        path costs more than 1e6 multiply-adds (default: 10 s, or 30 s when the greedy path costs over
+        1e8; 0 keeps the greedy path). Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
+        ``~/.cache/gm/plans``), so a search runs once per structure and machine.
+    """
+    inputs = tuple(tuple(int(l) for l in t) for t in inputs)
+    output = tuple(int(l) for l in output)
+    sizes = tuple(int(s) for s in sizes)
+    if len(set(output)) != len(output):
+        raise ValueError(f"output labels must be distinct, got {output}")
+    present = {l for t in inputs for l in t}
+    for l in output:
+        if l not in present:
+            raise ValueError(f"output label {l} appears in no input")
+    n = len(inputs)
+    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v2"]).encode()).hexdigest()
+    cache = _cache_dir()
+    cache_file = os.path.join(cache, key + ".json") if cache else None
+    ssa = None
+    seconds = 0.0
+    if cache_file and os.path.exists(cache_file):
+        try:
+            with open(cache_file) as f:
+                ssa = [tuple(p) for p in json.load(f)["ssa"]]
+        except (OSError, ValueError, KeyError):
+            ssa = None
+    if ssa is None:
+        start = time.perf_counter()
+        ssa = _search(inputs, output, sizes, max_time) if n > 1 else []
+        seconds = time.perf_counter() - start
+        if cache_file:
+            try:
+                tmp = cache_file + f".{os.getpid()}.tmp"
+                with open(tmp, "w") as f:
+                    json.dump({"ssa": ssa}, f)
+                os.replace(tmp, cache_file)
+            except OSError:
+                pass
+    ssa = _complete_path(n, ssa)
+    steps = _steps_from_ssa(inputs, output, ssa)
+    flops, largest = _cost(inputs, sizes, steps)
+    return Plan(inputs, output, sizes, steps, flops, largest, seconds)
+
+
+def _einsum_eq(in_labels: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> str:
+    letters: dict[int, str] = {}
+    for t in list(in_labels) + [out]:
+        for l in t:
+            if l not in letters:
+                if len(letters) >= len(_LETTERS):
+                    raise ValueError("a pairwise contraction involves more than 52 labels")
+                letters[l] = _LETTERS[len(letters)]
+    lhs = ",".join("".join(letters[l] for l in t) for t in in_labels)
+    return lhs + "->" + "".join(letters[l] for l in out)
+
+
+# Pairwise steps whose full product has at most this many entries are computed as a broadcast
+# multiply and a sum (one fused loop; XLA compiles it faster and runs it faster than a tiny batched
+# dot); larger ones go to einsum / dot_general.
+_SMALL_STEP = 1 << 12
+
+
+def _pair_sum(a, la, b, lb, out, sizes):
+    union = tuple(dict.fromkeys(tuple(out) + tuple(la) + tuple(lb)))
+    if math.prod(sizes[l] for l in union) > _SMALL_STEP:
+        eq = _einsum_eq([la, lb], out)
+        return jnp.einsum(eq, a, b, precision=jax.lax.Precision.HIGHEST)
+    prod = _broadcast_to(a, la, union, sizes) * _broadcast_to(b, lb, union, sizes)
+    n_out = len(out)
+    return jnp.sum(prod, axis=tuple(range(n_out, len(union)))) if len(union) > n_out else prod
+
+
+def _rescale(t):
+    """Divide by the max (a constant for autodiff); returns (t / m, log m). All-zero t is kept."""
+    m = jax.lax.stop_gradient(jnp.max(t))
+    m = jnp.where(m > 0, m, 1.0)
+    return t / m, jnp.log(m)
+
+
+def contract(p: Plan, arrays: Sequence[jax.Array], *, rescale: bool = True, rescale_every: int = 4):
+    """Sum-product contraction of ``arrays`` along plan ``p``.
+
+    Args:
+      p: the plan.
+      arrays: the input tensors, shaped by ``p.inputs`` and ``p.sizes``.
+      rescale: divide intermediates by their max (under stop_gradient) and carry the log.
+      rescale_every: rescale an intermediate once it has absorbed this many input tensors since the
+        last rescale in its subtree (and always the result). Each rescale costs a reduction, which on
+        small networks dominates compile time; with probabilities as inputs, a magnitude can shrink
+        only by the product of the few factors absorbed in between, far inside float32's range.
+
+    Returns:
+      ``(mantissa, log_scale)``: ``mantissa`` has the output labels' shape; the exact result is
+      ``mantissa * exp(log_scale)``. Without ``rescale`` the log scale is 0.
+    """
+    if len(arrays) != len(p.inputs):
+        raise ValueError(f"plan expects {len(p.inputs)} tensors, got {len(arrays)}")
+    tensors: list = list(arrays)
+    absorbed = [1] * len(arrays)
+    labels = p.labels
+    log_scale = jnp.zeros((), dtype=jnp.result_type(*arrays))
+    t = None
+    if not p.steps:  # one tensor: reduce it directly
+        t = jnp.einsum(_einsum_eq([labels[0]], p.output), tensors[0])
+    for k, step in enumerate(p.steps):
+        if step.b < 0:
+            t = jnp.einsum(_einsum_eq([labels[step.a]], step.out), tensors[step.a])
+            count = absorbed[step.a]
+        else:
+            t = _pair_sum(tensors[step.a], labels[step.a], tensors[step.b], labels[step.b], step.out, p.sizes)
+            tensors[step.b] = None
+            count = absorbed[step.a] + absorbed[step.b]
+        tensors[step.a] = None
+        if rescale and (count >= rescale_every or k == len(p.steps) - 1):
+            t, ls = _rescale(t)
+            log_scale = log_scale + ls
+            count = 0
+        tensors.append(t)
+        absorbed.append(count)
+    return t, log_scale
+
+
+def _broadcast_to(x, x_labels, union, sizes):
+    """Transpose ``x`` to the order of ``union`` and insert unit axes for missing labels."""
+    order = sorted(range(len(x_labels)), key=lambda k: union.index(x_labels[k]))
+    x = jnp.transpose(x, order) if order != list(range(len(order))) else x
+    return x.reshape([sizes[l] if l in x_labels else 1 for l in union])
+
+
+def contract_max(p: Plan, log_arrays: Sequence[jax.Array]):
+    """Max-sum contraction (max-product in log space) with argmax decoding.
+
+    Args:
+      p: a plan; its output labels are kept (not maximised).
+      log_arrays: log-factors (``-inf`` for zeros).
+
+    Returns:
+      ``(max_log, decode)`` where ``max_log`` has the output labels' shape and ``decode(out_values)``
+      takes the values of the output labels (a dict, empty for a scalar plan) and returns a dict
+      ``{label: int32 value}`` of the maximising assignment of every eliminated label.
+    """
+    sizes = p.sizes
+    labels = p.labels
+    tensors: list = list(log_arrays)
+    trace = []  # (kept labels, eliminated labels, argmax table over kept)
+
+    def reduce(t, t_labels, keep):
+        elim = tuple(l for l in t_labels if l not in keep)
+        union = tuple(keep) + elim
+        t = _broadcast_to(t, t_labels, union, sizes)
+        kept_shape = tuple(sizes[l] for l in keep)
+        flat = t.reshape(kept_shape + (math.prod(sizes[l] for l in elim),))
+        return jnp.max(flat, axis=-1), jnp.argmax(flat, axis=-1).astype(jnp.int32), elim
+
+    if not p.steps:
+        t, arg, elim = reduce(tensors[0], labels[0], p.output)
+        trace.append((p.output, elim, arg))
+    for step in p.steps:
+        if step.b < 0:
+            union, s = labels[step.a], tensors[step.a]
+        else:
+            union = tuple(dict.fromkeys(labels[step.a] + labels[step.b]))
+            s = _broadcast_to(tensors[step.a], labels[step.a], union, sizes) + _broadcast_to(
+                tensors[step.b], labels[step.b], union, sizes
+            )
+            tensors[step.b] = None
+        tensors[step.a] = None
+        t, arg, elim = reduce(s, union, step.out)
+        trace.append((step.out, elim, arg))
+        tensors.append(t)
+
+    def decode(out_values=None):
+        values = dict(out_values or {})
+        for keep, elim, arg in reversed(trace):
+            if not elim:
+                continue
+            flat = arg[tuple(values[l] for l in keep)] if keep else arg
+            for l, v in zip(elim, jnp.unravel_index(flat, tuple(sizes[l] for l in elim))):
+                values[l] = v.astype(jnp.int32)
+        return values
+
+    return t, decode
