@@ -32,3 +32,5 @@ from gm.temporal.emissions import (
     Poisson,
     PoissonParams,
 )
+from gm.temporal import dbn
+from gm.temporal.dbn import DBN, boltzmann_zipper, coupled_hmm, factorial_hmm, unroll
