@@ -191,17 +191,57 @@ def _labels(s: Structure):
     return n, sizes, init_inputs, trans_inputs
 
 
-def _plans(s: Structure, out_extra: tuple[int, ...] = ()):
-    """(first-slice plan, transition plan): inputs are the CPTs, the evidence vectors and (transition
-    only) the previous interface message; the output is the current interface (plus ``out_extra``)."""
+def _plans(s: Structure):
+    """(first-slice plan, transition plan): inputs are the CPTs, the evidence vectors of the variables
+    outside the interface and (transition only) the previous interface message; the output is the
+    current interface. The interface's evidence vectors multiply the output afterwards: under ``vmap``
+    the evidence is batched, and keeping it off the CPTs keeps every CPT product one unbatched GEMM."""
     n, sizes, init_inputs, trans_inputs = _labels(s)
     iface = s.interface
-    out = tuple(iface) + tuple(v for v in out_extra if v not in iface)
-    ev_inputs = [(i,) for i in range(n)]
-    p0 = _tn.plan(tuple(init_inputs + ev_inputs), out, sizes)
+    ev_inputs = [(i,) for i in range(n) if i not in iface]
+    p0 = _tn.plan(tuple(init_inputs + ev_inputs), iface, sizes)
     prev_iface = tuple(n + i for i in iface)
-    pt = _tn.plan(tuple(trans_inputs + ev_inputs + [prev_iface]), out, sizes)
+    pt = _tn.plan(tuple(trans_inputs + ev_inputs + [prev_iface]), iface, sizes)
     return p0, pt
+
+
+def _backward_plan(s: Structure):
+    """Plan of β_{t-1}(interface_{t-1}) = Σ_{slice t} CPTs · λ_t · (λ_t β_t)(interface_t)."""
+    n, sizes, _, trans_inputs = _labels(s)
+    iface = s.interface
+    ev_inputs = [(i,) for i in range(n) if i not in iface]
+    prev_iface = tuple(n + i for i in iface)
+    return _tn.plan(tuple(trans_inputs + ev_inputs + [tuple(iface)]), prev_iface, sizes)
+
+
+def _local_plans(s: Structure):
+    """For every variable v outside the interface: plans of the slice contraction with output (v,),
+    given the previous message (transition plan only) and the next slice's β ⊙ λ on the interface."""
+    n, sizes, init_inputs, trans_inputs = _labels(s)
+    iface = s.interface
+    prev_iface = tuple(n + i for i in iface)
+    out = {}
+    for v in range(n):
+        if v in iface:
+            continue
+        ev_inputs = [(i,) for i in range(n) if i not in iface and i != v]
+        out[v] = (_tn.plan(tuple(init_inputs + ev_inputs + [tuple(iface)]), (v,), sizes),
+                  _tn.plan(tuple(trans_inputs + ev_inputs + [prev_iface, tuple(iface)]), (v,), sizes))
+    return out
+
+
+def _apply_interface_evidence(s: Structure, msg, lam_t, op=jnp.multiply):
+    """Multiplies (or, in log space, adds) the interface variables' evidence vectors into the message."""
+    k = len(s.interface)
+    for axis, i in enumerate(s.interface):
+        shape = [1] * k
+        shape[axis] = s.cards[i]
+        msg = op(msg, lam_t[i].reshape(shape))
+    return msg
+
+
+def _step_inputs(s: Structure, lam_t):
+    return [lam_t[i] for i in range(s.num_vars) if i not in s.interface]
 
 
 def step_flops(dbn: DBN) -> float:
@@ -226,8 +266,9 @@ def evidence_vectors(dbn: DBN, evidence) -> tuple[jax.Array, ...]:
 
 
 def _contract(plan, arrays):
-    mant, log_scale = _tn.contract(plan, arrays)
-    return mant, log_scale
+    # no rescaling inside a step: the message is normalised after every step, and one step multiplies
+    # only a slice's worth of probabilities
+    return _tn.contract(plan, arrays, rescale=False)
 
 
 def _forward_sum(dbn: DBN, lams, *, want_filtered=False):
@@ -237,12 +278,14 @@ def _forward_sum(dbn: DBN, lams, *, want_filtered=False):
     T = lams[0].shape[0]
 
     def first(lam0):
-        m, ls = _contract(p0, list(dbn.initial_cpts) + list(lam0))
+        m, ls = _contract(p0, list(dbn.initial_cpts) + _step_inputs(s, lam0))
+        m = _apply_interface_evidence(s, m, lam0)
         z = jnp.sum(m)
         return jnp.log(z) + ls, m / z
 
     def step(msg, lam_t):
-        m, ls = _contract(pt, list(dbn.transition_cpts) + list(lam_t) + [msg])
+        m, ls = _contract(pt, list(dbn.transition_cpts) + _step_inputs(s, lam_t) + [msg])
+        m = _apply_interface_evidence(s, m, lam_t)
         z = jnp.sum(m)
         return jnp.log(z) + ls, m / z
 
@@ -292,10 +335,73 @@ def filter(dbn: DBN, evidence) -> DBNPosterior:  # noqa: A001
 
 
 def smoother(dbn: DBN, evidence) -> DBNPosterior:
-    """Smoothed marginals p(X_t^v | e_{1:T}) = λ ⊙ ∂ log p(e) / ∂λ, and log p(e)."""
+    """Smoothed marginals p(X_t^v | e_{1:T}) and log p(e).
+
+    A forward scan stores the normalised interface messages α_t (evidence up to t), a backward scan
+    the messages β_t (evidence after t). The interface's joint posterior is α_t ⊙ β_t; every other
+    variable's marginal is one more slice contraction with output v, run for all t at once (a ``vmap``
+    over time, not a scan).
+    """
+    s = dbn.structure
     lams = evidence_vectors(dbn, evidence)
-    total, grads = jax.value_and_grad(lambda l: _forward_sum(dbn, l)[0])(lams)
-    return DBNPosterior(total, {n: l * g for n, l, g in zip(dbn.names, lams, grads)})
+    T = lams[0].shape[0]
+    p0, pt = _plans(s)
+    pb = _backward_plan(s)
+    local_plans = _local_plans(s)
+    iface = s.interface
+
+    lam0 = tuple(l[0] for l in lams)
+    lam_rest = tuple(l[1:] for l in lams)
+    m0, _ = _contract(p0, list(dbn.initial_cpts) + _step_inputs(s, lam0))
+    m0 = _apply_interface_evidence(s, m0, lam0)
+    z0 = jnp.sum(m0)
+    m0 = m0 / z0
+
+    def fwd(carry, lam_t):
+        msg, total = carry
+        m, _ = _contract(pt, list(dbn.transition_cpts) + _step_inputs(s, lam_t) + [msg])
+        m = _apply_interface_evidence(s, m, lam_t)
+        z = jnp.sum(m)
+        m = m / z
+        return (m, total + jnp.log(z)), m
+
+    (last, total), alphas_rest = lax.scan(fwd, (m0, jnp.log(z0)), lam_rest)
+    alphas = jnp.concatenate([m0[None], alphas_rest], 0)  # [T, *interface]
+
+    ones = jnp.ones(tuple(s.cards[i] for i in iface), jnp.float32)
+
+    def bwd(beta, lam_t):
+        b, _ = _contract(pb, list(dbn.transition_cpts) + _step_inputs(s, lam_t)
+                         + [_apply_interface_evidence(s, beta, lam_t)])
+        b = b / jnp.sum(b)
+        return b, beta
+
+    beta0, betas_rest = lax.scan(bwd, ones, lam_rest, reverse=True)
+    betas = jnp.concatenate([beta0[None], betas_rest], 0)  # [T, *interface]
+
+    joint = alphas * betas
+    joint = joint / jnp.sum(joint, axis=tuple(range(1, joint.ndim)), keepdims=True)
+    margs = {}
+    for axis, i in enumerate(iface):
+        margs[i] = jnp.sum(joint, axis=tuple(a + 1 for a in range(len(iface)) if a != axis))
+    for v, (pl0, plt) in local_plans.items():
+        others = [i for i in range(s.num_vars) if i not in iface and i != v]
+
+        def first_v(lam_t, beta):
+            r, _ = _contract(pl0, list(dbn.initial_cpts) + [lam_t[i] for i in others]
+                             + [_apply_interface_evidence(s, beta, lam_t)])
+            return r * lam_t[v]
+
+        def step_v(lam_t, msg, beta):
+            r, _ = _contract(plt, list(dbn.transition_cpts) + [lam_t[i] for i in others]
+                             + [msg, _apply_interface_evidence(s, beta, lam_t)])
+            return r * lam_t[v]
+
+        r0 = first_v(lam0, beta0)[None]
+        if T > 1:
+            r0 = jnp.concatenate([r0, jax.vmap(step_v)(lam_rest, alphas[:-1], betas_rest)], 0)
+        margs[v] = r0 / jnp.sum(r0, -1, keepdims=True)
+    return DBNPosterior(total + jnp.log(jnp.sum(last)), {n: margs[i] for i, n in enumerate(dbn.names)})
 
 
 def mpe(dbn: DBN, evidence):
@@ -307,13 +413,16 @@ def mpe(dbn: DBN, evidence):
     log_t = [jnp.log(c) for c in dbn.transition_cpts]
 
     def best(log_lams):
-        m0, _ = _tn.contract_max(p0, log_i + [l[0] for l in log_lams])
+        l0 = [l[0] for l in log_lams]
+        m0, _ = _tn.contract_max(p0, log_i + _step_inputs(s, l0))
+        m0 = _apply_interface_evidence(s, m0, l0, jnp.add)
         s0 = jnp.max(m0)
         T = log_lams[0].shape[0]
 
         def body(carry, ll_t):
             msg, total = carry
-            m, _ = _tn.contract_max(pt, log_t + list(ll_t) + [msg])
+            m, _ = _tn.contract_max(pt, log_t + _step_inputs(s, ll_t) + [msg])
+            m = _apply_interface_evidence(s, m, ll_t, jnp.add)
             sh = lax.stop_gradient(jnp.max(m))
             return (m - sh, total + sh), None
 
@@ -457,3 +566,70 @@ def boltzmann_zipper(initial_h, transition_h, emission_x, initial_v, transition_
         initial_cpts={"h": initial_h, "v": initial_v, "x": emission_x, "y": emission_y},
         transition_cpts={"h": transition_h, "v": transition_v, "x": emission_x, "y": emission_y},
     )
+
+
+# ----------------------------------------------------------------------------------- learning
+
+
+def expected_counts(dbn: DBN, evidence):
+    """Expected family counts of every CPT: N = θ ⊙ ∂ log p(e) / ∂θ (summed over a batch when
+    ``evidence`` is int32[B, T, n_vars]). Returns (initial counts, transition counts, log p(e))."""
+    evidence = jnp.asarray(evidence)
+    batched = evidence.ndim == 3
+
+    def total(cpts):
+        d = DBN(dbn.structure, *cpts)
+        if batched:
+            return jnp.sum(jax.vmap(lambda e: log_evidence(d, e))(evidence))
+        return log_evidence(d, evidence)
+
+    cpts = (dbn.initial_cpts, dbn.transition_cpts)
+    value, grads = jax.value_and_grad(total)(cpts)
+    counts = jax.tree.map(lambda c, g: c * g, cpts, grads)
+    return counts[0], counts[1], value
+
+
+def _tied(s: Structure, i: int) -> bool:
+    """Whether variable i has the same (same-slice) parents in the first slice and later: its initial
+    and transition CPTs are then one parameter (an emission, say)."""
+    tp = s.transition_parents[i]
+    return all(lag == 0 for _, lag in tp) and tuple(j for j, _ in tp) == s.initial_parents[i]
+
+
+def em_step(dbn: DBN, evidence, *, concentration: float = 1.0):
+    """One EM iteration for all CPTs (batch ``int32[B, T, n_vars]``); CPTs of variables whose
+    parents are the same in every slice are tied. ``concentration``: symmetric Dirichlet prior
+    (1.0 = maximum likelihood). Returns (new DBN, log p(e) under the old parameters)."""
+    s = dbn.structure
+    ci, ct, value = expected_counts(dbn, evidence)
+    new_i, new_t = [], []
+    for i in range(s.num_vars):
+        a, b = ci[i], ct[i]
+        if _tied(s, i):
+            a = b = a + b
+        for c, old, out in ((a, dbn.initial_cpts[i], new_i), (b, dbn.transition_cpts[i], new_t)):
+            c = jnp.maximum(c + concentration - 1.0, 0.0)
+            tot = c.sum(-1, keepdims=True)
+            out.append(jnp.where(tot > 0, c / jnp.where(tot > 0, tot, 1.0), old))
+    return DBN(s, new_i, new_t), value
+
+
+def random_like(key, dbn: DBN, *, stickiness: float = 0.0) -> DBN:
+    """A DBN of the same structure with Dirichlet(1) CPT rows; ``stickiness`` mixes the identity into
+    CPTs whose child is its own previous-slice value (h_t | h_{t-1}, ...)."""
+    s = dbn.structure
+    leaves = list(dbn.initial_cpts) + list(dbn.transition_cpts)
+    keys = jax.random.split(key, len(leaves))
+    new = [jax.random.dirichlet(k, jnp.ones(c.shape[-1]), c.shape[:-1]) for k, c in zip(keys, leaves)]
+    n = s.num_vars
+    for i in range(n):
+        tp = s.transition_parents[i]
+        if (i, 1) in tp and stickiness > 0:
+            axis = tp.index((i, 1))
+            card = s.cards[i]
+            eye_shape = [1] * (len(tp) + 1)
+            eye_shape[axis] = card
+            eye_shape[-1] = card
+            eye = jnp.eye(card).reshape(eye_shape)
+            new[n + i] = (1 - stickiness) * new[n + i] + stickiness * jnp.broadcast_to(eye, new[n + i].shape)
+    return DBN(s, new[:n], new[n:])

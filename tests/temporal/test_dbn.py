@@ -142,3 +142,25 @@ def test_sample_statistics_and_errors():
                       transition_cpts={"h": np.eye(2), "x": np.ones((2, 3)) / 3})
     with pytest.raises(ValueError, match="evidence"):
         dbn.smoother(model, jnp.zeros((3, 2), jnp.int32))
+
+
+def test_dbn_em_counts_and_monotone():
+    rng = np.random.default_rng(15)
+    model = _models(rng)["coupled"]
+    T = 3
+    ev = _evidence(rng, model, T)
+    # expected counts of p(h_1 | h_0, v_0) against enumeration of the unrolled network
+    ci, ct, value = dbn.expected_counts(model, jnp.asarray(ev))
+    ref = enumerate_unrolled(dbn.unroll_dict(model, T), _by_name(model, ev))
+    np.testing.assert_allclose(value, ref["log_z"], rtol=1e-5)
+    np.testing.assert_allclose(float(jnp.sum(ct[0])), T - 1, rtol=1e-5)  # one h-transition per later slice
+    np.testing.assert_allclose(float(jnp.sum(ci[0])), 1.0, rtol=1e-5)
+    evs = jax.vmap(lambda k: dbn.sample(k, model, 20))(jax.random.split(jax.random.key(3), 6))
+    evs = evs.at[:, :, :2].set(-1)
+    m = dbn.random_like(jax.random.key(4), model, stickiness=0.3)
+    step = jax.jit(dbn.em_step)
+    values = []
+    for _ in range(6):
+        m, v = step(m, evs)
+        values.append(float(v))
+    assert all(b >= a - 1e-3 for a, b in zip(values, values[1:])), values

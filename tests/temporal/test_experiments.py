@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 
 
@@ -28,3 +30,15 @@ def test_bench_quick(tmp_path):
         assert agree["max |marginals gm - dynamax|"] < 1e-4
         assert agree["max |marginals gm - hmmlearn|"] < 1e-4
     assert res["long_abs_error_nats"]["gm"] < 1e-2
+
+
+def test_audio_visual_quick(tmp_path):
+    from experiments import audio_visual
+
+    out = audio_visual.main(["--quick", "--out", str(tmp_path)])
+    res = out["results"]
+    assert len(res) == 6
+    for name, r in res.items():
+        assert np.isfinite(r["heldout_loglik_per_step"]) and 0 <= r["state_accuracy"] <= 1
+        if r["fit_seconds"] > 0:  # fitted models cannot beat the data-generating model by much
+            assert r["heldout_loglik_per_step"] < res["true coupled HMM (reference)"]["heldout_loglik_per_step"] + 0.2
