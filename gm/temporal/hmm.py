@@ -15,6 +15,8 @@ unpadded sequence exactly. Per-step outputs at masked steps are zero (marginals)
 
 Numerics: scaled forward-backward in float32 (each message is normalised; the log normalisers are
 summed with Kahan compensation, so the log-evidence keeps float32 accuracy for T = 100,000).
+Impossible evidence (p(x) = 0) gives ``log_evidence = -inf``, the flag to check; the marginals are
+then finite but meaningless, never NaN.
 
 The functions are pure and undecorated: ``jax.jit`` and ``jax.vmap`` them (``in_axes=(None, None, 0)``
 for a batch of sequences that share parameters). Parallel-in-time versions (``parallel_filter``,
@@ -161,6 +163,8 @@ def _kahan_add(total, comp, x):
     y = x - comp
     t = total + y
     comp = (t - total) - y
+    # once the total is -inf (impossible evidence) it stays -inf, never NaN
+    comp = jnp.where(jnp.isfinite(t), comp, 0.0)
     return t, comp
 
 
@@ -207,7 +211,7 @@ def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalize
     lik0, s0 = _lik_at(log_lik, 0)
     a0 = initial * lik0
     c0 = jnp.sum(a0)
-    a0 = a0 / c0
+    a0 = jnp.where(c0 > 0, a0 / jnp.where(c0 > 0, c0, 1.0), initial)
     l0 = jnp.log(c0) + s0
     if valid is not None:
         a0 = jnp.where(valid[0], a0, initial)
@@ -224,7 +228,7 @@ def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalize
             pred = jnp.where(started[t], pred, alpha)
         a = pred * lik_t
         c = jnp.sum(a)
-        a = a / c
+        a = jnp.where(c > 0, a / jnp.where(c > 0, c, 1.0), alpha)  # c = 0: impossible evidence
         log_c = jnp.log(c) + s_t
         if valid is not None:
             a = jnp.where(valid[t], a, alpha)
@@ -266,12 +270,14 @@ def _backward(transition, log_lik, alphas, mask, time_varying, *, keep_messages=
         lik_n, _ = _lik_at(log_lik, t + 1)
         v = lik_n * beta
         b = jnp.dot(v, transT_t)
-        b = b / jnp.sum(b)
+        sb = jnp.sum(b)
+        b = jnp.where(sb > 0, b / jnp.where(sb > 0, sb, 1.0), beta)
         if valid is not None:
             b = jnp.where(valid[t + 1], b, beta)
             v = jnp.where(valid[t + 1], v, 0.0)
         m = _row(alphas, t) * b
-        m = m / jnp.sum(m)
+        sm = jnp.sum(m)
+        m = m / jnp.where(sm > 0, sm, 1.0)
         if valid is not None:
             m = jnp.where(valid[t], m, 0.0)
         marg = _put(marg, m, t)
