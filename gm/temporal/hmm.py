@@ -404,66 +404,77 @@ def _safe_log(x):
     return jnp.log(jnp.asarray(x))
 
 
-def viterbi(initial, transition, log_lik, *, mask=None) -> Path:
+def viterbi(initial, transition, log_lik, *, mask=None, unroll=2) -> Path:
     """Most probable state path argmax_z p(z_{1:T} | x_{1:T}) by max-product dynamic programming.
 
     delta_t(j) = max_i [delta_{t-1}(i) + log A_ij] + log p(x_t | j); each delta is shifted by its max
-    and the shifts are summed with compensation, so the path log-probability stays accurate.
+    and the shifts are summed with compensation, so the path log-probability stays accurate. The
+    maximisation runs over the last (contiguous) axis of log A^T.
 
     Returns:
         ``Path(states int32[T], log_prob f32[])`` with log_prob = log p(z*, x).
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
-    valid = _mask_or_true(mask, T)
-    log_lik = jnp.where(valid[:, None], log_lik, 0.0)
-    log_trans = _safe_log(transition)
-    d0 = _safe_log(initial) + log_lik[0]
+    valid = None if mask is None else jnp.asarray(mask, bool)
+    started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), _started(valid)])
+    log_trans_T = jnp.swapaxes(_safe_log(transition), -1, -2)  # [.., j, i]
+    arange = jnp.arange(K, dtype=jnp.int32)
+
+    def ll_at(t):
+        row = _row(log_lik, t)
+        return row if valid is None else jnp.where(valid[t], row, 0.0)
+
+    d0 = _safe_log(initial) + ll_at(0)
     s0 = jnp.max(d0)
     s0 = jnp.where(jnp.isfinite(s0), s0, 0.0)
     d0 = d0 - s0
-    arange = jnp.arange(K, dtype=jnp.int32)
+    bps = jnp.zeros((T, K), jnp.int32)
 
-    def step(carry, xs):
-        delta, total, comp = carry
-        if tv:
-            ll_t, valid_t, started_t, lt = xs
+    def step(t, carry):
+        delta, bps, total, comp = carry
+        lt = _row(log_trans_T, t - 1) if tv else log_trans_T
+        scores = lt + delta[None, :]  # scores[j, i] = delta(i) + log A(i, j)
+        best = jnp.max(scores, axis=-1)
+        if K >= 32:  # XLA's CPU argmax (a variadic reduce) is slow on wide rows: first maximiser by min
+            bp = jnp.min(jnp.where(scores == best[:, None], arange[None, :], K), axis=-1).astype(jnp.int32)
+            bp = jnp.minimum(bp, K - 1)  # all -inf: any index
         else:
-            ll_t, valid_t, started_t = xs
-            lt = log_trans
-        scores = delta[:, None] + lt
-        bp = jnp.argmax(scores, axis=0).astype(jnp.int32)
-        best = jnp.max(scores, axis=0)
-        if mask is not None:
-            best = jnp.where(started_t, best, delta)
-            bp = jnp.where(started_t, bp, arange)
-        d = best + ll_t
-        s = jnp.max(d)
-        s = jnp.where(jnp.isfinite(s), s, 0.0)
-        d = d - s
-        d = jnp.where(valid_t, d, delta)
-        bp = jnp.where(valid_t, bp, arange)
-        s = jnp.where(valid_t, s, 0.0)
-        total, comp = _kahan_add(total, comp, s)
-        return (d, total, comp), bp
+            bp = jnp.argmax(scores, axis=-1).astype(jnp.int32)
+        if valid is not None:
+            best = jnp.where(started[t], best, delta)
+            bp = jnp.where(started[t], bp, arange)
+        d = best + ll_at(t)
+        sh = jnp.max(d)
+        sh = jnp.where(jnp.isfinite(sh), sh, 0.0)
+        d = d - sh
+        if valid is not None:
+            d = jnp.where(valid[t], d, delta)
+            bp = jnp.where(valid[t], bp, arange)
+            sh = jnp.where(valid[t], sh, 0.0)
+        total, comp = _kahan_add(total, comp, sh)
+        return d, _put(bps, bp, t), total, comp
 
-    xs = (log_lik[1:], valid[1:], _started(valid))
-    if tv:
-        xs = xs + (log_trans,)
-    zero = jnp.zeros((), log_lik.dtype)
-    (d_last, total, _), bps = lax.scan(step, (d0, s0, zero), xs)
+    carry = (d0, bps, s0, jnp.zeros((), log_lik.dtype))
+    if T > 1:
+        carry = lax.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
+    d_last, bps, total, _ = carry
     last = jnp.argmax(d_last).astype(jnp.int32)
     log_prob = total + d_last[last]
-    if mask is not None:  # an empty sequence has the empty path, of probability one
+    if valid is not None:  # an empty sequence has the empty path, of probability one
         log_prob = jnp.where(jnp.any(valid), log_prob, 0.0)
 
-    def back(z, bp):
-        prev = bp[z]
-        return prev, prev
+    def back(i, carry):
+        z, states = carry
+        t = T - 1 - i
+        prev = _row(bps, t)[z]
+        return prev, _put(states, prev, t - 1)
 
-    _, states = lax.scan(back, last, bps, reverse=True)
-    states = jnp.concatenate([states, last[None]])
-    return Path(jnp.where(valid, states, -1), log_prob)
+    states = _put(jnp.zeros((T,), jnp.int32), last, T - 1)
+    if T > 1:
+        _, states = lax.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
+    states = states if valid is None else jnp.where(valid, states, -1)
+    return Path(states, log_prob)
 
 
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:

@@ -183,7 +183,7 @@ def test_em_never_decreases_and_recovers(family, emission):
     prior = tm.Prior(initial=1.5, transition=2.0)
     params = tm.init_params(jax.random.key(1), family, 2, obs, mask)
     for pr in (tm.Prior(), prior):
-        fitted, hist = tm.fit(family, params, obs, mask, num_iters=15, prior=pr)
+        fitted, hist = tm.fit(family, params, obs, mask, num_iters=8, prior=pr)
         hist = np.asarray(hist)
         assert np.all(np.diff(hist) >= -1e-5 * np.abs(hist).max()), hist
         assert hist[-1] > hist[0]
@@ -222,8 +222,8 @@ def test_restarts_pick_the_best():
     family, emission = FAMILIES[0]
     truth = tm.HMMParams(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.2, 0.8]]), emission)
     _, obs = _simulate(jax.random.key(7), family, truth, 4, 50)
-    best, hist, final = tm.fit_restarts(jax.random.key(8), family, 2, obs, num_restarts=3, num_iters=10)
-    assert hist.shape == (3, 10)
+    best, hist, final = tm.fit_restarts(jax.random.key(8), family, 2, obs, num_restarts=3, num_iters=5)
+    assert hist.shape == (3, 5)
     assert np.all(np.diff(np.asarray(hist), axis=1) >= -1e-3)
     ll = tm.em.log_likelihood(family, best, obs)
     np.testing.assert_allclose(ll, np.max(final), rtol=1e-5)

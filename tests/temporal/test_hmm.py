@@ -231,3 +231,16 @@ def test_impossible_evidence_is_flagged_not_nan():
     assert post.log_evidence == -jnp.inf
     assert np.all(np.isfinite(np.asarray(post.marginals)))
     assert tm.filter(pi, A, ll).log_evidence == -jnp.inf
+
+
+def test_wide_viterbi_matches_dynamax():
+    """K >= 32 takes the min-reduction backpointer path."""
+    from dynamax.hidden_markov_model import hmm_posterior_mode
+
+    rng = np.random.default_rng(8)
+    pi, A, ll = random_hmm(rng, 40, 30)
+    path = jax.jit(tm.viterbi)(pi, A, ll)
+    np.testing.assert_array_equal(path.states, hmm_posterior_mode(pi, A, ll))
+    z = np.asarray(path.states)
+    joint = np.log(pi[z[0]]) + np.sum(np.log(A[z[:-1], z[1:]])) + np.sum(ll[np.arange(30), z])
+    np.testing.assert_allclose(path.log_prob, joint, rtol=1e-5)
