@@ -51,7 +51,7 @@ def test_every_function_matches_enumeration(time_varying, mask):
         np.testing.assert_allclose(path.log_prob, bf["path_log_prob"], atol=2e-5, rtol=1e-6)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     K=st.integers(1, 3),
     T=st.integers(1, 5),
@@ -97,9 +97,9 @@ def test_padding_is_exact_under_vmap():
 
 def test_parallel_matches_sequential_longer():
     rng = np.random.default_rng(2)
-    for tv, masked in ((False, False), (True, True)):
-        pi, A, ll = random_hmm(rng, 5, 100, tv)
-        mask = jnp.asarray(np.arange(100) < 70)
+    for tv, masked in ((True, True),):  # the unmasked constant-transition case is in the enumeration test
+        pi, A, ll = random_hmm(rng, 5, 60, tv)
+        mask = jnp.asarray(np.arange(60) < 45)
         for m in [mask] if masked else [None]:
             s, p = tm.smoother(pi, A, ll, mask=m), tm.parallel_smoother(pi, A, ll, mask=m)
             np.testing.assert_allclose(p.log_evidence, s.log_evidence, rtol=1e-5)
