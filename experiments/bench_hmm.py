@@ -1,0 +1,326 @@
+"""Benchmark: gm.temporal against hmmlearn (scaling and log implementations) and dynamax, same run.
+
+Smoothing (marginals + log-evidence), Viterbi and one EM iteration for B sequences of length T with
+categorical emissions, K in {4, 16, 64}; one sequence of T = 100,000 (time and float32 accuracy of
+the log-evidence against a float64 forward pass); a factorial HMM (M = 3 chains, K = 6) structured
+against the flattened 216-state HMM. Medians over repeats; compile time (first call minus median)
+reported separately. JAX functions are jitted and vmapped over sequences; hmmlearn gets the
+concatenated sequences with ``lengths``.
+
+    python -m experiments.bench_hmm [--quick] [--out runs/bench_hmm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gm import temporal as tm
+
+
+def _timeit(fn, repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    med = float(np.median(times))
+    return med, max(first - med, 0.0)
+
+
+def _model(rng, K, V):
+    pi = rng.dirichlet(np.ones(K))
+    A = 0.5 * np.eye(K) + 0.5 * rng.dirichlet(np.ones(K), size=K)
+    B = rng.dirichlet(np.ones(V) * 0.5, size=K)
+    return pi, A, B
+
+
+def _sample(rng, pi, A, B, n, T):
+    K, V = B.shape
+    z = np.zeros((n, T), int)
+    z[:, 0] = rng.choice(K, size=n, p=pi)
+    cumA = np.cumsum(A, 1)
+    u = rng.random((n, T))
+    for t in range(1, T):
+        z[:, t] = np.minimum((u[:, t, None] > cumA[z[:, t - 1]]).sum(1), K - 1)
+    cumB = np.cumsum(B, 1)
+    x = np.minimum((rng.random((n, T))[..., None] > cumB[z]).sum(-1), V - 1)
+    return z, x.astype(np.int32)
+
+
+def bench_batch(K, B, T, V, repeats, hmmlearn_repeats, with_log_impl=True):
+    from dynamax.hidden_markov_model import CategoricalHMM, hmm_posterior_mode, hmm_smoother
+    from hmmlearn import hmm as hl
+
+    rng = np.random.default_rng(K)
+    pi, A, Bm = _model(rng, K, V)
+    _, x = _sample(rng, pi, A, Bm, B, T)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    fam = tm.Categorical(V)
+    params = tm.HMMParams(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
+    xj = jnp.asarray(x)
+    res = {}
+
+    ours_smooth = jax.jit(jax.vmap(lambda o: tuple(tm.smoother(
+        params.initial, params.transition, fam.log_likelihood(params.emission, o)))))
+    ours_vit = jax.jit(jax.vmap(lambda o: tuple(tm.viterbi(
+        params.initial, params.transition, fam.log_likelihood(params.emission, o)))))
+    res["gm smoother"] = _timeit(lambda: ours_smooth(xj), repeats)
+    res["gm viterbi"] = _timeit(lambda: ours_vit(xj), repeats)
+    res["gm em step"] = _timeit(lambda: tm.em_step(fam, params, xj), repeats)
+
+    dyn_ll = lambda o: jnp.log(params.emission.probs.T[o])  # noqa: E731
+    dyn_smooth = jax.jit(jax.vmap(lambda o: (lambda p: (p.marginal_loglik, p.smoothed_probs))(
+        hmm_smoother(params.initial, params.transition, dyn_ll(o)))))
+    dyn_vit = jax.jit(jax.vmap(lambda o: hmm_posterior_mode(params.initial, params.transition, dyn_ll(o))))
+    res["dynamax smoother"] = _timeit(lambda: dyn_smooth(xj), repeats)
+    res["dynamax viterbi"] = _timeit(lambda: dyn_vit(xj), repeats)
+    dhmm = CategoricalHMM(K, 1, V, initial_probs_concentration=1.0, transition_matrix_concentration=1.0,
+                          emission_prior_concentration=1.0)
+    dparams, dprops = dhmm.initialize(jax.random.key(0))
+    dparams = dparams._replace(
+        initial=dparams.initial._replace(probs=params.initial),
+        transitions=dparams.transitions._replace(transition_matrix=params.transition),
+        emissions=dparams.emissions._replace(probs=params.emission.probs[:, None, :]))
+    demis = xj[..., None]
+
+    @jax.jit
+    def dyn_em(p):  # dynamax's own E-step and M-step, jitted once (its fit_em re-jits per call)
+        stats, lls = jax.vmap(lambda e: dhmm.e_step(p, e))(demis)
+        newp, _ = dhmm.m_step(p, dprops, stats, dhmm.initialize_m_step_state(p, dprops))
+        return newp, lls.sum()
+
+    res["dynamax em step"] = _timeit(lambda: dyn_em(dparams), repeats)
+
+    # correctness across libraries on this batch
+    a = ours_smooth(xj)
+    d = dyn_smooth(xj)
+    agree = {"max |marginals gm - dynamax|": float(jnp.max(jnp.abs(a[1] - d[1]))),
+             "max |log-ev gm - dynamax| (rel)": float(jnp.max(jnp.abs(a[0] - d[0]) / jnp.abs(d[0])))}
+
+    X = x.reshape(-1, 1)
+    lengths = [T] * B
+    impls = ["scaling", "log"] if with_log_impl else ["scaling"]
+    for impl in impls:
+        m = hl.CategoricalHMM(K, n_features=V, implementation=impl, init_params="", params="ste", n_iter=1)
+        m.startprob_, m.transmat_, m.emissionprob_ = pi, A, Bm
+
+        def smooth():
+            return m.score_samples(X, lengths)
+
+        res[f"hmmlearn-{impl} smoother"] = _timeit(smooth, hmmlearn_repeats)
+        res[f"hmmlearn-{impl} viterbi"] = _timeit(lambda: m.decode(X, lengths), hmmlearn_repeats)
+
+        def em():
+            mm = hl.CategoricalHMM(K, n_features=V, implementation=impl, init_params="", params="ste", n_iter=1)
+            mm.startprob_, mm.transmat_, mm.emissionprob_ = pi, A, Bm
+            return mm.fit(X, lengths)
+
+        res[f"hmmlearn-{impl} em step"] = _timeit(em, hmmlearn_repeats)
+        if impl == "scaling":
+            ll_ref, post_ref = m.score_samples(X, lengths)
+            agree["max |marginals gm - hmmlearn|"] = float(np.max(np.abs(np.asarray(a[1]).reshape(-1, K) - post_ref)))
+            agree["|sum log-ev gm - hmmlearn| (rel)"] = float(abs(float(jnp.sum(a[0])) - ll_ref) / abs(ll_ref))
+    return {k: {"median_s": v[0], "compile_s": v[1]} for k, v in res.items()}, agree
+
+
+def _float64_log_evidence(pi, A, ll):
+    alpha = pi.astype(np.float64)
+    A = A.astype(np.float64)
+    ll = ll.astype(np.float64)
+    shift = ll.max(1)
+    lik = np.exp(ll - shift[:, None])
+    total = 0.0
+    for t in range(len(ll)):
+        if t:
+            alpha = alpha @ A
+        alpha = alpha * lik[t]
+        c = alpha.sum()
+        alpha /= c
+        total += np.log(c)
+    return total + shift.sum()
+
+
+def bench_long(T, K, repeats):
+    from dynamax.hidden_markov_model import hmm_smoother
+    from hmmlearn import hmm as hl
+
+    rng = np.random.default_rng(100)
+    V = 8
+    pi, A, Bm = _model(rng, K, V)
+    _, x = _sample(rng, pi, A, Bm, 1, T)
+    x = x[0]
+    ll = np.log(Bm.T[x]).astype(np.float32)
+    pi32, A32 = jnp.asarray(pi, jnp.float32), jnp.asarray(A, jnp.float32)
+    exact = _float64_log_evidence(np.asarray(pi32), np.asarray(A32), ll)
+    sm = jax.jit(lambda l: tuple(tm.smoother(pi32, A32, l)))
+    dy = jax.jit(lambda l: (lambda p: (p.marginal_loglik, p.smoothed_probs))(hmm_smoother(pi32, A32, l)))
+    # (the parallel-in-time smoother costs O(T K^3) work: meant for accelerators, not timed here)
+    out = {"gm smoother": _timeit(lambda: sm(ll), repeats),
+           "dynamax smoother": _timeit(lambda: dy(ll), repeats)}
+    m = hl.CategoricalHMM(K, n_features=V, implementation="scaling", init_params="")
+    m.startprob_, m.transmat_, m.emissionprob_ = pi32.astype(np.float64), np.asarray(A32, np.float64), Bm
+    out["hmmlearn-scaling smoother"] = _timeit(lambda: m.score_samples(x[:, None]), 1)
+    err = {"gm": abs(float(sm(ll)[0]) - exact), "dynamax": abs(float(dy(ll)[0]) - exact),
+           "float64 log-evidence": exact}
+    return {k: {"median_s": v[0], "compile_s": v[1]} for k, v in out.items()}, err
+
+
+def bench_factorial(M, K, V, B, T, repeats):
+    """Factorial HMM (M chains of K states): structured 2-TBN smoothing vs the flattened K^M-state HMM."""
+    from gm.temporal import dbn
+
+    rng = np.random.default_rng(7)
+    inits = [rng.dirichlet(np.ones(K)) for _ in range(M)]
+    trans = [0.7 * np.eye(K) + 0.3 * rng.dirichlet(np.ones(K), size=K) for _ in range(M)]
+    emission = rng.dirichlet(np.ones(V), size=(K,) * M)
+    model = dbn.factorial_hmm(inits, trans, emission)
+    ev = jax.vmap(lambda k: dbn.sample(k, model, T))(jax.random.split(jax.random.key(0), B))
+    ev = ev.at[:, :, :M].set(-1)  # only x observed
+    x = ev[:, :, M]
+    pi = jnp.asarray(_kron_all(inits), jnp.float32)
+    A = jnp.asarray(_kron_all(trans), jnp.float32)
+    log_em = jnp.asarray(np.log(emission.reshape(K**M, V)), jnp.float32)
+
+    def structured_fn(e):
+        post = dbn.smoother(model, e)
+        return post.log_evidence, tuple(post.marginals[f"h{m + 1}"] for m in range(M))
+
+    def flat_fn(xs):
+        post = tm.smoother(pi, A, log_em.T[xs])
+        m = post.marginals.reshape((T,) + (K,) * M)
+        axes = tuple(range(1, M + 1))
+        return post.log_evidence, tuple(m.sum(axis=tuple(a for a in axes if a != m_ + 1)) for m_ in range(M))
+
+    # the same flattened HMM as a one-chain DBN, through the same 2-TBN engine as the structured model
+    hmm_dbn = dbn.from_dict({"z": K**M, "x": V}, initial_parents={"x": ["z"]},
+                            transition_parents={"z": ["z[-1]"], "x": ["z"]},
+                            initial_cpts={"z": pi, "x": jnp.exp(log_em)}, transition_cpts={"z": A, "x": jnp.exp(log_em)})
+    ev_flat = jnp.stack([jnp.full_like(x, -1), x], axis=-1)
+
+    def flat_dbn_fn(e):
+        post = dbn.smoother(hmm_dbn, e)
+        m = post.marginals["z"].reshape((T,) + (K,) * M)
+        axes = tuple(range(1, M + 1))
+        return post.log_evidence, tuple(m.sum(axis=tuple(a for a in axes if a != m_ + 1)) for m_ in range(M))
+
+    structured = jax.jit(jax.vmap(structured_fn))
+    flat = jax.jit(jax.vmap(flat_fn))
+    flat_dbn = jax.jit(jax.vmap(flat_dbn_fn))
+    struct_fwd = jax.jit(jax.vmap(lambda e: dbn.log_evidence(model, e)))
+    flat_dbn_fwd = jax.jit(jax.vmap(lambda e: dbn.log_evidence(hmm_dbn, e)))
+    flat_fwd = jax.jit(jax.vmap(lambda xs: tm.filter(pi, A, log_em.T[xs]).log_evidence))
+    res = {"structured smoother (dbn)": _timeit(lambda: structured(ev), repeats),
+           "flattened smoother (dbn engine)": _timeit(lambda: flat_dbn(ev_flat), repeats),
+           "flattened smoother (tm.smoother)": _timeit(lambda: flat(x), repeats),
+           "structured log-evidence (dbn)": _timeit(lambda: struct_fwd(ev), repeats),
+           "flattened log-evidence (dbn engine)": _timeit(lambda: flat_dbn_fwd(ev_flat), repeats),
+           "flattened log-evidence (tm.filter)": _timeit(lambda: flat_fwd(x), repeats)}
+    a, b = structured(ev), flat(x)
+    diff = {"max |log-ev| rel": float(jnp.max(jnp.abs(a[0] - b[0]) / jnp.abs(b[0]))),
+            "max |marginals|": max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(a[1], b[1])),
+            "structured step flops": dbn.step_flops(model), "flattened step flops": float((K**M) ** 2)}
+    return {k: {"median_s": v[0], "compile_s": v[1]} for k, v in res.items()}, diff
+
+
+def _kron_all(mats):
+    out = np.asarray(mats[0])
+    for m in mats[1:]:
+        out = np.kron(out, np.asarray(m))
+    return out
+
+
+def _table(rows, header):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default="runs/bench_hmm")
+    args = ap.parse_args(argv)
+    if args.quick:
+        Ks, B, T, reps, hreps, longT, longK = [4], 8, 50, 2, 1, 2000, 8
+        fact = dict(M=2, K=3, V=4, B=4, T=30, repeats=2)
+    else:
+        Ks, B, T, reps, hreps, longT, longK = [4, 16, 64], 256, 1000, 7, 3, 100_000, 100
+        fact = dict(M=3, K=6, V=8, B=256, T=1000, repeats=5)
+    # a second factorial point where the flattened model is large (K^M = 1000 states): structure matters more
+    fact2 = None if args.quick else dict(M=3, K=10, V=8, B=32, T=200, repeats=3)
+    os.makedirs(args.out, exist_ok=True)
+    results = {"config": dict(B=B, T=T, Ks=Ks, long_T=longT, long_K=longK, factorial=fact,
+                              devices=str(jax.devices()), cpu_count=os.cpu_count(),
+                              load_average=os.getloadavg()),
+               "batch": {}, "agreement": {}}
+    for K in Ks:
+        print(f"batch B={B} T={T} K={K} ...", flush=True)
+        results["batch"][K], results["agreement"][K] = bench_batch(K, B, T, 8, reps, hreps)
+    print(f"long sequence T={longT} K={longK} ...", flush=True)
+    results["long"], results["long_abs_error_nats"] = bench_long(longT, longK, max(1, reps // 2))
+    try:
+        print("factorial HMM ...", flush=True)
+        results["factorial"], results["factorial_max_abs_diff"] = bench_factorial(**fact)
+        if fact2 is not None:
+            print("factorial HMM, K^M = 1000 ...", flush=True)
+            results["factorial_k10"], results["factorial_k10_agreement"] = bench_factorial(**fact2)
+            results["config"]["factorial_k10"] = fact2
+    except ImportError as e:  # pragma: no cover
+        print("factorial skipped:", e)
+    results["load_average_end"] = os.getloadavg()
+
+    tasks = ["smoother", "viterbi", "em step"]
+    libs = ["gm", "dynamax", "hmmlearn-scaling", "hmmlearn-log"]
+    rows = []
+    for K in Ks:
+        r = results["batch"][K]
+        for task in tasks:
+            cells = [f"{r[f'{lib} {task}']['median_s']:.4f}" if f"{lib} {task}" in r else "-" for lib in libs]
+            g = r[f"gm {task}"]["median_s"]
+            speed = [f"{r[f'{lib} {task}']['median_s'] / g:.1f}x" for lib in libs[1:] if f"{lib} {task}" in r]
+            rows.append([K, task] + cells + [" / ".join(speed), f"{r[f'gm {task}']['compile_s']:.2f}"])
+    text = [f"## B={B}, T={T}, categorical emissions (seconds, median of {reps} / {hreps} for hmmlearn)", "",
+            _table(rows, ["K", "task"] + libs + ["gm speed-up vs dynamax / hmmlearn-scaling / -log",
+                                                  "gm compile s"]), ""]
+    lr = results["long"]
+    text += [f"## one sequence T={longT}, K={longK}", "",
+             _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in lr.items()],
+                    ["smoother", "median s", "compile s"]), "",
+             "log-evidence abs error vs float64 (nats): " + ", ".join(
+                 f"{k}: {v:.3g}" for k, v in results["long_abs_error_nats"].items()), ""]
+    if "factorial" in results:
+        fr = results["factorial"]
+        text += [f"## factorial HMM M={fact['M']}, K={fact['K']} (B={fact['B']}, T={fact['T']}, "
+                 f"{fact['K'] ** fact['M']} flattened states)", "",
+                 _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in fr.items()],
+                        ["", "median s", "compile s"]), "",
+                 f"agreement and per-step cost: {json.dumps(results['factorial_max_abs_diff'])}", ""]
+    if "factorial_k10" in results:
+        fr = results["factorial_k10"]
+        f2 = results["config"]["factorial_k10"]
+        text += [f"## factorial HMM M={f2['M']}, K={f2['K']} (B={f2['B']}, T={f2['T']}, {f2['K'] ** f2['M']} flattened states)",
+                 "", _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in fr.items()],
+                            ["", "median s", "compile s"]), "",
+                 f"agreement and per-step cost: {json.dumps(results['factorial_k10_agreement'])}", ""]
+    text += ["agreement: " + json.dumps(results["agreement"])]
+    report = "\n".join(text)
+    print(report)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(report + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

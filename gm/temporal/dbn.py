@@ -1,0 +1,635 @@
+"""Dynamic Bayesian networks as 2-slice templates (2-TBN): exact filtering, smoothing and MPE.
+
+A 2-TBN has slice variables with discrete states; each variable has parents in its own slice
+(intra-slice) and, from the second slice on, in the previous slice (inter-slice, written ``"h[-1]"``).
+The first slice has its own CPTs (``initial_cpts``), every later slice shares ``transition_cpts``:
+
+    p(X_{1:T}) = Π_v p(X_1^v | pa_1(v)) · Π_{t>1} Π_v p(X_t^v | pa_t(v), pa_{t-1}(v)).
+
+Inference carries a forward message over the *interface* (the variables of slice t that have children
+in slice t+1) and contracts, at every step, the message with the slice's CPTs and evidence vectors
+along a path planned once by ``gm.bn``'s contraction engine; the step runs inside ``lax.scan``. The
+cost therefore follows the structure: a factorial HMM with M chains of K states costs O(M K^(M+1))
+per step (one chain at a time), never the O(K^(2M)) of the flattened HMM.
+
+* ``log_evidence``, ``filter`` (p(X_t^v | e_{1:t})), ``smoother`` (p(X_t^v | e_{1:T})) for any evidence
+  pattern ``int32[T, n_vars]`` (``-1`` unobserved). Smoothed marginals are gradients of the log
+  evidence with respect to the evidence vectors (the differential approach: p(x | e) = λ ∂ log Z/∂λ),
+  so the backward pass is reverse-mode autodiff of the forward scan.
+* ``mpe``: the most probable joint assignment (max-product forward scan; the argmax is the gradient
+  of the max with respect to the log evidence vectors; a unique maximiser is assumed).
+* ``unroll(dbn, T)`` to a ``gm.bn.BayesNet`` (variables named ``"h_0"``, ``"h_1"``, ...).
+* ``factorial_hmm``, ``coupled_hmm``, ``boltzmann_zipper`` constructors; ``sample``.
+
+Reference: K. Murphy (2002), Dynamic Bayesian Networks, PhD thesis, ch. 3; Z. Ghahramani and
+M. Jordan (1997), Factorial hidden Markov models; L. Saul and M. Jordan (1996), Boltzmann chains and
+hidden Markov models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gm.bn import tensornet as _tn
+
+__all__ = ["DBN", "DBNPosterior", "from_dict", "log_evidence", "filter", "smoother", "mpe", "sample",
+           "unroll", "unroll_dict", "factorial_hmm", "coupled_hmm", "boltzmann_zipper", "evidence_vectors"]
+
+_PREV = re.compile(r"^(.*)\[-1\]$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """Static part of a 2-TBN (hashable).
+
+    names: slice variable names; cards: their numbers of states;
+    initial_parents[i]: indices of same-slice parents of variable i in the first slice;
+    transition_parents[i]: ((index, lag), ...) with lag 0 (same slice) or 1 (previous slice), in the
+    order of the transition CPT's axes.
+    """
+
+    names: tuple[str, ...]
+    cards: tuple[int, ...]
+    initial_parents: tuple[tuple[int, ...], ...]
+    transition_parents: tuple[tuple[tuple[int, int], ...], ...]
+
+    @property
+    def num_vars(self) -> int:
+        return len(self.names)
+
+    @property
+    def interface(self) -> tuple[int, ...]:
+        """Variables with a child in the next slice, sorted."""
+        return tuple(sorted({i for ps in self.transition_parents for i, lag in ps if lag == 1}))
+
+    def order(self, initial: bool) -> tuple[int, ...]:
+        """A topological order of the slice's variables along the intra-slice edges."""
+        parents = [self.initial_parents[i] if initial else tuple(j for j, lag in self.transition_parents[i]
+                                                                 if lag == 0) for i in range(self.num_vars)]
+        done, out = set(), []
+        while len(out) < self.num_vars:
+            ready = [i for i in range(self.num_vars) if i not in done and all(p in done for p in parents[i])]
+            if not ready:
+                raise ValueError("the intra-slice edges of the DBN have a cycle")
+            out.append(ready[0])
+            done.add(ready[0])
+        return tuple(out)
+
+
+@jax.tree_util.register_pytree_node_class
+class DBN:
+    """A 2-TBN: static ``Structure`` plus CPTs (pytree leaves), each with the child's axis last.
+
+    ``initial_cpts[i]`` has shape (*cards of initial_parents[i], cards[i]);
+    ``transition_cpts[i]`` has shape (*cards of transition_parents[i], cards[i]).
+    """
+
+    def __init__(self, structure: Structure, initial_cpts, transition_cpts):
+        self.structure = structure
+        self.initial_cpts = tuple(initial_cpts)
+        self.transition_cpts = tuple(transition_cpts)
+
+    def tree_flatten(self):
+        return (self.initial_cpts, self.transition_cpts), self.structure
+
+    @classmethod
+    def tree_unflatten(cls, structure, children):
+        return cls(structure, *children)
+
+    @property
+    def names(self):
+        return self.structure.names
+
+    @property
+    def cards(self):
+        return self.structure.cards
+
+    def index(self, name: str) -> int:
+        try:
+            return self.structure.names.index(name)
+        except ValueError:
+            raise ValueError(f"unknown variable {name!r}; variables are {self.structure.names}") from None
+
+    def __repr__(self):
+        return f"DBN(names={self.names}, cards={self.cards})"
+
+
+def from_dict(states: Mapping[str, Sequence[str] | int], *, initial_parents: Mapping[str, Sequence[str]] | None = None,
+              transition_parents: Mapping[str, Sequence[str]] | None = None,
+              initial_cpts: Mapping[str, object], transition_cpts: Mapping[str, object],
+              atol: float = 1e-3) -> DBN:
+    """Builds a DBN from names.
+
+    Args:
+        states: {name: list of state names or number of states}, in slice order.
+        initial_parents: {name: [same-slice parents]} for the first slice (default none).
+        transition_parents: {name: parents}, ``"h"`` for same-slice, ``"h[-1]"`` for previous-slice
+            parents, in the order of the CPT's axes (default none).
+        initial_cpts / transition_cpts: {name: array (*parent cards, card)}.
+
+    Raises:
+        ValueError naming the variable for unknown parents, wrong CPT shapes or unnormalised CPTs.
+    """
+    names = tuple(states)
+    cards = tuple(v if isinstance(v, int) else len(v) for v in states.values())
+    idx = {n: i for i, n in enumerate(names)}
+    initial_parents = initial_parents or {}
+    transition_parents = transition_parents or {}
+
+    def lookup(child, p):
+        if p not in idx:
+            raise ValueError(f"parent {p!r} of {child!r} is not a slice variable {names}")
+        return idx[p]
+
+    ip, tp = [], []
+    for n in names:
+        ip.append(tuple(lookup(n, p) for p in initial_parents.get(n, ())))
+        ps = []
+        for p in transition_parents.get(n, ()):
+            m = _PREV.match(p)
+            ps.append((lookup(n, m.group(1)), 1) if m else (lookup(n, p), 0))
+        tp.append(tuple(ps))
+    for n in list(initial_parents) + list(transition_parents):
+        if n not in idx:
+            raise ValueError(f"parents given for unknown variable {n!r}")
+    structure = Structure(names, cards, tuple(ip), tuple(tp))
+    structure.order(True), structure.order(False)  # cycle checks
+    icpts, tcpts = [], []
+    for i, n in enumerate(names):
+        for table, parents, out, what in ((initial_cpts, ip[i], icpts, "initial_cpts"),
+                                          (transition_cpts, tp[i], tcpts, "transition_cpts")):
+            if n not in table:
+                raise ValueError(f"{what} has no CPT for {n!r}")
+            cpt = jnp.asarray(table[n], jnp.float32)
+            pidx = [p if isinstance(p, int) else p[0] for p in parents]
+            want = tuple(cards[j] for j in pidx) + (cards[i],)
+            if cpt.shape != want:
+                raise ValueError(f"{what}[{n!r}] must have shape {want} (parents then child); got {cpt.shape}")
+            sums = np.asarray(cpt).sum(-1)
+            if not np.allclose(sums, 1.0, atol=atol) or np.any(np.asarray(cpt) < 0):
+                raise ValueError(f"{what}[{n!r}] rows must be distributions summing to 1")
+            out.append(cpt)
+    return DBN(structure, icpts, tcpts)
+
+
+# ----------------------------------------------------------------------------------- planning
+
+
+def _labels(s: Structure):
+    """Labels: variable i of the current slice is i, of the previous slice n + i."""
+    n = s.num_vars
+    sizes = tuple(s.cards) * 2
+    init_inputs = [tuple(s.initial_parents[i]) + (i,) for i in range(n)]
+    trans_inputs = [tuple(j + n * lag for j, lag in s.transition_parents[i]) + (i,) for i in range(n)]
+    return n, sizes, init_inputs, trans_inputs
+
+
+def _plans(s: Structure):
+    """(first-slice plan, transition plan): inputs are the CPTs, the evidence vectors of the variables
+    outside the interface and (transition only) the previous interface message; the output is the
+    current interface. The interface's evidence vectors multiply the output afterwards: under ``vmap``
+    the evidence is batched, and keeping it off the CPTs keeps every CPT product one unbatched GEMM."""
+    n, sizes, init_inputs, trans_inputs = _labels(s)
+    iface = s.interface
+    ev_inputs = [(i,) for i in range(n) if i not in iface]
+    p0 = _tn.plan(tuple(init_inputs + ev_inputs), iface, sizes)
+    prev_iface = tuple(n + i for i in iface)
+    pt = _tn.plan(tuple(trans_inputs + ev_inputs + [prev_iface]), iface, sizes)
+    return p0, pt
+
+
+def _backward_plan(s: Structure):
+    """Plan of β_{t-1}(interface_{t-1}) = Σ_{slice t} CPTs · λ_t · (λ_t β_t)(interface_t)."""
+    n, sizes, _, trans_inputs = _labels(s)
+    iface = s.interface
+    ev_inputs = [(i,) for i in range(n) if i not in iface]
+    prev_iface = tuple(n + i for i in iface)
+    return _tn.plan(tuple(trans_inputs + ev_inputs + [tuple(iface)]), prev_iface, sizes)
+
+
+def _local_plans(s: Structure):
+    """For every variable v outside the interface: plans of the slice contraction with output (v,),
+    given the previous message (transition plan only) and the next slice's β ⊙ λ on the interface."""
+    n, sizes, init_inputs, trans_inputs = _labels(s)
+    iface = s.interface
+    prev_iface = tuple(n + i for i in iface)
+    out = {}
+    for v in range(n):
+        if v in iface:
+            continue
+        ev_inputs = [(i,) for i in range(n) if i not in iface and i != v]
+        out[v] = (_tn.plan(tuple(init_inputs + ev_inputs + [tuple(iface)]), (v,), sizes),
+                  _tn.plan(tuple(trans_inputs + ev_inputs + [prev_iface, tuple(iface)]), (v,), sizes))
+    return out
+
+
+def _apply_interface_evidence(s: Structure, msg, lam_t, op=jnp.multiply):
+    """Multiplies (or, in log space, adds) the interface variables' evidence vectors into the message."""
+    k = len(s.interface)
+    for axis, i in enumerate(s.interface):
+        shape = [1] * k
+        shape[axis] = s.cards[i]
+        msg = op(msg, lam_t[i].reshape(shape))
+    return msg
+
+
+def _step_inputs(s: Structure, lam_t):
+    return [lam_t[i] for i in range(s.num_vars) if i not in s.interface]
+
+
+def step_flops(dbn: DBN) -> float:
+    """Multiply-adds of one transition step of the planned contraction (the per-step cost)."""
+    return _plans(dbn.structure)[1].flops
+
+
+# ----------------------------------------------------------------------------------- evidence
+
+
+def evidence_vectors(dbn: DBN, evidence) -> tuple[jax.Array, ...]:
+    """Indicator vectors λ_v f32[T, card_v] from ``int32[T, n_vars]`` (-1: all ones)."""
+    evidence = jnp.asarray(evidence)
+    n = dbn.structure.num_vars
+    if evidence.ndim != 2 or evidence.shape[1] != n:
+        raise ValueError(f"evidence must have shape [T, n_vars] = [T, {n}] ({dbn.names}); got {evidence.shape}")
+    lams = []
+    for i, c in enumerate(dbn.cards):
+        e = evidence[:, i]
+        lams.append(jnp.where((e >= 0)[:, None], jax.nn.one_hot(e, c, dtype=jnp.float32), 1.0))
+    return tuple(lams)
+
+
+def _contract(plan, arrays):
+    # no rescaling inside a step: the message is normalised after every step, and one step multiplies
+    # only a slice's worth of probabilities
+    return _tn.contract(plan, arrays, rescale=False)
+
+
+def _forward_sum(dbn: DBN, lams, *, want_filtered=False):
+    """Scaled forward scan. Returns (log Z, filtered marginals tuple or None)."""
+    s = dbn.structure
+    p0, pt = _plans(s)
+    T = lams[0].shape[0]
+
+    def first(lam0):
+        m, ls = _contract(p0, list(dbn.initial_cpts) + _step_inputs(s, lam0))
+        m = _apply_interface_evidence(s, m, lam0)
+        z = jnp.sum(m)
+        return jnp.log(z) + ls, m / z
+
+    def step(msg, lam_t):
+        m, ls = _contract(pt, list(dbn.transition_cpts) + _step_inputs(s, lam_t) + [msg])
+        m = _apply_interface_evidence(s, m, lam_t)
+        z = jnp.sum(m)
+        return jnp.log(z) + ls, m / z
+
+    lam0 = tuple(l[0] for l in lams)
+    lam_rest = tuple(l[1:] for l in lams)
+    if want_filtered:
+        (l0, m0), g0 = jax.value_and_grad(first, has_aux=True)(lam0)
+        f0 = tuple(a * b for a, b in zip(lam0, g0))
+
+        def body(carry, lam_t):
+            msg, total = carry
+            (lz, m), g = jax.value_and_grad(lambda lt: step(msg, lt), has_aux=True)(lam_t)
+            return (m, total + lz), tuple(a * b for a, b in zip(lam_t, g))
+
+        (_, total), fs = lax.scan(body, (m0, l0), lam_rest)
+        filt = tuple(jnp.concatenate([a[None], b], 0) for a, b in zip(f0, fs))
+        return total, filt
+    l0, m0 = first(lam0)
+    if T == 1:
+        return l0, None
+
+    def body(carry, lam_t):
+        msg, total = carry
+        lz, m = step(msg, lam_t)
+        return (m, total + lz), None
+
+    (_, total), _ = lax.scan(body, (m0, l0), lam_rest)
+    return total, None
+
+
+class DBNPosterior(NamedTuple):
+    """log_evidence f32[]; marginals {name: f32[T, card]}."""
+
+    log_evidence: jax.Array
+    marginals: dict
+
+
+def log_evidence(dbn: DBN, evidence) -> jax.Array:
+    """log p(e) for evidence ``int32[T, n_vars]`` (-1 unobserved)."""
+    return _forward_sum(dbn, evidence_vectors(dbn, evidence))[0]
+
+
+def filter(dbn: DBN, evidence) -> DBNPosterior:  # noqa: A001
+    """Filtered marginals p(X_t^v | e_{1:t}) for every slice variable and step."""
+    total, filt = _forward_sum(dbn, evidence_vectors(dbn, evidence), want_filtered=True)
+    return DBNPosterior(total, dict(zip(dbn.names, filt)))
+
+
+def smoother(dbn: DBN, evidence) -> DBNPosterior:
+    """Smoothed marginals p(X_t^v | e_{1:T}) and log p(e).
+
+    A forward scan stores the normalised interface messages α_t (evidence up to t), a backward scan
+    the messages β_t (evidence after t). The interface's joint posterior is α_t ⊙ β_t; every other
+    variable's marginal is one more slice contraction with output v, run for all t at once (a ``vmap``
+    over time, not a scan).
+    """
+    s = dbn.structure
+    lams = evidence_vectors(dbn, evidence)
+    T = lams[0].shape[0]
+    p0, pt = _plans(s)
+    pb = _backward_plan(s)
+    local_plans = _local_plans(s)
+    iface = s.interface
+
+    lam0 = tuple(l[0] for l in lams)
+    lam_rest = tuple(l[1:] for l in lams)
+    m0, _ = _contract(p0, list(dbn.initial_cpts) + _step_inputs(s, lam0))
+    m0 = _apply_interface_evidence(s, m0, lam0)
+    z0 = jnp.sum(m0)
+    m0 = m0 / z0
+
+    def fwd(carry, lam_t):
+        msg, total = carry
+        m, _ = _contract(pt, list(dbn.transition_cpts) + _step_inputs(s, lam_t) + [msg])
+        m = _apply_interface_evidence(s, m, lam_t)
+        z = jnp.sum(m)
+        m = m / z
+        return (m, total + jnp.log(z)), m
+
+    (last, total), alphas_rest = lax.scan(fwd, (m0, jnp.log(z0)), lam_rest)
+    alphas = jnp.concatenate([m0[None], alphas_rest], 0)  # [T, *interface]
+
+    ones = jnp.ones(tuple(s.cards[i] for i in iface), jnp.float32)
+
+    def bwd(beta, lam_t):
+        b, _ = _contract(pb, list(dbn.transition_cpts) + _step_inputs(s, lam_t)
+                         + [_apply_interface_evidence(s, beta, lam_t)])
+        b = b / jnp.sum(b)
+        return b, beta
+
+    beta0, betas_rest = lax.scan(bwd, ones, lam_rest, reverse=True)
+    betas = jnp.concatenate([beta0[None], betas_rest], 0)  # [T, *interface]
+
+    joint = alphas * betas
+    joint = joint / jnp.sum(joint, axis=tuple(range(1, joint.ndim)), keepdims=True)
+    margs = {}
+    for axis, i in enumerate(iface):
+        margs[i] = jnp.sum(joint, axis=tuple(a + 1 for a in range(len(iface)) if a != axis))
+    for v, (pl0, plt) in local_plans.items():
+        others = [i for i in range(s.num_vars) if i not in iface and i != v]
+
+        def first_v(lam_t, beta):
+            r, _ = _contract(pl0, list(dbn.initial_cpts) + [lam_t[i] for i in others]
+                             + [_apply_interface_evidence(s, beta, lam_t)])
+            return r * lam_t[v]
+
+        def step_v(lam_t, msg, beta):
+            r, _ = _contract(plt, list(dbn.transition_cpts) + [lam_t[i] for i in others]
+                             + [msg, _apply_interface_evidence(s, beta, lam_t)])
+            return r * lam_t[v]
+
+        r0 = first_v(lam0, beta0)[None]
+        if T > 1:
+            r0 = jnp.concatenate([r0, jax.vmap(step_v)(lam_rest, alphas[:-1], betas_rest)], 0)
+        margs[v] = r0 / jnp.sum(r0, -1, keepdims=True)
+    return DBNPosterior(total + jnp.log(jnp.sum(last)), {n: margs[i] for i, n in enumerate(dbn.names)})
+
+
+def mpe(dbn: DBN, evidence):
+    """Most probable explanation: (int32[T, n_vars] assignment (observed values kept), log p(x*, e))."""
+    s = dbn.structure
+    p0, pt = _plans(s)
+    lams = evidence_vectors(dbn, evidence)
+    log_i = [jnp.log(c) for c in dbn.initial_cpts]
+    log_t = [jnp.log(c) for c in dbn.transition_cpts]
+
+    def best(log_lams):
+        l0 = [l[0] for l in log_lams]
+        m0, _ = _tn.contract_max(p0, log_i + _step_inputs(s, l0))
+        m0 = _apply_interface_evidence(s, m0, l0, jnp.add)
+        s0 = jnp.max(m0)
+        T = log_lams[0].shape[0]
+
+        def body(carry, ll_t):
+            msg, total = carry
+            m, _ = _tn.contract_max(pt, log_t + _step_inputs(s, ll_t) + [msg])
+            m = _apply_interface_evidence(s, m, ll_t, jnp.add)
+            sh = lax.stop_gradient(jnp.max(m))
+            return (m - sh, total + sh), None
+
+        if T == 1:
+            return s0
+        (m, total), _ = lax.scan(body, (m0 - lax.stop_gradient(s0), lax.stop_gradient(s0)),
+                                 tuple(l[1:] for l in log_lams))
+        return total + jnp.max(m)
+
+    log_lams = tuple(jnp.log(l) for l in lams)
+    value, grads = jax.value_and_grad(best)(log_lams)
+    states = jnp.stack([jnp.argmax(g, axis=-1).astype(jnp.int32) for g in grads], axis=-1)
+    return states, value
+
+
+# ----------------------------------------------------------------------------------- sampling
+
+
+def sample(key, dbn: DBN, num_steps: int) -> jax.Array:
+    """Ancestral sample ``int32[T, n_vars]`` of the unrolled network."""
+    s = dbn.structure
+
+    def draw_slice(k, prev, initial):
+        vals = [None] * s.num_vars
+        keys = jax.random.split(k, s.num_vars)
+        for i in s.order(initial):
+            if initial:
+                cpt = dbn.initial_cpts[i]
+                idx = tuple(vals[j] for j in s.initial_parents[i])
+            else:
+                cpt = dbn.transition_cpts[i]
+                idx = tuple(vals[j] if lag == 0 else prev[j] for j, lag in s.transition_parents[i])
+            vals[i] = jax.random.categorical(keys[i], jnp.log(cpt[idx])).astype(jnp.int32)
+        return jnp.stack(vals)
+
+    k0, k1 = jax.random.split(key)
+    x0 = draw_slice(k0, None, True)
+    if num_steps == 1:
+        return x0[None]
+
+    def body(prev, k):
+        x = draw_slice(k, prev, False)
+        return x, x
+
+    _, xs = lax.scan(body, x0, jax.random.split(k1, num_steps - 1))
+    return jnp.concatenate([x0[None], xs], 0)
+
+
+# ----------------------------------------------------------------------------------- unrolling
+
+
+def unroll_dict(dbn: DBN, num_steps: int) -> dict:
+    """``{"states", "parents", "cpts"}`` of the unrolled network (names ``f"{name}_{t}"``)."""
+    s = dbn.structure
+    states, parents, cpts = {}, {}, {}
+    for t in range(num_steps):
+        for i in (s.order(t == 0)):
+            name = f"{s.names[i]}_{t}"
+            states[name] = [str(k) for k in range(s.cards[i])]
+            if t == 0:
+                parents[name] = [f"{s.names[j]}_0" for j in s.initial_parents[i]]
+                cpts[name] = np.asarray(dbn.initial_cpts[i])
+            else:
+                parents[name] = [f"{s.names[j]}_{t - lag}" for j, lag in s.transition_parents[i]]
+                cpts[name] = np.asarray(dbn.transition_cpts[i])
+    return dict(states=states, parents=parents, cpts=cpts)
+
+
+def unroll(dbn: DBN, num_steps: int):
+    """The unrolled ``gm.bn.BayesNet`` over T slices (variables ``f"{name}_{t}"``)."""
+    from gm import bn
+
+    return bn.BayesNet.from_dict(**unroll_dict(dbn, num_steps))
+
+
+# ----------------------------------------------------------------------------------- constructors
+
+
+def factorial_hmm(initials: Sequence, transitions: Sequence, emission) -> DBN:
+    """Factorial HMM: M independent chains h^m with p(h^m_{t+1} | h^m_t) and one observation
+    p(x_t | h^1_t, ..., h^M_t).
+
+    Args:
+        initials: M arrays f32[K_m]; transitions: M arrays f32[K_m, K_m];
+        emission: f32[K_1, ..., K_M, V].
+
+    Variables: ``h1 .. hM`` and ``x``. Per-step cost O(M K^(M+1)) (plus K^M V for the emission).
+    """
+    M = len(initials)
+    if len(transitions) != M:
+        raise ValueError(f"initials and transitions must have the same length; got {M} and {len(transitions)}")
+    cards = [int(np.shape(p)[0]) for p in initials]
+    emission = jnp.asarray(emission)
+    if emission.shape[:-1] != tuple(cards):
+        raise ValueError(f"emission must have shape {tuple(cards)} + (V,); got {emission.shape}")
+    names = [f"h{m + 1}" for m in range(M)]
+    states = {n: c for n, c in zip(names, cards)}
+    states["x"] = int(emission.shape[-1])
+    return from_dict(
+        states,
+        initial_parents={"x": names},
+        transition_parents={**{n: [f"{n}[-1]"] for n in names}, "x": names},
+        initial_cpts={**dict(zip(names, initials)), "x": emission},
+        transition_cpts={**dict(zip(names, transitions)), "x": emission},
+    )
+
+
+def coupled_hmm(initial_h, initial_v, transition_h, transition_v, emission_x, emission_y) -> DBN:
+    """Coupled HMM: two chains that drive each other,
+    p(h_{t+1} | h_t, v_t), p(v_{t+1} | v_t, h_t), p(x_t | h_t), p(y_t | v_t).
+
+    Args:
+        initial_h f32[Kh]; initial_v f32[Kv]; transition_h f32[Kh, Kv, Kh] (axes h_t, v_t, h_{t+1});
+        transition_v f32[Kv, Kh, Kv] (axes v_t, h_t, v_{t+1}); emission_x f32[Kh, Vx]; emission_y f32[Kv, Vy].
+    """
+    Kh, Kv = int(np.shape(initial_h)[0]), int(np.shape(initial_v)[0])
+    return from_dict(
+        {"h": Kh, "v": Kv, "x": int(np.shape(emission_x)[-1]), "y": int(np.shape(emission_y)[-1])},
+        initial_parents={"x": ["h"], "y": ["v"]},
+        transition_parents={"h": ["h[-1]", "v[-1]"], "v": ["v[-1]", "h[-1]"], "x": ["h"], "y": ["v"]},
+        initial_cpts={"h": initial_h, "v": initial_v, "x": emission_x, "y": emission_y},
+        transition_cpts={"h": transition_h, "v": transition_v, "x": emission_x, "y": emission_y},
+    )
+
+
+def boltzmann_zipper(initial_h, transition_h, emission_x, initial_v, transition_v, emission_y) -> DBN:
+    """Boltzmann zipper: a chain h (say audio) with its own memory, and a chain v (video) that
+    follows its own dynamics and the concurrent h:
+    p(h_{t+1} | h_t), p(x_t | h_t), p(v_{t+1} | v_t, h_{t+1}), p(y_t | v_t).
+
+    Args:
+        initial_h f32[Kh]; transition_h f32[Kh, Kh]; emission_x f32[Kh, Vx];
+        initial_v f32[Kh, Kv] = p(v_1 | h_1); transition_v f32[Kv, Kh, Kv] (axes v_t, h_{t+1}, v_{t+1});
+        emission_y f32[Kv, Vy].
+    """
+    Kh, Kv = int(np.shape(initial_h)[0]), int(np.shape(initial_v)[-1])
+    return from_dict(
+        {"h": Kh, "v": Kv, "x": int(np.shape(emission_x)[-1]), "y": int(np.shape(emission_y)[-1])},
+        initial_parents={"v": ["h"], "x": ["h"], "y": ["v"]},
+        transition_parents={"h": ["h[-1]"], "v": ["v[-1]", "h"], "x": ["h"], "y": ["v"]},
+        initial_cpts={"h": initial_h, "v": initial_v, "x": emission_x, "y": emission_y},
+        transition_cpts={"h": transition_h, "v": transition_v, "x": emission_x, "y": emission_y},
+    )
+
+
+# ----------------------------------------------------------------------------------- learning
+
+
+def expected_counts(dbn: DBN, evidence):
+    """Expected family counts of every CPT: N = θ ⊙ ∂ log p(e) / ∂θ (summed over a batch when
+    ``evidence`` is int32[B, T, n_vars]). Returns (initial counts, transition counts, log p(e))."""
+    evidence = jnp.asarray(evidence)
+    batched = evidence.ndim == 3
+
+    def total(cpts):
+        d = DBN(dbn.structure, *cpts)
+        if batched:
+            return jnp.sum(jax.vmap(lambda e: log_evidence(d, e))(evidence))
+        return log_evidence(d, evidence)
+
+    cpts = (dbn.initial_cpts, dbn.transition_cpts)
+    value, grads = jax.value_and_grad(total)(cpts)
+    counts = jax.tree.map(lambda c, g: c * g, cpts, grads)
+    return counts[0], counts[1], value
+
+
+def _tied(s: Structure, i: int) -> bool:
+    """Whether variable i has the same (same-slice) parents in the first slice and later: its initial
+    and transition CPTs are then one parameter (an emission, say)."""
+    tp = s.transition_parents[i]
+    return all(lag == 0 for _, lag in tp) and tuple(j for j, _ in tp) == s.initial_parents[i]
+
+
+def em_step(dbn: DBN, evidence, *, concentration: float = 1.0):
+    """One EM iteration for all CPTs (batch ``int32[B, T, n_vars]``); CPTs of variables whose
+    parents are the same in every slice are tied. ``concentration``: symmetric Dirichlet prior
+    (1.0 = maximum likelihood). Returns (new DBN, log p(e) under the old parameters)."""
+    s = dbn.structure
+    ci, ct, value = expected_counts(dbn, evidence)
+    new_i, new_t = [], []
+    for i in range(s.num_vars):
+        a, b = ci[i], ct[i]
+        if _tied(s, i):
+            a = b = a + b
+        for c, old, out in ((a, dbn.initial_cpts[i], new_i), (b, dbn.transition_cpts[i], new_t)):
+            c = jnp.maximum(c + concentration - 1.0, 0.0)
+            tot = c.sum(-1, keepdims=True)
+            out.append(jnp.where(tot > 0, c / jnp.where(tot > 0, tot, 1.0), old))
+    return DBN(s, new_i, new_t), value
+
+
+def random_like(key, dbn: DBN, *, stickiness: float = 0.0) -> DBN:
+    """A DBN of the same structure with Dirichlet(1) CPT rows; ``stickiness`` mixes the identity into
+    CPTs whose child is its own previous-slice value (h_t | h_{t-1}, ...)."""
+    s = dbn.structure
+    leaves = list(dbn.initial_cpts) + list(dbn.transition_cpts)
+    keys = jax.random.split(key, len(leaves))
+    new = [jax.random.dirichlet(k, jnp.ones(c.shape[-1]), c.shape[:-1]) for k, c in zip(keys, leaves)]
+    n = s.num_vars
+    for i in range(n):
+        tp = s.transition_parents[i]
+        if (i, 1) in tp and stickiness > 0:
+            axis = tp.index((i, 1))
+            card = s.cards[i]
+            eye_shape = [1] * (len(tp) + 1)
+            eye_shape[axis] = card
+            eye_shape[-1] = card
+            eye = jnp.eye(card).reshape(eye_shape)
+            new[n + i] = (1 - stickiness) * new[n + i] + stickiness * jnp.broadcast_to(eye, new[n + i].shape)
+    return DBN(s, new[:n], new[n:])

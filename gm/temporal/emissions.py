@@ -1,0 +1,386 @@
+"""Emission families for HMMs: parameters, per-step log-likelihoods, sufficient statistics, M-step.
+
+A family is a small frozen dataclass holding static settings (sizes, covariance type, prior
+strengths); it is hashable, so it can be a static argument of ``jax.jit``. Its parameters are a
+``NamedTuple`` of arrays (a pytree). Every family offers
+
+* ``log_likelihood(params, obs) -> f32[T, K]``: log p(x_t | z_t = k);
+* ``sufficient_stats(params, obs, weights f32[T, K]) -> stats``: expected sufficient statistics, a pytree that
+  adds up over sequences (weights are the posterior marginals, zero on padded steps);
+* ``m_step(stats, params) -> params``: the (MAP) maximiser; states without data keep their parameters;
+* ``sample(key, params, state) -> observation`` and ``initialize(key, num_states, obs, weights)``.
+
+Missing observations contribute likelihood one: ``-1`` for categorical symbols, ``NaN`` for continuous
+values (per dimension for the diagonal Gaussian, the Poisson and the mixture; for the full-covariance
+Gaussian a partially observed vector is scored by the marginal of its observed dimensions, and only
+complete vectors enter the M-step). Padding must be NaN, -1 or finite values (never inf): padded steps
+have weight zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.scipy.special import gammaln, logsumexp
+
+__all__ = [
+    "Categorical",
+    "CategoricalParams",
+    "Gaussian",
+    "GaussianParams",
+    "Poisson",
+    "PoissonParams",
+    "GaussianMixture",
+    "GaussianMixtureParams",
+]
+
+_LOG_2PI = math.log(2 * math.pi)
+_TINY = 1e-10
+
+
+def _keep_old(new, old, has_data):
+    """Where a state has (almost) no data, keep its old parameter."""
+    has_data = has_data.reshape(has_data.shape + (1,) * (new.ndim - has_data.ndim))
+    return jnp.where(has_data, new, old)
+
+
+def _check_weights(obs_len, weights, K):
+    ws = tuple(jnp.shape(weights))
+    if len(ws) != 2 or ws[0] != obs_len:
+        raise ValueError(f"weights must have shape [T, K] = ({obs_len}, K); got {ws}")
+
+
+# ------------------------------------------------------------------------------------ categorical
+
+
+class CategoricalParams(NamedTuple):
+    """probs: f32[K, V], p(x = v | z = k) in row k."""
+
+    probs: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """Discrete symbols 0..V-1 (``-1`` missing). ``concentration``: symmetric Dirichlet prior on each
+    row of ``probs`` (1.0 = maximum likelihood; MAP row = max(c - 1 + counts, 0), normalised)."""
+
+    num_symbols: int
+    concentration: float = 1.0
+
+    def _check_obs(self, obs):
+        if len(jnp.shape(obs)) != 1:
+            raise ValueError(f"obs must have shape [T] (int symbols); got {jnp.shape(obs)}")
+
+    def log_likelihood(self, params: CategoricalParams, obs) -> jax.Array:
+        """f32[T, K] = log probs[k, x_t]; 0 where x_t = -1."""
+        obs = jnp.asarray(obs)
+        self._check_obs(obs)
+        if jnp.shape(params.probs)[-1] != self.num_symbols:
+            raise ValueError(
+                f"params.probs must have shape [K, {self.num_symbols}]; got {jnp.shape(params.probs)}")
+        logp = jnp.log(params.probs)  # [K, V]
+        ll = jnp.take(logp.T, jnp.clip(obs, 0, self.num_symbols - 1), axis=0)  # [T, K]
+        return jnp.where((obs >= 0)[:, None], ll, 0.0)
+
+    def sufficient_stats(self, params, obs, weights):
+        """f32[K, V] expected counts Σ_t w_tk [x_t = v]."""
+        obs = jnp.asarray(obs)
+        self._check_obs(obs)
+        _check_weights(obs.shape[0], weights, None)
+        onehot = jax.nn.one_hot(obs, self.num_symbols, dtype=weights.dtype)  # -1 -> zeros
+        return weights.T @ onehot
+
+    def m_step(self, stats, params: CategoricalParams) -> CategoricalParams:
+        counts = jnp.maximum(stats + self.concentration - 1.0, 0.0)
+        total = counts.sum(-1, keepdims=True)
+        probs = counts / jnp.where(total > 0, total, 1.0)
+        return CategoricalParams(_keep_old(probs, params.probs, total[:, 0] > _TINY))
+
+    def log_prior(self, params: CategoricalParams):
+        return jnp.sum((self.concentration - 1.0) * jnp.log(params.probs))
+
+    def sample(self, key, params: CategoricalParams, state):
+        return jax.random.categorical(key, jnp.log(params.probs[state])).astype(jnp.int32)
+
+    def initialize(self, key, num_states: int, obs=None, weights=None) -> CategoricalParams:
+        return CategoricalParams(jax.random.dirichlet(key, jnp.ones(self.num_symbols), (num_states,)))
+
+
+# ------------------------------------------------------------------------------------- Gaussian
+
+
+class GaussianParams(NamedTuple):
+    """means: f32[K, D]; covars: f32[K, D] (diagonal) or f32[K, D, D] (full)."""
+
+    means: jax.Array
+    covars: jax.Array
+
+
+def _observed(obs):
+    o = ~jnp.isnan(obs)
+    return jnp.where(o, obs, 0.0), o.astype(obs.dtype)
+
+
+def _diag_log_lik(means, covars, x0, o):
+    """f32[T, C]: Σ_d o_td log N(x_td; m_cd, v_cd), as three [T, D] x [D, C] products."""
+    prec = 1.0 / covars
+    quad = (x0 * x0) @ prec.T - 2.0 * x0 @ (means * prec).T
+    const = o @ (means * means * prec + jnp.log(covars) + _LOG_2PI).T
+    return -0.5 * (quad + const)
+
+
+def _diag_stats(x0, o, weights):
+    return dict(n=weights.T @ o, s1=weights.T @ x0, s2=weights.T @ (x0 * x0))
+
+
+def _diag_m_step(n, s1, s2, prior, min_covar, old_means, old_covars):
+    safe = jnp.maximum(n, _TINY)
+    means = s1 / safe
+    covars = (prior + s2 - 2.0 * means * s1 + means * means * n) / jnp.maximum(n, 1e-5)
+    covars = jnp.maximum(covars, min_covar)
+    has = n > _TINY
+    return jnp.where(has, means, old_means), jnp.where(has, covars, old_covars)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian:
+    """Gaussian emissions x_t ~ N(means[k], covars[k]), ``covariance`` "diag" or "full".
+
+    M-step as hmmlearn's (means_prior = 0, covars_weight = 1): covars = (covars_prior I + S) / N with
+    S the weighted scatter around the new mean and N the weight, floored at ``min_covar`` (diagonal).
+    """
+
+    dim: int
+    covariance: str = "diag"
+    covars_prior: float = 1e-2
+    min_covar: float = 1e-3
+
+    def __post_init__(self):
+        if self.covariance not in ("diag", "full"):
+            raise ValueError(f"covariance must be 'diag' or 'full'; got {self.covariance!r}")
+
+    def _check(self, params, obs):
+        if len(jnp.shape(obs)) != 2 or jnp.shape(obs)[1] != self.dim:
+            raise ValueError(f"obs must have shape [T, {self.dim}]; got {jnp.shape(obs)}")
+        K = jnp.shape(params.means)[0]
+        want = (K, self.dim) if self.covariance == "diag" else (K, self.dim, self.dim)
+        if jnp.shape(params.means) != (K, self.dim) or jnp.shape(params.covars) != want:
+            raise ValueError(
+                f"params must have means [K, {self.dim}] and covars {list(want)} for covariance="
+                f"{self.covariance!r}; got {jnp.shape(params.means)} and {jnp.shape(params.covars)}")
+
+    def log_likelihood(self, params: GaussianParams, obs) -> jax.Array:
+        """f32[T, K] log N(x_t; means[k], covars[k]) over the observed dimensions of x_t."""
+        obs = jnp.asarray(obs, jnp.result_type(float))
+        self._check(params, obs)
+        x0, o = _observed(obs)
+        if self.covariance == "diag":
+            return _diag_log_lik(params.means, params.covars, x0, o)
+        return _full_log_lik(params.means, params.covars, x0, o)
+
+    def sufficient_stats(self, params, obs, weights):
+        obs = jnp.asarray(obs, jnp.result_type(float))
+        _check_weights(obs.shape[0], weights, None)
+        x0, o = _observed(obs)
+        if self.covariance == "diag":
+            return _diag_stats(x0, o, weights)
+        complete = jnp.all(o > 0, axis=-1)
+        w = weights * complete[:, None]
+        return dict(n=w.sum(0), s1=w.T @ x0, s2=jnp.einsum("tk,td,te->kde", w, x0, x0))
+
+    def m_step(self, stats, params: GaussianParams) -> GaussianParams:
+        if self.covariance == "diag":
+            means, covars = _diag_m_step(stats["n"], stats["s1"], stats["s2"], self.covars_prior,
+                                         self.min_covar, params.means, params.covars)
+            return GaussianParams(means, covars)
+        n, s1, s2 = stats["n"], stats["s1"], stats["s2"]
+        means = s1 / jnp.maximum(n, _TINY)[:, None]
+        outer = jnp.einsum("kd,ke->kde", means, s1)
+        scatter = s2 - outer - jnp.swapaxes(outer, -1, -2) + n[:, None, None] * jnp.einsum(
+            "kd,ke->kde", means, means)
+        eye = jnp.eye(self.dim, dtype=means.dtype)
+        covars = (self.covars_prior * eye + scatter) / jnp.maximum(n, 1e-5)[:, None, None]
+        has = n > _TINY
+        return GaussianParams(_keep_old(means, params.means, has), _keep_old(covars, params.covars, has))
+
+    def log_prior(self, params):
+        return jnp.zeros(())
+
+    def sample(self, key, params: GaussianParams, state):
+        mean = params.means[state]
+        if self.covariance == "diag":
+            return mean + jnp.sqrt(params.covars[state]) * jax.random.normal(key, (self.dim,))
+        chol = jnp.linalg.cholesky(params.covars[state])
+        return mean + chol @ jax.random.normal(key, (self.dim,))
+
+    def initialize(self, key, num_states: int, obs, weights=None) -> GaussianParams:
+        """Means at randomly chosen complete observations; covariances the data variance."""
+        obs = jnp.asarray(obs).reshape(-1, self.dim)
+        complete = jnp.all(~jnp.isnan(obs), axis=-1)
+        idx = jax.random.choice(key, obs.shape[0], (num_states,), replace=False,
+                                p=complete / jnp.sum(complete))
+        var = jnp.nanvar(obs, axis=0) + self.min_covar
+        means = obs[idx]
+        if self.covariance == "diag":
+            covars = jnp.broadcast_to(var, (num_states, self.dim))
+        else:
+            covars = jnp.broadcast_to(jnp.diag(var), (num_states, self.dim, self.dim))
+        return GaussianParams(means, covars)
+
+
+def _full_log_lik(means, covars, x0, o):
+    """Full-covariance log N over observed dimensions; complete rows by one Cholesky per state,
+    partially observed rows by the marginal trick Σ' = (o o^T) ⊙ Σ + diag(1 - o) (then the missing
+    dimensions contribute log N(0; 0, 1) each, which is removed)."""
+    D = means.shape[-1]
+    chol = jnp.linalg.cholesky(covars)  # [K, D, D]
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # [K]
+    diff = x0[None, :, :] - means[:, None, :]  # [K, T, D]
+    sol = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(diff, -1, -2), lower=True)  # [K, D, T]
+    ll = -0.5 * (jnp.sum(sol * sol, axis=1) + logdet[:, None] + D * _LOG_2PI)  # [K, T]
+    ll = ll.T
+    n_obs = jnp.sum(o, -1)
+    partial = (n_obs > 0) & (n_obs < D)
+
+    def marginal(_):
+        oo = o[:, None, :, None] * o[:, None, None, :]  # [T, 1, D, D]
+        sig = oo * covars[None] + jnp.eye(D) * (1.0 - o)[:, None, None, :]  # [T, K, D, D]
+        c = jnp.linalg.cholesky(sig)
+        d = (x0[:, None, :] - means[None]) * o[:, None, :]
+        s = jax.scipy.linalg.solve_triangular(c, d[..., None], lower=True)[..., 0]
+        ld = 2.0 * jnp.sum(jnp.log(jnp.diagonal(c, axis1=-2, axis2=-1)), -1)
+        return -0.5 * (jnp.sum(s * s, -1) + ld + n_obs[:, None] * _LOG_2PI)
+
+    ll = lax.cond(jnp.any(partial), lambda _: jnp.where(partial[:, None], marginal(None), ll),
+                  lambda _: ll, None)
+    return jnp.where((n_obs > 0)[:, None], ll, 0.0)
+
+
+# -------------------------------------------------------------------------------------- Poisson
+
+
+class PoissonParams(NamedTuple):
+    """rates: f32[K, D], independent Poisson rates per dimension."""
+
+    rates: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson:
+    """Counts x_td ~ Poisson(rates[k, d]) (float observations, NaN missing). ``rate_prior``
+    (shape a, rate b) is a Gamma prior: MAP rate = (S + a - 1) / (N + b); (1, 0) = maximum likelihood."""
+
+    dim: int
+    rate_prior: tuple[float, float] = (1.0, 0.0)
+
+    def log_likelihood(self, params: PoissonParams, obs) -> jax.Array:
+        obs = jnp.asarray(obs, jnp.result_type(float))
+        if len(obs.shape) != 2 or obs.shape[1] != self.dim:
+            raise ValueError(f"obs must have shape [T, {self.dim}]; got {obs.shape}")
+        x0, o = _observed(obs)
+        rates = params.rates
+        return x0 @ jnp.log(rates).T - o @ rates.T - jnp.sum(gammaln(x0 + 1.0) * o, -1, keepdims=True)
+
+    def sufficient_stats(self, params, obs, weights):
+        obs = jnp.asarray(obs, jnp.result_type(float))
+        x0, o = _observed(obs)
+        return dict(n=weights.T @ o, s=weights.T @ x0)
+
+    def m_step(self, stats, params: PoissonParams) -> PoissonParams:
+        a, b = self.rate_prior
+        n, s = stats["n"], stats["s"]
+        rates = jnp.maximum(s + a - 1.0, 0.0) / jnp.maximum(n + b, _TINY)
+        rates = jnp.maximum(rates, 1e-6)
+        return PoissonParams(jnp.where(n + b > _TINY, rates, params.rates))
+
+    def log_prior(self, params):
+        a, b = self.rate_prior
+        return jnp.sum((a - 1.0) * jnp.log(params.rates) - b * params.rates)
+
+    def sample(self, key, params: PoissonParams, state):
+        return jax.random.poisson(key, params.rates[state]).astype(jnp.float32)
+
+    def initialize(self, key, num_states: int, obs, weights=None) -> PoissonParams:
+        mean = jnp.nanmean(jnp.asarray(obs, jnp.float32).reshape(-1, self.dim), axis=0)
+        scale = jax.random.uniform(key, (num_states, self.dim), minval=0.5, maxval=1.5)
+        return PoissonParams(jnp.maximum(mean * scale, 1e-3))
+
+
+# ------------------------------------------------------------------------------ Gaussian mixture
+
+
+class GaussianMixtureParams(NamedTuple):
+    """weights f32[K, M]; means f32[K, M, D]; covars f32[K, M, D] (diagonal)."""
+
+    weights: jax.Array
+    means: jax.Array
+    covars: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianMixture:
+    """Each state emits from a mixture of M diagonal Gaussians:
+    p(x | z = k) = Σ_m w_km N(x; μ_km, diag v_km). ``weights_concentration``: Dirichlet prior on w_k."""
+
+    dim: int
+    num_components: int
+    covars_prior: float = 1e-2
+    min_covar: float = 1e-3
+    weights_concentration: float = 1.0
+
+    def _component_ll(self, params, obs):
+        obs = jnp.asarray(obs, jnp.result_type(float))
+        if len(obs.shape) != 2 or obs.shape[1] != self.dim:
+            raise ValueError(f"obs must have shape [T, {self.dim}]; got {obs.shape}")
+        K, M = params.weights.shape
+        x0, o = _observed(obs)
+        ll = _diag_log_lik(params.means.reshape(K * M, -1), params.covars.reshape(K * M, -1), x0, o)
+        return ll.reshape(-1, K, M) + jnp.log(params.weights), x0, o
+
+    def log_likelihood(self, params: GaussianMixtureParams, obs) -> jax.Array:
+        comp, _, _ = self._component_ll(params, obs)
+        return logsumexp(comp, axis=-1)
+
+    def sufficient_stats(self, params, obs, weights):
+        """The mixture's statistics need the current parameters (component responsibilities)."""
+        comp, x0, o = self._component_ll(params, obs)
+        resp = jax.nn.softmax(comp, axis=-1) * weights[:, :, None]  # [T, K, M]
+        K, M = params.weights.shape
+        r = resp.reshape(-1, K * M)
+        st = _diag_stats(x0, o, r)
+        st["r"] = resp.sum(0)
+        return st
+
+    def m_step(self, stats, params: GaussianMixtureParams) -> GaussianMixtureParams:
+        K, M = params.weights.shape
+        w = jnp.maximum(stats["r"] + self.weights_concentration - 1.0, 0.0)
+        tot = w.sum(-1, keepdims=True)
+        weights = _keep_old(w / jnp.where(tot > 0, tot, 1.0), params.weights, tot[:, 0] > _TINY)
+        means, covars = _diag_m_step(stats["n"], stats["s1"], stats["s2"], self.covars_prior,
+                                     self.min_covar, params.means.reshape(K * M, -1),
+                                     params.covars.reshape(K * M, -1))
+        return GaussianMixtureParams(weights, means.reshape(K, M, -1), covars.reshape(K, M, -1))
+
+    def log_prior(self, params):
+        return jnp.sum((self.weights_concentration - 1.0) * jnp.log(params.weights))
+
+    def sample(self, key, params: GaussianMixtureParams, state):
+        k1, k2 = jax.random.split(key)
+        m = jax.random.categorical(k1, jnp.log(params.weights[state]))
+        return params.means[state, m] + jnp.sqrt(params.covars[state, m]) * jax.random.normal(k2, (self.dim,))
+
+    def initialize(self, key, num_states: int, obs, weights=None) -> GaussianMixtureParams:
+        obs = jnp.asarray(obs).reshape(-1, self.dim)
+        complete = jnp.all(~jnp.isnan(obs), axis=-1)
+        KM = num_states * self.num_components
+        idx = jax.random.choice(key, obs.shape[0], (KM,), replace=False, p=complete / jnp.sum(complete))
+        var = jnp.nanvar(obs, axis=0) + self.min_covar
+        means = obs[idx].reshape(num_states, self.num_components, self.dim)
+        covars = jnp.broadcast_to(var, means.shape)
+        weights = jnp.full((num_states, self.num_components), 1.0 / self.num_components)
+        return GaussianMixtureParams(weights, means, covars)

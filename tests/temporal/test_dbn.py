@@ -1,0 +1,166 @@
+"""2-TBN inference against enumeration of the unrolled network and against gm.bn."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dbn_oracle import enumerate_unrolled
+from gm.temporal import dbn
+
+
+def _dist(rng, *shape):
+    return rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]) if len(shape) > 1 else rng.dirichlet(np.ones(shape[0]))
+
+
+def _models(rng):
+    K, V = 2, 3
+    fact = dbn.factorial_hmm([_dist(rng, K), _dist(rng, 3)], [_dist(rng, K, K), _dist(rng, 3, 3)],
+                             _dist(rng, K, 3, V))
+    coupled = dbn.coupled_hmm(_dist(rng, 2), _dist(rng, 3), _dist(rng, 2, 3, 2), _dist(rng, 3, 2, 3),
+                              _dist(rng, 2, V), _dist(rng, 3, 2))
+    zipper = dbn.boltzmann_zipper(_dist(rng, 2), _dist(rng, 2, 2), _dist(rng, 2, V), _dist(rng, 2, 3),
+                                  _dist(rng, 3, 2, 3), _dist(rng, 3, 2))
+    return {"factorial": fact, "coupled": coupled, "zipper": zipper}
+
+
+def _evidence(rng, model, T, p_obs=0.6):
+    ev = np.full((T, len(model.names)), -1, np.int32)
+    for i, c in enumerate(model.cards):
+        observed = rng.random(T) < (p_obs if model.names[i] in ("x", "y") else 0.15)
+        ev[observed, i] = rng.integers(0, c, size=observed.sum())
+    return ev
+
+
+def _by_name(model, ev):
+    return {f"{n}_{t}": int(ev[t, i]) for t in range(ev.shape[0]) for i, n in enumerate(model.names)}
+
+
+@pytest.mark.parametrize("kind", ["factorial", "coupled", "zipper"])
+def test_constructors_match_enumeration_of_the_unrolled_network(kind):
+    rng = np.random.default_rng(["factorial", "coupled", "zipper"].index(kind))
+    model = _models(rng)[kind]
+    T = 3
+    smooth, filt, mpe = jax.jit(dbn.smoother), jax.jit(dbn.filter), jax.jit(dbn.mpe)
+    for trial in range(3):
+        ev = _evidence(rng, model, T)
+        ref = enumerate_unrolled(dbn.unroll_dict(model, T), _by_name(model, ev))
+        post = smooth(model, jnp.asarray(ev))
+        np.testing.assert_allclose(post.log_evidence, ref["log_z"], rtol=1e-5, atol=1e-5)
+        for n in model.names:
+            want = np.stack([ref["marginals"][f"{n}_{t}"] for t in range(T)])
+            np.testing.assert_allclose(post.marginals[n], want, atol=2e-6)
+        f = filt(model, jnp.asarray(ev))
+        for t in range(T):
+            r = enumerate_unrolled(dbn.unroll_dict(model, t + 1), _by_name(model, ev[: t + 1]))
+            for n in model.names:
+                np.testing.assert_allclose(f.marginals[n][t], r["marginals"][f"{n}_{t}"], atol=2e-6)
+        states, value = mpe(model, jnp.asarray(ev))
+        np.testing.assert_allclose(value, ref["mpe_logp"], rtol=1e-5, atol=1e-5)
+        if ref["mpe_gap"] > 1e-4:
+            want = np.array([[ref["mpe"][f"{n}_{t}"] for n in model.names] for t in range(T)])
+            np.testing.assert_array_equal(states, want)
+
+
+def test_unrolled_bayesnet_marginals_agree():
+    from gm import bn
+
+    rng = np.random.default_rng(10)
+    model = _models(rng)["coupled"]
+    T = 4
+    ev = _evidence(rng, model, T)
+    net = dbn.unroll(model, T)
+    obs = {k: str(v) for k, v in _by_name(model, ev).items() if v >= 0}
+    ref = bn.marginals(net, net.evidence(obs))
+    post = dbn.smoother(model, jnp.asarray(ev))
+    for t in range(T):
+        for n in model.names:
+            np.testing.assert_allclose(post.marginals[n][t], ref[f"{n}_{t}"], atol=1e-5)
+    np.testing.assert_allclose(post.log_evidence, bn.log_evidence(net, net.evidence(obs)), rtol=1e-5)
+
+
+def test_vmap_over_evidence_and_long_sequence():
+    rng = np.random.default_rng(11)
+    model = _models(rng)["zipper"]
+    evs = np.stack([_evidence(rng, model, 50) for _ in range(4)])
+    batch = jax.jit(jax.vmap(lambda e: dbn.smoother(model, e)))(jnp.asarray(evs))
+    one = dbn.smoother(model, jnp.asarray(evs[2]))
+    np.testing.assert_allclose(batch.log_evidence[2], one.log_evidence, rtol=1e-6)
+    for n in model.names:
+        np.testing.assert_allclose(batch.marginals[n][2], one.marginals[n], atol=1e-6)
+        np.testing.assert_allclose(np.asarray(batch.marginals[n]).sum(-1), 1.0, atol=1e-5)
+
+
+def test_factorial_cost_follows_the_structure():
+    M, K = 3, 6
+    rng = np.random.default_rng(12)
+    model = dbn.factorial_hmm([_dist(rng, K)] * M, [_dist(rng, K, K)] * M, _dist(rng, *([K] * M), 4))
+    flops = dbn.step_flops(model)
+    # one chain at a time: M K^(M+1) for the transitions plus K^M V for the emission table
+    assert flops <= 2 * (M * K ** (M + 1) + K**M * 4), flops
+    assert flops < K ** (2 * M) / 5
+
+
+def test_factorial_equals_flattened_hmm():
+    from gm import temporal as tm
+
+    rng = np.random.default_rng(13)
+    K, V, T = 3, 4, 20
+    inits, trans = [_dist(rng, K), _dist(rng, K)], [_dist(rng, K, K), _dist(rng, K, K)]
+    emis = _dist(rng, K, K, V)
+    model = dbn.factorial_hmm(inits, trans, emis)
+    x = rng.integers(0, V, size=T)
+    ev = np.full((T, 3), -1, np.int32)
+    ev[:, 2] = x
+    post = dbn.smoother(model, jnp.asarray(ev))
+    pi = np.kron(inits[0], inits[1])
+    A = np.kron(trans[0], trans[1])
+    ll = np.log(emis.reshape(K * K, V)[:, x].T)
+    flat = tm.smoother(jnp.asarray(pi, jnp.float32), jnp.asarray(A, jnp.float32), jnp.asarray(ll, jnp.float32))
+    np.testing.assert_allclose(post.log_evidence, flat.log_evidence, rtol=1e-5)
+    m = np.asarray(flat.marginals).reshape(T, K, K)
+    np.testing.assert_allclose(post.marginals["h1"], m.sum(2), atol=1e-5)
+    np.testing.assert_allclose(post.marginals["h2"], m.sum(1), atol=1e-5)
+
+
+def test_sample_statistics_and_errors():
+    rng = np.random.default_rng(14)
+    model = _models(rng)["coupled"]
+    xs = jax.vmap(lambda k: dbn.sample(k, model, 3))(jax.random.split(jax.random.key(0), 4000))
+    assert xs.shape == (4000, 3, 4)
+    h0 = np.bincount(np.asarray(xs[:, 0, 0]), minlength=2) / 4000
+    np.testing.assert_allclose(h0, model.initial_cpts[0], atol=0.03)
+    # p(h_1 | h_0, v_0) from samples
+    h, v = np.asarray(xs[:, 0, 0]), np.asarray(xs[:, 0, 1])
+    hv = np.bincount(h * 3 + v, minlength=6).argmax()  # the most frequent parent configuration
+    sel = (h == hv // 3) & (v == hv % 3)
+    freq = np.bincount(np.asarray(xs[sel, 1, 0]), minlength=2) / sel.sum()
+    np.testing.assert_allclose(freq, model.transition_cpts[0][hv // 3, hv % 3], atol=0.05)
+    with pytest.raises(ValueError, match="'x'"):
+        dbn.from_dict({"h": 2, "x": 3}, transition_parents={"h": ["h[-1]"], "x": ["h"]},
+                      initial_cpts={"h": [0.5, 0.5], "x": np.ones((3, 3)) / 3},
+                      transition_cpts={"h": np.eye(2), "x": np.ones((2, 3)) / 3})
+    with pytest.raises(ValueError, match="evidence"):
+        dbn.smoother(model, jnp.zeros((3, 2), jnp.int32))
+
+
+def test_dbn_em_counts_and_monotone():
+    rng = np.random.default_rng(15)
+    model = _models(rng)["coupled"]
+    T = 3
+    ev = _evidence(rng, model, T)
+    # expected counts of p(h_1 | h_0, v_0) against enumeration of the unrolled network
+    ci, ct, value = dbn.expected_counts(model, jnp.asarray(ev))
+    ref = enumerate_unrolled(dbn.unroll_dict(model, T), _by_name(model, ev))
+    np.testing.assert_allclose(value, ref["log_z"], rtol=1e-5)
+    np.testing.assert_allclose(float(jnp.sum(ct[0])), T - 1, rtol=1e-5)  # one h-transition per later slice
+    np.testing.assert_allclose(float(jnp.sum(ci[0])), 1.0, rtol=1e-5)
+    evs = jax.vmap(lambda k: dbn.sample(k, model, 20))(jax.random.split(jax.random.key(3), 6))
+    evs = evs.at[:, :, :2].set(-1)
+    m = dbn.random_like(jax.random.key(4), model, stickiness=0.3)
+    step = jax.jit(dbn.em_step)
+    values = []
+    for _ in range(6):
+        m, v = step(m, evs)
+        values.append(float(v))
+    assert all(b >= a - 1e-3 for a, b in zip(values, values[1:])), values

@@ -1,0 +1,44 @@
+"""The temporal experiment scripts run end to end with --quick."""
+
+import json
+
+import numpy as np
+
+import pytest
+
+
+def test_casino_quick(tmp_path):
+    from experiments import casino
+
+    res = casino.main(["--quick", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "posterior.png").exists()
+    assert saved["accuracy_viterbi_true_params"] > 0.7
+    # EM from random starts reaches at least the likelihood of the true parameters (up to a little)
+    assert res["log_likelihood_fitted"] > res["log_likelihood_true_params"] - 5.0
+    hist = saved["em_history_best"]
+    assert all(b >= a - 1e-3 for a, b in zip(hist, hist[1:]))
+
+
+@pytest.mark.slow
+def test_bench_quick(tmp_path):
+    from experiments import bench_hmm
+
+    res = bench_hmm.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "results.json").exists()
+    for agree in res["agreement"].values():
+        assert agree["max |marginals gm - dynamax|"] < 1e-4
+        assert agree["max |marginals gm - hmmlearn|"] < 1e-4
+    assert res["long_abs_error_nats"]["gm"] < 1e-2
+
+
+def test_audio_visual_quick(tmp_path):
+    from experiments import audio_visual
+
+    out = audio_visual.main(["--quick", "--out", str(tmp_path)])
+    res = out["results"]
+    assert len(res) == 6
+    for name, r in res.items():
+        assert np.isfinite(r["heldout_loglik_per_step"]) and 0 <= r["state_accuracy"] <= 1
+        if r["fit_seconds"] > 0:  # fitted models cannot beat the data-generating model by much
+            assert r["heldout_loglik_per_step"] < res["true coupled HMM (reference)"]["heldout_loglik_per_step"] + 0.2

@@ -1,0 +1,246 @@
+"""gm.temporal HMM inference against float64 enumeration of every state path, and against each other."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gm import temporal as tm
+from oracles import brute_force, random_hmm
+
+MASKS = [
+    None,
+    [1, 1, 1, 1, 0, 0],  # padding at the end
+    [1, 0, 1, 1, 0, 1],  # holes: masked steps are deleted from the chain
+    [0, 0, 1, 1, 1, 0],  # leading masked steps: the first valid step draws from the initial distribution
+    [0, 0, 0, 0, 0, 0],  # an empty sequence
+]
+
+
+def _mask(m):
+    return None if m is None else jnp.asarray(np.asarray(m, bool))
+
+
+@pytest.mark.parametrize(
+    "time_varying, mask", [(False, m) for m in MASKS] + [(True, MASKS[0]), (True, MASKS[2])])
+def test_every_function_matches_enumeration(time_varying, mask):
+    rng = np.random.default_rng(hash((time_varying, str(mask))) % 2**32)
+    pi, A, ll = random_hmm(rng, 3, 6, time_varying)
+    bf = brute_force(pi, A, ll, mask)
+    m = _mask(mask)
+    for fn in (tm.smoother, tm.parallel_smoother):
+        post = jax.jit(fn)(pi, A, ll, mask=m)
+        np.testing.assert_allclose(post.log_evidence, bf["log_evidence"], atol=2e-5, rtol=1e-6)
+        np.testing.assert_allclose(post.marginals, bf["marginals"], atol=2e-6)
+    for fn in (tm.filter, tm.parallel_filter):
+        f = jax.jit(fn)(pi, A, ll, mask=m)
+        np.testing.assert_allclose(f.log_evidence, bf["log_evidence"], atol=2e-5, rtol=1e-6)
+        np.testing.assert_allclose(f.filtered, bf["filtered"], atol=2e-6)
+        np.testing.assert_allclose(jnp.sum(f.log_normalizers), bf["log_evidence"], atol=2e-5)
+    xi = jax.jit(tm.two_slice_marginals)(pi, A, ll, mask=m)
+    np.testing.assert_allclose(xi, bf["two_slice"], atol=2e-6)
+    counts = jax.jit(tm.expected_counts)(pi, A, ll, mask=m)
+    np.testing.assert_allclose(counts.transitions, bf["two_slice"].sum(0), atol=5e-6)
+    np.testing.assert_allclose(counts.marginals, bf["marginals"], atol=2e-6)
+    np.testing.assert_allclose(counts.log_evidence, bf["log_evidence"], atol=2e-5, rtol=1e-6)
+    for fn in (tm.viterbi, tm.parallel_viterbi):
+        path = jax.jit(fn)(pi, A, ll, mask=m)
+        np.testing.assert_array_equal(path.states, bf["path"])
+        np.testing.assert_allclose(path.log_prob, bf["path_log_prob"], atol=2e-5, rtol=1e-6)
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    K=st.integers(1, 3),
+    T=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    length=st.integers(0, 6),
+)
+def test_smoother_and_viterbi_random_models(K, T, seed, length):
+    rng = np.random.default_rng(seed)
+    pi, A, ll = random_hmm(rng, K, T, sharp=0.5)
+    mask = np.arange(T) < min(length, T)
+    bf = brute_force(pi, A, ll, mask)
+    post = tm.smoother(pi, A, ll, mask=jnp.asarray(mask))
+    np.testing.assert_allclose(post.log_evidence, bf["log_evidence"], atol=5e-5, rtol=1e-5)
+    np.testing.assert_allclose(post.marginals, bf["marginals"], atol=5e-6)
+    path = tm.viterbi(pi, A, ll, mask=jnp.asarray(mask))
+    top = bf["sorted_logp"]
+    if len(top) == 1 or top[0] - top[1] > 1e-3:  # unique best path
+        np.testing.assert_array_equal(path.states, bf["path"])
+    np.testing.assert_allclose(path.log_prob, bf["path_log_prob"], atol=5e-5, rtol=1e-5)
+
+
+def test_padding_is_exact_under_vmap():
+    """A padded batch gives, on the valid steps, exactly the results of each unpadded sequence."""
+    rng = np.random.default_rng(1)
+    K, T = 4, 12
+    pi, A, _ = random_hmm(rng, K, 2)
+    lengths = np.array([12, 7, 1, 3])
+    ll = rng.normal(size=(len(lengths), T, K)).astype(np.float32)
+    ll[1, 7:] = 1e3  # garbage in the padding must not matter
+    masks = tm.length_mask(jnp.asarray(lengths), T)
+    batch = jax.jit(jax.vmap(lambda l, m: tm.smoother(pi, A, l, mask=m)))(ll, masks)
+    paths = jax.jit(jax.vmap(lambda l, m: tm.viterbi(pi, A, l, mask=m)))(ll, masks)
+    for b, n in enumerate(lengths):
+        single = tm.smoother(pi, A, ll[b, :n])
+        np.testing.assert_allclose(batch.log_evidence[b], single.log_evidence, rtol=1e-6)
+        np.testing.assert_allclose(batch.marginals[b, :n], single.marginals, atol=1e-6)
+        assert np.all(np.asarray(batch.marginals[b, n:]) == 0)
+        p = tm.viterbi(pi, A, ll[b, :n])
+        np.testing.assert_array_equal(paths.states[b, :n], p.states)
+        assert np.all(np.asarray(paths.states[b, n:]) == -1)
+        np.testing.assert_allclose(paths.log_prob[b], p.log_prob, rtol=1e-6)
+
+
+def test_parallel_matches_sequential_longer():
+    rng = np.random.default_rng(2)
+    for tv, masked in ((True, True),):  # the unmasked constant-transition case is in the enumeration test
+        pi, A, ll = random_hmm(rng, 5, 60, tv)
+        mask = jnp.asarray(np.arange(60) < 45)
+        for m in [mask] if masked else [None]:
+            s, p = tm.smoother(pi, A, ll, mask=m), tm.parallel_smoother(pi, A, ll, mask=m)
+            np.testing.assert_allclose(p.log_evidence, s.log_evidence, rtol=1e-5)
+            np.testing.assert_allclose(p.marginals, s.marginals, atol=1e-5)
+            f, pf = tm.filter(pi, A, ll, mask=m), tm.parallel_filter(pi, A, ll, mask=m)
+            np.testing.assert_allclose(pf.filtered, f.filtered, atol=1e-5)
+            np.testing.assert_allclose(pf.log_normalizers, f.log_normalizers, atol=1e-4)
+            v, pv = tm.viterbi(pi, A, ll, mask=m), tm.parallel_viterbi(pi, A, ll, mask=m)
+            np.testing.assert_array_equal(pv.states, v.states)
+            np.testing.assert_allclose(pv.log_prob, v.log_prob, rtol=1e-5)
+
+
+def test_jit_vmap_and_plain_agree():
+    rng = np.random.default_rng(3)
+    pi, A, _ = random_hmm(rng, 3, 2)
+    lls = rng.normal(size=(5, 9, 3)).astype(np.float32)
+    batched = jax.jit(jax.vmap(tm.smoother, in_axes=(None, None, 0)))(pi, A, lls)
+    for b in range(5):
+        plain = tm.smoother(pi, A, lls[b])
+        np.testing.assert_allclose(batched.marginals[b], plain.marginals, atol=1e-6)
+        np.testing.assert_allclose(batched.log_evidence[b], plain.log_evidence, rtol=1e-6)
+
+
+def test_gradient_of_log_evidence_gives_marginals():
+    """d log p(x) / d log_lik[t, k] = p(z_t = k | x): a check through autodiff of the forward pass."""
+    rng = np.random.default_rng(4)
+    pi, A, ll = random_hmm(rng, 3, 7)
+    g = jax.grad(lambda l: tm.filter(pi, A, l).log_evidence)(jnp.asarray(ll))
+    np.testing.assert_allclose(g, tm.smoother(pi, A, ll).marginals, atol=1e-5)
+
+
+def test_sample_posterior_matches_path_posterior():
+    rng = np.random.default_rng(5)
+    pi, A, ll = random_hmm(rng, 2, 4)
+    mask = np.array([1, 1, 1, 0], bool)
+    bf = brute_force(pi, A, ll, mask)
+    keys = jax.random.split(jax.random.key(0), 20000)
+    draws = jax.jit(jax.vmap(lambda k: tm.sample_posterior(k, pi, A, ll, mask=jnp.asarray(mask))))(keys)
+    draws = np.asarray(draws)
+    assert np.all(draws[:, 3] == -1)
+    codes = draws[:, 0] * 4 + draws[:, 1] * 2 + draws[:, 2]
+    freq = np.bincount(codes, minlength=8) / len(codes)
+    exact = np.zeros(8)
+    for path, p in zip(bf["paths"], bf["posterior"]):
+        exact[path[0] * 4 + path[1] * 2 + path[2]] += p
+    np.testing.assert_allclose(freq, exact, atol=0.015)
+
+
+def test_sample_from_model_statistics():
+    pi = jnp.array([0.2, 0.8])
+    A = jnp.array([[0.9, 0.1], [0.3, 0.7]])
+    keys = jax.random.split(jax.random.key(1), 3000)
+    states, obs = jax.vmap(
+        lambda k: tm.sample(k, pi, A, 20, lambda kk, z: z + 10 * jax.random.bernoulli(kk, 0.0)))(keys)
+    states = np.asarray(states)
+    np.testing.assert_array_equal(np.asarray(obs), states)
+    np.testing.assert_allclose(np.mean(states[:, 0] == 1), 0.8, atol=0.03)
+    prev, nxt = states[:, :-1].ravel(), states[:, 1:].ravel()
+    np.testing.assert_allclose(np.mean(nxt[prev == 0] == 1), 0.1, atol=0.01)
+    np.testing.assert_allclose(np.mean(nxt[prev == 1] == 0), 0.3, atol=0.015)
+
+
+def test_shape_errors_name_the_argument():
+    pi, A, ll = jnp.ones(3) / 3, jnp.eye(3), jnp.zeros((5, 3))
+    with pytest.raises(ValueError, match="initial"):
+        tm.smoother(jnp.ones(2) / 2, A, ll)
+    with pytest.raises(ValueError, match="transition"):
+        jax.jit(tm.viterbi)(pi, jnp.eye(4), ll)
+    with pytest.raises(ValueError, match="transition"):
+        tm.filter(pi, jnp.ones((3, 3, 3)), ll)
+    with pytest.raises(ValueError, match="log_lik"):
+        tm.smoother(pi, A, jnp.zeros(5))
+    with pytest.raises(ValueError, match="mask"):
+        tm.smoother(pi, A, ll, mask=jnp.ones(4, bool))
+
+
+def _float64_log_evidence(pi, A, ll):
+    alpha = pi.astype(np.float64)
+    total = 0.0
+    A = A.astype(np.float64)
+    ll = ll.astype(np.float64)
+    shift = ll.max(1)
+    lik = np.exp(ll - shift[:, None])
+    for t in range(len(ll)):
+        if t:
+            alpha = alpha @ A
+        alpha = alpha * lik[t]
+        c = alpha.sum()
+        alpha /= c
+        total += np.log(c)
+    return total + shift.sum()
+
+
+def test_float32_long_sequence_stability():
+    """T = 100,000 and K = 100: the float32 log-evidence stays within 1e-2 nats of float64."""
+    rng = np.random.default_rng(6)
+    K, T = 100, 100_000
+    pi = rng.dirichlet(np.ones(K)).astype(np.float32)
+    A = (0.9 * np.eye(K) + 0.1 * rng.dirichlet(np.ones(K), size=K)).astype(np.float32)
+    A /= A.sum(1, keepdims=True)
+    ll = (-1.0 + 0.5 * rng.normal(size=(T, K))).astype(np.float32)
+    exact = _float64_log_evidence(pi, A, ll)
+    got = jax.jit(tm.filter)(pi, A, ll).log_evidence
+    assert abs(float(got) - exact) < 1e-2, (float(got), exact)
+    post = jax.jit(tm.smoother)(pi, A, ll)
+    assert abs(float(post.log_evidence) - exact) < 1e-2
+    np.testing.assert_allclose(np.asarray(post.marginals).sum(1), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(np.asarray(post.marginals)))
+
+
+def test_dynamax_smoother_agrees():
+    from dynamax.hidden_markov_model import hmm_smoother, hmm_posterior_mode
+
+    rng = np.random.default_rng(7)
+    pi, A, ll = random_hmm(rng, 6, 50)
+    ref = hmm_smoother(pi, A, ll)
+    ours = tm.smoother(pi, A, ll)
+    np.testing.assert_allclose(ours.marginals, ref.smoothed_probs, atol=1e-5)
+    np.testing.assert_allclose(ours.log_evidence, ref.marginal_loglik, rtol=1e-5)
+    np.testing.assert_allclose(tm.expected_counts(pi, A, ll).transitions, ref.trans_probs, atol=1e-4)
+    np.testing.assert_array_equal(tm.viterbi(pi, A, ll).states, hmm_posterior_mode(pi, A, ll))
+
+
+def test_impossible_evidence_is_flagged_not_nan():
+    pi = jnp.array([1.0, 0.0])
+    A = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    ll = jnp.log(jnp.array([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]]))  # step 1 needs state 1, unreachable
+    post = tm.smoother(pi, A, ll)
+    assert post.log_evidence == -jnp.inf
+    assert np.all(np.isfinite(np.asarray(post.marginals)))
+    assert tm.filter(pi, A, ll).log_evidence == -jnp.inf
+
+
+def test_wide_viterbi_matches_dynamax():
+    """K >= 32 takes the min-reduction backpointer path."""
+    from dynamax.hidden_markov_model import hmm_posterior_mode
+
+    rng = np.random.default_rng(8)
+    pi, A, ll = random_hmm(rng, 40, 30)
+    path = jax.jit(tm.viterbi)(pi, A, ll)
+    np.testing.assert_array_equal(path.states, hmm_posterior_mode(pi, A, ll))
+    z = np.asarray(path.states)
+    joint = np.log(pi[z[0]]) + np.sum(np.log(A[z[:-1], z[1:]])) + np.sum(ll[np.arange(30), z])
+    np.testing.assert_allclose(path.log_prob, joint, rtol=1e-5)
