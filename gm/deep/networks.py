@@ -70,16 +70,23 @@ def _with_condition(h: jax.Array, condition: jax.Array | None) -> jax.Array:
 
 
 class MLP(nn.Module):
-    """Dense layers with an activation (and dropout) between them; no activation after the last."""
+    """Dense layers with an activation (and dropout) between them; no activation after the last.
+
+    A ``condition`` ``f32[B, D]`` is concatenated to the input, and with ``condition_every_layer`` to the
+    input of every layer (which makes the condition hard to ignore).
+    """
 
     features: Sequence[int]
     act: str = "relu"
     dropout: float = 0.0
+    condition_every_layer: bool = False
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, condition=None, *, train: bool = False):
         act = activation(self.act)
         for i, f in enumerate(self.features):
+            if condition is not None and (i == 0 or self.condition_every_layer):
+                x = _with_condition(x, condition)
             x = nn.Dense(f)(x)
             if i < len(self.features) - 1:
                 x = act(x)
@@ -95,11 +102,13 @@ class MLPEncoder(nn.Module):
     out_dim: int
     act: str = "relu"
     dropout: float = 0.0
+    condition_every_layer: bool = False
 
     @nn.compact
     def __call__(self, x, condition=None, *, train: bool = False):
-        h = _with_condition(x.reshape(x.shape[0], -1), condition)
-        return MLP((*self.hidden, self.out_dim), self.act, self.dropout)(h, train=train)
+        h = x.reshape(x.shape[0], -1)
+        mlp = MLP((*self.hidden, self.out_dim), self.act, self.dropout, self.condition_every_layer)
+        return mlp(h, condition, train=train)
 
 
 class ConvEncoder(nn.Module):
@@ -133,13 +142,13 @@ class MLPDecoder(nn.Module):
     out_shape: tuple[int, int, int]
     act: str = "relu"
     dropout: float = 0.0
+    condition_every_layer: bool = False
 
     @nn.compact
     def __call__(self, z, condition=None, *, train: bool = False):
-        h = _with_condition(z, condition)
         size = self.out_shape[0] * self.out_shape[1] * self.out_shape[2]
-        out = MLP((*self.hidden, size), self.act, self.dropout)(h, train=train)
-        return out.reshape(z.shape[0], *self.out_shape)
+        mlp = MLP((*self.hidden, size), self.act, self.dropout, self.condition_every_layer)
+        return mlp(z, condition, train=train).reshape(z.shape[0], *self.out_shape)
 
 
 class ConvDecoder(nn.Module):

@@ -92,6 +92,8 @@ class VAEConfig:
         likelihood: ``"bernoulli"`` (decoder outputs logits) or ``"gaussian"`` (decoder outputs means; one
             learned log standard deviation shared by all pixels).
         n_classes: number of labels for the conditional VAE.
+        condition_every_layer: feed the cVAE's one-hot label to every dense layer of the MLP encoder and
+            decoder, not only to the first (the decoder then cannot easily ignore it).
         image_shape: ``(H, W, C)``; filled in by :func:`create_state` from the example batch.
         beta: weight of the KL term (1 gives the ELBO).
         kl_warmup_steps: the KL weight rises linearly from 0 to ``beta`` over this many steps.
@@ -113,6 +115,7 @@ class VAEConfig:
     dropout: float = 0.0
     likelihood: str = "bernoulli"
     n_classes: int = 10
+    condition_every_layer: bool = False
     image_shape: tuple[int, int, int] | None = None
     beta: float = 1.0
     kl_warmup_steps: int = 0
@@ -158,11 +161,13 @@ class VAEModel(nn.Module):
             raise ValueError("VAEConfig.image_shape is None; build the state with create_state")
         out_dim = 2 * c.latent_dim
         if c.encoder == "mlp":
-            self.encoder = networks.MLPEncoder(c.hidden, out_dim, c.act, c.dropout)
+            self.encoder = networks.MLPEncoder(c.hidden, out_dim, c.act, c.dropout, c.condition_every_layer)
         else:
             self.encoder = networks.ConvEncoder(c.conv_features, c.hidden[-1:], out_dim, c.act, c.dropout)
         if c.decoder == "mlp":
-            self.decoder = networks.MLPDecoder(tuple(reversed(c.hidden)), c.image_shape, c.act, c.dropout)
+            self.decoder = networks.MLPDecoder(
+                tuple(reversed(c.hidden)), c.image_shape, c.act, c.dropout, c.condition_every_layer
+            )
         else:
             self.decoder = networks.ConvDecoder(
                 tuple(reversed(c.conv_features)), c.image_shape, c.hidden[-1:], c.upsample, c.act, c.dropout

@@ -149,23 +149,27 @@ def test_pixel_shuffle_places_channels_in_blocks():
 
 
 @pytest.mark.parametrize(
-    "model,encoder,decoder,upsample",
+    "model,encoder,decoder,upsample,every_layer",
     [
-        ("vae", "conv", "conv", "resize"),
-        ("cvae", "conv", "conv", "pixel_shuffle"),
-        ("ae", "mlp", "mlp", "resize"),
+        ("vae", "conv", "conv", "resize", False),
+        ("cvae", "conv", "conv", "pixel_shuffle", False),
+        ("ae", "mlp", "mlp", "resize", False),
+        ("cvae", "mlp", "mlp", "resize", True),
     ],
 )
-def test_models_shapes_and_functions(model, encoder, decoder, upsample):
+def test_models_shapes_and_functions(model, encoder, decoder, upsample, every_layer):
     config = vae.VAEConfig(
-        model=model, encoder=encoder, decoder=decoder, upsample=upsample, latent_dim=3, hidden=(16,),
-        conv_features=(4, 8),
+        model=model, encoder=encoder, decoder=decoder, upsample=upsample, latent_dim=3, hidden=(16, 8),
+        conv_features=(4, 8), condition_every_layer=every_layer,
     )
     images = jnp.asarray(np.random.default_rng(0).uniform(size=(5, 8, 8, 1)), jnp.float32)
     labels = jnp.arange(5) % 10
     state = vae.create_state(jax.random.key(0), config, {"image": images, "label": labels})
     assert state.config.image_shape == (8, 8, 1)
     cond = model == "cvae"
+    if every_layer:  # the one-hot label enters every dense layer: 10 extra input rows in each kernel
+        assert state.params["decoder"]["MLP_0"]["Dense_1"]["kernel"].shape == (8 + 10, 16)
+        assert state.params["encoder"]["MLP_0"]["Dense_1"]["kernel"].shape == (16 + 10, 8)
     lab = labels if cond else None
 
     @jax.jit  # one compilation for all the functions (eager flax would compile op by op)
