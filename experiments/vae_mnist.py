@@ -381,6 +381,7 @@ def main(argv=None):
         "models": infos,
         "test": {},
         "sample_metrics": {},
+        "seconds": {name: info["train_seconds"] for name, info in infos.items()},
     }
 
     test_images, test_labels = jnp.asarray(test_binary), jnp.asarray(ds.test.labels)
@@ -393,8 +394,10 @@ def main(argv=None):
             entry["negative_elbo"] = nelbo
             k = cfg["iwae_k"] if name == "vae" else cfg["cvae_iwae_k"]
             chunk = min(cfg["iwae_chunk"], k)
+            start = time.time()
             entry[f"iwae_{k}_nll"] = test_iwae_nll(state, test_images, test_labels, k_iwae, k, chunk,
                                                    progress=progress)
+            results["seconds"][f"iwae_{k}_{name}"] = round(time.time() - start, 1)
             if name == "cvae":
                 entry["note"] = "cVAE bounds are conditional: -log p(x | y)"
         results["test"][name] = entry
@@ -404,7 +407,7 @@ def main(argv=None):
         metrics.ClassifierConfig(**cfg["classifier"]), min_accuracy=cfg["min_classifier_accuracy"],
         progress=progress,
     )
-    results["classifier"] = {"test_accuracy": cls_info["test_accuracy"], "cached": cls_info["cached"]}
+    results["classifier"] = {k: cls_info.get(k) for k in ("test_accuracy", "train_seconds", "cached")}
     _, test_features = metrics.classify(classifier, ds.test.images)
     _, train_features = metrics.classify(classifier, ds.train.images)
     results["sample_metrics"]["reference_train_vs_test"] = {

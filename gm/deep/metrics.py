@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -226,7 +227,7 @@ def load_or_train_classifier(
         progress: tqdm progress bar while training.
 
     Returns:
-        ``(classifier, info)`` with ``info = {"test_accuracy", "cached", "config"}``.
+        ``(classifier, info)`` with ``info = {"test_accuracy", "train_seconds", "cached", "config"}``.
     """
     config_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
     template = init_classifier(jax.random.key(0), config)
@@ -239,9 +240,11 @@ def load_or_train_classifier(
         except (FileNotFoundError, ValueError):
             info = None
     if info is None:
+        start = time.time()
         classifier = train_classifier(key, train_split.images, train_split.labels, config, progress=progress)
+        seconds = time.time() - start
         acc = accuracy(classifier, test_split.images, test_split.labels)
-        meta = {"test_accuracy": acc, "config": config_dict}
+        meta = {"test_accuracy": acc, "train_seconds": round(seconds, 1), "config": config_dict}
         save_checkpoint(directory, 0, classifier, meta, max_to_keep=1)
         info = {**meta, "cached": False}
     if info["test_accuracy"] < min_accuracy:
