@@ -198,10 +198,7 @@ class VAEModel(nn.Module):
 
     def __call__(self, x, labels=None, *, train: bool = False):
         mean, _ = self.encode(x, labels, train=train)
-        out = self.decode(mean, labels, train=train)
-        if self.config.likelihood == "gaussian":
-            out = out + 0 * self.log_scale
-        return out
+        return self.decode(mean, labels, train=train)
 
 
 # ------------------------------------------------------------------------------------------- densities

@@ -72,6 +72,7 @@ def linear_gaussian_vae():
     )
     x = jax.random.normal(jax.random.key(3), (3, *D_SHAPE))
     state = vae.create_state(jax.random.key(0), config, {"image": x})
+    assert float(state.params["log_scale"]) == 0.0  # the Gaussian likelihood learns one log sigma, init 0
     params = jax.tree.map(lambda p: p, state.params)
     sigma = 0.6
     params["log_scale"] = jnp.asarray(math.log(sigma), jnp.float32)
