@@ -1,0 +1,16 @@
+"""Deep generative models with flax and optax: networks, the VAE family, train state, checkpoints, metrics.
+
+Submodules: :mod:`gm.deep.networks` (encoders/decoders), :mod:`gm.deep.vae` (autoencoder, VAE, conditional
+VAE), :mod:`gm.deep.train` (train state, optimisers, orbax checkpoints, early stopping),
+:mod:`gm.deep.metrics` (a digit classifier and the sample metrics built on it).
+"""
+
+import importlib
+
+__all__ = ["networks", "vae", "train", "metrics"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        return importlib.import_module(f"gm.deep.{name}")
+    raise AttributeError(f"module 'gm.deep' has no attribute {name!r}")

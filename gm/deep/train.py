@@ -1,0 +1,232 @@
+"""Training utilities shared by the deep models: train state, optimisers, checkpoints, early stopping.
+
+* :class:`TrainState` is a pytree: ``step``, ``params`` and ``opt_state`` are leaves; the optax
+  transformation and the model config are static fields (hashable), so a jitted step traced once is
+  reused for every later call with the same config.
+* :func:`save_checkpoint` / :func:`restore_checkpoint` write and read any pytree plus a JSON dictionary
+  with orbax; restoring needs a template of the same structure (e.g. a freshly created state).
+* :class:`EarlyStopping` is plain Python state that round-trips through JSON (so it can be checkpointed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = [
+    "TrainState",
+    "make_optimizer",
+    "save_checkpoint",
+    "restore_checkpoint",
+    "latest_checkpoint_step",
+    "EarlyStopping",
+]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Parameters, optimiser state and step counter of one model.
+
+    Attributes:
+        step: ``int32[]`` number of updates applied.
+        params: the model's parameter pytree.
+        opt_state: the optax state of ``tx``.
+        tx: the optax transformation (static).
+        config: the model's frozen, hashable config (static).
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    config: Any = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, params, tx: optax.GradientTransformation, config) -> "TrainState":
+        return cls(jnp.zeros((), jnp.int32), params, tx.init(params), tx, config)
+
+    def apply_gradients(self, grads) -> "TrainState":
+        """One optimiser update: ``params <- params + tx.update(grads)``; ``step <- step + 1``."""
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        return self.replace(
+            step=self.step + 1, params=optax.apply_updates(self.params, updates), opt_state=opt_state
+        )
+
+
+def make_optimizer(
+    learning_rate: float,
+    *,
+    schedule: str = "constant",
+    total_steps: int = 0,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+) -> optax.GradientTransformation:
+    """AdamW (Adam when ``weight_decay = 0``) with an optional schedule and gradient clipping.
+
+    Args:
+        learning_rate: peak learning rate.
+        schedule: ``"constant"`` or ``"cosine"`` (linear warm-up for ``warmup_steps``, then cosine decay to
+            1% of the peak at ``total_steps``).
+        total_steps: length of the cosine schedule (required for ``"cosine"``).
+        warmup_steps: linear warm-up steps.
+        weight_decay: decoupled weight decay of AdamW.
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+    """
+    if schedule == "constant":
+        lr = learning_rate
+        if warmup_steps:
+            lr = optax.join_schedules(
+                [optax.linear_schedule(0.0, learning_rate, warmup_steps), optax.constant_schedule(learning_rate)],
+                [warmup_steps],
+            )
+    elif schedule == "cosine":
+        if total_steps <= warmup_steps:
+            raise ValueError(f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps}) for cosine")
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0 if warmup_steps else learning_rate,
+            learning_rate,
+            warmup_steps,
+            total_steps,
+            end_value=0.01 * learning_rate,
+        )
+    else:
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    parts = []
+    if grad_clip is not None:
+        parts.append(optax.clip_by_global_norm(grad_clip))
+    parts.append(optax.adamw(lr, b1=b1, b2=b2, weight_decay=weight_decay))
+    return optax.chain(*parts)
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+
+
+def _manager(directory: str, max_to_keep: int | None = None):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def _as_dict(tree) -> dict[str, Any]:
+    return {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+
+
+def save_checkpoint(directory: str, step: int, tree, metadata: dict | None = None, *, max_to_keep: int = 2):
+    """Save the leaves of ``tree`` and a JSON-serialisable ``metadata`` dict as checkpoint ``step``.
+
+    The tree is stored by its flattened leaves, so any pytree (train states with optax namedtuples,
+    tuples of states) round-trips; :func:`restore_checkpoint` rebuilds it from a template. Blocks until
+    the checkpoint is on disk; keeps the newest ``max_to_keep`` checkpoints.
+    """
+    import orbax.checkpoint as ocp
+
+    manager = _manager(directory, max_to_keep)
+    manager.save(
+        int(step),
+        args=ocp.args.Composite(
+            tree=ocp.args.StandardSave(_as_dict(tree)), metadata=ocp.args.JsonSave(metadata or {})
+        ),
+        force=True,
+    )
+    manager.wait_until_finished()
+    manager.close()
+
+
+def latest_checkpoint_step(directory: str) -> int | None:
+    """The newest checkpoint step in ``directory`` (``None`` when there is none)."""
+    if not os.path.isdir(directory):
+        return None
+    manager = _manager(directory)
+    step = manager.latest_step()
+    manager.close()
+    return step
+
+
+def restore_checkpoint(directory: str, template, step: int | None = None):
+    """Restore ``(tree, metadata)`` from checkpoint ``step`` (default: the newest).
+
+    Args:
+        directory: the checkpoint directory given to :func:`save_checkpoint`.
+        template: a pytree with the structure, shapes and dtypes of the saved one.
+        step: which checkpoint; ``None`` for the newest.
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``directory``.
+        ValueError: the saved leaves do not match the template's shapes.
+    """
+    import orbax.checkpoint as ocp
+
+    manager = _manager(directory)
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        manager.close()
+        raise FileNotFoundError(f"no checkpoint in {directory!r}")
+    leaves, treedef = jax.tree.flatten(template)
+    abstract = {
+        f"{i:05d}": jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)
+    }
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(tree=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()),
+    )
+    manager.close()
+    saved = restored["tree"]
+    if len(saved) != len(leaves):
+        raise ValueError(f"checkpoint has {len(saved)} leaves, template has {len(leaves)}")
+    new_leaves = []
+    for i, leaf in enumerate(leaves):
+        value = saved[f"{i:05d}"]
+        if np.shape(value) != np.shape(leaf):
+            raise ValueError(f"checkpoint leaf {i} has shape {np.shape(value)}, template {np.shape(leaf)}")
+        new_leaves.append(jnp.asarray(value))
+    return jax.tree.unflatten(treedef, new_leaves), dict(restored["metadata"] or {})
+
+
+# ------------------------------------------------------------------------------------- early stopping
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """Stop when a monitored loss has not improved by ``min_delta`` for ``patience`` evaluations.
+
+    ``update(value)`` returns ``True`` when ``value`` is a new best (the caller keeps its parameters).
+    ``should_stop`` turns ``True`` after ``patience`` evaluations without improvement.
+    """
+
+    patience: int = 10
+    min_delta: float = 0.0
+    best: float = float("inf")
+    best_epoch: int = -1
+    bad_evaluations: int = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        if not np.isfinite(value):
+            self.bad_evaluations = self.patience  # a NaN loss stops the run
+            return False
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.bad_evaluations = float(value), int(epoch), 0
+            return True
+        self.bad_evaluations += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_evaluations >= self.patience
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EarlyStopping":
+        return cls(**d)

@@ -1,0 +1,62 @@
+import jax
+import numpy as np
+import pytest
+from scipy import linalg
+
+from gm import data
+from gm.deep import metrics
+
+
+def test_frechet_distance_matches_sqrtm_formula():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5))
+    b = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5)) + 0.5
+    ma, mb = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = np.sum((ma - mb) ** 2) + np.trace(sa + sb - 2 * linalg.sqrtm(sa @ sb).real)
+    np.testing.assert_allclose(metrics.frechet_distance(a, b), expected, rtol=1e-6)
+    np.testing.assert_allclose(metrics.frechet_distance(b, a), expected, rtol=1e-6)
+    assert metrics.frechet_distance(a, a) < 1e-8
+    stats_a = metrics.gaussian_statistics(a)
+    np.testing.assert_allclose(metrics.frechet_distance(stats_a, b), expected, rtol=1e-6)
+    # One dimension: (m1 - m2)^2 + (s1 - s2)^2.
+    one = metrics.frechet_distance(
+        metrics.GaussianStatistics(np.array([1.0]), np.array([[4.0]])),
+        metrics.GaussianStatistics(np.array([-1.0]), np.array([[1.0]])),
+    )
+    np.testing.assert_allclose(one, 4.0 + 1.0)
+    with pytest.raises(ValueError, match="dimensions"):
+        metrics.frechet_distance(a, b[:, :3])
+
+
+def test_simple_sample_metrics():
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]))
+    np.testing.assert_allclose(metrics.classifier_confidence(logits), np.mean([0.7, 0.8, 0.6, 0.6]))
+    assert metrics.conditional_accuracy(logits, [0, 1, 1, 2]) == 0.75
+    cover = metrics.mode_coverage(logits, 4, min_fraction=0.25)
+    assert cover["covered"] == 3 and cover["histogram"] == [0.5, 0.25, 0.25, 0.0]
+    labels = np.arange(100) % 10
+    perm = np.random.default_rng(0).permutation(10)
+    assert metrics.matched_accuracy(perm[labels], labels) == 1.0
+    noisy = perm[labels].copy()
+    noisy[:10] = (noisy[:10] + 1) % 10
+    assert metrics.matched_accuracy(noisy, labels) == 0.9
+
+
+def test_classifier_trains_and_caches(tmp_path):
+    ds = data.digits()
+    config = metrics.ClassifierConfig(image_shape=(8, 8, 1), features=(8, 16), hidden=32, epochs=10,
+                                      batch_size=32, max_shift=0, dropout=0.1, binarize_fraction=0.0)
+    clf, info = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, config)
+    assert not info["cached"] and info["test_accuracy"] > 0.85
+    assert info["test_accuracy"] == metrics.accuracy(clf, ds.test.images, ds.test.labels)
+    again, info2 = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(1), ds.train, ds.test, config)
+    assert info2["cached"] and info2["test_accuracy"] == info["test_accuracy"]
+    logits, feats = metrics.classify(clf, ds.test.images[:7])
+    assert logits.shape == (7, 10) and feats.shape == (7, 32)
+    np.testing.assert_array_equal(metrics.classify(again, ds.test.images[:7])[0], logits)
+    with pytest.raises(RuntimeError, match="accuracy"):
+        metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, config,
+                                         min_accuracy=1.01)
+    with pytest.raises(ValueError, match="images"):
+        metrics.classify(clf, np.zeros((2, 28, 28, 1)))
