@@ -12,5 +12,9 @@ from gm.data.images import (
     random_shift,
     stratified_split,
 )
+from gm.data.networks import NETWORKS, bif_path, load_network
 
-__all__ = ["ImageDataset", "Split", "binarize", "digits", "mnist", "random_shift", "stratified_split"]
+__all__ = [
+    "NETWORKS", "ImageDataset", "Split", "binarize", "bif_path", "digits", "load_network", "mnist",
+    "random_shift", "stratified_split",
+]
