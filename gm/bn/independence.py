@@ -17,7 +17,7 @@ def to_networkx(net: BayesNet) -> nx.DiGraph:
     return graph
 
 
-def _names(net: BayesNet, names: Iterable[str] | str, arg: str) -> set[str]:
+def _names(net: BayesNet, names: Iterable[str] | str) -> set[str]:
     if isinstance(names, str):
         names = [names]
     names = set(names)
@@ -28,7 +28,7 @@ def _names(net: BayesNet, names: Iterable[str] | str, arg: str) -> set[str]:
 
 def d_separated(net: BayesNet, xs, ys, given=()) -> bool:
     """Whether ``xs`` and ``ys`` are d-separated by ``given`` (so X ⟂ Y | Z in every parameterisation)."""
-    x, y, z = _names(net, xs, "xs"), _names(net, ys, "ys"), _names(net, given, "given")
+    x, y, z = _names(net, xs), _names(net, ys), _names(net, given)
     if x & y:
         raise ValueError(f"xs and ys overlap: {sorted(x & y)}")
     if (x | y) & z:
