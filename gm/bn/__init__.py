@@ -25,11 +25,13 @@ from gm.bn.inference import (
 )
 from gm.bn.io import format_bif, from_pgmpy, parse_bif, read_bif, to_pgmpy, write_bif
 from gm.bn.network import BayesNet, Structure
+from gm.bn.pruning import Pruned, prune, pruned_query
 from gm.bn.sampling import WeightedSamples, likelihood_weighting, sample, weighted_marginals
 
 __all__ = [
     "BayesNet",
     "Plan",
+    "Pruned",
     "Structure",
     "WeightedSamples",
     "contract",
@@ -51,6 +53,8 @@ __all__ = [
     "network_plan",
     "parse_bif",
     "plan",
+    "prune",
+    "pruned_query",
     "query",
     "read_bif",
     "sample",
