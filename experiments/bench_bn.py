@@ -130,7 +130,14 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--batch", type=int, default=None, help="evidence sets per network (default 1000, quick 200)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default="runs/bench_bn")
+    parser.add_argument("--compile-cache", nargs="?", const="", default=None, metavar="DIR",
+                        help="JAX's persistent compilation cache (default dir ~/.cache/gm/xla): a second run "
+                             "reports the cached load time as compile time")
     args = parser.parse_args(argv)
+    if args.compile_cache is not None:
+        import gm
+
+        gm.enable_compilation_cache(args.compile_cache or None)
     warnings.filterwarnings("ignore", category=FutureWarning)
     names = args.networks.split(",") if args.networks else (QUICK if args.quick else FULL)
     repeats = args.repeats or (3 if args.quick else 5)

@@ -9,6 +9,7 @@ dependencies stay optional.
 import importlib
 
 from gm import _xla
+from gm._xla import enable_compilation_cache
 
 _xla.configure()
 

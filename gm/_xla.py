@@ -29,3 +29,30 @@ def configure() -> bool:
         pass
     os.environ["XLA_FLAGS"] = (flags + " " + _FLAG + "=").strip()
     return True
+
+
+def enable_compilation_cache(directory: str | None = None, *, min_compile_seconds: float = 1.0) -> str:
+    """Turn on JAX's persistent compilation cache so compiled programs survive the process.
+
+    Large networks compile for tens of seconds to minutes on CPU (one kernel per contraction step); with
+    the cache, the second process that jits the same function on the same structure and shapes loads it
+    from disk in about a second. This sets process-wide JAX options, so gm never calls it on import:
+    experiments and notebooks opt in.
+
+    Args:
+      directory: where to keep compiled programs (default ``$GM_CACHE_DIR/xla``, else
+        ``~/.cache/gm/xla``).
+      min_compile_seconds: only programs that took at least this long to compile are stored.
+
+    Returns:
+      The cache directory.
+    """
+    import jax
+
+    if directory is None:
+        root = os.environ.get("GM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gm")
+        directory = os.path.join(root, "xla")
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+    return directory

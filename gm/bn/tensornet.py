@@ -204,7 +204,9 @@ def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, in
     if flops <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
     if max_time is None:  # spend search time in proportion to what is at stake
-        max_time = 10.0 if flops < 1e8 else 30.0
+        # link: greedy 4.9e10 multiply-adds; 30 s of hyper-search under load found nothing better, 120 s
+        # found 7.6e7 (munin1: greedy 1.6e10, 30 s found 1.75e8)
+        max_time = 10.0 if flops < 1e8 else 30.0 if flops < 1e10 else 120.0
     better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, max_time))
     better_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, better))
     return better if better_flops < flops else ssa
@@ -225,8 +227,8 @@ def plan(
       output: labels of the result (distinct, each present in some input).
       sizes: dimension of each label, indexed by label.
       max_time: seconds for the hyper-optimiser, which runs only when the quick randomised-greedy
-        path costs more than 1e6 multiply-adds (default: 10 s, or 30 s when the greedy path costs over
-        1e8; 0 keeps the greedy path). Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
+        path costs more than 1e6 multiply-adds (default: 10 s; 30 s when the greedy path costs over
+        1e8 and 120 s over 1e10; 0 keeps the greedy path). Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
         ``~/.cache/gm/plans``), so a search runs once per structure and machine.
     """
     inputs = tuple(tuple(int(l) for l in t) for t in inputs)
@@ -239,7 +241,7 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v3"]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v4"]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None
     ssa = None
