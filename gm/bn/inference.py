@@ -201,6 +201,56 @@ def _marginals_and_log_z(net, ev, soft):
     return log_z, _split(net, post)
 
 
+# The batch-minor path of ``map_batched``: ``jax.vmap`` of the per-set functions puts the batch axis first,
+# so each step's elementwise work runs over a few states in the innermost loop; here the evidence of a
+# whole chunk is one matrix f[n_vars, max_card, B] and every intermediate keeps the batch axis last.
+
+
+def _batched_log_partition(net: BayesNet, mat) -> jax.Array:
+    """log P(e_b) for every column of ``mat: f[n_vars, max_card, B]``: ``f[B]``."""
+    batch = mat.shape[-1]
+    arrays = []
+    for i, (cpt, card) in enumerate(zip(net.cpts, net.cards)):
+        vec = mat[i, :card].reshape((1,) * (cpt.ndim - 1) + (card, batch))
+        arrays.append(cpt[..., None] * vec)
+    mantissa, log_scale = _contract.contract(network_plan(net.structure), arrays, batch_size=batch)
+    return _safe_log(mantissa) + log_scale
+
+
+def _batched_marginals_and_log_z(net: BayesNet, evs, soft: Soft = None):
+    """``(log_z f[B], [f[B, card_i]])`` for ``evs: int32[B, n_vars]``, batch-minor."""
+    mat = jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1)
+
+    def total(m):
+        log_z = _batched_log_partition(net, m)
+        return jnp.sum(jnp.where(jnp.isfinite(log_z), log_z, 0.0)), log_z
+
+    (_, log_z), grad = jax.value_and_grad(total, has_aux=True)(mat)
+    p = jnp.maximum(mat * grad, 0.0)
+    norm = jnp.sum(p, axis=1, keepdims=True)
+    ok = jnp.isfinite(log_z) & (norm > 0)
+    post = jnp.where(ok, p / jnp.where(ok, norm, 1.0), 0.0)
+    return log_z, [post[i, :card].T for i, card in enumerate(net.cards)]
+
+
+def _batch_minor(fn, net: BayesNet, kwargs):
+    """The batch-minor implementation of ``fn`` over a chunk ``int32[B, n_vars]``, or None."""
+    if kwargs.get("check") or set(kwargs) - {"soft", "check"}:
+        return None
+    soft = kwargs.get("soft")
+    if fn is marginals:
+        return lambda evs: dict(zip(net.names, _batched_marginals_and_log_z(net, evs, soft)[1]))
+    if fn is marginals_and_log_evidence:
+        def both(evs):
+            log_z, post = _batched_marginals_and_log_z(net, evs, soft)
+            return dict(zip(net.names, post)), log_z
+        return both
+    if fn is log_evidence:
+        return lambda evs: _batched_log_partition(
+            net, jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1))
+    return None
+
+
 def _query_indices(net: BayesNet, names: Sequence[str]) -> tuple[int, ...]:
     if isinstance(names, str):
         names = [names]
@@ -281,7 +331,9 @@ def map_batched(fn, net: BayesNet, evs, *, chunk_size: int | None = None, **kwar
     """``jax.vmap(fn)`` over ``evs: int32[B, n_vars]`` in chunks of ``chunk_size`` (lax.map).
 
     Batches that would not fit in memory at once are processed chunk by chunk inside one compiled
-    function. ``fn(net, ev, **kwargs)`` is any of this module's queries.
+    function. ``fn(net, ev, **kwargs)`` is any of this module's queries. For ``marginals``,
+    ``marginals_and_log_evidence`` and ``log_evidence`` it runs a batch-minor contraction (the batch
+    axis last in every intermediate) that gives the same numbers as ``jax.vmap`` and runs faster.
 
     Example:
       >>> post = jax.jit(map_batched, static_argnums=0)(marginals, net, evs)
@@ -291,7 +343,7 @@ def map_batched(fn, net: BayesNet, evs, *, chunk_size: int | None = None, **kwar
         raise ValueError(f"evs must have shape (B, {net.n_vars}), got {evs.shape}")
     b = evs.shape[0]
     chunk = chunk_size or default_chunk_size(net)
-    single = jax.vmap(lambda e: fn(net, e, **kwargs))
+    single = _batch_minor(fn, net, kwargs) or jax.vmap(lambda e: fn(net, e, **kwargs))
     if b <= chunk:
         return single(evs)
     n_chunks = -(-b // chunk)
