@@ -24,7 +24,7 @@ import warnings
 import jax
 import numpy as np
 
-from gm import bn
+from gm import bn, parallel
 from gm.data.networks import load_network
 
 FULL = ("asia", "alarm", "child", "insurance", "hepar2", "win95pts", "hailfinder", "water",
@@ -130,7 +130,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--batch", type=int, default=None, help="evidence sets per network (default 1000, quick 200)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default="runs/bench_bn")
+    parallel.add_distributed_args(parser)
     args = parser.parse_args(argv)
+    parallel.initialize_from_args(args)
     warnings.filterwarnings("ignore", category=FutureWarning)
     names = args.networks.split(",") if args.networks else (QUICK if args.quick else FULL)
     repeats = args.repeats or (3 if args.quick else 5)
