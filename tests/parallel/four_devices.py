@@ -123,6 +123,9 @@ def training_checks(out: dict, mesh):
     leaf = jax.tree_util.tree_leaves(sharded.params)[0]
     out["train_params_sharding"] = sharding_facts(leaf)
     out["train_step_count"] = int(sharded.step)
+    from experiments import vae_mnist
+
+    out["vae_mnist_step_is_data_parallel"] = vae_mnist.train_step_for(100) is not vae.train_step
     try:
         step(sharded, {"image": images[:10]}, jax.random.key(2))
         out["train_bad_batch_raises"] = False

@@ -50,11 +50,15 @@ def compute(mesh):
 
     net, evs, h = inputs()
     marg = parallel.sharded_marginals(net, evs[:8], mesh=mesh)             # 8 sets on 4 devices
+    # per-process data: each process contributes its own 4 rows (its 2 devices); the global batch is the
+    # processes' rows in process order, the same 8 sets as above
+    mine = np.array_split(evs[:8], jax.process_count())[jax.process_index()]
+    local = parallel.sharded_marginals(net, parallel.shard_local_batch(mine, mesh), mesh=mesh)
     counts = parallel.sharded_sum(bn.marginals, mesh, in_axes=(None, 0))(net, evs)  # 10 sets, padded to 12
     fam = tm.Categorical(h["num_symbols"])
     params = tm.HMMParams(h["initial"], h["transition"], tm.CategoricalParams(h["emission"]))
     new, log_lik, _ = parallel.sharded_em_step(fam, params, h["obs"], h["mask"], mesh=mesh)
-    host = parallel.to_host({"marginals": marg, "counts": counts,
+    host = parallel.to_host({"marginals": marg, "marginals_local_data": local, "counts": counts,
                              "em_transition": new.transition, "em_emission": new.emission.probs,
                              "em_log_lik": log_lik})
     facts = {"marginals_spec": str(marg[net.names[0]].sharding.spec),

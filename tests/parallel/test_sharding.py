@@ -82,6 +82,7 @@ def test_data_parallel_training_step_equals_single_device_step(four):
     assert four["train_metrics_diff"] <= 1e-4  # batch-mean losses in nats (~50), float32
     assert four["train_step_count"] == 3
     assert four["train_bad_batch_raises"]
+    assert four["vae_mnist_step_is_data_parallel"]
 
 
 # ------------------------------------------------------------------------------------ multi-host
