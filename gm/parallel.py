@@ -118,7 +118,8 @@ def _leading(tree, name: str) -> int:
     if not sizes:
         raise ValueError(f"{name} has no arrays")
     if None in sizes or len(sizes) != 1:
-        raise ValueError(f"every array of {name} needs the same leading (batch) axis, got sizes {sorted(sizes, key=str)}")
+        raise ValueError(f"every array of {name} needs the same leading (batch) axis, "
+                         f"got sizes {sorted(sizes, key=str)}")
     return sizes.pop()
 
 

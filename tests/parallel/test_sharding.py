@@ -52,9 +52,10 @@ def test_four_devices_are_simulated(four):
 
 
 def test_bn_sharded_marginals_and_log_evidence_equal_single_device(four):
-    for key in ("bn_marginals_diff", "bn_log_evidence_padded_diff", "bn_marginals_chunked_diff", "sharded_sum_diff"):
+    for key in ("bn_marginals_diff", "bn_log_evidence_padded_diff", "bn_log_evidence_chunked_diff",
+                "sharded_sum_diff"):
         assert four[key] <= F32, (key, four[key])
-    assert four["bn_log_evidence_rows"] == 10  # padding removed
+    assert four["bn_log_evidence_rows"] == four["bn_log_evidence_chunked_rows"] == 10  # padding removed
 
 
 def test_outputs_are_sharded_over_the_batch_and_sums_replicated(four):
