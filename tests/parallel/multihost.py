@@ -43,8 +43,9 @@ def inputs():
     return net, evs, hmm
 
 
-def compute(mesh):
-    """The sharded computations, as NumPy dicts (gathered from every process)."""
+def compute(mesh, *, training: bool = False):
+    """The sharded computations, as NumPy dicts (gathered from every process); ``training`` adds two
+    data-parallel VAE steps."""
     from gm import bn
     from gm import temporal as tm
 
@@ -58,7 +59,20 @@ def compute(mesh):
     fam = tm.Categorical(h["num_symbols"])
     params = tm.HMMParams(h["initial"], h["transition"], tm.CategoricalParams(h["emission"]))
     new, log_lik, _ = parallel.sharded_em_step(fam, params, h["obs"], h["mask"], mesh=mesh)
-    host = parallel.to_host({"marginals": marg, "marginals_local_data": local, "counts": counts,
+    host = {}
+    if training:  # two data-parallel VAE steps on a global batch of 8 digits (2 per device)
+        from gm import data
+        from gm.deep import vae
+
+        images = np.asarray(data.digits().train.images[:16])
+        config = vae.VAEConfig(latent_dim=2, hidden=(16,), learning_rate=1e-2)
+        state = vae.create_state(jax.random.key(0), config, {"image": images[:8]})
+        step = parallel.data_parallel_train_step(vae.train_step, mesh)
+        for i in range(2):
+            state, _ = step(state, {"image": images[8 * i:8 * (i + 1)]}, jax.random.fold_in(jax.random.key(1), i))
+        host["vae_params"] = {"/".join(str(k.key) for k in path): leaf
+                              for path, leaf in jax.tree_util.tree_leaves_with_path(state.params)}
+    host = parallel.to_host({**host, "marginals": marg, "marginals_local_data": local, "counts": counts,
                              "em_transition": new.transition, "em_emission": new.emission.probs,
                              "em_log_lik": log_lik})
     facts = {"marginals_spec": str(marg[net.names[0]].sharding.spec),
@@ -69,10 +83,11 @@ def compute(mesh):
 
 def main(argv=None):
     parser = parallel.add_distributed_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--training", action="store_true", help="also two data-parallel VAE training steps")
     args = parser.parse_args(argv)
     distributed = parallel.initialize_from_args(args)
     mesh = parallel.batch_mesh()
-    host, facts = compute(mesh)
+    host, facts = compute(mesh, training=args.training)
     result = {"process_index": jax.process_index(), "process_count": jax.process_count(),
               "distributed": distributed, "device_count": jax.device_count(),
               "local_device_count": jax.local_device_count(), "mesh_size": mesh.size, **facts,

@@ -95,10 +95,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_give_the_single_process_answer():
+def _two_processes(extra=()):
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "multihost.py"), "--coordinator",
-                               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i), *extra],
                               env=_env(2), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     outs = []
@@ -111,17 +111,23 @@ def test_two_processes_give_the_single_process_answer():
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    return outs
+
+
+def _check_against_one_process(outs, *, training=False):
     sys.path.insert(0, HERE)
     try:
         import multihost
     finally:
         sys.path.remove(HERE)
-    ref, _ = multihost.compute(multihost.parallel.batch_mesh(jax.devices()[:1]))  # one device, this process
+    # the same functions on one device of this process
+    ref, _ = multihost.compute(multihost.parallel.batch_mesh(jax.devices()[:1]), training=training)
     for i, out in enumerate(outs):
         assert out["process_index"] == i and out["process_count"] == 2 and out["distributed"]
         assert out["device_count"] == 4 and out["local_device_count"] == 2 and out["mesh_size"] == 4
         assert out["marginals_spec"] == "P('batch',)" and out["marginals_devices"] == 4
         assert out["marginals_addressable_shards"] == 2  # each process holds its half
+        assert set(out["values"]) == set(ref)
         for key, value in ref.items():
             got = out["values"][key]
             if isinstance(value, dict):
@@ -129,6 +135,15 @@ def test_two_processes_give_the_single_process_answer():
                     np.testing.assert_allclose(got[name], arr, atol=F32, err_msg=f"{key}[{name}]")
             else:
                 np.testing.assert_allclose(got, value, atol=F32, rtol=F32, err_msg=key)
+
+
+def test_two_processes_give_the_single_process_answer():
+    _check_against_one_process(_two_processes())
+
+
+@pytest.mark.slow
+def test_two_processes_data_parallel_training_gives_the_single_process_parameters():
+    _check_against_one_process(_two_processes(["--training"]), training=True)
 
 
 def test_distributed_args_and_validation():
