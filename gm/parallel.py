@@ -555,5 +555,16 @@ def initialize_from_args(args) -> bool:
         raise ValueError("--coordinator needs --num-processes and --process-id")
     if not 0 <= pid < num:
         raise ValueError(f"--process-id must be in [0, {num}), got {pid}")
+    _use_gloo_on_cpu()
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num, process_id=pid)
     return True
+
+
+def _use_gloo_on_cpu():
+    """CPU collectives across processes need an implementation: gloo (the default of the JAX 0.10 we test
+    with; set explicitly in case a release has none). A user's own choice (e.g. "mpi") is kept."""
+    try:
+        if not jax.config.jax_cpu_collectives_implementation:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except AttributeError:  # a JAX without the option
+        pass
