@@ -24,7 +24,7 @@ import warnings
 import jax
 import numpy as np
 
-from gm import bn
+from gm import bn, parallel
 from gm.data.networks import load_network
 
 FULL = ("asia", "alarm", "child", "insurance", "hepar2", "win95pts", "hailfinder", "water",
@@ -133,7 +133,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--compile-cache", nargs="?", const="", default=None, metavar="DIR",
                         help="JAX's persistent compilation cache (default dir ~/.cache/gm/xla): a second run "
                              "reports the cached load time as compile time")
+    parallel.add_distributed_args(parser)
     args = parser.parse_args(argv)
+    parallel.initialize_from_args(args)
     if args.compile_cache is not None:
         import gm
 

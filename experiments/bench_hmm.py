@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm import parallel
 from gm import temporal as tm
 
 
@@ -249,7 +250,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="runs/bench_hmm")
+    parallel.add_distributed_args(ap)
     args = ap.parse_args(argv)
+    parallel.initialize_from_args(args)
     if args.quick:
         Ks, B, T, reps, hreps, longT, longK = [4], 8, 50, 2, 1, 2000, 8
         fact = dict(M=2, K=3, V=4, B=4, T=30, repeats=2)

@@ -17,6 +17,11 @@ Run ``python -m experiments.vae_mnist [--quick] [--out runs/vae_mnist] [--resume
 ``interpolations.png``, ``latent_scatter.png``, ``cvae_samples.png``, ``training_curves.png`` and orbax
 checkpoints (``checkpoints/<model>``, ``classifier``). ``--resume`` continues every model from its last
 checkpoint and gives the same numbers as an uninterrupted run with the same seed.
+
+Several devices: training is data-parallel over every device that divides the batch size (the batch is
+split, the parameters replicated, the global batch and so the updates unchanged; see `gm.parallel`).
+Several hosts: start one process per host with ``--coordinator HOST:PORT --num-processes N
+--process-id I`` (``jax.distributed.initialize``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm import data
+from gm import data, parallel
 from gm.deep import metrics, train, vae
 
 MODELS = ("ae", "vae", "cvae")
@@ -90,6 +95,15 @@ def _validation_loss(state, images, labels, key):
     return float(jnp.mean(out["nelbo"]))
 
 
+def train_step_for(batch_size: int):
+    """``vae.train_step``, data-parallel over the devices when more than one divides ``batch_size``."""
+    devices = jax.devices()
+    n = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
+    if n == 1:
+        return vae.train_step
+    return parallel.data_parallel_train_step(vae.train_step, parallel.batch_mesh(devices[:n]))
+
+
 def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: int, out: str, resume: bool,
         stop_after_epochs: int | None, progress: bool = True):
     """Train one model with early stopping; checkpoint every evaluation; resume exactly.
@@ -124,6 +138,7 @@ def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: 
                 "early_stopping": stopper.to_dict()}
         train.save_checkpoint(ckpt_dir, epoch, (state, best_params), meta)
 
+    train_step = train_step_for(bs)
     bar = tqdm(range(start_epoch, epochs), desc=name, disable=not progress or done, leave=True)
     running = []
     t0 = time.time()
@@ -134,7 +149,7 @@ def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: 
         perm = jax.random.permutation(epoch_key, n)
         for s in range(steps):
             idx = perm[s * bs : (s + 1) * bs]
-            state, m = vae.train_step(state, {"image": images[idx], "label": labels[idx]},
+            state, m = train_step(state, {"image": images[idx], "label": labels[idx]},
                                       jax.random.fold_in(epoch_key, s + 1))
             running.append(m["nelbo"] if "nelbo" in m else m["loss"])  # the true -ELBO even when beta != 1
         finished = epoch + 1
@@ -342,7 +357,9 @@ def main(argv=None):
     parser.add_argument("--stop-after-epochs", type=int, default=None,
                         help="stop every model after this many epochs, as if interrupted (for resume tests)")
     parser.add_argument("--no-progress", action="store_true")
+    parallel.add_distributed_args(parser)
     args = parser.parse_args(argv)
+    parallel.initialize_from_args(args)
 
     t_start = time.time()
     cfg = quick_config() if args.quick else default_config()

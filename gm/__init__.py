@@ -2,8 +2,8 @@
 
 Rooms (see DESIGN.md): ``gm.bn`` discrete Bayesian networks, ``gm.temporal`` HMMs and dynamic Bayesian
 networks, ``gm.learn`` parameter estimation, ``gm.deep`` VAEs and GANs, ``gm.data`` datasets that ship with
-packages. Submodules are imported on first use so that ``import gm`` stays cheap and the deep-learning
-dependencies stay optional.
+packages, ``gm.parallel`` the batched paths and training steps sharded over devices and hosts. Submodules
+are imported on first use so that ``import gm`` stays cheap and the deep-learning dependencies stay optional.
 """
 
 import importlib
@@ -14,7 +14,7 @@ from gm._xla import enable_compilation_cache
 _xla.configure()
 
 __version__ = "0.1.0"
-__all__ = ["bn", "temporal", "learn", "deep", "data"]
+__all__ = ["bn", "temporal", "learn", "deep", "data", "parallel"]
 
 
 def __getattr__(name):

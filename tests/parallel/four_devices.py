@@ -1,0 +1,151 @@
+"""Checks of gm.parallel on 4 simulated CPU devices; prints one JSON object (read by test_sharding.py).
+
+Run with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` in the environment (the test sets it):
+JAX fixes its device count when its backend starts, so these checks live in their own process.
+Every number printed is a discrepancy between a sharded result and the same computation on one device,
+or a fact about shardings; the test decides what passes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def max_diff(a, b) -> float:
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) if np.size(x) else 0.0
+               for x, y in zip(leaves_a, leaves_b))
+
+
+def sharding_facts(x) -> dict:
+    spec = getattr(x.sharding, "spec", None)
+    return {"spec": str(spec), "devices": len(x.sharding.device_set),
+            "shard_rows": sorted({s.data.shape[0] if s.data.ndim else 0 for s in x.addressable_shards}),
+            "replicated": bool(x.sharding.is_fully_replicated), "rows": int(x.shape[0]) if x.ndim else 0}
+
+
+def bn_checks(out: dict, mesh):
+    from gm import bn, parallel
+    from gm.data.networks import load_network
+
+    net = load_network("asia")
+    key = jax.random.key(0)
+    x = np.asarray(bn.sample(net, key, 10))
+    observed = np.asarray(jax.random.uniform(jax.random.key(1), x.shape)) < 0.3
+    evs = np.where(observed, x, -1).astype(np.int32)
+    # B = 8 (a multiple of 4): the outputs are the sharded arrays themselves
+    single_marg = jax.jit(jax.vmap(bn.marginals, in_axes=(None, 0)))(net, evs[:8])
+    marg = parallel.sharded_marginals(net, evs[:8], mesh=mesh)
+    out["bn_marginals_diff"] = max_diff(marg, single_marg)
+    out["bn_marginals_sharding"] = sharding_facts(marg[net.names[0]])
+    # B = 10: padded to 12 with copies of the last set, unpadded after
+    single_logz = jax.jit(jax.vmap(bn.log_evidence, in_axes=(None, 0)))(net, evs)
+    logz = parallel.sharded_log_evidence(net, evs, mesh=mesh)
+    out["bn_log_evidence_padded_diff"] = max_diff(logz, single_logz)
+    out["bn_log_evidence_rows"] = int(logz.shape[0])
+    # chunked per device, with padding: 10 sets -> 16 = 4 devices x 2 chunks of 2
+    chunked = parallel.sharded_log_evidence(net, evs, mesh=mesh, chunk_size=2)
+    out["bn_log_evidence_chunked_diff"] = max_diff(chunked, single_logz)
+    out["bn_log_evidence_chunked_rows"] = int(chunked.shape[0])
+    # sharded_sum: expected state counts over evidence sets (the sum of their marginals)
+    total = parallel.sharded_sum(bn.marginals, mesh, in_axes=(None, 0))(net, evs[:8])
+    out["sharded_sum_diff"] = max_diff(total, jax.tree_util.tree_map(lambda a: a.sum(0), single_marg))
+    out["sharded_sum_sharding"] = sharding_facts(total[net.names[0]])
+
+
+def temporal_checks(out: dict, mesh):
+    from gm import parallel
+    from gm import temporal as tm
+
+    rng = np.random.default_rng(0)
+    K, V, B, T = 3, 5, 8, 12
+    pi = jnp.asarray(rng.dirichlet(np.ones(K)), jnp.float32)
+    A = jnp.asarray(0.6 * np.eye(K) + 0.4 * rng.dirichlet(np.ones(K), size=K), jnp.float32)
+    E = jnp.asarray(rng.dirichlet(np.ones(V), size=K), jnp.float32)
+    obs = jnp.asarray(rng.integers(0, V, size=(B, T)), jnp.int32)
+    lengths = rng.integers(4, T + 1, size=B)
+    mask = jnp.asarray(np.arange(T)[None, :] < lengths[:, None])
+    fam = tm.Categorical(V)
+    params = tm.HMMParams(pi, A, tm.CategoricalParams(E))
+    log_liks = jax.vmap(lambda o: fam.log_likelihood(params.emission, o))(obs)
+
+    single = jax.jit(jax.vmap(lambda ll, m: tm.smoother(pi, A, ll, mask=m)))(log_liks, mask)
+    sharded = parallel.sharded_smoother(pi, A, log_liks, mask, mesh=mesh)
+    out["smoother_diff"] = max_diff(sharded, single)
+    out["smoother_sharding"] = sharding_facts(sharded.marginals)
+
+    # B = 7 with masks (padded with one fully masked sequence); B = 8 without
+    for name, o, m in (("masked", obs[:7], mask[:7]), ("unmasked", obs, None)):
+        ref = tm.em_step(fam, params, o, m)
+        got = parallel.sharded_em_step(fam, params, o, m, mesh=mesh)
+        out[f"em_step_{name}_params_diff"] = max_diff(got[0], ref[0])
+        out[f"em_step_{name}_rel_loglik_diff"] = float(abs(got[1] - ref[1]) / abs(ref[1]))
+        out[f"em_step_{name}_log_prior_diff"] = float(abs(got[2] - ref[2]))
+    out["em_step_params_sharding"] = sharding_facts(got[0].transition)
+    fitted, hist = parallel.sharded_fit(fam, params, obs[:7], mask[:7], mesh=mesh, num_iters=5)
+    ref_fitted, ref_hist = tm.fit(fam, params, obs[:7], mask[:7], num_iters=5)
+    out["em_fit_diff"] = max_diff(fitted, ref_fitted)
+    out["em_fit_history_rel_diff"] = float(np.max(np.abs(np.asarray(hist) - np.asarray(ref_hist))
+                                                  / np.abs(np.asarray(ref_hist))))
+    # the compiled sharded E-step reduces across devices: XLA inserted the collective
+    from gm.parallel import _compiled_em_step, batch_sharding, replicate
+
+    ob, mk = obs, mask
+    text = _compiled_em_step(fam, mesh).lower(replicate(params, mesh), jax.device_put(ob, batch_sharding(mesh)),
+                                              jax.device_put(mk, batch_sharding(mesh)),
+                                              replicate(tm.Prior(), mesh)).compile().as_text()
+    out["em_step_hlo_all_reduce"] = "all-reduce" in text
+
+
+def training_checks(out: dict, mesh):
+    from gm import data, parallel
+    from gm.deep import vae
+
+    images = jnp.asarray(data.digits().train.images[:64])
+    config = vae.VAEConfig(latent_dim=4, hidden=(32,), learning_rate=1e-2)
+    state0 = vae.create_state(jax.random.key(0), config, {"image": images[:32]})
+    step = parallel.data_parallel_train_step(vae.train_step, mesh)
+    single, sharded = state0, state0
+    for i in range(3):
+        batch = {"image": images[i * 16:(i + 1) * 16]}  # global batch 16 = 4 per device
+        key = jax.random.fold_in(jax.random.key(1), i)
+        single, m_single = vae.train_step(single, batch, key)
+        sharded, m_sharded = step(sharded, batch, key)
+    out["train_params_diff"] = max_diff(sharded.params, single.params)
+    out["train_params_scale"] = max(float(np.max(np.abs(np.asarray(p))))
+                                    for p in jax.tree_util.tree_leaves(single.params))
+    out["train_params_moved"] = max_diff(single.params, state0.params)
+    out["train_metrics_diff"] = max_diff(m_sharded, m_single)
+    leaf = jax.tree_util.tree_leaves(sharded.params)[0]
+    out["train_params_sharding"] = sharding_facts(leaf)
+    out["train_step_count"] = int(sharded.step)
+    from experiments import vae_mnist
+
+    out["vae_mnist_step_is_data_parallel"] = vae_mnist.train_step_for(100) is not vae.train_step
+    try:
+        step(sharded, {"image": images[:10]}, jax.random.key(2))
+        out["train_bad_batch_raises"] = False
+    except ValueError as e:
+        out["train_bad_batch_raises"] = "multiple" in str(e)
+
+
+def main():
+    from gm import parallel
+
+    out = {"device_count": jax.device_count(), "backend": jax.default_backend()}
+    mesh = parallel.batch_mesh()
+    out["mesh_size"] = mesh.size
+    for checks in (bn_checks, temporal_checks, training_checks):
+        checks(out, mesh)
+    print("RESULT " + json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
