@@ -1,0 +1,12 @@
+"""gm.learn: parameter estimation for Bayesian networks and HMMs.
+
+* complete data: `family_counts`, `mle`, `dirichlet` (BDeu, K2, explicit pseudo-counts; mean or MAP);
+* missing values and latent variables: `em` (expected counts from exact inference in ``gm.bn``);
+* Bayesian estimation with numpyro: `gm.learn.bayes` (NUTS over CPTs and HMM parameters,
+  `posterior_query` with credible intervals);
+* `gm.learn.naive_bayes` and `gm.learn.linear_gaussian`.
+"""
+
+from gm.learn.estimators import as_structure, dirichlet, family_counts, mle, normalize_counts, prior_counts
+
+__all__ = ["as_structure", "dirichlet", "family_counts", "mle", "normalize_counts", "prior_counts"]
