@@ -7,6 +7,16 @@
 * `gm.learn.naive_bayes` and `gm.learn.linear_gaussian`.
 """
 
+from gm.learn import linear_gaussian, naive_bayes
 from gm.learn.estimators import as_structure, dirichlet, family_counts, mle, normalize_counts, prior_counts
 
-__all__ = ["as_structure", "dirichlet", "family_counts", "mle", "normalize_counts", "prior_counts"]
+__all__ = [
+    "as_structure",
+    "dirichlet",
+    "family_counts",
+    "linear_gaussian",
+    "mle",
+    "naive_bayes",
+    "normalize_counts",
+    "prior_counts",
+]
