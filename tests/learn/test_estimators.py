@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.fixture(scope="module")
 def alarm_data():
     net = load_network("alarm")
-    data = np.asarray(bn.sample(net, jax.random.key(0), 10_000))
+    data = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(0), 10_000))
     return net, data
 
 
@@ -126,7 +126,7 @@ def test_family_counts_match_a_loop_with_weights_and_missing():
 
 def test_bootstrap_vmap_equals_loop():
     net = _small_net()
-    data = np.asarray(bn.sample(net, jax.random.key(3), 500))
+    data = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(3), 500))
     boot = jax.random.multinomial(jax.random.key(4), 500.0, jnp.full(500, 1 / 500), shape=(6, 500))
     nets = jax.jit(jax.vmap(lambda w: learn.mle(net, data, weights=w)))(boot)
     single_fit = jax.jit(lambda w: learn.mle(net, data, weights=w))
@@ -163,8 +163,8 @@ def test_map_estimate_and_unseen_rows():
 def test_jit_does_not_recompile():
     net = _small_net()
     fit = jax.jit(learn.dirichlet, static_argnums=0, static_argnames=("prior", "estimate"))
-    d1 = np.asarray(bn.sample(net, jax.random.key(0), 100))
-    d2 = np.asarray(bn.sample(net, jax.random.key(1), 100))
+    d1 = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(0), 100))
+    d2 = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(1), 100))
     fit(net.structure, d1)
     size = fit._cache_size()
     fit(net.structure, d2)
