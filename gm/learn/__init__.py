@@ -8,7 +8,7 @@
 """
 
 from gm.learn import linear_gaussian, naive_bayes
-from gm.learn.em import EMResult, em, em_step, expected_counts, log_likelihood, random_init
+from gm.learn.expectation_maximization import EMResult, em, em_step, expected_counts, log_likelihood, random_init
 from gm.learn.estimators import as_structure, dirichlet, family_counts, mle, normalize_counts, prior_counts
 
 __all__ = [

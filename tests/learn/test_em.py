@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gm import bn, learn
-from gm.learn import em as E
+from gm.learn import expectation_maximization as E
 from tests.bn import oracle as O
 
 warnings.filterwarnings("ignore", module="pgmpy")
