@@ -7,9 +7,17 @@
 * `gm.learn.naive_bayes` and `gm.learn.linear_gaussian`.
 """
 
-from gm.learn import linear_gaussian, naive_bayes
+from gm.learn import bayes, linear_gaussian, naive_bayes
 from gm.learn.expectation_maximization import EMResult, em, em_step, expected_counts, log_likelihood, random_init
-from gm.learn.estimators import as_structure, dirichlet, family_counts, mle, normalize_counts, prior_counts
+from gm.learn.estimators import (
+    as_structure,
+    dirichlet,
+    family_counts,
+    mle,
+    normalize_counts,
+    prior_counts,
+    sample_dirichlet_rows,
+)
 
 __all__ = [
     "EMResult",
@@ -18,7 +26,9 @@ __all__ = [
     "expected_counts",
     "log_likelihood",
     "random_init",
+    "sample_dirichlet_rows",
     "as_structure",
+    "bayes",
     "dirichlet",
     "family_counts",
     "linear_gaussian",

@@ -40,7 +40,7 @@ import numpy as np
 
 from gm.bn.network import BayesNet, Structure
 
-__all__ = ["family_counts", "prior_counts", "mle", "dirichlet", "normalize_counts", "as_structure"]
+__all__ = ["family_counts", "prior_counts", "mle", "dirichlet", "normalize_counts", "as_structure", "sample_dirichlet_rows"]
 
 
 def as_structure(net_or_structure) -> Structure:
@@ -221,3 +221,23 @@ def dirichlet(
     counts = family_counts(structure, data, weights=weights)
     shift = 0.0 if estimate == "mean" else 1.0
     return BayesNet(structure, [normalize_counts(jnp.maximum(c + a - shift, 0.0)) for c, a in zip(counts, alpha)])
+
+
+def sample_dirichlet_rows(key, concentrations, sample_shape: tuple[int, ...] = ()) -> list[jax.Array]:
+    """Independent Dirichlet draws of every row of every table: ``concentrations[i]`` is ``f32[..., K]``;
+    returns arrays of shape ``sample_shape + concentrations[i].shape`` whose last axes sum to one.
+
+    One gamma draw covers all tables (one kernel and one compilation, however many tables there are);
+    normalised independent gammas are Dirichlet rows.
+    """
+    concentrations = [jnp.asarray(c) for c in concentrations]
+    dtype = jnp.result_type(*concentrations) if concentrations else jnp.result_type(float)
+    flat = jnp.concatenate([c.reshape(-1) for c in concentrations]).astype(dtype)
+    draws = jax.random.gamma(key, jnp.broadcast_to(flat, sample_shape + flat.shape), dtype=dtype)
+    draws = jnp.maximum(draws, jnp.finfo(dtype).tiny)
+    out, start = [], 0
+    for c in concentrations:
+        rows = draws[..., start:start + c.size].reshape(sample_shape + c.shape)
+        out.append(rows / jnp.sum(rows, axis=-1, keepdims=True))
+        start += c.size
+    return out

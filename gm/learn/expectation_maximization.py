@@ -36,7 +36,7 @@ import numpy as np
 
 from gm.bn.inference import log_evidence, map_batched
 from gm.bn.network import BayesNet
-from gm.learn.estimators import _check_data, as_structure, prior_counts
+from gm.learn.estimators import _check_data, as_structure, prior_counts, sample_dirichlet_rows
 
 __all__ = ["EMResult", "expected_counts", "log_likelihood", "log_prior", "em_step", "em", "random_init"]
 
@@ -111,17 +111,10 @@ def random_init(key, net_or_structure, *, concentration: float = 1.0, dtype=None
     """A network with CPT rows drawn from a symmetric Dirichlet(concentration) (no zero entries)."""
     structure = as_structure(net_or_structure)
     dtype = dtype or jnp.result_type(float)
-    shapes = [tuple(structure.cards[v] for v in fam) for fam in structure.families]
-    sizes = [int(np.prod(shape)) for shape in shapes]
-    # one gamma draw for every entry (one kernel, whatever the number of CPTs); normalised gammas are
-    # Dirichlet rows
-    draws = jax.random.gamma(key, jnp.full((sum(sizes),), concentration, dtype), dtype=dtype)
-    draws = jnp.maximum(draws, 1e-6)
-    cpts, start = [], 0
-    for shape, size in zip(shapes, sizes):
-        rows = draws[start:start + size].reshape(shape)
-        cpts.append(rows / jnp.sum(rows, axis=-1, keepdims=True))
-        start += size
+    concentrations = [jnp.full(tuple(structure.cards[v] for v in fam), concentration, dtype)
+                      for fam in structure.families]
+    cpts = [jnp.maximum(c, 1e-6) / jnp.sum(jnp.maximum(c, 1e-6), axis=-1, keepdims=True)
+            for c in sample_dirichlet_rows(key, concentrations)]
     return BayesNet(structure, cpts)
 
 
