@@ -57,7 +57,8 @@ def main(argv=None):
     boot = jax.random.multinomial(jax.random.key(1), float(n), jnp.full(n, 1.0 / n), shape=(100 if not args.quick else 10, n))
     results["mle_bootstrap"] = dict(
         replicates=int(boot.shape[0]),
-        **_time(jax.jit(jax.vmap(lambda w: learn.mle(s, data, weights=w))), boot, repeats=max(1, repeats // 2)),
+        **_time(jax.jit(jax.vmap(lambda w, d: learn.mle(s, d, weights=w), in_axes=(0, None))), boot, data,
+                repeats=max(1, repeats // 2)),
     )
     m = min(n, 10_000)
     rng = np.random.default_rng(0)

@@ -88,7 +88,7 @@ def test_posterior_query_from_conjugate_draws():
     data = _sample(net, 4, 200)
     draw = jax.jit(bayes.dirichlet_posterior, static_argnums=3, static_argnames="prior")
     ask = jax.jit(bayes.posterior_query, static_argnames=("names", "level"))
-    nets = draw(jax.random.key(5), net, data, 4000, prior="k2")
+    nets = draw(jax.random.key(5), net, data, 2000, prior="k2")
     # a root variable's marginal is its CPT: the posterior mean is (alpha + N) / sum
     q = ask(nets, ("A",), net.evidence({}), level=0.9)
     counts = np.asarray(learn.family_counts(net, data)[0]) + 1.0
@@ -97,12 +97,12 @@ def test_posterior_query_from_conjugate_draws():
     # a query with evidence: per-draw tables equal gm.bn.query under that draw
     ev = net.evidence({"C": 1})
     q = ask(nets, ("A", "B"), ev, level=0.9)
-    assert q.mean.shape == (2, 3) and q.samples.shape == (4000, 2, 3)
+    assert q.mean.shape == (2, 3) and q.samples.shape == (2000, 2, 3)
     draw7 = bn.BayesNet(net.structure, [c[7] for c in nets.cpts])
     np.testing.assert_allclose(q.samples[7], bn.query(draw7, ["A", "B"], ev), atol=1e-6)
     # the 90% interval of a Beta posterior: coverage of the draws is 90% by construction, and it shrinks
     # with more data
-    nets_more = draw(jax.random.key(6), net, _sample(net, 7, 2000), 4000, prior="k2")
+    nets_more = draw(jax.random.key(6), net, _sample(net, 7, 2000), 2000, prior="k2")
     q_more = ask(nets_more, ("A", "B"), ev, level=0.9)
     assert np.all(q_more.upper - q_more.lower < q.upper - q.lower)
 
