@@ -49,7 +49,7 @@ def test_condition_matches_the_precision_form(x64):
 
 def test_fit_recovers_parameters_and_matches_numpy_lstsq():
     model = _model(np.float32)
-    x = lg.sample(jax.random.key(0), model, PARENTS, 50_000)
+    x = jax.jit(lg.sample, static_argnums=(2, 3))(jax.random.key(0), model, PARENTS, 50_000)
     fitted = jax.jit(lg.fit, static_argnums=1)(x, PARENTS)
     np.testing.assert_allclose(fitted.weights, model.weights, atol=0.03)
     np.testing.assert_allclose(fitted.bias, model.bias, atol=0.05)

@@ -41,7 +41,7 @@ def test_is_a_bayes_net_and_missing_features_are_summed_out():
     xt[::2, 1] = -1
     xt[::3, 3] = -1
     ev = np.concatenate([np.full((20, 1), -1, np.int32), xt], axis=1)
-    post = jax.vmap(bn.marginals, in_axes=(None, 0))(model.net, ev)["class"]
+    post = jax.jit(jax.vmap(bn.marginals, in_axes=(None, 0)))(model.net, ev)["class"]
     np.testing.assert_allclose(np.asarray(nb.predict_proba(model, xt)), np.asarray(post), atol=1e-5)
     jitted = jax.jit(nb.predict_proba)(model, xt)
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(post), atol=1e-5)
