@@ -34,9 +34,13 @@ def latent_net():
     )
 
 
+def _sample(net, rng, n):
+    return O.ancestral_sample(O.spec_from_net(net), rng, n).astype(np.int32)
+
+
 def _data_with_missing(net, n, seed, missing=0.2):
-    data = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(seed), n))
     rng = np.random.default_rng(seed)
+    data = _sample(net, rng, n)
     data = np.where(rng.random(data.shape) < missing, -1, data).astype(np.int32)
     data[:, net.index("H")] = -1  # latent
     return data
@@ -59,7 +63,7 @@ def test_expected_counts_match_enumeration(x64):
 
 def test_complete_data_map_fixed_point():
     net = latent_net()
-    data = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(5), 300))
+    data = _sample(net, np.random.default_rng(5), 300)
     # with complete data the expected counts are the counts, so one EM step lands on the complete-data
     # estimate (here MAP under K2)
     result = E.em(E.random_init(jax.random.key(0), net), data, num_iters=3, prior="k2")
@@ -90,7 +94,7 @@ def test_reaches_pgmpy_em_log_likelihood():
     from pgmpy.models import DiscreteBayesianNetwork
 
     net = latent_net()
-    full = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(7), 600))
+    full = _sample(net, np.random.default_rng(7), 600)
     observed = [n for n in net.names if n != "H"]
     frame = pd.DataFrame({n: np.asarray(net.states[net.index(n)], object)[full[:, net.index(n)]] for n in observed})
     model = DiscreteBayesianNetwork([("R", "H"), ("H", "A"), ("H", "B"), ("H", "C"), ("R", "C")], latents={"H"})
