@@ -8,6 +8,7 @@
 """
 
 from gm.learn import bayes, linear_gaussian, naive_bayes
+from gm.learn.bayes import posterior_query
 from gm.learn.expectation_maximization import EMResult, em, em_step, expected_counts, log_likelihood, random_init
 from gm.learn.estimators import (
     as_structure,
@@ -21,19 +22,20 @@ from gm.learn.estimators import (
 
 __all__ = [
     "EMResult",
-    "em",
-    "em_step",
-    "expected_counts",
-    "log_likelihood",
-    "random_init",
-    "sample_dirichlet_rows",
     "as_structure",
     "bayes",
     "dirichlet",
+    "em",
+    "em_step",
+    "expected_counts",
     "family_counts",
     "linear_gaussian",
+    "log_likelihood",
     "mle",
     "naive_bayes",
     "normalize_counts",
+    "posterior_query",
     "prior_counts",
+    "random_init",
+    "sample_dirichlet_rows",
 ]
