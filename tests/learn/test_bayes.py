@@ -12,6 +12,7 @@ import pytest
 
 from gm import bn, learn
 from gm.learn import bayes
+from tests.bn import oracle as O
 
 numpyro = pytest.importorskip("numpyro")
 from numpyro.diagnostics import effective_sample_size  # noqa: E402
@@ -31,7 +32,17 @@ def small_net():
 
 
 def _sample(net, seed, n):
-    return np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(seed), n))
+    return O.ancestral_sample(O.spec_from_net(net), np.random.default_rng(seed), n).astype(np.int32)
+
+
+def _counts(net, data):
+    """Family counts with numpy (np.add.at), in CPT layout."""
+    out = []
+    for fam in net.structure.families:
+        table = np.zeros([net.cards[v] for v in fam])
+        np.add.at(table, tuple(data[:, v] for v in fam), 1.0)
+        out.append(table)
+    return out
 
 
 def test_nuts_matches_the_closed_form_dirichlet_posterior():
@@ -39,10 +50,9 @@ def test_nuts_matches_the_closed_form_dirichlet_posterior():
     data = _sample(net, 0, 150)
     mcmc = bayes.nuts(jax.random.key(1), net, data, prior="k2", num_warmup=300, num_samples=1000)
     samples = mcmc.get_samples()
-    alpha = learn.prior_counts(net, prior="k2")
-    counts = learn.family_counts(net, data)
+    counts = _counts(net, data)
     for i, name in enumerate(net.names):
-        post = np.asarray(alpha[i] + counts[i], np.float64)
+        post = counts[i] + 1.0  # K2
         a0 = post.sum(-1, keepdims=True)
         exact_mean = post / a0
         exact_var = exact_mean * (1 - exact_mean) / (a0 + 1)
@@ -83,15 +93,26 @@ def test_exact_likelihood_equals_counts_likelihood_on_complete_data():
     np.testing.assert_allclose(float(factor), expected, rtol=1e-5)
 
 
+def _numpy_posterior_nets(net, data, num_draws, seed):
+    """Conjugate draws made with numpy (an independent route to the same posterior)."""
+    rng = np.random.default_rng(seed)
+    counts = [c + 1.0 for c in _counts(net, data)]  # K2: alpha = 1
+    samples = {}
+    for name, conc in zip(net.names, counts):
+        flat = conc.reshape(-1, conc.shape[-1])
+        draws = np.stack([rng.dirichlet(row, num_draws) for row in flat], axis=1)  # [S, rows, card]
+        samples[name] = draws.reshape((num_draws,) + conc.shape).astype(np.float32)
+    return bayes.posterior_nets(net, samples)
+
+
 def test_posterior_query_from_conjugate_draws():
     net = small_net()
     data = _sample(net, 4, 200)
-    draw = jax.jit(bayes.dirichlet_posterior, static_argnums=3, static_argnames="prior")
     ask = jax.jit(bayes.posterior_query, static_argnames=("names", "level"))
-    nets = draw(jax.random.key(5), net, data, 2000, prior="k2")
+    nets = _numpy_posterior_nets(net, data, 2000, 5)
     # a root variable's marginal is its CPT: the posterior mean is (alpha + N) / sum
     q = ask(nets, ("A", "B"), net.evidence({}), level=0.9)
-    counts = np.asarray(learn.family_counts(net, data)[0]) + 1.0
+    counts = _counts(net, data)[0] + 1.0
     np.testing.assert_allclose(q.mean.sum(1), counts / counts.sum(), atol=0.01)
     assert np.all(q.lower < q.mean) and np.all(q.mean < q.upper)
     # a query with evidence: per-draw tables equal gm.bn.query under that draw
@@ -100,11 +121,22 @@ def test_posterior_query_from_conjugate_draws():
     assert q.mean.shape == (2, 3) and q.samples.shape == (2000, 2, 3)
     draw7 = bn.BayesNet(net.structure, [c[7] for c in nets.cpts])
     np.testing.assert_allclose(q.samples[7], bn.query(draw7, ["A", "B"], ev), atol=1e-6)
-    # the 90% interval of a Beta posterior: coverage of the draws is 90% by construction, and it shrinks
-    # with more data
-    nets_more = draw(jax.random.key(6), net, _sample(net, 7, 2000), 2000, prior="k2")
-    q_more = ask(nets_more, ("A", "B"), ev, level=0.9)
+    # the interval shrinks with more data
+    q_more = ask(_numpy_posterior_nets(net, _sample(net, 7, 2000), 2000, 6), ("A", "B"), ev, level=0.9)
     assert np.all(q_more.upper - q_more.lower < q.upper - q.lower)
+
+
+def test_dirichlet_posterior_draws_have_the_conjugate_moments():
+    net = small_net()
+    data = _sample(net, 8, 100)
+    nets = jax.jit(bayes.dirichlet_posterior, static_argnums=3, static_argnames="prior")(
+        jax.random.key(9), net, data, 4000, prior="k2")
+    for i, conc in enumerate(_counts(net, data)):
+        post = conc + 1.0
+        mean = post / post.sum(-1, keepdims=True)
+        sd = np.sqrt(mean * (1 - mean) / (post.sum(-1, keepdims=True) + 1))
+        draws = np.asarray(nets.cpts[i], np.float64)
+        assert np.all(np.abs(draws.mean(0) - mean) <= 4 * sd / np.sqrt(4000))
 
 
 def _brute_force_hmm(initial, transition, emission, obs):

@@ -61,6 +61,7 @@ def test_expected_counts_match_enumeration(x64):
                                rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_complete_data_map_fixed_point():
     net = latent_net()
     data = _sample(net, np.random.default_rng(5), 300)
