@@ -87,6 +87,7 @@ def test_em_is_monotone_with_missing_values(prior):
         np.testing.assert_allclose(result.log_likelihood, result.log_posterior)
 
 
+@pytest.mark.slow  # ~20-30 s on 2 busy cores, mostly pgmpy; run with -m slow
 def test_reaches_pgmpy_em_log_likelihood():
     """pgmpy's ExpectationMaximization with a latent variable: our best of a few random starts reaches
     its final log-likelihood (or better); both are scored by our exact log_evidence in float64."""
