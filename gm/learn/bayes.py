@@ -1,0 +1,302 @@
+"""Bayesian estimation with numpyro: posteriors over CPTs and HMM parameters, and over query answers.
+
+Every CPT row gets an independent Dirichlet prior (the pseudo-counts of `gm.learn.prior_counts`: BDeu,
+K2 or explicit). The likelihood of a record is `gm.bn.log_evidence`, so missing values and latent
+variables are summed out exactly; NUTS (`numpyro.infer.NUTS`) samples the CPTs on the simplex (numpyro
+maps each Dirichlet row to unconstrained space by stick-breaking). With complete data the likelihood is
+Π θ^N over the family counts, the same function computed from sufficient statistics (the default when
+no value is missing), and the posterior is conjugate: Dirichlet(α + N) row by row
+(`dirichlet_posterior` samples it directly, no MCMC needed).
+
+A posterior over parameters gives a posterior over every query: `posterior_query` evaluates
+``P(query | evidence)`` under each posterior draw (one `jax.vmap` of `gm.bn.query`) and reports the
+posterior mean and an equal-tailed credible interval of each entry.
+
+HMMs (`hmm_model`, `hmm_nuts`): Dirichlet priors on the initial distribution and on each row of the
+transition and emission matrices; the likelihood is the forward algorithm of `gm.temporal.hmm.filter`
+(states summed out exactly). **Label switching**: the likelihood is invariant under permuting the
+hidden states, so the posterior has K! symmetric modes and chains may settle in different ones. We
+do not constrain the parameters (an ordering constraint on emissions distorts the posterior when
+states are close); `relabel` instead permutes each draw to match a reference by the Hungarian
+algorithm on the emission rows (min-cost assignment, scipy's ``linear_sum_assignment``), iterating
+the reference to the relabelled posterior mean (Stephens 2000, a pivot-based variant). Report
+label-dependent quantities only after relabelling; label-invariant ones (log-likelihood, predictive
+probabilities) need none.
+
+Example:
+  >>> mcmc = nuts(jax.random.key(0), structure, data, prior="k2", num_samples=1000)
+  >>> nets = posterior_nets(structure, mcmc.get_samples())        # CPTs f32[S, ...]
+  >>> q = posterior_query(nets, ["Burglary"], net.evidence({"JohnCalls": "yes"}), level=0.9)
+  >>> q.mean, q.lower, q.upper                                     # f32[2] each
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gm.bn.inference import log_evidence, query
+from gm.bn.network import BayesNet, Structure
+from gm.learn.estimators import _check_data, as_structure, family_counts, prior_counts, sample_dirichlet_rows
+
+__all__ = [
+    "cpt_model",
+    "nuts",
+    "posterior_nets",
+    "dirichlet_posterior",
+    "QueryPosterior",
+    "posterior_query",
+    "hmm_model",
+    "hmm_nuts",
+    "relabel",
+]
+
+
+def _numpyro():
+    try:
+        import numpyro
+        import numpyro.distributions as dist
+    except ImportError as err:  # pragma: no cover
+        raise ImportError("gm.learn.bayes needs the package 'numpyro' (pip install 'gm[bayes]')") from err
+    return numpyro, dist
+
+
+def _sample_cpts(structure: Structure, alpha):
+    numpyro, dist = _numpyro()
+    cpts = []
+    for name, a in zip(structure.names, alpha):
+        d = dist.Dirichlet(a)
+        if a.ndim > 1:
+            d = d.to_event(a.ndim - 1)
+        cpts.append(numpyro.sample(name, d))
+    return cpts
+
+
+def cpt_model(structure: Structure, alpha, *, counts=None, data=None, weights=None):
+    """numpyro model: Dirichlet(alpha) on every CPT row, then the likelihood of the records.
+
+    Args:
+      structure: the network's `Structure`.
+      alpha: Dirichlet pseudo-counts per CPT (`gm.learn.prior_counts`).
+      counts: family counts (complete data; `gm.learn.family_counts`): factor Σ N log θ.
+      data: ``int32[N, n_vars]`` with -1 for missing values: factor Σ_n w_n log P(e_n), exact.
+      weights: optional ``f32[N]`` with ``data``.
+    """
+    numpyro, _ = _numpyro()
+    if (counts is None) == (data is None):
+        raise ValueError("cpt_model needs exactly one of counts (complete data) or data")
+    cpts = _sample_cpts(structure, alpha)
+    if counts is not None:
+        total = sum(jnp.sum(jnp.where(n > 0, n * jnp.log(jnp.maximum(c, 1e-38)), 0.0)) for n, c in zip(counts, cpts))
+    else:
+        net = BayesNet(structure, cpts)
+        w = jnp.ones(data.shape[0]) if weights is None else weights
+        total = jnp.sum(w * jax.vmap(lambda e: log_evidence(net, e))(data))
+    numpyro.factor("log_likelihood", total)
+
+
+def nuts(
+    key,
+    net_or_structure,
+    data,
+    *,
+    prior: str = "k2",
+    equivalent_sample_size=5.0,
+    pseudo_counts=None,
+    weights=None,
+    likelihood: str = "auto",
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    num_chains: int = 1,
+    progress_bar: bool = False,
+    **nuts_kwargs,
+):
+    """Run NUTS over the CPTs given records; returns the run ``numpyro.infer.MCMC``.
+
+    Args:
+      key: a `jax.random` key.
+      net_or_structure: the network (its CPTs are ignored) or its `Structure`.
+      data: ``int32[N, n_vars]``, -1 missing.
+      prior, equivalent_sample_size, pseudo_counts: the Dirichlet prior (`gm.learn.prior_counts`).
+      weights: optional ``f32[N]``.
+      likelihood: ``"counts"`` (sufficient statistics; complete data only), ``"exact"`` (per-record
+        `gm.bn.log_evidence`, any missing pattern) or ``"auto"`` (counts when nothing is missing).
+      num_warmup, num_samples, num_chains, progress_bar, nuts_kwargs: passed to numpyro.
+
+    Returns:
+      The ``MCMC`` object; ``mcmc.get_samples()`` is ``{name: f32[S, *cpt shape]}``.
+    """
+    numpyro, _ = _numpyro()
+    from numpyro.infer import MCMC, NUTS
+
+    structure = as_structure(net_or_structure)
+    data, w = _check_data(structure, data, weights)
+    alpha = prior_counts(structure, prior=prior, equivalent_sample_size=equivalent_sample_size,
+                         pseudo_counts=pseudo_counts)
+    if likelihood not in ("auto", "counts", "exact"):
+        raise ValueError(f'likelihood must be "auto", "counts" or "exact", got {likelihood!r}')
+    missing = bool(np.any(np.asarray(data) < 0))
+    if likelihood == "counts" and missing:
+        raise ValueError('likelihood="counts" needs complete data (no -1 in data); use "exact"')
+    if likelihood == "counts" or (likelihood == "auto" and not missing):
+        kwargs = dict(counts=family_counts(structure, data, weights=w))
+    else:
+        kwargs = dict(data=data, weights=w)
+
+    def model():
+        cpt_model(structure, alpha, **kwargs)
+
+    mcmc = MCMC(NUTS(model, **nuts_kwargs), num_warmup=num_warmup, num_samples=num_samples,
+                num_chains=num_chains, progress_bar=progress_bar, chain_method="sequential")
+    mcmc.run(key)
+    return mcmc
+
+
+def posterior_nets(net_or_structure, samples) -> BayesNet:
+    """A `BayesNet` whose CPTs carry a leading sample axis ``[S, ...]`` from ``{name: f32[S, ...]}``.
+
+    ``jax.vmap(f)(nets)`` maps ``f`` over posterior draws.
+    """
+    structure = as_structure(net_or_structure)
+    missing = [n for n in structure.names if n not in samples]
+    if missing:
+        raise ValueError(f"samples lack the CPTs of {missing}")
+    return BayesNet(structure, [jnp.asarray(samples[n]) for n in structure.names])
+
+
+def dirichlet_posterior(
+    key, net_or_structure, data, num_samples: int, *, prior: str = "k2", equivalent_sample_size=5.0,
+    pseudo_counts=None, weights=None,
+) -> BayesNet:
+    """Exact posterior draws of the CPTs for complete data: each row ~ Dirichlet(alpha + counts).
+
+    Returns a `BayesNet` with CPTs ``f32[num_samples, *cpt shape]``.
+    """
+    structure = as_structure(net_or_structure)
+    alpha = prior_counts(structure, prior=prior, equivalent_sample_size=equivalent_sample_size,
+                         pseudo_counts=pseudo_counts)
+    counts = family_counts(structure, data, weights=weights)
+    cpts = sample_dirichlet_rows(key, [a + n for a, n in zip(alpha, counts)], (num_samples,))
+    return BayesNet(structure, cpts)
+
+
+class QueryPosterior(NamedTuple):
+    """Posterior of a query table: ``mean``, ``lower``, ``upper`` (credible bounds), each of the
+    query's shape, and ``samples: f32[S, *shape]`` (the query under each draw)."""
+
+    mean: jax.Array
+    lower: jax.Array
+    upper: jax.Array
+    samples: jax.Array
+
+
+def posterior_query(nets: BayesNet, names: Sequence[str], evidence, *, level: float = 0.95) -> QueryPosterior:
+    """Posterior mean and equal-tailed credible interval of ``P(names | evidence)``.
+
+    Args:
+      nets: a `BayesNet` with a leading sample axis on every CPT (`posterior_nets`,
+        `dirichlet_posterior`).
+      names: query variables (the table's axes, in this order).
+      evidence: ``int32[n_vars]``, -1 unobserved.
+      level: credible mass of the interval (0.95: the 2.5% and 97.5% quantiles).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    tables = jax.vmap(lambda n: query(n, names, evidence))(nets)
+    tail = (1 - level) / 2
+    lower, upper = jnp.quantile(tables, jnp.asarray([tail, 1 - tail]), axis=0)
+    return QueryPosterior(jnp.mean(tables, axis=0), lower, upper, tables)
+
+
+# ------------------------------------------------------------------------------------------ HMMs
+
+
+def _hmm_log_likelihood(initial, transition, emission, obs, mask):
+    from gm.temporal.hmm import filter as hmm_filter
+
+    def one(o, m):
+        log_lik = jnp.log(emission.T[jnp.maximum(o, 0)])  # f32[T, K]
+        log_lik = jnp.where((o >= 0)[:, None], log_lik, 0.0)  # a missing symbol carries no information
+        return hmm_filter(initial, transition, log_lik, mask=m).log_evidence
+
+    return jax.vmap(one)(obs, mask)
+
+
+def hmm_model(obs, num_states: int, num_symbols: int, *, mask=None, concentration: float = 1.0):
+    """numpyro model of a categorical HMM with Dirichlet(concentration) priors.
+
+    Args:
+      obs: ``int32[B, T]`` symbols (-1: missing).
+      num_states, num_symbols: K and V.
+      mask: optional ``bool[B, T]``, False on padding.
+      concentration: symmetric Dirichlet concentration of every row.
+
+    Sample sites: ``initial f32[K]``, ``transition f32[K, K]``, ``emission f32[K, V]``.
+    """
+    numpyro, dist = _numpyro()
+    obs = jnp.asarray(obs)
+    if obs.ndim != 2:
+        raise ValueError(f"obs must have shape (B, T), got {obs.shape}")
+    mask = jnp.ones(obs.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    k, v = num_states, num_symbols
+    initial = numpyro.sample("initial", dist.Dirichlet(jnp.full(k, concentration)))
+    transition = numpyro.sample("transition", dist.Dirichlet(jnp.full((k, k), concentration)).to_event(1))
+    emission = numpyro.sample("emission", dist.Dirichlet(jnp.full((k, v), concentration)).to_event(1))
+    numpyro.factor("log_likelihood", jnp.sum(_hmm_log_likelihood(initial, transition, emission, obs, mask)))
+
+
+def hmm_nuts(key, obs, num_states: int, num_symbols: int, *, mask=None, concentration: float = 1.0,
+             num_warmup: int = 300, num_samples: int = 500, num_chains: int = 1, progress_bar: bool = False,
+             **nuts_kwargs):
+    """NUTS over HMM parameters (`hmm_model`); returns the run ``MCMC``. Relabel draws with `relabel`."""
+    _numpyro()
+    from numpyro.infer import MCMC, NUTS
+
+    def model():
+        hmm_model(obs, num_states, num_symbols, mask=mask, concentration=concentration)
+
+    mcmc = MCMC(NUTS(model, **nuts_kwargs), num_warmup=num_warmup, num_samples=num_samples,
+                num_chains=num_chains, progress_bar=progress_bar, chain_method="sequential")
+    mcmc.run(key)
+    return mcmc
+
+
+def relabel(samples: dict, reference=None, *, num_rounds: int = 3):
+    """Undo label switching: permute the hidden states of every draw to best match a reference.
+
+    Args:
+      samples: ``{"initial": f32[S, K], "transition": f32[S, K, K], "emission": f32[S, K, V]}``.
+      reference: ``f32[K, V]`` emission matrix fixing the labels (default: the first draw's); after
+        each round it is replaced by the mean of the relabelled emissions.
+      num_rounds: rounds of (assign, update the reference).
+
+    Returns:
+      ``(relabelled samples, permutations int[S, K])``; ``perm[s, j]`` is the old label of new state j.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    emission = np.asarray(samples["emission"], np.float64)
+    ref = emission[0] if reference is None else np.asarray(reference, np.float64)
+    if ref.shape != emission.shape[1:]:
+        raise ValueError(f"reference must have shape {emission.shape[1:]}, got {ref.shape}")
+    num_draws, k = emission.shape[:2]
+    perms = np.tile(np.arange(k), (num_draws, 1))
+    for _ in range(max(1, num_rounds)):
+        for s in range(num_draws):
+            cost = ((ref[:, None, :] - emission[s][None, :, :]) ** 2).sum(-1)  # [new j, old k]
+            perms[s] = linear_sum_assignment(cost)[1]
+        new_ref = np.take_along_axis(emission, perms[:, :, None], axis=1).mean(0)
+        if reference is not None or np.allclose(new_ref, ref):
+            break
+        ref = new_ref
+    rows = np.arange(num_draws)[:, None]
+    out = dict(samples)
+    out["emission"] = np.asarray(samples["emission"])[rows, perms]
+    out["initial"] = np.asarray(samples["initial"])[rows, perms]
+    trans = np.asarray(samples["transition"])[rows, perms]  # rows permuted
+    out["transition"] = np.take_along_axis(trans, perms[:, None, :].repeat(k, 1), axis=2)
+    return out, perms
