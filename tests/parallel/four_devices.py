@@ -57,6 +57,13 @@ def bn_checks(out: dict, mesh):
     total = parallel.sharded_sum(bn.marginals, mesh, in_axes=(None, 0))(net, evs[:8])
     out["sharded_sum_diff"] = max_diff(total, jax.tree_util.tree_map(lambda a: a.sum(0), single_marg))
     out["sharded_sum_sharding"] = sharding_facts(total[net.names[0]])
+    # gm.learn counts over 10 records with missing values and weights (padded to 12 with weight 0)
+    from gm import learn
+
+    weights = np.linspace(0.5, 2.0, 10).astype(np.float32)
+    counts = parallel.sharded_family_counts(net, evs, weights=weights, mesh=mesh)
+    out["learn_counts_diff"] = max_diff(counts, learn.family_counts(net, evs, weights=weights))
+    out["learn_counts_sharding"] = sharding_facts(counts[0])
 
 
 def temporal_checks(out: dict, mesh):

@@ -53,7 +53,7 @@ def test_four_devices_are_simulated(four):
 
 def test_bn_sharded_marginals_and_log_evidence_equal_single_device(four):
     for key in ("bn_marginals_diff", "bn_log_evidence_padded_diff", "bn_log_evidence_chunked_diff",
-                "sharded_sum_diff"):
+                "sharded_sum_diff", "learn_counts_diff"):
         assert four[key] <= F32, (key, four[key])
     assert four["bn_log_evidence_rows"] == four["bn_log_evidence_chunked_rows"] == 10  # padding removed
 
@@ -63,7 +63,7 @@ def test_outputs_are_sharded_over_the_batch_and_sums_replicated(four):
         facts = four[key]
         assert facts["spec"] == "P('batch',)" and facts["devices"] == 4 and not facts["replicated"], facts
         assert facts["rows"] == rows and facts["shard_rows"] == [rows // 4], facts
-    for key in ("sharded_sum_sharding", "em_step_params_sharding", "train_params_sharding"):
+    for key in ("sharded_sum_sharding", "em_step_params_sharding", "train_params_sharding", "learn_counts_sharding"):
         assert four[key]["replicated"] and four[key]["devices"] == 4, (key, four[key])
 
 
