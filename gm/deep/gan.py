@@ -117,6 +117,11 @@ class GANConfig:
         n_continuous: number of InfoGAN's continuous codes ``U(-1, 1)``.
         info_weight: weight ``lambda`` of InfoGAN's mutual-information term.
         continuous_weight: relative weight of the continuous codes' Gaussian term inside it.
+        learn_continuous_std: Q's Gaussian for the continuous codes learns its standard deviation; the
+            default fixes it at 1 (the term is then a squared error, whose gradient stays bounded).
+        info_trains_trunk: in D's step, the mutual-information term trains the shared trunk as well as Q's
+            head; ``False`` lets it train only the head, so the trunk's features stay those that tell real
+            from fake and G must put the codes into features D finds realistic.
         q_hidden: width of the dense layer of Q's head on the discriminator trunk.
         generator_learning_rate, discriminator_learning_rate, b1, b2: Adam settings (BiGAN's encoder uses
             the generator's).
@@ -143,6 +148,8 @@ class GANConfig:
     n_continuous: int = 2
     info_weight: float = 1.0
     continuous_weight: float = 1.0
+    learn_continuous_std: bool = False
+    info_trains_trunk: bool = True
     q_hidden: int = 128
     generator_learning_rate: float = 2e-4
     discriminator_learning_rate: float = 2e-4
@@ -282,7 +289,10 @@ class Discriminator(nn.Module):
         mean = log_std = None
         if c.n_continuous:
             mean = nn.Dense(c.n_continuous, name="q_mean")(q)
-            log_std = jnp.clip(nn.Dense(c.n_continuous, name="q_log_std")(q), -5.0, 2.0)
+            if c.learn_continuous_std:
+                log_std = jnp.clip(nn.Dense(c.n_continuous, name="q_log_std")(q), -5.0, 2.0)
+            else:
+                log_std = jnp.zeros_like(mean)
         return DiscriminatorOutput(logits, phi, categorical, mean, log_std)
 
 
@@ -504,7 +514,11 @@ def discriminator_loss_fn(d_params, g_params, e_params, config: GANConfig, batch
         "d_fake_accuracy": jnp.mean(fake_out.logits < threshold),
     }
     if config.model == "infogan":
-        info = mutual_information_loss(fake_out, latent, continuous_weight=config.continuous_weight)
+        q_out = fake_out
+        if not config.info_trains_trunk:  # Q's head reads the trunk's features without training them
+            head_only = {**d_params, "trunk": jax.lax.stop_gradient(d_params["trunk"])}
+            q_out = discriminate(head_only, config, fake, dropout_key=dropout_key)
+        info = mutual_information_loss(q_out, latent, continuous_weight=config.continuous_weight)
         loss = loss + config.info_weight * info
         metrics["d_info"] = info
     metrics["d_loss"] = loss

@@ -142,6 +142,25 @@ def test_projection_discriminator_adds_the_label_embedding_inner_product():
     np.testing.assert_allclose(out.logits, psi + (embed * np.asarray(out.features)).sum(-1), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("info_trains_trunk", [True, False])
+def test_info_trains_trunk_decides_whether_the_mi_term_reaches_the_trunk(info_trains_trunk):
+    batch = _batch()
+    state = _state("infogan")
+    latent = gan.sample_latent(jax.random.key(1), state.config, 16)
+
+    def trunk_grad(weight):
+        config = dataclasses.replace(state.config, info_weight=weight, info_trains_trunk=info_trains_trunk)
+        grads, _ = jax.grad(gan.discriminator_loss_fn, has_aux=True)(
+            state.discriminator.params, state.generator.params, None, config, batch, latent)
+        return grads
+
+    without, with_info = jax.jit(lambda: (trunk_grad(0.0), trunk_grad(5.0)))()
+    assert _trees_equal(without["trunk"], with_info["trunk"]) != info_trains_trunk
+    assert _trees_differ(without["q_categorical"], with_info["q_categorical"])  # Q's head always learns
+    out = gan.discriminate(state.discriminator.params, state.config, batch["image"])
+    assert not state.config.learn_continuous_std and np.all(np.asarray(out.continuous_log_std) == 0.0)
+
+
 def test_config_and_inputs_are_checked():
     with pytest.raises(ValueError, match="model"):
         gan.GANConfig(model="wgan")
@@ -232,7 +251,7 @@ def test_short_run_on_tiny_data_moves_the_losses(model):
     assert last["g_adversarial"] > float(history[0]["g_adversarial"]) + 0.1  # and G's up: D is winning
     assert all(np.isfinite(v) for v in last.values())
     if model == "infogan":  # Q learns to read the codes back from the fakes (G and Q both improve it)
-        assert last["g_info"] < float(history[0]["g_info"]) - 1.0
+        assert last["g_info"] < float(history[0]["g_info"]) - 0.2
 
 
 def test_generate_encode_reconstruct_and_predict_codes_shapes():
