@@ -26,6 +26,7 @@ loss turns NaN or the discriminator collapses (it classifies real and fake almos
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
@@ -347,6 +348,8 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="override the number of generator steps")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a GANConfig field of the chosen config, e.g. --set info_weight=2.0")
     parser.add_argument("--classifier-dir", default=None, help="classifier cache (default: OUT/classifier)")
     parser.add_argument("--stop-after-steps", type=int, default=None,
                         help="stop after this many steps, as if interrupted (for resume tests)")
@@ -357,6 +360,11 @@ def main(argv=None):
     cfg = quick_config(args.model) if args.quick else default_config(args.model)
     if args.steps is not None:
         cfg["steps"] = args.steps
+    for item in args.set:
+        field, _, value = item.partition("=")
+        if field not in {f.name for f in dataclasses.fields(gan.GANConfig)}:
+            parser.error(f"--set: GANConfig has no field {field!r}")
+        cfg["model"][field] = ast.literal_eval(value)
     out = args.out or os.path.join("runs", "gan_mnist", args.model)
     os.makedirs(out, exist_ok=True)
     progress = not args.no_progress
