@@ -49,6 +49,7 @@ __all__ = [
     "gaussian_statistics",
     "mode_coverage",
     "matched_accuracy",
+    "linear_probe_accuracy",
 ]
 
 
@@ -107,7 +108,7 @@ class Classifier:
 def init_classifier(key: jax.Array, config: ClassifierConfig = ClassifierConfig()) -> Classifier:
     """Randomly initialised classifier (also the template for restoring a cached one)."""
     x = jnp.zeros((1, *config.image_shape), jnp.float32)
-    return Classifier(DigitClassifier(config).init(key, x)["params"], config)
+    return Classifier(jax.jit(DigitClassifier(config).init)(key, x)["params"], config)
 
 
 @jax.jit
@@ -360,3 +361,39 @@ def matched_accuracy(codes, labels, n_classes: int | None = None) -> float:
     np.add.at(table, (codes, labels), 1)
     rows, cols = linear_sum_assignment(-table)
     return float(table[rows, cols].sum() / len(codes))
+
+
+# --- GAN metrics ---
+
+
+def linear_probe_accuracy(train_features, train_labels, test_features, test_labels, *, max_iter: int = 2000,
+                          regularization: float = 1.0) -> float:
+    """Test accuracy of a linear classifier fitted on frozen features (a linear probe of a representation).
+
+    Standardises the features with the training split's mean and standard deviation, fits multinomial
+    logistic regression (``sklearn.linear_model.LogisticRegression``, L2 penalty ``1 / regularization``
+    as ``C``) on the training features and returns its accuracy on the test features. Used for BiGAN's
+    encoder: the probe on ``E(x)`` against the same probe on a randomly initialised encoder.
+
+    Args:
+        train_features: ``f32[N, D]``.
+        train_labels: ``int[N]``.
+        test_features: ``f32[M, D]``.
+        test_labels: ``int[M]``.
+        max_iter: iterations of the L-BFGS solver.
+        regularization: inverse of sklearn's ``C``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    train_x, test_x = np.asarray(train_features, np.float64), np.asarray(test_features, np.float64)
+    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"train_features and test_features must be [N, D] and [M, D], got {train_x.shape} "
+                         f"and {test_x.shape}")
+    train_y, test_y = np.asarray(train_labels), np.asarray(test_labels)
+    if train_y.shape != train_x.shape[:1] or test_y.shape != test_x.shape[:1]:
+        raise ValueError(f"labels must have one entry per feature row, got {train_y.shape} for {train_x.shape} "
+                         f"and {test_y.shape} for {test_x.shape}")
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-8
+    probe = LogisticRegression(C=1.0 / regularization, max_iter=max_iter)
+    probe.fit((train_x - mean) / std, train_y)
+    return float(np.mean(probe.predict((test_x - mean) / std) == test_y))

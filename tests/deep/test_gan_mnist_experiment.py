@@ -1,0 +1,90 @@
+"""The GAN experiment runs with --quick, resumes exactly, and stops with a message when training diverges."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import gan_mnist
+from gm.deep import train
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("gan_classifier"))
+
+
+def _run(model, out, classifier_dir, *extra):
+    return gan_mnist.main(["--model", model, "--quick", "--out", str(out), "--classifier-dir", classifier_dir,
+                           "--no-progress", *extra])
+
+
+def test_quick_cgan_run_writes_results_and_figures(tmp_path, classifier_dir):
+    results = _run("cgan", tmp_path, classifier_dir)
+    for name in ("samples", "loss_curves"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results, default=str))
+    m = saved["metrics"]
+    assert 0.0 <= m["conditional_accuracy"] <= 1.0 and len(m["conditional_accuracy_per_class"]) == 10
+    assert m["frechet_distance"] > 0 and 1 <= m["mode_coverage"] <= 10
+    assert saved["training"]["history"]["step"] == list(range(10, 61, 10))
+    assert saved["training"]["steps_per_second"] > 0
+    assert train.latest_checkpoint_step(str(tmp_path / "checkpoints")) == 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["gan", "infogan", "bigan"])
+def test_quick_runs_of_the_other_models(tmp_path, classifier_dir, model):
+    saved = _run(model, tmp_path, classifier_dir)
+    m = saved["metrics"]
+    if model == "infogan":
+        assert 0.0 <= m["code_matched_accuracy"] <= 1.0 and 0.0 <= m["q_matched_accuracy_on_test_digits"] <= 1.0
+        assert (tmp_path / "code_sweep_categorical.png").exists() and (tmp_path / "code_sweep_continuous.png").exists()
+    if model == "bigan":
+        assert 0.0 <= m["linear_probe_trained_encoder"] <= 1.0 and 0.0 <= m["linear_probe_random_encoder"] <= 1.0
+        assert m["reconstruction_mse"] > 0 and (tmp_path / "reconstructions.png").exists()
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, classifier_dir):
+    straight = _run("gan", tmp_path / "straight", classifier_dir)
+    assert _run("gan", tmp_path / "resumed", classifier_dir, "--stop-after-steps", "30") is None
+    resumed = _run("gan", tmp_path / "resumed", classifier_dir, "--resume")
+    a, b = straight["training"]["history"], resumed["training"]["history"]
+    assert a["step"] == b["step"]
+    np.testing.assert_allclose(a["d_loss"], b["d_loss"], rtol=1e-6)
+    np.testing.assert_allclose(a["g_loss"], b["g_loss"], rtol=1e-6)
+    assert straight["metrics"]["frechet_distance"] == pytest.approx(resumed["metrics"]["frechet_distance"], rel=1e-5)
+
+
+def test_divergence_detection_names_the_reason():
+    cfg = gan_mnist.quick_config("gan")
+    healthy = {"d_loss": [0.6, 0.7], "g_loss": [1.0, 0.9], "d_real_accuracy": [0.8, 0.7],
+               "d_fake_accuracy": [0.7, 0.8]}
+    assert gan_mnist._divergence(healthy, cfg, 3) == (None, 0)
+    reason, _ = gan_mnist._divergence({**healthy, "g_loss": [1.0, float("nan")]}, cfg, 0)
+    assert "NaN" in reason
+    perfect = {**healthy, "d_real_accuracy": [1.0, 1.0], "d_fake_accuracy": [1.0, 1.0]}
+    reason, count = gan_mnist._divergence(perfect, cfg, 0)
+    assert reason is None and count == 1
+    reason, count = gan_mnist._divergence(perfect, cfg, cfg["collapse_windows"] - 1)
+    assert "collapsed" in reason and count == cfg["collapse_windows"]
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, classifier_dir, monkeypatch):
+    calls = {"n": 0}
+    real = gan_mnist._divergence
+
+    def fail_after_first_checkpoint(window, cfg, collapsed):
+        calls["n"] += 1
+        if calls["n"] > 3:  # windows at steps 10, 20, 30 are healthy; step 40 "diverges"
+            return "a loss is NaN or infinite", collapsed
+        return real(window, cfg, collapsed)
+
+    monkeypatch.setattr(gan_mnist, "_divergence", fail_after_first_checkpoint)
+    results = _run("gan", tmp_path, classifier_dir)
+    assert results["status"] == "diverged" and results["training"]["last_good_checkpoint"] == 30
+    assert "NaN" in results["training"]["message"]
+    assert train.latest_checkpoint_step(str(tmp_path / "checkpoints")) == 30
