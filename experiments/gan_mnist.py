@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.vae_mnist import _grid  # the same image-grid layout as the VAE figures
-from gm import data
+from gm import data, parallel
 from gm.deep import gan, metrics, train
 
 _MODEL_DEFAULTS = {
@@ -138,6 +138,7 @@ def fit(model_config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, r
         train.save_checkpoint(ckpt_dir, step, state, meta)
 
     total = cfg["steps"]
+    train_step = parallel.data_parallel_over_devices(gan.train_step, bs)  # gan.train_step on one device
     bar = tqdm(total=total, initial=start, desc=model_config.model, disable=not progress)
     window: dict[str, list] = {}
     perm, perm_epoch = None, -1
@@ -147,8 +148,8 @@ def fit(model_config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, r
         if epoch != perm_epoch:
             perm, perm_epoch = jax.random.permutation(jax.random.fold_in(perm_key, epoch), n), epoch
         idx = perm[within * bs : (within + 1) * bs]
-        state, m = gan.train_step(state, {"image": images[idx], "label": labels[idx]},
-                                  jax.random.fold_in(loop_key, step))
+        state, m = train_step(state, {"image": images[idx], "label": labels[idx]},
+                              jax.random.fold_in(loop_key, step))
         for k, v in m.items():
             window.setdefault(k, []).append(v)
         bar.update(1)
@@ -356,7 +357,9 @@ def main(argv=None):
     parser.add_argument("--stop-after-steps", type=int, default=None,
                         help="stop after this many steps, as if interrupted (for resume tests)")
     parser.add_argument("--no-progress", action="store_true")
+    parallel.add_distributed_args(parser)
     args = parser.parse_args(argv)
+    parallel.initialize_from_args(args)
 
     t_start = time.time()
     cfg = quick_config(args.model) if args.quick else default_config(args.model)

@@ -97,11 +97,7 @@ def _validation_loss(state, images, labels, key):
 
 def train_step_for(batch_size: int):
     """``vae.train_step``, data-parallel over the devices when more than one divides ``batch_size``."""
-    devices = jax.devices()
-    n = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
-    if n == 1:
-        return vae.train_step
-    return parallel.data_parallel_train_step(vae.train_step, parallel.batch_mesh(devices[:n]))
+    return parallel.data_parallel_over_devices(vae.train_step, batch_size)
 
 
 def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: int, out: str, resume: bool,

@@ -69,6 +69,7 @@ __all__ = [
     "sharded_em_step",
     "sharded_fit",
     "data_parallel_train_step",
+    "data_parallel_over_devices",
     "add_distributed_args",
     "initialize_from_args",
 ]
@@ -566,6 +567,19 @@ def data_parallel_train_step(step_fn: Callable, mesh: Mesh, *, batch_argnums: in
         return compiled[n_args](*placed)
 
     return call
+
+
+def data_parallel_over_devices(step_fn: Callable, batch_size: int, *, batch_argnums: int | Sequence[int] = 1):
+    """``step_fn`` made data-parallel over the most local devices that divide ``batch_size``.
+
+    On one device (or when only 1 divides the batch) this is ``step_fn`` itself, so experiments call it
+    unconditionally and keep their global batch size.
+    """
+    devices = jax.devices()
+    n = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
+    if n == 1:
+        return step_fn
+    return data_parallel_train_step(step_fn, batch_mesh(devices[:n]), batch_argnums=batch_argnums)
 
 
 # ---------------------------------------------------------------------------------- multi-host

@@ -135,6 +135,21 @@ def training_checks(out: dict, mesh):
     from experiments import vae_mnist
 
     out["vae_mnist_step_is_data_parallel"] = vae_mnist.train_step_for(100) is not vae.train_step
+    # the GAN's alternating step (D then G), data-parallel, as experiments/gan_mnist runs it
+    from gm.deep import gan
+
+    gcfg = gan.GANConfig(model="gan", latent_dim=4, generator_hidden=(16,), discriminator_hidden=(16,))
+    gstate0 = gan.create_state(jax.random.key(3), gcfg, {"image": images[:16]})
+    gstep = parallel.data_parallel_over_devices(gan.train_step, 16)
+    g_single, g_sharded = gstate0, gstate0
+    for i in range(2):
+        batch = {"image": images[i * 16:(i + 1) * 16], "label": jnp.zeros(16, jnp.int32)}
+        key = jax.random.fold_in(jax.random.key(4), i)
+        g_single, _ = gan.train_step(g_single, batch, key)
+        g_sharded, _ = gstep(g_sharded, batch, key)
+    out["gan_params_diff"] = max_diff(g_sharded, g_single)
+    out["gan_params_moved"] = max_diff(g_single, gstate0)
+    out["gan_step_is_data_parallel"] = gstep is not gan.train_step
     try:
         step(sharded, {"image": images[:10]}, jax.random.key(2))
         out["train_bad_batch_raises"] = False

@@ -83,6 +83,8 @@ def test_data_parallel_training_step_equals_single_device_step(four):
     assert four["train_metrics_diff"] <= 1e-4  # batch-mean losses in nats (~50), float32
     assert four["train_step_count"] == 3
     assert four["train_bad_batch_raises"]
+    assert four["gan_step_is_data_parallel"] and four["gan_params_moved"] > 100 * F32
+    assert four["gan_params_diff"] <= 10 * F32, four["gan_params_diff"]  # Adam steps of size ~lr
     assert four["vae_mnist_step_is_data_parallel"]
 
 
