@@ -68,7 +68,7 @@ def quick_config() -> dict:
         model=dict(latent_dim=4, generator_features=(8, 16), encoder_features=(8,),
                    discriminator_features=(8,), inject="all", learning_rate=5e-4),
         n_eval=100,
-        n_diversity_inputs=10,
+        n_diversity_inputs=8,
         n_diversity_samples=3,
         n_monitor=8,
         classifier=dict(image_shape=(16, 16, 1), epochs=1, features=(8, 16), hidden=32, max_shift=1),

@@ -478,15 +478,24 @@ def create_state(key: jax.Array, config: TranslationConfig, example_batch) -> Tr
         example_batch: ``{"input": f32[B, H, W, C_in], "target": f32[B, H, W, C_out]}``.
     """
     x, y = _check_batch({k: jnp.asarray(v) for k, v in example_batch.items()}, config)
-    kg, ke, kd, kd2 = jax.random.split(key, 4)
-    z = jnp.zeros((x.shape[0], config.latent_dim)) if config.uses_noise else None
-    gen = {"generator": _generator(config).init(kg, x, z)["params"]}
-    if config.has_encoder:
-        gen["encoder"] = _encoder(config).init(ke, y)["params"]
-    pair = jnp.concatenate([x, y], axis=-1)
-    disc = {"d": _discriminator(config.discriminator_features).init(kd, pair)["params"]}
-    if config.model == "bicyclegan":
-        disc["d2"] = _discriminator(config.discriminator_features).init(kd2, pair)["params"]
+
+    def init(key, x, y):  # one compilation instead of one per parameter initialiser
+        kg, ke, kd, kd2 = jax.random.split(key, 4)
+        z = jnp.zeros((x.shape[0], config.latent_dim)) if config.uses_noise else None
+        gen = {"generator": _generator(config).init(kg, x, z)["params"]}
+        if config.has_encoder:
+            gen["encoder"] = _encoder(config).init(ke, y)["params"]
+        pair = jnp.concatenate([x, y], axis=-1)
+        disc = {"d": _discriminator(config.discriminator_features).init(kd, pair)["params"]}
+        if config.model == "bicyclegan":
+            disc["d2"] = _discriminator(config.discriminator_features).init(kd2, pair)["params"]
+        return gen, disc
+
+    gen, disc = jax.jit(init)(key, x[:1], y[:1])
+    return _new_state(gen, disc, config)
+
+
+def _new_state(gen, disc, config) -> TranslationState:
     return TranslationState(TrainState.create(gen, _adam(config), config), TrainState.create(disc, _adam(config), config))
 
 
@@ -606,16 +615,21 @@ def cyclegan_discriminator_loss(disc_params, gen_params, batch, config: CycleGAN
 def create_cyclegan_state(key: jax.Array, config: CycleGANConfig, example_batch) -> TranslationState:
     """Initialise ``G_AB``, ``G_BA`` (generator side) and ``D_A``, ``D_B`` from ``{"a": ..., "b": ...}``."""
     a, b = _check_unpaired({k: jnp.asarray(v) for k, v in example_batch.items()}, config)
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    gen = {
-        "g_ab": UNetGenerator(config.generator_features, config.channels_b, "input").init(k1, a)["params"],
-        "g_ba": UNetGenerator(config.generator_features, config.channels_a, "input").init(k2, b)["params"],
-    }
-    disc = {
-        "d_a": _discriminator(config.discriminator_features).init(k3, a)["params"],
-        "d_b": _discriminator(config.discriminator_features).init(k4, b)["params"],
-    }
-    return TranslationState(TrainState.create(gen, _adam(config), config), TrainState.create(disc, _adam(config), config))
+
+    def init(key, a, b):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        gen = {
+            "g_ab": UNetGenerator(config.generator_features, config.channels_b, "input").init(k1, a)["params"],
+            "g_ba": UNetGenerator(config.generator_features, config.channels_a, "input").init(k2, b)["params"],
+        }
+        disc = {
+            "d_a": _discriminator(config.discriminator_features).init(k3, a)["params"],
+            "d_b": _discriminator(config.discriminator_features).init(k4, b)["params"],
+        }
+        return gen, disc
+
+    gen, disc = jax.jit(init)(key, a[:1], b[:1])
+    return _new_state(gen, disc, config)
 
 
 @jax.jit

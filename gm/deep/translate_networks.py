@@ -4,7 +4,9 @@ Images are channels-last ``f32[B, H, W, C]`` with ``H = W`` divisible by ``2^len
 
 * :class:`UNetGenerator`: strided 3x3 convolutions down, nearest-neighbour resize + 3x3 convolution up
   (never transposed convolutions: about 4x slower on XLA's CPU backend), skip connections at every scale
-  and a last full-resolution convolution that also sees the input. A latent code ``z`` ``f32[B, L]`` is
+  and a last full-resolution convolution that also sees the input; leaky ReLU everywhere (with ReLU in the
+  up-sampling path a pix2pix generator's units all died within a few hundred steps, leaving a constant
+  black output). A latent code ``z`` ``f32[B, L]`` is
   tiled over the image and concatenated to the input (BicycleGAN's "add_to_input") and, with
   ``inject="all"``, to the input of every down-sampling layer and of the last convolution as well
   (BicycleGAN's "add_all"), which makes ``z`` hard for the generator to ignore. The output is linear
@@ -76,11 +78,11 @@ class UNetGenerator(nn.Module):
             h = _leaky(nn.Conv(f, (3, 3), strides=(2, 2), padding="SAME")(h))
             skips.append(h)
         for i in reversed(range(stages - 1)):
-            h = nn.relu(nn.Conv(self.features[i], (3, 3), padding="SAME")(upsample_resize(h, 2)))
+            h = _leaky(nn.Conv(self.features[i], (3, 3), padding="SAME")(upsample_resize(h, 2)))
             h = jnp.concatenate([h, skips[i]], axis=-1)
-        h = nn.relu(nn.Conv(self.features[0], (3, 3), padding="SAME")(upsample_resize(h, 2)))
+        h = _leaky(nn.Conv(self.features[0], (3, 3), padding="SAME")(upsample_resize(h, 2)))
         h = jnp.concatenate([h, tile_latent(x, z) if every else x], axis=-1)
-        h = nn.relu(nn.Conv(self.features[0], (3, 3), padding="SAME")(h))
+        h = _leaky(nn.Conv(self.features[0], (3, 3), padding="SAME")(h))
         return nn.Conv(self.out_channels, (3, 3), padding="SAME")(h)
 
 
