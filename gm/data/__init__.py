@@ -12,9 +12,21 @@ from gm.data.images import (
     random_shift,
     stratified_split,
 )
+from gm.data.translation import (
+    PALETTE,
+    PairedDataset,
+    PairedSplit,
+    UnpairedDataset,
+    edges_to_coloured_digits,
+    edges_to_digits,
+    thin_thick_digits,
+)
 from gm.data.networks import NETWORKS, bif_path, load_network
 
 __all__ = [
     "NETWORKS", "ImageDataset", "Split", "binarize", "bif_path", "digits", "load_network", "mnist",
     "random_shift", "stratified_split",
+    # image translation
+    "PALETTE", "PairedDataset", "PairedSplit", "UnpairedDataset", "edges_to_coloured_digits",
+    "edges_to_digits", "thin_thick_digits",
 ]

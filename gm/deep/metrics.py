@@ -50,6 +50,13 @@ __all__ = [
     "mode_coverage",
     "matched_accuracy",
     "linear_probe_accuracy",
+    # image translation
+    "class_preservation",
+    "channel_features",
+    "translation_frechet_distance",
+    "cycle_reconstruction_error",
+    "pairwise_diversity",
+    "latent_recovery_error",
 ]
 
 
@@ -397,3 +404,76 @@ def linear_probe_accuracy(train_features, train_labels, test_features, test_labe
     probe = LogisticRegression(C=1.0 / regularization, max_iter=max_iter)
     probe.fit((train_x - mean) / std, train_y)
     return float(np.mean(probe.predict((test_x - mean) / std) == test_y))
+
+
+# --- image-translation metrics ---
+
+
+def class_preservation(classifier: Classifier, translated, source_labels) -> float:
+    """Fraction of translated images that the digit classifier reads as the class of their source.
+
+    Colour images are read in grey (the maximum over channels) when the classifier takes one channel.
+
+    Args:
+        classifier: a digit classifier for ``translated``'s image size.
+        translated: ``f32[N, H, W, C]`` translations of ``N`` source digits.
+        source_labels: ``int[N]`` the classes of the sources.
+    """
+    translated = np.asarray(translated, np.float32)
+    if translated.shape[-1] != classifier.config.image_shape[-1]:
+        translated = translated.max(axis=-1, keepdims=True)
+    labels = np.asarray(source_labels)
+    if labels.shape != translated.shape[:1]:
+        raise ValueError(f"source_labels must have shape ({translated.shape[0]},), got {labels.shape}")
+    return accuracy(classifier, translated, labels)
+
+
+def channel_features(classifier: Classifier, images) -> np.ndarray:
+    """Classifier features of every channel read as a grey image, concatenated: ``f32[N, C * hidden]``.
+
+    For one-channel images these are the classifier's features; for colour images the Frechet distance on
+    them compares both shape (each channel is a scaled digit) and colour (how bright each channel is).
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    return np.concatenate([classify(classifier, images[..., c : c + 1])[1] for c in range(images.shape[-1])], -1)
+
+
+def translation_frechet_distance(classifier: Classifier, translated, target_images) -> float:
+    """Frechet distance between translated images and real target-domain images in :func:`channel_features`."""
+    return frechet_distance(channel_features(classifier, target_images), channel_features(classifier, translated))
+
+
+def cycle_reconstruction_error(originals, cycled) -> float:
+    """Mean absolute pixel error ``mean |F(G(x)) - x|`` between images and their round trips."""
+    originals, cycled = np.asarray(originals, np.float64), np.asarray(cycled, np.float64)
+    if originals.shape != cycled.shape:
+        raise ValueError(f"originals shape {originals.shape} differs from cycled shape {cycled.shape}")
+    return float(np.mean(np.abs(originals - cycled)))
+
+
+def pairwise_diversity(samples) -> float:
+    """Mean pairwise L1 distance between the outputs for one input, averaged over inputs.
+
+    ``mean_n [ 2 / (S (S - 1)) sum_{i < j} mean_pixels |s_{n,i} - s_{n,j}| ]`` (the BicycleGAN paper's
+    diversity, with L1 in place of LPIPS).
+
+    Args:
+        samples: ``f32[N, S, H, W, C]``, ``S >= 2`` outputs (different ``z``) for each of ``N`` inputs.
+    """
+    s = np.asarray(samples, np.float32)
+    if s.ndim < 3 or s.shape[1] < 2:
+        raise ValueError(f"samples must be [N, S, ...] with S >= 2, got shape {s.shape}")
+    n, k = s.shape[:2]
+    flat = s.reshape(n, k, -1)
+    i, j = np.triu_indices(k, 1)
+    return float(np.mean(np.abs(flat[:, i] - flat[:, j]).mean(-1)))
+
+
+def latent_recovery_error(recovered, z) -> float:
+    """Mean absolute error ``mean |E(G(x, z)) - z|`` between codes and the encoder's recovery of them."""
+    recovered, z = np.asarray(recovered, np.float64), np.asarray(z, np.float64)
+    if recovered.shape != z.shape:
+        raise ValueError(f"recovered shape {recovered.shape} differs from z shape {z.shape}")
+    return float(np.mean(np.abs(recovered - z)))
