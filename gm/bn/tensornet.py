@@ -308,6 +308,20 @@ def _pair_sum(a, la, b, lb, out, sizes, batch: int | None = None):
     return jnp.sum(prod, axis=summed) if summed else prod
 
 
+def all_steps_small(p: Plan) -> bool:
+    """Whether every pairwise step of ``p`` is a fused broadcast-multiply-sum (no einsum / dot step).
+
+    The batch-minor execution (``contract(..., batch_size=B)``) pays off on such plans; on plans with
+    large steps the batched dot_generals move the batch axis around and it was slower (pathfinder).
+    """
+    labels = p.labels
+    for step in p.steps:
+        union = set(step.out) | set(labels[step.a]) | (set(labels[step.b]) if step.b >= 0 else set())
+        if math.prod(p.sizes[l] for l in union) > _SMALL_STEP:
+            return False
+    return True
+
+
 def _rescale(t, batched: bool = False):
     """Divide by the max (a constant for autodiff); returns (t / m, log m). All-zero t is kept.
 
