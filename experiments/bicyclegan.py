@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm import data
+from gm import data, parallel
 from gm.data import translation as tdata
 from gm.deep import metrics, train, translate
 
@@ -323,7 +323,9 @@ def main(argv=None):
     parser.add_argument("--stop-after-steps", type=int, default=None,
                         help="stop after this many steps, as if interrupted (for resume tests)")
     parser.add_argument("--no-progress", action="store_true")
+    parallel.add_distributed_args(parser)
     args = parser.parse_args(argv)
+    parallel.initialize_from_args(args)
 
     t_start = time.time()
     cfg = quick_config() if args.quick else default_config()
