@@ -191,14 +191,10 @@ def marginals_and_log_evidence(net: BayesNet, ev, soft: Soft = None):
 
 
 def _marginals_and_log_z(net, ev, soft):
-    mat = evidence_matrix(net, ev, soft)
-    log_z, grad = jax.value_and_grad(lambda m: _log_partition(net, _split(net, m)))(mat)
-    possible = jnp.isfinite(log_z)
-    p = jnp.maximum(mat * grad, 0.0)  # padded entries are 0 because mat is
-    total = jnp.sum(p, axis=1, keepdims=True)
-    ok = possible & (total > 0)
-    post = jnp.where(ok, p / jnp.where(ok, total, 1.0), 0.0)
-    return log_z, _split(net, post)
+    vecs = evidence_vectors(net, ev, soft)
+    # the gradient with respect to each vector, not the matrix they are sliced from (see below)
+    log_z, grads = jax.value_and_grad(lambda v: _log_partition(net, v))(vecs)
+    return log_z, _normalised_posteriors(vecs, grads, jnp.isfinite(log_z), axis=0)
 
 
 # The batch-minor path of ``map_batched``: ``jax.vmap`` of the per-set functions puts the batch axis first,
@@ -206,31 +202,45 @@ def _marginals_and_log_z(net, ev, soft):
 # whole chunk is one matrix f[n_vars, max_card, B] and every intermediate keeps the batch axis last.
 
 
-def _batched_log_partition(net: BayesNet, mat) -> jax.Array:
-    """log P(e_b) for every column of ``mat: f[n_vars, max_card, B]``: ``f[B]``."""
-    batch = mat.shape[-1]
-    arrays = []
-    for i, (cpt, card) in enumerate(zip(net.cpts, net.cards)):
-        vec = mat[i, :card].reshape((1,) * (cpt.ndim - 1) + (card, batch))
-        arrays.append(cpt[..., None] * vec)
-    mantissa, log_scale = _contract.contract(network_plan(net.structure), arrays, batch_size=batch)
+def _batched_vectors(net: BayesNet, evs, soft: Soft) -> list[jax.Array]:
+    """Per-variable evidence vectors ``f[card_i, B]`` of a chunk ``evs: int32[B, n_vars]``."""
+    mat = jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1)
+    return [mat[i, :card] for i, card in enumerate(net.cards)]
+
+
+def _batched_log_partition(net: BayesNet, vecs) -> jax.Array:
+    """log P(e_b) for per-variable evidence vectors ``vecs[i]: f[card_i, B]``: ``f[B]``."""
+    arrays = [cpt[..., None] * vec.reshape((1,) * (cpt.ndim - 1) + vec.shape) for cpt, vec in zip(net.cpts, vecs)]
+    mantissa, log_scale = _contract.contract(network_plan(net.structure), arrays, batch_size=vecs[0].shape[-1])
     return _safe_log(mantissa) + log_scale
+
+
+def _normalised_posteriors(vecs, grads, possible, axis: int) -> list[jax.Array]:
+    """``e_i * d log Z / d e_i`` normalised over the states (``axis``) of each variable; all-zero where
+    ``possible`` is False (impossible evidence) or nothing is left."""
+    post = []
+    for vec, grad in zip(vecs, grads):
+        p = jnp.maximum(vec * grad, 0.0)
+        total = jnp.sum(p, axis=axis, keepdims=True)
+        ok = possible & (total > 0)
+        post.append(jnp.where(ok, p / jnp.where(ok, total, 1.0), 0.0))
+    return post
 
 
 def _batched_marginals_and_log_z(net: BayesNet, evs, soft: Soft = None):
     """``(log_z f[B], [f[B, card_i]])`` for ``evs: int32[B, n_vars]``, batch-minor."""
-    mat = jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1)
+    vecs = _batched_vectors(net, evs, soft)
 
-    def total(m):
-        log_z = _batched_log_partition(net, m)
+    def total(v):
+        log_z = _batched_log_partition(net, v)
         return jnp.sum(jnp.where(jnp.isfinite(log_z), log_z, 0.0)), log_z
 
-    (_, log_z), grad = jax.value_and_grad(total, has_aux=True)(mat)
-    p = jnp.maximum(mat * grad, 0.0)
-    norm = jnp.sum(p, axis=1, keepdims=True)
-    ok = jnp.isfinite(log_z) & (norm > 0)
-    post = jnp.where(ok, p / jnp.where(ok, norm, 1.0), 0.0)
-    return log_z, [post[i, :card].T for i, card in enumerate(net.cards)]
+    # Differentiate with respect to the per-variable vectors, not the stacked matrix they are sliced from:
+    # the gradient of n slices is n pads summed, one fusion with n operands, and XLA CPU's fusion pass is
+    # quadratic in that (pigs' marginals did not compile in 10 minutes).
+    (_, log_z), grads = jax.value_and_grad(total, has_aux=True)(vecs)
+    post = _normalised_posteriors(vecs, grads, jnp.isfinite(log_z), axis=0)
+    return log_z, [p.T for p in post]
 
 
 def _batch_minor(fn, net: BayesNet, kwargs):
@@ -248,8 +258,7 @@ def _batch_minor(fn, net: BayesNet, kwargs):
             return dict(zip(net.names, post)), log_z
         return both
     if fn is log_evidence:
-        return lambda evs: _batched_log_partition(
-            net, jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1))
+        return lambda evs: _batched_log_partition(net, _batched_vectors(net, evs, soft))
     return None
 
 
