@@ -110,8 +110,15 @@ def _safe_log(x):
 
 
 def _log_partition(net: BayesNet, vecs) -> jax.Array:
+    return _log_partition_and_flag(net, vecs)[0]
+
+
+def _log_partition_and_flag(net: BayesNet, vecs):
+    """``(log P(e), P(e) > 0)``. The flag comes from the final mantissa, not from ``isfinite(log P(e))``:
+    log P(e) ends a chain of one add per rescale, and XLA fuses that chain into every consumer of the flag
+    (each variable's posterior normalisation: on pigs, 441 copies of 221 adds to compile)."""
     mantissa, log_scale = _scaled_total(net, vecs)
-    return _safe_log(mantissa) + log_scale
+    return _safe_log(mantissa) + log_scale, mantissa > 0
 
 
 def _is_tracer(x) -> bool:
@@ -193,8 +200,8 @@ def marginals_and_log_evidence(net: BayesNet, ev, soft: Soft = None):
 def _marginals_and_log_z(net, ev, soft):
     vecs = evidence_vectors(net, ev, soft)
     # the gradient with respect to each vector, not the matrix they are sliced from (see below)
-    log_z, grads = jax.value_and_grad(lambda v: _log_partition(net, v))(vecs)
-    return log_z, _normalised_posteriors(vecs, grads, jnp.isfinite(log_z), axis=0)
+    (log_z, possible), grads = jax.value_and_grad(lambda v: _log_partition_and_flag(net, v), has_aux=True)(vecs)
+    return log_z, _normalised_posteriors(vecs, grads, possible, axis=0)
 
 
 # The batch-minor path of ``map_batched``: ``jax.vmap`` of the per-set functions puts the batch axis first,
@@ -210,9 +217,14 @@ def _batched_vectors(net: BayesNet, evs, soft: Soft) -> list[jax.Array]:
 
 def _batched_log_partition(net: BayesNet, vecs) -> jax.Array:
     """log P(e_b) for per-variable evidence vectors ``vecs[i]: f[card_i, B]``: ``f[B]``."""
+    return _batched_log_partition_and_flag(net, vecs)[0]
+
+
+def _batched_log_partition_and_flag(net: BayesNet, vecs):
+    """``(log P(e_b) f[B], P(e_b) > 0 bool[B])``; see `_log_partition_and_flag`."""
     arrays = [cpt[..., None] * vec.reshape((1,) * (cpt.ndim - 1) + vec.shape) for cpt, vec in zip(net.cpts, vecs)]
     mantissa, log_scale = _contract.contract(network_plan(net.structure), arrays, batch_size=vecs[0].shape[-1])
-    return _safe_log(mantissa) + log_scale
+    return _safe_log(mantissa) + log_scale, mantissa > 0
 
 
 def _normalised_posteriors(vecs, grads, possible, axis: int) -> list[jax.Array]:
@@ -232,14 +244,14 @@ def _batched_marginals_and_log_z(net: BayesNet, evs, soft: Soft = None):
     vecs = _batched_vectors(net, evs, soft)
 
     def total(v):
-        log_z = _batched_log_partition(net, v)
-        return jnp.sum(jnp.where(jnp.isfinite(log_z), log_z, 0.0)), log_z
+        log_z, possible = _batched_log_partition_and_flag(net, v)
+        return jnp.sum(jnp.where(possible, log_z, 0.0)), (log_z, possible)
 
     # Differentiate with respect to the per-variable vectors, not the stacked matrix they are sliced from:
     # the gradient of n slices is n pads summed, one fusion with n operands, and XLA CPU's fusion pass is
     # quadratic in that (pigs' marginals did not compile in 10 minutes).
-    (_, log_z), grads = jax.value_and_grad(total, has_aux=True)(vecs)
-    post = _normalised_posteriors(vecs, grads, jnp.isfinite(log_z), axis=0)
+    (_, (log_z, possible)), grads = jax.value_and_grad(total, has_aux=True)(vecs)
+    post = _normalised_posteriors(vecs, grads, possible, axis=0)
     return log_z, [p.T for p in post]
 
 
