@@ -234,6 +234,12 @@ def test_train_step_is_pure_and_compiles_once():
     for k in range(3):
         a, _ = gan.train_step(a, _batch(seed=k + 1), jax.random.key(k))
     assert gan.train_step._cache_size() == size  # later calls reuse the compiled step
+    # A second state created from an equal config (other key) shares the compiled steps: the optimiser, a
+    # static field of the state, comes from a cache keyed by its settings.
+    again = gan.create_state(jax.random.key(7), _tiny("infogan", conditioning="projection"), batch)
+    assert again.generator.tx is state.generator.tx and again.discriminator.tx is state.discriminator.tx
+    gan.train_step(again, batch, jax.random.key(8))
+    assert gan.train_step._cache_size() == size
 
 
 @pytest.mark.parametrize("model", [pytest.param("gan", marks=pytest.mark.slow),
