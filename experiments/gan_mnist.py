@@ -69,9 +69,9 @@ def default_config(model: str) -> dict:
         # BiGAN: the encoder's linear probe peaks early and then falls as D comes to dominate, so the run keeps
         # the state whose probe is best on a validation split (the last 500 training digits, stratified),
         # measured every `probe_every` steps; the test split is probed once, for the chosen state.
-        steps={"bigan": 10000, "infogan": 4000}.get(model, 15000),
+        steps={"bigan": 6000, "infogan": 4000}.get(model, 15000),
         validation=500 if model == "bigan" else 0,
-        probe_every=1000,
+        probe_every=500,
         batch_size=64,
         log_every=250,
         checkpoint_every=2500,
