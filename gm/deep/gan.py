@@ -12,7 +12,8 @@ a pure function of the state that changes only one player:
 The adversarial losses are the named functions of :mod:`gm.deep.gan_losses` (``config.loss`` picks minimax,
 non-saturating or least squares). The models:
 
-* ``"gan"``: ``G(z)``, ``D(x)``; an MLP or a small DCGAN (strided-conv D, resize-conv G).
+* ``"gan"``: ``G(z)``, ``D(x)``; an MLP or a small DCGAN (strided-conv D; a G that upsamples by resize or
+  pixel shuffle, then convolves), optionally with batch normalisation (``normalization="batch"``).
 * ``"cgan"`` (Mirza and Osindero, 2014): ``G(z, y)`` sees the one-hot label (in every dense layer with
   ``condition_every_layer``); ``D(x, y)`` either concatenates the one-hot label to its input
   (``conditioning="concat"``) or is a projection discriminator (Miyato and Koyama, 2018):
@@ -71,6 +72,9 @@ __all__ = [
     "bigan_generator_loss",
     "sample_latent",
     "generate_images",
+    "generate_inference",
+    "generate_from_latent",
+    "BatchNorm",
     "discriminate",
     "encode_images",
     "discriminator_loss_fn",
@@ -95,15 +99,28 @@ class GANConfig:
 
     Attributes:
         model: ``"gan"``, ``"cgan"``, ``"infogan"`` or ``"bigan"``.
-        architecture: ``"mlp"`` (dense G, D, E) or ``"dcgan"`` (strided-conv D and E, a G that upsamples by
-            nearest-neighbour resize + 3x3 conv).
+        architecture: ``"mlp"`` (dense G, D, E) or ``"dcgan"`` (4x4 stride-2 convolutions in D, 3x3 stride-2
+            in BiGAN's E; a G that upsamples by ``upsample`` + 3x3 conv), the InfoGAN paper's MNIST layout:
+            G = dense ``generator_hidden`` -> dense to a ``generator_features[0]``-channel map -> one
+            (upsample x2, conv) stage per further ``generator_features`` entry -> (upsample x2, conv) to the
+            image; D = convolutions ``discriminator_features`` -> dense ``discriminator_hidden[-1]``.
         latent_dim: dimension of the noise ``z`` (for InfoGAN the incompressible noise, codes excluded).
-        generator_hidden: dense widths of the MLP generator (DCGAN: its first entry is a dense layer
-            before the first feature map).
+        generator_hidden: dense widths of the MLP generator (DCGAN: the dense layers before the first
+            feature map).
         discriminator_hidden: dense widths of the MLP discriminator trunk; the last is the feature
             dimension of ``phi(x)`` (DCGAN: only the last is used, after the convolutions).
         encoder_hidden: dense widths of BiGAN's MLP encoder (DCGAN: the last, after the convolutions).
-        generator_features: channels of the DCGAN generator's stages (coarse to fine).
+        generator_features: channels of the DCGAN generator's feature maps (coarse to fine); the image is
+            ``2^len(generator_features)`` times the first map's size.
+        upsample: DCGAN generator's upsampling, ``"resize"`` (nearest neighbour, then a 3x3 conv) or
+            ``"pixel_shuffle"`` (a 3x3 conv to 4x the channels, then depth-to-space).
+        normalization: ``"none"`` or ``"batch"``: DCGAN batch normalisation after every G layer but the last,
+            after D's convolutions but the first and its dense layer, and in Q's hidden layer (as in the
+            InfoGAN paper). It always normalises with batch statistics (no running averages): D sees real
+            and fake batches in separate calls, and inference (:func:`generate`, :func:`generate_from_latent`)
+            normalises G's layers with the statistics of a fixed reference batch of latents, so a sample does
+            not depend on the others generated with it. ``predict_codes`` and ``discriminate`` use the
+            statistics of the images given (pass tens of images or more).
         discriminator_features: channels of the stride-2 conv stages of the DCGAN discriminator/encoder.
         generator_act, discriminator_act: activation names (:func:`gm.deep.networks.activation`).
         discriminator_dropout: dropout in the discriminator's dense layers during training.
@@ -136,6 +153,8 @@ class GANConfig:
     encoder_hidden: tuple[int, ...] = (512, 256)
     generator_features: tuple[int, ...] = (64, 32)
     discriminator_features: tuple[int, ...] = (32, 64)
+    upsample: str = "resize"
+    normalization: str = "none"
     generator_act: str = "relu"
     discriminator_act: str = "leaky_relu"
     discriminator_dropout: float = 0.0
@@ -163,6 +182,8 @@ class GANConfig:
             "architecture": (self.architecture, ("mlp", "dcgan")),
             "loss": (self.loss, gan_losses.KINDS),
             "conditioning": (self.conditioning, ("concat", "projection")),
+            "upsample": (self.upsample, ("resize", "pixel_shuffle")),
+            "normalization": (self.normalization, ("none", "batch")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -176,6 +197,11 @@ class GANConfig:
             raise ValueError(f"GANConfig.n_continuous must be >= 0, got {self.n_continuous}")
         if not self.discriminator_hidden:
             raise ValueError("GANConfig.discriminator_hidden must name at least one width (the feature size)")
+        if self.architecture == "dcgan" and not self.generator_features:
+            raise ValueError("GANConfig.generator_features must name at least one width for architecture='dcgan'")
+        if self.normalization == "batch" and self.architecture != "dcgan":
+            raise ValueError("GANConfig.normalization='batch' needs architecture='dcgan', "
+                             f"got architecture={self.architecture!r}")
         networks.activation(self.generator_act)
         networks.activation(self.discriminator_act)
 
@@ -232,10 +258,98 @@ def _generator_condition(config: GANConfig, latent: Latent):
     return None
 
 
-class Generator(nn.Module):
-    """``z f32[B, L]`` (+ condition ``f32[B, D]``) -> images ``f32[B, H, W, C]`` in (0, 1)."""
+class BatchNorm(nn.Module):
+    """Batch normalisation with batch statistics, ``f32[B, ..., F] -> f32[B, ..., F]``.
+
+    ``y = (x - mean) / sqrt(var + eps) * scale + bias`` with the mean and variance over every axis but the
+    last, taken over the first ``reference`` rows only when ``reference > 0`` (reference batch
+    normalisation, Salimans et al., 2016: rows after the reference are normalised with its statistics and
+    do not influence each other) and over the whole batch otherwise.
+    """
+
+    reference: int = 0
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        axes = tuple(range(x.ndim - 1))
+        ref = x[: self.reference] if self.reference else x
+        mean = jnp.mean(ref, axis=axes)
+        var = jnp.mean(jnp.square(ref - mean), axis=axes)
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+        bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
+def _normalize(config, reference=0, name=None):
+    """A batch-norm layer when ``config.normalization == "batch"``, else the identity."""
+    if config.normalization == "batch":
+        return BatchNorm(reference, name=name)
+    return lambda h: h
+
+
+class _ConvGenerator(nn.Module):
+    """The DCGAN generator: dense layers, a coarse map, (upsample x2, 3x3 conv) stages; logits of the image."""
 
     config: GANConfig
+    reference: int = 0
+
+    @nn.compact
+    def __call__(self, z, condition=None):
+        c = self.config
+        act = networks.activation(c.generator_act)
+        height, width, channels = c.image_shape
+        stages = len(c.generator_features)
+        if height % 2**stages or width % 2**stages:
+            raise ValueError(f"image_shape {c.image_shape} is not divisible by 2^{stages} "
+                             f"(len(GANConfig.generator_features) = {stages})")
+        h = z if condition is None else jnp.concatenate([z, condition.astype(z.dtype)], axis=-1)
+        for f in c.generator_hidden:
+            h = act(_normalize(c, self.reference)(nn.Dense(f)(h)))
+        h0, w0, f0 = height // 2**stages, width // 2**stages, c.generator_features[0]
+        h = act(_normalize(c, self.reference)(nn.Dense(h0 * w0 * f0)(h)))
+        h = h.reshape(z.shape[0], h0, w0, f0)
+        outs = (*c.generator_features[1:], channels)
+        for i, f in enumerate(outs):
+            if c.upsample == "resize":
+                h = nn.Conv(f, (3, 3), padding="SAME")(networks.upsample_resize(h, 2))
+            else:
+                h = networks.pixel_shuffle(nn.Conv(4 * f, (3, 3), padding="SAME")(h), 2)
+            if i < len(outs) - 1:
+                h = act(_normalize(c, self.reference)(h))
+        return h
+
+
+class _ConvTrunk(nn.Module):
+    """The DCGAN discriminator's trunk ``phi(x)``: 4x4 stride-2 convolutions, then a dense layer (activated)."""
+
+    config: GANConfig
+
+    @nn.compact
+    def __call__(self, x, condition=None, *, train: bool = False):
+        c = self.config
+        act = networks.activation(c.discriminator_act)
+        h = x
+        for i, f in enumerate(c.discriminator_features):
+            h = nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(h)
+            h = act(h if i == 0 else _normalize(c)(h))  # no normalisation on the image layer (DCGAN)
+        h = h.reshape(h.shape[0], -1)
+        if condition is not None:
+            h = jnp.concatenate([h, condition.astype(h.dtype)], axis=-1)
+        if c.discriminator_dropout > 0:
+            h = nn.Dropout(c.discriminator_dropout, deterministic=not train)(h)
+        return act(_normalize(c)(nn.Dense(c.discriminator_hidden[-1])(h)))
+
+
+class Generator(nn.Module):
+    """``z f32[B, L]`` (+ condition ``f32[B, D]``) -> images ``f32[B, H, W, C]`` in (0, 1).
+
+    ``reference``: with batch normalisation, the number of leading rows whose statistics normalise the
+    whole batch (0: the whole batch's own statistics, as in training).
+    """
+
+    config: GANConfig
+    reference: int = 0
 
     @nn.compact
     def __call__(self, z, condition=None):
@@ -244,8 +358,7 @@ class Generator(nn.Module):
             net = networks.MLPDecoder(c.generator_hidden, c.image_shape, c.generator_act, 0.0,
                                       c.condition_every_layer)
         else:
-            net = networks.ConvDecoder(c.generator_features, c.image_shape, c.generator_hidden[:1], "resize",
-                                       c.generator_act)
+            net = _ConvGenerator(c, self.reference)
         return nn.sigmoid(net(z, condition))
 
 
@@ -274,17 +387,16 @@ class Discriminator(nn.Module):
         if c.architecture == "mlp":
             trunk = networks.MLPEncoder(c.discriminator_hidden[:-1], width, c.discriminator_act,
                                         c.discriminator_dropout, c.condition_every_layer, name="trunk")
+            phi = act(trunk(h, condition, train=train))
         else:
-            trunk = networks.ConvEncoder(c.discriminator_features, (), width, c.discriminator_act,
-                                         c.discriminator_dropout, name="trunk")
-        phi = act(trunk(h, condition, train=train))
+            phi = _ConvTrunk(c, name="trunk")(h, condition, train=train)
         logits = nn.Dense(1, name="logit")(phi)[:, 0]
         if c.model == "cgan" and c.conditioning == "projection":
             embedding = nn.Embed(c.n_classes, width, name="label_embedding")(labels)
             logits = logits + jnp.sum(embedding * phi, axis=-1)
         if c.model != "infogan":
             return DiscriminatorOutput(logits, phi)
-        q = act(nn.Dense(c.q_hidden, name="q_hidden")(phi))
+        q = act(_normalize(c, name="q_norm")(nn.Dense(c.q_hidden, name="q_hidden")(phi)))
         categorical = nn.Dense(c.n_categories, name="q_categorical")(q)
         mean = log_std = None
         if c.n_continuous:
@@ -425,8 +537,30 @@ def sample_latent(key: jax.Array, config: GANConfig, n: int, *, labels=None, cat
 
 
 def generate_images(params, config: GANConfig, latent: Latent) -> jax.Array:
-    """``G(z, condition)``: ``f32[B, H, W, C]`` images in (0, 1) from generator parameters."""
+    """``G(z, condition)``: ``f32[B, H, W, C]`` images in (0, 1) from generator parameters (as in training:
+    with batch normalisation, the batch's own statistics; :func:`generate_from_latent` for inference)."""
     return Generator(config).apply({"params": params}, latent.z, _generator_condition(config, latent))
+
+
+_REFERENCE_SIZE = 256
+
+
+def _reference_latent(config: GANConfig) -> Latent:
+    """A fixed batch of latents drawn from the prior; its statistics normalise G's layers at inference."""
+    return sample_latent(jax.random.key(20160612), config, _REFERENCE_SIZE)
+
+
+def generate_inference(params, config: GANConfig, latent: Latent) -> jax.Array:
+    """``G(z, condition)`` for inference: like :func:`generate_images`, but with batch normalisation G's
+    layers are normalised with the statistics of a fixed reference batch of latents, so each image depends
+    only on its own latent. Without normalisation the two functions agree."""
+    if config.normalization != "batch":
+        return generate_images(params, config, latent)
+    ref = _reference_latent(config)
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b.astype(a.dtype)], axis=0), ref, latent)
+    images = Generator(config, reference=_REFERENCE_SIZE).apply(
+        {"params": params}, both.z, _generator_condition(config, both))
+    return images[_REFERENCE_SIZE:]
 
 
 def discriminate(params, config: GANConfig, images, *, labels=None, z=None, dropout_key=None
@@ -457,7 +591,14 @@ def _concat(a, b):
 
 def _discriminate_pair(params, config, real, fake, *, real_labels=None, fake_labels=None, real_z=None,
                        fake_z=None, dropout_key=None):
-    """D on real and fake batches in one call (one dispatch); returns ``(real_output, fake_output)``."""
+    """D on real and fake batches in one call (one dispatch); returns ``(real_output, fake_output)``.
+
+    With batch normalisation the two batches go through D separately, each normalised by its own statistics.
+    """
+    if config.normalization == "batch":
+        real_out = discriminate(params, config, real, labels=real_labels, z=real_z, dropout_key=dropout_key)
+        fake_out = discriminate(params, config, fake, labels=fake_labels, z=fake_z, dropout_key=dropout_key)
+        return real_out, fake_out
     n = real.shape[0]
     out = discriminate(params, config, jnp.concatenate([real, fake], axis=0),
                        labels=_concat(real_labels, fake_labels), z=_concat(real_z, fake_z), dropout_key=dropout_key)
@@ -707,7 +848,13 @@ def train_step(state: GANState, batch, key: jax.Array):
 
 @functools.partial(jax.jit, static_argnums=1)
 def _generate(params, config, latent):
-    return generate_images(params, config, latent)
+    return generate_inference(params, config, latent)
+
+
+def generate_from_latent(state: GANState, latent: Latent) -> jax.Array:
+    """Images ``f32[B, H, W, C]`` for given latent inputs (e.g. one code swept with the others fixed), with
+    inference-time normalisation (:func:`generate_inference`)."""
+    return _generate(state.generator.params, state.config, latent)
 
 
 def generate(state: GANState, key: jax.Array, n: int, *, labels=None, categorical=None, continuous=None):

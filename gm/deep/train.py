@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -73,6 +74,10 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """AdamW (Adam when ``weight_decay = 0``) with an optional schedule and gradient clipping.
 
+    Equal arguments return the same (cached) transformation object. It is a static field of
+    :class:`TrainState`, so two states created from equal configs share every jitted step's compilation
+    (a fresh ``optax`` object per state would compare unequal and force a retrace and recompile).
+
     Args:
         learning_rate: peak learning rate.
         schedule: ``"constant"`` or ``"cosine"`` (linear warm-up for ``warmup_steps``, then cosine decay to
@@ -82,6 +87,13 @@ def make_optimizer(
         weight_decay: decoupled weight decay of AdamW.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
     """
+    args = (float(learning_rate), schedule, int(total_steps), int(warmup_steps), float(weight_decay),
+            None if grad_clip is None else float(grad_clip), float(b1), float(b2))
+    return _build_optimizer(*args)
+
+
+@functools.lru_cache(maxsize=256)
+def _build_optimizer(learning_rate, schedule, total_steps, warmup_steps, weight_decay, grad_clip, b1, b2):
     if schedule == "constant":
         lr = learning_rate
         if warmup_steps:

@@ -26,10 +26,12 @@ def _tiny(model, **overrides):
 
 
 @functools.cache
-def _state(model, architecture="mlp"):
+def _state(model, architecture="mlp", normalization="none"):
     """One initial state per tiny config: its optax transformation is a static field of the jitted steps, so
     sharing the state (steps are pure) lets every test reuse the steps compiled for that model."""
-    config = _tiny(model, architecture=architecture, conditioning="concat" if architecture == "dcgan" else "projection")
+    extra = dict(discriminator_features=(4, 4)) if normalization == "batch" else {}  # a normalised conv layer
+    config = _tiny(model, architecture=architecture, normalization=normalization,
+                   conditioning="concat" if architecture == "dcgan" else "projection", **extra)
     return gan.create_state(jax.random.key(0), config, _batch())
 
 
@@ -168,6 +170,10 @@ def test_config_and_inputs_are_checked():
         gan.GANConfig(loss="hinge")
     with pytest.raises(ValueError, match="d_steps"):
         gan.GANConfig(d_steps=0)
+    with pytest.raises(ValueError, match="normalization"):
+        gan.GANConfig(normalization="batch")  # batch norm is for the DCGAN networks
+    with pytest.raises(ValueError, match="upsample"):
+        gan.GANConfig(architecture="dcgan", upsample="transposed")
     state = _state("cgan")
     with pytest.raises(ValueError, match="labels"):
         gan.generate(state, jax.random.key(0), 4, labels=jnp.zeros(3, jnp.int32))
@@ -182,10 +188,11 @@ def test_config_and_inputs_are_checked():
 
 @pytest.mark.parametrize("model,architecture", [
     pytest.param("gan", "mlp", marks=pytest.mark.slow), pytest.param("cgan", "mlp", marks=pytest.mark.slow),
-    ("infogan", "mlp"), ("bigan", "mlp"), pytest.param("cgan", "dcgan", marks=pytest.mark.slow)])
+    ("infogan", "mlp"), ("bigan", "mlp"), pytest.param("cgan", "dcgan", marks=pytest.mark.slow),
+    pytest.param("infogan", "dcgan_bn", marks=pytest.mark.slow)])
 def test_each_step_updates_only_its_own_players(model, architecture):
     batch = _batch()
-    state = _state(model, architecture)
+    state = _state(model, "dcgan", "batch") if architecture == "dcgan_bn" else _state(model, architecture)
     after_d, d_metrics = gan.discriminator_step(state, batch, jax.random.key(1))
     assert _trees_equal(after_d.generator, state.generator)
     assert _trees_equal(after_d.encoder, state.encoder)
@@ -234,6 +241,12 @@ def test_train_step_is_pure_and_compiles_once():
     for k in range(3):
         a, _ = gan.train_step(a, _batch(seed=k + 1), jax.random.key(k))
     assert gan.train_step._cache_size() == size  # later calls reuse the compiled step
+    # A second state created from an equal config (other key) shares the compiled steps: the optimiser, a
+    # static field of the state, comes from a cache keyed by its settings.
+    again = gan.create_state(jax.random.key(7), _tiny("infogan", conditioning="projection"), batch)
+    assert again.generator.tx is state.generator.tx and again.discriminator.tx is state.discriminator.tx
+    gan.train_step(again, batch, jax.random.key(8))
+    assert gan.train_step._cache_size() == size
 
 
 @pytest.mark.parametrize("model", [pytest.param("gan", marks=pytest.mark.slow),
@@ -266,6 +279,43 @@ def test_generate_encode_reconstruct_and_predict_codes_shapes():
     swept = gan.generate(infogan, jax.random.key(1), 3, categorical=jnp.array([0, 1, 2]),
                          continuous=jnp.zeros((3, 2)))
     assert swept.shape == (3, *IMAGE_SHAPE)
+
+
+def test_batch_norm_matches_hand_computation_and_reference_rows_fix_the_statistics():
+    x = np.random.default_rng(0).normal(loc=3.0, scale=2.0, size=(6, 2, 2, 3))
+    scale, bias = np.array([1.0, 2.0, 0.5]), np.array([0.0, -1.0, 1.0])
+    params = {"params": {"scale": jnp.asarray(scale, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}}
+
+    def by_hand(ref):
+        mean, var = ref.mean(axis=(0, 1, 2)), ref.var(axis=(0, 1, 2))
+        return (x - mean) / np.sqrt(var + 1e-5) * scale + bias
+
+    np.testing.assert_allclose(gan.BatchNorm().apply(params, jnp.asarray(x, jnp.float32)), by_hand(x),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gan.BatchNorm(reference=4).apply(params, jnp.asarray(x, jnp.float32)),
+                               by_hand(x[:4]), rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_models_normalise_real_and_fake_apart_and_generate_per_sample():
+    state = _state("infogan", "dcgan", "batch")
+    config, batch = state.config, _batch()
+    latent = gan.sample_latent(jax.random.key(3), config, 16)
+
+    @jax.jit
+    def run(d_params, g_params):
+        fake = gan.generate_images(g_params, config, latent)
+        pair = gan._discriminate_pair(d_params, config, batch["image"], fake)
+        apart = (gan.discriminate(d_params, config, batch["image"]), gan.discriminate(d_params, config, fake))
+        # Inference normalises G with a fixed reference batch: a sample does not depend on the rest of its batch.
+        whole = gan.generate_inference(g_params, config, latent)
+        first = gan.generate_inference(g_params, config, jax.tree.map(lambda a: a[:3], latent))
+        return pair, apart, whole, first
+
+    pair, apart, whole, first = run(state.discriminator.params, state.generator.params)
+    for got, want in zip(pair, apart):
+        np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first, whole[:3], rtol=1e-5, atol=1e-6)
+    assert whole.shape == (16, *IMAGE_SHAPE)
 
 
 # ------------------------------------------------------------------------------------- GAN metrics

@@ -40,10 +40,17 @@ def test_quick_runs_of_the_other_models(tmp_path, classifier_dir, model):
     m = saved["metrics"]
     if model == "infogan":
         assert 0.0 <= m["code_matched_accuracy"] <= 1.0 and 0.0 <= m["q_matched_accuracy_on_test_digits"] <= 1.0
+        assert 0.0 <= m["q_code_information_on_train_digits"] <= np.log(10) + 1e-9
+        assert saved["model_config"]["architecture"] == "dcgan" and saved["model_config"]["normalization"] == "batch"
         assert (tmp_path / "code_sweep_categorical.png").exists() and (tmp_path / "code_sweep_continuous.png").exists()
     if model == "bigan":
         assert 0.0 <= m["linear_probe_trained_encoder"] <= 1.0 and 0.0 <= m["linear_probe_random_encoder"] <= 1.0
         assert m["reconstruction_mse"] > 0 and (tmp_path / "reconstructions.png").exists()
+        # The step is chosen by the probe on the validation digits, which the encoder never trained on.
+        assert saved["data"] == {"train": 3500, "validation": 500, "test": 1000}
+        mon = saved["training"]["monitored"]
+        assert mon["step"] == [30, 60] and saved["training"]["chosen_step"] == mon["step"][int(np.argmax(mon["value"]))]
+        assert m["validation_linear_probe_trained_encoder"] == max(mon["value"])
 
 
 @pytest.mark.slow
@@ -56,6 +63,15 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, classifier_dir):
     np.testing.assert_allclose(a["d_loss"], b["d_loss"], rtol=1e-6)
     np.testing.assert_allclose(a["g_loss"], b["g_loss"], rtol=1e-6)
     assert straight["metrics"]["frechet_distance"] == pytest.approx(resumed["metrics"]["frechet_distance"], rel=1e-5)
+
+
+def test_code_information_is_the_mutual_information_of_q():
+    uniform = np.zeros((4, 3))
+    assert gan_mnist.code_information(uniform) == pytest.approx(0.0, abs=1e-12)  # Q says nothing
+    confident = np.log(np.eye(3)[[0, 1, 2, 0, 1, 2]] + 1e-30)
+    assert gan_mnist.code_information(confident) == pytest.approx(np.log(3), abs=1e-6)  # balanced, certain
+    one_code = np.log(np.eye(3)[[0, 0, 0]] + 1e-30)
+    assert gan_mnist.code_information(one_code) == pytest.approx(0.0, abs=1e-6)  # certain but all the same
 
 
 def test_divergence_detection_names_the_reason():
