@@ -226,8 +226,10 @@ def bench_factorial(M, K, V, B, T, repeats, engine=True):
                                 initial_cpts={"z": pi, "x": jnp.exp(log_em)},
                                 transition_cpts={"z": A, "x": jnp.exp(log_em)})
         ev_flat = jnp.stack([jnp.full_like(x, -1), x], axis=-1)
-        engine_struct = jax.jit(jax.vmap(lambda e: dbn._general_smoother(model, e).log_evidence))
-        engine_flat = jax.jit(jax.vmap(lambda e: dbn._general_smoother(hmm_dbn, e).log_evidence))
+        engine_struct = jax.jit(jax.vmap(lambda e: (lambda p: (p.log_evidence, tuple(p.marginals[n] for n in names)))(
+            dbn._general_smoother(model, e))))
+        engine_flat = jax.jit(jax.vmap(lambda e: (lambda p: (p.log_evidence, chain_marginals(p.marginals["z"])))(
+            dbn._general_smoother(hmm_dbn, e))))
         res["structured smoother (general 2-TBN engine, vmapped)"] = _timeit(lambda: engine_struct(ev), repeats)
         res["flattened smoother (general 2-TBN engine, vmapped)"] = _timeit(lambda: engine_flat(ev_flat), repeats)
     a, b = structured(ev), flat(x)

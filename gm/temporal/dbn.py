@@ -13,7 +13,8 @@ cost therefore follows the structure: a factorial HMM with M chains of K states 
 per step (one chain at a time), never the O(K^(2M)) of the flattened HMM.
 
 * ``log_evidence``, ``filter`` (p(X_t^v | e_{1:t})), ``smoother`` (p(X_t^v | e_{1:T})) for any evidence
-  pattern ``int32[T, n_vars]`` (``-1`` unobserved). Smoothed marginals are gradients of the log
+  pattern ``int32[T, n_vars]`` (``-1`` unobserved); ``smoother`` also takes a batch ``int32[B, T, n_vars]``,
+  and runs factorial structures (``factorial_hmm``) on a dedicated batch-minor path (see there). Smoothed marginals are gradients of the log
   evidence with respect to the evidence vectors (the differential approach: p(x | e) = λ ∂ log Z/∂λ),
   so the backward pass is reverse-mode autodiff of the forward scan.
 * ``mpe``: the most probable joint assignment (max-product forward scan; the argmax is the gradient
@@ -347,8 +348,8 @@ def smoother(dbn: DBN, evidence) -> DBNPosterior:
     Factorial structures (chains whose only parent is their own previous value, observed by childless
     leaves: ``factorial_hmm``, independent HMMs) take a dedicated path: the joint message over the chains
     is kept batch-minor and each chain's transition is one batched matrix product along its axis,
-    O(T M K^(M+1)) per sequence. Pass a batch directly rather than ``vmap``: the batch is then the
-    contiguous axis of every product.
+    O(T M K^(M+1)) per sequence. A batch can be passed directly or by ``jax.vmap`` (which is routed to
+    the batched path, the batch being the contiguous axis of every product).
 
     Other structures: a forward scan stores the normalised interface messages α_t (evidence up to t), a backward scan
     the messages β_t (evidence after t). The interface's joint posterior is α_t ⊙ β_t; every other
@@ -365,11 +366,35 @@ def smoother(dbn: DBN, evidence) -> DBNPosterior:
         layout = _factorial_layout(s)
         if layout is None:
             return jax.vmap(lambda e: _general_smoother(dbn, e))(batch)
-        total, margs = _factorial_smoother(dbn, layout, batch)
         if evidence.ndim == 2:
-            return DBNPosterior(total[0], {n: m[0] for n, m in margs.items()})
-        return DBNPosterior(total, margs)
+            return DBNPosterior(*_factorial_one(dbn, layout, evidence))
+        return DBNPosterior(*_factorial_smoother(dbn, layout, batch))
     return _general_smoother(dbn, evidence)
+
+
+def _factorial_one(dbn: DBN, layout, evidence):
+    """The factorial path for one sequence; under ``jax.vmap`` it runs the batched path with the batch
+    as the contiguous axis (a plain vmap would put the batch first and make every product tiny)."""
+
+    @jax.custom_batching.custom_vmap
+    def one(model, ev):
+        total, margs = _factorial_smoother(model, layout, ev[None])
+        return total[0], {n: m[0] for n, m in margs.items()}
+
+    @one.def_vmap
+    def _batched(axis_size, in_batched, model, ev):
+        model_batched, ev_batched = in_batched
+        if not ev_batched:
+            ev = jnp.broadcast_to(ev, (axis_size,) + ev.shape)
+        if any(jax.tree.leaves(model_batched)):  # a batch of models: one sequence at a time
+            model = jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + x.shape),
+                                 model, model_batched)
+            out = jax.vmap(lambda m, e: tuple(_general_smoother(m, e)))(model, ev)
+        else:
+            out = _factorial_smoother(model, layout, ev)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return one(dbn, evidence)
 
 
 def _general_smoother(dbn: DBN, evidence) -> DBNPosterior:

@@ -308,8 +308,10 @@ def _smooth_from_filter(transition, alphas, mask, time_varying, *, unroll=2):
     """
     T, K = alphas.shape
     valid = None if mask is None else jnp.asarray(mask, bool)
-    g_last = _normalize_rows(_row(alphas, T - 1))
-    out = _put(alphas, g_last if valid is None else jnp.where(valid[T - 1], g_last, 0.0), T - 1)
+    # the last filtered message is already normalised and is the last marginal: writing it again before
+    # the loop would make XLA copy the whole buffer
+    g_last = _row(alphas, T - 1)
+    trans_T = jnp.swapaxes(transition, -1, -2)
 
     def step(i, carry):
         g, out = carry
@@ -318,7 +320,7 @@ def _smooth_from_filter(transition, alphas, mask, time_varying, *, unroll=2):
         a = _row(out, t)
         pred = jnp.dot(a, trans_t)
         ratio = jnp.where(pred > 0, g / jnp.where(pred > 0, pred, 1.0), 0.0)
-        gt = a * jnp.dot(ratio, jnp.swapaxes(trans_t, -1, -2))
+        gt = a * jnp.dot(ratio, _row(trans_T, t) if time_varying else trans_T)
         s = jnp.sum(gt)
         gt = gt / jnp.where(s > 0, s, 1.0)
         if valid is not None:
@@ -326,8 +328,11 @@ def _smooth_from_filter(transition, alphas, mask, time_varying, *, unroll=2):
             return gt, _put(out, jnp.where(valid[t], gt, 0.0), t)
         return gt, _put(out, gt, t)
 
+    out = alphas
     if T > 1:
         _, out = lax.fori_loop(0, T - 1, step, (g_last, out), unroll=min(unroll, T - 1))
+    if valid is not None:
+        out = _put(out, jnp.where(valid[T - 1], _row(out, T - 1), 0.0), T - 1)
     return out
 
 
@@ -374,8 +379,8 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
     p(z_t | x_{1:T}) ∝ alpha_t ⊙ beta_t with beta_t = A (p(x_{t+1} | ·) ⊙ beta_{t+1}), computed in the
     equivalent form gamma_t = alpha_t ⊙ (A (gamma_{t+1} ⊘ alpha_t A)) that needs only the filtered
     messages: the backward pass reads no likelihoods, and the marginals overwrite the messages (and,
-    when ``log_lik`` is an intermediate of the caller's jitted computation, the log-likelihoods) in
-    place, so a batch needs one [B, T, K] buffer, not three.
+    without a mask, when ``log_lik`` is an intermediate of the caller's jitted computation, the
+    log-likelihoods) in place, so a batch needs one [B, T, K] buffer, not three.
 
     Args:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
@@ -391,7 +396,8 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
-    alphas, _, total = _forward(initial, transition, log_lik, mask, tv, in_place=True)
+    # (with a mask, XLA copies the buffer at every step of an in-place forward pass: a fresh buffer then)
+    alphas, _, total = _forward(initial, transition, log_lik, mask, tv, in_place=mask is None)
     return Posterior(total, _smooth_from_filter(transition, alphas, mask, tv))
 
 
