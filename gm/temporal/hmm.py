@@ -378,9 +378,8 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
 
     p(z_t | x_{1:T}) ∝ alpha_t ⊙ beta_t with beta_t = A (p(x_{t+1} | ·) ⊙ beta_{t+1}), computed in the
     equivalent form gamma_t = alpha_t ⊙ (A (gamma_{t+1} ⊘ alpha_t A)) that needs only the filtered
-    messages: the backward pass reads no likelihoods, and the marginals overwrite the messages (and,
-    without a mask, when ``log_lik`` is an intermediate of the caller's jitted computation, the
-    log-likelihoods) in place, so a batch needs one [B, T, K] buffer, not three.
+    messages: the backward pass reads no likelihoods, and the marginals overwrite the messages in place,
+    so a batch needs one [B, T, K] buffer of messages, not two.
 
     Args:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
@@ -396,8 +395,8 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
-    # (with a mask, XLA copies the buffer at every step of an in-place forward pass: a fresh buffer then)
-    alphas, _, total = _forward(initial, transition, log_lik, mask, tv, in_place=mask is None)
+    # (not ``in_place``: XLA then copies the whole buffer at every step of an unbatched or masked call)
+    alphas, _, total = _forward(initial, transition, log_lik, mask, tv)
     return Posterior(total, _smooth_from_filter(transition, alphas, mask, tv))
 
 
