@@ -3,9 +3,10 @@
 Smoothing (marginals + log-evidence), Viterbi and one EM iteration for B sequences of length T with
 categorical emissions, K in {4, 16, 64}; one sequence of T = 100,000 (time and float32 accuracy of
 the log-evidence against a float64 forward pass); a factorial HMM (M = 3 chains, K = 6) structured
-against the flattened 216-state HMM. Medians over repeats; compile time (first call minus median)
-reported separately. JAX functions are jitted and vmapped over sequences; hmmlearn gets the
-concatenated sequences with ``lengths``.
+against the flattened 216-state HMM, and a row per (M, K) showing how each side scales. Medians over
+repeats of wall and CPU seconds; compile time (first call minus median) reported separately. JAX
+functions are jitted and vmapped over sequences (the structured factorial smoother takes the batch
+directly); hmmlearn gets the concatenated sequences with ``lengths``.
 
     python -m experiments.bench_hmm [--quick] [--out runs/bench_hmm]
 """
@@ -26,16 +27,24 @@ from gm import temporal as tm
 
 
 def _timeit(fn, repeats):
+    """(median wall s, compile s (first call minus median), median CPU s of this process).
+
+    CPU seconds (``time.process_time``, all threads) are the fairer A/B measure on a shared machine."""
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     first = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     med = float(np.median(times))
-    return med, max(first - med, 0.0)
+    return med, max(first - med, 0.0), float(np.median(cpu))
+
+
+def _timed(res):
+    return {k: {"median_s": v[0], "compile_s": v[1], "cpu_s": v[2]} for k, v in res.items()}
 
 
 def _model(rng, K, V):
@@ -131,7 +140,7 @@ def bench_batch(K, B, T, V, repeats, hmmlearn_repeats, with_log_impl=True):
             ll_ref, post_ref = m.score_samples(X, lengths)
             agree["max |marginals gm - hmmlearn|"] = float(np.max(np.abs(np.asarray(a[1]).reshape(-1, K) - post_ref)))
             agree["|sum log-ev gm - hmmlearn| (rel)"] = float(abs(float(jnp.sum(a[0])) - ll_ref) / abs(ll_ref))
-    return {k: {"median_s": v[0], "compile_s": v[1]} for k, v in res.items()}, agree
+    return _timed(res), agree
 
 
 def _float64_log_evidence(pi, A, ll):
@@ -173,11 +182,13 @@ def bench_long(T, K, repeats):
     out["hmmlearn-scaling smoother"] = _timeit(lambda: m.score_samples(x[:, None]), 1)
     err = {"gm": abs(float(sm(ll)[0]) - exact), "dynamax": abs(float(dy(ll)[0]) - exact),
            "float64 log-evidence": exact}
-    return {k: {"median_s": v[0], "compile_s": v[1]} for k, v in out.items()}, err
+    return _timed(out), err
 
 
-def bench_factorial(M, K, V, B, T, repeats):
-    """Factorial HMM (M chains of K states): structured 2-TBN smoothing vs the flattened K^M-state HMM."""
+def bench_factorial(M, K, V, B, T, repeats, engine=True):
+    """Factorial HMM (M chains of K states): structured smoothing (``dbn.smoother`` on the batch, the
+    factorial fast path) against gm's HMM smoother on the flattened K^M-state chain (vmapped), same
+    sequences; with ``engine`` also the general 2-TBN contraction engine (vmapped) on both models."""
     from gm.temporal import dbn
 
     rng = np.random.default_rng(7)
@@ -191,46 +202,56 @@ def bench_factorial(M, K, V, B, T, repeats):
     pi = jnp.asarray(_kron_all(inits), jnp.float32)
     A = jnp.asarray(_kron_all(trans), jnp.float32)
     log_em = jnp.asarray(np.log(emission.reshape(K**M, V)), jnp.float32)
+    names = [f"h{m + 1}" for m in range(M)]
 
-    def structured_fn(e):
-        post = dbn.smoother(model, e)
-        return post.log_evidence, tuple(post.marginals[f"h{m + 1}"] for m in range(M))
+    def chain_marginals(joint):
+        m = joint.reshape((T,) + (K,) * M)
+        axes = tuple(range(1, M + 1))
+        return tuple(m.sum(axis=tuple(a for a in axes if a != m_ + 1)) for m_ in range(M))
 
     def flat_fn(xs):
         post = tm.smoother(pi, A, log_em.T[xs])
-        m = post.marginals.reshape((T,) + (K,) * M)
-        axes = tuple(range(1, M + 1))
-        return post.log_evidence, tuple(m.sum(axis=tuple(a for a in axes if a != m_ + 1)) for m_ in range(M))
+        return post.log_evidence, chain_marginals(post.marginals)
 
-    # the same flattened HMM as a one-chain DBN, through the same 2-TBN engine as the structured model
-    hmm_dbn = dbn.from_dict({"z": K**M, "x": V}, initial_parents={"x": ["z"]},
-                            transition_parents={"z": ["z[-1]"], "x": ["z"]},
-                            initial_cpts={"z": pi, "x": jnp.exp(log_em)}, transition_cpts={"z": A, "x": jnp.exp(log_em)})
-    ev_flat = jnp.stack([jnp.full_like(x, -1), x], axis=-1)
-
-    def flat_dbn_fn(e):
-        post = dbn.smoother(hmm_dbn, e)
-        m = post.marginals["z"].reshape((T,) + (K,) * M)
-        axes = tuple(range(1, M + 1))
-        return post.log_evidence, tuple(m.sum(axis=tuple(a for a in axes if a != m_ + 1)) for m_ in range(M))
-
-    structured = jax.jit(jax.vmap(structured_fn))
+    structured = jax.jit(lambda e: (lambda p: (p.log_evidence, tuple(p.marginals[n] for n in names)))(
+        dbn.smoother(model, e)))
     flat = jax.jit(jax.vmap(flat_fn))
-    flat_dbn = jax.jit(jax.vmap(flat_dbn_fn))
-    struct_fwd = jax.jit(jax.vmap(lambda e: dbn.log_evidence(model, e)))
-    flat_dbn_fwd = jax.jit(jax.vmap(lambda e: dbn.log_evidence(hmm_dbn, e)))
-    flat_fwd = jax.jit(jax.vmap(lambda xs: tm.filter(pi, A, log_em.T[xs]).log_evidence))
-    res = {"structured smoother (dbn)": _timeit(lambda: structured(ev), repeats),
-           "flattened smoother (dbn engine)": _timeit(lambda: flat_dbn(ev_flat), repeats),
-           "flattened smoother (tm.smoother)": _timeit(lambda: flat(x), repeats),
-           "structured log-evidence (dbn)": _timeit(lambda: struct_fwd(ev), repeats),
-           "flattened log-evidence (dbn engine)": _timeit(lambda: flat_dbn_fwd(ev_flat), repeats),
-           "flattened log-evidence (tm.filter)": _timeit(lambda: flat_fwd(x), repeats)}
+    res = {"structured smoother (dbn.smoother on the batch)": _timeit(lambda: structured(ev), repeats),
+           "flattened smoother (tm.smoother, vmapped)": _timeit(lambda: flat(x), repeats)}
+    if engine:
+        # the general 2-TBN contraction engine (what dbn.smoother runs for other structures), vmapped,
+        # on the factorial model and on the flattened HMM written as a one-chain DBN
+        hmm_dbn = dbn.from_dict({"z": K**M, "x": V}, initial_parents={"x": ["z"]},
+                                transition_parents={"z": ["z[-1]"], "x": ["z"]},
+                                initial_cpts={"z": pi, "x": jnp.exp(log_em)},
+                                transition_cpts={"z": A, "x": jnp.exp(log_em)})
+        ev_flat = jnp.stack([jnp.full_like(x, -1), x], axis=-1)
+        engine_struct = jax.jit(jax.vmap(lambda e: (lambda p: (p.log_evidence, tuple(p.marginals[n] for n in names)))(
+            dbn._general_smoother(model, e))))
+        engine_flat = jax.jit(jax.vmap(lambda e: (lambda p: (p.log_evidence, chain_marginals(p.marginals["z"])))(
+            dbn._general_smoother(hmm_dbn, e))))
+        res["structured smoother (general 2-TBN engine, vmapped)"] = _timeit(lambda: engine_struct(ev), repeats)
+        res["flattened smoother (general 2-TBN engine, vmapped)"] = _timeit(lambda: engine_flat(ev_flat), repeats)
     a, b = structured(ev), flat(x)
     diff = {"max |log-ev| rel": float(jnp.max(jnp.abs(a[0] - b[0]) / jnp.abs(b[0]))),
             "max |marginals|": max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(a[1], b[1])),
-            "structured step flops": dbn.step_flops(model), "flattened step flops": float((K**M) ** 2)}
-    return {k: {"median_s": v[0], "compile_s": v[1]} for k, v in res.items()}, diff
+            "structured step multiply-adds": M * K ** (M + 1), "flattened step multiply-adds": K ** (2 * M)}
+    return _timed(res), diff
+
+
+def bench_factorial_scaling(points, B, T, repeats):
+    """Rows (M, K): structured vs flattened smoothing CPU seconds, to show O(T M K^(M+1)) against
+    O(T K^(2M))."""
+    rows = []
+    for M, K in points:
+        r, d = bench_factorial(M=M, K=K, V=8, B=B, T=T, repeats=repeats, engine=False)
+        s = r["structured smoother (dbn.smoother on the batch)"]
+        f = r["flattened smoother (tm.smoother, vmapped)"]
+        rows.append(dict(M=M, K=K, states=K**M, structured_cpu_s=s["cpu_s"], flattened_cpu_s=f["cpu_s"],
+                         structured_s=s["median_s"], flattened_s=f["median_s"],
+                         structured_madds=M * K ** (M + 1), flattened_madds=K ** (2 * M),
+                         max_abs_marginal_diff=d["max |marginals|"]))
+    return rows
 
 
 def _kron_all(mats):
@@ -259,8 +280,9 @@ def main(argv=None):
     else:
         Ks, B, T, reps, hreps, longT, longK = [4, 16, 64], 256, 1000, 7, 3, 100_000, 100
         fact = dict(M=3, K=6, V=8, B=256, T=1000, repeats=5)
-    # a second factorial point where the flattened model is large (K^M = 1000 states): structure matters more
-    fact2 = None if args.quick else dict(M=3, K=10, V=8, B=32, T=200, repeats=3)
+    # scaling rows (M, K): structured O(T M K^(M+1)) against flattened O(T K^(2M)) work per sequence
+    scaling = (dict(points=[(2, 2), (2, 3)], B=4, T=20, repeats=1) if args.quick else
+               dict(points=[(3, 2), (3, 3), (3, 4), (3, 6), (2, 4), (4, 4)], B=64, T=200, repeats=3))
     os.makedirs(args.out, exist_ok=True)
     results = {"config": dict(B=B, T=T, Ks=Ks, long_T=longT, long_K=longK, factorial=fact,
                               devices=str(jax.devices()), cpu_count=os.cpu_count(),
@@ -274,10 +296,9 @@ def main(argv=None):
     try:
         print("factorial HMM ...", flush=True)
         results["factorial"], results["factorial_max_abs_diff"] = bench_factorial(**fact)
-        if fact2 is not None:
-            print("factorial HMM, K^M = 1000 ...", flush=True)
-            results["factorial_k10"], results["factorial_k10_agreement"] = bench_factorial(**fact2)
-            results["config"]["factorial_k10"] = fact2
+        print("factorial HMM scaling ...", flush=True)
+        results["factorial_scaling"] = bench_factorial_scaling(**scaling)
+        results["config"]["factorial_scaling"] = {k: v for k, v in scaling.items() if k != "points"}
     except ImportError as e:  # pragma: no cover
         print("factorial skipped:", e)
     results["load_average_end"] = os.getloadavg()
@@ -291,10 +312,12 @@ def main(argv=None):
             cells = [f"{r[f'{lib} {task}']['median_s']:.4f}" if f"{lib} {task}" in r else "-" for lib in libs]
             g = r[f"gm {task}"]["median_s"]
             speed = [f"{r[f'{lib} {task}']['median_s'] / g:.1f}x" for lib in libs[1:] if f"{lib} {task}" in r]
-            rows.append([K, task] + cells + [" / ".join(speed), f"{r[f'gm {task}']['compile_s']:.2f}"])
+            cpu = f"{r[f'gm {task}']['cpu_s']:.4f} / {r[f'dynamax {task}']['cpu_s']:.4f} " \
+                  f"({r[f'dynamax {task}']['cpu_s'] / r[f'gm {task}']['cpu_s']:.2f}x)"
+            rows.append([K, task] + cells + [" / ".join(speed), cpu, f"{r[f'gm {task}']['compile_s']:.2f}"])
     text = [f"## B={B}, T={T}, categorical emissions (seconds, median of {reps} / {hreps} for hmmlearn)", "",
             _table(rows, ["K", "task"] + libs + ["gm speed-up vs dynamax / hmmlearn-scaling / -log",
-                                                  "gm compile s"]), ""]
+                                                  "CPU s gm / dynamax (speed-up)", "gm compile s"]), ""]
     lr = results["long"]
     text += [f"## one sequence T={longT}, K={longK}", "",
              _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in lr.items()],
@@ -303,18 +326,22 @@ def main(argv=None):
                  f"{k}: {v:.3g}" for k, v in results["long_abs_error_nats"].items()), ""]
     if "factorial" in results:
         fr = results["factorial"]
+        flat_cpu = fr["flattened smoother (tm.smoother, vmapped)"]["cpu_s"]
         text += [f"## factorial HMM M={fact['M']}, K={fact['K']} (B={fact['B']}, T={fact['T']}, "
                  f"{fact['K'] ** fact['M']} flattened states)", "",
-                 _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in fr.items()],
-                        ["", "median s", "compile s"]), "",
+                 _table([[k, f"{v['median_s']:.4f}", f"{v['cpu_s']:.4f}", f"{flat_cpu / v['cpu_s']:.2f}x",
+                          f"{v['compile_s']:.2f}"] for k, v in fr.items()],
+                        ["", "median s", "CPU s", "CPU speed-up vs flattened tm.smoother", "compile s"]), "",
                  f"agreement and per-step cost: {json.dumps(results['factorial_max_abs_diff'])}", ""]
-    if "factorial_k10" in results:
-        fr = results["factorial_k10"]
-        f2 = results["config"]["factorial_k10"]
-        text += [f"## factorial HMM M={f2['M']}, K={f2['K']} (B={f2['B']}, T={f2['T']}, {f2['K'] ** f2['M']} flattened states)",
-                 "", _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in fr.items()],
-                            ["", "median s", "compile s"]), "",
-                 f"agreement and per-step cost: {json.dumps(results['factorial_k10_agreement'])}", ""]
+    if "factorial_scaling" in results:
+        sc = results["config"]["factorial_scaling"]
+        text += [f"## factorial HMM scaling (B={sc['B']}, T={sc['T']}; CPU s)", "",
+                 _table([[r["M"], r["K"], r["states"], r["structured_madds"], r["flattened_madds"],
+                          f"{r['structured_cpu_s']:.4f}", f"{r['flattened_cpu_s']:.4f}",
+                          f"{r['flattened_cpu_s'] / r['structured_cpu_s']:.2f}x", f"{r['max_abs_marginal_diff']:.1e}"]
+                         for r in results["factorial_scaling"]],
+                        ["M", "K", "K^M", "structured madds/step (M K^(M+1))", "flattened madds/step (K^(2M))",
+                         "structured CPU s", "flattened CPU s", "speed-up", "max |marginal diff|"]), ""]
     text += ["agreement: " + json.dumps(results["agreement"])]
     report = "\n".join(text)
     print(report)

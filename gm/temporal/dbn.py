@@ -13,7 +13,8 @@ cost therefore follows the structure: a factorial HMM with M chains of K states 
 per step (one chain at a time), never the O(K^(2M)) of the flattened HMM.
 
 * ``log_evidence``, ``filter`` (p(X_t^v | e_{1:t})), ``smoother`` (p(X_t^v | e_{1:T})) for any evidence
-  pattern ``int32[T, n_vars]`` (``-1`` unobserved). Smoothed marginals are gradients of the log
+  pattern ``int32[T, n_vars]`` (``-1`` unobserved); ``smoother`` also takes a batch ``int32[B, T, n_vars]``,
+  and runs factorial structures (``factorial_hmm``) on a dedicated batch-minor path (see there). Smoothed marginals are gradients of the log
   evidence with respect to the evidence vectors (the differential approach: p(x | e) = λ ∂ log Z/∂λ),
   so the backward pass is reverse-mode autodiff of the forward scan.
 * ``mpe``: the most probable joint assignment (max-product forward scan; the argmax is the gradient
@@ -337,11 +338,66 @@ def filter(dbn: DBN, evidence) -> DBNPosterior:  # noqa: A001
 def smoother(dbn: DBN, evidence) -> DBNPosterior:
     """Smoothed marginals p(X_t^v | e_{1:T}) and log p(e).
 
-    A forward scan stores the normalised interface messages α_t (evidence up to t), a backward scan
+    Args:
+        dbn: the 2-TBN.
+        evidence: int32[T, n_vars] (-1 unobserved), or a batch int32[B, T, n_vars].
+
+    Returns:
+        ``DBNPosterior(log_evidence f32[] (f32[B]), marginals {name: f32[T, card] (f32[B, T, card])})``.
+
+    Factorial structures (chains whose only parent is their own previous value, observed by childless
+    leaves: ``factorial_hmm``, independent HMMs) take a dedicated path: the joint message over the chains
+    is kept batch-minor and each chain's transition is one batched matrix product along its axis,
+    O(T M K^(M+1)) per sequence. A batch can be passed directly or by ``jax.vmap`` (which is routed to
+    the batched path, the batch being the contiguous axis of every product).
+
+    Other structures: a forward scan stores the normalised interface messages α_t (evidence up to t), a backward scan
     the messages β_t (evidence after t). The interface's joint posterior is α_t ⊙ β_t; every other
     variable's marginal is one more slice contraction with output v, run for all t at once (a ``vmap``
     over time, not a scan).
     """
+    s = dbn.structure
+    evidence = jnp.asarray(evidence)
+    if evidence.ndim == 3 or (evidence.ndim == 2 and _factorial_layout(s) is not None):
+        batch = evidence if evidence.ndim == 3 else evidence[None]
+        if batch.shape[-1] != s.num_vars:
+            raise ValueError(f"evidence must have shape [T, n_vars] or [B, T, n_vars] with n_vars = {s.num_vars} "
+                             f"({s.names}); got {evidence.shape}")
+        layout = _factorial_layout(s)
+        if layout is None:
+            return jax.vmap(lambda e: _general_smoother(dbn, e))(batch)
+        if evidence.ndim == 2:
+            return DBNPosterior(*_factorial_one(dbn, layout, evidence))
+        return DBNPosterior(*_factorial_smoother(dbn, layout, batch))
+    return _general_smoother(dbn, evidence)
+
+
+def _factorial_one(dbn: DBN, layout, evidence):
+    """The factorial path for one sequence; under ``jax.vmap`` it runs the batched path with the batch
+    as the contiguous axis (a plain vmap would put the batch first and make every product tiny)."""
+
+    @jax.custom_batching.custom_vmap
+    def one(model, ev):
+        total, margs = _factorial_smoother(model, layout, ev[None])
+        return total[0], {n: m[0] for n, m in margs.items()}
+
+    @one.def_vmap
+    def _batched(axis_size, in_batched, model, ev):
+        model_batched, ev_batched = in_batched
+        if not ev_batched:
+            ev = jnp.broadcast_to(ev, (axis_size,) + ev.shape)
+        if any(jax.tree.leaves(model_batched)):  # a batch of models: one sequence at a time
+            model = jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + x.shape),
+                                 model, model_batched)
+            out = jax.vmap(lambda m, e: tuple(_general_smoother(m, e)))(model, ev)
+        else:
+            out = _factorial_smoother(model, layout, ev)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return one(dbn, evidence)
+
+
+def _general_smoother(dbn: DBN, evidence) -> DBNPosterior:
     s = dbn.structure
     lams = evidence_vectors(dbn, evidence)
     T = lams[0].shape[0]
@@ -402,6 +458,183 @@ def smoother(dbn: DBN, evidence) -> DBNPosterior:
             r0 = jnp.concatenate([r0, jax.vmap(step_v)(lam_rest, alphas[:-1], betas_rest)], 0)
         margs[v] = r0 / jnp.sum(r0, -1, keepdims=True)
     return DBNPosterior(total + jnp.log(jnp.sum(last)), {n: margs[i] for i, n in enumerate(dbn.names)})
+
+
+# ------------------------------------------------------------------------- factorial fast path
+#
+# A DBN whose interface variables are independent chains (each one's only parent is its own previous
+# value) and whose other variables are childless observations of the current chains (a factorial HMM,
+# independent HMMs, several observation streams) is smoothed without the general contraction engine:
+# the joint message over the chains is kept batch-minor, f32[K_1, ..., K_M, B], and chain m's K_m x K_m
+# transition is applied along axis m as one batched matrix product with the batch in the product's
+# columns (no transposes), so a step costs O(M K^(M+1)) multiply-adds per sequence, never the O(K^(2M))
+# of the flattened chain. State sums (normalisers, per-chain marginals, marginals of unobserved leaves)
+# are matrix products with 0/1 and CPT matrices rather than reductions over leading axes, which XLA's CPU
+# backend runs several times slower. Only the per-variable marginals f32[T, card] leave the loop.
+
+
+class _FactorialLayout(NamedTuple):
+    chains: tuple[int, ...]  # interface variables, in slice order
+    leaves: tuple[int, ...]  # observed children of the chains
+    leaf_parents: tuple[tuple[int, ...], ...]  # positions (in ``chains``) of each leaf's parents
+
+
+def _factorial_layout(s: Structure) -> _FactorialLayout | None:
+    """The chains and leaves of a factorial-structured 2-TBN, or None when the structure is not one."""
+    chains = tuple(i for i in range(s.num_vars) if s.transition_parents[i] == ((i, 1),))
+    if not chains or set(s.interface) != set(chains):
+        return None
+    if any(s.initial_parents[i] for i in chains):
+        return None
+    leaves, leaf_parents = [], []
+    for i in range(s.num_vars):
+        if i in chains:
+            continue
+        tp = s.transition_parents[i]
+        ps = tuple(j for j, _ in tp)
+        if any(lag != 0 for _, lag in tp) or ps != s.initial_parents[i] or not set(ps) <= set(chains):
+            return None
+        leaves.append(i)
+        leaf_parents.append(tuple(chains.index(j) for j in ps))
+    return _FactorialLayout(chains, tuple(leaves), tuple(leaf_parents))
+
+
+def _leaf_table(cpt, parents, chain_cards):
+    """f32[prod(chain_cards), V + 1]: p(leaf = v | chains) over the joint chain state (flattened in
+    C order), with a last column of ones for a missing observation."""
+    M = len(chain_cards)
+    # move the CPT's parent axes into chain order and broadcast over the chains it does not depend on
+    order = sorted(range(len(parents)), key=lambda a: parents[a])
+    cpt = jnp.transpose(cpt, tuple(order) + (len(parents),))
+    shape = [1] * M + [cpt.shape[-1]]
+    for a in sorted(parents):
+        shape[a] = chain_cards[a]
+    table = jnp.broadcast_to(cpt.reshape(shape), tuple(chain_cards) + (cpt.shape[-1],))
+    table = table.reshape(-1, cpt.shape[-1])
+    return jnp.concatenate([table, jnp.ones((table.shape[0], 1), table.dtype)], axis=1)
+
+
+def _apply_chain(msg, matrix, axis):
+    """new[..., i, ...] = Σ_j matrix[i, j] msg[..., j, ...] along ``axis`` of a batch-minor message, as a
+    batched product over the leading axes with the trailing axes (batch included) as columns."""
+    shape = msg.shape
+    P = int(np.prod(shape[:axis], dtype=np.int64))
+    K = shape[axis]
+    m = msg.reshape(P, K, -1)
+    out = lax.dot_general(jnp.broadcast_to(matrix, (P, K, K)), m, (((2,), (1,)), ((0,), (0,))))
+    return out.reshape(shape)
+
+
+def _factorial_smoother(dbn: DBN, layout: _FactorialLayout, evidence):
+    """Smoothing of a batch ``int32[B, T, n_vars]`` of a factorial-structured DBN.
+
+    Returns (log_evidence f32[B], {name: f32[B, T, card]}).
+    """
+    s = dbn.structure
+    B, T, _ = evidence.shape
+    chains, leaves = layout.chains, layout.leaves
+    cards = tuple(s.cards[i] for i in chains)
+    M, S = len(chains), int(np.prod(cards))
+    shape = cards + (B,)
+    dtype = jnp.float32
+    ev = jnp.swapaxes(evidence, 0, 1)  # [T, B, n]: one step's evidence is a contiguous slice
+
+    trans_T = [jnp.swapaxes(dbn.transition_cpts[i], 0, 1).astype(dtype) for i in chains]  # [next, prev]
+    trans = [dbn.transition_cpts[i].astype(dtype) for i in chains]  # [prev, next]
+    tables = [[_leaf_table(cpts[i], ps, cards).astype(dtype) for i, ps in zip(leaves, layout.leaf_parents)]
+              for cpts in (dbn.initial_cpts, dbn.transition_cpts)]
+    ones = jnp.ones((S,), dtype)
+    # evidence on the chains themselves: indicator vectors f32[T, K_m, B] (all ones where unobserved)
+    chain_lams = [jnp.where((ev[:, None, :, i] >= 0), jnp.arange(c)[None, :, None] == ev[:, None, :, i], True)
+                  .astype(dtype) for i, c in zip(chains, cards)]
+
+    # one product gives every chain's marginal (0/1 rows) and every leaf's predictive p(x_t | e_{-x_t})
+    sel = np.zeros((sum(cards), S), np.float32)
+    for m in range(M):
+        idx = np.unravel_index(np.arange(S), cards)[m]
+        sel[sum(cards[:m]) + idx, np.arange(S)] = 1.0
+    readouts = [jnp.asarray(sel)]
+    readouts += [tables[1][k][:, :-1].T for k in range(len(leaves))]
+    readout_first = jnp.concatenate([readouts[0]] + [tables[0][k][:, :-1].T for k in range(len(leaves))], 0)
+    readout = jnp.concatenate(readouts, 0)  # [R, S]
+    R = readout.shape[0]
+
+    def run(use_chain_evidence):
+        def lik(t, first=False):
+            """f32[*cards, B]: the step's evidence on the chains times the leaves' likelihoods."""
+            e = lax.dynamic_index_in_dim(ev, t, 0, keepdims=False)  # [B, n]
+            out = None
+            for table, i in zip(tables[0 if first else 1], leaves):
+                v = jnp.where(e[:, i] >= 0, e[:, i], table.shape[1] - 1)
+                f = jnp.take(table, v, axis=1)  # [S, B]
+                out = f if out is None else out * f
+            out = jnp.ones((S, B), dtype) if out is None else out
+            out = out.reshape(shape)
+            for m in range(M if use_chain_evidence else 0):
+                sh = [1] * M + [B]
+                sh[m] = cards[m]
+                out = out * lax.dynamic_index_in_dim(chain_lams[m], t, 0, keepdims=False).reshape(sh)
+            return out
+
+        def normalise(a):
+            c = ones @ a.reshape(S, B)
+            return a / jnp.where(c > 0, c, 1.0), c
+
+        a0 = lik(0, first=True)
+        for m, i in enumerate(chains):
+            sh = [1] * M + [1]
+            sh[m] = cards[m]
+            a0 = a0 * dbn.initial_cpts[i].astype(dtype).reshape(sh)
+        a0, c0 = normalise(a0)
+        alphas = lax.dynamic_update_index_in_dim(jnp.zeros((T,) + shape, dtype), a0, 0, 0)
+
+        def forward(t, carry):
+            a, alphas, total = carry
+            for m in range(M):
+                a = _apply_chain(a, trans_T[m], m)
+            a, c = normalise(a * lik(t))
+            return a, lax.dynamic_update_index_in_dim(alphas, a, t, 0), total + jnp.log(c)
+
+        _, alphas, total = lax.fori_loop(1, T, forward, (a0, alphas, jnp.log(c0)))
+
+        def read(g, first=False):
+            r = (readout_first if first else readout) @ g.reshape(S, B)  # [R, B]
+            z = jnp.sum(r[: cards[0]], axis=0)
+            return r / jnp.where(z > 0, z, 1.0)
+
+        out = jnp.zeros((T, R, B), dtype)
+        out = lax.dynamic_update_index_in_dim(out, read(alphas[T - 1], first=T == 1), T - 1, 0)
+
+        def backward(k, carry):
+            beta, out = carry
+            t = T - 2 - k
+            v = beta * lik(t + 1)
+            for m in range(M):
+                v = _apply_chain(v, trans[m], m)
+            v, _ = normalise(v)
+            g = lax.dynamic_index_in_dim(alphas, t, 0, keepdims=False) * v
+            return v, lax.dynamic_update_index_in_dim(out, read(g), t, 0)
+
+        if T > 1:
+            beta0, out = lax.fori_loop(0, T - 1, backward, (jnp.ones(shape, dtype), out))
+            out = lax.dynamic_update_index_in_dim(out, read(alphas[0] * beta0, first=True), 0, 0)
+        return total, out
+
+    # multiplying in the chains' own evidence costs a pass over the joint message per step: compiled
+    # in only for batches that observe a chain somewhere
+    total, out = lax.cond(jnp.any(evidence[:, :, list(chains)] >= 0), lambda: run(True), lambda: run(False))
+    out = jnp.transpose(out, (2, 0, 1))  # [B, T, R]
+    margs, offset = {}, 0
+    for m, i in enumerate(chains):
+        margs[i] = out[:, :, offset: offset + cards[m]]
+        offset += cards[m]
+    for i in leaves:
+        c = s.cards[i]
+        pred = out[:, :, offset: offset + c]
+        offset += c
+        e = evidence[:, :, i]
+        margs[i] = jnp.where((e >= 0)[..., None], jax.nn.one_hot(e, c, dtype=dtype), pred)
+    return total, {n: margs[i] for i, n in enumerate(s.names)}
 
 
 def mpe(dbn: DBN, evidence):

@@ -199,11 +199,14 @@ def _lik_at(log_lik, t):
 # The likelihoods are exponentiated inside the loop (one pass over the data fewer).
 
 
-def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalizers=False, unroll=2):
+def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalizers=False, unroll=2,
+             in_place=False):
     """Scaled forward pass.
 
     Returns (alpha f32[T, K] (frozen, not zeroed, at masked steps), log_normalizers f32[T] or None,
-    log_evidence f32[]).
+    log_evidence f32[]). With ``in_place`` the messages overwrite the log-likelihoods' buffer row by row
+    (row t is read before it is written), so XLA needs no second [T, K] buffer when ``log_lik`` is an
+    intermediate of the caller's computation.
     """
     T, K = log_lik.shape
     valid = None if mask is None else jnp.asarray(mask, bool)
@@ -216,13 +219,13 @@ def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalize
     if valid is not None:
         a0 = jnp.where(valid[0], a0, initial)
         l0 = jnp.where(valid[0], l0, 0.0)
-    alphas = _put(jnp.zeros((T, K), log_lik.dtype), a0, 0)
+    alphas = _put(log_lik if in_place else jnp.zeros((T, K), log_lik.dtype), a0, 0)
     log_cs = _put(jnp.zeros((T,), log_lik.dtype), l0, 0) if keep_normalizers else None
 
     def step(t, carry):
         alpha, alphas, log_cs, total, comp = carry
         trans_t = _row(transition, t - 1) if time_varying else transition
-        lik_t, s_t = _lik_at(log_lik, t)
+        lik_t, s_t = _lik_at(alphas if in_place else log_lik, t)
         pred = jnp.dot(alpha, trans_t)
         if valid is not None:  # the first valid step after masked ones draws from the initial distribution
             pred = jnp.where(started[t], pred, alpha)
@@ -292,6 +295,47 @@ def _backward(transition, log_lik, alphas, mask, time_varying, *, keep_messages=
     return marg, msgs
 
 
+def _smooth_from_filter(transition, alphas, mask, time_varying, *, unroll=2):
+    """Backward pass on the filtered messages alone (no likelihoods), in place.
+
+    p(z_t | x_{1:T}) = alpha_t ⊙ (A_t (gamma_{t+1} ⊘ (alpha_t A_t))): the smoothed marginal of step t+1
+    is divided by its one-step prediction from step t and mapped back through the transition. The
+    likelihoods are not read again, and every marginal overwrites the filtered message of its step, so
+    the [T, K] buffer of ``_forward(..., in_place=True)`` becomes the output. A masked step t+1 is the
+    identity (gamma_t = gamma_{t+1}, as alpha_t = alpha_{t+1} there).
+
+    Returns marginals f32[T, K], zero at masked steps.
+    """
+    T, K = alphas.shape
+    valid = None if mask is None else jnp.asarray(mask, bool)
+    # the last filtered message is already normalised and is the last marginal: writing it again before
+    # the loop would make XLA copy the whole buffer
+    g_last = _row(alphas, T - 1)
+    trans_T = jnp.swapaxes(transition, -1, -2)
+
+    def step(i, carry):
+        g, out = carry
+        t = T - 2 - i
+        trans_t = _row(transition, t) if time_varying else transition
+        a = _row(out, t)
+        pred = jnp.dot(a, trans_t)
+        ratio = jnp.where(pred > 0, g / jnp.where(pred > 0, pred, 1.0), 0.0)
+        gt = a * jnp.dot(ratio, _row(trans_T, t) if time_varying else trans_T)
+        s = jnp.sum(gt)
+        gt = gt / jnp.where(s > 0, s, 1.0)
+        if valid is not None:
+            gt = jnp.where(valid[t + 1], gt, g)
+            return gt, _put(out, jnp.where(valid[t], gt, 0.0), t)
+        return gt, _put(out, gt, t)
+
+    out = alphas
+    if T > 1:
+        _, out = lax.fori_loop(0, T - 1, step, (g_last, out), unroll=min(unroll, T - 1))
+    if valid is not None:
+        out = _put(out, jnp.where(valid[T - 1], _row(out, T - 1), 0.0), T - 1)
+    return out
+
+
 def _normalize_rows(x):
     s = jnp.sum(x, axis=-1, keepdims=True)
     return x / jnp.where(s > 0, s, 1.0)
@@ -332,7 +376,10 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
 def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
     """Forward-backward smoothing: p(z_t | x_{1:T}) for every t and log p(x_{1:T}).
 
-    p(z_t | x_{1:T}) ∝ alpha_t ⊙ beta_t with beta_t = A (p(x_{t+1} | ·) ⊙ beta_{t+1}), both scaled.
+    p(z_t | x_{1:T}) ∝ alpha_t ⊙ beta_t with beta_t = A (p(x_{t+1} | ·) ⊙ beta_{t+1}), computed in the
+    equivalent form gamma_t = alpha_t ⊙ (A (gamma_{t+1} ⊘ alpha_t A)) that needs only the filtered
+    messages: the backward pass reads no likelihoods, and the marginals overwrite the messages in place,
+    so a batch needs one [B, T, K] buffer of messages, not two.
 
     Args:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
@@ -348,9 +395,9 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
+    # (not ``in_place``: XLA then copies the whole buffer at every step of an unbatched or masked call)
     alphas, _, total = _forward(initial, transition, log_lik, mask, tv)
-    marg, _ = _backward(transition, log_lik, alphas, mask, tv)
-    return Posterior(total, marg)
+    return Posterior(total, _smooth_from_filter(transition, alphas, mask, tv))
 
 
 def _two_slice_parts(initial, transition, log_lik, mask):
