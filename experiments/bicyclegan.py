@@ -142,6 +142,7 @@ def fit(name: str, config: translate.TranslationConfig, ds, cfg: dict, *, seed: 
     base = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
     k_init, k_loop, k_monitor = jax.random.split(base, 3)
     state = translate.create_state(k_init, config, {"input": inputs[:bs], "target": targets[:bs]})
+    train_step = parallel.data_parallel_over_devices(translate.train_step, bs)  # the step itself on one device
     history = {"step": [], "d_loss": [], "g_loss": [], "diversity": [], "seconds": []}
     start, elapsed = 0, 0.0
     ckpt_dir = os.path.join(out, "checkpoints", name)
@@ -159,8 +160,8 @@ def fit(name: str, config: translate.TranslationConfig, ds, cfg: dict, *, seed: 
         if perm is None or within == 0:
             perm = jax.random.permutation(jax.random.fold_in(k_loop, epoch), n)
         idx = perm[within * bs: (within + 1) * bs]
-        state, m = translate.train_step(state, {"input": inputs[idx], "target": targets[idx]},
-                                        jax.random.fold_in(k_loop, 10_000_000 + step))
+        state, m = train_step(state, {"input": inputs[idx], "target": targets[idx]},
+                              jax.random.fold_in(k_loop, 10_000_000 + step))
         running["d_loss"].append(m["d_loss"])
         running["g_loss"].append(m["g_loss"])
         bar.update(1)
