@@ -47,7 +47,7 @@ MODELS = translate.PAIRED_MODELS
 
 
 def default_config() -> dict:
-    """The full run: 1 to 6 minutes per model on 2 CPU cores (shared, under load)."""
+    """The full run: 2 to 9 minutes per model on 2 CPU cores (shared, load 7 to 9)."""
     return dict(
         steps=4000,
         batch_size=32,
