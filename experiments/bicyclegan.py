@@ -12,10 +12,16 @@ losses (:mod:`gm.deep.translate`). On the 1,000 held-out outlines each model is 
   and shape L1 (grey output vs grey ground truth; the colour is not recoverable from the input);
 * diversity: mean pairwise L1 between 10 outputs per input (200 inputs), and how many of the 4 colours
   those 10 outputs use on average;
-* latent recovery ``|mu(G(x, z)) - z|`` (models with an encoder).
+* latent recovery ``|mu(G(x, z)) - z|`` (models with an encoder);
+* the same realism and faithfulness with the code encoded from the ground truth, ``z = mu(y)`` (models
+  with an encoder): the gap between prior-z FD and encoded-z FD shows whether prior samples fall off the
+  codes the generator was trained on (the BicycleGAN paper's case against cVAE-GAN), and the encoded-z
+  L1 whether the model can reproduce the ground truth at all (its case against cLR-GAN).
 
 Run ``python -m experiments.bicyclegan --model {pix2pix,pix2pix_noise,cae_gan,cvae_gan,clr_gan,bicyclegan,all}
-[--quick] [--out runs/bicyclegan] [--resume]``. Models run one after another write into the same
+[--quick] [--out runs/bicyclegan] [--resume] [--seeds 0 1 2]``. With ``--seeds`` each training seed writes
+into ``<out>/seed_<s>/`` and ``summary.md`` / ``summary.json`` in ``--out`` give mean +- sd over every
+seed directory present (the data and the classifier stay those of ``--data-seed``). Models run one after another write into the same
 ``--out``; ``results.json`` keeps every model's entry and ``comparison.md`` / ``comparison.png`` hold the
 table of all models present. Figures: ``samples_<model>.png`` (input, ground truth, 6 samples per row),
 ``diversity_<model>.png`` (diversity during training). Checkpoints: ``checkpoints/<model>`` (orbax);
@@ -41,12 +47,15 @@ MODELS = translate.PAIRED_MODELS
 
 
 def default_config() -> dict:
-    """The full run: about 5 minutes per model on 2 CPU cores (shared, under load)."""
+    """The full run: 2 to 9 minutes per model on 2 CPU cores (shared, load 7 to 9)."""
     return dict(
-        steps=2500,
+        steps=4000,
         batch_size=32,
         eval_every=250,
-        # Adam at 5e-4 rather than the published 2e-4: 2,500 steps are about 20 epochs of 4,000 pairs.
+        # Adam at 5e-4 rather than the published 2e-4: 4,000 steps are 32 epochs of 4,000 pairs. The rate is
+        # constant for the first half and decays linearly to 0 over the second (the published niter /
+        # niter_decay schedule, at the same fraction for every model).
+        decay_fraction=0.5,
         model=dict(latent_dim=8, generator_features=(16, 32, 64), encoder_features=(16, 32),
                    discriminator_features=(16, 32), inject="all", learning_rate=5e-4),
         n_eval=1000,
@@ -133,6 +142,7 @@ def fit(name: str, config: translate.TranslationConfig, ds, cfg: dict, *, seed: 
     base = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
     k_init, k_loop, k_monitor = jax.random.split(base, 3)
     state = translate.create_state(k_init, config, {"input": inputs[:bs], "target": targets[:bs]})
+    train_step = parallel.data_parallel_over_devices(translate.train_step, bs)  # the step itself on one device
     history = {"step": [], "d_loss": [], "g_loss": [], "diversity": [], "seconds": []}
     start, elapsed = 0, 0.0
     ckpt_dir = os.path.join(out, "checkpoints", name)
@@ -150,8 +160,8 @@ def fit(name: str, config: translate.TranslationConfig, ds, cfg: dict, *, seed: 
         if perm is None or within == 0:
             perm = jax.random.permutation(jax.random.fold_in(k_loop, epoch), n)
         idx = perm[within * bs: (within + 1) * bs]
-        state, m = translate.train_step(state, {"input": inputs[idx], "target": targets[idx]},
-                                        jax.random.fold_in(k_loop, 10_000_000 + step))
+        state, m = train_step(state, {"input": inputs[idx], "target": targets[idx]},
+                              jax.random.fold_in(k_loop, 10_000_000 + step))
         running["d_loss"].append(m["d_loss"])
         running["g_loss"].append(m["g_loss"])
         bar.update(1)
@@ -205,20 +215,40 @@ def evaluate(state, ds, classifier, cfg: dict, key) -> dict:
         z_lat = jax.random.normal(k_lat, (n, config.latent_dim))
         recovered = translate.encode(state, translate.translate(state, x, z_lat))
         result["latent_recovery_error"] = metrics.latent_recovery_error(recovered, z_lat)
-        encoded = translate.translate(state, x, translate.encode(state, jnp.asarray(y)))
-        result["l1_with_encoded_z"] = float(np.mean(np.abs(np.asarray(encoded) - y)))
+        encoded = np.asarray(translate.translate(state, x, translate.encode(state, jnp.asarray(y))))
+        result["l1_with_encoded_z"] = float(np.mean(np.abs(encoded - y)))
+        result["frechet_distance_encoded"] = metrics.translation_frechet_distance(classifier, encoded, y)
+        result["class_preservation_encoded"] = metrics.class_preservation(classifier, encoded, labels)
+        result["frechet_distance_gap"] = result["frechet_distance"] - result["frechet_distance_encoded"]
     return result
 
 
 TABLE_COLUMNS = (
-    ("frechet_distance", "realism: FD (lower)"),
+    ("frechet_distance", "FD, z ~ N(0, I)"),
+    ("frechet_distance_encoded", "FD, z = E(y)"),
+    ("frechet_distance_gap", "FD gap"),
     ("class_preservation", "class kept"),
+    ("class_preservation_encoded", "class kept, z = E(y)"),
     ("shape_l1", "shape L1"),
     ("l1_with_encoded_z", "L1, z = E(y)"),
-    ("diversity", "diversity: pairwise L1"),
+    ("diversity", "diversity"),
     ("colours_per_input", "colours / 10 samples"),
-    ("latent_recovery_error", "|E(G(x,z)) - z|"),
+    ("latent_recovery_error", "abs(E(G(x,z)) - z)"),
 )
+PERCENT_COLUMNS = ("class_preservation", "class_preservation_encoded")
+
+
+def _cell(key: str, values) -> str:
+    """``values``: one number, or the list of one number per seed (mean +- sample sd)."""
+    if values is None or (isinstance(values, list) and not values):
+        return "-"
+    scale, fmt = (100.0, "{:.1f}%") if key in PERCENT_COLUMNS else (1.0, "{:.3f}")
+    if not isinstance(values, list):
+        return fmt.format(scale * values)
+    v = scale * np.asarray(values, np.float64)
+    if len(v) == 1:
+        return fmt.format(v[0])
+    return fmt.format(v.mean()).rstrip("%") + " ± " + fmt.format(v.std(ddof=1))
 
 
 def comparison_table(results: dict) -> str:
@@ -229,10 +259,7 @@ def comparison_table(results: dict) -> str:
         if name not in results.get("test", {}):
             continue
         r = results["test"][name]
-        cells = []
-        for key, _ in TABLE_COLUMNS:
-            v = r.get(key)
-            cells.append("-" if v is None else (f"{100 * v:.1f}%" if key == "class_preservation" else f"{v:.3f}"))
+        cells = [_cell(key, r.get(key)) for key, _ in TABLE_COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     ref = results.get("reference", {})
     if ref:
@@ -311,13 +338,115 @@ def reference_numbers(ds, classifier, seed: int = 0) -> dict:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def run(args, cfg: dict, ds, classifier, cls_info: dict, *, seed: int, out: str, progress: bool):
+    """Train and evaluate ``args.model`` (or all models) with training seed ``seed``, writing into ``out``.
+
+    Returns:
+        the results dict, or ``None`` when stopped by ``--stop-after-steps``.
+    """
+    t_start = time.time()
+    models = list(MODELS) if args.model == "all" else [args.model]
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "results.json")
+    results = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    results.setdefault("models", {})
+    results.setdefault("test", {})
+    results.update(
+        config=cfg, seed=seed, data_seed=args.data_seed,
+        data={"name": ds.name, "train": len(ds.train), "test": len(ds.test), "image_size": 16,
+              "n_colours": ds.n_modes},
+        classifier={k: cls_info.get(k) for k in ("test_accuracy", "train_seconds", "cached")},
+    )
+    if "reference" not in results:
+        results["reference"] = reference_numbers(ds, classifier, args.data_seed)
+
+    root = jax.random.key(seed)
+    decay_steps = int(round(cfg.get("decay_fraction", 0.0) * cfg["steps"]))
+    for name in models:
+        config = translate.TranslationConfig(model=name, in_channels=1, out_channels=3, image_size=16,
+                                             total_steps=cfg["steps"], decay_steps=decay_steps, **cfg["model"])
+        state, info = fit(name, config, ds, cfg, seed=seed, out=out, resume=args.resume,
+                          stop_after_steps=args.stop_after_steps, progress=progress)
+        if state is None:
+            print(f"{name}: stopped after step {info['interrupted_at_step']} (--stop-after-steps); "
+                  "continue with --resume")
+            return None
+        k_eval, k_fig = jax.random.split(jax.random.fold_in(root, 100 + MODELS.index(name)))
+        results["models"][name] = info
+        results["test"][name] = evaluate(state, ds, classifier, cfg, k_eval)
+        make_figures(out, name, state, ds, info, k_fig)
+        results["wall_seconds"] = round(time.time() - t_start, 1)
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+        with open(os.path.join(out, "comparison.md"), "w") as f:
+            f.write(comparison_table(results))
+        comparison_figure(out, results)
+        print(json.dumps({name: results["test"][name], "train_seconds": info["train_seconds"]}, indent=1))
+    print(comparison_table(results))
+    return results
+
+
+def summarize(per_seed: list[dict]) -> dict:
+    """Collect several seeds' ``results.json`` into one: every test metric as the list of its per-seed values.
+
+    Args:
+        per_seed: results dicts (as :func:`run` writes them), one per training seed.
+
+    Returns:
+        ``{"seeds": [...], "test": {model: {metric: [values in seed order]}}, "train_seconds": {model: [...]},
+        "reference": ...}``; a model appears with the seeds that trained it.
+    """
+    per_seed = sorted(per_seed, key=lambda r: r["seed"])
+    summary = {"seeds": [r["seed"] for r in per_seed], "test": {}, "train_seconds": {}, "n_seeds": {}}
+    for name in MODELS:
+        runs = [r for r in per_seed if name in r.get("test", {})]
+        if not runs:
+            continue
+        keys = [k for k in runs[0]["test"][name] if isinstance(runs[0]["test"][name][k], (int, float))]
+        summary["test"][name] = {k: [float(r["test"][name][k]) for r in runs] for k in keys}
+        summary["train_seconds"][name] = [r["models"][name]["train_seconds"] for r in runs]
+        summary["n_seeds"][name] = [r["seed"] for r in runs]
+    if per_seed and "reference" in per_seed[0]:
+        summary["reference"] = per_seed[0]["reference"]
+    return summary
+
+
+def write_summary(out: str) -> dict | None:
+    """Summarize every ``<out>/seed_*/results.json`` into ``summary.json``, ``summary.md``, ``comparison.png``."""
+    per_seed = []
+    for entry in sorted(os.listdir(out)):
+        path = os.path.join(out, entry, "results.json")
+        if entry.startswith("seed_") and os.path.exists(path):
+            with open(path) as f:
+                per_seed.append(json.load(f))
+    if not per_seed:
+        return None
+    summary = summarize(per_seed)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    seeds = ", ".join(f"{m}: {len(v)}" for m, v in summary["n_seeds"].items())
+    table = comparison_table(summary) + f"\nmean ± sd over training seeds (seeds per model: {seeds}).\n"
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(table)
+    means = {"test": {m: {k: float(np.mean(v)) for k, v in r.items()} for m, r in summary["test"].items()}}
+    comparison_figure(out, means)
+    print(table)
+    return summary
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="bicyclegan", choices=[*MODELS, "all"])
     parser.add_argument("--quick", action="store_true", help="tiny config, seconds per model")
     parser.add_argument("--out", default="runs/bicyclegan")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (without --seeds)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="train with each of these seeds into <out>/seed_<s>/ and summarize all seeds present")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the colour draws and the classifier")
     parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     parser.add_argument("--classifier-dir", default="runs/translation_classifier")
     parser.add_argument("--stop-after-steps", type=int, default=None,
@@ -327,56 +456,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     parallel.initialize_from_args(args)
 
-    t_start = time.time()
     cfg = quick_config() if args.quick else default_config()
     if args.steps is not None:
         cfg["steps"] = args.steps
-    models = list(MODELS) if args.model == "all" else [args.model]
-    os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
-    ds = data.edges_to_coloured_digits(size=16, seed=args.seed)
-    classifier, cls_info = translation_classifier(args.classifier_dir, cfg, seed=args.seed, progress=progress)
-
-    path = os.path.join(args.out, "results.json")
-    results = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)
-    results.setdefault("models", {})
-    results.setdefault("test", {})
-    results.update(
-        config=cfg, seed=args.seed,
-        data={"name": ds.name, "train": len(ds.train), "test": len(ds.test), "image_size": 16,
-              "n_colours": ds.n_modes},
-        classifier={k: cls_info.get(k) for k in ("test_accuracy", "train_seconds", "cached")},
-    )
-    if "reference" not in results:
-        results["reference"] = reference_numbers(ds, classifier, args.seed)
-
-    root = jax.random.key(args.seed)
-    for name in models:
-        config = translate.TranslationConfig(model=name, in_channels=1, out_channels=3, image_size=16,
-                                             **cfg["model"])
-        state, info = fit(name, config, ds, cfg, seed=args.seed, out=args.out, resume=args.resume,
-                          stop_after_steps=args.stop_after_steps, progress=progress)
-        if state is None:
-            print(f"{name}: stopped after step {info['interrupted_at_step']} (--stop-after-steps); "
-                  "continue with --resume")
+    ds = data.edges_to_coloured_digits(size=16, seed=args.data_seed)
+    classifier, cls_info = translation_classifier(args.classifier_dir, cfg, seed=args.data_seed, progress=progress)
+    if args.seeds is None:
+        return run(args, cfg, ds, classifier, cls_info, seed=args.seed, out=args.out, progress=progress)
+    for seed in args.seeds:
+        if run(args, cfg, ds, classifier, cls_info, seed=seed, out=os.path.join(args.out, f"seed_{seed}"),
+               progress=progress) is None:
             return None
-        k_eval, k_fig = jax.random.split(jax.random.fold_in(root, 100 + MODELS.index(name)))
-        results["models"][name] = info
-        results["test"][name] = evaluate(state, ds, classifier, cfg, k_eval)
-        make_figures(args.out, name, state, ds, info, k_fig)
-        results["wall_seconds"] = round(time.time() - t_start, 1)
-        with open(path, "w") as f:
-            json.dump(results, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-        table = comparison_table(results)
-        with open(os.path.join(args.out, "comparison.md"), "w") as f:
-            f.write(table)
-        comparison_figure(args.out, results)
-        print(json.dumps({name: results["test"][name], "train_seconds": info["train_seconds"]}, indent=1))
-    print(comparison_table(results))
-    return results
+    return write_summary(args.out)
 
 
 if __name__ == "__main__":

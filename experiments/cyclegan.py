@@ -69,6 +69,7 @@ def fit(config: translate.CycleGANConfig, ds, cfg: dict, *, seed: int, out: str,
     per_epoch = min(a_all.shape[0], b_all.shape[0]) // bs
     k_init, k_loop = jax.random.split(jax.random.key(seed))
     state = translate.create_cyclegan_state(k_init, config, {"a": a_all[:bs], "b": b_all[:bs]})
+    train_step = parallel.data_parallel_over_devices(translate.cyclegan_train_step, bs)  # itself on one device
     history = {"step": [], "g_loss": [], "d_loss": [], "cycle": [], "seconds": []}
     start, elapsed = 0, 0.0
     ckpt_dir = os.path.join(out, "checkpoints", "cyclegan")
@@ -86,7 +87,7 @@ def fit(config: translate.CycleGANConfig, ds, cfg: dict, *, seed: int, out: str,
             ka, kb = jax.random.split(jax.random.fold_in(k_loop, epoch))
             perm_a, perm_b = jax.random.permutation(ka, a_all.shape[0]), jax.random.permutation(kb, b_all.shape[0])
         sl = slice(within * bs, (within + 1) * bs)
-        state, m = translate.cyclegan_train_step(state, {"a": a_all[perm_a[sl]], "b": b_all[perm_b[sl]]}, None)
+        state, m = train_step(state, {"a": a_all[perm_a[sl]], "b": b_all[perm_b[sl]]}, None)
         running["g_loss"].append(m["g_loss"])
         running["d_loss"].append(m["d_loss"])
         running["cycle"].append((m["cycle_a"] + m["cycle_b"]) / 2)

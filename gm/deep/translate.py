@@ -77,6 +77,7 @@ __all__ = [
     "cyclegan_generator_loss",
     "cyclegan_discriminator_loss",
     "draw_noise",
+    "learning_rate_schedule",
     "create_state",
     "create_cyclegan_state",
     "train_step",
@@ -111,6 +112,9 @@ class TranslationConfig:
         lambda_latent: weight of the latent-regression L1 term (cLR-GAN, BicycleGAN).
         lambda_kl: weight of the KL term (cVAE-GAN, BicycleGAN).
         learning_rate, b1, b2: Adam settings of both sides (published: 2e-4, 0.5, 0.999).
+        total_steps, decay_steps: with ``decay_steps > 0`` the learning rate stays constant for
+            ``total_steps - decay_steps`` steps and then decays linearly to 0 at ``total_steps`` (the published
+            ``niter`` / ``niter_decay`` schedule); ``decay_steps = 0`` (default) keeps it constant.
     """
 
     model: str = "bicyclegan"
@@ -129,6 +133,8 @@ class TranslationConfig:
     learning_rate: float = 2e-4
     b1: float = 0.5
     b2: float = 0.999
+    total_steps: int = 0
+    decay_steps: int = 0
 
     def __post_init__(self):
         if self.model not in PAIRED_MODELS:
@@ -139,6 +145,8 @@ class TranslationConfig:
             raise ValueError(f"inject must be 'input' or 'all', got {self.inject!r}")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if not 0 <= self.decay_steps <= self.total_steps:
+            raise ValueError(f"decay_steps must be in 0..total_steps ({self.total_steps}), got {self.decay_steps}")
         if self.image_size % 2 ** len(self.generator_features):
             raise ValueError(
                 f"image_size {self.image_size} is not divisible by 2^{len(self.generator_features)} "
@@ -465,8 +473,25 @@ def draw_noise(key: jax.Array, config: TranslationConfig, batch_size: int) -> No
     return Noise(jax.random.normal(k1, shape), jax.random.normal(k2, shape))
 
 
+def learning_rate_schedule(config: TranslationConfig):
+    """The learning rate of both sides: a float, or a schedule ``step -> rate`` when ``config.decay_steps > 0``.
+
+    Constant ``learning_rate`` for the first ``total_steps - decay_steps`` steps, then linear to 0 at
+    ``total_steps`` (and 0 after).
+    """
+    lr = config.learning_rate
+    if not getattr(config, "decay_steps", 0):  # CycleGANConfig has no schedule
+        return lr
+    total, decay = config.total_steps, config.decay_steps
+
+    def schedule(step):
+        return lr * jnp.clip((total - step) / decay, 0.0, 1.0)
+
+    return schedule
+
+
 def _adam(config):
-    return make_optimizer(config.learning_rate, b1=config.b1, b2=config.b2)
+    return make_optimizer(learning_rate_schedule(config), b1=config.b1, b2=config.b2)
 
 
 def create_state(key: jax.Array, config: TranslationConfig, example_batch) -> TranslationState:

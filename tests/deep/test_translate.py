@@ -272,6 +272,25 @@ def test_train_steps_are_pure_and_compile_once():
 
 
 
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    config = small_config("pix2pix_noise", learning_rate=1e-3, total_steps=4, decay_steps=2)
+    schedule = translate.learning_rate_schedule(config)
+    # hand: constant for total - decay = 2 steps (and at step 2, the start of the ramp), then 1/2, then 0
+    np.testing.assert_allclose([float(schedule(t)) for t in range(6)], [1e-3, 1e-3, 1e-3, 5e-4, 0.0, 0.0])
+    assert translate.learning_rate_schedule(small_config("pix2pix_noise", learning_rate=1e-3)) == 1e-3
+    with pytest.raises(ValueError, match="decay_steps"):
+        small_config("pix2pix_noise", total_steps=2, decay_steps=3)
+    # the optimiser follows it: Adam's first update is -lr * sign(g) (to eps), and 0 once the rate is 0
+    config = small_config("pix2pix_noise", learning_rate=1e-3, total_steps=1, decay_steps=1)
+    tx = translate._adam(config)
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.asarray([1.0, -2.0, 3.0])}
+    opt = tx.init(params)
+    first, opt = tx.update(grads, opt, params)
+    np.testing.assert_allclose(first["w"], [-1e-3, 1e-3, -1e-3], rtol=1e-5)
+    second, _ = tx.update(grads, opt, params)
+    np.testing.assert_array_equal(second["w"], 0.0)
+
+
 @pytest.mark.slow
 def test_cyclegan_step_is_pure_and_compiles_once():
     batch = small_batch()
