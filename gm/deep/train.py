@@ -79,7 +79,9 @@ def make_optimizer(
     (a fresh ``optax`` object per state would compare unequal and force a retrace and recompile).
 
     Args:
-        learning_rate: peak learning rate.
+        learning_rate: peak learning rate, or a schedule ``step -> rate`` (cached by identity: build it once
+            per setting, as `gm.deep.translate.learning_rate_schedule` does; only with ``schedule="constant"``
+            and no warm-up).
         schedule: ``"constant"`` or ``"cosine"`` (linear warm-up for ``warmup_steps``, then cosine decay to
             1% of the peak at ``total_steps``).
         total_steps: length of the cosine schedule (required for ``"cosine"``).
@@ -87,7 +89,12 @@ def make_optimizer(
         weight_decay: decoupled weight decay of AdamW.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
     """
-    args = (float(learning_rate), schedule, int(total_steps), int(warmup_steps), float(weight_decay),
+    if callable(learning_rate):
+        if schedule != "constant" or warmup_steps:
+            raise ValueError("a learning_rate schedule (callable) takes schedule='constant' and warmup_steps=0")
+    else:
+        learning_rate = float(learning_rate)
+    args = (learning_rate, schedule, int(total_steps), int(warmup_steps), float(weight_decay),
             None if grad_clip is None else float(grad_clip), float(b1), float(b2))
     return _build_optimizer(*args)
 

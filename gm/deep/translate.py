@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -482,8 +483,12 @@ def learning_rate_schedule(config: TranslationConfig):
     lr = config.learning_rate
     if not getattr(config, "decay_steps", 0):  # CycleGANConfig has no schedule
         return lr
-    total, decay = config.total_steps, config.decay_steps
+    return _linear_decay(float(lr), int(config.total_steps), int(config.decay_steps))
 
+
+@functools.lru_cache(maxsize=64)
+def _linear_decay(lr: float, total: int, decay: int):
+    # one function object per setting, so that make_optimizer's cache (keyed by it) is hit by equal configs
     def schedule(step):
         return lr * jnp.clip((total - step) / decay, 0.0, 1.0)
 

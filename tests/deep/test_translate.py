@@ -289,6 +289,8 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero():
     np.testing.assert_allclose(first["w"], [-1e-3, 1e-3, -1e-3], rtol=1e-5)
     second, _ = tx.update(grads, opt, params)
     np.testing.assert_array_equal(second["w"], 0.0)
+    # equal configs share one optimiser object (a static field of the state: no recompilation)
+    assert translate._adam(small_config("pix2pix_noise", learning_rate=1e-3, total_steps=1, decay_steps=1)) is tx
 
 
 @pytest.mark.slow
