@@ -30,7 +30,6 @@ the classifier is cached in ``--classifier-dir`` (default ``runs/translation_cla
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -39,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._common import parse_training_args, training_parser
 from gm import data, parallel
 from gm.data import translation as tdata
 from gm.deep import metrics, train, translate
@@ -438,23 +438,13 @@ def write_summary(out: str) -> dict | None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__.split("\n")[0], out="runs/bicyclegan", quick_help="tiny config, seconds per model",
+                             seed_help="training seed (without --seeds)", classifier_dir="runs/translation_classifier")
     parser.add_argument("--model", default="bicyclegan", choices=[*MODELS, "all"])
-    parser.add_argument("--quick", action="store_true", help="tiny config, seconds per model")
-    parser.add_argument("--out", default="runs/bicyclegan")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (without --seeds)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="train with each of these seeds into <out>/seed_<s>/ and summarize all seeds present")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the colour draws and the classifier")
-    parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
-    parser.add_argument("--classifier-dir", default="runs/translation_classifier")
-    parser.add_argument("--stop-after-steps", type=int, default=None,
-                        help="stop after this many steps, as if interrupted (for resume tests)")
-    parser.add_argument("--no-progress", action="store_true")
-    parallel.add_distributed_args(parser)
-    args = parser.parse_args(argv)
-    parallel.initialize_from_args(args)
+    args = parse_training_args(parser, argv)
 
     cfg = quick_config() if args.quick else default_config()
     if args.steps is not None:

@@ -18,7 +18,6 @@ Run ``python -m experiments.cyclegan [--quick] [--out runs/cyclegan] [--resume]`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.bicyclegan import grid, translation_classifier
+from experiments._common import parse_training_args, training_parser
 from gm import data, parallel
 from gm.deep import metrics, train, translate
 
@@ -172,19 +172,9 @@ def make_figures(out: str, ds, outputs, info):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny config, seconds of training")
-    parser.add_argument("--out", default="runs/cyclegan")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
-    parser.add_argument("--classifier-dir", default="runs/translation_classifier")
-    parser.add_argument("--stop-after-steps", type=int, default=None,
-                        help="stop after this many steps, as if interrupted (for resume tests)")
-    parser.add_argument("--no-progress", action="store_true")
-    parallel.add_distributed_args(parser)
-    args = parser.parse_args(argv)
-    parallel.initialize_from_args(args)
+    parser = training_parser(__doc__.split("\n")[0], out="runs/cyclegan", quick_help="tiny config, seconds of training",
+                             classifier_dir="runs/translation_classifier")
+    args = parse_training_args(parser, argv)
 
     t_start = time.time()
     cfg = quick_config() if args.quick else default_config()

@@ -27,7 +27,6 @@ loss turns NaN or the discriminator collapses (it classifies real and fake almos
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import functools
@@ -40,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.vae_mnist import _grid  # the same image-grid layout as the VAE figures
+from experiments._common import parse_training_args, training_parser
 from gm import data, parallel
 from gm.deep import gan, metrics, train
 
@@ -408,22 +408,12 @@ def make_figures(out, state: gan.GANState, ds, results, key):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__.split("\n")[0], out=None, quick_help="tiny config, under a minute",
+                             steps_help="override the number of generator steps")
     parser.add_argument("--model", choices=gan.MODELS, default="gan")
-    parser.add_argument("--quick", action="store_true", help="tiny config, under a minute")
-    parser.add_argument("--out", default=None, help="output directory (default runs/gan_mnist/<model>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the number of generator steps")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a GANConfig field of the chosen config, e.g. --set info_weight=2.0")
-    parser.add_argument("--classifier-dir", default=None, help="classifier cache (default: OUT/classifier)")
-    parser.add_argument("--stop-after-steps", type=int, default=None,
-                        help="stop after this many steps, as if interrupted (for resume tests)")
-    parser.add_argument("--no-progress", action="store_true")
-    parallel.add_distributed_args(parser)
-    args = parser.parse_args(argv)
-    parallel.initialize_from_args(args)
+    args = parse_training_args(parser, argv)
 
     t_start = time.time()
     cfg = quick_config(args.model) if args.quick else default_config(args.model)

@@ -26,7 +26,6 @@ Several hosts: start one process per host with ``--coordinator HOST:PORT --num-p
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -36,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._common import parse_training_args, training_parser
 from gm import data, parallel
 from gm.deep import metrics, train, vae
 
@@ -343,19 +343,10 @@ def make_figures(out, states, ds, results, key, latent_means):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny config, under a minute")
-    parser.add_argument("--out", default="runs/vae_mnist")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = training_parser(__doc__.split("\n")[0], out="runs/vae_mnist", quick_help="tiny config, under a minute",
+                             steps_help=None, stop_unit="epochs")
     parser.add_argument("--models", default="ae,vae,cvae", help="comma-separated subset of ae,vae,cvae")
-    parser.add_argument("--classifier-dir", default=None, help="classifier cache (default: OUT/classifier)")
-    parser.add_argument("--stop-after-epochs", type=int, default=None,
-                        help="stop every model after this many epochs, as if interrupted (for resume tests)")
-    parser.add_argument("--no-progress", action="store_true")
-    parallel.add_distributed_args(parser)
-    args = parser.parse_args(argv)
-    parallel.initialize_from_args(args)
+    args = parse_training_args(parser, argv)
 
     t_start = time.time()
     cfg = quick_config() if args.quick else default_config()
