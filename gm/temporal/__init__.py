@@ -1,6 +1,8 @@
 """gm.temporal: hidden Markov models and dynamic Bayesian networks.
 
 Inference works on per-step log-likelihoods ``f32[T, K]`` (any emission family); see ``gm.temporal.hmm``.
+``posterior(family, params, obs)`` smooths straight from observations, computing each step's likelihood
+inside the loop.
 """
 
 from gm.temporal.hmm import (
@@ -21,7 +23,7 @@ from gm.temporal.hmm import (
     viterbi,
 )
 from gm.temporal import em, emissions
-from gm.temporal.em import HMMParams, Prior, em_step, fit, fit_restarts, fit_scan, init_params
+from gm.temporal.em import HMMParams, Prior, em_step, fit, fit_restarts, fit_scan, init_params, posterior
 from gm.temporal.emissions import (
     Categorical,
     CategoricalParams,

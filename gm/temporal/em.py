@@ -21,10 +21,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gm.temporal.hmm import expected_counts
+from gm.temporal import hmm as _hmm
+from gm.temporal.emissions import step_likelihood
+from gm.temporal.hmm import Posterior, expected_counts
 
 __all__ = ["HMMParams", "Prior", "init_params", "e_step", "em_step", "fit", "fit_scan", "fit_restarts",
-           "log_likelihood"]
+           "log_likelihood", "posterior"]
 
 
 class HMMParams(NamedTuple):
@@ -136,15 +138,50 @@ Returns:
 """
 
 
+def _model_inputs(family, params: HMMParams, obs, mask):
+    """(initial, transition, lik_at, T, time_varying) for one sequence, shapes checked at trace time."""
+    obs = jnp.asarray(obs)
+    initial, transition = jnp.asarray(params.initial), jnp.asarray(params.transition)
+    if obs.ndim < 1 or obs.shape[0] < 1:
+        raise ValueError(f"obs must have a leading time axis with at least one step; got shape {obs.shape}")
+    if initial.ndim != 1:
+        raise ValueError(f"params.initial must have shape [K]; got {initial.shape}")
+    T, K = obs.shape[0], initial.shape[0]
+    _, _, tv = _hmm._check(initial, transition, jax.ShapeDtypeStruct((T, K), initial.dtype), mask, name="obs")
+    lik_at = step_likelihood(family, params.emission, obs)
+    row = jax.eval_shape(lambda: lik_at(0)[0])
+    if row.shape != (K,):
+        raise ValueError(f"params.emission gives likelihoods for {row.shape[-1] if row.shape else 0} states; "
+                         f"params.initial has K = {K}")
+    return initial, transition, lik_at, T, tv
+
+
+def posterior(family, params: HMMParams, obs, mask=None) -> Posterior:
+    """Smoothing from observations: p(z_t | x_{1:T}) for every t and log p(x_{1:T}) of one sequence.
+
+    Equal to ``smoother(params.initial, params.transition, family.log_likelihood(params.emission, obs))``,
+    but each step's likelihood is computed inside the loops (``emissions.step_likelihood``), so no
+    [T, K] array of log-likelihoods is written and read back; for ``Categorical`` no exponentials are
+    taken either. ``jax.vmap`` it over a batch (``in_axes=(None, None, 0)``, masks for lengths).
+
+    Args:
+        family: an emission family; params: ``HMMParams``; obs: one sequence (int32[T] symbols,
+        f32[T, D] vectors); mask: optional bool[T] (False = padding).
+
+    Returns:
+        ``Posterior(log_evidence f32[], marginals f32[T, K])``.
+    """
+    initial, transition, lik_at, T, tv = _model_inputs(family, params, obs, mask)
+    return _hmm._smoother(initial, transition, lik_at, T, mask, tv)
+
+
 def log_likelihood(family, params: HMMParams, obs, mask=None):
     """f32[]: Σ_b log p(x_b | params) over a batch (padded steps excluded)."""
     obs, mask = _batch(obs, mask)
 
     def one(o, m):
-        from gm.temporal.hmm import filter as _filter
-
-        ll = family.log_likelihood(params.emission, o)
-        return _filter(params.initial, params.transition, ll, mask=m).log_evidence
+        initial, transition, lik_at, T, tv = _model_inputs(family, params, o, m)
+        return _hmm._forward(initial, transition, lik_at, T, m, tv)[2]
 
     if mask is None:
         return jnp.sum(jax.vmap(lambda o: one(o, None))(obs))

@@ -10,6 +10,10 @@ strengths); it is hashable, so it can be a static argument of ``jax.jit``. Its p
 * ``m_step(stats, params) -> params``: the (MAP) maximiser; states without data keep their parameters;
 * ``sample(key, params, state) -> observation`` and ``initialize(key, num_states, obs, weights)``.
 
+``step_likelihood(family, params, obs)`` gives the per-step form the inference loops read,
+``t -> (lik f32[K], log_scale f32[])`` with p(x_t | z_t = k) = lik[k] exp(log_scale): by default one row
+of ``log_likelihood`` exponentiated inside the loop; ``Categorical`` reads a column of its table.
+
 Missing observations contribute likelihood one: ``-1`` for categorical symbols, ``NaN`` for continuous
 values (per dimension for the diagonal Gaussian, the Poisson and the mixture; for the full-covariance
 Gaussian a partially observed vector is scored by the marginal of its observed dimensions, and only
@@ -37,10 +41,31 @@ __all__ = [
     "PoissonParams",
     "GaussianMixture",
     "GaussianMixtureParams",
+    "step_likelihood",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
 _TINY = 1e-10
+
+
+def step_likelihood(family, params, obs):
+    """The per-step likelihood function of a sequence: ``t -> (lik f32[K], log_scale f32[])`` with
+    p(x_t | z_t = k) = lik[k] exp(log_scale), for ``t`` a traced step index inside a loop.
+
+    A family with a ``step_likelihood`` method supplies its own (no exponentials for ``Categorical``);
+    otherwise step t's row of ``family.log_likelihood`` is computed and exponentiated after subtracting
+    its maximum. Either way no [T, K] array of log-likelihoods is stored.
+    """
+    if hasattr(family, "step_likelihood"):
+        return family.step_likelihood(params, obs)
+    from gm.temporal.hmm import shifted_exp
+
+    obs = jnp.asarray(obs)
+
+    def at(t):
+        return shifted_exp(family.log_likelihood(params, lax.dynamic_slice_in_dim(obs, t, 1, 0))[0])
+
+    return at
 
 
 def _keep_old(new, old, has_data):
@@ -86,6 +111,19 @@ class Categorical:
         logp = jnp.log(params.probs)  # [K, V]
         ll = jnp.take(logp.T, jnp.clip(obs, 0, self.num_symbols - 1), axis=0)  # [T, K]
         return jnp.where((obs >= 0)[:, None], ll, 0.0)
+
+    def step_likelihood(self, params: CategoricalParams, obs):
+        """``t -> (probs[:, x_t], 0)``, ones where x_t = -1: a row of a [V + 1, K] table, no exponentials."""
+        obs = jnp.asarray(obs)
+        self._check_obs(obs)
+        if jnp.shape(params.probs)[-1] != self.num_symbols:
+            raise ValueError(
+                f"params.probs must have shape [K, {self.num_symbols}]; got {jnp.shape(params.probs)}")
+        probs = jnp.asarray(params.probs)
+        table = jnp.concatenate([probs.T, jnp.ones((1, probs.shape[0]), probs.dtype)], 0)
+        idx = jnp.where(obs >= 0, jnp.clip(obs, 0, self.num_symbols - 1), self.num_symbols)
+        zero = jnp.zeros((), probs.dtype)
+        return lambda t: (lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
 
     def sufficient_stats(self, params, obs, weights):
         """f32[K, V] expected counts Σ_t w_tk [x_t = v]."""

@@ -187,31 +187,45 @@ def _put(buf, x, t):
 
 def _lik_at(log_lik, t):
     """(exp(log_lik[t] - max), max) with the max replaced by 0 where it is not finite."""
-    row = _row(log_lik, t)
-    s = jnp.max(row)
+    return shifted_exp(_row(log_lik, t))
+
+
+def shifted_exp(log_lik_row):
+    """(exp(row - max), max) for one step's f32[K] log-likelihoods, the max replaced by 0 where it is
+    not finite: the (likelihood, log-scale) pair a per-step likelihood function returns."""
+    s = jnp.max(log_lik_row)
     s = jnp.where(jnp.isfinite(s), s, 0.0)
-    return jnp.exp(row - s), s
+    return jnp.exp(log_lik_row - s), s
+
+
+def _array_lik(log_lik):
+    return lambda t: _lik_at(log_lik, t)
 
 
 # The loops below index the time axis with dynamic slices inside ``fori_loop`` rather than feeding
 # ``lax.scan`` its xs: under ``vmap`` a scan moves the batch axis of every [B, T, K] input and output
 # behind the time axis (two full transposes), while a dynamic slice of a [B, T, K] array stays in place.
-# The likelihoods are exponentiated inside the loop (one pass over the data fewer).
+#
+# Every pass reads the evidence through a per-step likelihood function ``lik_at(t) -> (lik f32[K],
+# log_scale f32[])`` with p(x_t | z_t = k) = lik[k] exp(log_scale). For a [T, K] array of log-likelihoods
+# it exponentiates one row inside the loop; an emission family can instead compute the row from the
+# observations (``gm.temporal.em.posterior``), so no [T, K] array of log-likelihoods is ever stored.
 
 
-def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalizers=False, unroll=2,
-             in_place=False):
+def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normalizers=False, store_pred=False,
+             unroll=2):
     """Scaled forward pass.
 
-    Returns (alpha f32[T, K] (frozen, not zeroed, at masked steps), log_normalizers f32[T] or None,
-    log_evidence f32[]). With ``in_place`` the messages overwrite the log-likelihoods' buffer row by row
-    (row t is read before it is written), so XLA needs no second [T, K] buffer when ``log_lik`` is an
-    intermediate of the caller's computation.
+    Returns (messages f32[T, K], log_normalizers f32[T] or None, log_evidence f32[], last alpha f32[K]).
+    The messages are the filtered distributions alpha_t (frozen, not zeroed, at masked steps), or with
+    ``store_pred`` the one-step predictions pred_t = alpha_{t-1} A_{t-1} (pred_0 = initial) from which
+    alpha_t = normalise(pred_t ⊙ lik_t) is recovered; at a masked step pred_t = alpha_{t-1}.
     """
-    T, K = log_lik.shape
+    K = initial.shape[0]
     valid = None if mask is None else jnp.asarray(mask, bool)
     started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), _started(valid)])
-    lik0, s0 = _lik_at(log_lik, 0)
+    lik0, s0 = lik_at(0)
+    dtype = lik0.dtype
     a0 = initial * lik0
     c0 = jnp.sum(a0)
     a0 = jnp.where(c0 > 0, a0 / jnp.where(c0 > 0, c0, 1.0), initial)
@@ -219,13 +233,13 @@ def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalize
     if valid is not None:
         a0 = jnp.where(valid[0], a0, initial)
         l0 = jnp.where(valid[0], l0, 0.0)
-    alphas = _put(log_lik if in_place else jnp.zeros((T, K), log_lik.dtype), a0, 0)
-    log_cs = _put(jnp.zeros((T,), log_lik.dtype), l0, 0) if keep_normalizers else None
+    msgs = _put(jnp.zeros((T, K), dtype), initial if store_pred else a0, 0)
+    log_cs = _put(jnp.zeros((T,), dtype), l0, 0) if keep_normalizers else None
 
     def step(t, carry):
-        alpha, alphas, log_cs, total, comp = carry
+        alpha, msgs, log_cs, total, comp = carry
         trans_t = _row(transition, t - 1) if time_varying else transition
-        lik_t, s_t = _lik_at(alphas if in_place else log_lik, t)
+        lik_t, s_t = lik_at(t)
         pred = jnp.dot(alpha, trans_t)
         if valid is not None:  # the first valid step after masked ones draws from the initial distribution
             pred = jnp.where(started[t], pred, alpha)
@@ -235,42 +249,44 @@ def _forward(initial, transition, log_lik, mask, time_varying, *, keep_normalize
         log_c = jnp.log(c) + s_t
         if valid is not None:
             a = jnp.where(valid[t], a, alpha)
+            pred = jnp.where(valid[t], pred, alpha)
             log_c = jnp.where(valid[t], log_c, 0.0)
         total, comp = _kahan_add(total, comp, log_c)
-        alphas = _put(alphas, a, t)
+        msgs = _put(msgs, pred if store_pred else a, t)
         if log_cs is not None:
             log_cs = _put(log_cs, log_c, t)
-        return a, alphas, log_cs, total, comp
+        return a, msgs, log_cs, total, comp
 
-    zero = jnp.zeros((), log_lik.dtype)
-    carry = (a0, alphas, log_cs, l0, zero)
+    zero = jnp.zeros((), dtype)
+    carry = (a0, msgs, log_cs, l0, zero)
     if T > 1:
         carry = lax.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
-    _, alphas, log_cs, total, _ = carry
-    return alphas, log_cs, total
+    last, msgs, log_cs, total, _ = carry
+    return msgs, log_cs, total, last
 
 
-def _backward(transition, log_lik, alphas, mask, time_varying, *, keep_messages=False, unroll=2):
+def _backward(transition, lik_at, T, alphas, mask, time_varying, *, keep_messages=False, unroll=2):
     """Scaled backward pass, combined on the fly with the forward messages.
 
     Returns (marginals f32[T, K] (zero at masked steps), messages f32[T-1, K] or None) where the
     message for step t is p(x_{t+1} | ·) ⊙ beta_{t+1} (the ingredient of the two-slice marginals).
     """
-    T, K = log_lik.shape
+    K = alphas.shape[1]
+    dtype = alphas.dtype
     valid = None if mask is None else jnp.asarray(mask, bool)
     trans_T = jnp.swapaxes(transition, -1, -2)
-    ones = jnp.ones((K,), log_lik.dtype)
+    ones = jnp.ones((K,), dtype)
     last = _row(alphas, T - 1)
     if valid is not None:
         last = jnp.where(valid[T - 1], last, 0.0)
-    marg = _put(jnp.zeros((T, K), log_lik.dtype), last, T - 1)
-    msgs = jnp.zeros((max(T - 1, 1), K), log_lik.dtype) if keep_messages else None
+    marg = _put(jnp.zeros((T, K), dtype), last, T - 1)
+    msgs = jnp.zeros((max(T - 1, 1), K), dtype) if keep_messages else None
 
     def step(i, carry):
         beta, marg, msgs = carry
         t = T - 2 - i
         transT_t = _row(trans_T, t) if time_varying else trans_T
-        lik_n, _ = _lik_at(log_lik, t + 1)
+        lik_n, _ = lik_at(t + 1)
         v = lik_n * beta
         b = jnp.dot(v, transT_t)
         sb = jnp.sum(b)
@@ -295,45 +311,52 @@ def _backward(transition, log_lik, alphas, mask, time_varying, *, keep_messages=
     return marg, msgs
 
 
-def _smooth_from_filter(transition, alphas, mask, time_varying, *, unroll=2):
-    """Backward pass on the filtered messages alone (no likelihoods), in place.
+def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, unroll=2):
+    """Backward pass over the stored one-step predictions, in place.
 
-    p(z_t | x_{1:T}) = alpha_t ⊙ (A_t (gamma_{t+1} ⊘ (alpha_t A_t))): the smoothed marginal of step t+1
-    is divided by its one-step prediction from step t and mapped back through the transition. The
-    likelihoods are not read again, and every marginal overwrites the filtered message of its step, so
-    the [T, K] buffer of ``_forward(..., in_place=True)`` becomes the output. A masked step t+1 is the
-    identity (gamma_t = gamma_{t+1}, as alpha_t = alpha_{t+1} there).
+    p(z_t | x_{1:T}) ∝ pred_t ⊙ lik_t ⊙ (A_t (gamma_{t+1} ⊘ pred_{t+1})): the smoothed marginal of step
+    t+1 divided by its prediction from step t, mapped back through the transition, times the filtered
+    message of step t (recovered from its prediction and likelihood; its normaliser cancels). One
+    matrix-vector product per step, as in a beta recursion, but the backward messages are never
+    stored: each marginal overwrites the prediction of step t+1 once that has been read, so the
+    [T, K] buffer of ``_forward(..., store_pred=True)`` becomes the output. A masked step t+1 is the
+    identity (gamma_t = gamma_{t+1}).
+
+    Args:
+        last: f32[K] the last filtered message alpha_{T-1} (= gamma_{T-1}).
 
     Returns marginals f32[T, K], zero at masked steps.
     """
-    T, K = alphas.shape
+    T = preds.shape[0]
     valid = None if mask is None else jnp.asarray(mask, bool)
-    # the last filtered message is already normalised and is the last marginal: writing it again before
-    # the loop would make XLA copy the whole buffer
-    g_last = _row(alphas, T - 1)
     trans_T = jnp.swapaxes(transition, -1, -2)
 
     def step(i, carry):
-        g, out = carry
+        g, out = carry  # g = gamma_{t+1}, not yet written: row t+1 still holds pred_{t+1}
         t = T - 2 - i
-        trans_t = _row(transition, t) if time_varying else transition
-        a = _row(out, t)
-        pred = jnp.dot(a, trans_t)
-        ratio = jnp.where(pred > 0, g / jnp.where(pred > 0, pred, 1.0), 0.0)
-        gt = a * jnp.dot(ratio, _row(trans_T, t) if time_varying else trans_T)
+        p_next = _row(out, t + 1)
+        p_t = _row(out, t)
+        lik_t, _ = lik_at(t)
+        if valid is not None:
+            lik_t = jnp.where(valid[t], lik_t, 1.0)
+        ratio = jnp.where(p_next > 0, g / jnp.where(p_next > 0, p_next, 1.0), 0.0)
+        gt = p_t * lik_t * jnp.dot(ratio, _row(trans_T, t) if time_varying else trans_T)
         s = jnp.sum(gt)
         gt = gt / jnp.where(s > 0, s, 1.0)
+        # ``s >= 0`` (always true) makes the write wait for both reads of ``out``; without it XLA may
+        # schedule the write first and then copy the whole buffer at every step
+        keep = s >= 0
         if valid is not None:
+            out = _put(out, jnp.where(keep & valid[t + 1], g, 0.0), t + 1)
             gt = jnp.where(valid[t + 1], gt, g)
-            return gt, _put(out, jnp.where(valid[t], gt, 0.0), t)
-        return gt, _put(out, gt, t)
+        else:
+            out = _put(out, jnp.where(keep, g, 0.0), t + 1)
+        return gt, out
 
-    out = alphas
+    g, out = last, preds
     if T > 1:
-        _, out = lax.fori_loop(0, T - 1, step, (g_last, out), unroll=min(unroll, T - 1))
-    if valid is not None:
-        out = _put(out, jnp.where(valid[T - 1], _row(out, T - 1), 0.0), T - 1)
-    return out
+        g, out = lax.fori_loop(0, T - 1, step, (g, out), unroll=min(unroll, T - 1))
+    return _put(out, g if valid is None else jnp.where(valid[0], g, 0.0), 0)
 
 
 def _normalize_rows(x):
@@ -369,7 +392,8 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
-    alphas, log_cs, total = _forward(initial, transition, log_lik, mask, tv, keep_normalizers=True)
+    alphas, log_cs, total, _ = _forward(initial, transition, _array_lik(log_lik), T, mask, tv,
+                                        keep_normalizers=True)
     return Filtered(total, _zero_masked(alphas, mask), log_cs)
 
 
@@ -377,9 +401,11 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
     """Forward-backward smoothing: p(z_t | x_{1:T}) for every t and log p(x_{1:T}).
 
     p(z_t | x_{1:T}) ∝ alpha_t ⊙ beta_t with beta_t = A (p(x_{t+1} | ·) ⊙ beta_{t+1}), computed in the
-    equivalent form gamma_t = alpha_t ⊙ (A (gamma_{t+1} ⊘ alpha_t A)) that needs only the filtered
-    messages: the backward pass reads no likelihoods, and the marginals overwrite the messages in place,
-    so a batch needs one [B, T, K] buffer of messages, not two.
+    equivalent form gamma_t ∝ pred_t ⊙ p(x_t | ·) ⊙ (A (gamma_{t+1} ⊘ pred_{t+1})) from the forward pass's
+    one-step predictions pred_t = alpha_{t-1} A: one matrix-vector product per step each way, and the
+    marginals overwrite the predictions in place, so a batch needs one [B, T, K] buffer, not two.
+    ``gm.temporal.em.posterior`` runs the same passes on observations and an emission family without
+    a [T, K] array of log-likelihoods.
 
     Args:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
@@ -395,16 +421,20 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
-    # (not ``in_place``: XLA then copies the whole buffer at every step of an unbatched or masked call)
-    alphas, _, total = _forward(initial, transition, log_lik, mask, tv)
-    return Posterior(total, _smooth_from_filter(transition, alphas, mask, tv))
+    return _smoother(initial, transition, _array_lik(log_lik), T, mask, tv)
+
+
+def _smoother(initial, transition, lik_at, T, mask, tv) -> Posterior:
+    preds, _, total, last = _forward(initial, transition, lik_at, T, mask, tv, store_pred=True)
+    return Posterior(total, _smooth_from_pred(transition, preds, last, lik_at, mask, tv))
 
 
 def _two_slice_parts(initial, transition, log_lik, mask):
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
-    alphas, _, total = _forward(initial, transition, log_lik, mask, tv)
-    marg, w = _backward(transition, log_lik, alphas, mask, tv, keep_messages=True)
+    lik_at = _array_lik(log_lik)
+    alphas, _, total, _ = _forward(initial, transition, lik_at, T, mask, tv)
+    marg, w = _backward(transition, lik_at, T, alphas, mask, tv, keep_messages=True)
     if T == 1:
         return total, marg, alphas[:0], w[:0], tv
     if tv:
@@ -538,7 +568,7 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
     valid = _mask_or_true(mask, T)
-    alphas, _, _ = _forward(initial, transition, log_lik, mask, tv)
+    alphas, _, _, _ = _forward(initial, transition, _array_lik(log_lik), T, mask, tv)
     keys = jax.random.split(key, T)
     last = jax.random.categorical(keys[-1], jnp.log(alphas[-1])).astype(jnp.int32)
 

@@ -1,0 +1,133 @@
+"""tm.posterior / em.log_likelihood (likelihoods computed inside the loops) against path enumeration."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from gm import temporal as tm
+from tests.temporal.oracles import brute_force
+
+
+def _categorical_case(seed, K, T, V, time_varying, with_mask):
+    rng = np.random.default_rng(seed)
+    pi = rng.dirichlet(np.ones(K)).astype(np.float32)
+    shape = (T - 1, K) if time_varying else (K,)
+    A = rng.dirichlet(np.ones(K), size=shape).astype(np.float32)
+    probs = rng.dirichlet(np.ones(V), size=K).astype(np.float32)
+    obs = rng.integers(0, V, T)
+    obs[rng.random(T) < 0.25] = -1  # missing symbols
+    mask = None
+    if with_mask:
+        mask = rng.random(T) < 0.7
+        mask[rng.integers(T)] = True
+    # the oracle's log-likelihoods, in float64 numpy: 0 for a missing symbol
+    ll = np.where(obs[:, None] >= 0, np.log(probs.T[np.clip(obs, 0, V - 1)].astype(np.float64)), 0.0)
+    return pi, A, probs, obs.astype(np.int32), mask, ll
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("time_varying", [False, True])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_categorical_posterior_matches_enumeration(seed, time_varying, with_mask):
+    K, T, V = 3, 6, 4
+    pi, A, probs, obs, mask, ll = _categorical_case(seed, K, T, V, time_varying, with_mask)
+    want = brute_force(pi, A, ll, mask)
+    params = tm.HMMParams(jnp.asarray(pi), jnp.asarray(A), tm.CategoricalParams(jnp.asarray(probs)))
+    post = jax.jit(lambda o, m: tm.posterior(tm.Categorical(V), params, o, mask=m))(obs, mask)
+    np.testing.assert_allclose(post.marginals, want["marginals"], atol=1e-5)
+    np.testing.assert_allclose(post.log_evidence, want["log_evidence"], rtol=1e-5)
+    total = tm.em.log_likelihood(tm.Categorical(V), params, obs[None], None if mask is None else mask[None])
+    np.testing.assert_allclose(total, want["log_evidence"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gaussian_posterior_matches_enumeration(seed):
+    """The generic per-step path (a family without its own ``step_likelihood``), NaN = missing."""
+    rng = np.random.default_rng(100 + seed)
+    K, T, D = 3, 5, 2
+    pi = rng.dirichlet(np.ones(K)).astype(np.float32)
+    A = rng.dirichlet(np.ones(K), size=K).astype(np.float32)
+    means = rng.normal(size=(K, D)).astype(np.float32) * 2
+    covars = rng.uniform(0.5, 2.0, size=(K, D)).astype(np.float32)
+    x = rng.normal(size=(T, D)).astype(np.float32) * 2
+    x[rng.random((T, D)) < 0.2] = np.nan
+    ll = np.zeros((T, K))
+    for k in range(K):
+        lp = scipy.stats.norm.logpdf(x, means[k], np.sqrt(covars[k]))
+        ll[:, k] = np.where(np.isnan(x), 0.0, lp).sum(1)
+    want = brute_force(pi, A, ll)
+    params = tm.HMMParams(jnp.asarray(pi), jnp.asarray(A), tm.GaussianParams(jnp.asarray(means), jnp.asarray(covars)))
+    post = tm.posterior(tm.Gaussian(D, covariance="diag"), params, jnp.asarray(x))
+    np.testing.assert_allclose(post.marginals, want["marginals"], atol=1e-5)
+    np.testing.assert_allclose(post.log_evidence, want["log_evidence"], rtol=1e-5)
+
+
+def test_batched_posterior_equals_smoother_and_dynamax():
+    dynamax = pytest.importorskip("dynamax.hidden_markov_model")
+    rng = np.random.default_rng(3)
+    B, T, K, V = 16, 300, 8, 5
+    pi = jnp.asarray(rng.dirichlet(np.ones(K)), jnp.float32)
+    A = jnp.asarray(0.6 * np.eye(K) + 0.4 * rng.dirichlet(np.ones(K), size=K), jnp.float32)
+    probs = jnp.asarray(rng.dirichlet(np.ones(V) * 0.5, size=K), jnp.float32)
+    obs = jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32)
+    fam = tm.Categorical(V)
+    params = tm.HMMParams(pi, A, tm.CategoricalParams(probs))
+    post = jax.jit(jax.vmap(lambda o: tm.posterior(fam, params, o)))(obs)
+    ref = jax.vmap(lambda o: dynamax.hmm_smoother(pi, A, fam.log_likelihood(params.emission, o)))(obs)
+    np.testing.assert_allclose(post.marginals, ref.smoothed_probs, atol=1e-5)
+    np.testing.assert_allclose(post.log_evidence, ref.marginal_loglik, rtol=1e-5)
+    # padding at the end leaves every valid step and the log-evidence unchanged
+    lengths = jnp.asarray(rng.integers(1, T + 1, B))
+    mask = tm.length_mask(lengths, T)
+    padded = jax.vmap(lambda o, m: tm.posterior(fam, params, o, mask=m))(obs, mask)
+    for b in range(3):
+        n = int(lengths[b])
+        one = tm.posterior(fam, params, obs[b, :n])
+        np.testing.assert_allclose(padded.marginals[b, :n], one.marginals, atol=1e-5)
+        np.testing.assert_allclose(padded.log_evidence[b], one.log_evidence, rtol=1e-5)
+        assert float(jnp.abs(padded.marginals[b, n:]).max(initial=0.0)) == 0.0
+
+
+def test_long_sequence_log_evidence_stays_accurate():
+    rng = np.random.default_rng(5)
+    T, K, V = 50_000, 8, 6
+    pi = rng.dirichlet(np.ones(K))
+    A = 0.8 * np.eye(K) + 0.2 * rng.dirichlet(np.ones(K), size=K)
+    probs = rng.dirichlet(np.ones(V), size=K)
+    obs = rng.integers(0, V, T)
+    # float64 scaled forward pass as the reference
+    alpha, total = pi * probs[:, obs[0]], 0.0
+    for t in range(T):
+        if t:
+            alpha = (alpha @ A) * probs[:, obs[t]]
+        c = alpha.sum()
+        total += np.log(c)
+        alpha /= c
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    params = tm.HMMParams(f32(pi), f32(A), tm.CategoricalParams(f32(probs)))
+    post = jax.jit(lambda o: tm.posterior(tm.Categorical(V), params, o))(jnp.asarray(obs, jnp.int32))
+    assert abs(float(post.log_evidence) - total) < 1e-2
+    assert np.all(np.isfinite(np.asarray(post.marginals)))
+
+
+def test_impossible_evidence_gives_minus_inf_not_nan():
+    probs = jnp.asarray([[1.0, 0.0], [1.0, 0.0]])  # symbol 1 cannot be emitted
+    params = tm.HMMParams(jnp.asarray([0.5, 0.5]), jnp.full((2, 2), 0.5), tm.CategoricalParams(probs))
+    post = tm.posterior(tm.Categorical(2), params, jnp.asarray([0, 1, 0]))
+    assert float(post.log_evidence) == -np.inf
+    assert np.all(np.isfinite(np.asarray(post.marginals)))
+
+
+def test_bad_inputs_name_the_argument():
+    params = tm.HMMParams(jnp.ones(3) / 3, jnp.full((3, 3), 1 / 3), tm.CategoricalParams(jnp.full((2, 4), 0.25)))
+    with pytest.raises(ValueError, match="params.emission"):
+        tm.posterior(tm.Categorical(4), params, jnp.zeros(5, jnp.int32))
+    good = params._replace(emission=tm.CategoricalParams(jnp.full((3, 4), 0.25)))
+    with pytest.raises(ValueError, match="obs"):
+        tm.posterior(tm.Categorical(4), good, jnp.zeros((5, 2), jnp.int32))
+    with pytest.raises(ValueError, match="transition"):
+        tm.posterior(tm.Categorical(4), good._replace(transition=jnp.ones((2, 2))), jnp.zeros(5, jnp.int32))
+    with pytest.raises(ValueError, match="mask"):
+        tm.posterior(tm.Categorical(4), good, jnp.zeros(5, jnp.int32), mask=jnp.ones(4, bool))
