@@ -29,6 +29,8 @@ def test_bench_quick(tmp_path):
     for agree in res["agreement"].values():
         assert agree["max |marginals gm - dynamax|"] < 1e-4
         assert agree["max |marginals gm - hmmlearn|"] < 1e-4
+        assert agree["max |marginals gm posterior - dynamax|"] < 1e-4
+        assert agree["max |log-ev gm posterior - dynamax| (rel)"] < 1e-5
     assert res["long_abs_error_nats"]["gm"] < 1e-2
     assert res["factorial_max_abs_diff"]["max |marginals|"] < 1e-5
     assert all(r["max_abs_marginal_diff"] < 1e-5 for r in res["factorial_scaling"])
