@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from gm.data.images import binarize, random_shift
-from gm.deep.train import restore_checkpoint, save_checkpoint
+from gm.deep.train import latest_checkpoint_step, restore_checkpoint, save_checkpoint
 
 __all__ = [
     "ClassifierConfig",
@@ -253,7 +253,10 @@ def load_or_train_classifier(
         seconds = time.time() - start
         acc = accuracy(classifier, test_split.images, test_split.labels)
         meta = {"test_accuracy": acc, "train_seconds": round(seconds, 1), "config": config_dict}
-        save_checkpoint(directory, 0, classifier, meta, max_to_keep=1)
+        # a cache written with another config is replaced: the next step number (orbax refuses to
+        # overwrite a step) and keep only the newest
+        last = latest_checkpoint_step(directory)
+        save_checkpoint(directory, 0 if last is None else last + 1, classifier, meta, max_to_keep=1)
         info = {**meta, "cached": False}
     if info["test_accuracy"] < min_accuracy:
         raise RuntimeError(f"classifier test accuracy {info['test_accuracy']:.4f} < required {min_accuracy}")

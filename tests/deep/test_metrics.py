@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -58,5 +60,11 @@ def test_classifier_trains_and_caches(tmp_path):
     with pytest.raises(RuntimeError, match="accuracy"):
         metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, config,
                                          min_accuracy=1.01)
+    # another config in the same folder replaces the cache (it used to raise orbax's StepAlreadyExistsError)
+    other = dataclasses.replace(config, epochs=1)
+    _, info3 = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, other)
+    assert not info3["cached"]
+    _, info4 = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, other)
+    assert info4["cached"] and info4["test_accuracy"] == info3["test_accuracy"]
     with pytest.raises(ValueError, match="images"):
         metrics.classify(clf, np.zeros((2, 28, 28, 1)))
