@@ -23,7 +23,7 @@ from jax import lax
 
 from gm.temporal import hmm as _hmm
 from gm.temporal.emissions import step_likelihood
-from gm.temporal.hmm import Posterior, expected_counts
+from gm.temporal.hmm import Posterior
 
 __all__ = ["HMMParams", "Prior", "init_params", "e_step", "em_step", "fit", "fit_scan", "fit_restarts",
            "log_likelihood", "posterior"]
@@ -68,10 +68,15 @@ def _batch(obs, mask):
     return obs, mask
 
 
+def _expected_counts(family, params: HMMParams, obs, mask):
+    """``hmm.expected_counts`` of one sequence with each step's likelihood computed in the loops."""
+    initial, transition, lik_at, T, tv = _model_inputs(family, params, obs, mask)
+    return _hmm._counts(*_hmm._two_slice_core(initial, transition, lik_at, T, mask, tv), transition)
+
+
 def e_step(family, params: HMMParams, obs, mask=None):
     """Expected counts of one sequence: (ExpectedCounts, emission stats)."""
-    ll = family.log_likelihood(params.emission, obs)
-    counts = expected_counts(params.initial, params.transition, ll, mask=mask)
+    counts = _expected_counts(family, params, obs, mask)
     return counts, family.sufficient_stats(params.emission, obs, counts.marginals)
 
 
@@ -106,8 +111,7 @@ def _em_step(family, params: HMMParams, obs, mask=None, prior: Prior = Prior()):
     B, T = obs.shape[:2]
 
     def one(o, m):
-        ll = family.log_likelihood(params.emission, o)
-        return expected_counts(params.initial, params.transition, ll, mask=m)
+        return _expected_counts(family, params, o, m)
 
     counts = jax.vmap(one)(obs, mask) if mask is not None else jax.vmap(lambda o: one(o, None))(obs)
     K = params.initial.shape[0]

@@ -432,7 +432,10 @@ def _smoother(initial, transition, lik_at, T, mask, tv) -> Posterior:
 def _two_slice_parts(initial, transition, log_lik, mask):
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, tv = _check(initial, transition, log_lik, mask)
-    lik_at = _array_lik(log_lik)
+    return _two_slice_core(initial, transition, _array_lik(log_lik), T, mask, tv)
+
+
+def _two_slice_core(initial, transition, lik_at, T, mask, tv):
     alphas, _, total, _ = _forward(initial, transition, lik_at, T, mask, tv)
     marg, w = _backward(transition, lik_at, T, alphas, mask, tv, keep_messages=True)
     if T == 1:
@@ -459,7 +462,10 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
     Returns:
         ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
     """
-    total, marg, alphas, w, tv = _two_slice_parts(initial, transition, log_lik, mask)
+    return _counts(*_two_slice_parts(initial, transition, log_lik, mask), jnp.asarray(transition))
+
+
+def _counts(total, marg, alphas, w, tv, transition) -> ExpectedCounts:
     if tv:
         counts = jnp.einsum("ti,tij,tj->ij", alphas, transition, w)
     else:

@@ -124,3 +124,18 @@ def test_bad_inputs_name_the_argument():
         tm.posterior(tm.Categorical(4), good._replace(transition=jnp.ones((2, 2))), jnp.zeros(5, jnp.int32))
     with pytest.raises(ValueError, match="mask"):
         tm.posterior(tm.Categorical(4), good, jnp.zeros(5, jnp.int32), mask=jnp.ones(4, bool))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_e_step_matches_enumeration(seed):
+    """em.e_step (likelihoods in the loop): marginals, expected transition counts, emission counts."""
+    K, T, V = 3, 6, 4
+    pi, A, probs, obs, mask, ll = _categorical_case(seed, K, T, V, False, seed % 2 == 1)
+    want = brute_force(pi, A, ll, mask)
+    params = tm.HMMParams(jnp.asarray(pi), jnp.asarray(A), tm.CategoricalParams(jnp.asarray(probs)))
+    counts, stats = tm.em.e_step(tm.Categorical(V), params, obs, mask)
+    np.testing.assert_allclose(counts.log_evidence, want["log_evidence"], rtol=1e-5)
+    np.testing.assert_allclose(counts.marginals, want["marginals"], atol=1e-5)
+    np.testing.assert_allclose(counts.transitions, want["two_slice"].sum(0), atol=1e-5)
+    onehot = (obs[:, None] == np.arange(V)[None]).astype(np.float64)  # a missing symbol counts nowhere
+    np.testing.assert_allclose(stats, want["marginals"].T @ onehot, atol=1e-5)
