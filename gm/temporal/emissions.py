@@ -126,12 +126,25 @@ class Categorical:
         return lambda t: (lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
 
     def sufficient_stats(self, params, obs, weights):
-        """f32[K, V] expected counts Σ_t w_tk [x_t = v]."""
+        """f32[K, V] expected counts Σ_t w_tk [x_t = v] (a missing symbol counts nowhere).
+
+        On CPU a segment sum of the weight rows by symbol; elsewhere a product with the one-hot
+        matrix. In the jitted EM step on CPU the product took 13 ms of a 24 ms iteration (B = 256,
+        T = 1000, K = 4), the segment sum 5 ms; on accelerators the product is the fast one.
+        """
         obs = jnp.asarray(obs)
         self._check_obs(obs)
         _check_weights(obs.shape[0], weights, None)
-        onehot = jax.nn.one_hot(obs, self.num_symbols, dtype=weights.dtype)  # -1 -> zeros
-        return weights.T @ onehot
+        V = self.num_symbols
+
+        def by_product(obs, weights):
+            return weights.T @ jax.nn.one_hot(obs, V, dtype=weights.dtype)  # -1 -> zeros
+
+        def by_segment(obs, weights):
+            seg = jnp.where((obs >= 0) & (obs < V), obs, V)  # V: the discarded segment
+            return jax.ops.segment_sum(weights, seg, num_segments=V + 1)[:V].T
+
+        return lax.platform_dependent(obs, weights, cpu=by_segment, default=by_product)
 
     def m_step(self, stats, params: CategoricalParams) -> CategoricalParams:
         counts = jnp.maximum(stats + self.concentration - 1.0, 0.0)
