@@ -100,6 +100,8 @@ def temporal_checks(out: dict, mesh):
     out["em_fit_diff"] = max_diff(fitted, ref_fitted)
     out["em_fit_history_rel_diff"] = float(np.max(np.abs(np.asarray(hist) - np.asarray(ref_hist))
                                                   / np.abs(np.asarray(ref_hist))))
+    shard_map_checks(out, mesh, pi, A, log_liks, mask, fam, params, obs)
+
     # the compiled sharded E-step reduces across devices: XLA inserted the collective
     from gm.parallel import _compiled_em_step, batch_sharding, replicate
 
@@ -108,6 +110,53 @@ def temporal_checks(out: dict, mesh):
                                               jax.device_put(mk, batch_sharding(mesh)),
                                               replicate(tm.Prior(), mesh)).compile().as_text()
     out["em_step_hlo_all_reduce"] = "all-reduce" in text
+
+
+def shard_map_checks(out: dict, mesh, pi, A, log_liks, mask, fam, params, obs):
+    """Every gm.temporal pass written by a user inside ``jax.shard_map`` (their loops start from constant
+    carries, which must take the sharded evidence's varying axes) against the same vmap on one device;
+    and the DBN smoother (the factorial fast path and the general engine) through ``sharded_map``."""
+    from jax.sharding import PartitionSpec as P
+
+    from gm import parallel
+    from gm import temporal as tm
+    from gm.temporal import dbn
+
+    B = obs.shape[0]
+    keys = jax.random.split(jax.random.key(5), B)
+    fns = {
+        "filter": lambda ll, m, o, k: tm.filter(pi, A, ll, mask=m),
+        "smoother": lambda ll, m, o, k: tm.smoother(pi, A, ll, mask=m),
+        "expected_counts": lambda ll, m, o, k: tm.expected_counts(pi, A, ll, mask=m),
+        "viterbi": lambda ll, m, o, k: tm.viterbi(pi, A, ll, mask=m),
+        "sample_posterior": lambda ll, m, o, k: tm.sample_posterior(k, pi, A, ll, mask=m),
+        "posterior": lambda ll, m, o, k: tm.posterior(fam, params, o, m),
+    }
+    args = (log_liks, mask, obs, keys)
+    for name, fn in fns.items():
+        single = jax.jit(jax.vmap(fn))(*args)
+        inside = jax.jit(jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=P("batch"), out_specs=P("batch")))(*args)
+        out[f"shard_map_{name}_diff"] = max_diff(inside, single)
+
+    rng = np.random.default_rng(3)
+    K, V, T = 3, 4, 10
+    fact = dbn.factorial_hmm([rng.dirichlet(np.ones(K)) for _ in range(2)],
+                             [rng.dirichlet(np.ones(K), size=K) for _ in range(2)],
+                             rng.dirichlet(np.ones(V), size=(K, K)))
+    zipper = dbn.boltzmann_zipper(rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K),
+                                  rng.dirichlet(np.ones(V), size=K), rng.dirichlet(np.ones(K), size=K),
+                                  rng.dirichlet(np.ones(K), size=(K, K)), rng.dirichlet(np.ones(V), size=K))
+    for name, model in (("factorial", fact), ("zipper", zipper)):
+        ev = jax.vmap(lambda k: dbn.sample(k, model, T))(jax.random.split(jax.random.key(6), 6))
+        ev = jnp.where(jax.random.uniform(jax.random.key(7), ev.shape) < 0.3, -1, ev)  # B = 6: padded to 8
+
+        def one(m, e):
+            post = dbn.smoother(m, e)
+            return post.log_evidence, post.marginals
+
+        single = jax.jit(jax.vmap(one, in_axes=(None, 0)))(model, ev)
+        sharded = parallel.sharded_map(one, mesh, in_axes=(None, 0))(model, ev)
+        out[f"sharded_dbn_{name}_diff"] = max_diff(sharded, single)
 
 
 def training_checks(out: dict, mesh):

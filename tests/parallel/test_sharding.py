@@ -77,6 +77,14 @@ def test_temporal_smoother_and_em_equal_single_device(four):
     assert four["em_step_hlo_all_reduce"], "the sharded E-step should sum counts with an all-reduce"
 
 
+def test_temporal_passes_run_inside_shard_map_and_equal_single_device(four):
+    # before gm._loops these raised a carry-type TypeError inside shard_map
+    for name in ("filter", "smoother", "expected_counts", "viterbi", "sample_posterior", "posterior"):
+        assert four[f"shard_map_{name}_diff"] <= F32, (name, four[f"shard_map_{name}_diff"])
+    for name in ("factorial", "zipper"):
+        assert four[f"sharded_dbn_{name}_diff"] <= F32, (name, four[f"sharded_dbn_{name}_diff"])
+
+
 def test_data_parallel_training_step_equals_single_device_step(four):
     assert four["train_params_moved"] > 100 * F32  # three steps really changed the parameters
     assert four["train_params_diff"] <= F32 * max(1.0, four["train_params_scale"])
