@@ -8,9 +8,11 @@ T = 100,000 (time and float32 accuracy of the log-evidence against a float64 for
 against the flattened 216-state HMM, and a row per (M, K) showing how each side scales. Medians over
 repeats of wall and CPU seconds; compile time (first call minus median) reported separately. JAX
 functions are jitted and vmapped over sequences (the structured factorial smoother takes the batch
-directly); hmmlearn gets the concatenated sequences with ``lengths``.
+directly); hmmlearn gets the concatenated sequences with ``lengths``. With ``--cpu-devices N`` the host's
+CPU is split into N JAX devices and the factorial section adds both sides sharded over them
+(``gm.parallel.sharded_map``); ``--only factorial`` runs that section alone.
 
-    python -m experiments.bench_hmm [--quick] [--out runs/bench_hmm]
+    python -m experiments.bench_hmm [--quick] [--out runs/bench_hmm] [--cpu-devices 2] [--only factorial]
 """
 
 from __future__ import annotations
@@ -234,6 +236,22 @@ def bench_factorial(M, K, V, B, T, repeats, engine=True):
     res = {"structured smoother (dbn.smoother on the batch)": _timeit(lambda: structured(ev), repeats),
            "flattened smoother (tm.smoother, vmapped)": _timeit(lambda: flat(x), repeats),
            "flattened posterior (tm.posterior, vmapped)": _timeit(lambda: flat_post(x), repeats)}
+    if jax.device_count() > 1:
+        # both sides with the batch split over every device (gm.parallel.sharded_map: shard_map, each
+        # device runs the one-device program on its rows); on a CPU host see --cpu-devices
+        mesh = parallel.batch_mesh()
+        n = mesh.size
+
+        def struct_one(m, e):
+            p = dbn.smoother(m, e)
+            return p.log_evidence, tuple(p.marginals[n_] for n_ in names)
+
+        struct_sh = parallel.sharded_map(struct_one, mesh, in_axes=(None, 0))
+        flat_sh = parallel.sharded_map(flat_fn, mesh)
+        res[f"structured smoother, sharded over {n} devices"] = _timeit(lambda: struct_sh(model, ev), repeats)
+        res[f"flattened smoother (tm.smoother), sharded over {n} devices"] = _timeit(lambda: flat_sh(x), repeats)
+        flat_post_sh = parallel.sharded_map(flat_post_fn, mesh)
+        res[f"flattened posterior (tm.posterior), sharded over {n} devices"] = _timeit(lambda: flat_post_sh(x), repeats)
     if engine:
         # the general 2-TBN contraction engine (what dbn.smoother runs for other structures), vmapped,
         # on the factorial model and on the flattened HMM written as a one-chain DBN
@@ -287,8 +305,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="runs/bench_hmm")
+    ap.add_argument("--cpu-devices", type=int, default=1,
+                    help="split the host CPU into this many JAX devices (adds sharded factorial rows)")
+    ap.add_argument("--only", choices=["all", "factorial"], default="all")
     parallel.add_distributed_args(ap)
     args = ap.parse_args(argv)
+    if args.cpu_devices > 1:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before JAX's backend starts
     parallel.initialize_from_args(args)
     if args.quick:
         Ks, B, T, reps, hreps, longT, longK = [4], 8, 50, 2, 1, 2000, 8
@@ -304,11 +327,14 @@ def main(argv=None):
                               devices=str(jax.devices()), cpu_count=os.cpu_count(),
                               load_average=os.getloadavg()),
                "batch": {}, "agreement": {}}
+    if args.only == "factorial":
+        Ks, results["long"] = [], None
     for K in Ks:
         print(f"batch B={B} T={T} K={K} ...", flush=True)
         results["batch"][K], results["agreement"][K] = bench_batch(K, B, T, 8, reps, hreps)
-    print(f"long sequence T={longT} K={longK} ...", flush=True)
-    results["long"], results["long_abs_error_nats"] = bench_long(longT, longK, max(1, reps // 2))
+    if args.only == "all":
+        print(f"long sequence T={longT} K={longK} ...", flush=True)
+        results["long"], results["long_abs_error_nats"] = bench_long(longT, longK, max(1, reps // 2))
     try:
         print("factorial HMM ...", flush=True)
         results["factorial"], results["factorial_max_abs_diff"] = bench_factorial(**fact)
@@ -339,8 +365,8 @@ def main(argv=None):
     text = [f"## B={B}, T={T}, categorical emissions (seconds, median of {reps} / {hreps} for hmmlearn)", "",
             _table(rows, ["K", "task"] + libs + ["gm speed-up vs dynamax / hmmlearn-scaling / -log",
                                                   "CPU s gm / dynamax (speed-up)", "gm compile s"]), ""]
-    lr = results["long"]
-    text += [f"## one sequence T={longT}, K={longK}", "",
+    lr = results["long"] or {}
+    text += [] if not lr else [f"## one sequence T={longT}, K={longK}", "",
              _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in lr.items()],
                     ["smoother", "median s", "compile s"]), "",
              "log-evidence abs error vs float64 (nats): " + ", ".join(
