@@ -8,6 +8,7 @@ or a fact about shardings; the test decides what passes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -167,6 +168,19 @@ def training_checks(out: dict, mesh):
     config = vae.VAEConfig(latent_dim=4, hidden=(32,), learning_rate=1e-2)
     state0 = vae.create_state(jax.random.key(0), config, {"image": images[:32]})
     step = parallel.data_parallel_train_step(vae.train_step, mesh)
+    # the importance-weighted bound (a lax.scan over chunks of samples) inside a user's shard_map: each
+    # device's rows with the same key, against the same call on each quarter of the batch on one device
+    from jax.sharding import PartitionSpec as P
+
+    full_config = dataclasses.replace(config, image_shape=tuple(images.shape[1:]))
+    bound_key = jax.random.key(9)
+
+    def bound(x):
+        return vae.iwae_bound(state0.params, full_config, x, None, bound_key, k=8, chunk_size=4)
+
+    inside = jax.jit(jax.shard_map(bound, mesh=mesh, in_specs=P("batch"), out_specs=P("batch")))(images[:16])
+    quarters = jnp.concatenate([bound(images[i:i + 4]) for i in range(0, 16, 4)])
+    out["shard_map_iwae_diff"] = max_diff(inside, quarters)
     single, sharded = state0, state0
     for i in range(3):
         batch = {"image": images[i * 16:(i + 1) * 16]}  # global batch 16 = 4 per device

@@ -77,12 +77,13 @@ def test_temporal_smoother_and_em_equal_single_device(four):
     assert four["em_step_hlo_all_reduce"], "the sharded E-step should sum counts with an all-reduce"
 
 
-def test_temporal_passes_run_inside_shard_map_and_equal_single_device(four):
-    # before gm._loops these raised a carry-type TypeError inside shard_map
+def test_loops_run_inside_shard_map_and_equal_single_device(four):
+    # before gm._loops these (and vae.iwae_bound) raised a carry-type TypeError inside shard_map
     for name in ("filter", "smoother", "expected_counts", "viterbi", "sample_posterior", "posterior"):
         assert four[f"shard_map_{name}_diff"] <= F32, (name, four[f"shard_map_{name}_diff"])
     for name in ("factorial", "zipper"):
         assert four[f"sharded_dbn_{name}_diff"] <= F32, (name, four[f"sharded_dbn_{name}_diff"])
+    assert four["shard_map_iwae_diff"] <= 1e-4  # a sum of log-weights over the image's pixels
 
 
 def test_data_parallel_training_step_equals_single_device_step(four):
