@@ -36,6 +36,7 @@ def test_bench_quick(tmp_path):
     assert all(r["max_abs_marginal_diff"] < 1e-5 for r in res["factorial_scaling"])
 
 
+@pytest.mark.slow  # 20 to 35 s; the suite must stay under 15 min on 2 cores
 def test_audio_visual_quick(tmp_path):
     from experiments import audio_visual
 

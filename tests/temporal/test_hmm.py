@@ -95,6 +95,7 @@ def test_padding_is_exact_under_vmap():
         np.testing.assert_allclose(paths.log_prob[b], p.log_prob, rtol=1e-6)
 
 
+@pytest.mark.slow  # 20 to 35 s; the suite must stay under 15 min on 2 cores
 def test_parallel_matches_sequential_longer():
     rng = np.random.default_rng(2)
     for tv, masked in ((True, True),):  # the unmasked constant-transition case is in the enumeration test
