@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm.bn import engine as _engine
 from gm.bn import tensornet as _contract
 from gm.bn.network import BayesNet, Structure
 
@@ -155,18 +156,100 @@ def log_prob(net: BayesNet, x) -> jax.Array:
     return total
 
 
-def log_evidence(net: BayesNet, ev, soft: Soft = None) -> jax.Array:
+# Engines. "host": numpy on the unpadded step program, for concrete (eager) calls: no compilation, so a
+# notebook's first answer costs the contraction itself. "program": the fixed-shape step program under
+# XLA (one scan per segment; compile time about constant in the network's size), for traced calls
+# (jit, vmap, grad). "unrolled": the first engine, one XLA kernel per contraction step (fast to run on
+# small networks, slow to compile on large ones). "auto": host when every input is concrete, else
+# program.
+METHODS = ("auto", "host", "program", "unrolled")
+
+
+def _concrete(*trees) -> bool:
+    return not any(_is_tracer(x) for t in trees for x in jax.tree_util.tree_leaves(t))
+
+
+def _method(method: str, net: BayesNet, ev, soft) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        return "host" if _concrete(net, ev, soft) else "program"
+    if method == "host" and not _concrete(net, ev, soft):
+        raise ValueError("method='host' needs concrete arrays: call it outside jax.jit / jax.vmap / jax.grad")
+    return method
+
+
+def _dtype(net: BayesNet):
+    return jnp.result_type(*net.cpts) if net.cpts else jnp.float32
+
+
+def _evidence_matrix_host(net: BayesNet, ev, soft: Soft) -> np.ndarray:
+    """`evidence_matrix` in numpy (float64), for the host engine."""
+    ev = np.asarray(ev)
+    if ev.shape != (net.n_vars,):
+        raise ValueError(
+            f"evidence must have shape ({net.n_vars},) (one entry per variable, -1 = unobserved), "
+            f"got {ev.shape}; batch with jax.vmap"
+        )
+    if not np.issubdtype(ev.dtype, np.integer):
+        raise TypeError(f"evidence must be an integer array, got dtype {ev.dtype}")
+    cards = np.asarray(net.cards)
+    width = _engine.width(net.structure)
+    states = np.arange(width)[None, :]
+    mat = np.where(ev[:, None] >= 0, (ev[:, None] == states), states < cards[:, None]).astype(np.float64)
+    for name, vec in (soft or {}).items():
+        i = net.index(name)
+        vec = np.asarray(vec, np.float64)
+        if vec.shape != (net.cards[i],):
+            raise ValueError(f"soft evidence for {name!r} must have shape ({net.cards[i]},), got {vec.shape}")
+        mat[i, : net.cards[i]] *= vec
+    return mat
+
+
+def _per_variable(net: BayesNet, table) -> dict[str, jax.Array]:
+    """``{name: table[i, :card_i]}`` of a ``[n_vars, width]`` table (numpy tables stay on the host until
+    the end: one device transfer per variable, no compiled slice)."""
+    return {name: table[i, :card] for i, (name, card) in enumerate(zip(net.names, net.cards))}
+
+
+def _host_marginals(net: BayesNet, ev, soft):
+    post, log_z = _engine.marginals_host(net.structure, _engine.flat_cpts_host(net), _evidence_matrix_host(net, ev, soft))
+    dtype = np.dtype(_dtype(net))
+    post = jax.device_put({k: v.astype(dtype) for k, v in _per_variable(net, post).items()})
+    return post, jnp.asarray(log_z, dtype)
+
+
+def _program_marginals(net: BayesNet, ev, soft):
+    fn = _engine.single(_engine.marginals, net.structure)
+    post, log_z = fn(_engine.flat_cpts(net), evidence_matrix(net, ev, soft))
+    return _per_variable(net, post), log_z
+
+
+def log_evidence(net: BayesNet, ev, soft: Soft = None, *, method: str = "auto") -> jax.Array:
     """log P(e): ``f32[]``, ``-inf`` when the evidence is impossible.
 
     Args:
       net: the network.
       ev: ``int32[n_vars]``, the observed state of each variable or -1.
       soft: optional ``{name: f32[card]}`` likelihood vectors (virtual evidence) multiplied in.
+      method: the engine (see `METHODS`): "auto" runs on the host for concrete inputs and as a compiled
+        step program under `jax.jit`, `jax.vmap` and `jax.grad` (differentiable in the CPTs and soft
+        evidence).
     """
-    return _log_partition(net, evidence_vectors(net, ev, soft))
+    method = _method(method, net, ev, soft)
+    if method == "host":
+        flat = _engine.flat_cpts_host(net)
+        return jnp.asarray(
+            _engine.log_evidence_host(net.structure, flat, _evidence_matrix_host(net, ev, soft)), _dtype(net)
+        )
+    if method == "unrolled":
+        return _log_partition(net, evidence_vectors(net, ev, soft))
+    return _engine.log_evidence(net.structure, _engine.flat_cpts(net), evidence_matrix(net, ev, soft)[..., None])[0]
 
 
-def marginals(net: BayesNet, ev, soft: Soft = None, *, check: bool = False) -> dict[str, jax.Array]:
+def marginals(
+    net: BayesNet, ev, soft: Soft = None, *, check: bool = False, method: str = "auto"
+) -> dict[str, jax.Array]:
     """Posterior marginals P(X_i | e) of every variable, in one pass.
 
     ``P(X_i = x | e) = e_i(x) * d log P(e) / d e_i(x)``: one forward and one reverse contraction.
@@ -178,6 +261,8 @@ def marginals(net: BayesNet, ev, soft: Soft = None, *, check: bool = False) -> d
       soft: optional ``{name: f32[card]}`` likelihood vectors.
       check: outside jit, raise ValueError when P(e) = 0. Inside jit, impossible evidence gives
         all-zero vectors (and ``log_evidence`` gives -inf), never NaN.
+      method: the engine (see `METHODS`); "auto": numpy on the host for concrete inputs (no compile),
+        the compiled step program under jit / vmap (a vmap over evidence runs one batch-minor program).
 
     Returns:
       ``{name: f32[card]}``.
@@ -185,14 +270,19 @@ def marginals(net: BayesNet, ev, soft: Soft = None, *, check: bool = False) -> d
     Example:
       >>> jax.vmap(marginals, in_axes=(None, 0))(net, evs)   # evs: int32[B, n_vars]
     """
-    log_z, post = _marginals_and_log_z(net, ev, soft)
+    post, log_z = marginals_and_log_evidence(net, ev, soft, method=method)
     if check:
         _raise_if_impossible(net, ev, log_z, "marginals")
-    return dict(zip(net.names, post))
+    return post
 
 
-def marginals_and_log_evidence(net: BayesNet, ev, soft: Soft = None):
+def marginals_and_log_evidence(net: BayesNet, ev, soft: Soft = None, *, method: str = "auto"):
     """``(marginals dict, log P(e))`` from the same pass."""
+    method = _method(method, net, ev, soft)
+    if method == "host":
+        return _host_marginals(net, ev, soft)
+    if method == "program":
+        return _program_marginals(net, ev, soft)
     log_z, post = _marginals_and_log_z(net, ev, soft)
     return dict(zip(net.names, post)), log_z
 
@@ -256,12 +346,20 @@ def _batched_marginals_and_log_z(net: BayesNet, evs, soft: Soft = None):
 
 
 def _batch_minor(fn, net: BayesNet, kwargs):
-    """The batch-minor implementation of ``fn`` over a chunk ``int32[B, n_vars]``, or None."""
-    if kwargs.get("check") or set(kwargs) - {"soft", "check"}:
+    """The batch-minor implementation of ``fn`` over a chunk ``int32[B, n_vars]``, or None (then
+    ``jax.vmap``; the program engine's own vmap rule is batch-minor too)."""
+    if kwargs.get("check") or set(kwargs) - {"soft", "check", "method"}:
         return None
-    if not _contract.all_steps_small(network_plan(net.structure)):
-        return None  # large steps: jax.vmap's layout was faster (pathfinder: 0.87x, compile 1.2x longer)
     soft = kwargs.get("soft")
+    method = kwargs.get("method", "auto")
+    if method in ("auto", "program"):
+        if fn is log_evidence:  # differentiable, so not behind the custom vmap rule: batch it here
+            return lambda evs: _engine.log_evidence(
+                net.structure, _engine.flat_cpts(net), jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1)
+            )
+        return None
+    if method != "unrolled" or not _contract.all_steps_small(network_plan(net.structure)):
+        return None  # large steps: jax.vmap's layout was faster (pathfinder: 0.87x, compile 1.2x longer)
     if fn is marginals:
         return lambda evs: dict(zip(net.names, _batched_marginals_and_log_z(net, evs, soft)[1]))
     if fn is marginals_and_log_evidence:
@@ -285,28 +383,57 @@ def _query_indices(net: BayesNet, names: Sequence[str]) -> tuple[int, ...]:
     return idx
 
 
-def query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None, *, check: bool = False):
+@functools.lru_cache(maxsize=512)
+def _query_fn(idx: tuple[int, ...]):
+    return functools.partial(_engine.query, idx=idx)
+
+
+def _query_table(net: BayesNet, idx: tuple[int, ...], ev, soft, method: str):
+    """``(P(X_idx | e) table, P(e) > 0)`` by the chosen engine; all-zero table when P(e) = 0."""
+    if method == "host":
+        table, possible = _engine.query_host(
+            net.structure, _engine.flat_cpts_host(net), _evidence_matrix_host(net, ev, soft), idx
+        )
+        return jnp.asarray(table, _dtype(net)), possible
+    if method == "program":
+        fn = _engine.single(_query_fn(idx), net.structure)
+        return fn(_engine.flat_cpts(net), evidence_matrix(net, ev, soft))
+    table, _ = _scaled_total(net, evidence_vectors(net, ev, soft), idx)
+    total = jnp.sum(table)
+    return jnp.where(total > 0, table / jnp.where(total > 0, total, 1.0), 0.0), total > 0
+
+
+def query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None, *, check: bool = False, method: str = "auto"):
     """Joint posterior table P(names | e), ``f32[card_1, ..., card_k]`` with axes in ``names`` order.
 
-    Impossible evidence gives an all-zero table (``check=True`` raises outside jit).
+    Impossible evidence gives an all-zero table (``check=True`` raises outside jit). ``method``: the
+    engine, as in `marginals`.
     """
     idx = _query_indices(net, names)
-    vecs = evidence_vectors(net, ev, soft)
-    table, _ = _scaled_total(net, vecs, idx)
-    total = jnp.sum(table)
+    table, possible = _query_table(net, idx, ev, soft, _method(method, net, ev, soft))
     if check:
-        _raise_if_impossible(net, ev, _safe_log(total), "query")
-    return jnp.where(total > 0, table / jnp.where(total > 0, total, 1.0), 0.0)
+        _raise_if_impossible(net, ev, jnp.where(possible, 0.0, -jnp.inf), "query")
+    return table
 
 
-def mpe(net: BayesNet, ev, soft: Soft = None) -> jax.Array:
+def mpe(net: BayesNet, ev, soft: Soft = None, *, method: str = "auto") -> jax.Array:
     """Most probable explanation: ``argmax_x P(x, e)``, ``int32[n_vars]`` (observed entries kept).
 
-    Max-product contraction along the same plan, decoded by argmax traceback; ties go to the lowest
-    state index at each elimination. With impossible evidence the unobserved entries are arbitrary
-    (check ``log_evidence``).
+    Max-product contraction along the network's plan (log space), decoded by argmax traceback; ties go
+    to the lowest state index at each elimination. With impossible evidence the unobserved entries are
+    arbitrary (check ``log_evidence``). ``method``: the engine, as in `marginals`.
     """
+    method = _method(method, net, ev, soft)
+    if method == "host":
+        mat = _evidence_matrix_host(net, ev, soft)
+        x, _ = _engine.mpe_host(net.structure, _engine.flat_cpts_host(net), mat)
+        ev = np.asarray(ev)
+        return jnp.asarray(np.where(ev >= 0, ev, x), jnp.int32)
     ev = _check_evidence(net, ev)
+    if method == "program":
+        fn = _engine.single(_engine.mpe, net.structure)
+        x, _ = fn(_engine.flat_cpts(net), evidence_matrix(net, ev, soft))
+        return jnp.where(ev >= 0, ev, x).astype(jnp.int32)
     vecs = evidence_vectors(net, ev, soft)
     plan = network_plan(net.structure, ())
     logs = [_safe_log(t) for t in _weighted_cpts(net, vecs)]
@@ -319,12 +446,12 @@ def mpe(net: BayesNet, ev, soft: Soft = None) -> jax.Array:
 _MAP_TABLE_LIMIT = 1 << 26
 
 
-def map_query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None) -> jax.Array:
+def map_query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None, *, method: str = "auto") -> jax.Array:
     """MAP assignment of ``names``: ``argmax P(names, e)`` with the other variables summed out.
 
     Returns ``int32[len(names)]``. Exact: the joint table over ``names`` is computed by contraction and
     maximised, so its size (product of the cardinalities) is limited to 2**26 entries; for all
-    variables use `mpe`.
+    variables use `mpe`. ``method``: the engine, as in `marginals`.
     """
     idx = _query_indices(net, names)
     size = math.prod(net.cards[i] for i in idx)
@@ -333,8 +460,10 @@ def map_query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None) -> jax
             f"map_query over {list(names)} needs a table of {size} entries (limit {_MAP_TABLE_LIMIT}); "
             "use mpe for a full assignment"
         )
-    vecs = evidence_vectors(net, ev, soft)
-    table, _ = _scaled_total(net, vecs, idx)
+    method = _method(method, net, ev, soft)
+    table, _ = _query_table(net, idx, ev, soft, method)
+    if method == "host":
+        return jnp.asarray(np.unravel_index(int(np.argmax(np.asarray(table))), table.shape), jnp.int32)
     flat = jnp.argmax(table.reshape(-1))
     return jnp.stack(jnp.unravel_index(flat, table.shape)).astype(jnp.int32)
 

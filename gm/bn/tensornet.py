@@ -96,35 +96,43 @@ def _steps_from_ssa(inputs, output, ssa_path, sizes=None) -> tuple[Step, ...]:
     """Turn an SSA path into steps whose outputs keep only labels still needed.
 
     Small unary steps are folded into the next pairwise step of their tensor (see ``_FOLD_UNARY``).
+    Linear in the path's length: a label is needed while some alive tensor carries it (counted).
     """
     labels = [tuple(t) for t in inputs]
     real = list(range(len(inputs)))  # SSA id -> id among the emitted tensors
     alive = set(range(len(inputs)))  # emitted ids
+    carriers: dict[int, int] = {}  # label -> number of alive tensors carrying it
+    for t in inputs:
+        for l in t:
+            carriers[l] = carriers.get(l, 0) + 1
     steps = []
     out_set = set(output)
+
+    def drop(t):
+        alive.discard(t)
+        for l in labels[t]:
+            carriers[l] -= 1
+
     for k, pair in enumerate(ssa_path):
         is_last = k == len(ssa_path) - 1
         a, b = (real[pair[0]], -1) if len(pair) == 1 else (real[pair[0]], real[pair[1]])
         if b < 0 and sizes is not None and not is_last:
-            others = set(out_set)
-            for t in alive - {a}:
-                others.update(labels[t])
-            summed = [l for l in labels[a] if l not in others]
+            summed = [l for l in labels[a] if l not in out_set and carriers[l] == 1]
             if math.prod(sizes[l] for l in summed) <= _FOLD_UNARY:
                 real.append(a)  # the unary result is ``a`` itself, summed later
                 continue
-        alive.discard(a)
-        alive.discard(b)
-        needed = set(out_set)
-        for t in alive:
-            needed.update(labels[t])
+        drop(a)
+        if b >= 0:
+            drop(b)
         union = list(dict.fromkeys(labels[a] + (labels[b] if b >= 0 else ())))
         if is_last and not alive:
             out = tuple(output)
         else:
-            out = tuple(l for l in union if l in needed)
+            out = tuple(l for l in union if l in out_set or carriers[l] > 0)
         labels.append(out)
         alive.add(len(labels) - 1)
+        for l in out:
+            carriers[l] += 1
         real.append(len(labels) - 1)
         steps.append(Step(int(a), int(b), out))
     return tuple(steps)
@@ -197,17 +205,33 @@ def _hyper_path(inputs, output, size_dict, max_time: float) -> list[tuple[int, i
 _QUICK_ENOUGH_FLOPS = 1e6
 
 
+# Path search is paid before the first answer, so its budget follows what is at stake: about the time the
+# greedy path's contraction would take at this many multiply-adds per second.
+_SEARCH_FLOPS_PER_SECOND = 1e9
+
+
 def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, int]]:
     size_dict = {l: sizes[l] for t in inputs for l in t}
-    ssa = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=32))
+    start = time.perf_counter()
+    ssa = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=1))
     flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
     if flops <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
-    if max_time is None:  # spend search time in proportion to what is at stake
-        # link: greedy 4.9e10 multiply-adds; 30 s of hyper-search under load found nothing better, 120 s
-        # found 7.6e7 (munin1: greedy 1.6e10, 30 s found 1.75e8)
-        max_time = 10.0 if flops < 1e8 else 30.0 if flops < 1e10 else 120.0
-    better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, max_time))
+    if max_time is None:
+        # munin1: greedy 1.6e10 multiply-adds, 30 s of hyper-search found 1.75e8; link: greedy 4.9e10,
+        # 120 s found 7.6e7. diabetes and munin2 (greedy 1e7) are not worth a second of search.
+        max_time = min(120.0, flops / _SEARCH_FLOPS_PER_SECOND)
+    # randomised greedy trials cost about a millisecond per tensor each
+    trials = int(min(32, max_time / (1e-3 * len(inputs) + 1e-3) / 2))
+    if trials >= 2:
+        more = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=trials))
+        more_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, more))
+        if more_flops < flops:
+            ssa, flops = more, more_flops
+    left = max_time - (time.perf_counter() - start)
+    if left < 1.0:
+        return ssa
+    better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, left))
     better_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, better))
     return better if better_flops < flops else ssa
 
@@ -226,9 +250,9 @@ def plan(
       inputs: labels (ints) of each tensor's axes.
       output: labels of the result (distinct, each present in some input).
       sizes: dimension of each label, indexed by label.
-      max_time: seconds for the hyper-optimiser, which runs only when the quick randomised-greedy
-        path costs more than 1e6 multiply-adds (default: 10 s; 30 s when the greedy path costs over
-        1e8 and 120 s over 1e10; 0 keeps the greedy path). Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
+      max_time: seconds of search (randomised greedy trials, then cotengra's hyper-optimiser) when
+        the greedy path costs more than 1e6 multiply-adds; default: what that contraction would take at
+        1e9 multiply-adds per second, at most 120 s; 0 keeps the greedy path. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
         ``~/.cache/gm/plans``), so a search runs once per structure and machine.
     """
     inputs = tuple(tuple(int(l) for l in t) for t in inputs)

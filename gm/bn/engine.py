@@ -1,0 +1,216 @@
+"""The program engine: exact Bayesian-network queries on `gm.bn.program`'s fixed-shape step programs.
+
+Every function here takes the evidence as a matrix ``f[n_vars, width, V]`` (row i: variable i's evidence
+vector, zero-padded to ``width``, for each of ``V`` evidence sets, the batch axis minor) and returns
+batch-minor results. `gm.bn.inference` builds that matrix and wraps these functions for one evidence set;
+under `jax.vmap` its wrappers route here with the whole batch as ``V`` (`jax.custom_batching`), so a
+vmapped query runs one program whose gathers move rows of ``V`` contiguous floats.
+
+Inputs of a network's plan are its CPTs, in variable order, with the evidence multiplied into the
+child's axis: entry ``j`` of the flattened CPTs is multiplied by ``evidence[var(j), state(j)]``, one
+gather for the whole network (`entry_index`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gm.bn import program as _program
+from gm.bn import tensornet as _tensornet
+from gm.bn.network import BayesNet, Structure
+
+
+@functools.lru_cache(maxsize=256)
+def network_program(structure: Structure, output: tuple[int, ...] = ()) -> _program.Program:
+    """The step program of the network's plan into ``output`` (cached per structure and output)."""
+    plan = _tensornet.plan(structure.families, tuple(output), structure.cards)
+    return _program.lower(plan)
+
+
+def width(structure: Structure) -> int:
+    """Columns of the evidence matrix: the largest cardinality."""
+    return max(structure.cards) if structure.cards else 1
+
+
+@functools.lru_cache(maxsize=256)
+def entry_index(structure: Structure) -> np.ndarray:
+    """``int32[n_entries]``: for each entry of the flattened CPTs, ``var * width + child state``."""
+    w = width(structure)
+    parts = []
+    for i, fam in enumerate(structure.families):
+        size = int(np.prod([structure.cards[v] for v in fam]))
+        parts.append(i * w + np.arange(size) % structure.cards[i])
+    return np.concatenate(parts).astype(np.int32) if parts else np.zeros((0,), np.int32)
+
+
+def flat_cpts(net: BayesNet) -> jax.Array:
+    """The CPTs flattened and concatenated in variable order: ``f[n_entries]``."""
+    return jnp.concatenate([jnp.ravel(c) for c in net.cpts])
+
+
+def _inputs(structure: Structure, flat: jax.Array, evidence: jax.Array) -> jax.Array:
+    """Input entries times their evidence: ``f[n_entries, V]``."""
+    n, w, v = evidence.shape
+    ev = evidence.reshape(n * w, v)[jnp.asarray(entry_index(structure))]
+    return flat[:, None] * ev
+
+
+def _safe_log(x):
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1.0)), -jnp.inf)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _log_total(prog: _program.Program, inputs: jax.Array) -> jax.Array:
+    """log of the (scalar) contraction of ``inputs: f[n_entries, V]``: ``f[V]``, -inf where it is 0."""
+    _, _, root, log_scale = _program.forward(prog, inputs)
+    return _safe_log(root) + log_scale
+
+
+def _log_total_fwd(prog, inputs):
+    mem, scales, root, log_scale = _program.forward(prog, inputs)
+    return _safe_log(root) + log_scale, (mem, scales, root)
+
+
+def _log_total_bwd(prog, residuals, g):
+    mem, scales, root = residuals
+    positive = root > 0
+    ct = jnp.where(positive, g / jnp.where(positive, root, 1.0), 0.0)
+    return (_program.backward(prog, mem, scales, ct),)
+
+
+_log_total.defvjp(_log_total_fwd, _log_total_bwd)
+
+
+def log_evidence(structure: Structure, flat: jax.Array, evidence: jax.Array) -> jax.Array:
+    """log P(e) for each evidence set: ``f[V]`` (-inf when impossible); differentiable in the CPTs and
+    the evidence (a hand-written reverse pass)."""
+    return _log_total(network_program(structure), _inputs(structure, flat, evidence))
+
+
+def _posteriors(evidence, grad, possible):
+    """``e_i(x) * d log P(e) / d e_i(x)`` normalised over each row's states (axis 1); zero rows where
+    ``possible`` (per evidence set, the last axis) is False."""
+    p = jnp.maximum(evidence * grad, 0.0)
+    total = jnp.sum(p, axis=1, keepdims=True)
+    ok = possible[None, None, :] & (total > 0)
+    return jnp.where(ok, p / jnp.where(ok, total, 1.0), 0.0)
+
+
+def marginals(structure: Structure, flat: jax.Array, evidence: jax.Array):
+    """``(posteriors f[n_vars, width, V], log P(e) f[V])``: P(X_i = x | e) in row i (zero past the
+    cardinality); all-zero rows where P(e) = 0.
+
+    ``P(X_i = x | e) = e_i(x) * d log P(e) / d e_i(x)``; the derivative is the reverse pass's cotangent
+    of the input entries times the CPT entries, summed by (variable, state).
+    """
+    prog = network_program(structure)
+    n, w, v = evidence.shape
+    mem, scales, root, log_scale = _program.forward(prog, _inputs(structure, flat, evidence))
+    possible = root > 0
+    ct = jnp.where(possible, 1.0 / jnp.where(possible, root, 1.0), 0.0)
+    g = _program.backward(prog, mem, scales, ct)  # d log P(e) / d input entry: f[n_entries, V]
+    grad = jax.ops.segment_sum(g * flat[:, None], jnp.asarray(entry_index(structure)), num_segments=n * w)
+    return _posteriors(evidence, grad.reshape(n, w, v), possible), _safe_log(root) + log_scale
+
+
+def query(structure: Structure, flat: jax.Array, evidence: jax.Array, *, idx: tuple[int, ...]):
+    """``(P(X_idx | e) f[*cards, V], P(e) > 0 bool[V])``; all-zero tables where P(e) = 0."""
+    prog = network_program(structure, tuple(idx))
+    _, _, table, _ = _program.forward(prog, _inputs(structure, flat, evidence))
+    total = jnp.sum(table.reshape(-1, table.shape[-1]), axis=0)
+    possible = total > 0
+    return jnp.where(possible, table / jnp.where(possible, total, 1.0), 0.0), possible
+
+
+def mpe(structure: Structure, flat: jax.Array, evidence: jax.Array):
+    """``(argmax_x P(x, e) int32[n_vars, V], max_x log P(x, e) f[V])`` by max-sum and traceback."""
+    prog = network_program(structure)
+    root, arg = _program.forward_max(prog, _safe_log(_inputs(structure, flat, evidence)))
+    values = _program.decode(prog, arg, jnp.zeros((0, evidence.shape[-1]), jnp.int32))
+    return values, root
+
+
+# --------------------------------------------------------------------------------------------------
+# the host path (one concrete evidence set, numpy float64, nothing compiled)
+
+
+def flat_cpts_host(net: BayesNet) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(c, np.float64)) for c in net.cpts])
+
+
+def _inputs_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    return flat * evidence.reshape(-1)[entry_index(structure)]
+
+
+def log_evidence_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray) -> float:
+    """`log_evidence` of one evidence matrix ``f64[n_vars, width]`` on the host."""
+    _, _, root, log_scale = _program.forward_host(network_program(structure), _inputs_host(structure, flat, evidence))
+    return float(np.log(root)) + log_scale if root > 0 else -np.inf
+
+
+def marginals_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
+    """`marginals` of one evidence matrix on the host: ``(f64[n_vars, width], log P(e))``."""
+    prog = network_program(structure)
+    mem, scales, root, log_scale = _program.forward_host(prog, _inputs_host(structure, flat, evidence))
+    n, w = evidence.shape
+    if not root > 0:
+        return np.zeros((n, w)), -np.inf
+    g = _program.backward_host(prog, mem, scales, 1.0 / root)
+    grad = np.bincount(entry_index(structure), weights=g * flat, minlength=n * w).reshape(n, w)
+    p = np.maximum(evidence * grad, 0.0)
+    total = p.sum(axis=1, keepdims=True)
+    post = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    return post, float(np.log(root)) + log_scale
+
+
+def query_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray, idx: tuple[int, ...]):
+    """`query` on the host: ``(table f64[*cards], P(e) > 0)``."""
+    prog = network_program(structure, tuple(idx))
+    _, _, table, _ = _program.forward_host(prog, _inputs_host(structure, flat, evidence))
+    total = table.sum()
+    return (table / total if total > 0 else np.zeros_like(table)), bool(total > 0)
+
+
+def mpe_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
+    """`mpe` on the host: ``(int64[n_vars], max log P(x, e))``."""
+    prog = network_program(structure)
+    with np.errstate(divide="ignore"):
+        logs = np.log(_inputs_host(structure, flat, evidence))
+    root, arg = _program.forward_max_host(prog, logs)
+    return _program.decode_host(prog, arg), float(root)
+
+
+# --------------------------------------------------------------------------------------------------
+# one evidence set, with a batch-minor vmap rule
+
+
+@functools.lru_cache(maxsize=256)
+def single(fn, structure: Structure):
+    """``fn(structure, flat, evidence f[n, w, V]) -> pytree of f[..., V]`` as a jitted function of
+    ``(flat, one evidence matrix f[n, w])`` whose `jax.vmap` over the evidence calls ``fn`` once with
+    the batch as ``V``; a batch of networks (vmapped CPTs) is vmapped plainly."""
+
+    def plain(flat, evidence):
+        return jax.tree.map(lambda x: x[..., 0], fn(structure, flat, evidence[..., None]))
+
+    @jax.custom_batching.custom_vmap
+    def one(flat, evidence):
+        return plain(flat, evidence)
+
+    @one.def_vmap
+    def _rule(axis_size, in_batched, flat, evidence):
+        flat_batched, ev_batched = in_batched
+        if not ev_batched:
+            evidence = jnp.broadcast_to(evidence, (axis_size,) + evidence.shape)
+        if flat_batched:
+            out = jax.vmap(plain)(flat, evidence)
+        else:
+            out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), fn(structure, flat, jnp.moveaxis(evidence, 0, -1)))
+        return out, jax.tree.map(lambda _: True, out)
+
+    return jax.jit(one)

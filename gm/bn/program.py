@@ -1,0 +1,605 @@
+"""Contraction programs: a plan lowered to a fixed-shape step program that one `lax.scan` runs.
+
+Why. `tensornet.contract` replays a plan pairwise in Python, so the traced program has one kernel per
+step and another for its reverse. XLA's compile time grows faster than that program: a 2,000-variable
+chain, diabetes (413 variables) or munin2 (1,003) took minutes to compile. Here the plan is *data*:
+
+* Every tensor of the plan (inputs and intermediates) has a slot in one flat memory ``mem: f[S + 3, V]``
+  (``V`` evidence sets, the batch axis minor), row-major over its labels.
+* Every pairwise step ``C[out] = sum_{(la | lb) - out} A[la] * B[lb]`` is written as a batched matrix
+  product ``C[t, m, n] = sum_k A[t, m, k] * B[t, k, n]``: ``t`` the labels kept that both carry, ``m``
+  (``n``) the kept labels only A (B) carries, ``k`` the summed labels. Its operands are *gathered* from
+  ``mem`` by precomputed index tables (a label an operand lacks has stride 0, so broadcasting is free)
+  and its result is *scattered* back. A unary step reads B from a slot holding the semiring's one.
+* Steps are padded to a few bucket shapes (each dimension rounded up on a 1-1.5-2 grid, then buckets
+  merged greedily while more than ``max_buckets`` remain); padding reads a slot holding the semiring's
+  zero and writes to a trash slot. One `lax.scan` runs the steps in plan order, a `lax.switch` picking
+  the bucket. The compiled program has one branch per bucket whatever the network's size, so compile
+  time is about constant (seconds) and the plan's tables are constants of the program.
+* Float32 underflow: every step divides its result by its maximum and carries the log (per evidence
+  set), as `tensornet.contract` does; the scales are saved for the reverse pass.
+* All marginals: the reverse pass is written by hand as a second scan in reverse step order. It reads
+  the forward intermediates from ``mem`` (every tensor keeps its slot) and scatter-adds the cotangents
+  of both operands; the cotangent of the input entries times the CPT entries, summed by (variable,
+  state), is ``d log P(e) / d e_i(x)`` (the differential approach, see `gm.bn.inference`).
+* MPE: the forward scan in the max-sum semiring (log space, no rescaling) also scatters each output
+  entry's argmax over ``k``; a decoding loop in reverse step order reads the argmax at the position of
+  the already-decoded kept labels and unravels it into the summed labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gm.bn.tensornet import Plan
+
+# Dimension grid for padding: 1, 2, 3, 4, 6, 8, 12, 16, ... (at most 1.5x waste per dimension).
+_GRID = np.unique(np.concatenate([2 ** np.arange(40), 3 * 2 ** np.arange(39)])).astype(np.int64)
+
+# A step whose padded m * k * n is at most this is a broadcast multiply and sum (one fused loop over
+# the evidence axis); larger ones are dot_generals.
+_EWISE_LIMIT = 512
+
+
+def _round_up(d: int) -> int:
+    return int(_GRID[np.searchsorted(_GRID, d)])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Segment:
+    """A run of consecutive steps padded to one shape; tables are ``int32[count, ...]``.
+
+    ``dense`` steps (large ones) are batched matrix products with shape ``(t, m, k, n)``: tables ``a``
+    ``[count, t, m, k]``, ``b`` ``[count, t, k, n]`` (pad: ZERO) and ``c`` ``[count, t, m, n]`` (pad:
+    TRASH). ``flat`` steps (small ones) enumerate their product grid, shape ``(F, C)``: ``a``, ``b``
+    ``[count, F]`` operand slots of each product entry (pad: ZERO), ``out`` ``[count, F]`` the entry's
+    output position in ``[0, C)`` (pad: C), ``k`` ``[count, F]`` its summed labels' flat index (for MPE)
+    and ``c`` ``[count, C]`` the output slots (pad: TRASH). Small steps of many different shapes then
+    share a few (F, C) classes instead of one 4-d class each.
+    """
+
+    shape: tuple[int, ...]
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    out: np.ndarray | None = None
+    k: np.ndarray | None = None
+
+    @property
+    def flat(self) -> bool:
+        return self.out is not None
+
+    @property
+    def ewise(self) -> bool:
+        _, m, k, n = self.shape
+        return m * k * n <= _EWISE_LIMIT
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Program:
+    """A plan lowered to memory slots and segments of gather/scatter tables (see the module docstring).
+
+    Attributes:
+      plan: the plan it was lowered from.
+      size: ``S``, the number of real slots; ``ZERO = S``, ``ONE = S + 1``, ``TRASH = S + 2``.
+      n_input: number of input entries (they occupy slots ``[0, n_input)``, inputs in order, row-major).
+      segments: the runs of steps, in execution order.
+      steps: the unpadded ``(A, B, C)`` slot tables of every step, in execution order (the host path).
+      root: ``(offset, shape)`` of the result (the plan's output labels).
+      decode_*: per-step tables for MPE decoding in execution order, padded to the most labels any step
+        keeps / sums.
+      padded_flops: multiply-adds the padded program performs per evidence set.
+    """
+
+    plan: Plan
+    size: int
+    n_input: int
+    segments: tuple[Segment, ...]
+    steps: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    root: tuple[int, tuple[int, ...]]
+    decode_out_labels: np.ndarray  # [T, Lo] (pad: the trash label)
+    decode_out_strides: np.ndarray  # [T, Lo]
+    decode_out_offset: np.ndarray  # [T]
+    decode_sum_labels: np.ndarray  # [T, Lk] (pad: the trash label)
+    decode_sum_sizes: np.ndarray  # [T, Lk] (pad: 1)
+    decode_sum_strides: np.ndarray  # [T, Lk]
+    padded_flops: float
+
+    @property
+    def zero(self) -> int:
+        return self.size
+
+    @property
+    def one(self) -> int:
+        return self.size + 1
+
+    @property
+    def trash(self) -> int:
+        return self.size + 2
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.decode_out_offset.shape[0])
+
+
+def _grid_index(labels, sizes, axis_labels, strides) -> np.ndarray:
+    """Flat offsets ``sum_l coord_l * strides[l]`` over the grid spanned by ``axis_labels`` (row-major).
+
+    Labels of the grid absent from ``strides`` contribute 0 (broadcast)."""
+    shape = [sizes[l] for l in axis_labels]
+    idx = np.zeros(shape, np.int64)
+    for axis, l in enumerate(axis_labels):
+        if l in strides:
+            coord = np.arange(sizes[l]).reshape([-1 if j == axis else 1 for j in range(len(shape))])
+            idx = idx + coord * strides[l]
+    return idx
+
+
+def _strides(labels, sizes) -> dict[int, int]:
+    out, s = {}, 1
+    for l in reversed(labels):
+        out[l] = s
+        s *= sizes[l]
+    return out
+
+
+def _schedule(classes, deps) -> list[int]:
+    """A topological order of the steps that runs as long as possible within one shape class.
+
+    ``classes[k]`` is step k's class, ``deps[k]`` the steps it consumes. List scheduling: keep taking a
+    ready step of the current class; when none is ready, switch to the class with the most ready steps.
+    """
+    n = len(classes)
+    users: list[list[int]] = [[] for _ in range(n)]
+    waiting = [len(d) for d in deps]
+    for k, d in enumerate(deps):
+        for j in d:
+            users[j].append(k)
+    ready: dict = {}
+    for k in range(n):
+        if waiting[k] == 0:
+            ready.setdefault(classes[k], []).append(k)
+    order, current = [], None
+    while len(order) < n:
+        if not ready.get(current):
+            current = max(ready, key=lambda c: (len(ready[c]), c))
+        k = ready[current].pop()
+        if not ready[current]:
+            del ready[current]
+        order.append(k)
+        for u in users[k]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                ready.setdefault(classes[u], []).append(u)
+    return order
+
+
+# Steps with at most this many product entries run as flat (enumerated) steps.
+_FLAT_LIMIT = 1 << 14
+
+
+def _class_flops(cls) -> int:
+    """Padded multiply-adds of one step of class ``cls``: ``(0, F, C)`` flat or ``(1, t, m, k, n)`` dense."""
+    return cls[1] if cls[0] == 0 else math.prod(cls[1:])
+
+
+def _segments(shapes, max_segments: int, free_flops: float) -> list[tuple[tuple[int, ...], int, int]]:
+    """Cut a sequence of step shapes into runs ``(padded shape, start, stop)``.
+
+    Starts from runs of equal shapes and merges adjacent runs (their shape becomes the elementwise max),
+    cheapest first, while a merge adds at most ``free_flops`` padded multiply-adds or more than
+    ``max_segments`` runs remain."""
+    runs = []
+    for k, sh in enumerate(shapes):
+        if runs and runs[-1][0] == sh:
+            runs[-1][2] = k + 1
+        else:
+            runs.append([sh, k, k + 1])
+
+    def cost(r):
+        return (r[2] - r[1]) * _class_flops(r[0])
+
+    def merged(r, q):
+        return [tuple(max(x, y) for x, y in zip(r[0], q[0])), r[1], q[2]]
+
+    def extra(r, q):
+        if r[0][0] != q[0][0]:  # flat and dense steps never share a segment
+            return math.inf
+        return cost(merged(r, q)) - cost(r) - cost(q)
+
+    while len(runs) > 1:
+        extras = [extra(runs[i], runs[i + 1]) for i in range(len(runs) - 1)]
+        i = int(np.argmin(extras))
+        if extras[i] == math.inf or (extras[i] > free_flops and len(runs) <= max_segments):
+            break
+        runs[i : i + 2] = [merged(runs[i], runs[i + 1])]
+    return [(tuple(r[0]), r[1], r[2]) for r in runs]
+
+
+def _flat_segment(shape, members, zero: int, trash: int) -> Segment:
+    """Tables of a flat segment (see `Segment`) from the members' unpadded ``(dims, a, b, c)``."""
+    fp, cp = shape
+    count = len(members)
+    ta = np.full((count, fp), zero, np.int64)
+    tb = np.full((count, fp), zero, np.int64)
+    to = np.full((count, fp), cp, np.int64)
+    tk = np.zeros((count, fp), np.int64)
+    tc = np.full((count, cp), trash, np.int64)
+    for row, ((t, m, kk, n), a, b, c) in enumerate(members):
+        f = t * m * kk * n
+        # the product grid [t, m, k, n], row-major
+        ta[row, :f] = np.broadcast_to(a[:, :, :, None], (t, m, kk, n)).ravel()
+        tb[row, :f] = np.broadcast_to(b[:, None, :, :], (t, m, kk, n)).ravel()
+        local = np.arange(t * m * n).reshape(t, m, 1, n)
+        to[row, :f] = np.broadcast_to(local, (t, m, kk, n)).ravel()
+        tk[row, :f] = np.broadcast_to(np.arange(kk)[None, None, :, None], (t, m, kk, n)).ravel()
+        tc[row, : t * m * n] = c.ravel()
+    cast = lambda x: x.astype(np.int32)  # noqa: E731
+    return Segment(shape, cast(ta), cast(tb), cast(tc), out=cast(to), k=cast(tk))
+
+
+@functools.lru_cache(maxsize=64)
+def lower(p: Plan, max_segments: int = 64, free_flops: float = 2e4, flat_limit: int = _FLAT_LIMIT) -> Program:
+    """Lower plan ``p`` to a `Program` (cached per plan).
+
+    Args:
+      p: the plan.
+      max_segments: the most scans (fixed-shape runs of steps) the program may have; each costs a loop
+        to compile, forward and reverse.
+      free_flops: adjacent runs are merged whenever that adds at most this many padded multiply-adds
+        (per evidence set), even below ``max_segments``.
+      flat_limit: steps with at most this many product entries run flat (see `Segment`).
+    """
+    sizes = p.sizes
+    labels = p.labels
+    n_in = len(p.inputs)
+    offsets, total = [], 0
+    for lab in labels:
+        offsets.append(total)
+        total += math.prod(sizes[l] for l in lab)
+    n_input = offsets[n_in] if len(labels) > n_in else total
+    zero, one, trash = total, total + 1, total + 2
+    trash_label = len(sizes)
+
+    steps = list(p.steps)
+    if not steps:  # a single input: reduce it with a unary step
+        from gm.bn.tensornet import Step
+
+        steps = [Step(0, -1, p.output)]
+        offsets.append(total)
+        total += math.prod(sizes[l] for l in p.output)
+        zero, one, trash = total, total + 1, total + 2
+        labels = tuple(labels) + (tuple(p.output),)
+
+    raw = []  # per step: dims, a, b, c tables (unpadded)
+    dec = []
+    for k, s in enumerate(steps):
+        la = labels[s.a]
+        lb = labels[s.b] if s.b >= 0 else ()
+        out = s.out
+        sa, sb = set(la), set(lb)
+        t_l = [l for l in out if l in sa and l in sb]
+        m_l = [l for l in out if l in sa and l not in sb]
+        n_l = [l for l in out if l in sb and l not in sa]
+        k_l = [l for l in dict.fromkeys(la + lb) if l not in set(out)]
+        out_pos = n_in + k if p.steps else len(labels) - 1
+        st_a = _strides(la, sizes)
+        st_b = _strides(lb, sizes)
+        st_c = _strides(out, sizes)
+        dims = tuple(math.prod(sizes[l] for l in g) for g in (t_l, m_l, k_l, n_l))
+        a = offsets[s.a] + _grid_index(la, sizes, t_l + m_l + k_l, st_a).reshape(dims[0], dims[1], dims[2])
+        if s.b >= 0:
+            b = offsets[s.b] + _grid_index(lb, sizes, t_l + k_l + n_l, st_b).reshape(dims[0], dims[2], dims[3])
+        else:
+            b = np.full((dims[0], dims[2], dims[3]), one, np.int64)
+        c = offsets[out_pos] + _grid_index(out, sizes, t_l + m_l + n_l, st_c).reshape(dims[0], dims[1], dims[3])
+        raw.append((dims, a, b, c))
+        ks = _strides(k_l, sizes)
+        dec.append(
+            (
+                [l for l in out],
+                [st_c[l] for l in out],
+                offsets[out_pos],
+                k_l,
+                [sizes[l] for l in k_l],
+                [ks[l] for l in k_l],
+            )
+        )
+
+    deps = []
+    for s in steps:
+        deps.append([j - n_in for j in (s.a, s.b) if j >= n_in])
+    classes = []
+    for dims, *_ in raw:
+        f = math.prod(dims)
+        if f <= flat_limit:
+            classes.append((0, _round_up(f), _round_up(dims[0] * dims[1] * dims[3])))
+        else:
+            classes.append((1,) + tuple(_round_up(d) for d in dims))
+    order = _schedule(classes, deps) if p.steps else [0]
+    runs = _segments([classes[k] for k in order], max_segments, free_flops)
+
+    segments = []
+    padded_flops = 0.0
+    for shape, start, stop in runs:
+        members = order[start:stop]
+        count = len(members)
+        padded_flops += count * _class_flops(shape)
+        if shape[0] == 0:
+            segments.append(_flat_segment(shape[1:], [raw[k] for k in members], zero, trash))
+            continue
+        tp, mp, kp, np_ = shape[1:]
+        ta = np.full((count, tp, mp, kp), zero, np.int64)
+        tb = np.full((count, tp, kp, np_), zero, np.int64)
+        tc = np.full((count, tp, mp, np_), trash, np.int64)
+        for row, k in enumerate(members):
+            (t, m, kk, n), a, b, c = raw[k]
+            ta[row, :t, :m, :kk] = a
+            tb[row, :t, :kk, :n] = b
+            tc[row, :t, :m, :n] = c
+        segments.append(Segment(shape[1:], ta.astype(np.int32), tb.astype(np.int32), tc.astype(np.int32)))
+
+    exact = tuple((raw[k][1].astype(np.int32), raw[k][2].astype(np.int32), raw[k][3].astype(np.int32)) for k in order)
+    dec = [dec[k] for k in order]  # decoding runs in reverse execution order
+    lo = max([len(d[0]) for d in dec] + [1])
+    lk = max([len(d[3]) for d in dec] + [1])
+
+    def pad(rows, width, fill):
+        return np.array([list(r) + [fill] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
+
+    root_pos = n_in + len(p.steps) - 1 if p.steps else len(labels) - 1
+    return Program(
+        plan=p,
+        size=total,
+        n_input=n_input,
+        segments=tuple(segments),
+        steps=exact,
+        root=(offsets[root_pos], tuple(sizes[l] for l in p.output)),
+        decode_out_labels=pad([d[0] for d in dec], lo, trash_label),
+        decode_out_strides=pad([d[1] for d in dec], lo, 0),
+        decode_out_offset=np.array([d[2] for d in dec], np.int32),
+        decode_sum_labels=pad([d[3] for d in dec], lk, trash_label),
+        decode_sum_sizes=pad([d[4] for d in dec], lk, 1),
+        decode_sum_strides=pad([d[5] for d in dec], lk, 1),
+        padded_flops=padded_flops,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# execution
+
+
+def _product(seg: Segment, a, b):
+    """``C[t, m, n, V] = sum_k A[t, m, k, V] B[t, k, n, V]``."""
+    if seg.ewise:
+        return jnp.sum(a[:, :, :, None, :] * b[:, None, :, :, :], axis=2)
+    return jnp.einsum("tmkv,tknv->tmnv", a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def _rows(seg: Segment):
+    tables = (seg.a, seg.b, seg.c) + ((seg.out,) if seg.flat else ())
+    return tuple(jnp.asarray(t) for t in tables)
+
+
+def _root(prog: Program, mem):
+    off, shape = prog.root
+    return jax.lax.dynamic_slice_in_dim(mem, off, math.prod(shape), axis=0).reshape(shape + (mem.shape[-1],))
+
+
+def forward(prog: Program, inputs: jax.Array):
+    """Sum-product forward pass over ``inputs: f[n_input, V]``.
+
+    Returns ``(mem f[S + 3, V], scales (f[count, V] per segment), root f[*out, V], log_scale f[V])``: the
+    result is ``root * exp(log_scale)``; every intermediate sits (rescaled) in ``mem``.
+    """
+    v = inputs.shape[-1]
+    mem = jnp.zeros((prog.size + 3, v), inputs.dtype).at[: prog.n_input].set(inputs).at[prog.one].set(1.0)
+    scales = []
+    for seg in prog.segments:
+
+        def body(mem, rows, seg=seg):
+            if seg.flat:
+                ia, ib, ic, io = rows
+                c = jax.ops.segment_sum(mem[ia] * mem[ib], io, num_segments=seg.shape[1] + 1)[:-1]
+                m = jnp.max(c, axis=0)
+            else:
+                ia, ib, ic = rows
+                c = _product(seg, mem[ia], mem[ib])
+                m = jnp.max(c, axis=(0, 1, 2))
+            m = jnp.where(m > 0, m, 1.0)
+            return mem.at[ic].set(c / m), m
+
+        mem, s = jax.lax.scan(body, mem, _rows(seg))
+        scales.append(s)
+    log_scale = sum(jnp.sum(jnp.log(s), axis=0) for s in scales)
+    return mem, tuple(scales), _root(prog, mem), log_scale
+
+
+def backward(prog: Program, mem: jax.Array, scales, root_cotangent: jax.Array) -> jax.Array:
+    """Reverse of `forward`: cotangents of the input entries, ``f[n_input, V]``.
+
+    ``root_cotangent: f[*out, V]`` is the cotangent of the (rescaled) root; the cotangent of an
+    intermediate is that of its unscaled value divided by the step's scale (the scales are constants).
+    """
+    v = mem.shape[-1]
+    off, _ = prog.root
+    grad = jnp.zeros_like(mem)
+    grad = jax.lax.dynamic_update_slice_in_dim(grad, root_cotangent.reshape(-1, v), off, axis=0)
+    limit, trash = prog.size, prog.trash
+    for seg, seg_scales in reversed(list(zip(prog.segments, scales))):
+
+        def body(grad, xs, seg=seg):
+            ia, ib, ic = xs[:3]
+            scale = xs[-1]
+            gc = jnp.where((ic < limit)[..., None], grad[jnp.minimum(ic, limit)], 0.0) / scale
+            a, b = mem[ia], mem[ib]
+            if seg.flat:
+                gp = jnp.concatenate([gc, jnp.zeros((1, v), gc.dtype)])[xs[3]]
+                ga, gb = gp * b, gp * a
+            elif seg.ewise:
+                ga = jnp.sum(gc[:, :, None, :, :] * b[:, None, :, :, :], axis=3)
+                gb = jnp.sum(gc[:, :, None, :, :] * a[:, :, :, None, :], axis=1)
+            else:
+                hi = jax.lax.Precision.HIGHEST
+                ga = jnp.einsum("tmnv,tknv->tmkv", gc, b, precision=hi)
+                gb = jnp.einsum("tmnv,tmkv->tknv", gc, a, precision=hi)
+            grad = grad.at[jnp.where(ia >= limit, trash, ia)].add(ga)
+            return grad.at[jnp.where(ib >= limit, trash, ib)].add(gb), None
+
+        grad, _ = jax.lax.scan(body, grad, _rows(seg) + (seg_scales,), reverse=True)
+    return grad[: prog.n_input]
+
+
+def forward_max(prog: Program, log_inputs: jax.Array):
+    """Max-sum forward pass over ``log_inputs: f[n_input, V]`` (``-inf`` for zeros).
+
+    Returns ``(root f[*out, V], argmax int32[S + 3, V])``: ``root`` holds the max over the eliminated
+    labels of the summed log-factors; ``argmax`` the flat index of the maximising summed labels of
+    every entry of every intermediate.
+    """
+    v = log_inputs.shape[-1]
+    mem = jnp.full((prog.size + 3, v), -jnp.inf, log_inputs.dtype)
+    mem = mem.at[: prog.n_input].set(log_inputs).at[prog.one].set(0.0)
+    arg = jnp.zeros((prog.size + 3, v), jnp.int32)
+    for seg in prog.segments:
+
+        def body(carry, rows, seg=seg):
+            mem, arg = carry
+            ia, ib, ic = rows[:3]
+            if seg.flat:
+                io, ik = rows[3], rows[4]
+                n_out = seg.shape[1] + 1
+                p = mem[ia] + mem[ib]  # [F, V]
+                best = jax.ops.segment_max(p, io, num_segments=n_out)
+                hit = p == best[io]
+                big = jnp.iinfo(jnp.int32).max
+                where = jax.ops.segment_min(jnp.where(hit, ik[:, None], big), io, num_segments=n_out)
+                best, where = best[:-1], where[:-1]
+            else:
+                s = mem[ia][:, :, :, None, :] + mem[ib][:, None, :, :, :]  # [t, m, k, n, V]
+                best = jnp.max(s, axis=2)
+                where = jnp.argmax(s, axis=2).astype(jnp.int32)
+            return (mem.at[ic].set(best), arg.at[ic].set(where)), None
+
+        rows = _rows(seg) + ((jnp.asarray(seg.k),) if seg.flat else ())
+        (mem, arg), _ = jax.lax.scan(body, (mem, arg), rows)
+    return _root(prog, mem), arg
+
+
+def decode(prog: Program, arg: jax.Array, out_values: jax.Array) -> jax.Array:
+    """Values of every label, ``int32[n_labels, V]``, from `forward_max`'s argmax table and the values
+    ``out_values: int32[len(output), V]`` of the plan's output labels."""
+    n_labels = len(prog.plan.sizes)
+    v = arg.shape[-1]
+    values = jnp.zeros((n_labels + 1, v), jnp.int32)
+    if prog.plan.output:
+        values = values.at[jnp.asarray(prog.plan.output)].set(out_values)
+    cols = jnp.arange(v)
+    tables = tuple(
+        jnp.asarray(t)
+        for t in (
+            prog.decode_out_labels,
+            prog.decode_out_strides,
+            prog.decode_out_offset,
+            prog.decode_sum_labels,
+            prog.decode_sum_sizes,
+            prog.decode_sum_strides,
+        )
+    )
+
+    def body(values, xs):
+        out_l, out_s, out_off, sum_l, sum_n, sum_s = xs
+        pos = out_off + jnp.sum(values[out_l] * out_s[:, None], axis=0)  # [V]
+        flat = arg[pos, cols]  # [V]
+        got = jnp.minimum((flat[None, :] // sum_s[:, None]) % sum_n[:, None], sum_n[:, None] - 1)
+        return values.at[sum_l].set(got), None
+
+    values, _ = jax.lax.scan(body, values, tables, reverse=True)
+    return values[:n_labels]
+
+
+# --------------------------------------------------------------------------------------------------
+# the host path: one evidence set, numpy, no compilation
+#
+# A notebook user's first query should not wait for XLA. Called on concrete arrays, `gm.bn`'s queries
+# run the same program with numpy on the unpadded step tables, in float64: a batched matrix product per
+# step (``np.matmul`` over ``t``), so the cost is the plan's multiply-adds plus a few microseconds a step.
+
+
+def _np_root(prog: Program, mem):
+    off, shape = prog.root
+    return mem[off : off + math.prod(shape)].reshape(shape)
+
+
+def forward_host(prog: Program, inputs: np.ndarray):
+    """`forward` for one evidence set on the host: ``inputs f64[n_input]`` ->
+    ``(mem, scales f64[T], root, log_scale)``."""
+    mem = np.zeros(prog.size + 3)
+    mem[: prog.n_input] = inputs
+    mem[prog.one] = 1.0
+    scales = np.ones(len(prog.steps))
+    for k, (ia, ib, ic) in enumerate(prog.steps):
+        c = np.matmul(mem[ia], mem[ib])
+        m = c.max() if c.size else 0.0
+        if m > 0:
+            c /= m
+            scales[k] = m
+        mem[ic] = c
+    return mem, scales, _np_root(prog, mem), float(np.sum(np.log(scales)))
+
+
+def _add_at(grad, idx, values):
+    flat = idx.ravel()
+    if np.unique(flat).size == flat.size:
+        grad[flat] += values.ravel()
+    else:
+        np.add.at(grad, flat, values.ravel())
+
+
+def backward_host(prog: Program, mem, scales, root_cotangent) -> np.ndarray:
+    """`backward` for one evidence set on the host: cotangents of the input entries ``f64[n_input]``."""
+    off, shape = prog.root
+    grad = np.zeros_like(mem)
+    grad[off : off + math.prod(shape)] = np.ravel(root_cotangent)
+    limit = prog.size
+    for k in range(len(prog.steps) - 1, -1, -1):
+        ia, ib, ic = prog.steps[k]
+        gc = grad[ic] / scales[k]
+        a, b = mem[ia], mem[ib]
+        ga = np.matmul(gc, np.swapaxes(b, -1, -2))
+        if ib.size and ib.flat[0] < limit:
+            _add_at(grad, ib, np.matmul(np.swapaxes(a, -1, -2), gc))
+        _add_at(grad, ia, ga)
+    return grad[: prog.n_input]
+
+
+def forward_max_host(prog: Program, log_inputs: np.ndarray):
+    """`forward_max` on the host: ``(root, argmax int64[S + 3])``."""
+    mem = np.full(prog.size + 3, -np.inf)
+    mem[: prog.n_input] = log_inputs
+    mem[prog.one] = 0.0
+    arg = np.zeros(prog.size + 3, np.int64)
+    for ia, ib, ic in prog.steps:
+        s = mem[ia][:, :, :, None] + mem[ib][:, None, :, :]
+        arg[ic] = np.argmax(s, axis=2)
+        mem[ic] = np.max(s, axis=2)
+    return _np_root(prog, mem), arg
+
+
+def decode_host(prog: Program, arg: np.ndarray, out_values=()) -> np.ndarray:
+    """`decode` on the host: the value of every label, ``int64[n_labels]``."""
+    n_labels = len(prog.plan.sizes)
+    values = np.zeros(n_labels + 1, np.int64)
+    values[list(prog.plan.output)] = out_values
+    for k in range(prog.n_steps - 1, -1, -1):
+        pos = prog.decode_out_offset[k] + np.dot(values[prog.decode_out_labels[k]], prog.decode_out_strides[k])
+        flat = arg[pos]
+        sizes = prog.decode_sum_sizes[k]
+        values[prog.decode_sum_labels[k]] = np.minimum((flat // prog.decode_sum_strides[k]) % sizes, sizes - 1)
+    return values[:n_labels]

@@ -1,0 +1,177 @@
+"""The three engines of gm.bn (host, program, unrolled) against float64 enumeration, and the program
+engine's compile cost.
+
+The enumeration file (test_inference_enumeration.py) runs the public functions the way users call them:
+eagerly (the host engine) and under jit / vmap (the program engine). Here each engine is forced with
+``method=`` on the same random networks, the program is lowered with every segment kind (flat and dense
+steps, one segment or many), and the compile-cost regression check counts the compiled program's loops
+and instructions, which must not grow with the number of variables.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gm import bn
+from gm.bn import engine, program, tensornet
+from tests.bn import oracle as O
+from tests.bn._util import assert_log_close, assert_marginals_close, build
+from tests.bn.strategies import bn_settings, evidence_batches, specs
+
+ATOL = 1e-5
+MAP_LOG_TOL = 1e-4
+
+
+def _check(spec, ev, post, log_z, x, ctx):
+    P = O.joint(spec)
+    assert_log_close(log_z, O.log_evidence(spec, ev, P=P), context=ctx)
+    if O.log_evidence(spec, ev, P=P) > -np.inf:
+        assert_marginals_close(post, O.marginals(spec, ev, P=P), atol=ATOL, context=ctx)
+        x = np.asarray(x)
+        assert O.consistent(x, ev), (x, ev, ctx)
+        assert O.assignment_log_value(spec, x, ev, P=P) >= O.mpe_log_value(spec, ev, P=P) - MAP_LOG_TOL, ctx
+    else:  # impossible evidence: all-zero marginals, never NaN
+        for name, p in post.items():
+            assert np.all(np.asarray(p) == 0), (name, p, ctx)
+
+
+@bn_settings(4)
+@given(data=st.data())
+def test_every_engine_matches_enumeration(data):
+    spec = data.draw(specs())
+    evs = data.draw(evidence_batches(spec, possible=False, max_size=3))
+    net = build(spec)
+    for method in ("host", "unrolled"):
+        for ev in evs:
+            post, log_z = bn.marginals_and_log_evidence(net, ev, method=method)
+            _check(spec, ev, post, log_z, bn.mpe(net, ev, method=method), method)
+    # the program engine, jitted one set at a time and vmapped over the batch
+    one = jax.jit(lambda n, e: (bn.marginals_and_log_evidence(n, e, method="program"), bn.mpe(n, e, method="program")))
+    many = jax.jit(jax.vmap(lambda n, e: (bn.marginals_and_log_evidence(n, e), bn.mpe(n, e)), in_axes=(None, 0)))
+    (post_b, log_z_b), x_b = many(net, jnp.asarray(evs))
+    for b, ev in enumerate(evs):
+        (post, log_z), x = one(net, ev)
+        _check(spec, ev, post, log_z, x, "program")
+        _check(spec, ev, {k: v[b] for k, v in post_b.items()}, log_z_b[b], x_b[b], "program vmap")
+
+
+@bn_settings(3)
+@given(data=st.data())
+def test_query_and_map_query_every_engine(data):
+    spec = data.draw(specs())
+    (ev,) = data.draw(evidence_batches(spec, possible=True, max_size=1))
+    k = data.draw(st.integers(1, min(3, spec.n)))
+    idx = data.draw(st.permutations(list(range(spec.n))))[:k]
+    names = [spec.names[i] for i in idx]
+    net = build(spec)
+    P = O.joint(spec)
+    exact = O.query(spec, idx, ev, P=P)
+    T = O.map_values(spec, idx, ev, P=P)
+    for method in ("host", "program", "unrolled"):
+        fn = jax.jit(lambda n, e: bn.query(n, names, e, method=method)) if method == "program" else (
+            lambda n, e: bn.query(n, names, e, method=method))
+        np.testing.assert_allclose(np.asarray(fn(net, ev)), exact, atol=ATOL, err_msg=method)
+        y = np.asarray(bn.map_query(net, names, ev, method=method))
+        assert np.log(T[tuple(y)]) >= np.log(T.max()) - MAP_LOG_TOL, (method, y, T)
+
+
+@bn_settings(3)
+@given(data=st.data())
+def test_program_segments_of_every_kind(data):
+    """Flat and dense steps, padded into one segment or kept apart, give the same contraction."""
+    spec = data.draw(specs())
+    (ev,) = data.draw(evidence_batches(spec, possible=True, max_size=1))
+    net = build(spec)
+    flat = np.concatenate([np.ravel(c) for c in spec.cpts])
+    evm = bn.inference._evidence_matrix_host(net, ev, None)
+    inputs = flat * evm.reshape(-1)[engine.entry_index(net.structure)]
+    p = tensornet.plan(net.structure.families, (), net.structure.cards)
+    exact = O.log_evidence(spec, ev)
+    for max_segments, free, flat_limit in [(1, 1e12, 0), (1, 1e12, 1 << 14), (64, 0, 0), (64, 0, 8)]:
+        prog = program.lower(p, max_segments, free, flat_limit)
+        _, _, root, ls = program.forward(prog, jnp.asarray(inputs, jnp.float32)[:, None])
+        assert_log_close(np.log(float(root[0])) + float(ls[0]), exact, context=str((max_segments, flat_limit)))
+        val, arg = program.forward_max(prog, jnp.log(jnp.asarray(inputs, jnp.float32))[:, None])
+        x = np.asarray(program.decode(prog, arg, jnp.zeros((0, 1), jnp.int32)))[:, 0]
+        assert abs(O.assignment_log_value(spec, x, ev) - O.mpe_log_value(spec, ev)) < MAP_LOG_TOL
+
+
+def test_program_gradient_equals_unrolled_gradient():
+    """d log P(e) / d CPTs through the hand-written reverse pass equals JAX's autodiff of the unrolled
+    contraction (learning with EM uses it)."""
+    net = bn.BayesNet.from_dict(**O.burglary_dicts())
+    ev = net.evidence({"JohnCalls": "yes", "MaryCalls": "no"})
+    g_prog = jax.grad(lambda n: bn.log_evidence(n, ev, method="program"))(net)
+    g_unrolled = jax.grad(lambda n: bn.log_evidence(n, ev, method="unrolled"))(net)
+    for a, b in zip(g_prog.cpts, g_unrolled.cpts):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # and inside map_batched (batch-minor program)
+    evs = jnp.stack([ev, net.evidence({"JohnCalls": "no"})])
+    g_batch = jax.grad(lambda n: jnp.sum(bn.map_batched(bn.log_evidence, n, evs)))(net)
+    g_sum = jax.tree.map(lambda *x: sum(x), *[jax.grad(lambda n: bn.log_evidence(n, e, method="unrolled"))(net) for e in evs])
+    for a, b in zip(g_batch.cpts, g_sum.cpts):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def _chain(n: int) -> bn.BayesNet:
+    return bn.BayesNet.from_dict(
+        states={f"x{i}": ["a", "b", "c"] for i in range(n)},
+        parents={f"x{i}": [f"x{i - 1}"] for i in range(1, n)},
+        cpts={"x0": [0.5, 0.3, 0.2], **{f"x{i}": [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]] for i in range(1, n)}},
+    )
+
+
+def _compiled_size(fn, *args) -> tuple[int, int]:
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    return len(re.findall(r" while\(", text)), text.count("\n")
+
+
+def test_compile_cost_does_not_grow_with_the_network():
+    """The compiled all-marginals and MPE programs of a 1,000-variable chain have as many loops and
+    about as many instructions as those of a 100-variable chain (the unrolled engine's grow 10x)."""
+    sizes = {}
+    for n in (100, 1000):
+        net = _chain(n)
+        ev = np.full(n, -1, np.int32)
+        ev[::7] = 1
+        evm = bn.inference.evidence_matrix(net, ev)
+        flat = engine.flat_cpts(net)
+        sizes[n] = (
+            _compiled_size(engine.single(engine.marginals, net.structure), flat, evm),
+            _compiled_size(engine.single(engine.mpe, net.structure), flat, evm),
+        )
+    for (loops_small, ops_small), (loops_big, ops_big) in zip(sizes[100], sizes[1000]):
+        assert loops_big == loops_small, sizes
+        assert ops_big <= 1.5 * ops_small, sizes
+
+
+def test_host_and_program_agree_on_a_long_chain():
+    """A 600-variable chain (log P(e) about -250: float32 underflows without the per-step scales)."""
+    net = _chain(600)
+    ev = np.full(600, -1, np.int32)
+    ev[::3] = 2
+    host_post, host_z = bn.marginals_and_log_evidence(net, ev)
+    (prog_post, prog_z) = jax.jit(lambda n, e: bn.marginals_and_log_evidence(n, e, method="program"))(net, ev)
+    assert np.isfinite(float(host_z)) and float(host_z) < -100
+    np.testing.assert_allclose(float(prog_z), float(host_z), rtol=1e-5)
+    for name in ("x1", "x300", "x599"):
+        np.testing.assert_allclose(np.asarray(prog_post[name]), np.asarray(host_post[name]), atol=1e-5)
+    x = bn.mpe(net, ev)
+    y = jax.jit(lambda n, e: bn.mpe(n, e, method="program"))(net, ev)
+    np.testing.assert_allclose(float(bn.log_prob(net, x)), float(bn.log_prob(net, y)), rtol=1e-5)
+
+
+def test_method_argument_is_checked():
+    net = bn.BayesNet.from_dict(**O.burglary_dicts())
+    ev = net.evidence({})
+    with pytest.raises(ValueError, match="method"):
+        bn.marginals(net, ev, method="fast")
+    with pytest.raises(ValueError, match="concrete"):
+        jax.jit(lambda e: bn.log_evidence(net, e, method="host"))(ev)
