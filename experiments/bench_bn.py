@@ -44,8 +44,23 @@ def evidence_sets(net: bn.BayesNet, key, batch: int, fraction: float = 0.2) -> n
     return np.where(observed, x, -1).astype(np.int32)
 
 
-def time_gm(net, evs, repeats: int):
-    fn = jax.jit(lambda net, evs: bn.map_batched(bn.marginals, net, evs))
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 matrix-product rate in the same run: multiply-adds per second of an n x n GEMM."""
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(f(a))
+        times.append(time.perf_counter() - start)
+    return n**3 / statistics.median(times)
+
+
+def time_gm(net, evs, repeats: int, method: str = "auto"):
+    fn = jax.jit(lambda net, evs: bn.map_batched(bn.marginals, net, evs, method=method))
     start = time.perf_counter()
     plan = bn.network_plan(net.structure)
     plan_seconds = time.perf_counter() - start
@@ -82,10 +97,10 @@ def time_pgmpy(net, evs, n_sets: int):
     return results, statistics.median(times)
 
 
-def run_network(name: str, batch: int, repeats: int, pgmpy_sets: int, seed: int = 0) -> dict:
+def run_network(name: str, batch: int, repeats: int, pgmpy_sets: int, seed: int = 0, method: str = "auto") -> dict:
     net = load_network(name)
     evs = evidence_sets(net, jax.random.PRNGKey(seed), batch)
-    out, seconds, compile_seconds, plan, plan_seconds = time_gm(net, evs, repeats)
+    out, seconds, compile_seconds, plan, plan_seconds = time_gm(net, evs, repeats, method)
     ref, pgmpy_seconds = time_pgmpy(net, evs, pgmpy_sets)
     diffs = [np.abs(np.asarray(out[var][b], np.float64) - p) for b, post in enumerate(ref) for var, p in post.items()]
     diff = float(np.max(np.concatenate(diffs))) if diffs else float("nan")  # NaN anywhere shows up
@@ -106,19 +121,22 @@ def run_network(name: str, batch: int, repeats: int, pgmpy_sets: int, seed: int 
         "largest_intermediate": plan.largest,
         "max_abs_diff": diff,
         "nan": nan,
+        "method": method,
+        # forward + reverse pass: about 3x the plan's multiply-adds per evidence set
+        "gmac_per_s": 3 * plan.flops * batch / seconds / 1e9,
     }
 
 
 def table(rows) -> str:
     head = ("| network | vars | B | gm sets/s | pgmpy sets/s | ratio | compile s | path s | log10 FLOPs "
-            "| largest | max abs diff |")
-    lines = [head, "|" + "---|" * 11]
+            "| largest | GMAC/s | max abs diff |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
             f"| {r['network']} | {r['variables']} | {r['batch']} | {r['gm_sets_per_s']:,.0f} | "
             f"{r['pgmpy_sets_per_s']:,.2f} | {r['ratio']:,.0f}x | {r['compile_s']:.1f} | "
             f"{r['path_search_s']:.1f} | {r['log10_flops']:.1f} | {r['largest_intermediate']:,} | "
-            f"{r['max_abs_diff']:.1e} |"
+            f"{r.get('gmac_per_s', float('nan')):.2f} | {r['max_abs_diff']:.1e} |"
         )
     return "\n".join(lines)
 
@@ -133,6 +151,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--compile-cache", nargs="?", const="", default=None, metavar="DIR",
                         help="JAX's persistent compilation cache (default dir ~/.cache/gm/xla): a second run "
                              "reports the cached load time as compile time")
+    parser.add_argument("--method", default="auto", choices=bn.inference.METHODS,
+                        help="the engine for the batched marginals (auto: the step program under jit)")
     parallel.add_distributed_args(parser)
     args = parser.parse_args(argv)
     parallel.initialize_from_args(args)
@@ -153,12 +173,13 @@ def main(argv=None) -> list[dict]:
     for name in tqdm(names, desc="networks"):
         batch = args.batch or (200 if args.quick else BATCH.get(name, 1000))
         pgmpy_sets = 3 if args.quick else PGMPY_SETS.get(name, 20)
-        row = run_network(name, batch, repeats, pgmpy_sets)
+        row = run_network(name, batch, repeats, pgmpy_sets, method=args.method)
         rows.append(row)
         print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump({"device": str(jax.devices()[0]), "rows": rows}, f, indent=2)
-    text = table(rows)
+    peak = matmul_peak()
+    text = table(rows) + f"\n\nfloat32 GEMM peak measured in this run: {peak / 1e9:.1f} GMAC/s"
     print(text)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(text + "\n")

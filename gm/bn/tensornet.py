@@ -213,7 +213,10 @@ _SEARCH_FLOPS_PER_SECOND = 1e9
 def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, int]]:
     size_dict = {l: sizes[l] for t in inputs for l in t}
     start = time.perf_counter()
-    ssa = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=1))
+    # randomised greedy trials cost about a millisecond per tensor each: about a second of them (32 on
+    # hepar2, where one greedy trial gives 10^5.4 multiply-adds and 32 give 10^3.6), at least one
+    trials = int(min(32, max(1, 1.0 / (1e-3 * len(inputs) + 1e-3))))
+    ssa = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=trials))
     flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
     if flops <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
@@ -221,9 +224,9 @@ def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, in
         # munin1: greedy 1.6e10 multiply-adds, 30 s of hyper-search found 1.75e8; link: greedy 4.9e10,
         # 120 s found 7.6e7. diabetes and munin2 (greedy 1e7) are not worth a second of search.
         max_time = min(120.0, flops / _SEARCH_FLOPS_PER_SECOND)
-    # randomised greedy trials cost about a millisecond per tensor each
-    trials = int(min(32, max_time / (1e-3 * len(inputs) + 1e-3) / 2))
-    if trials >= 2:
+    more_trials = int(min(32, max_time / (1e-3 * len(inputs) + 1e-3) / 2))
+    if more_trials > trials:
+        trials = more_trials
         more = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=trials))
         more_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, more))
         if more_flops < flops:
@@ -265,7 +268,7 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v4"]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v5"]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None
     ssa = None
