@@ -7,3 +7,7 @@
 from gm.learn.structure.scores import SCORES, ScoreCache, family_scores, network_score, scores_from_counts
 
 __all__ = ["SCORES", "ScoreCache", "family_scores", "network_score", "scores_from_counts"]
+from gm.learn.structure.search import SearchResult
+from gm.learn.structure.hill_climb import hill_climb, hill_climb_restarts
+
+__all__ += ["SearchResult", "hill_climb", "hill_climb_restarts"]
