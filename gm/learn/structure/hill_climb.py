@@ -9,7 +9,7 @@ Because the score is decomposable, a move only changes the local scores of the c
 sets change. The search keeps two matrices of score changes, ``add[i, j] = s(j, P_j + i) - s(j, P_j)`` and
 ``delete[i, j] = s(j, P_j - i) - s(j, P_j)`` (a reversal i -> j is ``delete[i, j] + add[j, i]``), and after a
 move recomputes only the changed children's columns: every family those columns need (about n of them) is
-scored in one batched kernel call through a `ScoreCache`. Legality (acyclicity) comes from the transitive
+scored in one batched kernel call (`NeighbourhoodScorer`). Legality (acyclicity) comes from the transitive
 closure of the current graph, so one step is a handful of numpy operations on n x n arrays plus at most
 one kernel call.
 """
@@ -41,7 +41,7 @@ class _Climber:
             self.required[i, j] = True
         self.tabu_length = int(tabu_length)
         self.epsilon = float(epsilon)
-        self._memo: dict = {}
+        self._memo = scorer.memo  # shared by every climb on this scorer (restarts revisit families)
 
     def _refresh(self, parents, children, add, delete, local):
         """Recompute the add/delete columns of ``children`` (one batched kernel call for all of them)."""
@@ -66,7 +66,7 @@ class _Climber:
             for p, v in dels.items():
                 delete[p, j] = v - current
 
-    def climb(self, parents, max_iter):
+    def climb(self, parents, max_iter, rng=None):
         n = self.n
         parents = [list(p) for p in parents]
         adj = np.zeros((n, n), bool)
@@ -99,6 +99,11 @@ class _Climber:
             gain_rev = np.where(ok_rev, delete + add.T, -np.inf)
             gains = np.stack([gain_add, gain_del, gain_rev])
             best = int(np.argmax(gains))
+            if rng is not None and np.isfinite(gains.flat[best]):
+                # ties (within float32 rounding) broken at random: i -> j and j -> i often score the same
+                top = gains.flat[best]
+                near = np.flatnonzero(gains >= top - 1e-5 * abs(top) - 1e-3)
+                best = int(rng.choice(near))
             kind, i, j = np.unravel_index(best, gains.shape)
             delta = gains[kind, i, j]
             if not np.isfinite(delta) or delta < self.epsilon:
@@ -201,8 +206,9 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
 
 def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturbation: int | None = None,
                         **kwargs) -> SearchResult:
-    """Hill climbing, then ``restarts`` times: perturb the best graph found by ``perturbation`` random legal
-    moves (default: n_vars // 2 + 1; add, delete or reverse) and climb again; returns the best.
+    """Hill climbing, then ``restarts`` more climbs, alternately from the same start with ties broken at random
+    (i -> j and j -> i often score the same, and the first choices decide the local optimum) and from the best
+    graph so far perturbed by ``perturbation`` random legal moves (default: n_vars // 2 + 1); returns the best.
 
     Args:
       key: a `jax.random` key (the perturbations).
@@ -212,23 +218,34 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
     if kwargs.get("scorer") is None:
         kwargs["scorer"] = NeighbourhoodScorer(data, variables, score=kwargs.get("score", "bic"),
                                                equivalent_sample_size=kwargs.get("equivalent_sample_size", 10.0))
-    best = hill_climb(data, variables, **kwargs)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
-    n = len(best.structure.names)
+    climber, start = _setup(data, variables, kwargs.get("score", "bic"), kwargs.get("equivalent_sample_size", 10.0),
+                            kwargs.get("max_indegree"), kwargs.get("whitelist"), kwargs.get("blacklist"),
+                            kwargs.get("tabu_length", 100), kwargs.get("epsilon", 1e-4), kwargs.get("start"),
+                            kwargs["scorer"])
+    max_iter = kwargs.get("max_iter", 1_000_000)
+    seed = np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32)
+    rng = np.random.default_rng(seed)
+    n = climber.n
+    parents, total, steps = climber.climb(start, max_iter)
+    best = (parents, total)
     k = perturbation if perturbation is not None else n // 2 + 1
     white = set(edge_indices(variables, kwargs.get("whitelist"), "whitelist"))
     black = set(edge_indices(variables, kwargs.get("blacklist"), "blacklist"))
-    max_in = kwargs.get("max_indegree") or n
-    total_steps = best.n_iterations
-    for _ in range(restarts):
-        parents = [list(p) for p in best.structure.parents]
-        for _ in range(k):
-            _random_move(rng, parents, white, black, max_in)
-        result = hill_climb(data, variables, **{**kwargs, "start": parents})
-        total_steps += result.n_iterations
-        if result.score > best.score:
-            best = result
-    return best._replace(n_iterations=total_steps)
+    max_in = kwargs.get("max_indegree")
+    max_in = n if max_in is None else max_in
+    for r in range(restarts):
+        if r % 2 == 0:  # the same start, ties broken at random
+            begin = [list(p) for p in start]
+        else:  # the best graph so far, perturbed
+            begin = [list(p) for p in best[0]]
+            for _ in range(k):
+                _random_move(rng, begin, white, black, max_in)
+        parents, total, more = climber.climb(begin, max_iter, rng)
+        steps += more
+        if total > best[1]:
+            best = (parents, total)
+    return SearchResult(make_structure(variables if variables is not None else climber.scorer.cards, best[0], n),
+                        best[1], steps)
 
 
 def _random_move(rng, parents, white, black, max_in):

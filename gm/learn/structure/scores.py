@@ -394,7 +394,8 @@ def _hood_from_table(table, child, pa, n_records, equivalent_sample_size, *, car
 
 
 @functools.partial(jax.jit, static_argnames=("cards", "n_configs", "score"))
-def _neighbourhood_kernel(onehot, padded, children, parents, equivalent_sample_size, *, cards, n_configs, score):
+def _neighbourhood_kernel(onehot, n_records, padded, children, parents, equivalent_sample_size, *, cards,
+                          n_configs, score):
     # one plain segment-sum per child, unrolled (a vmapped segment-sum is a batched scatter, ten times slower)
     width = max(cards)
     card_arr = jnp.asarray(cards + (1,), jnp.int32)
@@ -403,21 +404,38 @@ def _neighbourhood_kernel(onehot, padded, children, parents, equivalent_sample_s
         pa = parents[b]
         key = (padded[:, pa] @ _strides(card_arr[pa])) * width + padded[:, children[b]]
         tables.append(jax.ops.segment_sum(onehot, key, num_segments=n_configs * width))
-    hood = functools.partial(_hood_from_table, n_records=padded.shape[0],
+    hood = functools.partial(_hood_from_table, n_records=n_records,
                              equivalent_sample_size=equivalent_sample_size, cards=cards, score=score)
     return Neighbourhood(*jax.vmap(hood)(jnp.stack(tables), children, parents))
 
 
 @functools.partial(jax.jit, static_argnames=("cards", "score"))
-def _empty_neighbourhoods(onehot, n_records, equivalent_sample_size, *, cards, score):
+def _empty_neighbourhoods(onehot, unweighted, n_records, equivalent_sample_size, *, cards, score):
     # every child without parents: all pairwise tables are one matrix product of the one-hot records
     n = len(cards)
-    gram = onehot.T @ onehot  # [S + 1, S + 1]
+    gram = onehot.T @ unweighted  # [S + 1, S + 1]
     tables = gram[_column_blocks(cards)]  # [n, R, S + 1]: (x_j) x (i, x_i)
     parents = jnp.full((n, 1), n, jnp.int32)
     hood = functools.partial(_hood_from_table, n_records=n_records, equivalent_sample_size=equivalent_sample_size,
                              cards=cards, score=score)
     return Neighbourhood(*jax.vmap(hood)(tables, jnp.arange(n), parents))
+
+
+def unique_records(data) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``int[N, n_vars]`` and their counts (a 64-bit row hash, then checked exactly).
+
+    Every count table is the same whether it is built from the N records or from the distinct rows
+    weighted by their counts; on the bnlearn networks the distinct rows are 1.5x to 10x fewer.
+    """
+    host = np.asarray(data)
+    mix = np.random.default_rng(0x5EED).integers(1, 2**63 - 1, size=host.shape[1], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (host.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64)
+    _, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    rows = host[first]
+    if not np.array_equal(rows[inverse.ravel()], host):  # a hash collision: keep every record
+        return host, np.ones(len(host), np.int64)
+    return rows, counts
 
 
 class NeighbourhoodScorer:
@@ -434,29 +452,43 @@ class NeighbourhoodScorer:
         data = check_complete_data(data, self.cards, _names_of(variables))
         self.score = canonical_score(score)
         self.equivalent_sample_size = float(equivalent_sample_size)
-        n_records = data.shape[0]
+        self.n_records = int(data.shape[0])
+        rows, counts = unique_records(data)
         offsets = np.concatenate([[0], np.cumsum(self.cards)[:-1]]).astype(np.int32)
         dtype = jnp.result_type(float)
-        onehot = jax.nn.one_hot(data + offsets, sum(self.cards) + 1, dtype=dtype).sum(axis=1)
-        self.onehot = onehot
-        self.padded = jnp.concatenate([data, jnp.zeros((n_records, 1), jnp.int32)], axis=1)
+        onehot = np.zeros((rows.shape[0], sum(self.cards) + 1), dtype)
+        onehot[np.arange(rows.shape[0])[:, None], rows + offsets] = 1.0
+        self.onehot = jnp.asarray(onehot * counts[:, None].astype(dtype))  # distinct rows weighted by counts
+        self.unweighted = jnp.asarray(onehot)
+        self.memo: dict = {}  # (child, frozenset(parents)) -> neighbourhood, filled by the searches
+        rows = jnp.asarray(rows, jnp.int32)
+        self.padded = jnp.concatenate([rows, jnp.zeros((rows.shape[0], 1), jnp.int32)], axis=1)
 
     def __call__(self, children: Sequence[int], parents: Sequence[Sequence[int]]) -> Neighbourhood:
         """Neighbourhoods of ``children`` with current parent sets ``parents`` (numpy float64 arrays)."""
         n = len(self.cards)
-        k = _bucket(max(1, max(len(p) for p in parents)))
-        pa = np.full((len(children), k), n, np.int32)
-        for b, p in enumerate(parents):
-            pa[b, :len(p)] = p
         if all(len(p) == 0 for p in parents) and list(children) == list(range(n)):
-            out = _empty_neighbourhoods(self.onehot, self.padded.shape[0], self.equivalent_sample_size,
+            out = _empty_neighbourhoods(self.onehot, self.unweighted, self.n_records, self.equivalent_sample_size,
                                         cards=self.cards, score=self.score)
             return Neighbourhood(*(np.asarray(a, np.float64) for a in out))
+        b = len(children)
+        if b > 2:  # one or two children per call (a reversal changes two)
+            parts = [self(children[i:i + 2], parents[i:i + 2]) for i in range(0, b, 2)]
+            width = max(p.delete.shape[1] for p in parts)
+            delete = np.concatenate([np.pad(p.delete, ((0, 0), (0, width - p.delete.shape[1]))) for p in parts])
+            return Neighbourhood(np.concatenate([p.current for p in parts]), np.concatenate([p.add for p in parts]),
+                                 delete)
+        k = _bucket(max(1, max(len(p) for p in parents)))
+        pa = np.full((b, k), n, np.int32)
+        kids = np.zeros((b,), np.int32)
+        for i, (c, p) in enumerate(zip(children, parents)):
+            kids[i] = c
+            pa[i, :len(p)] = p
         q_max = max(math.prod(self.cards[i] for i in p) for p in parents)
-        n_configs = _bucket(q_max)
+        n_configs = 4 ** math.ceil(math.log(q_max, 4)) if q_max > 1 else 1
         if n_configs * max(self.cards) ** 2 * len(self.cards) > 1 << 27:
             raise ValueError(f"a parent set has {q_max} configurations: too many to count; lower max_indegree")
-        out = _neighbourhood_kernel(self.onehot, self.padded, jnp.asarray(np.asarray(children, np.int32)),
-                                    jnp.asarray(pa), self.equivalent_sample_size, cards=self.cards,
-                                    n_configs=n_configs, score=self.score)
-        return Neighbourhood(*(np.asarray(a, np.float64) for a in out))
+        out = _neighbourhood_kernel(self.onehot, self.n_records, self.padded, jnp.asarray(kids), jnp.asarray(pa),
+                                    self.equivalent_sample_size, cards=self.cards, n_configs=n_configs,
+                                    score=self.score)
+        return Neighbourhood(*(np.asarray(a, np.float64)[:b] for a in out))
