@@ -1,7 +1,5 @@
 """gm.learn.structure scores against hand-written float64 references and pgmpy's local scores."""
 
-import itertools
-import math
 import warnings
 
 import jax
@@ -12,41 +10,7 @@ import pytest
 from gm import bn
 from gm.data.networks import load_network
 from gm.learn.structure import SCORES, ScoreCache, family_scores, network_score
-
-
-def reference_score(data, cards, child, parents, score, ess=10.0):
-    """Float64 local score by explicit loops over parent configurations and child states."""
-    data = np.asarray(data)
-    r = cards[child]
-    configs = list(itertools.product(*[range(cards[p]) for p in parents]))
-    q = len(configs)
-    n = len(data)
-    table = np.zeros((q, r))
-    for row in data:
-        u = configs.index(tuple(int(row[p]) for p in parents))
-        table[u, int(row[child])] += 1
-    seen = [u for u in range(q) if table[u].sum() > 0]
-    total = 0.0
-    if score in ("log_likelihood", "bic", "aic"):
-        for u in seen:
-            nu = table[u].sum()
-            total += sum(c * math.log(c / nu) for c in table[u] if c > 0)
-        if score == "bic":
-            total -= 0.5 * math.log(n) * q * (r - 1)
-        if score == "aic":
-            total -= q * (r - 1)
-        return total
-    if score == "k2":
-        for u in seen:
-            total += math.lgamma(r) - math.lgamma(table[u].sum() + r)
-            total += sum(math.lgamma(c + 1) for c in table[u])
-        return total
-    q_eff = len(seen) if score == "bds" else q
-    a, b = ess / q_eff, ess / (q_eff * r)
-    for u in seen:
-        total += math.lgamma(a) - math.lgamma(table[u].sum() + a)
-        total += sum(math.lgamma(c + b) - math.lgamma(b) for c in table[u])
-    return total
+from tests.learn.structure_reference import reference_score
 
 
 @pytest.fixture(scope="module")

@@ -11,3 +11,6 @@ from gm.learn.structure.search import SearchResult
 from gm.learn.structure.hill_climb import hill_climb, hill_climb_restarts
 
 __all__ += ["SearchResult", "hill_climb", "hill_climb_restarts"]
+from gm.learn.structure.exact import exact_search, exact_search_cost
+
+__all__ += ["exact_search", "exact_search_cost"]

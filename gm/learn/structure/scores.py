@@ -147,12 +147,14 @@ def scores_from_counts(counts, n_parent_configs, child_cards, n_records, *, scor
 
 
 @functools.partial(jax.jit, static_argnames=("cards", "n_configs", "score", "chunk"))
-def _scores_kernel(data, children, parents, equivalent_sample_size, *, cards, n_configs, score, chunk):
-    n_records = data.shape[0]
+def _scores_kernel(data, weights, n_records, children, parents, equivalent_sample_size, *, cards, n_configs, score,
+                   chunk):
+    rows = data.shape[0]
     width = max(cards)
     card_arr = jnp.asarray(cards + (1,), jnp.int32)  # index len(cards): the padding column, cardinality 1
-    padded = jnp.concatenate([data, jnp.zeros((n_records, 1), jnp.int32)], axis=1)
+    padded = jnp.concatenate([data, jnp.zeros((rows, 1), jnp.int32)], axis=1)
     dtype = jnp.result_type(float)
+    weights = weights.astype(dtype)
 
     def one(family):
         child, pa = family
@@ -162,7 +164,7 @@ def _scores_kernel(data, children, parents, equivalent_sample_size, *, cards, n_
         x = padded[:, child]
         ok = jnp.all(cols >= 0, axis=1) & (x >= 0)
         idx = jnp.where(ok, (cols @ strides) * width + x, n_configs * width)
-        table = jnp.zeros((n_configs * width,), dtype).at[idx].add(1.0, mode="drop")
+        table = jnp.zeros((n_configs * width,), dtype).at[idx].add(weights, mode="drop")
         return table.reshape(n_configs, width), jnp.prod(pc.astype(dtype)), card_arr[child], ~jnp.all(ok)
 
     counts, q, r, bad = jax.lax.map(one, (children, parents), batch_size=chunk)
@@ -176,8 +178,14 @@ def _bucket(k: int, floor: int = 1) -> int:
 
 
 def _batched_scores(data, cards: tuple[int, ...], families: Sequence[tuple[int, tuple[int, ...]]], score: str,
-                    equivalent_sample_size: float) -> jax.Array:
-    """Scores of ``families`` [(child, parents), ...] in one kernel call (shapes bucketed); ``f32[F]``."""
+                    equivalent_sample_size: float, weights=None, n_records=None) -> jax.Array:
+    """Scores of ``families`` [(child, parents), ...] in one kernel call (shapes bucketed); ``f32[F]``.
+
+    ``weights``: optional per-row counts (rows = distinct records, see `unique_records`), summing to
+    ``n_records``."""
+    if weights is None:
+        weights = jnp.ones((data.shape[0],), jnp.int32)
+        n_records = data.shape[0]
     n = len(cards)
     f = len(families)
     k = max((len(pa) for _, pa in families), default=0)
@@ -197,7 +205,7 @@ def _batched_scores(data, cards: tuple[int, ...], families: Sequence[tuple[int, 
             "cells (limit 2^26): lower max_indegree"
         )
     chunk = max(1, min(width_f, _MAX_INDEX_ELEMENTS // max(1, data.shape[0] * (width_k + 1))))
-    out = _scores_kernel(data, jnp.asarray(children), jnp.asarray(parents), equivalent_sample_size,
+    out = _scores_kernel(data, weights, n_records, jnp.asarray(children), jnp.asarray(parents), equivalent_sample_size,
                          cards=cards, n_configs=n_configs, score=score, chunk=chunk)
     return out[:f]
 
@@ -298,6 +306,8 @@ class ScoreCache:
         self.score = canonical_score(score)
         self.equivalent_sample_size = float(equivalent_sample_size)
         self.n_records = int(self.data.shape[0])
+        rows, counts = unique_records(self.data)
+        self.rows, self.weights = jnp.asarray(rows, jnp.int32), jnp.asarray(counts, jnp.int32)
         self._table: dict[tuple[int, frozenset], float] = {}
         self.hits = 0
         self.misses = 0
@@ -313,8 +323,8 @@ class ScoreCache:
         self.hits += len(keys) - len(todo)
         if todo:
             fams = [(c, tuple(sorted(pa))) for c, pa in todo]
-            values = np.asarray(_batched_scores(self.data, self.cards, fams, self.score,
-                                                self.equivalent_sample_size), np.float64)
+            values = np.asarray(_batched_scores(self.rows, self.cards, fams, self.score, self.equivalent_sample_size,
+                                                self.weights, self.n_records), np.float64)
             self._table.update(zip(todo, values.tolist()))
         return np.array([self._table[key] for key in keys], np.float64)
 
