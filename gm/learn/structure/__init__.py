@@ -14,3 +14,6 @@ __all__ += ["SearchResult", "hill_climb", "hill_climb_restarts"]
 from gm.learn.structure.exact import exact_search, exact_search_cost
 
 __all__ += ["exact_search", "exact_search_cost"]
+from gm.learn.structure.trees import chow_liu, mutual_information, tan
+
+__all__ += ["chow_liu", "mutual_information", "tan"]
