@@ -17,3 +17,6 @@ __all__ += ["exact_search", "exact_search_cost"]
 from gm.learn.structure.trees import chow_liu, mutual_information, tan
 
 __all__ += ["chow_liu", "mutual_information", "tan"]
+from gm.learn.structure.pc import PCResult, ci_tests, pc
+
+__all__ += ["PCResult", "ci_tests", "pc"]
