@@ -20,3 +20,6 @@ __all__ += ["chow_liu", "mutual_information", "tan"]
 from gm.learn.structure.pc import PCResult, ci_tests, pc
 
 __all__ += ["PCResult", "ci_tests", "pc"]
+from gm.learn.structure.search import dag_to_cpdag, shd, structure_edges
+
+__all__ += ["dag_to_cpdag", "shd", "structure_edges"]

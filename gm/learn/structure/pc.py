@@ -139,7 +139,7 @@ def ci_tests(data, tests, variables=None, *, test: str = "chi_square", _prepared
     if _prepared is None:
         cards = variable_cards(variables, data)
         arr = check_complete_data(data, cards, _names_of(variables))
-        rows, counts = unique_records(arr)
+        rows, counts = unique_records(arr, pad=True)
         _prepared = (cards, jnp.asarray(rows, jnp.int32), jnp.asarray(counts, jnp.int32))
     cards, rows, counts = _prepared
     n = len(cards)
@@ -357,7 +357,7 @@ def pc(data, variables=None, *, test: str = "chi_square", significance_level: fl
         raise ValueError(f"significance_level must be in (0, 1), got {significance_level}")
     cards = variable_cards(variables, data)
     arr = check_complete_data(data, cards, _names_of(variables))
-    rows, counts = unique_records(arr)
+    rows, counts = unique_records(arr, pad=True)
     prepared = (cards, jnp.asarray(rows, jnp.int32), jnp.asarray(counts, jnp.int32))
     n = len(cards)
     adj, sepsets, n_tests = _skeleton(prepared, n, test, significance_level, max_cond_vars)

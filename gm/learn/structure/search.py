@@ -11,7 +11,8 @@ import numpy as np
 from gm.bn.network import BayesNet, Structure
 from gm.learn.structure.scores import as_variables
 
-__all__ = ["SearchResult", "make_structure", "edge_indices", "structure_edges", "transitive_closure"]
+__all__ = ["SearchResult", "make_structure", "edge_indices", "structure_edges", "transitive_closure", "dag_to_cpdag",
+           "shd"]
 
 
 class SearchResult(NamedTuple):
@@ -75,3 +76,40 @@ def transitive_closure(adjacency: np.ndarray) -> np.ndarray:
     for k in range(reach.shape[0]):
         reach |= reach[:, k:k + 1] & reach[k:k + 1, :]
     return reach
+
+
+def dag_to_cpdag(parents: Sequence[Sequence[int]]) -> tuple[set, set]:
+    """The CPDAG (essential graph) of a DAG: its v-structure edges, then Meek's rules.
+
+    Returns:
+      ``(directed, undirected)``: edges ``(parent, child)`` and ``(u, v)`` with u < v.
+    """
+    from gm.learn.structure.pc import meek_rules
+
+    n = len(parents)
+    pa = [set(int(p) for p in ps) for ps in parents]
+    adjacent = {frozenset((p, c)) for c in range(n) for p in pa[c]}
+    compelled = set()
+    for c in range(n):
+        for a in pa[c]:
+            for b in pa[c]:
+                if a < b and frozenset((a, b)) not in adjacent:
+                    compelled |= {(a, c), (b, c)}
+    undirected = {tuple(sorted((p, c))) for c in range(n) for p in pa[c] if (p, c) not in compelled}
+    return meek_rules(n, compelled, undirected)
+
+
+def shd(a_directed, a_undirected, b_directed, b_undirected) -> int:
+    """Structural Hamming distance of two partially directed graphs: the pairs of variables whose edge
+    differs (missing, extra, or of another kind: u -> v, v -> u, u - v)."""
+
+    def kinds(directed, undirected):
+        out = {}
+        for u, v in directed:
+            out[frozenset((u, v))] = (u, v)
+        for u, v in undirected:
+            out[frozenset((u, v))] = "-"
+        return out
+
+    ka, kb = kinds(a_directed, a_undirected), kinds(b_directed, b_undirected)
+    return sum(1 for pair in set(ka) | set(kb) if ka.get(pair) != kb.get(pair))
