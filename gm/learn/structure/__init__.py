@@ -2,6 +2,16 @@
 
 * scores: `family_scores` (BIC/MDL, AIC, log-likelihood, K2, BDeu, BDs; many families per compiled call),
   `network_score`, `ScoreCache`;
+* searches, each returning a `gm.bn.Structure` (fit its CPTs with `gm.learn.mle` / `gm.learn.dirichlet`):
+  `hill_climb` / `hill_climb_restarts` (add, delete, reverse; tabu list, white/black lists, max in-degree),
+  `exact_search` (dynamic programming over subsets), `chow_liu`, `tan`, `pc` (chi-square / G tests; CPDAG
+  and a consistent DAG);
+* graph helpers: `dag_to_cpdag`, `shd`, `structure_edges`.
+
+Example:
+    >>> from gm.learn import structure
+    >>> result = structure.hill_climb(data, net, score="bdeu")     # data int32[N, n_vars]
+    >>> fitted = gm.learn.mle(result.structure, data)
 """
 
 from gm.learn.structure.scores import SCORES, ScoreCache, family_scores, network_score, scores_from_counts
