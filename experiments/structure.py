@@ -11,7 +11,7 @@ network (`gm.bn.sample`). Each method learns a structure from the training recor
 * time: gm's first call (with XLA compilation) and a second call (compile apart); pgmpy's one call.
 
 Methods: ``hc-bic`` / ``hc-bdeu`` (`hill_climb`, empty start, pgmpy's defaults: tabu 100, epsilon 1e-4),
-``hc-bic-r`` (`hill_climb_restarts`, 6 more climbs), ``pc-chi2`` (`pc`, alpha 0.01, at most 5
+``hc-bic-r`` / ``hc-bdeu-r`` (`hill_climb_restarts`, 6 more climbs), ``pc-chi2`` (`pc`, alpha 0.01, at most 5
 conditioning variables), ``exact-bic`` (`exact_search`; child with at most 2 parents per variable; larger
 networks are refused by its memory estimate), ``chow-liu``; pgmpy's ``HillClimbSearch`` (bic-d, bdeu)
 and ``PC`` (chi_square, 0.01, its default parallel-stable variant, n_jobs=1: on a shared 2-core machine its
@@ -101,8 +101,9 @@ def run_gm(method, key, net, data):
         return st.hill_climb(data, net, score="bic").structure.parents, None, ""
     if method == "hc-bdeu":
         return st.hill_climb(data, net, score="bdeu").structure.parents, None, ""
-    if method == "hc-bic-r":
-        return st.hill_climb_restarts(key, data, net, score="bic", restarts=6).structure.parents, None, ""
+    if method in ("hc-bic-r", "hc-bdeu-r"):
+        score = method.split("-")[1]
+        return st.hill_climb_restarts(key, data, net, score=score, restarts=6).structure.parents, None, ""
     if method == "pc-chi2":
         r = st.pc(data, net, test="chi_square", significance_level=0.01)
         return r.dag.parents, (r.directed, r.undirected), f"{r.n_tests} tests"
@@ -135,9 +136,9 @@ def evaluate(net, parents, cpdag, train, test, score):
     )
 
 
-GM_METHODS = ("hc-bic", "hc-bdeu", "hc-bic-r", "pc-chi2", "exact-bic", "chow-liu")
+GM_METHODS = ("hc-bic", "hc-bdeu", "hc-bic-r", "hc-bdeu-r", "pc-chi2", "exact-bic", "chow-liu")
 PGMPY_METHODS = ("pgmpy-hc-bic", "pgmpy-hc-bdeu", "pgmpy-pc")
-SCORE_OF = {"hc-bdeu": "bdeu", "pgmpy-hc-bdeu": "bdeu"}
+SCORE_OF = {"hc-bdeu": "bdeu", "hc-bdeu-r": "bdeu", "pgmpy-hc-bdeu": "bdeu"}
 
 
 def run(networks, sizes, *, seed=0, pgmpy_pc_max_n=10_000, log=print):
@@ -184,7 +185,8 @@ def speedups(rows):
     for (name, n, method), r in index.items():
         if method.startswith("pgmpy") or "seconds" not in r:
             continue
-        other = {"hc-bic": "pgmpy-hc-bic", "hc-bdeu": "pgmpy-hc-bdeu", "pc-chi2": "pgmpy-pc"}.get(method)
+        other = {"hc-bic": "pgmpy-hc-bic", "hc-bdeu": "pgmpy-hc-bdeu", "hc-bic-r": "pgmpy-hc-bic",
+                 "hc-bdeu-r": "pgmpy-hc-bdeu", "pc-chi2": "pgmpy-pc"}.get(method)
         theirs = index.get((name, n, other)) if other else None
         if theirs and "seconds" in theirs:
             out.append(dict(network=name, N=n, method=method, gm_s=r["seconds"],
