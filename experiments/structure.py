@@ -141,7 +141,7 @@ PGMPY_METHODS = ("pgmpy-hc-bic", "pgmpy-hc-bdeu", "pgmpy-pc")
 SCORE_OF = {"hc-bdeu": "bdeu", "hc-bdeu-r": "bdeu", "pgmpy-hc-bdeu": "bdeu"}
 
 
-def run(networks, sizes, *, seed=0, pgmpy_pc_max_n=10_000, log=print):
+def run(networks, sizes, *, seed=0, pgmpy_pc_max_n=10_000, methods=None, log=print):
     rows = []
     for name in networks:
         net = load_network(name)
@@ -149,7 +149,7 @@ def run(networks, sizes, *, seed=0, pgmpy_pc_max_n=10_000, log=print):
             key = jax.random.fold_in(jax.random.key(seed), n)
             train = np.asarray(bn.sample(net, key, n))
             test = np.asarray(bn.sample(net, jax.random.fold_in(key, 1), HELD_OUT))
-            for method in GM_METHODS + PGMPY_METHODS:
+            for method in methods or GM_METHODS + PGMPY_METHODS:
                 row = dict(network=name, n_vars=net.n_vars, N=n, method=method)
                 try:
                     if method.startswith("pgmpy"):
@@ -247,6 +247,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--networks", default=None, help="comma-separated subset of " + ",".join(NETWORKS))
     ap.add_argument("--sizes", default=None, help="comma-separated N values")
+    ap.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     ap.add_argument("--pgmpy-pc-max-n", type=int, default=10_000, help="skip pgmpy's PC above this N (slow)")
     args = ap.parse_args(argv)
     networks = ("asia",) if args.quick else NETWORKS
@@ -257,7 +258,8 @@ def main(argv=None):
         sizes = tuple(int(s) for s in args.sizes.split(","))
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    rows = run(networks, sizes, seed=args.seed, pgmpy_pc_max_n=args.pgmpy_pc_max_n)
+    methods = tuple(args.methods.split(",")) if args.methods else None
+    rows = run(networks, sizes, seed=args.seed, pgmpy_pc_max_n=args.pgmpy_pc_max_n, methods=methods)
     ups = speedups(rows)
     md = table(rows, ups)
     out = dict(config=dict(networks=networks, sizes=sizes, seed=args.seed, held_out=HELD_OUT,

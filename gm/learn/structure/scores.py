@@ -321,11 +321,14 @@ class ScoreCache:
                 todo[key] = None
         self.misses += len(todo)
         self.hits += len(keys) - len(todo)
-        if todo:
-            fams = [(c, tuple(sorted(pa))) for c, pa in todo]
+        groups: dict[int, list] = {}  # by table size: a family with few parents is not padded to the largest
+        for key in todo:
+            groups.setdefault(_bucket(math.prod(self.cards[p] for p in key[1])), []).append(key)
+        for keys_of_size in groups.values():
+            fams = [(c, tuple(sorted(pa))) for c, pa in keys_of_size]
             values = np.asarray(_batched_scores(self.rows, self.cards, fams, self.score, self.equivalent_sample_size,
                                                 self.weights, self.n_records), np.float64)
-            self._table.update(zip(todo, values.tolist()))
+            self._table.update(zip(keys_of_size, values.tolist()))
         return np.array([self._table[key] for key in keys], np.float64)
 
     def __call__(self, child: int, parents: Sequence[int]) -> float:
