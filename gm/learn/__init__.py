@@ -7,7 +7,7 @@
 * `gm.learn.naive_bayes` and `gm.learn.linear_gaussian`.
 """
 
-from gm.learn import bayes, linear_gaussian, naive_bayes
+from gm.learn import bayes, linear_gaussian, naive_bayes, structure
 from gm.learn.bayes import posterior_query
 from gm.learn.expectation_maximization import EMResult, em, em_step, expected_counts, log_likelihood, random_init
 from gm.learn.estimators import (
@@ -38,4 +38,5 @@ __all__ = [
     "prior_counts",
     "random_init",
     "sample_dirichlet_rows",
+    "structure",
 ]

@@ -12,8 +12,9 @@ def test_emotion_quick(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "accuracy.png").exists() and (tmp_path / "table.md").exists()
     res = saved["results"]
-    assert set(res) == {"baseline", "naive_bayes", "bayes_net", "dynamic_bn"}
-    for name in ("naive_bayes", "bayes_net", "dynamic_bn"):
+    assert set(res) == {"baseline", "naive_bayes", "bayes_net", "learned_bn", "dynamic_bn"}
+    assert res["bayes_net"]["shd"] == 0 and res["naive_bayes"]["shd"] == 4
+    for name in ("naive_bayes", "bayes_net", "learned_bn", "dynamic_bn"):
         r = res[name]
         for what in ("emotion", "valence"):
             lo, hi = r[f"{what}_interval"]
