@@ -7,6 +7,8 @@ Each variable is a linear function of its parents plus independent Gaussian nois
   `sample` (key first), `log_density` of complete records.
 * `fitting`: `fit`, maximum likelihood on the centred, scaled design with an explicit rank cut-off
   and iterative refinement (right in float32 at any N; weighted, vmap-able over bootstrap weights).
+* `io`: pgmpy's JSON format (`read_json`, `write_json`) and `from_pgmpy` / `to_pgmpy`
+  (``LinearGaussianBayesianNetwork``); the shipped networks load by name with `gm.data.load_network`.
 * `inference`: `posterior`, `query`, `log_evidence`, `sample_posterior` with evidence as data
   (``values f32[n]`` + ``observed bool[n]``), all jit/vmap-able over evidence sets.
 
@@ -27,6 +29,7 @@ from gm.learn.linear_gaussian.inference import (
     query,
     sample_posterior,
 )
+from gm.learn.linear_gaussian.io import format_json, from_pgmpy, parse_json, read_json, to_pgmpy, write_json
 from gm.learn.linear_gaussian.model import (
     Evidence,
     Gaussian,
@@ -50,13 +53,19 @@ __all__ = [
     "condition",
     "evidence_from_array",
     "fit",
+    "format_json",
+    "from_pgmpy",
     "fit_with_diagnostics",
     "joint",
     "log_density",
     "log_evidence",
     "log_prob",
+    "parse_json",
     "posterior",
     "query",
+    "read_json",
     "sample",
     "sample_posterior",
+    "to_pgmpy",
+    "write_json",
 ]
