@@ -168,14 +168,18 @@ def solve_nodes(problem: CentredProblem, *, prior_precision=None, prior_rhs=None
     return gamma, residuals(gamma), pinv
 
 
-def to_parameters(problem: CentredProblem, gamma, variance) -> LinearGaussian:
-    """Back from centred coordinates: ``W_i,pa = γ_i,1:``, ``b_i = m_i + γ_i,0 − γ_i,1: · m_pa``."""
-    n = problem.index.shape[0]
+def to_parameters(structure: GaussianStructure, mean, gamma, variance) -> LinearGaussian:
+    """Back from centred coordinates: ``W_i,pa = γ_i,1:``, ``b_i = m_i + γ_i,0 − γ_i,1: · m_pa``.
+
+    ``mean f32[n]`` the data means, ``gamma f32[..., n, K]``, ``variance f32[..., n]``.
+    """
+    index, mask = family_columns(structure)
+    n = index.shape[0]
     kids = np.arange(n)
-    coef = jnp.where(problem.mask[:, 1:], gamma[:, 1:], 0.0)
-    parent_cols = np.maximum(problem.index[:, 1:] - 1, 0)
-    weights = jnp.zeros((n, n), gamma.dtype).at[kids[:, None], parent_cols].add(coef)
-    bias = problem.mean + gamma[:, 0] - jnp.sum(coef * problem.mean[parent_cols], axis=1)
+    coef = jnp.where(mask[:, 1:], gamma[..., 1:], 0.0)
+    parent_cols = np.maximum(index[:, 1:] - 1, 0)
+    weights = jnp.zeros(gamma.shape[:-2] + (n, n), gamma.dtype).at[..., kids[:, None], parent_cols].add(coef)
+    bias = mean + gamma[..., 0] - jnp.sum(coef * mean[parent_cols], axis=-1)
     return LinearGaussian(weights, bias, variance)
 
 
@@ -237,8 +241,8 @@ def fit_with_diagnostics(data, parents, *, weights=None, names=None, rcond=None,
     data = check_data(data, len(structure.names))
     if weights is not None and jnp.shape(weights) != data.shape[:1]:
         raise ValueError(f"weights must have shape ({data.shape[0]},) (one per record), got {jnp.shape(weights)}")
-    params, pinv, mask = _fit_ml(structure, data, weights, rcond, refine=int(refine))
-    raise_if_singular(structure, pinv, mask)
+    params, pinv = _fit_ml(structure, data, weights, rcond, refine=int(refine))
+    raise_if_singular(structure, pinv, family_columns(structure)[1])
     return params, FitDiagnostics(pinv.rank)
 
 
@@ -247,4 +251,4 @@ def _fit_ml(structure, data, weights, rcond, *, refine):
     problem = centred_problem(structure, data, weights)
     gamma, resid, pinv = solve_nodes(problem, rcond=rcond, refine=refine)
     variance = jnp.matmul(problem.weight, resid**2, precision=HIGHEST) / problem.total
-    return to_parameters(problem, gamma, variance), pinv, problem.mask
+    return to_parameters(structure, problem.mean, gamma, variance), pinv

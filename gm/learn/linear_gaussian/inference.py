@@ -105,8 +105,8 @@ def posterior(net: GaussianBayesNet, evidence=None) -> GaussianPosterior:
     """
     r1, mean, observed, log_ev = _factor(net, evidence)
     n = net.n_vars
-    r_inv = jax.scipy.linalg.solve_triangular(r1, jnp.eye(n, dtype=r1.dtype), lower=False)
-    cov = jnp.matmul(r_inv, r_inv.T, precision=HIGHEST)
+    r_inv_t = jax.scipy.linalg.solve_triangular(r1.T, jnp.eye(n, dtype=r1.dtype), lower=True)  # R₁⁻ᵀ
+    cov = jnp.matmul(r_inv_t.T, r_inv_t, precision=HIGHEST)
     keep = ~observed
     cov = jnp.where(keep[:, None] & keep[None, :], cov, 0.0)
     return GaussianPosterior(mean, cov, log_ev)
