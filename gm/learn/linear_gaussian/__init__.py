@@ -7,6 +7,8 @@ Each variable is a linear function of its parents plus independent Gaussian nois
   `sample` (key first), `log_density` of complete records.
 * `fitting`: `fit`, maximum likelihood on the centred, scaled design with an explicit rank cut-off
   and iterative refinement (right in float32 at any N; weighted, vmap-able over bootstrap weights).
+* `bayes`: normal-inverse-gamma prior (`NIGPrior`), `fit_map`, exact conjugate draws
+  (`sample_nig_posterior`) and numpyro NUTS (`bayes.nuts`) over weights and variances.
 * `io`: pgmpy's JSON format (`read_json`, `write_json`) and `from_pgmpy` / `to_pgmpy`
   (``LinearGaussianBayesianNetwork``); the shipped networks load by name with `gm.data.load_network`.
 * `inference`: `posterior`, `query`, `log_evidence`, `sample_posterior` with evidence as data
@@ -19,6 +21,8 @@ Example:
   >>> post = condition(g, [2], jnp.array([1.5]))  # Gaussian over variables (0, 1) given X_2 = 1.5
 """
 
+from gm.learn.linear_gaussian import bayes
+from gm.learn.linear_gaussian.bayes import NIGPrior, fit_map, nig_posterior, sample_nig_posterior
 from gm.learn.linear_gaussian.fitting import FitDiagnostics, fit, fit_with_diagnostics
 from gm.learn.linear_gaussian.inference import (
     GaussianPosterior,
@@ -50,9 +54,12 @@ __all__ = [
     "GaussianPosterior",
     "GaussianStructure",
     "LinearGaussian",
+    "NIGPrior",
+    "bayes",
     "condition",
     "evidence_from_array",
     "fit",
+    "fit_map",
     "format_json",
     "from_pgmpy",
     "fit_with_diagnostics",
@@ -60,11 +67,13 @@ __all__ = [
     "log_density",
     "log_evidence",
     "log_prob",
+    "nig_posterior",
     "parse_json",
     "posterior",
     "query",
     "read_json",
     "sample",
+    "sample_nig_posterior",
     "sample_posterior",
     "to_pgmpy",
     "write_json",
