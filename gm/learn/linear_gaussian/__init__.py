@@ -9,6 +9,8 @@ Each variable is a linear function of its parents plus independent Gaussian nois
   and iterative refinement (right in float32 at any N; weighted, vmap-able over bootstrap weights).
 * `bayes`: normal-inverse-gamma prior (`NIGPrior`), `fit_map`, exact conjugate draws
   (`sample_nig_posterior`) and numpyro NUTS (`bayes.nuts`) over weights and variances.
+* `hybrid`: conditional linear-Gaussian networks (`hybrid.CLGNet`: discrete parents of Gaussian
+  children) and `hybrid.discrete_query`, exact discrete posteriors given continuous evidence.
 * `io`: pgmpy's JSON format (`read_json`, `write_json`) and `from_pgmpy` / `to_pgmpy`
   (``LinearGaussianBayesianNetwork``); the shipped networks load by name with `gm.data.load_network`.
 * `inference`: `posterior`, `query`, `log_evidence`, `sample_posterior` with evidence as data
@@ -21,7 +23,7 @@ Example:
   >>> post = condition(g, [2], jnp.array([1.5]))  # Gaussian over variables (0, 1) given X_2 = 1.5
 """
 
-from gm.learn.linear_gaussian import bayes
+from gm.learn.linear_gaussian import bayes, hybrid
 from gm.learn.linear_gaussian.bayes import NIGPrior, fit_map, nig_posterior, sample_nig_posterior
 from gm.learn.linear_gaussian.fitting import FitDiagnostics, fit, fit_with_diagnostics
 from gm.learn.linear_gaussian.inference import (
@@ -56,6 +58,7 @@ __all__ = [
     "LinearGaussian",
     "NIGPrior",
     "bayes",
+    "hybrid",
     "condition",
     "evidence_from_array",
     "fit",
