@@ -81,11 +81,14 @@ def _factor(net: GaussianBayesNet, evidence: Evidence):
     bottom = jnp.concatenate([jnp.diag(o), (o * values)[:, None]], 1)
     r = jnp.linalg.qr(jnp.concatenate([top, bottom], 0), mode="r")
     r1, q, rho = r[:n, :n], r[:n, n], r[n, n]
-    mean = jax.scipy.linalg.solve_triangular(r1, q, lower=False)
-    mean = jnp.where(observed, values, mean)  # exact on observed coordinates
     log_ev = (-0.5 * jnp.sum(o) * jnp.log(2 * jnp.pi) - 0.5 * jnp.sum(jnp.log(net.variance))
               - jnp.sum(jnp.log(jnp.abs(jnp.diagonal(r1)))) - 0.5 * rho**2)
-    return r1, mean, observed, log_ev
+    return r1, q, values, observed, log_ev
+
+
+# Each query below makes exactly one (batched) triangular-solve call: jaxlib's CPU triangular solve
+# parallelises over the batch, and two such calls running at once under vmap deadlocked XLA's CPU
+# thread pool in our runs (jax 0.10.2, batches of ~1000+). The mean comes from the same solve.
 
 
 def posterior(net: GaussianBayesNet, evidence=None) -> GaussianPosterior:
@@ -103,9 +106,10 @@ def posterior(net: GaussianBayesNet, evidence=None) -> GaussianPosterior:
     Example:
       >>> post = jax.vmap(posterior, in_axes=(None, 0))(net, evidence_batch)   # mean f32[B, n]
     """
-    r1, mean, observed, log_ev = _factor(net, evidence)
+    r1, q, values, observed, log_ev = _factor(net, evidence)
     n = net.n_vars
     r_inv_t = jax.scipy.linalg.solve_triangular(r1.T, jnp.eye(n, dtype=r1.dtype), lower=True)  # R₁⁻ᵀ
+    mean = jnp.where(observed, values, jnp.matmul(r_inv_t.T, q, precision=HIGHEST))  # R₁⁻¹ q
     cov = jnp.matmul(r_inv_t.T, r_inv_t, precision=HIGHEST)
     keep = ~observed
     cov = jnp.where(keep[:, None] & keep[None, :], cov, 0.0)
@@ -126,17 +130,18 @@ def query(net: GaussianBayesNet, names: Sequence[str], evidence=None) -> Gaussia
     idx = np.asarray([net.index(x) for x in names], int)
     if len(set(idx.tolist())) != len(idx):
         raise ValueError(f"names repeat a variable: {list(names)}")
-    r1, mean, observed, _ = _factor(net, evidence)
+    r1, q, values, observed, _ = _factor(net, evidence)
     basis = jnp.eye(net.n_vars, dtype=r1.dtype)[:, idx]
     rows = jax.scipy.linalg.solve_triangular(r1, basis, lower=False, trans="T")  # (R₁⁻¹)[idx, :]ᵀ
+    mean = jnp.where(observed[idx], values[idx], jnp.matmul(rows.T, q, precision=HIGHEST))
     cov = jnp.matmul(rows.T, rows, precision=HIGHEST)
     keep = ~observed[idx]
-    return Gaussian(mean[idx], jnp.where(keep[:, None] & keep[None, :], cov, 0.0))
+    return Gaussian(mean, jnp.where(keep[:, None] & keep[None, :], cov, 0.0))
 
 
 def log_evidence(net: GaussianBayesNet, evidence=None) -> jax.Array:
     """log p(x_o): the log density of the observed values, the others integrated out. ``f32[]``."""
-    return _factor(net, evidence)[3]
+    return _factor(net, evidence)[4]
 
 
 def sample_posterior(key, net: GaussianBayesNet, evidence, n: int) -> jax.Array:
@@ -144,11 +149,12 @@ def sample_posterior(key, net: GaussianBayesNet, evidence, n: int) -> jax.Array:
 
     x = μ + R₁⁻¹ ε with ε ~ N(0, I) on the unobserved coordinates.
     """
-    r1, mean, observed, _ = _factor(net, evidence)
+    r1, q, values, observed, _ = _factor(net, evidence)
     eps = jax.random.normal(key, (int(n), net.n_vars), r1.dtype)
     eps = jnp.where(observed, 0.0, eps)
-    draws = jax.scipy.linalg.solve_triangular(r1, eps.T, lower=False).T
-    return jnp.where(observed, mean, mean + draws)
+    solved = jax.scipy.linalg.solve_triangular(r1, jnp.concatenate([q[:, None], eps.T], 1), lower=False).T
+    mean, draws = solved[0], solved[1:]  # R₁⁻¹ q and R₁⁻¹ ε from one solve
+    return jnp.where(observed, values, mean + draws)
 
 
 def condition(gaussian: Gaussian, index: Sequence[int], values) -> Gaussian:
