@@ -45,6 +45,12 @@ def parse_bif(text: str, *, atol: float = 1e-2, dtype=None) -> BayesNet:
             raise ValueError(f"BIF: variable {name!r} declares {m.group('card')} states but lists {len(st)}")
         states[name] = st
     if not states:
+        if text.lstrip().startswith("{") and '"cpds"' in text:
+            raise ValueError(
+                "BIF: this is a linear-Gaussian (continuous) network in pgmpy's JSON format, not a discrete "
+                "BIF file; load it with gm.learn.linear_gaussian.read_json(path), or by name with "
+                "gm.data.load_network (ecoli70, magic-niab, magic-irri, arth150)"
+            )
         raise ValueError("BIF: no discrete variable declarations found")
     lower = {n.lower(): n for n in states}
 

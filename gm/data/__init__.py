@@ -21,11 +21,11 @@ from gm.data.translation import (
     edges_to_digits,
     thin_thick_digits,
 )
-from gm.data.networks import NETWORKS, bif_path, load_network
+from gm.data.networks import GAUSSIAN_NETWORKS, NETWORKS, bif_path, gaussian_json_path, load_network
 
 __all__ = [
     "NETWORKS", "ImageDataset", "Split", "binarize", "bif_path", "digits", "load_network", "mnist",
-    "random_shift", "stratified_split",
+    "random_shift", "stratified_split", "GAUSSIAN_NETWORKS", "gaussian_json_path",
     # image translation
     "PALETTE", "PairedDataset", "PairedSplit", "UnpairedDataset", "edges_to_coloured_digits",
     "edges_to_digits", "thin_thick_digits",

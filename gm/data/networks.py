@@ -1,4 +1,9 @@
-"""The bnlearn Bayesian networks bundled with pgmpy (as .bif.gz files; no download)."""
+"""The bnlearn Bayesian networks bundled with pgmpy (no download).
+
+Discrete networks ship as ``<name>.bif.gz`` (read by `gm.bn.read_bif`); the four linear-Gaussian ones
+(`GAUSSIAN_NETWORKS`: ecoli70, magic-niab, magic-irri, arth150) as pgmpy's ``<name>.json`` (read by
+`gm.learn.linear_gaussian.read_json` into a `GaussianBayesNet`). `load_network` takes either kind.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ NETWORKS = (
     "mildew", "water", "hailfinder", "hepar2", "win95pts", "andes", "diabetes", "pathfinder", "pigs",
     "link", "munin1", "munin2", "munin3", "munin4", "munin",
 )
+GAUSSIAN_NETWORKS = ("ecoli70", "magic-niab", "magic-irri", "arth150")
 
 
 def network_dir() -> str:
@@ -30,16 +36,39 @@ def network_dir() -> str:
 
 
 def bif_path(name: str) -> str:
-    """Path of the bundled network ``name`` (e.g. "alarm"); ValueError for an unknown name."""
+    """Path of the bundled discrete network ``name`` (e.g. "alarm"); ValueError for an unknown name."""
+    if name in GAUSSIAN_NETWORKS:
+        raise ValueError(
+            f"{name!r} is a linear-Gaussian (continuous) network, not a discrete BIF one; load it with "
+            f"gm.data.load_network({name!r}) (a GaussianBayesNet) or gm.learn.linear_gaussian.read_json("
+            f"gm.data.gaussian_json_path({name!r}))"
+        )
     path = os.path.join(network_dir(), f"{name}.bif.gz")
     if not os.path.exists(path):
         available = sorted(f[: -len(".bif.gz")] for f in os.listdir(network_dir()) if f.endswith(".bif.gz"))
-        raise ValueError(f"unknown network {name!r}; available: {available}")
+        raise ValueError(f"unknown network {name!r}; available: {available} and the linear-Gaussian "
+                         f"{list(GAUSSIAN_NETWORKS)}")
+    return path
+
+
+def gaussian_json_path(name: str) -> str:
+    """Path of pgmpy's JSON file of the linear-Gaussian network ``name`` (one of `GAUSSIAN_NETWORKS`)."""
+    if name not in GAUSSIAN_NETWORKS:
+        kind = "a discrete network (use bif_path)" if name in NETWORKS else "unknown"
+        raise ValueError(f"{name!r} is {kind}; the linear-Gaussian networks are {list(GAUSSIAN_NETWORKS)}")
+    path = os.path.join(network_dir(), f"{name}.json")
+    if not os.path.exists(path):
+        raise ImportError(f"this pgmpy ({path}) does not ship {name}.json; install pgmpy==1.1.0")
     return path
 
 
 def load_network(name: str, **kwargs):
-    """`gm.bn.read_bif` of the bundled network ``name``."""
+    """The bundled network ``name``: a `gm.bn.BayesNet` (`gm.bn.read_bif`) for the discrete ones, a
+    `gm.learn.linear_gaussian.GaussianBayesNet` (`read_json`) for `GAUSSIAN_NETWORKS`."""
+    if name in GAUSSIAN_NETWORKS:
+        from gm.learn.linear_gaussian.io import read_json
+
+        return read_json(gaussian_json_path(name), **kwargs)
     from gm.bn import read_bif
 
     return read_bif(bif_path(name), **kwargs)
