@@ -200,7 +200,7 @@ def _run(structure: Structure, table, key, ev, n: int):
     ``(int32[n, n_vars], f[n] log-weights)``."""
     prog = _program(structure, n)
     dtype = table.dtype
-    cum = jnp.cumsum(table, axis=1)
+    cum = jax.lax.stop_gradient(jnp.cumsum(table, axis=1))  # the draws are integers: no gradient
     n_vars = len(structure.names)
     clamp = ev is not None
     ev_ext = jnp.concatenate([ev, jnp.full((1,), -1, jnp.int32)]) if clamp else None
@@ -324,13 +324,27 @@ def likelihood_weighting(net: BayesNet, key: jax.Array, ev, n: int) -> WeightedS
     return WeightedSamples(*_forward(net, key, ev, n))
 
 
+_BLOCK = 1024  # samples per partial sum of `weighted_marginals` (float32 scatter-adds run in sequence)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _state_totals(cards: tuple[int, ...], weighted: WeightedSamples) -> jax.Array:
-    """Normalised weight of every (variable, state), ``f[sum(cards)]``, variables in order."""
+    """Normalised weight of every (variable, state), ``f[sum(cards)]``, variables in order.
+
+    One scatter-add into per-block partial sums, then a sum over the blocks: a single running float32
+    sum over 1e5 samples drifts by about 1e-4."""
     starts = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int32)
     w = jax.nn.softmax(weighted.log_weights)
-    index = weighted.samples + starts[None, :]
-    return jnp.zeros((sum(cards),), w.dtype).at[index].add(jnp.broadcast_to(w[:, None], index.shape))
+    n = w.shape[0]
+    blocks = max(1, -(-n // _BLOCK))
+    pad = blocks * _BLOCK - n
+    w = jnp.pad(w, (0, pad)).reshape(blocks, _BLOCK)
+    index = jnp.pad(weighted.samples, ((0, pad), (0, 0))).reshape(blocks, _BLOCK, -1) + starts
+    block = jnp.broadcast_to(jnp.arange(blocks)[:, None, None], index.shape)
+    partial = jnp.zeros((blocks, sum(cards)), w.dtype).at[block, index].add(
+        jnp.broadcast_to(w[:, :, None], index.shape)
+    )
+    return jnp.sum(partial, axis=0)
 
 
 def weighted_marginals(net: BayesNet, weighted: WeightedSamples) -> dict[str, jax.Array]:
