@@ -19,10 +19,14 @@ Padded slots of a chunk read row 0 and write a scratch row that is dropped at th
 for the table's float precision: a state of probability zero is an empty interval of the CDF and is never
 drawn, and ``u * total`` is kept below ``total`` so the draw never runs past the last possible state.
 C is chosen per structure and sample count from a cost model (steps times per-step work), so a deep
-chain runs one variable per step and a wide, shallow network a few dozen. The table is built from the CPT
-leaves inside the traced program (one reshape per CPT, one concatenation per cardinality), so `jax.grad`
-and `jax.vmap` over CPTs stay possible, and the static layout (offsets, strides, the chunk program) is
-computed once per structure and sample count and cached.
+chain runs one variable per step and a wide, shallow network a few dozen. The static layout (offsets,
+strides, the chunk program) is computed once per structure and sample count and cached. The table itself
+is assembled on the host when the CPTs are concrete (an eager call then compiles only the loop, about
+0.3 s of CPU whatever the network) and inside the program when they are traced, so `jax.jit`,
+`jax.vmap` and `jax.grad` over the CPTs work (the log-weights of likelihood weighting are differentiable).
+
+Random numbers: Threefry-2x32 (the hash of `jax.random`'s default keys) of the counter blocks
+(draw, step) under the key's own two words, written out inside the step.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from gm.bn.network import BayesNet, Structure
 
 
 class _Program(NamedTuple):
-    """Static layout of a structure's sampler (numpy, hashable by identity through the lru_cache)."""
+    """Static layout of a structure's sampler for a sample count (numpy constants of the program)."""
 
     groups: tuple[tuple[int, tuple[int, ...]], ...]  # (cardinality, variables) in table row order
     width: int  # W, the largest cardinality
@@ -219,8 +223,7 @@ def _run(structure: Structure, table, key, ev, n: int):
         if clamp:
             e = ev_ext[var][:, None]  # [C, 1]
             observed = e >= 0
-            lik = jnp.take_along_axis(table[row], jnp.clip(e, 0, prog.width - 1)[..., None], axis=-1)[..., 0]
-            lik = jnp.where(e < card[:, None], lik, 0.0)
+            lik = jnp.where(e < card[:, None], table[row, jnp.clip(e, 0, prog.width - 1)], 0.0)  # [C, n]
             log_w = log_w + jnp.sum(jnp.where(observed, _safe_log(lik), 0.0), axis=0)
             value = jnp.where(observed, e, value)
         return (x.at[var].set(value), log_w), None
