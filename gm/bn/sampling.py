@@ -144,7 +144,7 @@ def _table(net: BayesNet, prog: _Program):
         block = rows[0] if len(rows) == 1 else xp.concatenate(rows, axis=0)
         blocks.append(xp.pad(block, ((0, 0), (0, prog.width - c))))
     table = blocks[0] if len(blocks) == 1 else xp.concatenate(blocks, axis=0)
-    return table if traced else jnp.asarray(table)
+    return table if traced else jax.device_put(table)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,6 +320,8 @@ def likelihood_weighting(net: BayesNet, key: jax.Array, ev, n: int) -> WeightedS
         states gives every sample weight zero, and values below -1 count as unobserved.
     """
     n = _check_count(n)
+    if not isinstance(ev, jax.Array):  # a host array: device_put compiles nothing (jnp.asarray may)
+        ev = jax.device_put(np.asarray(ev))
     ev = _check_evidence(net, ev)
     _check_evidence_values(net, ev)
     if net.n_vars == 0:
@@ -363,5 +365,5 @@ def weighted_marginals(net: BayesNet, weighted: WeightedSamples) -> dict[str, ja
     if isinstance(totals, jax.core.Tracer):
         parts = jnp.split(totals, bounds)
     else:  # split on the host: an eager split into a thousand outputs compiles for seconds
-        parts = [jnp.asarray(p) for p in np.split(np.asarray(totals), bounds)]
+        parts = [jax.device_put(p) for p in np.split(np.asarray(totals), bounds)]
     return dict(zip(net.names, parts))
