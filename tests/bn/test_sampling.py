@@ -2,7 +2,11 @@
 probabilities, d-separation vs networkx and vs conditional independence in the joint, Markov blankets.
 
 Statistical checks use fixed keys and tolerances of 5 binomial standard errors (plus a small floor),
-so they are deterministic and a false failure would need a 5-sigma event.
+so they are deterministic and a false failure would need a 5-sigma event. On bundled networks, every
+variable's sample frequencies pass a chi-square test against `bn.marginals` (alarm; munin2 under -m slow),
+and a network with one CPT changed fails it. The sampler's program must not grow with the number of
+variables (StableHLO op count, 100 vs 1,000 variables), and jit / vmap (keys, evidence, CPTs) / grad
+agree with plain calls.
 """
 
 from __future__ import annotations
