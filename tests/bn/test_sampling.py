@@ -382,7 +382,8 @@ def program_ops(fn, *args, static_argnums=()) -> int:
     """Number of operations in the lowered StableHLO of ``jax.jit(fn)`` (one per line; the function
     signature, however many arguments it has, is one line)."""
     text = jax.jit(fn, static_argnums=static_argnums).lower(*args).as_text()
-    return sum(1 for line in text.splitlines() if "=" in line or line.strip().startswith(("stablehlo.", "func.", "return")))
+    starts = ("stablehlo.", "func.", "return")
+    return sum(1 for line in text.splitlines() if "=" in line or line.strip().startswith(starts))
 
 
 @pytest.mark.parametrize("which", ["sample", "likelihood_weighting"])
