@@ -1,29 +1,279 @@
-"""Forward sampling from a Bayesian network: ancestral sampling and likelihood weighting."""
+"""Forward sampling from a Bayesian network: ancestral sampling and likelihood weighting.
+
+Both samplers run one small program whatever the network's size, so that the first call on a network of
+a thousand variables costs one compile of a loop body, not one kernel per CPT shape.
+
+The method. Every CPT is read as a matrix of rows P(X_i | U_i = u), one row per parent configuration
+(row-major over the parents, the child's axis last). All rows of all variables are stacked into one
+zero-padded table ``f[R, W]`` (W the largest cardinality); variable i's rows start at ``offset[i]`` and its
+row for parent values u is ``offset[i] + sum_j u_j * stride_ij`` (mixed-radix strides). Variables are
+grouped by topological level (a variable's level is one more than its deepest parent's), and each level is
+cut into chunks of at most C variables; a chunk's variables depend only on earlier chunks. Sampling is one
+`jax.lax.scan` over the chunks, each step a fixed-shape body for C variables and n samples:
+
+    row = offset + sum_j x[parent_j] * stride_j              int32[C, n]
+    cum = cumsum(table, axis=1)[row]                         f[C, n, W]  (the rows' CDFs)
+    x[var] = #{k : cum_k <= u * cum_{W-1}},  u ~ U[0, 1)     the inverse-CDF draw
+
+Padded slots of a chunk read row 0 and write a scratch row that is dropped at the end. The draw is exact
+for the table's float precision: a state of probability zero is an empty interval of the CDF and is never
+drawn, and ``u * total`` is kept below ``total`` so the draw never runs past the last possible state.
+C is chosen per structure and sample count from a cost model (steps times per-step work), so a deep
+chain runs one variable per step and a wide, shallow network a few dozen. The static layout (offsets,
+strides, the chunk program) is computed once per structure and sample count and cached. The table itself
+is assembled on the host when the CPTs are concrete (an eager call then compiles only the loop, about
+0.3 s of CPU whatever the network) and inside the program when they are traced, so `jax.jit`,
+`jax.vmap` and `jax.grad` over the CPTs work (the log-weights of likelihood weighting are differentiable).
+
+Random numbers: Threefry-2x32 (the hash of `jax.random`'s default keys) of the counter blocks
+(draw, step) under the key's own two words, written out inside the step.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
+import operator
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gm.bn.inference import _check_evidence, _safe_log
-from gm.bn.network import BayesNet
+from gm.bn.network import BayesNet, Structure
 
 
-def _draw(key, cpt, parent_values, n):
-    """Sample the child of ``cpt`` for each of n rows of parent values."""
-    probs = cpt[tuple(parent_values)] if parent_values else jnp.broadcast_to(cpt, (n, cpt.shape[-1]))
-    return jax.random.categorical(key, _safe_log(probs), axis=-1).astype(jnp.int32)
+# --------------------------------------------------------------------------------------------------
+# the static program
+
+
+class _Program(NamedTuple):
+    """Static layout of a structure's sampler for a sample count (numpy constants of the program)."""
+
+    groups: tuple[tuple[int, tuple[int, ...]], ...]  # (cardinality, variables) in table row order
+    width: int  # W, the largest cardinality
+    var: np.ndarray  # int32[S, C], variable of each slot (n_vars for a padded slot)
+    parent: np.ndarray  # int32[S, C, P], parent variables (n_vars for padding)
+    stride: np.ndarray  # int32[S, C, P], mixed-radix strides (0 for padding)
+    offset: np.ndarray  # int32[S, C], first table row of each slot's variable
+    card: np.ndarray  # int32[S, C], cardinality of each slot's variable (1 for padding)
+
+
+# Cost model for the chunk width C, fitted on CPU (munin, pigs, link, diabetes; n = 1e3 and 1e5): a scan
+# step costs about _STEP_COST gathered CDF entries on top of its C * n * W; the gathered rows of one step
+# are kept under _STEP_ENTRIES (memory).
+_STEP_COST = 50_000.0
+_STEP_ENTRIES = 1 << 24
+_WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+def _levels(structure: Structure) -> list[list[int]]:
+    level = [0] * len(structure.names)
+    for i in structure.topological_order:
+        level[i] = max((level[p] + 1 for p in structure.parents[i]), default=0)
+    out: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
+    for i in structure.topological_order:
+        out[level[i]].append(i)
+    return out
+
+
+def _chunk_width(sizes: list[int], n: int, width: int) -> int:
+    """The C that minimises steps * (_STEP_COST + C * n * W) for level sizes ``sizes``."""
+    def cost(c):
+        steps = sum(-(-k // c) for k in sizes)
+        return steps * (_STEP_COST + c * max(n, 1) * width)
+
+    biggest = max(sizes)
+    candidates = [c for c in _WIDTHS if c < biggest and c * max(n, 1) * width <= _STEP_ENTRIES]
+    if biggest * max(n, 1) * width <= _STEP_ENTRIES:
+        candidates.append(biggest)
+    return min(candidates or [1], key=cost)
+
+
+@functools.lru_cache(maxsize=64)
+def _program(structure: Structure, n: int) -> _Program:
+    cards = structure.cards
+    n_vars = len(cards)
+    width = max(cards)
+    by_card: dict[int, list[int]] = {}
+    for i, c in enumerate(cards):
+        by_card.setdefault(c, []).append(i)
+    groups = tuple((c, tuple(members)) for c, members in sorted(by_card.items()))
+    offsets = [0] * n_vars
+    row = 0
+    for _, members in groups:
+        for i in members:
+            offsets[i] = row
+            row += math.prod(cards[p] for p in structure.parents[i])
+    levels = _levels(structure)
+    chunk = _chunk_width([len(lv) for lv in levels], n, width)
+    chunks = [lv[s : s + chunk] for lv in levels for s in range(0, len(lv), chunk)]
+    n_parents = max(1, max(len(p) for p in structure.parents))
+    shape = (len(chunks), chunk)
+    var = np.full(shape, n_vars, np.int32)
+    parent = np.full(shape + (n_parents,), n_vars, np.int32)
+    stride = np.zeros(shape + (n_parents,), np.int32)
+    offset = np.zeros(shape, np.int32)
+    card = np.ones(shape, np.int32)
+    for s, members in enumerate(chunks):
+        for c, i in enumerate(members):
+            pa = structure.parents[i]
+            var[s, c], offset[s, c], card[s, c] = i, offsets[i], cards[i]
+            parent[s, c, : len(pa)] = pa
+            radix = 1
+            for j in reversed(range(len(pa))):
+                stride[s, c, j] = radix
+                radix *= cards[pa[j]]
+    return _Program(groups, width, var, parent, stride, offset, card)
+
+
+def _table(net: BayesNet, prog: _Program):
+    """All CPT rows in one zero-padded table ``f[R, W]``.
+
+    Built on the host (numpy) when the CPTs are concrete, so an eager call compiles only the sampling
+    loop and not a concatenation of every CPT (about half a second on munin's 1,041); traced CPTs (under
+    `jax.jit`, `jax.vmap`, `jax.grad`) are assembled in the program instead, with the same layout.
+    """
+    dtype = _dtype(net)
+    traced = any(isinstance(c, jax.core.Tracer) for c in net.cpts)
+    xp = jnp if traced else np
+    blocks = []
+    for c, members in prog.groups:
+        rows = [xp.reshape(xp.asarray(net.cpts[i], dtype), (-1, c)) for i in members]
+        block = rows[0] if len(rows) == 1 else xp.concatenate(rows, axis=0)
+        blocks.append(xp.pad(block, ((0, 0), (0, prog.width - c))))
+    table = blocks[0] if len(blocks) == 1 else xp.concatenate(blocks, axis=0)
+    return table if traced else jax.device_put(table)
+
+
+# --------------------------------------------------------------------------------------------------
+# random numbers
+
+
+def _key_words(key) -> jax.Array:
+    """The two uint32 words that key the Threefry hash: the key's own data for a Threefry key (typed
+    or legacy ``uint32[2]``), else two words drawn from the key's generator."""
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    if str(jax.random.key_impl(key)) == "threefry2x32":
+        return jax.random.key_data(key)
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
+_ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
+
+
+def _threefry2x32(k0, k1, x0, x1):
+    """Threefry-2x32 with 20 rounds (Salmon et al., SC 2011), the hash behind `jax.random`'s default
+    keys, written out so that XLA fuses it into the sampling step. `jax.random` lowers it on CPU as a
+    nested loop, which costs about 0.1 s more to compile; a test checks the two agree bit for bit."""
+    keys = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + keys[0], x1 + keys[1]
+    for block in range(5):
+        for r in _ROTATIONS[4 * (block % 2) : 4 * (block % 2) + 4]:
+            x0 = x0 + x1
+            x1 = ((x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))) ^ x0
+        x0 = x0 + keys[(block + 1) % 3]
+        x1 = x1 + keys[(block + 2) % 3] + jnp.uint32(block + 1)
+    return x0, x1
+
+
+def _uniforms(words, step, shape, dtype) -> jax.Array:
+    """``U[0, 1)`` draws of ``shape`` for scan step ``step``: Threefry-2x32 of the counter blocks
+    ``(j, step)`` under the key's words, j over the draws."""
+    size = math.prod(shape)
+    wide = jnp.dtype(dtype).itemsize > 4
+    blocks = size if wide else -(-size // 2)
+    count = jax.lax.iota(jnp.uint32, blocks)
+    hi, lo = _threefry2x32(words[0], words[1], count, jnp.full_like(count, step.astype(jnp.uint32)))
+    if wide:  # 53 random bits per draw
+        mantissa = (hi >> 5).astype(dtype) * 2.0**26 + (lo >> 6).astype(dtype)
+        return (mantissa * 2.0**-53).reshape(shape)
+    bits = jnp.concatenate([hi, lo])[:size]
+    return ((bits >> 8).astype(dtype) * 2.0**-24).reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# the sampler
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _run(structure: Structure, table, key, ev, n: int):
+    """Ancestral pass with variables ``ev >= 0`` clamped (``ev`` None: none are):
+    ``(int32[n, n_vars], f[n] log-weights)``."""
+    prog = _program(structure, n)
+    dtype = table.dtype
+    cum = jax.lax.stop_gradient(jnp.cumsum(table, axis=1))  # the draws are integers: no gradient
+    n_vars = len(structure.names)
+    clamp = ev is not None
+    ev_ext = jnp.concatenate([ev, jnp.full((1,), -1, jnp.int32)]) if clamp else None
+
+    words = _key_words(key)
+
+    def step(carry, xs):
+        x, log_w = carry
+        var, parent, stride, offset, card, t = xs
+        row = offset[:, None] + jnp.sum(x[parent] * stride[:, :, None], axis=1)  # [C, n]
+        rows = cum[row]  # [C, n, W]
+        total = rows[..., -1]
+        u = _uniforms(words, t, row.shape, dtype)
+        target = jnp.minimum(u * total, jnp.nextafter(total, jnp.zeros_like(total)))
+        value = jnp.sum(rows <= target[..., None], axis=-1, dtype=jnp.int32)
+        if clamp:
+            e = ev_ext[var][:, None]  # [C, 1]
+            observed = e >= 0
+            lik = jnp.where(e < card[:, None], table[row, jnp.clip(e, 0, prog.width - 1)], 0.0)  # [C, n]
+            log_w = log_w + jnp.sum(jnp.where(observed, _safe_log(lik), 0.0), axis=0)
+            value = jnp.where(observed, e, value)
+        return (x.at[var].set(value), log_w), None
+
+    n_steps = prog.var.shape[0]
+    xs = (prog.var, prog.parent, prog.stride, prog.offset, prog.card, jnp.arange(n_steps, dtype=jnp.int32))
+    init = (jnp.zeros((n_vars + 1, n), jnp.int32), jnp.zeros((n,), dtype))
+    (x, log_w), _ = jax.lax.scan(step, init, xs)
+    return x[:n_vars].T, log_w
+
+
+def _forward(net: BayesNet, key, ev, n: int):
+    return _run(net.structure, _table(net, _program(net.structure, n)), key, ev, n)
+
+
+def _check_count(n) -> int:
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n (the number of samples) must be an int, got {type(n).__name__}") from None
+    if n < 0:
+        raise ValueError(f"n (the number of samples) must be >= 0, got {n}")
+    return n
+
+
+def _dtype(net: BayesNet):
+    return jnp.result_type(*net.cpts) if net.cpts else jnp.result_type(float)
 
 
 def sample(net: BayesNet, key: jax.Array, n: int) -> jax.Array:
-    """Ancestral samples ``int32[n, n_vars]`` from P(X) (columns in the network's variable order)."""
-    keys = jax.random.split(key, net.n_vars)
-    cols: list = [None] * net.n_vars
-    for i in net.structure.topological_order:
-        cols[i] = _draw(keys[i], net.cpts[i], [cols[p] for p in net.parents[i]], n)
-    return jnp.stack(cols, axis=1) if cols else jnp.zeros((n, 0), jnp.int32)
+    """Ancestral samples ``x ~ P(X) = prod_i P(X_i | U_i)``, ``int32[n, n_vars]``.
+
+    Columns follow the network's variable order. One compiled program per structure and ``n`` (a scan
+    over chunks of variables of the same topological level; see the module docstring), so the first
+    call costs about the same on ten variables as on a thousand. Jit with ``n`` static
+    (``jax.jit(sample, static_argnums=2)``); vmap over keys or CPTs.
+
+    Args:
+      net: the network.
+      key: a `jax.random` key.
+      n: number of samples (a Python int).
+
+    Example:
+      >>> x = bn.sample(net, jax.random.key(0), 1000)                  # int32[1000, n_vars]
+      >>> xs = jax.vmap(bn.sample, (None, 0, None))(net, keys, 100)   # int32[B, 100, n_vars]
+    """
+    n = _check_count(n)
+    if net.n_vars == 0:
+        return jnp.zeros((n, 0), jnp.int32)
+    return _forward(net, key, None, n)[0]
 
 
 class WeightedSamples(NamedTuple):
@@ -33,31 +283,87 @@ class WeightedSamples(NamedTuple):
     log_weights: jax.Array
 
 
+def _check_evidence_values(net: BayesNet, ev) -> None:
+    """ValueError naming the first variable whose evidence is outside ``[-1, card)`` (concrete only)."""
+    if isinstance(ev, jax.core.Tracer):
+        return
+    values = np.asarray(ev)
+    bad = np.flatnonzero((values < -1) | (values >= np.asarray(net.cards)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"evidence {int(values[i])} for variable {net.names[i]!r} is out of range: it has "
+            f"{net.cards[i]} states {list(net.states[i])}; use a state index or -1 (unobserved)"
+        )
+
+
 def likelihood_weighting(net: BayesNet, key: jax.Array, ev, n: int) -> WeightedSamples:
     """Likelihood weighting: observed variables are clamped, each sample weighted by P(e | its parents).
 
-    The weighted empirical distribution converges to P(X | e); see `weighted_marginals`.
+    ``log w = sum_{i observed} log P(X_i = e_i | U_i = u)``, with the unobserved variables drawn
+    ancestrally; the weighted empirical distribution converges to P(X | e) (see `weighted_marginals`) and
+    the mean weight to P(e). Same program as `sample`; jit with ``n`` static, vmap over keys, evidence or
+    CPTs.
+
+    Args:
+      net: the network.
+      key: a `jax.random` key.
+      ev: evidence ``int32[n_vars]``, a state index per variable or -1 (unobserved).
+      n: number of samples (a Python int).
+
+    Returns:
+      `WeightedSamples` (``int32[n, n_vars]``, ``f[n]``); samples of weight zero have log-weight -inf.
+
+    Raises:
+      ValueError: (eager calls) evidence of the wrong shape, or a value outside ``[-1, card)``, naming
+        the variable. Under `jax.jit` values are not checked: an observed value past the variable's
+        states gives every sample weight zero, and values below -1 count as unobserved.
     """
+    n = _check_count(n)
+    if not isinstance(ev, jax.Array):  # a host array: device_put compiles nothing (jnp.asarray may)
+        ev = jax.device_put(np.asarray(ev))
     ev = _check_evidence(net, ev)
-    keys = jax.random.split(key, net.n_vars)
-    cols: list = [None] * net.n_vars
-    log_w = jnp.zeros((n,), dtype=jnp.result_type(*net.cpts))
-    for i in net.structure.topological_order:
-        pa = [cols[p] for p in net.parents[i]]
-        drawn = _draw(keys[i], net.cpts[i], pa, n)
-        observed = ev[i] >= 0
-        value = jnp.where(observed, jnp.full((n,), ev[i], jnp.int32), drawn)
-        probs = net.cpts[i][tuple(pa)] if pa else jnp.broadcast_to(net.cpts[i], (n, net.cards[i]))
-        lik = jnp.take_along_axis(probs, jnp.maximum(value, 0)[:, None], axis=-1)[:, 0]
-        log_w = log_w + jnp.where(observed, _safe_log(lik), 0.0)
-        cols[i] = value
-    return WeightedSamples(jnp.stack(cols, axis=1), log_w)
+    _check_evidence_values(net, ev)
+    if net.n_vars == 0:
+        return WeightedSamples(jnp.zeros((n, 0), jnp.int32), jnp.zeros((n,), _dtype(net)))
+    return WeightedSamples(*_forward(net, key, ev, n))
+
+
+_BLOCK = 1024  # samples per partial sum of `weighted_marginals` (float32 scatter-adds run in sequence)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _state_totals(cards: tuple[int, ...], weighted: WeightedSamples) -> jax.Array:
+    """Normalised weight of every (variable, state), ``f[sum(cards)]``, variables in order.
+
+    One scatter-add into per-block partial sums, then a sum over the blocks: a single running float32
+    sum over 1e5 samples drifts by about 1e-4."""
+    starts = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int32)
+    w = jax.nn.softmax(weighted.log_weights)
+    n = w.shape[0]
+    blocks = max(1, -(-n // _BLOCK))
+    pad = blocks * _BLOCK - n
+    w = jnp.pad(w, (0, pad)).reshape(blocks, _BLOCK)
+    index = jnp.pad(weighted.samples, ((0, pad), (0, 0))).reshape(blocks, _BLOCK, -1) + starts
+    block = jnp.broadcast_to(jnp.arange(blocks)[:, None, None], index.shape)
+    partial = jnp.zeros((blocks, sum(cards)), w.dtype).at[block, index].add(
+        jnp.broadcast_to(w[:, :, None], index.shape)
+    )
+    return jnp.sum(partial, axis=0)
 
 
 def weighted_marginals(net: BayesNet, weighted: WeightedSamples) -> dict[str, jax.Array]:
-    """Self-normalised estimates of P(X_i | e) from likelihood-weighted samples."""
-    w = jax.nn.softmax(weighted.log_weights)
-    return {
-        name: jnp.sum(w[:, None] * jax.nn.one_hot(weighted.samples[:, i], net.cards[i]), axis=0)
-        for i, name in enumerate(net.names)
-    }
+    """Self-normalised estimates of P(X_i | e) from likelihood-weighted samples, ``{name: f[card]}``.
+
+    ``P(X_i = x | e) ~ sum_s w_s [x_s,i = x] / sum_s w_s``: one scatter-add for all variables. If every
+    weight is zero (-inf log-weights), the estimates are NaN.
+    """
+    if net.n_vars == 0:
+        return {}
+    totals = _state_totals(net.cards, weighted)
+    bounds = np.cumsum(net.cards)[:-1].tolist()
+    if isinstance(totals, jax.core.Tracer):
+        parts = jnp.split(totals, bounds)
+    else:  # split on the host: an eager split into a thousand outputs compiles for seconds
+        parts = [jax.device_put(p) for p in np.split(np.asarray(totals), bounds)]
+    return dict(zip(net.names, parts))

@@ -2,7 +2,11 @@
 probabilities, d-separation vs networkx and vs conditional independence in the joint, Markov blankets.
 
 Statistical checks use fixed keys and tolerances of 5 binomial standard errors (plus a small floor),
-so they are deterministic and a false failure would need a 5-sigma event.
+so they are deterministic and a false failure would need a 5-sigma event. On bundled networks, every
+variable's sample frequencies pass a chi-square test against `bn.marginals` (alarm; munin2 under -m slow),
+and a network with one CPT changed fails it. The sampler's program must not grow with the number of
+variables (StableHLO op count, 100 vs 1,000 variables), and jit / vmap (keys, evidence, CPTs) / grad
+agree with plain calls.
 """
 
 from __future__ import annotations
@@ -181,6 +185,286 @@ def test_likelihood_weighting_without_evidence_is_ancestral_sampling():
     np.testing.assert_array_equal(np.asarray(out.log_weights), np.zeros(1000))
     s = np.asarray(out.samples)
     assert (s >= 0).all() and (s < np.asarray(spec.cards)).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# goodness of fit on bundled networks, against gm.bn.marginals
+# ------------------------------------------------------------------------------------------------
+
+
+def chi_square_pvalues(samples: np.ndarray, net, exact: dict) -> dict[str, float]:
+    """Per-variable chi-square p-value of the sample frequencies against ``exact`` marginals.
+
+    States of expected count below 5 are pooled into one cell (so the chi-square approximation holds);
+    a sampled state of exact probability zero gives p = 0.
+    """
+    from scipy import stats
+
+    n = len(samples)
+    out = {}
+    for i, name in enumerate(net.names):
+        p = np.asarray(exact[name], np.float64)
+        counts = np.bincount(samples[:, i], minlength=len(p)).astype(np.float64)
+        if (counts[p <= 0] > 0).any():
+            out[name] = 0.0
+            continue
+        expected = n * p
+        small = expected < 5
+        cells_obs = list(counts[~small]) + ([counts[small].sum()] if small.any() else [])
+        cells_exp = list(expected[~small]) + ([expected[small].sum()] if small.any() else [])
+        cells_obs, cells_exp = np.asarray(cells_obs), np.asarray(cells_exp)
+        keep = cells_exp > 0
+        if keep.sum() < 2:
+            out[name] = 1.0
+            continue
+        stat = float(np.sum((cells_obs[keep] - cells_exp[keep]) ** 2 / cells_exp[keep]))
+        out[name] = float(stats.chi2.sf(stat, keep.sum() - 1))
+    return out
+
+
+FAMILY_ALPHA = 1e-3  # chance that a correct sampler fails the check on some variable (fixed seed: never)
+
+
+def _bundled(name):
+    from gm.data.networks import load_network
+
+    return load_network(name)
+
+
+def _check_goodness_of_fit(net, n, seed):
+    exact = jax.jit(bn.marginals)(net, net.evidence({}))
+    s = np.asarray(bn.sample(net, jax.random.key(seed), n))
+    pvalues = chi_square_pvalues(s, net, exact)
+    worst = min(pvalues, key=pvalues.get)
+    assert pvalues[worst] > FAMILY_ALPHA / len(pvalues), (  # Bonferroni over the variables
+        f"{worst}: chi-square p = {pvalues[worst]:.2e}; frequencies "
+        f"{np.bincount(s[:, net.index(worst)], minlength=net.cards[net.index(worst)]) / n} vs {exact[worst]}"
+    )
+    return exact, s
+
+
+def test_sample_goodness_of_fit_alarm():
+    net = _bundled("alarm")
+    exact, _ = _check_goodness_of_fit(net, 50_000, seed=5)
+    # the test has power: the samples of a network with one CPT changed fail it
+    i = net.index("HYPOVOLEMIA")
+    wrong = net.replace({"HYPOVOLEMIA": net.cpts[i][::-1]})
+    s = np.asarray(bn.sample(wrong, jax.random.key(5), 50_000))
+    assert chi_square_pvalues(s, net, exact)["HYPOVOLEMIA"] < 1e-10
+
+
+@pytest.mark.slow
+def test_sample_goodness_of_fit_munin2():
+    _check_goodness_of_fit(_bundled("munin2"), 50_000, seed=6)
+
+
+def test_likelihood_weighting_converges_to_marginals_alarm():
+    net = _bundled("alarm")
+    ev = net.evidence({"HRBP": "HIGH", "BP": "LOW", "SAO2": "NORMAL", "MINVOL": "ZERO"})
+    exact = jax.jit(bn.marginals)(net, ev)
+    n = 100_000
+    out = bn.likelihood_weighting(net, jax.random.key(3), ev, n)
+    est = bn.weighted_marginals(net, out)
+    w = np.exp(np.asarray(out.log_weights, np.float64) - np.max(out.log_weights))
+    ess = w.sum() ** 2 / (w**2).sum()
+    assert ess > 1000, ess
+    for name in net.names:
+        assert_frequencies(np.asarray(est[name]), np.asarray(exact[name], np.float64), ess, f"LW P({name} | e)")
+    # the same estimate from the samples directly
+    for i, name in enumerate(net.names[:5]):
+        direct = empirical(np.asarray(out.samples), [i], [net.cards[i]], weights=w)
+        np.testing.assert_allclose(np.asarray(est[name]), direct, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# transformations: jit with n static, vmap over keys and evidence, traced CPTs
+# ------------------------------------------------------------------------------------------------
+
+
+def test_vmap_over_keys_equals_separate_calls():
+    net = build(fixed_specs()[1])
+    keys = jax.random.split(jax.random.key(4), 3)
+    batched = np.asarray(jax.jit(jax.vmap(bn.sample, (None, 0, None)), static_argnums=2)(net, keys, 200))
+    assert batched.shape == (3, 200, net.n_vars)
+    for b in range(3):
+        np.testing.assert_array_equal(batched[b], np.asarray(bn.sample(net, keys[b], 200)))
+    ev = net.evidence({"X2": 1})
+    lw = jax.vmap(bn.likelihood_weighting, (None, 0, None, None))(net, keys, ev, 100)
+    for b in range(3):
+        one = bn.likelihood_weighting(net, keys[b], ev, 100)
+        np.testing.assert_array_equal(np.asarray(lw.samples[b]), np.asarray(one.samples))
+        np.testing.assert_allclose(np.asarray(lw.log_weights[b]), np.asarray(one.log_weights), rtol=1e-6)
+
+
+def test_vmap_over_evidence_equals_separate_calls():
+    spec = fixed_specs()[1]
+    net = build(spec)
+    rng = np.random.default_rng(0)
+    x = O.ancestral_sample(spec, rng, 4)
+    evs = np.where(rng.random(x.shape) < 0.4, x, -1).astype(np.int32)
+    key = jax.random.key(9)
+    lw = jax.jit(jax.vmap(bn.likelihood_weighting, (None, None, 0, None)), static_argnums=3)(net, key, evs, 300)
+    assert lw.samples.shape == (4, 300, spec.n) and lw.log_weights.shape == (4, 300)
+    for b in range(4):
+        one = bn.likelihood_weighting(net, key, evs[b], 300)
+        np.testing.assert_array_equal(np.asarray(lw.samples[b]), np.asarray(one.samples))
+        np.testing.assert_allclose(np.asarray(lw.log_weights[b]), np.asarray(one.log_weights), rtol=1e-6)
+        marg = jax.jit(bn.weighted_marginals)(net, jax.tree_util.tree_map(lambda a: a[b], lw))
+        eager = bn.weighted_marginals(net, one)
+        for name in spec.names:
+            np.testing.assert_allclose(np.asarray(marg[name]), np.asarray(eager[name]), atol=1e-6)
+
+
+def test_vmap_over_cpts_and_grad_of_log_weights():
+    """Traced CPTs take the in-program table path: same samples as the host-built table."""
+    spec = make_spec([2, 3, 2, 3], [(), (0,), (0, 1), (2,)], ["dirichlet"] * 4, seed=4)  # no zero entries
+    net = build(spec)
+    key = jax.random.key(2)
+    nets = jax.tree_util.tree_map(lambda c: jnp.stack([c, c]), net)
+    batched = jax.vmap(bn.sample, (0, None, None))(nets, key, 300)
+    np.testing.assert_array_equal(np.asarray(batched[1]), np.asarray(bn.sample(net, key, 300)))
+    # d/d cpt of sum_s log w_s = sum_s sum_{i observed} [entries used] / P(e_i | u_s)
+    ev = net.evidence({"X0": 1, "X3": 2})
+    samples = np.asarray(bn.likelihood_weighting(net, key, ev, 300).samples)
+    grads = jax.grad(lambda n_: jnp.sum(bn.likelihood_weighting(n_, key, ev, 300).log_weights))(net)
+    for i in range(spec.n):
+        expected = np.zeros(spec.cpts[i].shape)
+        if ev[i] >= 0:
+            idx = tuple(samples[:, p] for p in spec.parents[i]) + (samples[:, i],)
+            np.add.at(expected, idx, 1.0 / spec.cpts[i][idx])
+        np.testing.assert_allclose(np.asarray(grads.cpts[i]), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_float64_samples_and_weights(x64):
+    spec = fixed_specs()[2]
+    net = bn.BayesNet.from_dict(**O.spec_to_dicts(spec), dtype=jnp.float64)
+    ev = net.evidence({"X0": 2})
+    out = bn.likelihood_weighting(net, jax.random.key(1), ev, 20_000)
+    assert out.log_weights.dtype == jnp.float64
+    s, w = np.asarray(out.samples), np.exp(np.asarray(out.log_weights))
+    exact = O.marginals(spec, ev)
+    ess = w.sum() ** 2 / (w**2).sum()
+    for i, name in enumerate(spec.names):
+        assert_frequencies(empirical(s, [i], [spec.cards[i]], weights=w), exact[name], ess, f"f64 P({name} | e)")
+
+
+def test_no_retrace_for_new_cpts_keys_or_evidence():
+    from gm.bn import sampling
+
+    spec = fixed_specs()[1]
+    net = build(spec)
+    bn.sample(net, jax.random.key(0), 64)
+    bn.likelihood_weighting(net, jax.random.key(0), net.evidence({"X1": 0}), 64)
+    before = sampling._run._cache_size()
+    other = net.replace([c * 0.5 + 0.5 / c.shape[-1] for c in net.cpts])
+    bn.sample(other, jax.random.key(1), 64)
+    bn.likelihood_weighting(other, jax.random.key(2), net.evidence({"X3": 2, "X0": 1}), 64)
+    assert sampling._run._cache_size() == before
+
+
+# ------------------------------------------------------------------------------------------------
+# compile size: the program does not grow with the number of variables
+# ------------------------------------------------------------------------------------------------
+
+
+def random_chain(n_vars: int, card: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    names = [f"V{i}" for i in range(n_vars)]
+    cpts = {names[0]: rng.dirichlet(np.ones(card))}
+    for i in range(1, n_vars):
+        cpts[names[i]] = rng.dirichlet(np.ones(card), size=card)
+    return bn.BayesNet.from_dict(
+        states={nm: card for nm in names}, parents={names[i]: [names[i - 1]] for i in range(1, n_vars)}, cpts=cpts
+    )
+
+
+def program_ops(fn, *args, static_argnums=()) -> int:
+    """Number of operations in the lowered StableHLO of ``jax.jit(fn)`` (one per line; the function
+    signature, however many arguments it has, is one line)."""
+    text = jax.jit(fn, static_argnums=static_argnums).lower(*args).as_text()
+    starts = ("stablehlo.", "func.", "return")
+    return sum(1 for line in text.splitlines() if "=" in line or line.strip().startswith(starts))
+
+
+@pytest.mark.parametrize("which", ["sample", "likelihood_weighting"])
+def test_program_size_does_not_grow_with_the_network(which):
+    sizes = {}
+    for n_vars in (100, 1000):
+        net = random_chain(n_vars)
+        key = jax.random.key(0)
+        if which == "sample":
+            sizes[n_vars] = program_ops(bn.sample, net, key, 50, static_argnums=2)
+        else:
+            ev = np.full(n_vars, -1, np.int32)
+            ev[::7] = 1
+            sizes[n_vars] = program_ops(bn.likelihood_weighting, net, key, ev, 50, static_argnums=3)
+    assert sizes[1000] <= 1.5 * sizes[100], sizes
+
+
+def test_threefry_matches_jax():
+    from jax.extend.random import threefry2x32_p
+
+    from gm.bn.sampling import _threefry2x32
+
+    rng = np.random.default_rng(0)
+    k = jnp.asarray(rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32))
+    x0 = jnp.asarray(rng.integers(0, 2**32, 1000, dtype=np.uint64).astype(np.uint32))
+    x1 = jnp.asarray(rng.integers(0, 2**32, 1000, dtype=np.uint64).astype(np.uint32))
+    for got, want in zip(_threefry2x32(k[0], k[1], x0, x1), threefry2x32_p.bind(k[0], k[1], x0, x1)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+# ------------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------------
+
+
+def test_evidence_out_of_range_names_the_variable():
+    spec = fixed_specs()[1]  # X3 has 3 states
+    net = build(spec)
+    key = jax.random.key(0)
+    ev = net.evidence({})
+    for bad in (3, 7, -2):
+        e = ev.copy()
+        e[3] = bad
+        with pytest.raises(ValueError, match=r"'X3'.*out of range"):
+            bn.likelihood_weighting(net, key, e, 10)
+    with pytest.raises(ValueError, match="shape"):
+        bn.likelihood_weighting(net, key, ev[:-1], 10)
+    with pytest.raises(TypeError, match="integer"):
+        bn.likelihood_weighting(net, key, ev.astype(np.float32), 10)
+    with pytest.raises(TypeError, match="n "):
+        bn.sample(net, key, 10.0)
+    with pytest.raises(ValueError, match="n "):
+        bn.sample(net, key, -1)
+    # inside jit values are not checked: an impossible observed value gives weight zero
+    e = ev.copy()
+    e[3] = 5
+    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(net, key, e, 10)
+    assert np.all(np.asarray(out.log_weights) == -np.inf)
+
+
+def test_edge_cases():
+    net = build(fixed_specs()[2])
+    assert bn.sample(net, jax.random.key(0), 0).shape == (0, 3)
+    one = bn.BayesNet.from_dict(states={"A": 1}, cpts={"A": [1.0]})
+    np.testing.assert_array_equal(np.asarray(bn.sample(one, jax.random.key(0), 5)), np.zeros((5, 1)))
+    empty = bn.BayesNet.from_dict(states={})
+    assert bn.sample(empty, jax.random.key(0), 4).shape == (4, 0)
+    out = bn.likelihood_weighting(empty, jax.random.key(0), np.zeros(0, np.int32), 4)
+    assert out.samples.shape == (4, 0) and out.log_weights.shape == (4,)
+    assert bn.weighted_marginals(empty, out) == {}
+
+
+def test_bench_sampling_quick(tmp_path):
+    from experiments import bench_sampling
+
+    rows = bench_sampling.main(["--networks", "asia", "--tasks", "forward", "--out", str(tmp_path)])
+    assert len(rows) == 1
+    for lib in ("gm", "pgmpy"):
+        assert "error" not in rows[0][lib], rows[0][lib]
+        assert rows[0][lib]["first_s"] > 0 and rows[0][lib]["total_s"] >= rows[0][lib]["first_s"]
+    assert (tmp_path / "results.json").exists() and (tmp_path / "table.md").exists()
 
 
 # ------------------------------------------------------------------------------------------------
