@@ -167,12 +167,12 @@ def _complete_path(n_inputs, ssa_path) -> list[tuple[int, int]]:
     return path
 
 
-def _quick_path(inputs, output, size_dict, trials: int) -> list[tuple[int, int]]:
+def _quick_path(inputs, output, size_dict, trials: int, seed: int = 0) -> list[tuple[int, int]]:
     """Randomised greedy paths (cotengra's fast path finder), best of ``trials``."""
     from cotengra.pathfinders.path_basic import optimize_random_greedy_track_flops
 
     path, _ = optimize_random_greedy_track_flops(
-        [tuple(t) for t in inputs], tuple(output), size_dict, ntrials=trials, seed=0, use_ssa=True
+        [tuple(t) for t in inputs], tuple(output), size_dict, ntrials=trials, seed=seed, use_ssa=True
     )
     return [tuple(int(k) for k in p) for p in path]
 
@@ -220,19 +220,26 @@ def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, in
     flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
     if flops <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
-    if max_time is None:
+
+    def budget(f):
+        if max_time is not None:
+            return max_time
         # munin1: greedy 1.6e10 multiply-adds, 30 s of hyper-search found 1.75e8; link: greedy 4.9e10,
-        # 120 s found 7.6e7. diabetes and munin2 (greedy 1e7) are not worth a second of search.
-        max_time = min(120.0, flops / _SEARCH_FLOPS_PER_SECOND)
-    more_trials = int(min(32, max_time / (1e-3 * len(inputs) + 1e-3) / 2))
-    if more_trials > trials:
-        trials = more_trials
-        more = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=trials))
+        # 120 s found 7.6e7. pigs: two greedy trials give 10^6.8, a few seconds of search 10^6.3 (a
+        # batch of evidence sets runs 10x faster on that plan), so never less than 5 s.
+        return min(120.0, max(5.0, f / _SEARCH_FLOPS_PER_SECOND))
+
+    # more randomised greedy trials, two at a time, while the best path so far says they are worth it
+    # (one greedy trial on munin2 or diabetes costs 10^11: a budget set by it would be 120 s)
+    rounds = 0
+    while time.perf_counter() - start < budget(flops) / 2 and rounds < 16:
+        rounds += 1
+        more = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=2, seed=rounds))
         more_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, more))
         if more_flops < flops:
             ssa, flops = more, more_flops
-    left = max_time - (time.perf_counter() - start)
-    if left < 1.0:
+    left = budget(flops) - (time.perf_counter() - start)
+    if flops <= _QUICK_ENOUGH_FLOPS or left < 1.0:
         return ssa
     better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, left))
     better_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, better))
@@ -255,7 +262,7 @@ def plan(
       sizes: dimension of each label, indexed by label.
       max_time: seconds of search (randomised greedy trials, then cotengra's hyper-optimiser) when
         the greedy path costs more than 1e6 multiply-adds; default: what that contraction would take at
-        1e9 multiply-adds per second, at most 120 s; 0 keeps the greedy path. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
+        1e9 multiply-adds per second, at least 5 s and at most 120 s; 0 keeps the greedy path. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
         ``~/.cache/gm/plans``), so a search runs once per structure and machine.
     """
     inputs = tuple(tuple(int(l) for l in t) for t in inputs)

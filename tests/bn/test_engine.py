@@ -54,7 +54,9 @@ def test_every_engine_matches_enumeration(data):
             _check(spec, ev, post, log_z, bn.mpe(net, ev, method=method), method)
     # the program engine, jitted one set at a time and vmapped over the batch
     one = jax.jit(lambda n, e: (bn.marginals_and_log_evidence(n, e, method="program"), bn.mpe(n, e, method="program")))
-    many = jax.jit(jax.vmap(lambda n, e: (bn.marginals_and_log_evidence(n, e), bn.mpe(n, e)), in_axes=(None, 0)))
+    many = jax.jit(jax.vmap(
+        lambda n, e: (bn.marginals_and_log_evidence(n, e, method="program"), bn.mpe(n, e, method="program")),
+        in_axes=(None, 0)))
     (post_b, log_z_b), x_b = many(net, jnp.asarray(evs))
     for b, ev in enumerate(evs):
         (post, log_z), x = one(net, ev)
@@ -114,7 +116,7 @@ def test_program_gradient_equals_unrolled_gradient():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     # and inside map_batched (batch-minor program)
     evs = jnp.stack([ev, net.evidence({"JohnCalls": "no"})])
-    g_batch = jax.grad(lambda n: jnp.sum(bn.map_batched(bn.log_evidence, n, evs)))(net)
+    g_batch = jax.grad(lambda n: jnp.sum(bn.map_batched(bn.log_evidence, n, evs, method="program")))(net)
     g_sum = jax.tree.map(lambda *x: sum(x), *[jax.grad(lambda n: bn.log_evidence(n, e, method="unrolled"))(net) for e in evs])
     for a, b in zip(g_batch.cpts, g_sum.cpts):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
