@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 from gm import parallel
+
+
+def median_seconds(fn, repeats: int, *, warmup: bool = True) -> float:
+    """Median wall seconds of ``fn()`` (its outputs waited for) over ``repeats`` calls, after one
+    warm-up call (compilation) unless ``warmup`` is False."""
+    import jax
+
+    if warmup:
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def training_parser(description: str, *, out: str | None, quick_help: str, seed_help: str | None = None,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._common import median_seconds
 from gm import parallel
 
 SECTIONS = ("bn", "hmm", "deep", "scaling", "gpu")
@@ -60,17 +60,6 @@ def full_config() -> dict:
                 vae=dict(latent_dim=32, hidden=(512, 256)), vae_batch=100, vae_steps=200,
                 scaling_devices=(1, 2, 4), scaling_bn_batch=8192, scaling_hmm=(1024, 1000, 16), scaling_repeats=5,
                 peak_matmul=8192, peak_copy_mb=2048)
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
 
 def _table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -198,14 +187,14 @@ def scaling_worker(cfg) -> dict:
     # inputs placed once, as a pipeline would deliver them; the timed calls find them already sharded
     evs, n_sets = parallel.shard_batch(evidence_sets(net, jax.random.key(0), cfg["scaling_bn_batch"]), mesh)
     net = parallel.replicate(net, mesh)
-    bn_s = _median_seconds(lambda: parallel.sharded_marginals(net, evs, mesh=mesh), cfg["scaling_repeats"])
+    bn_s = median_seconds(lambda: parallel.sharded_marginals(net, evs, mesh=mesh), cfg["scaling_repeats"])
     B, T, K = cfg["scaling_hmm"]
     rng = np.random.default_rng(0)
     pi = jnp.asarray(rng.dirichlet(np.ones(K)), jnp.float32)
     A = jnp.asarray(rng.dirichlet(np.ones(K), size=K), jnp.float32)
     log_liks, _ = parallel.shard_batch(np.log(rng.dirichlet(np.ones(K), size=(B, T))).astype(np.float32), mesh)
     pi, A = parallel.replicate((pi, A), mesh)
-    hmm_s = _median_seconds(lambda: parallel.sharded_smoother(pi, A, log_liks, mesh=mesh), cfg["scaling_repeats"])
+    hmm_s = median_seconds(lambda: parallel.sharded_smoother(pi, A, log_liks, mesh=mesh), cfg["scaling_repeats"])
     return {"devices": mesh.size, "bn_batch": n_sets, "bn_sets_per_s": n_sets / bn_s,
             "hmm_batch": B, "hmm_steps": T, "hmm_states": K, "hmm_sequences_per_s": B / hmm_s}
 
@@ -261,11 +250,11 @@ def measure_peaks(cfg) -> dict:
     for dtype in (jnp.float32, jnp.bfloat16):
         a = jnp.ones((n, n), dtype)
         mm = jax.jit(lambda x, y: x @ y)
-        seconds = _median_seconds(lambda: mm(a, a), 5)
+        seconds = median_seconds(lambda: mm(a, a), 5)
         out[f"matmul_{jnp.dtype(dtype).name}_flops_per_s"] = 2 * n**3 / seconds
     x = jnp.ones((cfg["peak_copy_mb"] * 2**20 // 4,), jnp.float32)
     copy = jax.jit(lambda v: v * 2.0)
-    seconds = _median_seconds(lambda: copy(x), 5)
+    seconds = median_seconds(lambda: copy(x), 5)
     out["copy_bytes_per_s"] = 2 * x.nbytes / seconds
     return out
 
@@ -277,7 +266,7 @@ def bench_gpu_section(cfg, flops_fns: dict) -> dict:
     for name, (fn, args) in flops_fns.items():
         cost = _cost(fn, args)
         compiled = cost["compiled"]
-        seconds = _median_seconds(lambda: compiled(*args), 5)
+        seconds = median_seconds(lambda: compiled(*args), 5)
         flops_s, bytes_s = cost["flops"] / seconds, cost["bytes"] / seconds
         rows.append({"computation": name, "seconds": seconds, "flops": cost["flops"], "bytes": cost["bytes"],
                      "flops_per_s": flops_s, "bytes_per_s": bytes_s,

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._common import median_seconds
 from gm.data.networks import GAUSSIAN_NETWORKS, gaussian_json_path, load_network
 from gm.learn import linear_gaussian as lg
 
@@ -42,16 +43,6 @@ def evidence_sets(net, key, batch: int, fraction: float = 0.2):
     x = np.asarray(lg.sample(k_sample, net, batch))
     observed = np.asarray(jax.random.uniform(k_mask, x.shape)) < fraction
     return x, observed
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
 
 def _compiled(fn, *args):
     start = time.perf_counter()
@@ -86,7 +77,7 @@ def run_network(name: str, batch: int, repeats: int, pgmpy_sets: int, seed: int 
     # per-row patterns
     per_row = jax.vmap(lg.posterior, in_axes=(None, 0))
     compiled, compile_rows = _compiled(per_row, net, evidence)
-    gm_rows = _median_time(lambda: compiled(net, evidence), repeats)
+    gm_rows = median_seconds(lambda: compiled(net, evidence), repeats, warmup=False)
     post = compiled(net, evidence)
     start = time.perf_counter()
     diffs = []
@@ -102,7 +93,7 @@ def run_network(name: str, batch: int, repeats: int, pgmpy_sets: int, seed: int 
     g = lg.joint(net)
     one = jax.vmap(lambda v: lg.condition(g, index, v))
     compiled1, compile_one = _compiled(one, values)
-    gm_one = _median_time(lambda: compiled1(values), repeats)
+    gm_one = median_seconds(lambda: compiled1(values), repeats, warmup=False)
     cond = compiled1(values)
     pg_times = []
     for _ in range(max(1, repeats // 2)):

@@ -46,15 +46,20 @@ def network_plan(structure: Structure, output: tuple[int, ...] = ()) -> _contrac
 # evidence
 
 
-def _check_evidence(net: BayesNet, ev) -> jax.Array:
-    ev = jnp.asarray(ev)
+def _check_evidence_type(net: BayesNet, ev) -> None:
+    """Shape ``(n_vars,)`` and an integer dtype, or an error naming both (``ev``: any array)."""
     if ev.shape != (net.n_vars,):
         raise ValueError(
             f"evidence must have shape ({net.n_vars},) (one entry per variable, -1 = unobserved), "
             f"got {ev.shape}; batch with jax.vmap"
         )
-    if not jnp.issubdtype(ev.dtype, jnp.integer):
+    if not np.issubdtype(ev.dtype, np.integer):
         raise TypeError(f"evidence must be an integer array, got dtype {ev.dtype}")
+
+
+def _check_evidence(net: BayesNet, ev) -> jax.Array:
+    ev = jnp.asarray(ev)
+    _check_evidence_type(net, ev)
     return ev.astype(jnp.int32)
 
 
@@ -192,13 +197,7 @@ def _dtype(net: BayesNet):
 def _evidence_matrix_host(net: BayesNet, ev, soft: Soft) -> np.ndarray:
     """`evidence_matrix` in numpy (float64), for the host engine."""
     ev = np.asarray(ev)
-    if ev.shape != (net.n_vars,):
-        raise ValueError(
-            f"evidence must have shape ({net.n_vars},) (one entry per variable, -1 = unobserved), "
-            f"got {ev.shape}; batch with jax.vmap"
-        )
-    if not np.issubdtype(ev.dtype, np.integer):
-        raise TypeError(f"evidence must be an integer array, got dtype {ev.dtype}")
+    _check_evidence_type(net, ev)
     cards = np.asarray(net.cards)
     width = _engine.width(net.structure)
     states = np.arange(width)[None, :]

@@ -226,8 +226,8 @@ def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, in
             return max_time
         # munin1: greedy 1.6e10 multiply-adds, 30 s of hyper-search found 1.75e8; link: greedy 4.9e10,
         # 120 s found 7.6e7. pigs: two greedy trials give 10^6.8, a few seconds of search 10^6.3 (a
-        # batch of evidence sets runs 10x faster on that plan), so never less than 5 s.
-        return min(120.0, max(5.0, f / _SEARCH_FLOPS_PER_SECOND))
+        # batch of evidence sets runs 10x faster on that plan), so never less than 2 s.
+        return min(120.0, max(2.0, f / _SEARCH_FLOPS_PER_SECOND))
 
     # more randomised greedy trials, two at a time, while the best path so far says they are worth it
     # (one greedy trial on munin2 or diabetes costs 10^11: a budget set by it would be 120 s)
@@ -262,7 +262,7 @@ def plan(
       sizes: dimension of each label, indexed by label.
       max_time: seconds of search (randomised greedy trials, then cotengra's hyper-optimiser) when
         the greedy path costs more than 1e6 multiply-adds; default: what that contraction would take at
-        1e9 multiply-adds per second, at least 5 s and at most 120 s; 0 keeps the greedy path. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
+        1e9 multiply-adds per second, at least 2 s and at most 120 s; 0 keeps the greedy path. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
         ``~/.cache/gm/plans``), so a search runs once per structure and machine.
     """
     inputs = tuple(tuple(int(l) for l in t) for t in inputs)
