@@ -210,7 +210,7 @@ _QUICK_ENOUGH_FLOPS = 1e6
 _SEARCH_FLOPS_PER_SECOND = 1e9
 
 
-def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, int]]:
+def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0) -> list[tuple[int, int]]:
     size_dict = {l: sizes[l] for t in inputs for l in t}
     start = time.perf_counter()
     # randomised greedy trials cost about a millisecond per tensor each: about a second of them (32 on
@@ -227,7 +227,7 @@ def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, in
         # munin1: greedy 1.6e10 multiply-adds, 30 s of hyper-search found 1.75e8; link: greedy 4.9e10,
         # 120 s found 7.6e7. pigs: two greedy trials give 10^6.8, a few seconds of search 10^6.3 (a
         # batch of evidence sets runs 10x faster on that plan), so never less than 2 s.
-        return min(120.0, max(2.0, f / _SEARCH_FLOPS_PER_SECOND))
+        return min(120.0, max(min_time, f / _SEARCH_FLOPS_PER_SECOND))
 
     # more randomised greedy trials, two at a time, while the best path so far says they are worth it
     # (one greedy trial on munin2 or diabetes costs 10^11: a budget set by it would be 120 s)
@@ -239,7 +239,7 @@ def _search(inputs, output, sizes, max_time: float | None) -> list[tuple[int, in
         if more_flops < flops:
             ssa, flops = more, more_flops
     left = budget(flops) - (time.perf_counter() - start)
-    if flops <= _QUICK_ENOUGH_FLOPS or left < 1.0:
+    if flops <= _QUICK_ENOUGH_FLOPS or left < 1.0 or budget(flops) < 1.0:
         return ssa
     better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, left))
     better_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, better))
@@ -253,6 +253,7 @@ def plan(
     sizes: tuple[int, ...],
     *,
     max_time: float | None = None,
+    min_time: float = 2.0,
 ) -> Plan:
     """Plan the contraction of tensors labelled ``inputs`` into ``output`` (cached).
 
@@ -262,7 +263,10 @@ def plan(
       sizes: dimension of each label, indexed by label.
       max_time: seconds of search (randomised greedy trials, then cotengra's hyper-optimiser) when
         the greedy path costs more than 1e6 multiply-adds; default: what that contraction would take at
-        1e9 multiply-adds per second, at least 2 s and at most 120 s; 0 keeps the greedy path. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
+        1e9 multiply-adds per second, at least ``min_time`` and at most 120 s; 0 keeps the greedy path.
+      min_time: the least default search budget once the path costs over 1e6 multiply-adds (2 s: a
+        batch of evidence sets pays for it; the host engine's single answers use 0). Plans searched with
+        different ``min_time`` are cached apart. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
         ``~/.cache/gm/plans``), so a search runs once per structure and machine.
     """
     inputs = tuple(tuple(int(l) for l in t) for t in inputs)
@@ -275,7 +279,8 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    key = hashlib.sha1(json.dumps([inputs, output, sizes, "v5"]).encode()).hexdigest()
+    tag = "v5" if min_time == 2.0 else f"v5-min{min_time:g}"
+    key = hashlib.sha1(json.dumps([inputs, output, sizes, tag]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None
     ssa = None
@@ -288,7 +293,7 @@ def plan(
             ssa = None
     if ssa is None:
         start = time.perf_counter()
-        ssa = _search(inputs, output, sizes, max_time) if n > 1 else []
+        ssa = _search(inputs, output, sizes, max_time, min_time) if n > 1 else []
         seconds = time.perf_counter() - start
         if cache_file:
             try:
