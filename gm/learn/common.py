@@ -1,0 +1,115 @@
+"""The one contract of parameter estimation in ``gm.learn``, shared by every model family.
+
+* `Prior`: a Dirichlet prior over every categorical row (a CPT row of a Bayesian network or of a
+  dynamic Bayesian network, an HMM's initial distribution or a transition row).
+* `normalize_counts`: rows of (expected) counts, plus the prior, to probabilities; a row with nothing
+  in it keeps a fallback row (uniform, or the previous estimate in EM) and never becomes NaN.
+* `FitResult`: what every iterative fit returns (the fitted model, the log-likelihood history, whether
+  it converged); `EMStep`: what every single EM step returns.
+
+Every family's EM step has the signature ``em_step(model, data, *, prior=None, mask=None, weights=None)
+-> EMStep`` (options a family does not use are absent, never positional), and every ``fit`` returns a
+`FitResult`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["EMStep", "FitResult", "Prior", "normalize_counts"]
+
+
+class Prior(NamedTuple):
+    """Dirichlet prior over every categorical row.
+
+    Attributes:
+        kind: ``"dirichlet"`` (concentration ``alpha`` on every entry), ``"bdeu"`` (Bayesian networks:
+            alpha = ESS / (card * prod(parent cards)) on every entry, Heckerman et al. 1995) or
+            ``"k2"`` (alpha = 1 on every entry, Cooper & Herskovits 1992).
+        alpha: for ``"dirichlet"``: one number for every entry, or a mapping from a name to a number or
+            an array broadcast to that row block's shape: variable names for Bayesian networks and
+            DBNs, ``"initial"`` / ``"transition"`` for HMMs (missing names: 1.0, flat).
+        equivalent_sample_size: for ``"bdeu"``: one number, or ``{name: number}``.
+        estimate: ``"map"`` (posterior mode: (N + alpha - 1)_+ normalised; alpha = 1 is maximum
+            likelihood) or ``"mean"`` (posterior mean: (N + alpha) normalised).
+
+    ``prior=None`` everywhere means maximum likelihood.
+
+    Examples:
+        >>> Prior()                      # flat: MAP with alpha = 1 is maximum likelihood
+        >>> Prior.bdeu(5.0)              # pgmpy's BayesianEstimator(prior_type="BDeu", ess=5)
+        >>> Prior.dirichlet(2.0)         # add one pseudo-count to every entry (MAP)
+        >>> Prior.dirichlet({"initial": 1.0, "transition": 10.0})
+    """
+
+    kind: str = "dirichlet"
+    alpha: Any = 1.0
+    equivalent_sample_size: Any = 5.0
+    estimate: str = "map"
+
+    @classmethod
+    def dirichlet(cls, alpha: Any = 1.0, *, estimate: str = "map") -> Prior:
+        """Concentration ``alpha`` on every entry (a number or ``{name: number or array}``)."""
+        return cls("dirichlet", alpha, 5.0, estimate)
+
+    @classmethod
+    def bdeu(cls, equivalent_sample_size: Any = 5.0, *, estimate: str = "mean") -> Prior:
+        """BDeu with the given equivalent sample size (posterior mean by default, as pgmpy)."""
+        return cls("bdeu", 1.0, equivalent_sample_size, estimate)
+
+    @classmethod
+    def k2(cls, *, estimate: str = "mean") -> Prior:
+        """K2: one pseudo-count on every entry (posterior mean by default, as pgmpy)."""
+        return cls("k2", 1.0, 5.0, estimate)
+
+
+class FitResult(NamedTuple):
+    """What every iterative fit returns.
+
+    Attributes:
+        model: the fitted model (a `gm.bn.BayesNet`, a `gm.temporal.HMM`, a `gm.temporal.DBN`).
+        log_likelihood: float ``[K + 1]``: the data's log-likelihood (plus the log prior for MAP fits)
+            under the starting model and after each of the K iterations run.
+        converged: whether the relative improvement fell below the fit's ``tol`` before ``num_iters``.
+    """
+
+    model: Any
+    log_likelihood: Any
+    converged: Any
+
+
+class EMStep(NamedTuple):
+    """What every single EM step returns: the updated model, and the data's log-likelihood under the
+    model *before* the step (the value EM guarantees never decreases from one step to the next)."""
+
+    model: Any
+    log_likelihood: jax.Array
+
+
+def normalize_counts(counts, *, alpha=1.0, estimate: str = "map", fallback=None) -> jax.Array:
+    """Rows of non-negative ``counts`` (the child axis last) plus a Dirichlet(``alpha``) prior, normalised.
+
+    ``estimate="map"``: theta = (N + alpha - 1)_+ / sum; ``"mean"``: theta = (N + alpha) / sum. A row whose
+    total is zero becomes ``fallback`` (uniform when None; EM passes the previous estimate), never NaN.
+
+    >>> normalize_counts(jnp.array([[3.0, 1.0], [0.0, 0.0]])).tolist()
+    [[0.75, 0.25], [0.5, 0.5]]
+    """
+    counts = jnp.asarray(counts)
+    alpha = jnp.asarray(alpha, counts.dtype)
+    if estimate == "map":
+        c = jnp.maximum(counts + alpha - 1.0, 0.0)
+    elif estimate == "mean":
+        c = counts + alpha
+    else:
+        raise ValueError(f"estimate must be 'map' or 'mean', got {estimate!r}")
+    total = jnp.sum(c, axis=-1, keepdims=True)
+    ok = total > 0
+    if fallback is None:
+        fallback = jnp.full(c.shape, 1.0 / c.shape[-1], c.dtype)
+    else:
+        fallback = jnp.broadcast_to(jnp.asarray(fallback, c.dtype), c.shape)
+    return jnp.where(ok, c / jnp.where(ok, total, 1.0), fallback)
