@@ -8,10 +8,10 @@ are imported on first use so that ``import gm`` stays cheap and the deep-learnin
 
 import importlib
 
-from gm import _xla
-from gm._xla import enable_compilation_cache
+from gm import xla
+from gm.xla import enable_compilation_cache
 
-_xla.configure()
+xla.configure()
 
 __version__ = "0.1.0"
 __all__ = ["bn", "temporal", "learn", "deep", "data", "parallel"]

@@ -7,7 +7,7 @@ the batch axis is split across a one-dimensional `jax.sharding.Mesh` (``NamedSha
 parameters are replicated (``P()``). Batched maps run under ``jax.shard_map`` (each device runs the
 one-device program on its own rows); batch sums and training steps use `jax.jit` with these in/out
 shardings, so XLA's SPMD partitioner inserts the all-reduces they need. Nothing here is a hand-written
-collective. Every ``gm.temporal`` pass also runs inside a user's own ``jax.shard_map`` (see `gm._loops`).
+collective. Every ``gm.temporal`` pass also runs inside a user's own ``jax.shard_map`` (see `gm.loops`).
 
 * `batch_mesh`, `batch_sharding`, `replicated`: the mesh and its two shardings.
 * `shard_batch` pads a batch to a multiple of the device count (with copies of its last row, a valid

@@ -42,7 +42,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gm import _loops
+from gm import loops
 from gm.data.images import binarize, random_shift
 from gm.deep import networks
 from gm.deep.train import TrainState, make_optimizer
@@ -433,7 +433,7 @@ def iwae_bound(params, config: VAEConfig, x, labels, key, *, k: int, chunk_size:
         return jnp.logaddexp(acc, jax.nn.logsumexp(log_w, axis=0)), None
 
     init = jnp.full((b,), -jnp.inf, mean.dtype)
-    total, _ = _loops.scan(chunk, init, jax.random.split(key, k // chunk_size))  # shard_map-safe
+    total, _ = loops.scan(chunk, init, jax.random.split(key, k // chunk_size))  # shard_map-safe
     return total - math.log(k)
 
 

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gm import _loops
+from gm import loops
 from gm.bn import tensornet as _tn
 
 __all__ = ["DBN", "DBNPosterior", "from_dict", "log_evidence", "filter", "smoother", "mpe", "sample",
@@ -303,7 +303,7 @@ def _forward_sum(dbn: DBN, lams, *, want_filtered=False):
             (lz, m), g = jax.value_and_grad(lambda lt: step(msg, lt), has_aux=True)(lam_t)
             return (m, total + lz), tuple(a * b for a, b in zip(lam_t, g))
 
-        (_, total), fs = _loops.scan(body, (m0, l0), lam_rest)
+        (_, total), fs = loops.scan(body, (m0, l0), lam_rest)
         filt = tuple(jnp.concatenate([a[None], b], 0) for a, b in zip(f0, fs))
         return total, filt
     l0, m0 = first(lam0)
@@ -315,7 +315,7 @@ def _forward_sum(dbn: DBN, lams, *, want_filtered=False):
         lz, m = step(msg, lam_t)
         return (m, total + lz), None
 
-    (_, total), _ = _loops.scan(body, (m0, l0), lam_rest)
+    (_, total), _ = loops.scan(body, (m0, l0), lam_rest)
     return total, None
 
 
@@ -423,7 +423,7 @@ def _general_smoother(dbn: DBN, evidence) -> DBNPosterior:
         m = m / z
         return (m, total + jnp.log(z)), m
 
-    (last, total), alphas_rest = _loops.scan(fwd, (m0, jnp.log(z0)), lam_rest)
+    (last, total), alphas_rest = loops.scan(fwd, (m0, jnp.log(z0)), lam_rest)
     alphas = jnp.concatenate([m0[None], alphas_rest], 0)  # [T, *interface]
 
     ones = jnp.ones(tuple(s.cards[i] for i in iface), jnp.float32)
@@ -434,7 +434,7 @@ def _general_smoother(dbn: DBN, evidence) -> DBNPosterior:
         b = b / jnp.sum(b)
         return b, beta
 
-    beta0, betas_rest = _loops.scan(bwd, ones, lam_rest, reverse=True)
+    beta0, betas_rest = loops.scan(bwd, ones, lam_rest, reverse=True)
     betas = jnp.concatenate([beta0[None], betas_rest], 0)  # [T, *interface]
 
     joint = alphas * betas
@@ -628,11 +628,11 @@ def _factorial_smoother(dbn: DBN, layout: _FactorialLayout, evidence):
                 a, c = forward_step(a, t)
                 return a, total + jnp.where(t < T, jnp.log(c), 0.0)
 
-            a, total = _loops.fori_loop(1, C + 1, step, (a, total))
+            a, total = loops.fori_loop(1, C + 1, step, (a, total))
             return a, ckpt, total
 
         ckpt = jnp.zeros((nb,) + shape, dtype)
-        _, ckpt, total = _loops.fori_loop(0, nb, block_forward, (a0, ckpt, jnp.log(c0)))
+        _, ckpt, total = loops.fori_loop(0, nb, block_forward, (a0, ckpt, jnp.log(c0)))
 
         def read(g, first=False):
             r = (readout_first if first else readout) @ g.reshape(S, B)  # [R, B]
@@ -653,7 +653,7 @@ def _factorial_smoother(dbn: DBN, layout: _FactorialLayout, evidence):
                 return a, lax.dynamic_update_index_in_dim(blk, a, i, 0)
 
             if C > 1:
-                _, blk = _loops.fori_loop(1, C, refill, (first, blk))
+                _, blk = loops.fori_loop(1, C, refill, (first, blk))
 
             def step(i, carry):
                 beta, out, _ = carry
@@ -666,11 +666,11 @@ def _factorial_smoother(dbn: DBN, layout: _FactorialLayout, evidence):
                 v, _ = normalise(v)
                 return v, out, g
 
-            return _loops.fori_loop(0, C, step, (beta, out, g))
+            return loops.fori_loop(0, C, step, (beta, out, g))
 
         out = jnp.zeros((nb * C, R, B), dtype)
         ones_msg = jnp.ones(shape, dtype)
-        _, out, g0 = _loops.fori_loop(0, nb, block_backward, (ones_msg, out, ones_msg))
+        _, out, g0 = loops.fori_loop(0, nb, block_backward, (ones_msg, out, ones_msg))
         # the last step walked back is step 0, whose leaves use the first slice's CPTs
         out = lax.dynamic_update_index_in_dim(out, read(g0, first=True), 0, 0)
         return total, out[:T]
@@ -716,7 +716,7 @@ def mpe(dbn: DBN, evidence):
 
         if T == 1:
             return s0
-        (m, total), _ = _loops.scan(body, (m0 - lax.stop_gradient(s0), lax.stop_gradient(s0)),
+        (m, total), _ = loops.scan(body, (m0 - lax.stop_gradient(s0), lax.stop_gradient(s0)),
                                  tuple(l[1:] for l in log_lams))
         return total + jnp.max(m)
 
@@ -755,7 +755,7 @@ def sample(key, dbn: DBN, num_steps: int) -> jax.Array:
         x = draw_slice(k, prev, False)
         return x, x
 
-    _, xs = _loops.scan(body, x0, jax.random.split(k1, num_steps - 1))
+    _, xs = loops.scan(body, x0, jax.random.split(k1, num_steps - 1))
     return jnp.concatenate([x0[None], xs], 0)
 
 

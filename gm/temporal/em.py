@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gm import _loops
+from gm import loops
 from gm.temporal import hmm as _hmm
 from gm.temporal.emissions import step_likelihood
 from gm.temporal.hmm import Posterior
@@ -222,7 +222,7 @@ def fit_scan(family, params: HMMParams, obs, mask=None, *, num_iters: int = 50, 
         new, ll, lp = _em_step(family, p, obs, mask, prior)
         return new, ll + lp
 
-    return _loops.scan(body, params, None, length=num_iters)
+    return loops.scan(body, params, None, length=num_iters)
 
 
 @partial(jax.jit, static_argnames=("family", "num_states", "num_restarts", "num_iters"))

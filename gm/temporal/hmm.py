@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gm import _loops
+from gm import loops
 
 __all__ = [
     "Filtered",
@@ -262,7 +262,7 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
     zero = jnp.zeros((), dtype)
     carry = (a0, msgs, log_cs, l0, zero)
     if T > 1:
-        carry = _loops.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
+        carry = loops.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
     last, msgs, log_cs, total, _ = carry
     return msgs, log_cs, total, last
 
@@ -308,7 +308,7 @@ def _backward(transition, lik_at, T, alphas, mask, time_varying, *, keep_message
 
     carry = (ones, marg, msgs)
     if T > 1:
-        carry = _loops.fori_loop(0, T - 1, step, carry, unroll=min(unroll, T - 1))
+        carry = loops.fori_loop(0, T - 1, step, carry, unroll=min(unroll, T - 1))
     _, marg, msgs = carry
     return marg, msgs
 
@@ -357,7 +357,7 @@ def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, un
 
     g, out = last, preds
     if T > 1:
-        g, out = _loops.fori_loop(0, T - 1, step, (g, out), unroll=min(unroll, T - 1))
+        g, out = loops.fori_loop(0, T - 1, step, (g, out), unroll=min(unroll, T - 1))
     return _put(out, g if valid is None else jnp.where(valid[0], g, 0.0), 0)
 
 
@@ -542,7 +542,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll=2) -> Path:
 
     carry = (d0, bps, s0, jnp.zeros((), log_lik.dtype))
     if T > 1:
-        carry = _loops.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
+        carry = loops.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
     d_last, bps, total, _ = carry
     last = jnp.argmax(d_last).astype(jnp.int32)
     log_prob = total + d_last[last]
@@ -557,7 +557,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll=2) -> Path:
 
     states = _put(jnp.zeros((T,), jnp.int32), last, T - 1)
     if T > 1:
-        _, states = _loops.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
+        _, states = loops.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
     states = states if valid is None else jnp.where(valid, states, -1)
     return Path(states, log_prob)
 
@@ -594,7 +594,7 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     xs = (alphas[:-1], keys[:-1], valid[1:])
     if tv:
         xs = xs + (transition,)
-    _, states = _loops.scan(step, last, xs, reverse=True)
+    _, states = loops.scan(step, last, xs, reverse=True)
     states = jnp.concatenate([states, last[None]])
     return jnp.where(valid, states, -1)
 
@@ -641,7 +641,7 @@ def sample(
         return z, z
 
     ks = jax.random.split(kz, num_steps - 1)
-    _, zs = _loops.scan(step, z0, (ks, log_trans) if tv else ks)
+    _, zs = loops.scan(step, z0, (ks, log_trans) if tv else ks)
     states = jnp.concatenate([z0[None], zs])
     if emission_sampler is None:
         return states

@@ -1,7 +1,7 @@
 """Large bundled networks: batched gradient inference runs (no crash) and agrees with pgmpy.
 
 jaxlib 0.10's CPU backend segfaulted in jit(vmap(value_and_grad(...))) on pathfinder (B >= 10) and andes
-unless the experimental YNN fusion is off (gm/_xla.py). Each case runs in a subprocess so that a crash
+unless the experimental YNN fusion is off (gm/xla.py). Each case runs in a subprocess so that a crash
 fails the test instead of killing pytest. Compiling these networks takes minutes on 2 cores, so they are
 marked slow (run with ``pytest -m slow``); experiments/bench_bn.py measures them in full.
 """

@@ -79,7 +79,7 @@ def test_temporal_smoother_and_em_equal_single_device(four):
 
 
 def test_loops_run_inside_shard_map_and_equal_single_device(four):
-    # before gm._loops these (and vae.iwae_bound) raised a carry-type TypeError inside shard_map
+    # before gm.loops these (and vae.iwae_bound) raised a carry-type TypeError inside shard_map
     for name in ("filter", "smoother", "expected_counts", "viterbi", "sample_posterior", "posterior"):
         assert four[f"shard_map_{name}_diff"] <= F32, (name, four[f"shard_map_{name}_diff"])
     for name in ("factorial", "zipper"):
