@@ -140,7 +140,7 @@ def bench_vae(cfg) -> dict:
 def bench_gan(cfg) -> dict:
     """Steps/s of ``gm.deep.gan.train_step`` (pluggable: skipped with a note until the module exists).
 
-    Expected API (DESIGN.md): ``gan.GANConfig(...)``, ``gan.create_state(key, config, example_batch)``,
+    The API it times: ``gan.GANConfig(...)``, ``gan.create_state(key, config, example_batch)``,
     ``gan.train_step(state, batch, key) -> (state, metrics)``.
     """
     try:
