@@ -104,10 +104,11 @@ def temporal_checks(out: dict, mesh):
     shard_map_checks(out, mesh, pi, A, log_liks, mask, fam, params, obs)
 
     # the compiled sharded E-step reduces across devices: XLA inserted the collective
-    from gm.parallel import _compiled_em_step, batch_sharding, replicate
+    from gm.parallel import batch_sharding, replicate
+    from gm.parallel.sequences import compiled_em_step
 
     ob, mk = obs, mask
-    text = _compiled_em_step(fam, mesh).lower(replicate(params, mesh), jax.device_put(ob, batch_sharding(mesh)),
+    text = compiled_em_step(fam, mesh).lower(replicate(params, mesh), jax.device_put(ob, batch_sharding(mesh)),
                                               jax.device_put(mk, batch_sharding(mesh)),
                                               replicate(tm.Prior(), mesh)).compile().as_text()
     out["em_step_hlo_all_reduce"] = "all-reduce" in text

@@ -1,0 +1,198 @@
+"""Meshes, padding and placement: the batch axis split over a one-dimensional `jax.sharding.Mesh`.
+
+`batch_mesh`, `batch_sharding`, `replicated`: the mesh and its two shardings. `pad_batch` / `unpad`: pad a
+batch to a multiple of the device count with copies of its last row (a valid example, never zeros that
+could be impossible evidence) and drop the padding again. `place`, `replicate`, `shard_batch`,
+`shard_local_batch`: put arrays on the mesh (multi-host safe); `to_host` gathers a result into NumPy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+__all__ = ["AXIS", "batch_mesh", "batch_sharding", "default_mesh", "leading_size", "mesh_axis", "pad_batch",
+           "place", "replicate", "replicated", "shard_batch", "shard_local_batch", "to_host", "unpad"]
+
+AXIS = "batch"
+
+
+# ------------------------------------------------------------------------------------------ meshes
+
+
+def batch_mesh(devices: Sequence[jax.Device] | None = None, *, axis: str = AXIS) -> Mesh:
+    """A one-dimensional mesh over ``devices`` (default: all devices of all processes).
+
+    Args:
+      devices: the devices, in order; ``None`` takes ``jax.devices()``.
+      axis: the mesh axis name that the batch is split over.
+
+    Returns:
+      ``Mesh(devices, (axis,))``.
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    return Mesh(np.asarray(devices, dtype=object), (axis,))
+
+
+def mesh_axis(mesh: Mesh) -> str:
+    """The one axis name of a one-dimensional mesh (a ValueError for any other mesh)."""
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh must be one-dimensional (a batch axis), got axes {mesh.axis_names}")
+    return mesh.axis_names[0]
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over the mesh, other axes whole: ``NamedSharding(mesh, P(axis))``."""
+    return NamedSharding(mesh, P(mesh_axis(mesh)))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array: ``NamedSharding(mesh, P())``."""
+    return NamedSharding(mesh, P())
+
+
+# ------------------------------------------------------------------------------------------ padding
+
+
+def leading_size(tree, name: str) -> int:
+    """The leading (batch) axis length shared by every array of ``tree``; a ValueError naming ``name`` if
+    the arrays disagree or have none."""
+    sizes = {int(np.shape(x)[0]) if np.ndim(x) else None for x in jax.tree_util.tree_leaves(tree)}
+    if not sizes:
+        raise ValueError(f"{name} has no arrays")
+    if None in sizes or len(sizes) != 1:
+        raise ValueError(f"every array of {name} needs the same leading (batch) axis, "
+                         f"got sizes {sorted(sizes, key=str)}")
+    return sizes.pop()
+
+
+def pad_batch(tree, multiple: int, *, fill: Any = "edge"):
+    """Pads the leading axis of every leaf to a multiple of ``multiple``.
+
+    Args:
+      tree: a pytree of arrays sharing their leading size ``B`` (B >= 1).
+      multiple: the padded size is the smallest multiple of it that is >= B.
+      fill: ``"edge"`` repeats the last row (a valid example: padding with zeros could be impossible
+        evidence, and a NaN in a padding row can poison a sum); or a scalar, the value of every padding
+        entry (for example ``False`` for masks, so that padded sequences carry no weight).
+
+    Returns:
+      ``(padded tree, B)``.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    n = leading_size(tree, "tree")
+    if n < 1:
+        raise ValueError("tree must hold at least one example (leading size 0)")
+    extra = -n % multiple
+    if extra == 0:
+        return tree, n
+
+    def pad(x):
+        x = jnp.asarray(x) if isinstance(x, jax.Array) else np.asarray(x)
+        xp = jnp if isinstance(x, jax.Array) else np
+        if isinstance(fill, str):
+            if fill != "edge":
+                raise ValueError(f"fill must be 'edge' or a scalar, got {fill!r}")
+            rows = xp.repeat(x[-1:], extra, axis=0)
+        else:
+            rows = xp.full((extra,) + x.shape[1:], fill, x.dtype)
+        return xp.concatenate([x, rows], axis=0)
+
+    return jax.tree_util.tree_map(pad, tree), n
+
+
+def unpad(tree, n: int):
+    """The first ``n`` rows of every leaf (no copy when nothing was padded)."""
+    return jax.tree_util.tree_map(lambda x: x if x.shape[0] == n else x[:n], tree)
+
+
+# ------------------------------------------------------------------------------------------ placing
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def place(x, sharding: NamedSharding):
+    """Places one array with ``sharding``; multi-host safe for inputs equal on every process."""
+    if _is_key(x):
+        impl = jax.random.key_impl(x)
+        return jax.random.wrap_key_data(place(jax.random.key_data(x), sharding), impl=impl)
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+        return x
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:  # already global: reshard on device
+        return jax.jit(lambda a: a, out_shardings=sharding)(x)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def replicate(tree, mesh: Mesh):
+    """Every leaf on every device of ``mesh`` (parameters, keys)."""
+    sharding = replicated(mesh)
+    return jax.tree_util.tree_map(lambda x: place(x, sharding), tree)
+
+
+def shard_batch(tree, mesh: Mesh, *, fill: Any = "edge"):
+    """Pads the batch to a multiple of the mesh size and splits it over the mesh.
+
+    Every process passes the same global ``tree`` (multi-host: each keeps only its devices' rows).
+
+    Args:
+      tree: a pytree of arrays with a shared leading batch axis ``B``.
+      mesh: a one-dimensional mesh (`batch_mesh`).
+      fill: padding, see `pad_batch`.
+
+    Returns:
+      ``(sharded tree, B)``: leaves of leading size ``ceil(B / devices) * devices``, sharded
+      ``P("batch")``; pass ``B`` to `unpad`.
+    """
+    padded, n = pad_batch(tree, mesh.size, fill=fill)
+    sharding = batch_sharding(mesh)
+    return jax.tree_util.tree_map(lambda x: place(x, sharding), padded), n
+
+
+def shard_local_batch(tree, mesh: Mesh):
+    """Global arrays from each process's own rows (`jax.make_array_from_process_local_data`).
+
+    For input pipelines where every process loads a different part of the data: the global batch is the
+    concatenation of the processes' batches in process order. Each process's leading size must be a
+    multiple of its number of devices in ``mesh`` (no padding: rows from different processes would
+    interleave with it).
+    """
+    sharding = batch_sharding(mesh)
+    local = len([d for d in mesh.devices.flat if d.process_index == jax.process_index()])
+    n = leading_size(tree, "tree")
+    if local == 0 or n % local:
+        raise ValueError(f"tree's leading size {n} must be a multiple of this process's {local} devices in mesh")
+    return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
+def to_host(tree):
+    """NumPy copies of every leaf; on several processes, gathered from all of them first."""
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree_util.tree_map(get, tree)
+
+
+
+
+def default_mesh(mesh: Mesh | None) -> Mesh:
+    """``mesh``, or a batch mesh over every device when it is None."""
+    return batch_mesh() if mesh is None else mesh
