@@ -39,7 +39,7 @@ BATCH = {"munin1": 100, "link": 100}
 def evidence_sets(net: bn.BayesNet, key, batch: int, fraction: float = 0.2) -> np.ndarray:
     """B forward-sampled assignments with ``fraction`` of the variables observed, int32[B, n_vars]."""
     k_sample, k_mask = jax.random.split(key)
-    x = np.asarray(bn.sample(net, k_sample, batch))
+    x = np.asarray(bn.sample(k_sample, net, batch))
     observed = np.asarray(jax.random.uniform(k_mask, x.shape)) < fraction
     return np.where(observed, x, -1).astype(np.int32)
 

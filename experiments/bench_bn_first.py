@@ -65,7 +65,7 @@ hidden = [net.names[i] for i in range(net.n_vars) if ev[i] < 0]
 observed = [net.names[i] for i in range(net.n_vars) if ev[i] >= 0]
 s = time.perf_counter(); q = jax.block_until_ready(bn.pruned_query(net, [hidden[0]], ev, observed=observed)); res["pruned_query"] = time.perf_counter() - s
 save()
-s = time.perf_counter(); xs = jax.block_until_ready(bn.sample(net, jax.random.PRNGKey(0), 1000)); res["sample"] = time.perf_counter() - s
+s = time.perf_counter(); xs = jax.block_until_ready(bn.sample(jax.random.PRNGKey(0), net, 1000)); res["sample"] = time.perf_counter() - s
 res["total"] = time.perf_counter() - t0
 save()
 """
@@ -135,7 +135,7 @@ def run_network(name: str, timeout: float, workdir: str, pgmpy: bool = True) -> 
 
     net = load_network(name)
     key = jax.random.PRNGKey(0)
-    x = np.asarray(bn.sample(net, key, 1))[0]
+    x = np.asarray(bn.sample(key, net, 1))[0]
     observed = np.random.default_rng(0).random(net.n_vars) < 0.2
     ev = np.where(observed, x, -1).astype(int)
     ev_file = os.path.join(workdir, f"{name}_ev.json")

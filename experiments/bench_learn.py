@@ -48,12 +48,12 @@ def main(argv=None):
     with_pgmpy = (not args.quick) if args.pgmpy is None else args.pgmpy
     os.makedirs(args.out, exist_ok=True)
     net = load_network("alarm")
-    data = jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(0), n)
+    data = jax.jit(bn.sample, static_argnums=2)(jax.random.key(0), net, n)
     results = dict(records=n, variables=net.n_vars, devices=str(jax.devices()), cpu_count=os.cpu_count())
     s = net.structure
     results["mle"] = _time(jax.jit(lambda d: learn.mle(s, d)), data, repeats=repeats)
     results["dirichlet_bdeu"] = _time(
-        jax.jit(lambda d: learn.dirichlet(s, d, prior="bdeu", equivalent_sample_size=5.0)), data, repeats=repeats)
+        jax.jit(lambda d: learn.dirichlet(s, d, prior=learn.Prior.bdeu(5.0))), data, repeats=repeats)
     boot = jax.random.multinomial(jax.random.key(1), float(n), jnp.full(n, 1.0 / n), shape=(100 if not args.quick else 10, n))
     results["mle_bootstrap"] = dict(
         replicates=int(boot.shape[0]),
@@ -65,7 +65,7 @@ def main(argv=None):
     missing = np.where(rng.random((m, net.n_vars)) < 0.2, -1, np.asarray(data[:m])).astype(np.int32)
     init = learn.random_init(jax.random.key(2), net)
     results["em_iteration_20pct_missing"] = dict(
-        records=m, **_time(jax.jit(lambda nt, d: learn.em_step(nt, d)[0]), init, missing, repeats=repeats))
+        records=m, **_time(jax.jit(lambda nt, d: learn.em_step(nt, d).model), init, missing, repeats=repeats))
     if with_pgmpy:
         import logging
         import warnings

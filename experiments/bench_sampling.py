@@ -8,8 +8,8 @@ caches (``GM_CACHE_DIR`` a new temporary folder, JAX's persistent compilation ca
   * import: importing the library (gm: ``jax`` + ``gm.bn``; pgmpy: its reader and sampler),
   * load: reading the bundled ``<name>.bif.gz`` (``gm.data.networks.load_network``; pgmpy's
     ``get_example_model``),
-  * first: the first call alone, without ``jax.jit`` (gm: ``bn.sample(net, key, n)`` or
-    ``bn.likelihood_weighting(net, key, ev, n)``; pgmpy: ``BayesianModelSampling.forward_sample(size=n)``
+  * first: the first call alone, without ``jax.jit`` (gm: ``bn.sample(key, net, n)`` or
+    ``bn.likelihood_weighting(key, net, ev, n)``; pgmpy: ``BayesianModelSampling.forward_sample(size=n)``
     or ``likelihood_weighted_sample(evidence, size=n)``),
   * again: the median of three further calls (what the call costs once compiled),
 and total = import + load + first. The CPU seconds of the first call and of the process up to the end of
@@ -56,7 +56,7 @@ def _child(library: str, task: str, name: str, n: int, evidence: dict) -> dict:
 
         def call(seed):
             key = jax.random.key(seed)
-            out = bn.sample(net, key, n) if task == "forward" else bn.likelihood_weighting(net, key, ev, n)
+            out = bn.sample(key, net, n) if task == "forward" else bn.likelihood_weighting(key, net, ev, n)
             return jax.block_until_ready(out)
     else:
         import logging
@@ -131,7 +131,7 @@ def _evidence(name: str, k: int = 5) -> dict:
     from gm.data.networks import load_network
 
     net = load_network(name)
-    x = bn.sample(net, jax.random.key(123), 1)[0]
+    x = bn.sample(jax.random.key(123), net, 1)[0]
     chosen = net.structure.topological_order[-k:]
     return {net.names[i]: net.states[i][int(x[i])] for i in chosen}
 

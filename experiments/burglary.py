@@ -72,21 +72,22 @@ def main(argv=None) -> dict:
     # P(B | J=yes, M=no) by marginalising the joint: sum out E and A, then normalise.
     b_j_m = joint[:, :, :, 1, 0].sum(axis=(1, 2))
     by_hand = b_j_m / b_j_m.sum()
-    ev = net.evidence({"JohnCalls": "yes", "MaryCalls": "no"})
-    by_query = np.asarray(jax.jit(bn.query, static_argnums=1)(net, ("Burglary",), ev))
+    evidence = net.evidence({"JohnCalls": "yes", "MaryCalls": "no"})
+    by_query = np.asarray(jax.jit(bn.query, static_argnums=1)(net, ("Burglary",), evidence))
     print("\nP(Burglary | JohnCalls=yes, MaryCalls=no)")
     print(f"  by marginalising the joint: {by_hand.round(6)}")
     print(f"  by bn.query:                {by_query.round(6)}")
-    ev_both = net.evidence({"JohnCalls": "yes", "MaryCalls": "yes"})
-    p_both = float(bn.query(net, ["Burglary"], ev_both)[1])
+    evidence_both = net.evidence({"JohnCalls": "yes", "MaryCalls": "yes"})
+    p_both = float(bn.query(net, ["Burglary"], evidence_both)[1])
     print(f"  (and with both calling, P(Burglary=yes | J, M) = {p_both:.3f}; the textbook's 0.284)")
 
-    post = jax.jit(bn.marginals)(net, ev)
+    post = jax.jit(bn.marginals)(net, evidence)
     print("\nEvery posterior marginal given J=yes, M=no (one gradient pass):")
     for name in net.names:
         print(f"  {name:11s} {np.asarray(post[name]).round(5)}")
-    explanation = net.assignment(bn.mpe(net, ev))
-    p_mpe = float(jnp.exp(bn.log_prob(net, bn.mpe(net, ev)) - bn.log_evidence(net, ev)))
+    best = bn.mpe(net, evidence)  # gm.types.MPE(states, log_prob = log P(x*, e))
+    explanation = net.assignment(best.states)
+    p_mpe = float(jnp.exp(best.log_prob - bn.log_evidence(net, evidence)))
     print(f"\nMost probable explanation: {explanation}  (P(x | e) = {p_mpe:.4f})")
 
     results = {

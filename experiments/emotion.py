@@ -76,6 +76,7 @@ TRAITS = ("low", "high")
 NAMES = ("Goal", "Neuroticism", "Event", "Emotion")
 GOAL, TRAIT, EVENT, EMOTION = range(4)
 PSEUDO_COUNT = 0.5
+PRIOR = learn.Prior.dirichlet(PSEUDO_COUNT, estimate="mean")  # the posterior mean under Dirichlet(0.5)
 
 # what a student does after feeling each emotion: weights over EVENTS
 _BEHAVIOUR = {
@@ -216,8 +217,8 @@ def score_naive_bayes(key, train, test, num_draws: int):
                             feature_names=["Event", "Goal", "Neuroticism"], class_name="Emotion")
     # the same prior on the class as on the features, so that the posterior is one Dirichlet per row
     records = jnp.concatenate([flat[:, EMOTION][:, None], feats], 1)
-    net = learn.dirichlet(model.net, records, prior="dirichlet", pseudo_counts=PSEUDO_COUNT)
-    draws = learn.bayes.dirichlet_posterior(key, net, records, num_draws, prior="dirichlet", pseudo_counts=PSEUDO_COUNT)
+    net = learn.dirichlet(model.net, records, prior=PRIOR)
+    draws = learn.bayes.dirichlet_posterior(key, net, records, num_draws, prior=PRIOR)
     return jax.lax.map(lambda cpts: nb_accuracy(naive_bayes.NaiveBayes(bn.BayesNet(net.structure, cpts)), test),
                        _with_point(net.cpts, draws.cpts))
 
@@ -227,9 +228,8 @@ def score_bayes_net(key, train, test, num_draws: int, structure=None):
     """Accuracies f32[1 + num_draws, 2] of a static Bayes net (default: the hand-built `bn_structure`)."""
     structure = bn_structure() if structure is None else structure
     flat = train.reshape(-1, 4)
-    net = learn.dirichlet(structure, flat, prior="dirichlet", pseudo_counts=PSEUDO_COUNT)
-    draws = learn.bayes.dirichlet_posterior(key, structure, flat, num_draws, prior="dirichlet",
-                                            pseudo_counts=PSEUDO_COUNT)
+    net = learn.dirichlet(structure, flat, prior=PRIOR)
+    draws = learn.bayes.dirichlet_posterior(key, structure, flat, num_draws, prior=PRIOR)
     return jax.lax.map(lambda cpts: bn_accuracy(bn.BayesNet(structure, cpts), test), _with_point(net.cpts, draws.cpts))
 
 

@@ -45,7 +45,7 @@ HELD_OUT = 10_000
 
 def held_out_log_likelihood(structure, train, test) -> float:
     """Mean log P(x) of the held-out records under BDeu(1)-posterior-mean CPTs fitted on ``train``."""
-    net = learn.dirichlet(structure, train, prior="bdeu", equivalent_sample_size=1.0)
+    net = learn.dirichlet(structure, train, prior=learn.Prior.bdeu(1.0))
     total = np.zeros(len(test))
     for i, pa in enumerate(structure.parents):
         cpt = np.asarray(net.cpts[i], np.float64)
@@ -147,8 +147,8 @@ def run(networks, sizes, *, seed=0, pgmpy_pc_max_n=10_000, methods=None, log=pri
         net = load_network(name)
         for n in sizes:
             key = jax.random.fold_in(jax.random.key(seed), n)
-            train = np.asarray(bn.sample(net, key, n))
-            test = np.asarray(bn.sample(net, jax.random.fold_in(key, 1), HELD_OUT))
+            train = np.asarray(bn.sample(key, net, n))
+            test = np.asarray(bn.sample(jax.random.fold_in(key, 1), net, HELD_OUT))
             for method in methods or GM_METHODS + PGMPY_METHODS:
                 row = dict(network=name, n_vars=net.n_vars, N=n, method=method)
                 try:

@@ -3,16 +3,19 @@
 Example (the lecture's burglary network):
     >>> from gm import bn
     >>> net = bn.read_bif("alarm.bif")
-    >>> ev = net.evidence({"HRBP": "HIGH"})
-    >>> post = jax.jit(bn.marginals)(net, ev)                      # {name: f32[card]}
-    >>> posts = jax.vmap(bn.marginals, in_axes=(None, 0))(net, evs)  # evs: int32[B, n_vars]
+    >>> evidence = net.evidence({"HRBP": "HIGH"})
+    >>> post = jax.jit(bn.marginals)(net, evidence)                 # {name: f32[card]}
+    >>> posts = jax.vmap(bn.marginals, in_axes=(None, 0))(net, batch)  # batch: int32[B, n_vars]
+    >>> best = bn.mpe(net, evidence)                                 # gm.types.MPE(states, log_prob)
+    >>> x = bn.sample(jax.random.key(0), net, 1000)                 # int32[1000, n_vars]
 """
 
 from gm.bn.tensornet import Plan, contract, contract_max, plan
 from gm.bn.independence import d_separated, markov_blanket, to_networkx
+from gm.bn.evidence import evidence_matrix, evidence_vectors
 from gm.bn.inference import (
+    Posterior,
     default_chunk_size,
-    evidence_vectors,
     log_evidence,
     log_prob,
     map_batched,
@@ -31,6 +34,7 @@ from gm.bn.sampling import WeightedSamples, likelihood_weighting, sample, weight
 __all__ = [
     "BayesNet",
     "Plan",
+    "Posterior",
     "Pruned",
     "Structure",
     "WeightedSamples",
@@ -38,6 +42,7 @@ __all__ = [
     "contract_max",
     "d_separated",
     "default_chunk_size",
+    "evidence_matrix",
     "evidence_vectors",
     "format_bif",
     "from_pgmpy",

@@ -19,19 +19,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm.bn import program as _program
-from gm.bn import tensornet as _tensornet
+from gm.bn import program, tensornet
 from gm.bn.network import BayesNet, Structure
 
 
 @functools.lru_cache(maxsize=256)
-def network_program(structure: Structure, output: tuple[int, ...] = (), *, quick: bool = False) -> _program.Program:
+def network_program(structure: Structure, output: tuple[int, ...] = (), *, quick: bool = False) -> program.Program:
     """The step program of the network's plan into ``output`` (cached per structure and output).
 
     ``quick``: the plan of a single answer on the host, whose search budget is the greedy path's own
     cost at 1e9 multiply-adds per second (water: 2 s of search for a 4 ms contraction otherwise)."""
-    plan = _tensornet.plan(structure.families, tuple(output), structure.cards, min_time=0.0 if quick else 2.0)
-    return _program.lower(plan)
+    plan = tensornet.plan(structure.families, tuple(output), structure.cards, min_time=0.0 if quick else 2.0)
+    return program.lower(plan)
 
 
 def width(structure: Structure) -> int:
@@ -68,14 +67,14 @@ def _safe_log(x):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _log_total(prog: _program.Program, inputs: jax.Array) -> jax.Array:
+def _log_total(prog: program.Program, inputs: jax.Array) -> jax.Array:
     """log of the (scalar) contraction of ``inputs: f[n_entries, V]``: ``f[V]``, -inf where it is 0."""
-    _, _, root, log_scale = _program.forward(prog, inputs)
+    _, _, root, log_scale = program.forward(prog, inputs)
     return _safe_log(root) + log_scale
 
 
 def _log_total_fwd(prog, inputs):
-    mem, scales, root, log_scale = _program.forward(prog, inputs)
+    mem, scales, root, log_scale = program.forward(prog, inputs)
     return _safe_log(root) + log_scale, (mem, scales, root)
 
 
@@ -83,7 +82,7 @@ def _log_total_bwd(prog, residuals, g):
     mem, scales, root = residuals
     positive = root > 0
     ct = jnp.where(positive, g / jnp.where(positive, root, 1.0), 0.0)
-    return (_program.backward(prog, mem, scales, ct),)
+    return (program.backward(prog, mem, scales, ct),)
 
 
 _log_total.defvjp(_log_total_fwd, _log_total_bwd)
@@ -113,10 +112,10 @@ def marginals(structure: Structure, flat: jax.Array, evidence: jax.Array):
     """
     prog = network_program(structure)
     n, w, v = evidence.shape
-    mem, scales, root, log_scale = _program.forward(prog, _inputs(structure, flat, evidence))
+    mem, scales, root, log_scale = program.forward(prog, _inputs(structure, flat, evidence))
     possible = root > 0
     ct = jnp.where(possible, 1.0 / jnp.where(possible, root, 1.0), 0.0)
-    g = _program.backward(prog, mem, scales, ct)  # d log P(e) / d input entry: f[n_entries, V]
+    g = program.backward(prog, mem, scales, ct)  # d log P(e) / d input entry: f[n_entries, V]
     grad = jax.ops.segment_sum(g * flat[:, None], jnp.asarray(entry_index(structure)), num_segments=n * w)
     return _posteriors(evidence, grad.reshape(n, w, v), possible), _safe_log(root) + log_scale
 
@@ -124,7 +123,7 @@ def marginals(structure: Structure, flat: jax.Array, evidence: jax.Array):
 def query(structure: Structure, flat: jax.Array, evidence: jax.Array, *, idx: tuple[int, ...]):
     """``(P(X_idx | e) f[*cards, V], P(e) > 0 bool[V])``; all-zero tables where P(e) = 0."""
     prog = network_program(structure, tuple(idx))
-    _, _, table, _ = _program.forward(prog, _inputs(structure, flat, evidence))
+    _, _, table, _ = program.forward(prog, _inputs(structure, flat, evidence))
     total = jnp.sum(table.reshape(-1, table.shape[-1]), axis=0)
     possible = total > 0
     return jnp.where(possible, table / jnp.where(possible, total, 1.0), 0.0), possible
@@ -133,8 +132,8 @@ def query(structure: Structure, flat: jax.Array, evidence: jax.Array, *, idx: tu
 def mpe(structure: Structure, flat: jax.Array, evidence: jax.Array):
     """``(argmax_x P(x, e) int32[n_vars, V], max_x log P(x, e) f[V])`` by max-sum and traceback."""
     prog = network_program(structure)
-    root, arg = _program.forward_max(prog, _safe_log(_inputs(structure, flat, evidence)))
-    values = _program.decode(prog, arg, jnp.zeros((0, evidence.shape[-1]), jnp.int32))
+    root, arg = program.forward_max(prog, _safe_log(_inputs(structure, flat, evidence)))
+    values = program.decode(prog, arg, jnp.zeros((0, evidence.shape[-1]), jnp.int32))
     return values, root
 
 
@@ -152,18 +151,18 @@ def _inputs_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray) -
 
 def log_evidence_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray) -> float:
     """`log_evidence` of one evidence matrix ``f64[n_vars, width]`` on the host."""
-    _, _, root, log_scale = _program.forward_host(network_program(structure, quick=True), _inputs_host(structure, flat, evidence))
+    _, _, root, log_scale = program.forward_host(network_program(structure, quick=True), _inputs_host(structure, flat, evidence))
     return float(np.log(root)) + log_scale if root > 0 else -np.inf
 
 
 def marginals_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
     """`marginals` of one evidence matrix on the host: ``(f64[n_vars, width], log P(e))``."""
     prog = network_program(structure, quick=True)
-    mem, scales, root, log_scale = _program.forward_host(prog, _inputs_host(structure, flat, evidence))
+    mem, scales, root, log_scale = program.forward_host(prog, _inputs_host(structure, flat, evidence))
     n, w = evidence.shape
     if not root > 0:
         return np.zeros((n, w)), -np.inf
-    g = _program.backward_host(prog, mem, scales, 1.0 / root)
+    g = program.backward_host(prog, mem, scales, 1.0 / root)
     grad = np.bincount(entry_index(structure), weights=g * flat, minlength=n * w).reshape(n, w)
     p = np.maximum(evidence * grad, 0.0)
     total = p.sum(axis=1, keepdims=True)
@@ -174,7 +173,7 @@ def marginals_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray)
 def query_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray, idx: tuple[int, ...]):
     """`query` on the host: ``(table f64[*cards], P(e) > 0)``."""
     prog = network_program(structure, tuple(idx), quick=True)
-    _, _, table, _ = _program.forward_host(prog, _inputs_host(structure, flat, evidence))
+    _, _, table, _ = program.forward_host(prog, _inputs_host(structure, flat, evidence))
     total = table.sum()
     return (table / total if total > 0 else np.zeros_like(table)), bool(total > 0)
 
@@ -184,8 +183,8 @@ def mpe_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
     prog = network_program(structure, quick=True)
     with np.errstate(divide="ignore"):
         logs = np.log(_inputs_host(structure, flat, evidence))
-    root, arg = _program.forward_max_host(prog, logs)
-    return _program.decode_host(prog, arg), float(root)
+    root, arg = program.forward_max_host(prog, logs)
+    return program.decode_host(prog, arg), float(root)
 
 
 # --------------------------------------------------------------------------------------------------

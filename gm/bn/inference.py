@@ -18,87 +18,26 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm.bn import engine as _engine
-from gm.bn import tensornet as _contract
+from gm.bn import engine, tensornet
+from gm.bn.evidence import Soft, check_evidence, evidence_matrix, evidence_matrix_host, evidence_vectors, safe_log
 from gm.bn.network import BayesNet, Structure
-
-Soft = Mapping[str, Any] | None
-
+from gm.types import MPE
 
 # --------------------------------------------------------------------------------------------------
 # plans
 
 
 @functools.lru_cache(maxsize=256)
-def network_plan(structure: Structure, output: tuple[int, ...] = ()) -> _contract.Plan:
+def network_plan(structure: Structure, output: tuple[int, ...] = ()) -> tensornet.Plan:
     """The contraction plan of the network's CPTs (evidence folded in) into ``output`` variables."""
-    return _contract.plan(structure.families, tuple(output), structure.cards)
-
-
-# --------------------------------------------------------------------------------------------------
-# evidence
-
-
-def _check_evidence_type(net: BayesNet, ev) -> None:
-    """Shape ``(n_vars,)`` and an integer dtype, or an error naming both (``ev``: any array)."""
-    if ev.shape != (net.n_vars,):
-        raise ValueError(
-            f"evidence must have shape ({net.n_vars},) (one entry per variable, -1 = unobserved), "
-            f"got {ev.shape}; batch with jax.vmap"
-        )
-    if not np.issubdtype(ev.dtype, np.integer):
-        raise TypeError(f"evidence must be an integer array, got dtype {ev.dtype}")
-
-
-def _check_evidence(net: BayesNet, ev) -> jax.Array:
-    ev = jnp.asarray(ev)
-    _check_evidence_type(net, ev)
-    return ev.astype(jnp.int32)
-
-
-def evidence_matrix(net: BayesNet, ev, soft: Soft = None) -> jax.Array:
-    """Evidence vectors of all variables as one zero-padded matrix ``f[n_vars, max_card]``.
-
-    Row i is the one-hot of variable i's observed state (all ones over its states when unobserved),
-    times its soft-evidence likelihood if one is given; entries past its cardinality are 0. Built with a
-    handful of array ops whatever the network's size (a per-variable loop costs XLA a kernel each).
-    """
-    ev = _check_evidence(net, ev)
-    dtype = jnp.result_type(*net.cpts) if net.cpts else jnp.float32
-    cards = np.asarray(net.cards)
-    width = int(cards.max()) if cards.size else 1
-    states = np.arange(width)[None, :]
-    valid = jnp.asarray(states < cards[:, None], dtype)
-    one_hot = (ev[:, None] == states).astype(dtype)
-    mat = jnp.where(ev[:, None] >= 0, one_hot, valid)
-    if soft:
-        lik = jnp.ones((net.n_vars, width), dtype)
-        for name, vec in soft.items():
-            i = net.index(name)
-            vec = jnp.asarray(vec, dtype=dtype)
-            if vec.shape != (net.cards[i],):
-                raise ValueError(
-                    f"soft evidence for {name!r} must have shape ({net.cards[i]},), got {vec.shape}"
-                )
-            lik = lik.at[i, : net.cards[i]].set(vec)
-        mat = mat * lik
-    return mat
-
-
-def _split(net: BayesNet, mat) -> list[jax.Array]:
-    return [mat[i, :card] for i, card in enumerate(net.cards)]
-
-
-def evidence_vectors(net: BayesNet, ev, soft: Soft = None) -> list[jax.Array]:
-    """Per-variable evidence vectors ``e_i: f[card_i]`` (one-hot, or ones if unobserved, times soft)."""
-    return _split(net, evidence_matrix(net, ev, soft))
+    return tensornet.plan(structure.families, tuple(output), structure.cards)
 
 
 def _weighted_cpts(net: BayesNet, vecs: Sequence[jax.Array]) -> list[jax.Array]:
@@ -107,12 +46,7 @@ def _weighted_cpts(net: BayesNet, vecs: Sequence[jax.Array]) -> list[jax.Array]:
 
 def _scaled_total(net: BayesNet, vecs, output: tuple[int, ...] = ()):
     plan = network_plan(net.structure, output)
-    return _contract.contract(plan, _weighted_cpts(net, vecs))
-
-
-def _safe_log(x):
-    positive = x > 0
-    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1.0)), -jnp.inf)
+    return tensornet.contract(plan, _weighted_cpts(net, vecs))
 
 
 def _log_partition(net: BayesNet, vecs) -> jax.Array:
@@ -124,21 +58,21 @@ def _log_partition_and_flag(net: BayesNet, vecs):
     log P(e) ends a chain of one add per rescale, and XLA fuses that chain into every consumer of the flag
     (each variable's posterior normalisation: on pigs, 441 copies of 221 adds to compile)."""
     mantissa, log_scale = _scaled_total(net, vecs)
-    return _safe_log(mantissa) + log_scale, mantissa > 0
+    return safe_log(mantissa) + log_scale, mantissa > 0
 
 
 def _is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def _raise_if_impossible(net: BayesNet, ev, log_z, what: str):
-    if _is_tracer(log_z) or _is_tracer(ev):
+def _raise_if_impossible(net: BayesNet, evidence, log_z, what: str):
+    if _is_tracer(log_z) or _is_tracer(evidence):
         raise ValueError(
             f"{what}(..., check=True) needs concrete evidence: call it outside jax.jit / jax.vmap, "
             "or test log_evidence == -inf inside"
         )
     if not np.isfinite(float(log_z)):
-        observed = {k: v for k, v in net.assignment(np.asarray(ev)).items() if v is not None}
+        observed = {k: v for k, v in net.assignment(np.asarray(evidence)).items() if v is not None}
         raise ValueError(f"impossible evidence: P(e) = 0 for {observed}")
 
 
@@ -157,7 +91,7 @@ def log_prob(net: BayesNet, x) -> jax.Array:
     total = jnp.zeros((), dtype=jnp.result_type(*net.cpts))
     for i, cpt in enumerate(net.cpts):
         idx = tuple(x[p] for p in net.parents[i]) + (x[i],)
-        total = total + _safe_log(cpt[idx])
+        total = total + safe_log(cpt[idx])
     return total
 
 
@@ -175,17 +109,17 @@ def _concrete(*trees) -> bool:
     return not any(_is_tracer(x) for t in trees for x in jax.tree_util.tree_leaves(t))
 
 
-def _method(method: str, net: BayesNet, ev, soft) -> str:
+def _method(method: str, net: BayesNet, evidence, soft) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":
-        if _concrete(net, ev, soft):
+        if _concrete(net, evidence, soft):
             return "host"
         # Traced: the unrolled engine's kernels run faster (hepar2, batched: 84k sets/s against the
         # program's 3k) and compile in seconds while the plan is short; past that the program's
         # compile time, about constant, wins (munin2: minutes unrolled).
         return "unrolled" if len(network_plan(net.structure).steps) <= _UNROLLED_MAX_STEPS else "program"
-    if method == "host" and not _concrete(net, ev, soft):
+    if method == "host" and not _concrete(net, evidence, soft):
         raise ValueError("method='host' needs concrete arrays: call it outside jax.jit / jax.vmap / jax.grad")
     return method
 
@@ -194,66 +128,49 @@ def _dtype(net: BayesNet):
     return jnp.result_type(*net.cpts) if net.cpts else jnp.float32
 
 
-def _evidence_matrix_host(net: BayesNet, ev, soft: Soft) -> np.ndarray:
-    """`evidence_matrix` in numpy (float64), for the host engine."""
-    ev = np.asarray(ev)
-    _check_evidence_type(net, ev)
-    cards = np.asarray(net.cards)
-    width = _engine.width(net.structure)
-    states = np.arange(width)[None, :]
-    mat = np.where(ev[:, None] >= 0, (ev[:, None] == states), states < cards[:, None]).astype(np.float64)
-    for name, vec in (soft or {}).items():
-        i = net.index(name)
-        vec = np.asarray(vec, np.float64)
-        if vec.shape != (net.cards[i],):
-            raise ValueError(f"soft evidence for {name!r} must have shape ({net.cards[i]},), got {vec.shape}")
-        mat[i, : net.cards[i]] *= vec
-    return mat
-
-
 def _per_variable(net: BayesNet, table) -> dict[str, jax.Array]:
     """``{name: table[i, :card_i]}`` of a ``[n_vars, width]`` table (numpy tables stay on the host until
     the end: one device transfer per variable, no compiled slice)."""
     return {name: table[i, :card] for i, (name, card) in enumerate(zip(net.names, net.cards))}
 
 
-def _host_marginals(net: BayesNet, ev, soft):
-    post, log_z = _engine.marginals_host(net.structure, _engine.flat_cpts_host(net), _evidence_matrix_host(net, ev, soft))
+def _host_marginals(net: BayesNet, evidence, soft):
+    post, log_z = engine.marginals_host(net.structure, engine.flat_cpts_host(net), evidence_matrix_host(net, evidence, soft=soft))
     dtype = np.dtype(_dtype(net))
     post = jax.device_put({k: v.astype(dtype) for k, v in _per_variable(net, post).items()})
     return post, jnp.asarray(log_z, dtype)
 
 
-def _program_marginals(net: BayesNet, ev, soft):
-    fn = _engine.single(_engine.marginals, net.structure)
-    post, log_z = fn(_engine.flat_cpts(net), evidence_matrix(net, ev, soft))
+def _program_marginals(net: BayesNet, evidence, soft):
+    fn = engine.single(engine.marginals, net.structure)
+    post, log_z = fn(engine.flat_cpts(net), evidence_matrix(net, evidence, soft=soft))
     return _per_variable(net, post), log_z
 
 
-def log_evidence(net: BayesNet, ev, soft: Soft = None, *, method: str = "auto") -> jax.Array:
+def log_evidence(net: BayesNet, evidence, *, soft: Soft = None, method: str = "auto") -> jax.Array:
     """log P(e): ``f32[]``, ``-inf`` when the evidence is impossible.
 
     Args:
       net: the network.
-      ev: ``int32[n_vars]``, the observed state of each variable or -1.
+      evidence: ``int32[n_vars]``, the observed state of each variable or -1.
       soft: optional ``{name: f32[card]}`` likelihood vectors (virtual evidence) multiplied in.
       method: the engine (see `METHODS`): "auto" runs on the host for concrete inputs and as a compiled
         step program under `jax.jit`, `jax.vmap` and `jax.grad` (differentiable in the CPTs and soft
         evidence).
     """
-    method = _method(method, net, ev, soft)
+    method = _method(method, net, evidence, soft)
     if method == "host":
-        flat = _engine.flat_cpts_host(net)
+        flat = engine.flat_cpts_host(net)
         return jnp.asarray(
-            _engine.log_evidence_host(net.structure, flat, _evidence_matrix_host(net, ev, soft)), _dtype(net)
+            engine.log_evidence_host(net.structure, flat, evidence_matrix_host(net, evidence, soft=soft)), _dtype(net)
         )
     if method == "unrolled":
-        return _log_partition(net, evidence_vectors(net, ev, soft))
-    return _engine.log_evidence(net.structure, _engine.flat_cpts(net), evidence_matrix(net, ev, soft)[..., None])[0]
+        return _log_partition(net, evidence_vectors(net, evidence, soft=soft))
+    return engine.log_evidence(net.structure, engine.flat_cpts(net), evidence_matrix(net, evidence, soft=soft)[..., None])[0]
 
 
 def marginals(
-    net: BayesNet, ev, soft: Soft = None, *, check: bool = False, method: str = "auto"
+    net: BayesNet, evidence, *, soft: Soft = None, check: bool = False, method: str = "auto"
 ) -> dict[str, jax.Array]:
     """Posterior marginals P(X_i | e) of every variable, in one pass.
 
@@ -262,7 +179,7 @@ def marginals(
 
     Args:
       net: the network.
-      ev: ``int32[n_vars]`` evidence, -1 unobserved.
+      evidence: ``int32[n_vars]`` evidence, -1 unobserved.
       soft: optional ``{name: f32[card]}`` likelihood vectors.
       check: outside jit, raise ValueError when P(e) = 0. Inside jit, impossible evidence gives
         all-zero vectors (and ``log_evidence`` gives -inf), never NaN.
@@ -273,27 +190,44 @@ def marginals(
       ``{name: f32[card]}``.
 
     Example:
-      >>> jax.vmap(marginals, in_axes=(None, 0))(net, evs)   # evs: int32[B, n_vars]
+      >>> jax.vmap(marginals, in_axes=(None, 0))(net, evidence)   # evidence: int32[B, n_vars]
     """
-    post, log_z = marginals_and_log_evidence(net, ev, soft, method=method)
+    post, log_z = marginals_and_log_evidence(net, evidence, soft=soft, method=method)
     if check:
-        _raise_if_impossible(net, ev, log_z, "marginals")
+        _raise_if_impossible(net, evidence, log_z, "marginals")
     return post
 
 
-def marginals_and_log_evidence(net: BayesNet, ev, soft: Soft = None, *, method: str = "auto"):
-    """``(marginals dict, log P(e))`` from the same pass."""
-    method = _method(method, net, ev, soft)
+class Posterior(NamedTuple):
+    """All posterior marginals and the log evidence, from one pass (`marginals_and_log_evidence`).
+
+    Attributes:
+      marginals: ``{name: f32[card]}``, P(X_i | e) for every variable (all zeros when P(e) = 0).
+      log_evidence: ``f32[]``, log P(e) (``-inf`` when the evidence is impossible).
+    """
+
+    marginals: dict[str, jax.Array]
+    log_evidence: jax.Array
+
+
+def marginals_and_log_evidence(net: BayesNet, evidence, *, soft: Soft = None, method: str = "auto") -> Posterior:
+    """`marginals` and `log_evidence` from the same pass: a `Posterior`.
+
+    Example:
+      >>> post = bn.marginals_and_log_evidence(net, net.evidence({"Wet": "yes"}))
+      >>> post.marginals["Rain"], post.log_evidence
+    """
+    method = _method(method, net, evidence, soft)
     if method == "host":
-        return _host_marginals(net, ev, soft)
+        return Posterior(*_host_marginals(net, evidence, soft))
     if method == "program":
-        return _program_marginals(net, ev, soft)
-    log_z, post = _marginals_and_log_z(net, ev, soft)
-    return dict(zip(net.names, post)), log_z
+        return Posterior(*_program_marginals(net, evidence, soft))
+    log_z, post = _marginals_and_log_z(net, evidence, soft)
+    return Posterior(dict(zip(net.names, post)), log_z)
 
 
-def _marginals_and_log_z(net, ev, soft):
-    vecs = evidence_vectors(net, ev, soft)
+def _marginals_and_log_z(net, evidence, soft):
+    vecs = evidence_vectors(net, evidence, soft=soft)
     # the gradient with respect to each vector, not the matrix they are sliced from (see below)
     (log_z, possible), grads = jax.value_and_grad(lambda v: _log_partition_and_flag(net, v), has_aux=True)(vecs)
     return log_z, _normalised_posteriors(vecs, grads, possible, axis=0)
@@ -304,9 +238,9 @@ def _marginals_and_log_z(net, ev, soft):
 # whole chunk is one matrix f[n_vars, max_card, B] and every intermediate keeps the batch axis last.
 
 
-def _batched_vectors(net: BayesNet, evs, soft: Soft) -> list[jax.Array]:
-    """Per-variable evidence vectors ``f[card_i, B]`` of a chunk ``evs: int32[B, n_vars]``."""
-    mat = jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1)
+def _batched_vectors(net: BayesNet, evidence, soft: Soft) -> list[jax.Array]:
+    """Per-variable evidence vectors ``f[card_i, B]`` of a chunk ``evidence: int32[B, n_vars]``."""
+    mat = jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft=soft))(evidence), 0, -1)
     return [mat[i, :card] for i, card in enumerate(net.cards)]
 
 
@@ -318,8 +252,8 @@ def _batched_log_partition(net: BayesNet, vecs) -> jax.Array:
 def _batched_log_partition_and_flag(net: BayesNet, vecs):
     """``(log P(e_b) f[B], P(e_b) > 0 bool[B])``; see `_log_partition_and_flag`."""
     arrays = [cpt[..., None] * vec.reshape((1,) * (cpt.ndim - 1) + vec.shape) for cpt, vec in zip(net.cpts, vecs)]
-    mantissa, log_scale = _contract.contract(network_plan(net.structure), arrays, batch_size=vecs[0].shape[-1])
-    return _safe_log(mantissa) + log_scale, mantissa > 0
+    mantissa, log_scale = tensornet.contract(network_plan(net.structure), arrays, batch_size=vecs[0].shape[-1])
+    return safe_log(mantissa) + log_scale, mantissa > 0
 
 
 def _normalised_posteriors(vecs, grads, possible, axis: int) -> list[jax.Array]:
@@ -334,9 +268,9 @@ def _normalised_posteriors(vecs, grads, possible, axis: int) -> list[jax.Array]:
     return post
 
 
-def _batched_marginals_and_log_z(net: BayesNet, evs, soft: Soft = None):
-    """``(log_z f[B], [f[B, card_i]])`` for ``evs: int32[B, n_vars]``, batch-minor."""
-    vecs = _batched_vectors(net, evs, soft)
+def _batched_marginals_and_log_z(net: BayesNet, evidence, soft: Soft = None):
+    """``(log_z f[B], [f[B, card_i]])`` for ``evidence: int32[B, n_vars]``, batch-minor."""
+    vecs = _batched_vectors(net, evidence, soft)
 
     def total(v):
         log_z, possible = _batched_log_partition_and_flag(net, v)
@@ -361,21 +295,21 @@ def _batch_minor(fn, net: BayesNet, kwargs):
         method = "unrolled" if len(network_plan(net.structure).steps) <= _UNROLLED_MAX_STEPS else "program"
     if method == "program":
         if fn is log_evidence:  # differentiable, so not behind the custom vmap rule: batch it here
-            return lambda evs: _engine.log_evidence(
-                net.structure, _engine.flat_cpts(net), jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft))(evs), 0, -1)
+            return lambda evidence: engine.log_evidence(
+                net.structure, engine.flat_cpts(net), jnp.moveaxis(jax.vmap(lambda e: evidence_matrix(net, e, soft=soft))(evidence), 0, -1)
             )
         return None
-    if method != "unrolled" or not _contract.all_steps_small(network_plan(net.structure)):
+    if method != "unrolled" or not tensornet.all_steps_small(network_plan(net.structure)):
         return None  # large steps: jax.vmap's layout was faster (pathfinder: 0.87x, compile 1.2x longer)
     if fn is marginals:
-        return lambda evs: dict(zip(net.names, _batched_marginals_and_log_z(net, evs, soft)[1]))
+        return lambda evidence: dict(zip(net.names, _batched_marginals_and_log_z(net, evidence, soft)[1]))
     if fn is marginals_and_log_evidence:
-        def both(evs):
-            log_z, post = _batched_marginals_and_log_z(net, evs, soft)
-            return dict(zip(net.names, post)), log_z
+        def both(evidence):
+            log_z, post = _batched_marginals_and_log_z(net, evidence, soft)
+            return Posterior(dict(zip(net.names, post)), log_z)
         return both
     if fn is log_evidence:
-        return lambda evs: _batched_log_partition(net, _batched_vectors(net, evs, soft))
+        return lambda evidence: _batched_log_partition(net, _batched_vectors(net, evidence, soft))
     return None
 
 
@@ -392,68 +326,75 @@ def _query_indices(net: BayesNet, names: Sequence[str]) -> tuple[int, ...]:
 
 @functools.lru_cache(maxsize=512)
 def _query_fn(idx: tuple[int, ...]):
-    return functools.partial(_engine.query, idx=idx)
+    return functools.partial(engine.query, idx=idx)
 
 
-def _query_table(net: BayesNet, idx: tuple[int, ...], ev, soft, method: str):
+def _query_table(net: BayesNet, idx: tuple[int, ...], evidence, soft, method: str):
     """``(P(X_idx | e) table, P(e) > 0)`` by the chosen engine; all-zero table when P(e) = 0."""
     if method == "host":
-        table, possible = _engine.query_host(
-            net.structure, _engine.flat_cpts_host(net), _evidence_matrix_host(net, ev, soft), idx
+        table, possible = engine.query_host(
+            net.structure, engine.flat_cpts_host(net), evidence_matrix_host(net, evidence, soft=soft), idx
         )
         return jnp.asarray(table, _dtype(net)), possible
     if method == "program":
-        fn = _engine.single(_query_fn(idx), net.structure)
-        return fn(_engine.flat_cpts(net), evidence_matrix(net, ev, soft))
-    table, _ = _scaled_total(net, evidence_vectors(net, ev, soft), idx)
+        fn = engine.single(_query_fn(idx), net.structure)
+        return fn(engine.flat_cpts(net), evidence_matrix(net, evidence, soft=soft))
+    table, _ = _scaled_total(net, evidence_vectors(net, evidence, soft=soft), idx)
     total = jnp.sum(table)
     return jnp.where(total > 0, table / jnp.where(total > 0, total, 1.0), 0.0), total > 0
 
 
-def query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None, *, check: bool = False, method: str = "auto"):
+def query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = None, check: bool = False, method: str = "auto"):
     """Joint posterior table P(names | e), ``f32[card_1, ..., card_k]`` with axes in ``names`` order.
 
     Impossible evidence gives an all-zero table (``check=True`` raises outside jit). ``method``: the
     engine, as in `marginals`.
     """
     idx = _query_indices(net, names)
-    table, possible = _query_table(net, idx, ev, soft, _method(method, net, ev, soft))
+    table, possible = _query_table(net, idx, evidence, soft, _method(method, net, evidence, soft))
     if check:
-        _raise_if_impossible(net, ev, jnp.where(possible, 0.0, -jnp.inf), "query")
+        _raise_if_impossible(net, evidence, jnp.where(possible, 0.0, -jnp.inf), "query")
     return table
 
 
-def mpe(net: BayesNet, ev, soft: Soft = None, *, method: str = "auto") -> jax.Array:
-    """Most probable explanation: ``argmax_x P(x, e)``, ``int32[n_vars]`` (observed entries kept).
+def mpe(net: BayesNet, evidence, *, soft: Soft = None, method: str = "auto") -> MPE:
+    """Most probable explanation: ``x* = argmax_x P(x, e)`` and ``log P(x*, e)``, as a `gm.types.MPE`.
 
     Max-product contraction along the network's plan (log space), decoded by argmax traceback; ties go
-    to the lowest state index at each elimination. With impossible evidence the unobserved entries are
-    arbitrary (check ``log_evidence``). ``method``: the engine, as in `marginals`.
+    to the lowest state index at each elimination. ``states: int32[n_vars]`` keeps the observed entries;
+    ``log_prob: f32[]`` is the joint log P(x*, e) (times any soft likelihoods), ``-inf`` when the
+    evidence is impossible (the unobserved states are then arbitrary). ``method``: the engine, as in
+    `marginals`.
+
+    Example:
+      >>> best = bn.mpe(net, net.evidence({"Wet": "yes"}))
+      >>> net.assignment(best.states), best.log_prob
     """
-    method = _method(method, net, ev, soft)
+    method = _method(method, net, evidence, soft)
     if method == "host":
-        mat = _evidence_matrix_host(net, ev, soft)
-        x, _ = _engine.mpe_host(net.structure, _engine.flat_cpts_host(net), mat)
-        ev = np.asarray(ev)
-        return jnp.asarray(np.where(ev >= 0, ev, x), jnp.int32)
-    ev = _check_evidence(net, ev)
+        mat = evidence_matrix_host(net, evidence, soft=soft)
+        x, log_value = engine.mpe_host(net.structure, engine.flat_cpts_host(net), mat)
+        evidence = np.asarray(evidence)
+        states = jnp.asarray(np.where(evidence >= 0, evidence, x), jnp.int32)
+        return MPE(states, jnp.asarray(log_value, _dtype(net)))
+    evidence = check_evidence(net, evidence)
     if method == "program":
-        fn = _engine.single(_engine.mpe, net.structure)
-        x, _ = fn(_engine.flat_cpts(net), evidence_matrix(net, ev, soft))
-        return jnp.where(ev >= 0, ev, x).astype(jnp.int32)
-    vecs = evidence_vectors(net, ev, soft)
+        fn = engine.single(engine.mpe, net.structure)
+        x, log_value = fn(engine.flat_cpts(net), evidence_matrix(net, evidence, soft=soft))
+        return MPE(jnp.where(evidence >= 0, evidence, x).astype(jnp.int32), log_value)
+    vecs = evidence_vectors(net, evidence, soft=soft)
     plan = network_plan(net.structure, ())
-    logs = [_safe_log(t) for t in _weighted_cpts(net, vecs)]
-    _, decode = _contract.contract_max(plan, logs)
+    logs = [safe_log(t) for t in _weighted_cpts(net, vecs)]
+    log_value, decode = tensornet.contract_max(plan, logs)
     values = decode({})
     x = jnp.stack([values.get(i, jnp.zeros((), jnp.int32)) for i in range(net.n_vars)])
-    return jnp.where(ev >= 0, ev, x).astype(jnp.int32)
+    return MPE(jnp.where(evidence >= 0, evidence, x).astype(jnp.int32), log_value)
 
 
 _MAP_TABLE_LIMIT = 1 << 26
 
 
-def map_query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None, *, method: str = "auto") -> jax.Array:
+def map_query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = None, method: str = "auto") -> jax.Array:
     """MAP assignment of ``names``: ``argmax P(names, e)`` with the other variables summed out.
 
     Returns ``int32[len(names)]``. Exact: the joint table over ``names`` is computed by contraction and
@@ -467,8 +408,8 @@ def map_query(net: BayesNet, names: Sequence[str], ev, soft: Soft = None, *, met
             f"map_query over {list(names)} needs a table of {size} entries (limit {_MAP_TABLE_LIMIT}); "
             "use mpe for a full assignment"
         )
-    method = _method(method, net, ev, soft)
-    table, _ = _query_table(net, idx, ev, soft, method)
+    method = _method(method, net, evidence, soft)
+    table, _ = _query_table(net, idx, evidence, soft, method)
     if method == "host":
         return jnp.asarray(np.unravel_index(int(np.argmax(np.asarray(table))), table.shape), jnp.int32)
     flat = jnp.argmax(table.reshape(-1))
@@ -486,27 +427,27 @@ def default_chunk_size(net: BayesNet, memory_bytes: float = 2e9) -> int:
     return int(max(1, min(4096, memory_bytes // per_set)))
 
 
-def map_batched(fn, net: BayesNet, evs, *, chunk_size: int | None = None, **kwargs):
-    """``jax.vmap(fn)`` over ``evs: int32[B, n_vars]`` in chunks of ``chunk_size`` (lax.map).
+def map_batched(fn, net: BayesNet, evidence, *, chunk_size: int | None = None, **kwargs):
+    """``jax.vmap(fn)`` over ``evidence: int32[B, n_vars]`` in chunks of ``chunk_size`` (lax.map).
 
     Batches that would not fit in memory at once are processed chunk by chunk inside one compiled
-    function. ``fn(net, ev, **kwargs)`` is any of this module's queries. For ``marginals``,
+    function. ``fn(net, evidence, **kwargs)`` is any of this module's queries. For ``marginals``,
     ``marginals_and_log_evidence`` and ``log_evidence`` on networks whose every contraction step is small
     (alarm, hepar2, win95pts, ...) it runs a batch-minor contraction (the batch axis last in every
     intermediate): the same numbers as ``jax.vmap``, faster.
 
     Example:
-      >>> post = jax.jit(map_batched, static_argnums=0)(marginals, net, evs)
+      >>> post = jax.jit(map_batched, static_argnums=0)(marginals, net, evidence)
     """
-    evs = jnp.asarray(evs)
-    if evs.ndim != 2 or evs.shape[1] != net.n_vars:
-        raise ValueError(f"evs must have shape (B, {net.n_vars}), got {evs.shape}")
-    b = evs.shape[0]
+    evidence = jnp.asarray(evidence)
+    if evidence.ndim != 2 or evidence.shape[1] != net.n_vars:
+        raise ValueError(f"evidence must have shape (B, {net.n_vars}), got {evidence.shape}")
+    b = evidence.shape[0]
     chunk = chunk_size or default_chunk_size(net)
     single = _batch_minor(fn, net, kwargs) or jax.vmap(lambda e: fn(net, e, **kwargs))
     if b <= chunk:
-        return single(evs)
+        return single(evidence)
     n_chunks = -(-b // chunk)
-    padded = jnp.concatenate([evs, jnp.full((n_chunks * chunk - b, net.n_vars), -1, evs.dtype)])
+    padded = jnp.concatenate([evidence, jnp.full((n_chunks * chunk - b, net.n_vars), -1, evidence.dtype)])
     out = jax.lax.map(single, padded.reshape(n_chunks, chunk, net.n_vars))
     return jax.tree_util.tree_map(lambda x: x.reshape((n_chunks * chunk,) + x.shape[2:])[:b], out)

@@ -19,7 +19,7 @@ pruning assumed it unobserved (:func:`pruned_query` with ``check=True`` raises o
 
 Example:
     >>> sub = bn.prune(net, ["Burglary"], observed=["JohnCalls", "MaryCalls"])
-    >>> bn.query(sub.net, ["Burglary"], sub.restrict(ev))     # ev: int32[n_vars] of the full network
+    >>> bn.query(sub.net, ["Burglary"], sub.restrict(evidence))     # evidence: int32[n_vars] of the full network
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ class Pruned(NamedTuple):
     net: BayesNet
     indices: tuple[int, ...]
 
-    def restrict(self, ev):
+    def restrict(self, evidence):
         """Evidence of the original network, ``int32[..., n_vars]``, restricted to the kept variables."""
-        ev = jnp.asarray(ev)
-        return jnp.take(ev, jnp.asarray(self.indices, jnp.int32), axis=-1)
+        evidence = jnp.asarray(evidence)
+        return jnp.take(evidence, jnp.asarray(self.indices, jnp.int32), axis=-1)
 
 
 def _indices(net: BayesNet, names, what: str) -> list[int]:
@@ -135,18 +135,18 @@ def prune(net: BayesNet, query: Sequence[str] | str, observed: Sequence[str] = (
     return Pruned(BayesNet(structure, cpts), indices)
 
 
-def pruned_query(net: BayesNet, names: Sequence[str], ev, *, observed: Sequence[str], check: bool = False):
-    """``query(net, names, ev)`` computed on :func:`prune` ``(net, names, observed)``.
+def pruned_query(net: BayesNet, names: Sequence[str], evidence, *, observed: Sequence[str], check: bool = False):
+    """``query(net, names, evidence)`` computed on :func:`prune` ``(net, names, observed)``.
 
-    ``observed`` is static (it fixes the sub-network); ``ev`` may be traced. Variables outside
-    ``observed`` must be unobserved (-1) in ``ev``, and every variable in ``observed`` observed;
+    ``observed`` is static (it fixes the sub-network); ``evidence`` may be traced. Variables outside
+    ``observed`` must be unobserved (-1) in ``evidence``, and every variable in ``observed`` observed;
     ``check=True`` verifies that (and impossible evidence) outside jit.
     """
     from gm.bn.inference import query
 
     sub = prune(net, names, observed)
     if check:
-        values = np.asarray(ev)
+        values = np.asarray(evidence)
         declared = np.zeros(net.n_vars, bool)
         declared[_indices(net, observed, "observed")] = True
         bad = np.flatnonzero((values >= 0) != declared)
@@ -154,6 +154,6 @@ def pruned_query(net: BayesNet, names: Sequence[str], ev, *, observed: Sequence[
             v = int(bad[0])
             state = "observed" if values[v] >= 0 else "unobserved"
             raise ValueError(
-                f"variable {net.names[v]!r} is {state} in ev but {'not ' if not declared[v] else ''}listed in observed"
+                f"variable {net.names[v]!r} is {state} in evidence but {'not ' if not declared[v] else ''}listed in observed"
             )
-    return query(sub.net, names, sub.restrict(ev), check=check)
+    return query(sub.net, names, sub.restrict(evidence), check=check)

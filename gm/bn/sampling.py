@@ -40,8 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm.bn.inference import _check_evidence, _safe_log
+from gm.bn.evidence import check_evidence, safe_log
 from gm.bn.network import BayesNet, Structure
+
+__all__ = ["WeightedSamples", "likelihood_weighting", "sample", "weighted_marginals"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,8 +166,8 @@ def _key_words(key) -> jax.Array:
 _ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 
 
-def _threefry2x32(k0, k1, x0, x1):
-    """Threefry-2x32 with 20 rounds (Salmon et al., SC 2011), the hash behind `jax.random`'s default
+def threefry2x32(k0, k1, x0, x1):
+    """``(uint32[...], uint32[...])``: Threefry-2x32 with 20 rounds (Salmon et al., SC 2011), the hash behind `jax.random`'s default
     keys, written out so that XLA fuses it into the sampling step. `jax.random` lowers it on CPU as a
     nested loop, which costs about 0.1 s more to compile; a test checks the two agree bit for bit."""
     keys = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
@@ -186,7 +188,7 @@ def _uniforms(words, step, shape, dtype) -> jax.Array:
     wide = jnp.dtype(dtype).itemsize > 4
     blocks = size if wide else -(-size // 2)
     count = jax.lax.iota(jnp.uint32, blocks)
-    hi, lo = _threefry2x32(words[0], words[1], count, jnp.full_like(count, step.astype(jnp.uint32)))
+    hi, lo = threefry2x32(words[0], words[1], count, jnp.full_like(count, step.astype(jnp.uint32)))
     if wide:  # 53 random bits per draw
         mantissa = (hi >> 5).astype(dtype) * 2.0**26 + (lo >> 6).astype(dtype)
         return (mantissa * 2.0**-53).reshape(shape)
@@ -199,15 +201,17 @@ def _uniforms(words, step, shape, dtype) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _run(structure: Structure, table, key, ev, n: int):
-    """Ancestral pass with variables ``ev >= 0`` clamped (``ev`` None: none are):
-    ``(int32[n, n_vars], f[n] log-weights)``."""
+def sample_program(structure: Structure, table, key, evidence, n: int):
+    """The compiled sampler behind `sample` and `likelihood_weighting`, one compile per structure and
+    sample count ``n`` (CPT values, keys and evidence are data): an ancestral pass with the variables
+    ``evidence >= 0`` clamped (``evidence`` None: none are), ``(int32[n, n_vars], f[n] log-weights)``.
+    ``table`` is the padded CDF table of the module docstring."""
     prog = _program(structure, n)
     dtype = table.dtype
     cum = jax.lax.stop_gradient(jnp.cumsum(table, axis=1))  # the draws are integers: no gradient
     n_vars = len(structure.names)
-    clamp = ev is not None
-    ev_ext = jnp.concatenate([ev, jnp.full((1,), -1, jnp.int32)]) if clamp else None
+    clamp = evidence is not None
+    ev_ext = jnp.concatenate([evidence, jnp.full((1,), -1, jnp.int32)]) if clamp else None
 
     words = _key_words(key)
 
@@ -224,7 +228,7 @@ def _run(structure: Structure, table, key, ev, n: int):
             e = ev_ext[var][:, None]  # [C, 1]
             observed = e >= 0
             lik = jnp.where(e < card[:, None], table[row, jnp.clip(e, 0, prog.width - 1)], 0.0)  # [C, n]
-            log_w = log_w + jnp.sum(jnp.where(observed, _safe_log(lik), 0.0), axis=0)
+            log_w = log_w + jnp.sum(jnp.where(observed, safe_log(lik), 0.0), axis=0)
             value = jnp.where(observed, e, value)
         return (x.at[var].set(value), log_w), None
 
@@ -235,45 +239,45 @@ def _run(structure: Structure, table, key, ev, n: int):
     return x[:n_vars].T, log_w
 
 
-def _forward(net: BayesNet, key, ev, n: int):
-    return _run(net.structure, _table(net, _program(net.structure, n)), key, ev, n)
+def _forward(net: BayesNet, key, evidence, n: int):
+    return sample_program(net.structure, _table(net, _program(net.structure, n)), key, evidence, n)
 
 
-def _check_count(n) -> int:
+def _check_count(num_samples) -> int:
     try:
-        n = operator.index(n)
+        num_samples = operator.index(num_samples)
     except TypeError:
-        raise TypeError(f"n (the number of samples) must be an int, got {type(n).__name__}") from None
-    if n < 0:
-        raise ValueError(f"n (the number of samples) must be >= 0, got {n}")
-    return n
+        raise TypeError(f"num_samples must be an int, got {type(num_samples).__name__}") from None
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    return num_samples
 
 
 def _dtype(net: BayesNet):
     return jnp.result_type(*net.cpts) if net.cpts else jnp.result_type(float)
 
 
-def sample(net: BayesNet, key: jax.Array, n: int) -> jax.Array:
-    """Ancestral samples ``x ~ P(X) = prod_i P(X_i | U_i)``, ``int32[n, n_vars]``.
+def sample(key: jax.Array, net: BayesNet, num_samples: int) -> jax.Array:
+    """Ancestral samples ``x ~ P(X) = prod_i P(X_i | U_i)``, ``int32[num_samples, n_vars]``.
 
-    Columns follow the network's variable order. One compiled program per structure and ``n`` (a scan
-    over chunks of variables of the same topological level; see the module docstring), so the first
-    call costs about the same on ten variables as on a thousand. Jit with ``n`` static
+    Columns follow the network's variable order. One compiled program per structure and sample count (a
+    scan over chunks of variables of the same topological level; see the module docstring), so the first
+    call costs about the same on ten variables as on a thousand. Jit with ``num_samples`` static
     (``jax.jit(sample, static_argnums=2)``); vmap over keys or CPTs.
 
     Args:
-      net: the network.
       key: a `jax.random` key.
-      n: number of samples (a Python int).
+      net: the network.
+      num_samples: number of samples (a Python int).
 
     Example:
-      >>> x = bn.sample(net, jax.random.key(0), 1000)                  # int32[1000, n_vars]
-      >>> xs = jax.vmap(bn.sample, (None, 0, None))(net, keys, 100)   # int32[B, 100, n_vars]
+      >>> x = bn.sample(jax.random.key(0), net, 1000)                  # int32[1000, n_vars]
+      >>> xs = jax.vmap(bn.sample, (0, None, None))(keys, net, 100)   # int32[B, 100, n_vars]
     """
-    n = _check_count(n)
+    num_samples = _check_count(num_samples)
     if net.n_vars == 0:
-        return jnp.zeros((n, 0), jnp.int32)
-    return _forward(net, key, None, n)[0]
+        return jnp.zeros((num_samples, 0), jnp.int32)
+    return _forward(net, key, None, num_samples)[0]
 
 
 class WeightedSamples(NamedTuple):
@@ -283,11 +287,11 @@ class WeightedSamples(NamedTuple):
     log_weights: jax.Array
 
 
-def _check_evidence_values(net: BayesNet, ev) -> None:
+def _check_evidence_values(net: BayesNet, evidence) -> None:
     """ValueError naming the first variable whose evidence is outside ``[-1, card)`` (concrete only)."""
-    if isinstance(ev, jax.core.Tracer):
+    if isinstance(evidence, jax.core.Tracer):
         return
-    values = np.asarray(ev)
+    values = np.asarray(evidence)
     bad = np.flatnonzero((values < -1) | (values >= np.asarray(net.cards)))
     if bad.size:
         i = int(bad[0])
@@ -297,36 +301,41 @@ def _check_evidence_values(net: BayesNet, ev) -> None:
         )
 
 
-def likelihood_weighting(net: BayesNet, key: jax.Array, ev, n: int) -> WeightedSamples:
+def likelihood_weighting(key: jax.Array, net: BayesNet, evidence, num_samples: int) -> WeightedSamples:
     """Likelihood weighting: observed variables are clamped, each sample weighted by P(e | its parents).
 
     ``log w = sum_{i observed} log P(X_i = e_i | U_i = u)``, with the unobserved variables drawn
     ancestrally; the weighted empirical distribution converges to P(X | e) (see `weighted_marginals`) and
-    the mean weight to P(e). Same program as `sample`; jit with ``n`` static, vmap over keys, evidence or
-    CPTs.
+    the mean weight to P(e). Same program as `sample`; jit with ``num_samples`` static, vmap over keys,
+    evidence or CPTs.
 
     Args:
-      net: the network.
       key: a `jax.random` key.
-      ev: evidence ``int32[n_vars]``, a state index per variable or -1 (unobserved).
-      n: number of samples (a Python int).
+      net: the network.
+      evidence: evidence ``int32[n_vars]``, a state index per variable or -1 (unobserved).
+      num_samples: number of samples (a Python int).
 
     Returns:
-      `WeightedSamples` (``int32[n, n_vars]``, ``f[n]``); samples of weight zero have log-weight -inf.
+      `WeightedSamples` (``int32[num_samples, n_vars]``, ``f[num_samples]``); samples of weight zero have
+      log-weight -inf.
+
+    Example:
+      >>> w = bn.likelihood_weighting(jax.random.key(0), net, net.evidence({"Wet": "yes"}), 10_000)
+      >>> bn.weighted_marginals(net, w)["Rain"]                        # ~ bn.marginals(...)["Rain"]
 
     Raises:
       ValueError: (eager calls) evidence of the wrong shape, or a value outside ``[-1, card)``, naming
         the variable. Under `jax.jit` values are not checked: an observed value past the variable's
         states gives every sample weight zero, and values below -1 count as unobserved.
     """
-    n = _check_count(n)
-    if not isinstance(ev, jax.Array):  # a host array: device_put compiles nothing (jnp.asarray may)
-        ev = jax.device_put(np.asarray(ev))
-    ev = _check_evidence(net, ev)
-    _check_evidence_values(net, ev)
+    n = _check_count(num_samples)
+    if not isinstance(evidence, jax.Array):  # a host array: device_put compiles nothing (jnp.asarray may)
+        evidence = jax.device_put(np.asarray(evidence))
+    evidence = check_evidence(net, evidence)
+    _check_evidence_values(net, evidence)
     if net.n_vars == 0:
         return WeightedSamples(jnp.zeros((n, 0), jnp.int32), jnp.zeros((n,), _dtype(net)))
-    return WeightedSamples(*_forward(net, key, ev, n))
+    return WeightedSamples(*_forward(net, key, evidence, n))
 
 
 _BLOCK = 1024  # samples per partial sum of `weighted_marginals` (float32 scatter-adds run in sequence)

@@ -1,29 +1,38 @@
-"""gm.learn: parameter estimation for Bayesian networks and HMMs.
+"""gm.learn: parameter (and structure) estimation for every model family of ``gm``, on one contract.
 
-* complete data: `family_counts`, `mle`, `dirichlet` (BDeu, K2, explicit pseudo-counts; mean or MAP);
-* missing values and latent variables: `em` (expected counts from exact inference in ``gm.bn``);
+The contract (`gm.learn.common`): one `Prior` (Dirichlet / BDeu / K2, posterior mean or mode), one
+`normalize_counts`, every single EM step ``em_step(model, data, *, prior=None, ...) -> EMStep`` and every
+iterative fit returning a `FitResult` ``(model, log_likelihood, converged)``.
+
+* Bayesian networks, complete data: `family_counts`, `mle`, `dirichlet`;
+* missing values and latent variables: `em`, `em_step` (expected counts from exact inference in ``gm.bn``);
 * Bayesian estimation with numpyro: `gm.learn.bayes` (NUTS over CPTs and HMM parameters,
   `posterior_query` with credible intervals);
+* structure learning: `gm.learn.structure`;
 * `gm.learn.naive_bayes` and `gm.learn.linear_gaussian`.
 """
 
-from gm.learn import bayes, linear_gaussian, naive_bayes, structure
+from gm.learn import bayes, common, linear_gaussian, naive_bayes, structure
 from gm.learn.bayes import posterior_query
-from gm.learn.expectation_maximization import EMResult, em, em_step, expected_counts, log_likelihood, random_init
-from gm.learn.estimators import (
-    as_structure,
-    dirichlet,
-    family_counts,
-    mle,
-    normalize_counts,
-    prior_counts,
-    sample_dirichlet_rows,
+from gm.learn.common import EMStep, FitResult, Prior, normalize_counts
+from gm.learn.estimators import as_structure, dirichlet, family_counts, mle, prior_counts, sample_dirichlet_rows
+from gm.learn.expectation_maximization import (
+    ExpectedFamilyCounts,
+    em,
+    em_step,
+    expected_counts,
+    log_likelihood,
+    random_init,
 )
 
 __all__ = [
-    "EMResult",
+    "EMStep",
+    "ExpectedFamilyCounts",
+    "FitResult",
+    "Prior",
     "as_structure",
     "bayes",
+    "common",
     "dirichlet",
     "em",
     "em_step",

@@ -1,7 +1,7 @@
 """Bayesian estimation with numpyro: posteriors over CPTs and HMM parameters, and over query answers.
 
-Every CPT row gets an independent Dirichlet prior (the pseudo-counts of `gm.learn.prior_counts`: BDeu,
-K2 or explicit). The likelihood of a record is `gm.bn.log_evidence`, so missing values and latent
+Every CPT row gets an independent Dirichlet prior (a `gm.learn.Prior`: BDeu, K2 or explicit
+concentrations; `gm.learn.prior_counts` turns it into pseudo-counts). The likelihood of a record is `gm.bn.log_evidence`, so missing values and latent
 variables are summed out exactly; NUTS (`numpyro.infer.NUTS`) samples the CPTs on the simplex (numpyro
 maps each Dirichlet row to unconstrained space by stick-breaking). With complete data the likelihood is
 Π θ^N over the family counts, the same function computed from sufficient statistics (the default when
@@ -41,7 +41,8 @@ import numpy as np
 
 from gm.bn.inference import log_evidence, query
 from gm.bn.network import BayesNet, Structure
-from gm.learn.estimators import _check_data, as_structure, family_counts, prior_counts, sample_dirichlet_rows
+from gm.learn.common import Prior
+from gm.learn.estimators import as_structure, check_records, family_counts, prior_counts, sample_dirichlet_rows
 
 __all__ = [
     "cpt_model",
@@ -104,9 +105,7 @@ def nuts(
     net_or_structure,
     data,
     *,
-    prior: str = "k2",
-    equivalent_sample_size=5.0,
-    pseudo_counts=None,
+    prior: Prior = Prior.k2(),
     weights=None,
     likelihood: str = "auto",
     num_warmup: int = 500,
@@ -121,7 +120,7 @@ def nuts(
       key: a `jax.random` key.
       net_or_structure: the network (its CPTs are ignored) or its `Structure`.
       data: ``int32[N, n_vars]``, -1 missing.
-      prior, equivalent_sample_size, pseudo_counts: the Dirichlet prior (`gm.learn.prior_counts`).
+      prior: the Dirichlet prior of every CPT row, a `gm.learn.Prior` (default K2: alpha = 1).
       weights: optional ``f32[N]``.
       likelihood: ``"counts"`` (sufficient statistics; complete data only), ``"exact"`` (per-record
         `gm.bn.log_evidence`, any missing pattern) or ``"auto"`` (counts when nothing is missing).
@@ -134,9 +133,8 @@ def nuts(
     from numpyro.infer import MCMC, NUTS
 
     structure = as_structure(net_or_structure)
-    data, w = _check_data(structure, data, weights)
-    alpha = prior_counts(structure, prior=prior, equivalent_sample_size=equivalent_sample_size,
-                         pseudo_counts=pseudo_counts)
+    data, w = check_records(structure, data, weights=weights)
+    alpha = prior_counts(structure, prior=prior)
     if likelihood not in ("auto", "counts", "exact"):
         raise ValueError(f'likelihood must be "auto", "counts" or "exact", got {likelihood!r}')
     missing = bool(np.any(np.asarray(data) < 0))
@@ -169,16 +167,14 @@ def posterior_nets(net_or_structure, samples) -> BayesNet:
 
 
 def dirichlet_posterior(
-    key, net_or_structure, data, num_samples: int, *, prior: str = "k2", equivalent_sample_size=5.0,
-    pseudo_counts=None, weights=None,
+    key, net_or_structure, data, num_samples: int, *, prior: Prior = Prior.k2(), weights=None,
 ) -> BayesNet:
     """Exact posterior draws of the CPTs for complete data: each row ~ Dirichlet(alpha + counts).
 
     Returns a `BayesNet` with CPTs ``f32[num_samples, *cpt shape]``.
     """
     structure = as_structure(net_or_structure)
-    alpha = prior_counts(structure, prior=prior, equivalent_sample_size=equivalent_sample_size,
-                         pseudo_counts=pseudo_counts)
+    alpha = prior_counts(structure, prior=prior)
     counts = family_counts(structure, data, weights=weights)
     cpts = sample_dirichlet_rows(key, [a + n for a, n in zip(alpha, counts)], (num_samples,))
     return BayesNet(structure, cpts)

@@ -19,10 +19,12 @@ Estimates (theta_iux = P(X_i = x | U_i = u), N_iux counts, alpha_iux pseudo-coun
 A parent configuration with no records (or, for MAP, an all-zero row) gets the **uniform** row, as
 pgmpy's ``MaximumLikelihoodEstimator`` does; never NaN.
 
-Priors: ``"bdeu"`` puts alpha = ESS / (card_i * prod(parent cards)) on every entry (likelihood-
-equivalent, Heckerman et al. 1995), ``"k2"`` puts 1 everywhere (Cooper & Herskovits 1992),
-``"dirichlet"`` takes explicit ``pseudo_counts`` (a number, or ``{name: array}`` in the CPT's shape).
-These are pgmpy's ``BayesianEstimator`` prior types, with the same values.
+Priors are one type, `gm.learn.Prior` (`gm/learn/common.py`): ``Prior.bdeu(ess)`` puts alpha = ESS /
+(card_i * prod(parent cards)) on every entry (likelihood-equivalent, Heckerman et al. 1995),
+``Prior.k2()`` puts 1 everywhere (Cooper & Herskovits 1992), ``Prior.dirichlet(alpha)`` takes explicit
+concentrations (a number, ``{name: number or array}`` in the CPT's shape, or a sequence in variable
+order). These are pgmpy's ``BayesianEstimator`` prior types, with the same values; the prior's
+``estimate`` says posterior mean or mode.
 
 Records with a missing value (-1) in a family are left out of *that family's* counts (available-case
 counting); use `gm.learn.em` to learn from incomplete records properly.
@@ -31,16 +33,16 @@ counting); use `gm.learn.em` to learn from incomplete records properly.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gm.bn.network import BayesNet, Structure
+from gm.learn.common import Prior, normalize_counts
 
-__all__ = ["family_counts", "prior_counts", "mle", "dirichlet", "normalize_counts", "as_structure", "sample_dirichlet_rows"]
+__all__ = ["family_counts", "prior_counts", "mle", "dirichlet", "as_structure", "sample_dirichlet_rows"]
 
 
 def as_structure(net_or_structure) -> Structure:
@@ -54,7 +56,7 @@ def as_structure(net_or_structure) -> Structure:
     )
 
 
-def _check_data(structure: Structure, data, weights=None):
+def check_records(structure: Structure, data, *, weights=None):
     data = jnp.asarray(data)
     n = len(structure.names)
     if data.ndim != 2 or data.shape[1] != n:
@@ -84,7 +86,7 @@ def family_counts(net_or_structure, data, *, weights=None) -> tuple[jax.Array, .
       A tuple with ``f32[*parent cards, card]`` for each variable.
     """
     structure = as_structure(net_or_structure)
-    data, w = _check_data(structure, data, weights)
+    data, w = check_records(structure, data, weights=weights)
     counts = []
     for i, family in enumerate(structure.families):
         cards = [structure.cards[v] for v in family]
@@ -98,51 +100,40 @@ def family_counts(net_or_structure, data, *, weights=None) -> tuple[jax.Array, .
     return tuple(counts)
 
 
-def normalize_counts(counts, *, fallback=None):
-    """Rows of ``counts`` (child axis last) normalised; all-zero rows become ``fallback`` (uniform)."""
-    total = jnp.sum(counts, axis=-1, keepdims=True)
-    ok = total > 0
-    if fallback is None:
-        fallback = jnp.full_like(counts, 1.0 / counts.shape[-1])
-    return jnp.where(ok, counts / jnp.where(ok, total, 1.0), fallback)
+def prior_counts(net_or_structure, *, prior: Prior, dtype=None) -> tuple[jax.Array, ...]:
+    """Dirichlet concentrations alpha_i[u, x] of every CPT under ``prior``, in CPT layout.
 
-
-def prior_counts(
-    net_or_structure,
-    *,
-    prior: str = "bdeu",
-    equivalent_sample_size: float | Mapping[str, float] = 5.0,
-    pseudo_counts: float | Mapping[str, Any] | Sequence[Any] | None = None,
-    dtype=None,
-) -> tuple[jax.Array, ...]:
-    """Dirichlet pseudo-counts alpha_i[u, x] of every CPT, in CPT layout.
+    ``Prior.bdeu(ess)``: alpha = ESS / (card * prod(parent cards)); ``Prior.k2()``: alpha = 1;
+    ``Prior.dirichlet(alpha)``: a number for every entry, ``{name: number or array}`` (names left out get
+    no prior: 1 for a posterior-mode estimate, 0 for a posterior mean), or a sequence in variable order;
+    arrays broadcast to the CPT's shape.
 
     Args:
       net_or_structure: a `gm.bn.BayesNet` or `Structure`.
-      prior: ``"bdeu"`` (alpha = ESS / (card * prod(parent cards))), ``"k2"`` (alpha = 1) or
-        ``"dirichlet"`` (alpha = ``pseudo_counts``).
-      equivalent_sample_size: ESS of BDeu: one number, or ``{name: number}`` (missing names: 0).
-      pseudo_counts: for ``"dirichlet"``: a number for every entry, ``{name: number or array}`` (missing
-        names: 0), or a sequence in variable order; arrays broadcast to the CPT's shape.
+      prior: a `gm.learn.Prior`.
+      dtype: the arrays' dtype (default: JAX's float).
 
     Raises:
-      ValueError: naming an unknown prior, an unknown variable, a negative or mis-shaped pseudo-count.
+      ValueError: naming an unknown prior kind, an unknown variable, a negative or mis-shaped value.
+
+    Example:
+      >>> alpha = prior_counts(net, prior=Prior.bdeu(5.0))   # tuple of f32[*parent cards, card]
     """
     structure = as_structure(net_or_structure)
+    if not isinstance(prior, Prior):
+        raise TypeError(f"prior must be a gm.learn.Prior (Prior.bdeu(5.0), Prior.k2(), Prior.dirichlet(a)), "
+                        f"got {type(prior).__name__}")
     dtype = dtype or jnp.result_type(float)
     shapes = [tuple(structure.cards[v] for v in fam) for fam in structure.families]
-    kind = str(prior).lower()
-    if kind == "k2":
+    if prior.kind == "k2":
         values = [1.0] * len(shapes)
-    elif kind == "bdeu":
-        ess = _per_variable(structure, equivalent_sample_size, "equivalent_sample_size")
+    elif prior.kind == "bdeu":
+        ess = _per_variable(structure, prior.equivalent_sample_size, "equivalent_sample_size", 0.0)
         values = [float(e) / math.prod(s) for e, s in zip(ess, shapes)]
-    elif kind == "dirichlet":
-        if pseudo_counts is None:
-            raise ValueError('prior="dirichlet" needs pseudo_counts')
-        values = _per_variable(structure, pseudo_counts, "pseudo_counts")
+    elif prior.kind == "dirichlet":
+        values = _per_variable(structure, prior.alpha, "alpha", 1.0 if prior.estimate == "map" else 0.0)
     else:
-        raise ValueError(f'prior must be "bdeu", "k2" or "dirichlet", got {prior!r}')
+        raise ValueError(f'prior.kind must be "bdeu", "k2" or "dirichlet", got {prior.kind!r}')
     out = []
     for name, value, shape in zip(structure.names, values, shapes):
         arr = np.asarray(value, dtype=np.float64)
@@ -156,13 +147,13 @@ def prior_counts(
     return tuple(out)
 
 
-def _per_variable(structure: Structure, value, what: str) -> list:
+def _per_variable(structure: Structure, value, what: str, missing: float) -> list:
     n = len(structure.names)
     if isinstance(value, Mapping):
         for name in value:
             if name not in structure.index:
                 raise ValueError(f"{what} given for unknown variable {name!r}")
-        return [value.get(name, 0.0) for name in structure.names]
+        return [value.get(name, missing) for name in structure.names]
     if isinstance(value, (list, tuple)):
         if len(value) != n:
             raise ValueError(f"{what} as a sequence needs one entry per variable ({n}), got {len(value)}")
@@ -182,45 +173,38 @@ def mle(net_or_structure, data, *, weights=None) -> BayesNet:
 
     Example:
       >>> net = gm.data.load_network("alarm")
-      >>> data = gm.bn.sample(net, jax.random.key(0), 10_000)
+      >>> data = gm.bn.sample(jax.random.key(0), net, 10_000)
       >>> fitted = jax.jit(mle)(net, data)
     """
     structure = as_structure(net_or_structure)
     counts = family_counts(structure, data, weights=weights)
-    return BayesNet(structure, [normalize_counts(c) for c in counts])
+    return BayesNet(structure, [normalize_counts(c) for c in counts])  # alpha = 1, mode: N / sum N
 
 
-def dirichlet(
-    net_or_structure,
-    data,
-    *,
-    prior: str = "bdeu",
-    equivalent_sample_size: float | Mapping[str, float] = 5.0,
-    pseudo_counts=None,
-    estimate: str = "mean",
-    weights=None,
-) -> BayesNet:
+def dirichlet(net_or_structure, data, *, prior: Prior = Prior.bdeu(5.0), weights=None) -> BayesNet:
     """Bayesian point estimate of the CPTs under independent Dirichlet priors on every CPT row.
+
+    ``prior.estimate == "mean"``: theta = (N + alpha) / sum (pgmpy's BayesianEstimator); ``"map"``:
+    theta = (N + alpha - 1)_+ / sum (an all-zero row is uniform).
 
     Args:
       net_or_structure: a `gm.bn.BayesNet` (CPTs ignored) or `Structure`.
-      data: ``int32[N, n_vars]``; weights: optional ``f32[N]``.
-      prior, equivalent_sample_size, pseudo_counts: see `prior_counts`.
-      estimate: ``"mean"`` (posterior mean, pgmpy's BayesianEstimator) or ``"map"`` (posterior mode;
-        entries with N + alpha < 1 are 0, an all-zero row is uniform).
+      data: ``int32[N, n_vars]``, -1 missing (left out of the families that contain it).
+      prior: a `gm.learn.Prior` (default BDeu with ESS 5, posterior mean).
+      weights: optional ``f32[N]`` record weights.
 
     Returns:
       A `BayesNet`.
+
+    Example:
+      >>> fitted = learn.dirichlet(net, data, prior=learn.Prior.k2())
     """
     structure = as_structure(net_or_structure)
-    if estimate not in ("mean", "map"):
-        raise ValueError(f'estimate must be "mean" or "map", got {estimate!r}')
-    alpha = prior_counts(
-        structure, prior=prior, equivalent_sample_size=equivalent_sample_size, pseudo_counts=pseudo_counts
-    )
+    alpha = prior_counts(structure, prior=prior)
+    if prior.estimate not in ("mean", "map"):
+        raise ValueError(f'prior.estimate must be "mean" or "map", got {prior.estimate!r}')
     counts = family_counts(structure, data, weights=weights)
-    shift = 0.0 if estimate == "mean" else 1.0
-    return BayesNet(structure, [normalize_counts(jnp.maximum(c + a - shift, 0.0)) for c, a in zip(counts, alpha)])
+    return BayesNet(structure, [normalize_counts(c, alpha=a, estimate=prior.estimate) for c, a in zip(counts, alpha)])
 
 
 def sample_dirichlet_rows(key, concentrations, sample_shape: tuple[int, ...] = ()) -> list[jax.Array]:

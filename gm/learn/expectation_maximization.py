@@ -16,13 +16,15 @@ Rows whose expected count is zero (a parent configuration no record can reach) k
 values. A record with P(e_n) = 0 under the current parameters makes the log-likelihood -inf; start from
 CPTs without zeros (`random_init` does).
 
-The same idea for temporal models is Baum-Welch: `gm.temporal.em` (HMMs) and
-`gm.temporal.dbn.em_step`, which also takes θ ⊙ ∂ log p(e)/∂θ of its forward scan.
+The same idea for temporal models is Baum-Welch: `gm.learn.hmm` (HMMs) and `gm.learn.dbn` (dynamic
+Bayesian networks, which also take θ ⊙ ∂ log p(e)/∂θ of their forward scan). Every family follows the
+contract of `gm.learn.common`: ``em_step(model, data, *, prior=None, weights=None) -> EMStep`` and a fit
+that returns a `FitResult`.
 
 Example:
   >>> init = random_init(jax.random.key(0), structure)
   >>> result = em(init, data, num_iters=100)        # data: int32[N, n_vars], -1 missing
-  >>> result.net, result.log_likelihood              # BayesNet, f32[iterations + 1]
+  >>> result.model, result.log_likelihood            # BayesNet, f32[iterations + 1]
 """
 
 from __future__ import annotations
@@ -36,21 +38,22 @@ import numpy as np
 
 from gm.bn.inference import log_evidence, map_batched
 from gm.bn.network import BayesNet
-from gm.learn.estimators import _check_data, as_structure, prior_counts, sample_dirichlet_rows
+from gm.learn.common import EMStep, FitResult, Prior, normalize_counts
+from gm.learn.estimators import as_structure, check_records, prior_counts, sample_dirichlet_rows
 
-__all__ = ["EMResult", "expected_counts", "log_likelihood", "log_prior", "em_step", "em", "random_init"]
+__all__ = ["ExpectedFamilyCounts", "expected_counts", "log_likelihood", "log_prior", "em_step", "em", "random_init"]
 
 
-class EMResult(NamedTuple):
-    """``net``: the fitted `BayesNet`; ``log_likelihood: f32[K + 1]``: Σ_n w_n log P(e_n) at the start
-    and after each of the K iterations run; ``log_posterior``: the same plus the log Dirichlet prior
-    (the objective of MAP-EM; equal to ``log_likelihood`` up to a constant for maximum likelihood);
-    ``converged``: whether the relative improvement fell below ``tol``."""
+class ExpectedFamilyCounts(NamedTuple):
+    """What `expected_counts` returns.
 
-    net: BayesNet
-    log_likelihood: np.ndarray
-    log_posterior: np.ndarray
-    converged: bool
+    Attributes:
+      counts: tuple of ``f32[*parent cards, card]``, E[N_i(u, x)] for every variable, in CPT layout.
+      log_likelihood: ``f32[]``, Σ_n w_n log P(e_n) under the network the counts were taken from.
+    """
+
+    counts: tuple
+    log_likelihood: jax.Array
 
 
 def _total_log_evidence(net: BayesNet, data, weights, chunk_size):
@@ -60,7 +63,7 @@ def _total_log_evidence(net: BayesNet, data, weights, chunk_size):
 
 def log_likelihood(net: BayesNet, data, *, weights=None, chunk_size: int | None = None) -> jax.Array:
     """Σ_n w_n log P(e_n) of records ``int32[N, n_vars]`` (-1 summed out exactly)."""
-    data, w = _check_data(net.structure, data, weights)
+    data, w = check_records(net.structure, data, weights=weights)
     return _total_log_evidence(net, data, w, chunk_size)
 
 
@@ -74,12 +77,12 @@ def expected_counts(net: BayesNet, data, *, weights=None, chunk_size: int | None
       chunk_size: records per chunk of the batched inference (`gm.bn.map_batched`).
 
     Returns:
-      ``(counts, log_likelihood)``: a tuple of ``f32[*parent cards, card]`` and ``f32[]``.
+      `ExpectedFamilyCounts` ``(counts, log_likelihood)``.
     """
-    data, w = _check_data(net.structure, data, weights)
+    data, w = check_records(net.structure, data, weights=weights)
     total = lambda cpts: _total_log_evidence(BayesNet(net.structure, cpts), data, w, chunk_size)  # noqa: E731
     value, grads = jax.value_and_grad(total)(list(net.cpts))
-    return tuple(c * g for c, g in zip(net.cpts, grads)), value
+    return ExpectedFamilyCounts(tuple(c * g for c, g in zip(net.cpts, grads)), value)
 
 
 def log_prior(net: BayesNet, alpha) -> jax.Array:
@@ -90,21 +93,44 @@ def log_prior(net: BayesNet, alpha) -> jax.Array:
     return total
 
 
-def em_step(net: BayesNet, data, *, weights=None, alpha=None, chunk_size: int | None = None):
-    """One EM iteration. ``alpha``: optional Dirichlet pseudo-counts per CPT (MAP-EM); None = ML.
+def _alpha(net: BayesNet, prior: Prior | None):
+    """The Dirichlet concentrations of a MAP-EM prior (None: maximum likelihood)."""
+    if prior is None:
+        return None
+    if prior.estimate != "map":
+        raise ValueError('EM finds the posterior mode: the prior\'s estimate must be "map", e.g. '
+                         f'Prior.bdeu(10.0, estimate="map"); got estimate={prior.estimate!r}')
+    return prior_counts(net.structure, prior=prior)
+
+
+def _m_step(net: BayesNet, counts, alpha) -> BayesNet:
+    """Posterior-mode CPTs from expected counts; rows with nothing in them keep their old values."""
+    ones = [1.0] * len(counts)
+    return BayesNet(net.structure, [normalize_counts(c, alpha=a, fallback=old)
+                                    for c, a, old in zip(counts, alpha or ones, net.cpts)])
+
+
+def em_step(net: BayesNet, data, *, prior: Prior | None = None, weights=None, chunk_size: int | None = None) -> EMStep:
+    """One EM iteration: expected family counts (E), then the complete-data posterior mode (M).
+
+    theta_new = (E[N] + alpha - 1)_+ normalised per row (alpha = 1, maximum likelihood, without a prior);
+    a row whose expected count is zero keeps its old values.
+
+    Args:
+      net: current parameters.
+      data: ``int32[N, n_vars]``, -1 missing.
+      prior: an optional `gm.learn.Prior` with ``estimate="map"`` (MAP-EM); None is maximum likelihood.
+      weights: optional ``f32[N]`` record weights.
+      chunk_size: records per chunk of the batched inference.
 
     Returns:
-      ``(new net, log-likelihood of the old net)``.
+      `EMStep` ``(model, log_likelihood)``: the new network and Σ_n w_n log P(e_n) under the old one.
+
+    Example:
+      >>> step = jax.jit(em_step)(net, data)
     """
     counts, value = expected_counts(net, data, weights=weights, chunk_size=chunk_size)
-    new = []
-    for i, (c, old) in enumerate(zip(counts, net.cpts)):
-        if alpha is not None:
-            c = jnp.maximum(c + alpha[i] - 1.0, 0.0)
-        total = jnp.sum(c, axis=-1, keepdims=True)
-        ok = total > 0
-        new.append(jnp.where(ok, c / jnp.where(ok, total, 1.0), old))
-    return BayesNet(net.structure, new), value
+    return EMStep(_m_step(net, counts, _alpha(net, prior)), value)
 
 
 def random_init(key, net_or_structure, *, concentration: float = 1.0, dtype=None) -> BayesNet:
@@ -120,8 +146,8 @@ def random_init(key, net_or_structure, *, concentration: float = 1.0, dtype=None
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
 def _em_iteration(net, data, weights, alpha, *, chunk_size):
-    new, value = em_step(net, data, weights=weights, alpha=alpha, chunk_size=chunk_size)
-    return new, value, value + (log_prior(net, alpha) if alpha is not None else 0.0)
+    counts, value = expected_counts(net, data, weights=weights, chunk_size=chunk_size)
+    return _m_step(net, counts, alpha), value, value + (log_prior(net, alpha) if alpha is not None else 0.0)
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
@@ -137,11 +163,9 @@ def em(
     num_iters: int = 100,
     tol: float = 1e-7,
     weights=None,
-    prior: str | None = None,
-    equivalent_sample_size=5.0,
-    pseudo_counts=None,
+    prior: Prior | None = None,
     chunk_size: int | None = None,
-) -> EMResult:
+) -> FitResult:
     """Run EM from ``net`` until the relative improvement is below ``tol`` or ``num_iters`` is reached.
 
     Args:
@@ -150,34 +174,33 @@ def em(
       num_iters: maximum number of iterations.
       tol: stop when (L_k - L_{k-1}) <= tol * |L_k| for the objective L.
       weights: optional ``f32[N]``.
-      prior, equivalent_sample_size, pseudo_counts: MAP-EM under Dirichlet priors (see
-        `gm.learn.prior_counts`); ``prior=None`` is maximum likelihood.
+      prior: an optional `gm.learn.Prior` with ``estimate="map"`` (MAP-EM); None is maximum likelihood.
       chunk_size: records per chunk of batched inference.
 
     Returns:
-      `EMResult`.
+      `FitResult` ``(model, log_likelihood, converged)``: ``log_likelihood: f64[K + 1]`` is the
+      objective (Σ_n w_n log P(e_n), plus the log Dirichlet prior for MAP-EM) at the start and after
+      each of the K iterations run; it never decreases.
+
+    Example:
+      >>> result = em(random_init(jax.random.key(0), net), data, prior=Prior.k2(estimate="map"))
     """
     if num_iters < 0:
         raise ValueError(f"num_iters must be >= 0, got {num_iters}")
-    data, w = _check_data(net.structure, data, weights)
-    alpha = None
-    if prior is not None:
-        alpha = prior_counts(net.structure, prior=prior, equivalent_sample_size=equivalent_sample_size,
-                             pseudo_counts=pseudo_counts)
+    data, w = check_records(net.structure, data, weights=weights)
+    alpha = _alpha(net, prior)
 
-    lls, objs = [], []
+    objs = []
     converged = False
     current = net
     for _ in range(num_iters):
-        new, value, objective = _em_iteration(current, data, w, alpha, chunk_size=chunk_size)
-        lls.append(float(value))
+        new, _, objective = _em_iteration(current, data, w, alpha, chunk_size=chunk_size)
         objs.append(float(objective))
         if len(objs) > 1 and objs[-1] - objs[-2] <= tol * abs(objs[-1]):
             converged = True
             break
         current = new
     else:
-        value, objective = _objective(current, data, w, alpha, chunk_size=chunk_size)
-        lls.append(float(value))
+        _, objective = _objective(current, data, w, alpha, chunk_size=chunk_size)
         objs.append(float(objective))
-    return EMResult(current, np.asarray(lls), np.asarray(objs), converged)
+    return FitResult(current, np.asarray(objs), converged)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm.bn.network import BayesNet, Structure
+from gm.learn.common import Prior
 from gm.learn.estimators import dirichlet
 
 __all__ = ["NaiveBayes", "structure", "fit", "log_joint", "predict_proba", "predict"]
@@ -111,7 +112,7 @@ def fit(
     s = structure(num_classes, num_categories, class_name=class_name, feature_names=feature_names)
     records = jnp.concatenate([labels[:, None].astype(jnp.int32), data.astype(jnp.int32)], axis=1)
     pseudo = [0.0] + [float(alpha)] * n_features
-    net = dirichlet(s, records, prior="dirichlet", pseudo_counts=pseudo, weights=weights)
+    net = dirichlet(s, records, prior=Prior.dirichlet(pseudo, estimate="mean"), weights=weights)
     return NaiveBayes(net)
 
 

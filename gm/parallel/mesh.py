@@ -110,9 +110,9 @@ def pad_batch(tree, multiple: int, *, fill: Any = "edge"):
     return jax.tree_util.tree_map(pad, tree), n
 
 
-def unpad(tree, n: int):
-    """The first ``n`` rows of every leaf (no copy when nothing was padded)."""
-    return jax.tree_util.tree_map(lambda x: x if x.shape[0] == n else x[:n], tree)
+def unpad(tree, size: int):
+    """The first ``size`` rows of every leaf (no copy when nothing was padded); undoes `pad_batch`."""
+    return jax.tree_util.tree_map(lambda x: x if x.shape[0] == size else x[:size], tree)
 
 
 # ------------------------------------------------------------------------------------------ placing

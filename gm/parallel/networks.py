@@ -18,23 +18,23 @@ __all__ = ["sharded_family_counts", "sharded_log_evidence", "sharded_marginals"]
 # -------------------------------------------------------------------------------- applied: gm.bn
 
 
-def sharded_marginals(net, evs, *, mesh: Mesh | None = None, chunk_size: int | None = None):
-    """`gm.bn.marginals` of every evidence set in ``evs: int32[B, n_vars]``, split over ``mesh``.
+def sharded_marginals(net, evidence, *, mesh: Mesh | None = None, chunk_size: int | None = None):
+    """`gm.bn.marginals` of every evidence set in ``evidence: int32[B, n_vars]``, split over ``mesh``.
 
     Returns:
-      ``{name: f32[B, card]}``, equal to ``jax.vmap(bn.marginals, in_axes=(None, 0))(net, evs)``.
+      ``{name: f32[B, card]}``, equal to ``jax.vmap(bn.marginals, in_axes=(None, 0))(net, evidence)``.
     """
     from gm.bn import inference
 
-    return sharded_map(inference.marginals, default_mesh(mesh), in_axes=(None, 0), chunk_size=chunk_size)(net, evs)
+    return sharded_map(inference.marginals, default_mesh(mesh), in_axes=(None, 0), chunk_size=chunk_size)(net, evidence)
 
 
-def sharded_log_evidence(net, evs, *, mesh: Mesh | None = None, chunk_size: int | None = None):
-    """`gm.bn.log_evidence` of every evidence set in ``evs: int32[B, n_vars]``: ``f32[B]``."""
+def sharded_log_evidence(net, evidence, *, mesh: Mesh | None = None, chunk_size: int | None = None):
+    """`gm.bn.log_evidence` of every evidence set in ``evidence: int32[B, n_vars]``: ``f32[B]``."""
     from gm.bn import inference
 
     return sharded_map(inference.log_evidence, default_mesh(mesh), in_axes=(None, 0),
-                       chunk_size=chunk_size)(net, evs)
+                       chunk_size=chunk_size)(net, evidence)
 
 
 # -------------------------------------------------------------------------- applied: gm.learn

@@ -22,24 +22,29 @@ from hypothesis import strategies as st
 from gm import bn
 from gm.bn import engine, program, tensornet
 from tests.bn import oracle as O
-from tests.bn._util import assert_log_close, assert_marginals_close, build
+from gm.bn.evidence import evidence_matrix_host
+from gm.types import MPE
+from tests.bn.util import assert_log_close, assert_marginals_close, build
 from tests.bn.strategies import bn_settings, evidence_batches, specs
 
 ATOL = 1e-5
 MAP_LOG_TOL = 1e-4
 
 
-def _check(spec, ev, post, log_z, x, ctx):
+def _check(spec, ev, post, log_z, best, ctx):
     P = O.joint(spec)
     assert_log_close(log_z, O.log_evidence(spec, ev, P=P), context=ctx)
+    assert isinstance(best, MPE), (type(best), ctx)
     if O.log_evidence(spec, ev, P=P) > -np.inf:
         assert_marginals_close(post, O.marginals(spec, ev, P=P), atol=ATOL, context=ctx)
-        x = np.asarray(x)
+        x = np.asarray(best.states)
         assert O.consistent(x, ev), (x, ev, ctx)
         assert O.assignment_log_value(spec, x, ev, P=P) >= O.mpe_log_value(spec, ev, P=P) - MAP_LOG_TOL, ctx
-    else:  # impossible evidence: all-zero marginals, never NaN
+        assert_log_close(best.log_prob, O.mpe_log_value(spec, ev, P=P), context=f"MPE log_prob, {ctx}")
+    else:  # impossible evidence: all-zero marginals, never NaN; the MPE's log probability is -inf
         for name, p in post.items():
             assert np.all(np.asarray(p) == 0), (name, p, ctx)
+        assert float(best.log_prob) == -np.inf, (best.log_prob, ctx)
 
 
 @bn_settings(4)
@@ -61,7 +66,8 @@ def test_every_engine_matches_enumeration(data):
     for b, ev in enumerate(evs):
         (post, log_z), x = one(net, ev)
         _check(spec, ev, post, log_z, x, "program")
-        _check(spec, ev, {k: v[b] for k, v in post_b.items()}, log_z_b[b], x_b[b], "program vmap")
+        _check(spec, ev, {k: v[b] for k, v in post_b.items()}, log_z_b[b], jax.tree.map(lambda a: a[b], x_b),
+               "program vmap")
 
 
 @bn_settings(3)
@@ -92,7 +98,7 @@ def test_program_segments_of_every_kind(data):
     (ev,) = data.draw(evidence_batches(spec, possible=True, max_size=1))
     net = build(spec)
     flat = np.concatenate([np.ravel(c) for c in spec.cpts])
-    evm = bn.inference._evidence_matrix_host(net, ev, None)
+    evm = evidence_matrix_host(net, ev)
     inputs = flat * evm.reshape(-1)[engine.entry_index(net.structure)]
     p = tensornet.plan(net.structure.families, (), net.structure.cards)
     exact = O.log_evidence(spec, ev)
@@ -167,7 +173,8 @@ def test_host_and_program_agree_on_a_long_chain():
         np.testing.assert_allclose(np.asarray(prog_post[name]), np.asarray(host_post[name]), atol=1e-5)
     x = bn.mpe(net, ev)
     y = jax.jit(lambda n, e: bn.mpe(n, e, method="program"))(net, ev)
-    np.testing.assert_allclose(float(bn.log_prob(net, x)), float(bn.log_prob(net, y)), rtol=1e-5)
+    np.testing.assert_allclose(float(bn.log_prob(net, x.states)), float(bn.log_prob(net, y.states)), rtol=1e-5)
+    np.testing.assert_allclose(float(y.log_prob), float(bn.log_prob(net, x.states)), rtol=1e-5)
 
 
 def test_method_argument_is_checked():

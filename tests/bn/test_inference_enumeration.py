@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gm import bn
 from tests.bn import oracle as O
-from tests.bn._util import assert_log_close, assert_marginals_close, assert_same_structure, build
+from tests.bn.util import assert_log_close, assert_marginals_close, assert_same_structure, build
 from tests.bn.strategies import (
     POSITIVE_KINDS,
     bn_settings,
@@ -61,11 +61,12 @@ def check_all_queries(spec, P, ev, idx, out, ctx):
     exact_q = O.query(spec, idx, ev, P=P)
     assert q.shape == exact_q.shape, (names, q.shape, exact_q.shape)
     np.testing.assert_allclose(q, exact_q, atol=ATOL, err_msg=f"query {names} {ctx}")
-    x = np.asarray(out["mpe"])
+    x = np.asarray(out["mpe"].states)
     assert x.shape == (spec.n,) and x.dtype == np.int32, (x.shape, x.dtype)
     assert O.consistent(x, ev), f"MPE {x.tolist()} contradicts the evidence {ctx}"
     best, val = O.mpe_log_value(spec, ev, P=P), O.assignment_log_value(spec, x, ev, P=P)
     assert val >= best - MAP_LOG_TOL, f"MPE {x.tolist()} has log P(x, e) = {val}, the maximum is {best}; {ctx}"
+    assert_log_close(out["mpe"].log_prob, best, context=f"MPE log_prob {ctx}")
     y = np.asarray(out["map"])
     assert y.shape == (len(idx),) and y.dtype == np.int32, (y.shape, y.dtype)
     T = O.map_values(spec, idx, ev, P=P)
@@ -163,7 +164,8 @@ def test_log_prob_matches_enumeration(spec, data):
         assert_log_close(both[0][k], exact, context=f"log_prob x={x.tolist()}")
         # full evidence: log P(e) = log P(x), and the MPE is x itself
         assert_log_close(both[1][k], exact, context=f"log_evidence of full evidence x={x.tolist()}")
-        assert np.asarray(both[2][k]).tolist() == x.tolist()
+        assert np.asarray(both[2].states[k]).tolist() == x.tolist()
+        assert_log_close(both[2].log_prob[k], exact, context=f"MPE log_prob of full evidence x={x.tolist()}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def test_map_differs_from_mpe_projection():
         cpts={"A": [0.4, 0.6], "B": [[1.0, 0.0, 0.0], [0.34, 0.33, 0.33]]},
     )
     ev = net.evidence({})
-    assert np.asarray(bn.mpe(net, ev)).tolist() == [0, 0]  # P(A=0,B=0)=0.4 > 0.204
+    assert np.asarray(bn.mpe(net, ev).states).tolist() == [0, 0]  # P(A=0,B=0)=0.4 > 0.204
     assert np.asarray(bn.map_query(net, ["A"], ev)).tolist() == [1]  # P(A=1)=0.6
 
 
@@ -507,7 +509,8 @@ def test_grad_with_soft_evidence():
     net = build(spec)
     ev = np.array([-1, -1, -1, 1], np.int32)
     soft = {"X1": np.array([0.2, 1.0, 0.7], np.float32), "X2": np.array([1.0, 0.4], np.float32)}
-    g = jax.jit(jax.grad(bn.log_evidence))(net, jnp.asarray(ev), {k: jnp.asarray(v) for k, v in soft.items()})
+    g = jax.jit(jax.grad(lambda n, e, s: bn.log_evidence(n, e, soft=s)))(
+        net, jnp.asarray(ev), {k: jnp.asarray(v) for k, v in soft.items()})
     _compare_grad(spec, g, ev, soft)
 
 

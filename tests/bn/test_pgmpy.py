@@ -365,7 +365,7 @@ def test_mpe_log_prob_is_maximal(name, inference_results, pgmpy_models):
     spec = O.read_bif_file(bif_path(name))  # float64 values from the file
     order = [spec.index(n) for n in net.names]
     for b, ev in enumerate(evs):
-        x = out["mpe"][b]
+        x = out["mpe"].states[b]
         assert O.consistent(x, ev), (name, x, ev)
         x_spec = np.empty(spec.n, np.int64)
         ev_spec = np.full(spec.n, -1)
@@ -374,6 +374,8 @@ def test_mpe_log_prob_is_maximal(name, inference_results, pgmpy_models):
         got = O.log_prob(spec, x_spec)
         best = O.mpe_log_value_ve(spec, ev_spec)
         assert got >= best - 1e-4, f"{name}: MPE has log P(x, e) = {got}, the maximum is {best}"
+        mpe_log_prob = float(out["mpe"].log_prob[b])
+        assert abs(mpe_log_prob - best) <= 1e-4 + 1e-5 * abs(best), (name, mpe_log_prob, best)
         if name == "asia":  # pgmpy's map_query over all unobserved variables is fast only here
             from pgmpy.inference import VariableElimination
 

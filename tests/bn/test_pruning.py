@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gm import bn
 from gm.data import load_network
 from tests.bn import oracle as O
-from tests.bn._util import build
+from tests.bn.util import build
 from tests.bn.strategies import bn_settings, evidences, specs
 
 

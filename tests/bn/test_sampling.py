@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gm import bn
 from tests.bn import oracle as O
-from tests.bn._util import build
+from tests.bn.util import build
 from tests.bn.strategies import bn_settings, make_spec, specs
 
 SIGMAS = 5.0
@@ -75,15 +75,15 @@ def test_sample_shape_dtype_range_and_key():
     net = build(spec)
     key = jax.random.key(0)
     sample = jax.jit(bn.sample, static_argnums=2)
-    s = np.asarray(sample(net, key, 500))
+    s = np.asarray(sample(key, net, 500))
     assert s.shape == (500, spec.n) and s.dtype == np.int32
     assert (s >= 0).all() and (s < np.asarray(spec.cards)).all()
-    np.testing.assert_array_equal(s, np.asarray(sample(net, key, 500)))  # same key, same samples
-    assert (s != np.asarray(sample(net, jax.random.key(1), 500))).any()
-    plain = np.asarray(bn.sample(net, key, 500))  # the plain call agrees with the jitted one
+    np.testing.assert_array_equal(s, np.asarray(sample(key, net, 500)))  # same key, same samples
+    assert (s != np.asarray(sample(jax.random.key(1), net, 500))).any()
+    plain = np.asarray(bn.sample(key, net, 500))  # the plain call agrees with the jitted one
     np.testing.assert_array_equal(plain, s)
     # legacy uint32 keys work too
-    assert np.asarray(bn.sample(net, jax.random.PRNGKey(3), 4)).shape == (4, spec.n)
+    assert np.asarray(bn.sample(jax.random.PRNGKey(3), net, 4)).shape == (4, spec.n)
 
 
 @pytest.mark.parametrize("which", [0, 1, 2])
@@ -91,7 +91,7 @@ def test_sample_frequencies_match_exact(which):
     spec = fixed_specs()[which]
     net = build(spec)
     n = 40_000
-    s = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(100 + which), n))
+    s = np.asarray(jax.jit(bn.sample, static_argnums=2)(jax.random.key(100 + which), net, n))
     P = O.joint(spec)
     marg = O.marginals(spec)
     for i, name in enumerate(spec.names):
@@ -116,7 +116,7 @@ def test_sample_asia_frequencies():
     net = bn.read_bif(path)
     spec = O.spec_from_net(net)
     n = 40_000
-    s = np.asarray(bn.sample(net, jax.random.key(7), n))
+    s = np.asarray(bn.sample(jax.random.key(7), net, n))
     for name, p in O.marginals(spec).items():
         i = spec.index(name)
         assert_frequencies(empirical(s, [i], [spec.cards[i]]), p, n, f"asia P({name})")
@@ -143,7 +143,7 @@ def test_likelihood_weighting(which, ev):
     spec = fixed_specs()[which]
     net = build(spec)
     n = 20_000
-    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(net, jax.random.key(11 + which), jnp.asarray(ev), n)
+    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(jax.random.key(11 + which), net, jnp.asarray(ev), n)
     samples, logw = np.asarray(out.samples), np.asarray(out.log_weights, np.float64)
     assert samples.shape == (n, spec.n) and samples.dtype == np.int32
     assert logw.shape == (n,)
@@ -181,7 +181,7 @@ def test_likelihood_weighting(which, ev):
 def test_likelihood_weighting_without_evidence_is_ancestral_sampling():
     spec = fixed_specs()[0]
     net = build(spec)
-    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(net, jax.random.key(0), net.evidence({}), 1000)
+    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(jax.random.key(0), net, net.evidence({}), 1000)
     np.testing.assert_array_equal(np.asarray(out.log_weights), np.zeros(1000))
     s = np.asarray(out.samples)
     assert (s >= 0).all() and (s < np.asarray(spec.cards)).all()
@@ -233,7 +233,7 @@ def _bundled(name):
 
 def _check_goodness_of_fit(net, n, seed):
     exact = jax.jit(bn.marginals)(net, net.evidence({}))
-    s = np.asarray(bn.sample(net, jax.random.key(seed), n))
+    s = np.asarray(bn.sample(jax.random.key(seed), net, n))
     pvalues = chi_square_pvalues(s, net, exact)
     worst = min(pvalues, key=pvalues.get)
     assert pvalues[worst] > FAMILY_ALPHA / len(pvalues), (  # Bonferroni over the variables
@@ -249,7 +249,7 @@ def test_sample_goodness_of_fit_alarm():
     # the test has power: the samples of a network with one CPT changed fail it
     i = net.index("HYPOVOLEMIA")
     wrong = net.replace({"HYPOVOLEMIA": net.cpts[i][::-1]})
-    s = np.asarray(bn.sample(wrong, jax.random.key(5), 50_000))
+    s = np.asarray(bn.sample(jax.random.key(5), wrong, 50_000))
     assert chi_square_pvalues(s, net, exact)["HYPOVOLEMIA"] < 1e-10
 
 
@@ -263,7 +263,7 @@ def test_likelihood_weighting_converges_to_marginals_alarm():
     ev = net.evidence({"HRBP": "HIGH", "BP": "LOW", "SAO2": "NORMAL", "MINVOL": "ZERO"})
     exact = jax.jit(bn.marginals)(net, ev)
     n = 100_000
-    out = bn.likelihood_weighting(net, jax.random.key(3), ev, n)
+    out = bn.likelihood_weighting(jax.random.key(3), net, ev, n)
     est = bn.weighted_marginals(net, out)
     w = np.exp(np.asarray(out.log_weights, np.float64) - np.max(out.log_weights))
     ess = w.sum() ** 2 / (w**2).sum()
@@ -284,14 +284,14 @@ def test_likelihood_weighting_converges_to_marginals_alarm():
 def test_vmap_over_keys_equals_separate_calls():
     net = build(fixed_specs()[1])
     keys = jax.random.split(jax.random.key(4), 3)
-    batched = np.asarray(jax.jit(jax.vmap(bn.sample, (None, 0, None)), static_argnums=2)(net, keys, 200))
+    batched = np.asarray(jax.jit(jax.vmap(bn.sample, (0, None, None)), static_argnums=2)(keys, net, 200))
     assert batched.shape == (3, 200, net.n_vars)
     for b in range(3):
-        np.testing.assert_array_equal(batched[b], np.asarray(bn.sample(net, keys[b], 200)))
+        np.testing.assert_array_equal(batched[b], np.asarray(bn.sample(keys[b], net, 200)))
     ev = net.evidence({"X2": 1})
-    lw = jax.vmap(bn.likelihood_weighting, (None, 0, None, None))(net, keys, ev, 100)
+    lw = jax.vmap(bn.likelihood_weighting, (0, None, None, None))(keys, net, ev, 100)
     for b in range(3):
-        one = bn.likelihood_weighting(net, keys[b], ev, 100)
+        one = bn.likelihood_weighting(keys[b], net, ev, 100)
         np.testing.assert_array_equal(np.asarray(lw.samples[b]), np.asarray(one.samples))
         np.testing.assert_allclose(np.asarray(lw.log_weights[b]), np.asarray(one.log_weights), rtol=1e-6)
 
@@ -303,10 +303,10 @@ def test_vmap_over_evidence_equals_separate_calls():
     x = O.ancestral_sample(spec, rng, 4)
     evs = np.where(rng.random(x.shape) < 0.4, x, -1).astype(np.int32)
     key = jax.random.key(9)
-    lw = jax.jit(jax.vmap(bn.likelihood_weighting, (None, None, 0, None)), static_argnums=3)(net, key, evs, 300)
+    lw = jax.jit(jax.vmap(bn.likelihood_weighting, (None, None, 0, None)), static_argnums=3)(key, net, evs, 300)
     assert lw.samples.shape == (4, 300, spec.n) and lw.log_weights.shape == (4, 300)
     for b in range(4):
-        one = bn.likelihood_weighting(net, key, evs[b], 300)
+        one = bn.likelihood_weighting(key, net, evs[b], 300)
         np.testing.assert_array_equal(np.asarray(lw.samples[b]), np.asarray(one.samples))
         np.testing.assert_allclose(np.asarray(lw.log_weights[b]), np.asarray(one.log_weights), rtol=1e-6)
         marg = jax.jit(bn.weighted_marginals)(net, jax.tree_util.tree_map(lambda a: a[b], lw))
@@ -321,12 +321,12 @@ def test_vmap_over_cpts_and_grad_of_log_weights():
     net = build(spec)
     key = jax.random.key(2)
     nets = jax.tree_util.tree_map(lambda c: jnp.stack([c, c]), net)
-    batched = jax.vmap(bn.sample, (0, None, None))(nets, key, 300)
-    np.testing.assert_array_equal(np.asarray(batched[1]), np.asarray(bn.sample(net, key, 300)))
+    batched = jax.vmap(bn.sample, (None, 0, None))(key, nets, 300)
+    np.testing.assert_array_equal(np.asarray(batched[1]), np.asarray(bn.sample(key, net, 300)))
     # d/d cpt of sum_s log w_s = sum_s sum_{i observed} [entries used] / P(e_i | u_s)
     ev = net.evidence({"X0": 1, "X3": 2})
-    samples = np.asarray(bn.likelihood_weighting(net, key, ev, 300).samples)
-    grads = jax.grad(lambda n_: jnp.sum(bn.likelihood_weighting(n_, key, ev, 300).log_weights))(net)
+    samples = np.asarray(bn.likelihood_weighting(key, net, ev, 300).samples)
+    grads = jax.grad(lambda n_: jnp.sum(bn.likelihood_weighting(key, n_, ev, 300).log_weights))(net)
     for i in range(spec.n):
         expected = np.zeros(spec.cpts[i].shape)
         if ev[i] >= 0:
@@ -339,7 +339,7 @@ def test_float64_samples_and_weights(x64):
     spec = fixed_specs()[2]
     net = bn.BayesNet.from_dict(**O.spec_to_dicts(spec), dtype=jnp.float64)
     ev = net.evidence({"X0": 2})
-    out = bn.likelihood_weighting(net, jax.random.key(1), ev, 20_000)
+    out = bn.likelihood_weighting(jax.random.key(1), net, ev, 20_000)
     assert out.log_weights.dtype == jnp.float64
     s, w = np.asarray(out.samples), np.exp(np.asarray(out.log_weights))
     exact = O.marginals(spec, ev)
@@ -353,13 +353,13 @@ def test_no_retrace_for_new_cpts_keys_or_evidence():
 
     spec = fixed_specs()[1]
     net = build(spec)
-    bn.sample(net, jax.random.key(0), 64)
-    bn.likelihood_weighting(net, jax.random.key(0), net.evidence({"X1": 0}), 64)
-    before = sampling._run._cache_size()
+    bn.sample(jax.random.key(0), net, 64)
+    bn.likelihood_weighting(jax.random.key(0), net, net.evidence({"X1": 0}), 64)
+    before = sampling.sample_program._cache_size()
     other = net.replace([c * 0.5 + 0.5 / c.shape[-1] for c in net.cpts])
-    bn.sample(other, jax.random.key(1), 64)
-    bn.likelihood_weighting(other, jax.random.key(2), net.evidence({"X3": 2, "X0": 1}), 64)
-    assert sampling._run._cache_size() == before
+    bn.sample(jax.random.key(1), other, 64)
+    bn.likelihood_weighting(jax.random.key(2), other, net.evidence({"X3": 2, "X0": 1}), 64)
+    assert sampling.sample_program._cache_size() == before
 
 
 # ------------------------------------------------------------------------------------------------
@@ -393,24 +393,24 @@ def test_program_size_does_not_grow_with_the_network(which):
         net = random_chain(n_vars)
         key = jax.random.key(0)
         if which == "sample":
-            sizes[n_vars] = program_ops(bn.sample, net, key, 50, static_argnums=2)
+            sizes[n_vars] = program_ops(bn.sample, key, net, 50, static_argnums=2)
         else:
             ev = np.full(n_vars, -1, np.int32)
             ev[::7] = 1
-            sizes[n_vars] = program_ops(bn.likelihood_weighting, net, key, ev, 50, static_argnums=3)
+            sizes[n_vars] = program_ops(bn.likelihood_weighting, key, net, ev, 50, static_argnums=3)
     assert sizes[1000] <= 1.5 * sizes[100], sizes
 
 
 def test_threefry_matches_jax():
     from jax.extend.random import threefry2x32_p
 
-    from gm.bn.sampling import _threefry2x32
+    from gm.bn.sampling import threefry2x32
 
     rng = np.random.default_rng(0)
     k = jnp.asarray(rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32))
     x0 = jnp.asarray(rng.integers(0, 2**32, 1000, dtype=np.uint64).astype(np.uint32))
     x1 = jnp.asarray(rng.integers(0, 2**32, 1000, dtype=np.uint64).astype(np.uint32))
-    for got, want in zip(_threefry2x32(k[0], k[1], x0, x1), threefry2x32_p.bind(k[0], k[1], x0, x1)):
+    for got, want in zip(threefry2x32(k[0], k[1], x0, x1), threefry2x32_p.bind(k[0], k[1], x0, x1)):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
@@ -428,30 +428,30 @@ def test_evidence_out_of_range_names_the_variable():
         e = ev.copy()
         e[3] = bad
         with pytest.raises(ValueError, match=r"'X3'.*out of range"):
-            bn.likelihood_weighting(net, key, e, 10)
+            bn.likelihood_weighting(key, net, e, 10)
     with pytest.raises(ValueError, match="shape"):
-        bn.likelihood_weighting(net, key, ev[:-1], 10)
+        bn.likelihood_weighting(key, net, ev[:-1], 10)
     with pytest.raises(TypeError, match="integer"):
-        bn.likelihood_weighting(net, key, ev.astype(np.float32), 10)
-    with pytest.raises(TypeError, match="n "):
-        bn.sample(net, key, 10.0)
-    with pytest.raises(ValueError, match="n "):
-        bn.sample(net, key, -1)
+        bn.likelihood_weighting(key, net, ev.astype(np.float32), 10)
+    with pytest.raises(TypeError, match="num_samples"):
+        bn.sample(key, net, 10.0)
+    with pytest.raises(ValueError, match="num_samples"):
+        bn.sample(key, net, -1)
     # inside jit values are not checked: an impossible observed value gives weight zero
     e = ev.copy()
     e[3] = 5
-    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(net, key, e, 10)
+    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(key, net, e, 10)
     assert np.all(np.asarray(out.log_weights) == -np.inf)
 
 
 def test_edge_cases():
     net = build(fixed_specs()[2])
-    assert bn.sample(net, jax.random.key(0), 0).shape == (0, 3)
+    assert bn.sample(jax.random.key(0), net, 0).shape == (0, 3)
     one = bn.BayesNet.from_dict(states={"A": 1}, cpts={"A": [1.0]})
-    np.testing.assert_array_equal(np.asarray(bn.sample(one, jax.random.key(0), 5)), np.zeros((5, 1)))
+    np.testing.assert_array_equal(np.asarray(bn.sample(jax.random.key(0), one, 5)), np.zeros((5, 1)))
     empty = bn.BayesNet.from_dict(states={})
-    assert bn.sample(empty, jax.random.key(0), 4).shape == (4, 0)
-    out = bn.likelihood_weighting(empty, jax.random.key(0), np.zeros(0, np.int32), 4)
+    assert bn.sample(jax.random.key(0), empty, 4).shape == (4, 0)
+    out = bn.likelihood_weighting(jax.random.key(0), empty, np.zeros(0, np.int32), 4)
     assert out.samples.shape == (4, 0) and out.log_weights.shape == (4,)
     assert bn.weighted_marginals(empty, out) == {}
 

@@ -225,7 +225,7 @@ def test_evidence_of_wrong_length_query_and_map(net):
     with pytest.raises(ValueError):
         bn.map_query(net, ["Rain"], ev)
     with pytest.raises(ValueError):
-        bn.likelihood_weighting(net, jax.random.key(0), ev, 10)
+        bn.likelihood_weighting(jax.random.key(0), net, ev, 10)
 
 
 def test_log_prob_of_wrong_length(net):

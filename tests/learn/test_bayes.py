@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gm import bn, learn
-from gm.learn import bayes
+from gm.learn import Prior, bayes
 from tests.bn import oracle as O
 
 numpyro = pytest.importorskip("numpyro")
@@ -48,7 +48,7 @@ def _counts(net, data):
 def test_nuts_matches_the_closed_form_dirichlet_posterior():
     net = small_net()
     data = _sample(net, 0, 150)
-    mcmc = bayes.nuts(jax.random.key(1), net, data, prior="k2", num_warmup=300, num_samples=1000)
+    mcmc = bayes.nuts(jax.random.key(1), net, data, prior=Prior.k2(), num_warmup=300, num_samples=1000)
     samples = mcmc.get_samples()
     counts = _counts(net, data)
     for i, name in enumerate(net.names):
@@ -77,7 +77,7 @@ def _log_density_and_factor(model, args, kwargs, params):
 def test_exact_likelihood_equals_counts_likelihood_on_complete_data():
     net = small_net()
     data = _sample(net, 2, 80)
-    alpha = learn.prior_counts(net, prior="bdeu", equivalent_sample_size=4.0)
+    alpha = learn.prior_counts(net, prior=Prior.bdeu(4.0))
     params = {n: c for n, c in zip(net.names, learn.random_init(jax.random.key(3), net).cpts)}
     counts = learn.family_counts(net, data)
     density = jax.jit(lambda kw, p: _log_density_and_factor(bayes.cpt_model, (net.structure, alpha), kw, p))
@@ -129,8 +129,8 @@ def test_posterior_query_from_conjugate_draws():
 def test_dirichlet_posterior_draws_have_the_conjugate_moments():
     net = small_net()
     data = _sample(net, 8, 100)
-    nets = jax.jit(bayes.dirichlet_posterior, static_argnums=3, static_argnames="prior")(
-        jax.random.key(9), net, data, 4000, prior="k2")
+    nets = jax.jit(lambda k, d: bayes.dirichlet_posterior(k, net, d, 4000, prior=Prior.k2()))(
+        jax.random.key(9), data)
     for i, conc in enumerate(_counts(net, data)):
         post = conc + 1.0
         mean = post / post.sum(-1, keepdims=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gm import bn, learn
+from gm.learn import Prior
 from gm.data import load_network
 from tests.bn import oracle as O
 
@@ -65,11 +66,11 @@ def _pgmpy_fit(net, data, estimator: str, **kwargs) -> bn.BayesNet:
     "ours,theirs",
     [
         (dict(kind="mle"), dict(estimator="mle")),
-        (dict(prior="bdeu", equivalent_sample_size=5.0), dict(estimator="bayes", prior_type="BDeu", equivalent_sample_size=5)),
-        pytest.param(dict(prior="bdeu", equivalent_sample_size=50.0),
+        (dict(prior=Prior.bdeu(5.0)), dict(estimator="bayes", prior_type="BDeu", equivalent_sample_size=5)),
+        pytest.param(dict(prior=Prior.bdeu(50.0)),
                      dict(estimator="bayes", prior_type="BDeu", equivalent_sample_size=50), marks=pytest.mark.slow),
-        (dict(prior="k2"), dict(estimator="bayes", prior_type="K2")),
-        pytest.param(dict(prior="dirichlet", pseudo_counts=0.5),
+        (dict(prior=Prior.k2()), dict(estimator="bayes", prior_type="K2")),
+        pytest.param(dict(prior=Prior.dirichlet(0.5, estimate="mean")),
                      dict(estimator="bayes", prior_type="dirichlet", pseudo_counts=0.5), marks=pytest.mark.slow),
     ],
     ids=["mle", "bdeu5", "bdeu50", "k2", "dirichlet0.5"],
@@ -80,8 +81,7 @@ def test_matches_pgmpy_on_alarm(alarm_data, x64, ours, theirs):
     if ours.pop("kind", None) == "mle":
         got = jax.jit(learn.mle, static_argnums=0)(net.structure, data)
     else:
-        fit = jax.jit(learn.dirichlet, static_argnums=0, static_argnames=("prior", "equivalent_sample_size", "pseudo_counts"))
-        got = fit(net.structure, data, **ours)
+        got = jax.jit(lambda d: learn.dirichlet(net.structure, d, **ours))(data)
     ref = _pgmpy_fit(net, data, **theirs)
     unseen = 0
     for i, name in enumerate(net.names):
@@ -129,7 +129,7 @@ def test_family_counts_match_a_loop_with_weights_and_missing():
 
 def test_bootstrap_vmap_equals_loop():
     net = _small_net()
-    data = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(3), 500))
+    data = np.asarray(jax.jit(bn.sample, static_argnums=2)(jax.random.key(3), net, 500))
     boot = np.random.default_rng(4).multinomial(500, np.full(500, 1 / 500), size=6).astype(np.float32)
     nets = jax.jit(jax.vmap(lambda w: learn.mle(net, data, weights=w)))(boot)
     # a bootstrap weight vector with integer counts equals MLE on the resampled records
@@ -145,7 +145,7 @@ def test_map_estimate_and_unseen_rows():
     net = _small_net()
     data = np.array([[0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 1]], np.int32)
     alpha = 2.0
-    got = learn.dirichlet(net, data, prior="dirichlet", pseudo_counts=alpha, estimate="map")
+    got = learn.dirichlet(net, data, prior=Prior.dirichlet(alpha, estimate="map"))
     counts = _loop_counts(net.structure, data, np.ones(3))
     for i in range(net.n_vars):
         c = counts[i] + alpha - 1
@@ -155,16 +155,16 @@ def test_map_estimate_and_unseen_rows():
     np.testing.assert_allclose(mle.cpt("C")[2, 0], [0.5, 0.5])
     # pseudo-counts per variable, as arrays
     pc = {"A": [1.0, 3.0]}
-    got = learn.dirichlet(net, data, prior="dirichlet", pseudo_counts=pc)
+    got = learn.dirichlet(net, data, prior=Prior.dirichlet(pc, estimate="mean"))
     np.testing.assert_allclose(got.cpt("A"), [(2 + 1) / 7, (1 + 3) / 7], atol=1e-6)
-    np.testing.assert_allclose(got.cpt("B"), [1.0, 0.0, 0.0], atol=1e-6)  # missing names: 0
+    np.testing.assert_allclose(got.cpt("B"), [1.0, 0.0, 0.0], atol=1e-6)  # missing names: no prior (0 for a mean)
 
 
 def test_jit_does_not_recompile():
     net = _small_net()
-    fit = jax.jit(learn.dirichlet, static_argnums=0, static_argnames=("prior", "estimate"))
-    d1 = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(0), 100))
-    d2 = np.asarray(jax.jit(bn.sample, static_argnums=2)(net, jax.random.key(1), 100))
+    fit = jax.jit(learn.dirichlet, static_argnums=0)
+    d1 = np.asarray(jax.jit(bn.sample, static_argnums=2)(jax.random.key(0), net, 100))
+    d2 = np.asarray(jax.jit(bn.sample, static_argnums=2)(jax.random.key(1), net, 100))
     fit(net.structure, d1)
     size = fit._cache_size()
     fit(net.structure, d2)
@@ -179,11 +179,13 @@ def test_errors_name_the_argument():
         learn.mle(net, np.zeros((5, 4)))
     with pytest.raises(ValueError, match="weights must have shape"):
         learn.mle(net, np.zeros((5, 4), np.int32), weights=np.ones(4))
-    with pytest.raises(ValueError, match="prior must be"):
+    with pytest.raises(TypeError, match="prior must be a gm.learn.Prior"):
         learn.dirichlet(net, np.zeros((5, 4), np.int32), prior="uniform")
+    with pytest.raises(ValueError, match="prior.kind must be"):
+        learn.dirichlet(net, np.zeros((5, 4), np.int32), prior=Prior("uniform"))
     with pytest.raises(ValueError, match="unknown variable 'Z'"):
-        learn.dirichlet(net, np.zeros((5, 4), np.int32), prior="dirichlet", pseudo_counts={"Z": 1.0})
+        learn.dirichlet(net, np.zeros((5, 4), np.int32), prior=Prior.dirichlet({"Z": 1.0}))
     with pytest.raises(ValueError, match="pseudo-counts of 'D' have shape"):
-        learn.dirichlet(net, np.zeros((5, 4), np.int32), prior="dirichlet", pseudo_counts={"D": np.ones(3)})
+        learn.dirichlet(net, np.zeros((5, 4), np.int32), prior=Prior.dirichlet({"D": np.ones(3)}))
     with pytest.raises(TypeError, match="net_or_structure"):
         learn.mle("alarm", np.zeros((5, 4), np.int32))

@@ -70,7 +70,7 @@ def test_exact_equals_brute_force_five_variables(x64):
 
 def test_exact_at_least_hill_climbing_on_asia():
     net = load_network("asia")
-    data = np.asarray(bn.sample(net, jax.random.key(0), 2000))
+    data = np.asarray(bn.sample(jax.random.key(0), net, 2000))
     exact = exact_search(data, net, score="bdeu")
     assert exact.score >= hill_climb(data, net, score="bdeu").score - 1e-2
     assert exact.structure.names == net.names

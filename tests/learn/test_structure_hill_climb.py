@@ -33,7 +33,7 @@ def test_score_at_least_pgmpy(x64, name, n, score):
         warnings.simplefilter("ignore")
         from pgmpy.estimators import HillClimbSearch
     net = load_network(name)
-    data = np.asarray(bn.sample(net, jax.random.key(3), n))
+    data = np.asarray(bn.sample(jax.random.key(3), net, n))
     ours = hill_climb_restarts(jax.random.key(0), data, net, score=score, restarts=5)
     method = {"bic": "bic-d", "bdeu": "bdeu", "k2": "k2"}[score]
     dag = HillClimbSearch(pgmpy_frame(net, data)).estimate(scoring_method=method, show_progress=False)
@@ -45,7 +45,7 @@ def test_score_at_least_pgmpy(x64, name, n, score):
 
 def test_constraints_and_parameters():
     net = load_network("asia")
-    data = np.asarray(bn.sample(net, jax.random.key(0), 3000))
+    data = np.asarray(bn.sample(jax.random.key(0), net, 3000))
     free = hill_climb(data, net)
     edges = structure_edges(free.structure)
     banned = sorted(edges)[0]
@@ -66,7 +66,7 @@ def test_constraints_and_parameters():
 
 def test_restarts_never_worse():
     net = load_network("asia")
-    data = np.asarray(bn.sample(net, jax.random.key(1), 1000))
+    data = np.asarray(bn.sample(jax.random.key(1), net, 1000))
     plain = hill_climb(data, net, score="bdeu")
     again = hill_climb_restarts(jax.random.key(0), data, net, score="bdeu", restarts=3)
     assert again.score >= plain.score - 1e-3

@@ -31,7 +31,7 @@ def test_p_values_equal_pgmpy(test):
     pd = pytest.importorskip("pandas")
     from pgmpy.ci_tests import ChiSquare, GSq
     net = load_network("asia")
-    data = np.asarray(bn.sample(net, jax.random.key(5), 3000))
+    data = np.asarray(bn.sample(jax.random.key(5), net, 3000))
     oracle = (ChiSquare if test == "chi_square" else GSq)(pd.DataFrame(data, columns=net.names))
     cases = [(0, 1, ()), (3, 5, ()), (6, 7, (5,)), (2, 7, (3, 4)), (1, 6, (5, 3)), (4, 7, (0, 2, 6))]
     ours = ci_tests(data, cases, net, test=test)
@@ -44,7 +44,7 @@ def test_p_values_equal_pgmpy(test):
                                          pytest.param("sachs", 3000, "g_sq", marks=pytest.mark.slow)])
 def test_skeleton_and_orientation_equal_pgmpy(name, n, test):
     net = load_network(name)
-    data = np.asarray(bn.sample(net, jax.random.key(5), n))
+    data = np.asarray(bn.sample(jax.random.key(5), net, n))
     ours = pc(data, net, test=test)
     skel, seps = pgmpy_pc(net, data, test, return_type="skeleton")
     ix = net.index
@@ -70,7 +70,7 @@ def test_dag_extension_of_a_chain():
 
 def test_bad_arguments():
     net = load_network("asia")
-    data = np.asarray(bn.sample(net, jax.random.key(0), 100))
+    data = np.asarray(bn.sample(jax.random.key(0), net, 100))
     with pytest.raises(ValueError, match="test must be one of"):
         pc(data, net, test="fisher")
     with pytest.raises(ValueError, match="significance_level"):

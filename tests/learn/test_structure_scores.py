@@ -52,7 +52,7 @@ def test_scores_equal_pgmpy(x64):
         from pgmpy.estimators import AIC, BIC, K2, BDeu
         from pgmpy.estimators.StructureScore import LogLikeliHood
     net = load_network("asia")
-    data = np.asarray(bn.sample(net, jax.random.key(1), 1500))
+    data = np.asarray(bn.sample(jax.random.key(1), net, 1500))
     df = pd.DataFrame(data, columns=net.names)
     states = {name: list(range(c)) for name, c in zip(net.names, net.cards)}
     sets = [(), ("either",), ("either", "bronc"), ("smoke", "lung", "tub")]
@@ -71,7 +71,7 @@ def test_missing_values_rejected(small):
     with pytest.raises(ValueError, match="column 2.*missing"):
         family_scores(bad, 0, [()], variables=cards)
     net = load_network("asia")
-    d = np.array(bn.sample(net, jax.random.key(0), 10))
+    d = np.array(bn.sample(jax.random.key(0), net, 10))
     d[0, 3] = -1
     with pytest.raises(ValueError, match=repr(net.names[3])):
         family_scores(d, 0, [()], variables=net)

@@ -15,7 +15,7 @@ from gm.learn.structure.search import structure_edges
 @pytest.fixture(scope="module")
 def asia_data():
     net = load_network("asia")
-    return net, np.asarray(bn.sample(net, jax.random.key(2), 3000))
+    return net, np.asarray(bn.sample(jax.random.key(2), net, 3000))
 
 
 def named_edges(net, structure):

@@ -37,7 +37,7 @@ def bn_checks(out: dict, mesh):
 
     net = load_network("asia")
     key = jax.random.key(0)
-    x = np.asarray(bn.sample(net, key, 10))
+    x = np.asarray(bn.sample(key, net, 10))
     observed = np.asarray(jax.random.uniform(jax.random.key(1), x.shape)) < 0.3
     evs = np.where(observed, x, -1).astype(np.int32)
     # B = 8 (a multiple of 4): the outputs are the sharded arrays themselves

@@ -27,7 +27,7 @@ def inputs():
     from gm.data.networks import load_network
 
     net = load_network("asia")
-    x = np.asarray(bn.sample(net, jax.random.key(0), 10))
+    x = np.asarray(bn.sample(jax.random.key(0), net, 10))
     observed = np.asarray(jax.random.uniform(jax.random.key(1), x.shape)) < 0.3
     evs = np.where(observed, x, -1).astype(np.int32)
     rng = np.random.default_rng(0)

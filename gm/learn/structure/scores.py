@@ -262,7 +262,7 @@ def family_scores(data, child, candidate_parent_sets, *, variables=None, score: 
 
     Example:
       >>> net = gm.data.networks.load_network("asia")
-      >>> data = gm.bn.sample(net, jax.random.key(0), 1000)
+      >>> data = gm.bn.sample(jax.random.key(0), net, 1000)
       >>> family_scores(data, "dysp", [[], ["bronc"], ["bronc", "either"]], variables=net, score="bdeu")
     """
     cards = variable_cards(variables, None if isinstance(data, jax.core.Tracer) else data)
