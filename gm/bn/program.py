@@ -28,6 +28,10 @@ chain, diabetes (413 variables) or munin2 (1,003) took minutes to compile. Here 
 * MPE: the forward scan in the max-sum semiring (log space, no rescaling) also scatters each output
   entry's argmax over ``k``; a decoding loop in reverse step order reads the argmax at the position of
   the already-decoded kept labels and unravels it into the summed labels.
+
+Length: about 600 lines, one lowering. The scheduler (segments, padding), the index tables and the three
+passes (forward, hand-written reverse, max-sum with decoding) read and write the same slot layout, in
+both XLA and the numpy host twin; split apart, each file would have to re-derive that layout.
 """
 
 from __future__ import annotations

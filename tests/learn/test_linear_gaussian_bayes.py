@@ -46,7 +46,7 @@ def textbook(x, parents, prior, w=None):
 def test_map_matches_the_textbook_update(shift):
     x = _data(shift=shift)
     w = np.random.default_rng(1).uniform(0.5, 2.0, len(x))
-    got = jax.jit(bayes.fit_map, static_argnums=1)(jnp.asarray(x, jnp.float32), PARENTS, PRIOR,
+    got = jax.jit(bayes.fit_map, static_argnums=1)(jnp.asarray(x, jnp.float32), PARENTS, prior=PRIOR,
                                                    weights=jnp.asarray(w, jnp.float32))
     for i, (bn, _, _, _, v) in enumerate(textbook(x.astype(np.float32), PARENTS, PRIOR, w.astype(np.float32))):
         pa = list(PARENTS[i])
@@ -58,7 +58,7 @@ def test_map_matches_the_textbook_update(shift):
 def test_weak_prior_tends_to_maximum_likelihood():
     x = jnp.asarray(_data(2000, shift=20.0), jnp.float32)
     weak = bayes.NIGPrior(precision=1e-8, intercept_precision=0.0, shape=1e-8, scale=1e-8)
-    got, ml = bayes.fit_map(x, PARENTS, weak), lg.fit(x, PARENTS)
+    got, ml = bayes.fit_map(x, PARENTS, prior=weak), lg.fit(x, PARENTS)
     np.testing.assert_allclose(got.weights, ml.weights, atol=1e-5)
     np.testing.assert_allclose(got.bias, ml.bias, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(got.variance, ml.variance * 2000 / (2000 + 2 + np.array([0, 1, 2])), rtol=1e-4)
@@ -66,7 +66,7 @@ def test_weak_prior_tends_to_maximum_likelihood():
 
 def test_exact_draws_match_posterior_moments():
     x = _data(40, seed=3, shift=5.0)
-    draws = bayes.sample_nig_posterior(jax.random.key(0), jnp.asarray(x, jnp.float32), PARENTS, 20_000, PRIOR)
+    draws = bayes.sample_nig_posterior(jax.random.key(0), jnp.asarray(x, jnp.float32), PARENTS, 20_000, prior=PRIOR)
     node = textbook(x.astype(np.float32), PARENTS, PRIOR)[2]
     bn, pn, an, scale, _ = node
     beta = np.column_stack([draws.bias[:, 2], draws.weights[:, 2, 0], draws.weights[:, 2, 1]])
@@ -106,7 +106,7 @@ def test_numpyro_model_density_is_the_conjugate_posterior():
                 # log NIG(β, v | β_n, P_n, a_n, b_n) up to a constant
                 d = beta - bn
                 analytic += (-(an + 1 + len(bn) / 2) * np.log(v) - (scale + 0.5 * d @ pn @ d) / v)
-            model_ld, _ = log_density(bayes.nig_model, (problem, PRIOR, structure.names), {}, params)
+            model_ld, _ = log_density(bayes.nig_model, (problem,), dict(prior=PRIOR, names=structure.names), params)
             diffs.append(float(model_ld) - analytic)
         np.testing.assert_allclose(diffs, diffs[0], atol=1e-8)
 
@@ -115,7 +115,7 @@ def test_numpyro_model_density_is_the_conjugate_posterior():
 def test_nuts_agrees_with_the_conjugate_posterior():
     pytest.importorskip("numpyro")
     x = _data(30, seed=5, shift=30.0)  # far from zero: the centred parametrisation keeps NUTS easy
-    _, draws = bayes.nuts(jax.random.key(1), jnp.asarray(x[:, :2], jnp.float32), ((), (0,)), PRIOR, num_warmup=200,
+    _, draws = bayes.nuts(jax.random.key(1), jnp.asarray(x[:, :2], jnp.float32), ((), (0,)), prior=PRIOR, num_warmup=200,
                           num_samples=1000)
     bn, pn, an, scale, _ = textbook(x.astype(np.float32), ((), (0,)), PRIOR)[1]
     cov = scale / (an - 1) * np.linalg.inv(pn)
@@ -127,6 +127,6 @@ def test_nuts_agrees_with_the_conjugate_posterior():
 
 def test_prior_errors():
     with pytest.raises(ValueError, match="prior.shape must be positive"):
-        bayes.fit_map(np.zeros((5, 3)), PARENTS, bayes.NIGPrior(shape=0.0))
+        bayes.fit_map(np.zeros((5, 3)), PARENTS, prior=bayes.NIGPrior(shape=0.0))
     with pytest.raises(ValueError, match=r"prior.precision must be a scalar or have shape \(3,\)"):
-        bayes.fit_map(np.zeros((5, 3)), PARENTS, bayes.NIGPrior(precision=np.ones(2)))
+        bayes.fit_map(np.zeros((5, 3)), PARENTS, prior=bayes.NIGPrior(precision=np.ones(2)))

@@ -38,6 +38,16 @@ from gm.learn.linear_gaussian.fitting import (
 )
 from gm.learn.linear_gaussian.model import HIGHEST, LinearGaussian, as_structure, check_data
 
+__all__ = [
+    "NIGPrior",
+    "NIGPosterior",
+    "fit_map",
+    "nig_model",
+    "nig_posterior",
+    "nuts",
+    "sample_nig_posterior",
+]
+
 
 class NIGPrior(NamedTuple):
     """Normal-inverse-gamma hyperparameters, shared by every node (scalars) or per node (``f32[n]``).
@@ -120,7 +130,7 @@ def _nig(structure, data, weights, prior, rcond, *, refine):
     return post, k_plus, pinv
 
 
-def nig_posterior(data, parents, prior: NIGPrior = NIGPrior(), *, weights=None, names=None, rcond=None,
+def nig_posterior(data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, names=None, rcond=None,
                   refine: int = 2):
     """The conjugate NIG posterior of every node (`NIGPosterior`) and the fitted problem's metadata.
 
@@ -136,7 +146,7 @@ def nig_posterior(data, parents, prior: NIGPrior = NIGPrior(), *, weights=None, 
     return post
 
 
-def fit_map(data, parents, prior: NIGPrior = NIGPrior(), *, weights=None, names=None, rcond=None,
+def fit_map(data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, names=None, rcond=None,
             refine: int = 2) -> LinearGaussian:
     """MAP linear-Gaussian CPDs under a normal-inverse-gamma prior (the joint posterior mode).
 
@@ -160,7 +170,7 @@ def fit_map(data, parents, prior: NIGPrior = NIGPrior(), *, weights=None, names=
     return to_parameters(structure, post.centre, post.mean, variance)
 
 
-def sample_nig_posterior(key, data, parents, num_samples: int, prior: NIGPrior = NIGPrior(), *, weights=None,
+def sample_nig_posterior(key, data, parents, num_samples: int, *, prior: NIGPrior = NIGPrior(), weights=None,
                          names=None) -> LinearGaussian:
     """Exact posterior draws: ``v ~ InvGamma(a_n, b_n)``, ``γ | v ~ N(γ_n, v P_n⁻¹)``.
 
@@ -169,7 +179,7 @@ def sample_nig_posterior(key, data, parents, num_samples: int, prior: NIGPrior =
       ``jax.vmap``).
     """
     structure = as_structure(parents, names)
-    post = nig_posterior(data, structure, prior, weights=weights)
+    post = nig_posterior(data, structure, prior=prior, weights=weights)
     return _draw(key, structure, post, num_samples=int(num_samples))
 
 
@@ -198,7 +208,7 @@ def _numpyro():
     return numpyro, dist
 
 
-def nig_model(problem: CentredProblem, prior: NIGPrior, names):
+def nig_model(problem: CentredProblem, *, prior: NIGPrior, names):
     """numpyro model: per node, ``variance_<name>`` ~ InvGamma and ``coef_<name>`` (centred γ) with the NIG
     prior density of β = A⁻ᵀγ, and the Gaussian likelihood from the centred sufficient statistics."""
     numpyro, dist = _numpyro()
@@ -225,7 +235,7 @@ def nig_model(problem: CentredProblem, prior: NIGPrior, names):
         numpyro.factor(f"likelihood_{name}", -0.5 * (problem.total * jnp.log(2 * jnp.pi * v) + rss / v))
 
 
-def nuts(key, data, parents, prior: NIGPrior = NIGPrior(), *, weights=None, names=None, num_warmup: int = 500,
+def nuts(key, data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, names=None, num_warmup: int = 500,
          num_samples: int = 1000, num_chains: int = 1, progress_bar: bool = False, **nuts_kwargs):
     """NUTS over every node's weights, bias and noise variance under the NIG prior (numpyro).
 
@@ -242,7 +252,7 @@ def nuts(key, data, parents, prior: NIGPrior = NIGPrior(), *, weights=None, name
     problem = centred_problem(structure, data, weights)
 
     def model():
-        nig_model(problem, prior, structure.names)
+        nig_model(problem, prior=prior, names=structure.names)
 
     mcmc = MCMC(NUTS(model, **nuts_kwargs), num_warmup=num_warmup, num_samples=num_samples,
                 num_chains=num_chains, progress_bar=progress_bar, chain_method="sequential")

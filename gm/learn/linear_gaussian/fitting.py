@@ -46,6 +46,8 @@ from gm.learn.linear_gaussian.model import (
     check_data,
 )
 
+__all__ = ["FitDiagnostics", "fit", "fit_with_diagnostics"]
+
 
 class FitDiagnostics(NamedTuple):
     """``rank int32[n]``: numerical rank of each node's design ``[1, X_pa]`` (full: k + 1)."""

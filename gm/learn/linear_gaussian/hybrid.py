@@ -33,6 +33,8 @@ from gm.bn import query as bn_query
 from gm.learn.linear_gaussian.inference import log_evidence as gaussian_log_evidence
 from gm.learn.linear_gaussian.model import Evidence, GaussianBayesNet, GaussianStructure, LinearGaussian
 
+__all__ = ["CLGNet", "CLGParams", "CLGStructure", "HybridAnswer", "discrete_query"]
+
 
 class CLGParams(NamedTuple):
     """Per continuous variable i (tuples, one entry per variable): ``bias[i] f32[*cards(D_i)]``,

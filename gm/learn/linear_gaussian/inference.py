@@ -31,6 +31,16 @@ import numpy as np
 
 from gm.learn.linear_gaussian.model import HIGHEST, Evidence, Gaussian, GaussianBayesNet
 
+__all__ = [
+    "GaussianPosterior",
+    "condition",
+    "evidence_from_array",
+    "log_evidence",
+    "posterior",
+    "query",
+    "sample_posterior",
+]
+
 
 class GaussianPosterior(NamedTuple):
     """Posterior of all variables given evidence.
@@ -144,13 +154,13 @@ def log_evidence(net: GaussianBayesNet, evidence=None) -> jax.Array:
     return _factor(net, evidence)[4]
 
 
-def sample_posterior(key, net: GaussianBayesNet, evidence, n: int) -> jax.Array:
-    """``f32[n, n_vars]`` draws from p(x | evidence); observed coordinates equal their values.
+def sample_posterior(key, net: GaussianBayesNet, evidence, num_samples: int) -> jax.Array:
+    """``f32[num_samples, n_vars]`` draws from p(x | evidence); observed coordinates equal their values.
 
     x = μ + R₁⁻¹ ε with ε ~ N(0, I) on the unobserved coordinates.
     """
     r1, q, values, observed, _ = _factor(net, evidence)
-    eps = jax.random.normal(key, (int(n), net.n_vars), r1.dtype)
+    eps = jax.random.normal(key, (int(num_samples), net.n_vars), r1.dtype)
     eps = jnp.where(observed, 0.0, eps)
     solved = jax.scipy.linalg.solve_triangular(r1, jnp.concatenate([q[:, None], eps.T], 1), lower=False).T
     mean, draws = solved[0], solved[1:]  # R₁⁻¹ q and R₁⁻¹ ε from one solve

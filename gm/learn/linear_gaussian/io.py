@@ -19,6 +19,8 @@ import numpy as np
 
 from gm.learn.linear_gaussian.model import GaussianBayesNet
 
+__all__ = ["format_json", "from_pgmpy", "parse_json", "read_json", "to_json_dict", "to_pgmpy", "write_json"]
+
 INTERCEPT = "(Intercept)"
 
 

@@ -23,6 +23,20 @@ import numpy as np
 
 from gm.bn import Structure
 
+__all__ = [
+    "Evidence",
+    "Gaussian",
+    "GaussianBayesNet",
+    "GaussianStructure",
+    "LinearGaussian",
+    "LinearGaussianCPD",
+    "as_structure",
+    "joint",
+    "log_density",
+    "log_prob",
+    "sample",
+]
+
 Parents = Sequence[Sequence[int]]
 HIGHEST = jax.lax.Precision.HIGHEST  # full float32 matmuls also on accelerators (no TF32/bf16 passes)
 
@@ -34,6 +48,14 @@ class LinearGaussian(NamedTuple):
     weights: jax.Array
     bias: jax.Array
     variance: jax.Array
+
+
+class LinearGaussianCPD(NamedTuple):
+    """One node's conditional: X = bias + sum_p weights[p] * X_p + N(0, variance) (Python floats)."""
+
+    weights: dict[str, float]
+    bias: float
+    variance: float
 
 
 class Gaussian(NamedTuple):
@@ -195,12 +217,12 @@ class GaussianBayesNet:
             values[i], observed[i] = value, True
         return Evidence(jnp.asarray(values, dtype or self.bias.dtype), jnp.asarray(observed))
 
-    def cpd(self, name: str) -> tuple[dict[str, float], float, float]:
-        """``({parent: weight}, bias, variance)`` of ``name`` as Python floats."""
+    def cpd(self, name: str) -> LinearGaussianCPD:
+        """`LinearGaussianCPD` ``(weights {parent: weight}, bias, variance)`` of ``name``, Python floats."""
         i = self.index(name)
         w = np.asarray(self.weights[i])
-        return ({self.names[p]: float(w[p]) for p in self.parents[i]}, float(self.bias[i]),
-                float(self.variance[i]))
+        return LinearGaussianCPD({self.names[p]: float(w[p]) for p in self.parents[i]}, float(self.bias[i]),
+                                 float(self.variance[i]))
 
     @classmethod
     def from_dict(
@@ -311,15 +333,20 @@ def _split(model, parents) -> tuple[LinearGaussian, GaussianStructure]:
     return model, structure
 
 
-def sample(key, model: LinearGaussian | GaussianBayesNet, parents=None, n: int | None = None) -> jax.Array:
-    """Ancestral samples ``f32[n, n_vars]``: X_i = b_i + W_i·x + √v_i ε_i in topological order.
+def sample(key, model: LinearGaussian | GaussianBayesNet, parents=None, num_samples: int | None = None) -> jax.Array:
+    """Ancestral samples ``f32[num_samples, n_vars]``: X_i = b_i + W_i·x + √v_i ε_i in topological order.
 
-    Call as ``sample(key, net, n)`` or ``sample(key, params, parents, n)`` (``n`` static).
+    Call as ``sample(key, net, num_samples)`` or ``sample(key, params, parents, num_samples)``
+    (``num_samples`` static).
+
+    Example:
+      >>> x = sample(jax.random.key(0), net, 10_000)
     """
-    if isinstance(model, GaussianBayesNet) and n is None:
-        parents, n = None, parents
-    if n is None or int(n) < 0:
-        raise ValueError(f"n must be a non-negative number of samples, got {n}")
+    if isinstance(model, GaussianBayesNet) and num_samples is None:
+        parents, num_samples = None, parents
+    if num_samples is None or int(num_samples) < 0:
+        raise ValueError(f"num_samples must be a non-negative number of samples, got {num_samples}")
+    n = int(num_samples)
     model, structure = _split(model, parents)
     order, eye_minus_w = _permuted_factor(model, structure)
     inv = np.argsort(order)
@@ -352,13 +379,13 @@ def log_prob(gaussian: Gaussian, x) -> jax.Array:
     return jax.scipy.stats.multivariate_normal.logpdf(x, gaussian.mean, gaussian.covariance)
 
 
-def check_data(data, n: int, what: str = "data") -> jax.Array:
-    """``data`` as an ``[N, n]`` float array; ValueError naming the shape otherwise."""
+def check_data(data, num_vars: int, what: str = "data") -> jax.Array:
+    """``data`` as an ``[N, num_vars]`` float array; ValueError naming the shape otherwise."""
     data = jnp.asarray(data)
     if not jnp.issubdtype(data.dtype, jnp.floating):
         data = data.astype(jnp.zeros(()).dtype)
-    if data.ndim != 2 or data.shape[1] != n:
-        raise ValueError(f"{what} must have shape (N, {n}) (one column per variable), got {data.shape}")
+    if data.ndim != 2 or data.shape[1] != num_vars:
+        raise ValueError(f"{what} must have shape (N, {num_vars}) (one column per variable), got {data.shape}")
     return data
 
 

@@ -16,22 +16,31 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from gm.learn.structure.scores import ScoreCache
 from gm.learn.structure.search import SearchResult, make_structure
 
-__all__ = ["exact_search", "exact_search_cost"]
+__all__ = ["ExactSearchCost", "exact_search", "exact_search_cost"]
 
 
-def exact_search_cost(n_vars: int, max_parents: int | None = None) -> tuple[int, int]:
-    """``(bytes, families)``: the memory of the subset tables and the number of local scores needed."""
+class ExactSearchCost(NamedTuple):
+    """What `exact_search` would need: ``memory`` (bytes of the subset tables) and ``families`` (local
+    scores to compute)."""
+
+    memory: int
+    families: int
+
+
+def exact_search_cost(n_vars: int, max_parents: int | None = None) -> ExactSearchCost:
+    """The memory of the subset tables and the number of local scores an exact search needs."""
     k = n_vars - 1 if max_parents is None else min(int(max_parents), n_vars - 1)
     size = 1 << n_vars
     memory = n_vars * size * 12 + size * 9
     families = n_vars * sum(math.comb(n_vars - 1, j) for j in range(k + 1))
-    return memory, families
+    return ExactSearchCost(memory, families)
 
 
 def exact_search(data, variables=None, *, score: str = "bic", equivalent_sample_size: float = 10.0,

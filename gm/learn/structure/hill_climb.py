@@ -21,7 +21,7 @@ from collections import deque
 import jax
 import numpy as np
 
-from gm.learn.structure.scores import NeighbourhoodScorer
+from gm.learn.structure.neighbourhood import NeighbourhoodScorer
 from gm.learn.structure.search import SearchResult, edge_indices, make_structure, transitive_closure
 
 __all__ = ["hill_climb", "hill_climb_restarts"]

@@ -41,13 +41,13 @@ import numpy as np
 from scipy import stats
 
 from gm.learn.structure.scores import (
-    _bucket,
-    _names_of,
+    bucket,
     check_complete_data,
+    names_of,
     unique_records,
     variable_cards,
 )
-from gm.learn.structure.search import make_structure
+from gm.learn.structure.search import PDAGEdges, make_structure
 
 __all__ = ["PCResult", "pc", "ci_tests", "orient", "meek_rules", "dag_extension"]
 
@@ -138,15 +138,15 @@ def ci_tests(data, tests, variables=None, *, test: str = "chi_square", _prepared
         raise ValueError(f"test must be one of {_TESTS}, got {test!r}")
     if _prepared is None:
         cards = variable_cards(variables, data)
-        arr = check_complete_data(data, cards, _names_of(variables))
+        arr = check_complete_data(data, cards, names_of(variables))
         rows, counts = unique_records(arr, pad=True)
         _prepared = (cards, jnp.asarray(rows, jnp.int32), jnp.asarray(counts, jnp.int32))
     cards, rows, counts = _prepared
     n = len(cards)
     if not tests:
         return np.zeros((0,))
-    k = _bucket(max(1, max(len(z) for _, _, z in tests)))
-    f = _bucket(len(tests), 8)
+    k = bucket(max(1, max(len(z) for _, _, z in tests)))
+    f = bucket(len(tests), 8)
     xs = np.zeros(f, np.int32)
     ys = np.zeros(f, np.int32)
     zs = np.full((f, k), n, np.int32)
@@ -155,7 +155,7 @@ def ci_tests(data, tests, variables=None, *, test: str = "chi_square", _prepared
         xs[t], ys[t] = x, y
         zs[t, :len(z)] = z
         q_max = max(q_max, math.prod(cards[v] for v in z))
-    n_configs = _bucket(q_max)
+    n_configs = bucket(q_max)
     width = max(cards)
     chunk = max(1, min(f, (1 << 22) // max(1, rows.shape[0] * (k + 2)), (1 << 24) // (n_configs * width * width)))
     tables = _contingency_kernel(rows, counts, jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(zs), cards=cards,
@@ -237,27 +237,27 @@ class _PDAG:
         return nx.has_path(g, a, b)
 
 
-def meek_rules(n: int, directed, undirected, *, rule4: bool = True) -> tuple[set, set]:
-    """Meek's orientation rules 1-3 to a fixed point, then (``rule4``) 1-4; returns (directed, undirected)."""
-    g = _PDAG(n, directed, undirected)
+def meek_rules(num_vars: int, directed, undirected, *, rule4: bool = True) -> PDAGEdges:
+    """Meek's orientation rules 1-3 to a fixed point, then (``rule4``) 1-4: `PDAGEdges`."""
+    g = _PDAG(num_vars, directed, undirected)
     for use4 in ((False, True) if rule4 else (False,)):
         changed = True
         while changed:
             changed = False
-            for y in range(n):  # R1: x -> y - z, x not adj z => y -> z
+            for y in range(num_vars):  # R1: x -> y - z, x not adj z => y -> z
                 for x in sorted(g.parents(y)):
                     for z in sorted(g.und(y)):
                         new_collider = any(w != y and not g.adjacent(y, w) for w in g.parents(z))
                         if not g.adjacent(x, z) and not new_collider and not g.directed_path(z, y):
                             g.orient(y, z)
                             changed = True
-            for z in range(n):  # R2: x -> z -> y, x - y => x -> y
+            for z in range(num_vars):  # R2: x -> z -> y, x - y => x -> y
                 for x in sorted(g.parents(z)):
                     for y in sorted(g.children(z)):
                         if g.has_und(x, y):
                             g.orient(x, y)
                             changed = True
-            for x in range(n):  # R3: x - {y, z, w}, y -> w <- z => x -> w
+            for x in range(num_vars):  # R3: x - {y, z, w}, y -> w <- z => x -> w
                 nbs = sorted(g.und(x))
                 if len(nbs) < 3:
                     continue
@@ -267,7 +267,7 @@ def meek_rules(n: int, directed, undirected, *, rule4: bool = True) -> tuple[set
                         changed = True
                         break
             if use4:  # R4: d -> c -> b, a - {b, c, d}, b not adj d => a -> b
-                for c in range(n):
+                for c in range(num_vars):
                     for b in sorted(g.children(c)):
                         for d in sorted(g.parents(c)):
                             if b == d or g.adjacent(b, d):
@@ -277,17 +277,17 @@ def meek_rules(n: int, directed, undirected, *, rule4: bool = True) -> tuple[set
                                 g.orient(a, b)
                                 changed = True
                                 break
-    return g.d, g.u
+    return PDAGEdges(g.d, g.u)
 
 
-def dag_extension(n: int, directed, undirected) -> list[list[int]]:
+def dag_extension(num_vars: int, directed, undirected) -> list[list[int]]:
     """Parent lists of a DAG with the CPDAG's skeleton and v-structures (Dor & Tarsi); where none exists,
     the remaining undirected edges are oriented along a topological order of the directed part."""
-    g = _PDAG(n, directed, undirected)
-    parents = [set() for _ in range(n)]
+    g = _PDAG(num_vars, directed, undirected)
+    parents = [set() for _ in range(num_vars)]
     for a, b in g.d:
         parents[b].add(a)
-    alive = set(range(n))
+    alive = set(range(num_vars))
     while alive:
         for x in sorted(alive):
             und = {y for y in g.und(x) if y in alive}
@@ -301,7 +301,7 @@ def dag_extension(n: int, directed, undirected) -> list[list[int]]:
                 break
         else:
             graph = nx.DiGraph([(a, b) for b, ps in enumerate(parents) for a in ps])
-            graph.add_nodes_from(range(n))
+            graph.add_nodes_from(range(num_vars))
             rank = {v: i for i, v in enumerate(nx.topological_sort(graph))}
             for a, b in list(g.u):
                 if a in alive or b in alive:
@@ -311,22 +311,22 @@ def dag_extension(n: int, directed, undirected) -> list[list[int]]:
     return [sorted(p) for p in parents]
 
 
-def orient(n: int, skeleton, separating_sets) -> tuple[set, set]:
+def orient(num_vars: int, skeleton, separating_sets) -> PDAGEdges:
     """The CPDAG of a skeleton: unshielded colliders from the separating sets, then `meek_rules`.
 
     Args:
-      n: the number of variables; skeleton: undirected edges ``{(u, v)}``; separating_sets:
+      num_vars: the number of variables; skeleton: undirected edges ``{(u, v)}``; separating_sets:
         ``{(u, v): tuple}`` (u < v) for every non-adjacent pair.
 
     Returns:
-      ``(directed, undirected)`` edge sets. Where two colliders disagree about an edge, both of its
+      `PDAGEdges` ``(directed, undirected)``. Where two colliders disagree about an edge, both of its
       directions are dropped and the edge disappears (as in pgmpy).
     """
-    adj = np.zeros((n, n), bool)
+    adj = np.zeros((num_vars, num_vars), bool)
     for a, b in skeleton:
         adj[a, b] = adj[b, a] = True
     arrows = {(a, b) for a, b in skeleton} | {(b, a) for a, b in skeleton}
-    for x, y in itertools.permutations(range(n), 2):
+    for x, y in itertools.permutations(range(num_vars), 2):
         if adj[x, y]:
             continue
         sep = separating_sets[(min(x, y), max(x, y))]
@@ -336,7 +336,7 @@ def orient(n: int, skeleton, separating_sets) -> tuple[set, set]:
                 arrows.discard((int(z), y))
     directed = {(a, b) for a, b in arrows if (b, a) not in arrows}
     undirected = {(a, b) for a, b in arrows if (b, a) in arrows and a < b}
-    return meek_rules(n, directed, undirected)
+    return meek_rules(num_vars, directed, undirected)
 
 
 def pc(data, variables=None, *, test: str = "chi_square", significance_level: float = 0.01,
@@ -356,7 +356,7 @@ def pc(data, variables=None, *, test: str = "chi_square", significance_level: fl
     if not 0 < significance_level < 1:
         raise ValueError(f"significance_level must be in (0, 1), got {significance_level}")
     cards = variable_cards(variables, data)
-    arr = check_complete_data(data, cards, _names_of(variables))
+    arr = check_complete_data(data, cards, names_of(variables))
     rows, counts = unique_records(arr, pad=True)
     prepared = (cards, jnp.asarray(rows, jnp.int32), jnp.asarray(counts, jnp.int32))
     n = len(cards)

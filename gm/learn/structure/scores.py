@@ -42,8 +42,7 @@ from jax.scipy.special import gammaln
 
 from gm.bn.network import BayesNet, Structure
 
-__all__ = ["SCORES", "family_scores", "scores_from_counts", "network_score", "ScoreCache", "check_complete_data",
-           "Neighbourhood", "NeighbourhoodScorer"]
+__all__ = ["SCORES", "family_scores", "scores_from_counts", "network_score", "ScoreCache", "check_complete_data"]
 
 SCORES = ("bic", "aic", "log_likelihood", "k2", "bdeu", "bds")
 _ALIASES = {"mdl": "bic", "ll": "log_likelihood", "bic-d": "bic", "aic-d": "aic"}
@@ -173,7 +172,8 @@ def _scores_kernel(data, weights, n_records, children, parents, equivalent_sampl
     return jnp.where(bad, jnp.nan, s)
 
 
-def _bucket(k: int, floor: int = 1) -> int:
+def bucket(k: int, floor: int = 1) -> int:
+    """``k`` rounded up to a power of two (at least ``floor``): padded shapes re-use compiled programs."""
     return max(floor, 1 << max(0, int(k) - 1).bit_length())
 
 
@@ -189,8 +189,8 @@ def _batched_scores(data, cards: tuple[int, ...], families: Sequence[tuple[int, 
     n = len(cards)
     f = len(families)
     k = max((len(pa) for _, pa in families), default=0)
-    width_k = _bucket(max(k, 1))
-    width_f = _bucket(f, 8)
+    width_k = bucket(max(k, 1))
+    width_f = bucket(f, 8)
     children = np.zeros((width_f,), np.int32)
     parents = np.full((width_f, width_k), n, np.int32)
     q_max = 1
@@ -198,7 +198,7 @@ def _batched_scores(data, cards: tuple[int, ...], families: Sequence[tuple[int, 
         children[j] = child
         parents[j, :len(pa)] = pa
         q_max = max(q_max, math.prod(cards[p] for p in pa))
-    n_configs = _bucket(q_max)
+    n_configs = bucket(q_max)
     if n_configs * max(cards) > 1 << 26:
         raise ValueError(
             f"a family has {q_max} parent configurations; counting it needs a table of {q_max * max(cards):,} "
@@ -210,7 +210,8 @@ def _batched_scores(data, cards: tuple[int, ...], families: Sequence[tuple[int, 
     return out[:f]
 
 
-def _names_of(variables) -> tuple[str, ...] | None:
+def names_of(variables) -> tuple[str, ...] | None:
+    """The variable names of a `BayesNet` or `Structure` (None for plain cardinalities)."""
     if isinstance(variables, BayesNet):
         return variables.names
     if isinstance(variables, Structure):
@@ -218,8 +219,9 @@ def _names_of(variables) -> tuple[str, ...] | None:
     return None
 
 
-def _resolve(variables, v) -> int:
-    names = _names_of(variables)
+def resolve_variable(variables, v) -> int:
+    """The column index of variable ``v`` (a name or an index), ValueError naming it if unknown."""
+    names = names_of(variables)
     if isinstance(v, str):
         if names is None or v not in names:
             raise ValueError(f"unknown variable {v!r}" + ("" if names is None else f"; variables are {list(names)}"))
@@ -266,12 +268,12 @@ def family_scores(data, child, candidate_parent_sets, *, variables=None, score: 
       >>> family_scores(data, "dysp", [[], ["bronc"], ["bronc", "either"]], variables=net, score="bdeu")
     """
     cards = variable_cards(variables, None if isinstance(data, jax.core.Tracer) else data)
-    arr = check_complete_data(data, cards, _names_of(variables))
-    sets = [tuple(_resolve(variables, p) for p in pa) for pa in candidate_parent_sets]
+    arr = check_complete_data(data, cards, names_of(variables))
+    sets = [tuple(resolve_variable(variables, p) for p in pa) for pa in candidate_parent_sets]
     if isinstance(child, (str, int, np.integer)):
-        kids = [_resolve(variables, child)] * len(sets)
+        kids = [resolve_variable(variables, child)] * len(sets)
     else:
-        kids = [_resolve(variables, c) for c in child]
+        kids = [resolve_variable(variables, c) for c in child]
         if len(kids) != len(sets):
             raise ValueError(f"child has {len(kids)} entries but there are {len(sets)} candidate parent sets")
     families = _check_families(list(zip(kids, sets)), len(cards))
@@ -302,7 +304,7 @@ class ScoreCache:
 
     def __init__(self, data, variables=None, *, score: str = "bic", equivalent_sample_size: float = 10.0):
         self.cards = variable_cards(variables, data)
-        self.data = check_complete_data(data, self.cards, _names_of(variables))
+        self.data = check_complete_data(data, self.cards, names_of(variables))
         self.score = canonical_score(score)
         self.equivalent_sample_size = float(equivalent_sample_size)
         self.n_records = int(self.data.shape[0])
@@ -323,7 +325,7 @@ class ScoreCache:
         self.hits += len(keys) - len(todo)
         groups: dict[int, list] = {}  # by table size: a family with few parents is not padded to the largest
         for key in todo:
-            groups.setdefault(_bucket(math.prod(self.cards[p] for p in key[1])), []).append(key)
+            groups.setdefault(bucket(math.prod(self.cards[p] for p in key[1])), []).append(key)
         for keys_of_size in groups.values():
             fams = [(c, tuple(sorted(pa))) for c, pa in keys_of_size]
             values = np.asarray(_batched_scores(self.rows, self.cards, fams, self.score, self.equivalent_sample_size,
@@ -350,91 +352,14 @@ def as_variables(variables: Any, n: int):
     return tuple(f"X{i}" for i in range(n)), tuple(tuple(str(s) for s in range(c)) for c in cards)
 
 
-class Neighbourhood(NamedTuple):
-    """Local scores around the current parent set P of each requested child j (``B`` children).
+class DistinctRecords(NamedTuple):
+    """Distinct rows ``int[M, n_vars]`` of a data set and how often each occurs, ``int[M]``."""
 
-    Attributes:
-      current: ``f32[B]``, s(j, P).
-      add: ``f32[B, n_vars]``, s(j, P + i) for every i (meaningless where i is j or already in P).
-      delete: ``f32[B, K]``, s(j, P - P[k]) for each parent slot k (meaningless on padding slots).
-    """
-
-    current: jax.Array
-    add: jax.Array
-    delete: jax.Array
+    rows: np.ndarray
+    counts: np.ndarray
 
 
-def _column_blocks(cards):
-    """``int32[n, R]``: the one-hot columns of each variable's states, padded with the all-zero column."""
-    n, width, total = len(cards), max(cards), int(sum(cards))
-    offsets = np.concatenate([[0], np.cumsum(cards)[:-1]])
-    columns = np.full((n, width), total, np.int32)
-    for i, c in enumerate(cards):
-        columns[i, :c] = offsets[i] + np.arange(c)
-    return columns
-
-
-def _strides(pc):
-    return jnp.flip(jnp.cumprod(jnp.flip(jnp.concatenate([pc[1:], jnp.ones((1,), jnp.int32)]))))
-
-
-def _hood_from_table(table, child, pa, n_records, equivalent_sample_size, *, cards, score):
-    """Scores of the neighbourhood of (pa, child) from its joint table ``f32[(u, x_child), S + 1]``."""
-    n, width = len(cards), max(cards)
-    n_configs = table.shape[0] // width
-    dtype = table.dtype
-    card_arr = jnp.asarray(cards + (1,), jnp.int32)
-    columns = _column_blocks(cards)
-    pc = card_arr[pa]
-    strides = _strides(pc)
-    q = jnp.prod(pc.astype(dtype))
-    r = card_arr[child].astype(dtype)
-    cand = table[:, columns].reshape(n_configs, width, n, width)  # u, x_j, i, x_i
-    cand = cand.transpose(2, 0, 3, 1).reshape(n, n_configs * width, width)  # i, (u, x_i), x_j
-    kw = dict(score=score, equivalent_sample_size=equivalent_sample_size)
-    add = scores_from_counts(cand, q * card_arr[:n].astype(dtype), jnp.full((n,), r), n_records, **kw)
-    cur = jnp.sum(table[:, columns[0]], axis=1).reshape(n_configs, width)  # N[u, x_j]
-    current = scores_from_counts(cur[None], q[None], r[None], n_records, **kw)[0]
-    rows = jnp.arange(n_configs)
-
-    def drop(k):
-        merged = (rows // (strides[k] * pc[k])) * strides[k] + rows % strides[k]
-        return jax.ops.segment_sum(cur, merged, num_segments=n_configs), q / pc[k].astype(dtype)
-
-    tables, qs = jax.vmap(drop)(jnp.arange(pa.shape[0]))
-    delete = scores_from_counts(tables, qs, jnp.full(qs.shape, r), n_records, **kw)
-    return current, add, delete
-
-
-@functools.partial(jax.jit, static_argnames=("cards", "n_configs", "score"))
-def _neighbourhood_kernel(onehot, n_records, padded, children, parents, equivalent_sample_size, *, cards,
-                          n_configs, score):
-    # one plain segment-sum per child, unrolled (a vmapped segment-sum is a batched scatter, ten times slower)
-    width = max(cards)
-    card_arr = jnp.asarray(cards + (1,), jnp.int32)
-    tables = []
-    for b in range(children.shape[0]):
-        pa = parents[b]
-        key = (padded[:, pa] @ _strides(card_arr[pa])) * width + padded[:, children[b]]
-        tables.append(jax.ops.segment_sum(onehot, key, num_segments=n_configs * width))
-    hood = functools.partial(_hood_from_table, n_records=n_records,
-                             equivalent_sample_size=equivalent_sample_size, cards=cards, score=score)
-    return Neighbourhood(*jax.vmap(hood)(jnp.stack(tables), children, parents))
-
-
-@functools.partial(jax.jit, static_argnames=("cards", "score"))
-def _empty_neighbourhoods(onehot, unweighted, n_records, equivalent_sample_size, *, cards, score):
-    # every child without parents: all pairwise tables are one matrix product of the one-hot records
-    n = len(cards)
-    gram = onehot.T @ unweighted  # [S + 1, S + 1]
-    tables = gram[_column_blocks(cards)]  # [n, R, S + 1]: (x_j) x (i, x_i)
-    parents = jnp.full((n, 1), n, jnp.int32)
-    hood = functools.partial(_hood_from_table, n_records=n_records, equivalent_sample_size=equivalent_sample_size,
-                             cards=cards, score=score)
-    return Neighbourhood(*jax.vmap(hood)(tables, jnp.arange(n), parents))
-
-
-def unique_records(data, *, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def unique_records(data, *, pad: bool = False) -> DistinctRecords:
     """Distinct rows of ``int[N, n_vars]`` and their counts (a 64-bit row hash, then checked exactly);
     ``pad``: append all-zero rows of count 0 up to the next of 16 sizes per octave (at most 1/16 more).
 
@@ -455,60 +380,4 @@ def unique_records(data, *, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
         target = -(-size // step) * step
         rows = np.concatenate([rows, np.zeros((target - size, rows.shape[1]), rows.dtype)])
         counts = np.concatenate([counts, np.zeros(target - size, counts.dtype)])
-    return rows, counts
-
-
-class NeighbourhoodScorer:
-    """Batched neighbourhood scores for local search over one data set (one-hot records kept on device).
-
-    For a child j with parents P, one segment-sum of the one-hot records by the family index of (P, j)
-    gives the counts of every family (P + i, j) at once (a column block per candidate i); the current and
-    the deletion families are marginals of that table. So a child's whole neighbourhood costs one pass
-    over the records, whatever the number of variables.
-    """
-
-    def __init__(self, data, variables=None, *, score: str = "bic", equivalent_sample_size: float = 10.0):
-        self.cards = variable_cards(variables, data)
-        data = check_complete_data(data, self.cards, _names_of(variables))
-        self.score = canonical_score(score)
-        self.equivalent_sample_size = float(equivalent_sample_size)
-        self.n_records = int(data.shape[0])
-        rows, counts = unique_records(data, pad=True)
-        offsets = np.concatenate([[0], np.cumsum(self.cards)[:-1]]).astype(np.int32)
-        dtype = jnp.result_type(float)
-        onehot = np.zeros((rows.shape[0], sum(self.cards) + 1), dtype)
-        onehot[np.arange(rows.shape[0])[:, None], rows + offsets] = 1.0
-        self.onehot = jnp.asarray(onehot * counts[:, None].astype(dtype))  # distinct rows weighted by counts
-        self.unweighted = jnp.asarray(onehot)
-        self.memo: dict = {}  # (child, frozenset(parents)) -> neighbourhood, filled by the searches
-        rows = jnp.asarray(rows, jnp.int32)
-        self.padded = jnp.concatenate([rows, jnp.zeros((rows.shape[0], 1), jnp.int32)], axis=1)
-
-    def __call__(self, children: Sequence[int], parents: Sequence[Sequence[int]]) -> Neighbourhood:
-        """Neighbourhoods of ``children`` with current parent sets ``parents`` (numpy float64 arrays)."""
-        n = len(self.cards)
-        if all(len(p) == 0 for p in parents) and list(children) == list(range(n)):
-            out = _empty_neighbourhoods(self.onehot, self.unweighted, self.n_records, self.equivalent_sample_size,
-                                        cards=self.cards, score=self.score)
-            return Neighbourhood(*(np.asarray(a, np.float64) for a in out))
-        b = len(children)
-        if b > 2:  # one or two children per call (a reversal changes two)
-            parts = [self(children[i:i + 2], parents[i:i + 2]) for i in range(0, b, 2)]
-            width = max(p.delete.shape[1] for p in parts)
-            delete = np.concatenate([np.pad(p.delete, ((0, 0), (0, width - p.delete.shape[1]))) for p in parts])
-            return Neighbourhood(np.concatenate([p.current for p in parts]), np.concatenate([p.add for p in parts]),
-                                 delete)
-        k = _bucket(max(1, max(len(p) for p in parents)))
-        pa = np.full((b, k), n, np.int32)
-        kids = np.zeros((b,), np.int32)
-        for i, (c, p) in enumerate(zip(children, parents)):
-            kids[i] = c
-            pa[i, :len(p)] = p
-        q_max = max(math.prod(self.cards[i] for i in p) for p in parents)
-        n_configs = 4 ** math.ceil(math.log(q_max, 4)) if q_max > 1 else 1
-        if n_configs * max(self.cards) ** 2 * len(self.cards) > 1 << 27:
-            raise ValueError(f"a parent set has {q_max} configurations: too many to count; lower max_indegree")
-        out = _neighbourhood_kernel(self.onehot, self.n_records, self.padded, jnp.asarray(kids), jnp.asarray(pa),
-                                    self.equivalent_sample_size, cards=self.cards, n_configs=n_configs,
-                                    score=self.score)
-        return Neighbourhood(*(np.asarray(a, np.float64)[:b] for a in out))
+    return DistinctRecords(rows, counts)

@@ -11,8 +11,16 @@ import numpy as np
 from gm.bn.network import BayesNet, Structure
 from gm.learn.structure.scores import as_variables
 
-__all__ = ["SearchResult", "make_structure", "edge_indices", "structure_edges", "transitive_closure", "dag_to_cpdag",
+__all__ = ["PDAGEdges", "SearchResult", "make_structure", "edge_indices", "structure_edges", "transitive_closure", "dag_to_cpdag",
            "shd"]
+
+
+class PDAGEdges(NamedTuple):
+    """A partially directed graph: ``directed`` edges ``(parent, child)`` and ``undirected`` edges
+    ``(u, v)`` with u < v (sets of int pairs)."""
+
+    directed: set
+    undirected: set
 
 
 class SearchResult(NamedTuple):
@@ -29,9 +37,9 @@ class SearchResult(NamedTuple):
     n_iterations: int
 
 
-def make_structure(variables, parents: Sequence[Iterable[int]], n: int) -> Structure:
+def make_structure(variables, parents: Sequence[Iterable[int]], num_vars: int) -> Structure:
     """A `Structure` with the names and states of ``variables`` and ``parents`` (sorted index lists)."""
-    names, states = as_variables(variables, n)
+    names, states = as_variables(variables, num_vars)
     pa = tuple(tuple(sorted(int(p) for p in ps)) for ps in parents)
     graph = nx.DiGraph([(p, c) for c, ps in enumerate(pa) for p in ps])
     if not nx.is_directed_acyclic_graph(graph):
@@ -78,11 +86,11 @@ def transitive_closure(adjacency: np.ndarray) -> np.ndarray:
     return reach
 
 
-def dag_to_cpdag(parents: Sequence[Sequence[int]]) -> tuple[set, set]:
+def dag_to_cpdag(parents: Sequence[Sequence[int]]) -> PDAGEdges:
     """The CPDAG (essential graph) of a DAG: its v-structure edges, then Meek's rules.
 
     Returns:
-      ``(directed, undirected)``: edges ``(parent, child)`` and ``(u, v)`` with u < v.
+      `PDAGEdges` ``(directed, undirected)``: edges ``(parent, child)`` and ``(u, v)`` with u < v.
     """
     from gm.learn.structure.pc import meek_rules
 

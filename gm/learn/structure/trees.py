@@ -17,11 +17,11 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from gm.learn.structure.neighbourhood import column_blocks
 from gm.learn.structure.scores import (
-    _column_blocks,
-    _names_of,
-    _resolve,
     check_complete_data,
+    names_of,
+    resolve_variable,
     unique_records,
     variable_cards,
 )
@@ -42,11 +42,11 @@ def mutual_information(data, variables=None, *, given=None) -> np.ndarray:
     """``float64[n, n]``: I(X_i; X_j) in nats, or I(X_i; X_j | C) with ``given=C`` (diagonal: entropies,
     or conditional entropies)."""
     cards = variable_cards(variables, data)
-    arr = check_complete_data(data, cards, _names_of(variables))
+    arr = check_complete_data(data, cards, names_of(variables))
     rows, counts, onehot = _onehot(arr, cards)
     if given is None:
         return _exact_mi((onehot * counts[:, None]).T @ onehot, cards)
-    c = _resolve(variables, given)
+    c = resolve_variable(variables, given)
     total = counts.sum()
     out = np.zeros((len(cards), len(cards)))
     for value in range(cards[c]):
@@ -60,7 +60,7 @@ def mutual_information(data, variables=None, *, given=None) -> np.ndarray:
 
 def _exact_mi(gram: np.ndarray, cards) -> np.ndarray:
     """``float64[n, n]`` mutual information from a weighted one-hot Gram matrix (the padding column is 0)."""
-    columns = _column_blocks(cards)
+    columns = column_blocks(cards)
     total = gram[columns[0]][:, columns[0]].sum()
     joint = gram[columns][:, :, columns] / total  # i, x_i, j, x_j
     marg = np.stack([np.diag(gram)[columns[i]] for i in range(len(cards))]) / total  # [i, x_i]
@@ -95,7 +95,7 @@ def chow_liu(data, variables=None, *, root=None) -> SearchResult:
     weights = mutual_information(data, variables)
     n = weights.shape[0]
     off = weights - np.diag(np.diag(weights))
-    r = int(np.argmax(off.sum(axis=0))) if root is None else _resolve(variables, root)
+    r = int(np.argmax(off.sum(axis=0))) if root is None else resolve_variable(variables, root)
     edges = _tree(off, list(range(n)), r)
     parents = [[] for _ in range(n)]
     for a, b in edges:
@@ -116,7 +116,7 @@ def tan(data, variables=None, *, class_variable, root=None) -> SearchResult:
     Returns:
       `SearchResult` with score = the features' tree's total conditional mutual information (nats).
     """
-    c = _resolve(variables, class_variable)
+    c = resolve_variable(variables, class_variable)
     n = len(variable_cards(variables, data))
     features = [v for v in range(n) if v != c]
     if root is None:
@@ -125,7 +125,7 @@ def tan(data, variables=None, *, class_variable, root=None) -> SearchResult:
         sums = plain.sum(axis=0)
         r = max(features, key=lambda v: sums[v])
     else:
-        r = _resolve(variables, root)
+        r = resolve_variable(variables, root)
         if r == c:
             raise ValueError(f"root and class_variable are the same variable ({class_variable!r})")
     weights = mutual_information(data, variables, given=c)
