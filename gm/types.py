@@ -20,6 +20,12 @@ class MPE(NamedTuple):
             ``[T]`` for an HMM (-1 at masked steps), ``[T, n_vars]`` for a dynamic Bayesian network;
             a leading batch axis when the query is batched.
         log_prob: float ``[]`` (or ``[B]``): log p(states, evidence), the joint, not the conditional.
+
+    Example:
+        >>> best = MPE(states=jnp.array([1, 0]), log_prob=jnp.array(-0.5))
+        >>> best.states.tolist(), float(best.log_prob)
+        ([1, 0], -0.5)
+        >>> states, log_prob = best      # a NamedTuple: unpacks, and is a pytree under jit/vmap
     """
 
     states: jax.Array

@@ -40,9 +40,13 @@ class Prior(NamedTuple):
 
     Examples:
         >>> Prior()                      # flat: MAP with alpha = 1 is maximum likelihood
-        >>> Prior.bdeu(5.0)              # pgmpy's BayesianEstimator(prior_type="BDeu", ess=5)
-        >>> Prior.dirichlet(2.0)         # add one pseudo-count to every entry (MAP)
-        >>> Prior.dirichlet({"initial": 1.0, "transition": 10.0})
+        Prior(kind='dirichlet', alpha=1.0, equivalent_sample_size=5.0, estimate='map')
+        >>> Prior.bdeu(5.0).estimate     # pgmpy's BayesianEstimator(prior_type="BDeu", ess=5)
+        'mean'
+        >>> Prior.dirichlet(2.0).alpha   # one pseudo-count more on every entry (MAP)
+        2.0
+        >>> Prior.dirichlet({"initial": 1.0, "transition": 10.0}).alpha["transition"]
+        10.0
     """
 
     kind: str = "dirichlet"
