@@ -16,11 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm.bn.network import BayesNet
+from gm.validation import is_concrete, require
 
 __all__ = [
     "Soft",
     "check_evidence",
     "check_evidence_shape",
+    "check_evidence_values",
     "evidence_matrix",
     "evidence_matrix_host",
     "evidence_vectors",
@@ -53,22 +55,55 @@ def check_evidence_shape(net: BayesNet, evidence) -> None:
         raise TypeError(f"evidence must be an integer array, got dtype {evidence.dtype}")
 
 
+def check_evidence_values(net: BayesNet, evidence) -> None:
+    """Every entry a state index of its variable or -1 (unobserved): ValueError naming the first variable
+    at fault, its value and its states (eager; under `gm.validation.checked`, compiled). Unchecked under
+    `jax.jit`, an out-of-range value (including any value below -1) is impossible evidence:
+    ``log P(e) = -inf`` and all-zero marginals."""
+    cards = np.asarray(net.cards)
+    values = np.asarray(evidence) if is_concrete(evidence) else evidence
+
+    def describe(at):
+        if at is None:
+            return "evidence out of range: each entry must be a state index of its variable or -1 (unobserved)"
+        i = at[0]
+        return (f"evidence {int(values[i])} for variable {net.names[i]!r} is out of range: it has {net.cards[i]} "
+                f"states {list(net.states[i])}; use a state index or -1 (unobserved)")
+
+    require((values >= -1) & (values < cards), describe)
+
+
 def check_evidence(net: BayesNet, evidence) -> jax.Array:
-    """``evidence`` as ``int32[n_vars]`` after `check_evidence_shape` (values are checked by the queries)."""
+    """``evidence`` as ``int32[n_vars]`` after `check_evidence_shape` and `check_evidence_values`."""
+    if is_concrete(evidence):
+        evidence = np.asarray(evidence)
+        check_evidence_shape(net, evidence)
+        check_evidence_values(net, evidence)
+        return jnp.asarray(evidence, jnp.int32)
     evidence = jnp.asarray(evidence)
     check_evidence_shape(net, evidence)
+    check_evidence_values(net, evidence)
     return evidence.astype(jnp.int32)
 
 
 def soft_rows(net: BayesNet, likelihoods: Soft, as_array):
     """``[(variable index, likelihood vector)]`` of soft evidence, each vector converted by ``as_array``
-    and checked to have the variable's cardinality (the error names the variable)."""
+    and checked: the variable's cardinality, finite and non-negative entries (the error names the
+    variable and the state). Unchecked under `jax.jit`, a NaN likelihood gives NaN answers."""
     rows = []
     for name, vec in (likelihoods or {}).items():
         i = net.index(name)
         vec = as_array(vec)
         if vec.shape != (net.cards[i],):
             raise ValueError(f"soft evidence for {name!r} must have shape ({net.cards[i]},), got {vec.shape}")
+
+        def describe(at, name=name, i=i, vec=vec):
+            if at is None:
+                return f"soft evidence for {name!r} must be finite and non-negative"
+            return (f"soft evidence for {name!r} must be finite and non-negative: state "
+                    f"{net.states[i][at[0]]!r} has {float(vec[at[0]])}")
+
+        require((vec >= 0) & (vec < np.inf), describe)
         rows.append((i, vec))
     return rows
 
@@ -87,7 +122,7 @@ def evidence_matrix(net: BayesNet, evidence, *, soft: Soft = None) -> jax.Array:
     states = np.arange(width)[None, :]
     valid = jnp.asarray(states < cards[:, None], dtype)
     one_hot = (evidence[:, None] == states).astype(dtype)
-    mat = jnp.where(evidence[:, None] >= 0, one_hot, valid)
+    mat = jnp.where(evidence[:, None] == -1, valid, one_hot)  # any other negative value: a zero row
     if soft:
         lik = jnp.ones((net.n_vars, width), dtype)
         for i, vec in soft_rows(net, soft, lambda v: jnp.asarray(v, dtype=dtype)):
@@ -106,10 +141,11 @@ def evidence_matrix_host(net: BayesNet, evidence, *, soft: Soft = None) -> np.nd
     """`evidence_matrix` in numpy float64 (``f64[n_vars, max_card]``), for the host engine: no device work."""
     evidence = np.asarray(evidence)
     check_evidence_shape(net, evidence)
+    check_evidence_values(net, evidence)
     cards = np.asarray(net.cards)
     width = max(net.cards) if net.cards else 1
     states = np.arange(width)[None, :]
-    mat = np.where(evidence[:, None] >= 0, (evidence[:, None] == states), states < cards[:, None]).astype(np.float64)
+    mat = np.where(evidence[:, None] == -1, states < cards[:, None], evidence[:, None] == states).astype(np.float64)
     for i, vec in soft_rows(net, soft, lambda v: np.asarray(v, np.float64)):
         mat[i, : net.cards[i]] *= vec
     return mat

@@ -29,6 +29,7 @@ from gm.bn import engine, tensornet
 from gm.bn.evidence import Soft, check_evidence, evidence_matrix, evidence_matrix_host, evidence_vectors, safe_log
 from gm.bn.network import BayesNet, Structure
 from gm.types import MPE
+from gm.validation import is_concrete, require
 
 # --------------------------------------------------------------------------------------------------
 # plans
@@ -61,12 +62,8 @@ def _log_partition_and_flag(net: BayesNet, vecs):
     return safe_log(mantissa) + log_scale, mantissa > 0
 
 
-def _is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
 def _raise_if_impossible(net: BayesNet, evidence, log_z, what: str):
-    if _is_tracer(log_z) or _is_tracer(evidence):
+    if not is_concrete(log_z, evidence):
         raise ValueError(
             f"{what}(..., check=True) needs concrete evidence: call it outside jax.jit / jax.vmap, "
             "or test log_evidence == -inf inside"
@@ -84,10 +81,28 @@ def log_prob(net: BayesNet, x) -> jax.Array:
     """log P(x) of a full assignment ``x: int32[n_vars]`` (every entry a valid state index).
 
     log P(x) = sum_i log P(x_i | x_parents(i)). Returns ``-inf`` for an assignment of probability 0.
+    Eager calls raise ValueError naming a variable whose entry is not one of its states; unchecked
+    under `jax.jit`, such an entry is clipped into range by the gather (wrap with
+    `gm.validation.checked` to check it).
+
+    Example:
+      >>> bn.log_prob(net, jnp.array([0, 1, 1]))
     """
     x = jnp.asarray(x)
     if x.shape != (net.n_vars,):
         raise ValueError(f"x must have shape ({net.n_vars},), got {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"x must be an integer array of state indices, got dtype {x.dtype}")
+    values = np.asarray(x) if is_concrete(x) else x
+
+    def describe(at):
+        if at is None:
+            return "x out of range: every entry of a full assignment must be a state index of its variable"
+        i = at[0]
+        return (f"x[{i}] = {int(values[i])} is not a state of {net.names[i]!r} "
+                f"({net.cards[i]} states {list(net.states[i])})")
+
+    require((values >= 0) & (values < np.asarray(net.cards)), describe)
     total = jnp.zeros((), dtype=jnp.result_type(*net.cpts))
     for i, cpt in enumerate(net.cpts):
         idx = tuple(x[p] for p in net.parents[i]) + (x[i],)
@@ -105,21 +120,17 @@ METHODS = ("auto", "host", "program", "unrolled")
 _UNROLLED_MAX_STEPS = 120
 
 
-def _concrete(*trees) -> bool:
-    return not any(_is_tracer(x) for t in trees for x in jax.tree_util.tree_leaves(t))
-
-
 def _method(method: str, net: BayesNet, evidence, soft) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":
-        if _concrete(net, evidence, soft):
+        if is_concrete(net, evidence, soft):
             return "host"
         # Traced: the unrolled engine's kernels run faster (hepar2, batched: 84k sets/s against the
         # program's 3k) and compile in seconds while the plan is short; past that the program's
         # compile time, about constant, wins (munin2: minutes unrolled).
         return "unrolled" if len(network_plan(net.structure).steps) <= _UNROLLED_MAX_STEPS else "program"
-    if method == "host" and not _concrete(net, evidence, soft):
+    if method == "host" and not is_concrete(net, evidence, soft):
         raise ValueError("method='host' needs concrete arrays: call it outside jax.jit / jax.vmap / jax.grad")
     return method
 

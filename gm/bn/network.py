@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm.validation import is_concrete
+
 
 @dataclasses.dataclass(frozen=True)
 class Structure:
@@ -118,8 +120,12 @@ def _find_cycle(names, parents) -> list[str]:
 class BayesNet:
     """A discrete Bayesian network: `Structure` (static) and CPTs (pytree leaves).
 
-    Build one with `BayesNet.from_dict`, `gm.bn.read_bif` or `gm.bn.from_pgmpy`; those validate. The
-    plain constructor does not validate (it is what pytree unflattening and learning code use).
+    Build one with `BayesNet.from_dict`, `gm.bn.read_bif` or `gm.bn.from_pgmpy`. Every construction
+    validates what it can: the CPTs' shapes (``(*parent cards, card)``, after any leading batch axes,
+    e.g. posterior draws) always, and, when the CPTs are concrete arrays, their values (finite,
+    non-negative, rows summing to one within ``1e-3``), raising ValueError that names the variable and
+    the parent configuration. Traced CPTs (inside `jax.jit`, `jax.grad`) are not value-checked, and
+    pytree unflattening (`jax.tree_util`) rebuilds a network without any check.
 
     Example:
       >>> net = BayesNet.from_dict(
@@ -133,8 +139,16 @@ class BayesNet:
     __slots__ = ("structure", "cpts")
 
     def __init__(self, structure: Structure, cpts: Sequence[Any]):
+        cpts = tuple(cpts)
+        if len(cpts) != len(structure.names):
+            raise ValueError(f"{len(structure.names)} variables need {len(structure.names)} CPTs, got {len(cpts)}")
+        for i, table in enumerate(cpts):
+            _check_cpt_shape(structure, i, table)
+        if is_concrete(cpts):
+            for i, table in enumerate(cpts):
+                _check_cpt_values(structure, i, np.asarray(table, np.float64), 1e-3)
         self.structure = structure
-        self.cpts = tuple(cpts)
+        self.cpts = cpts
 
     # -- pytree protocol -------------------------------------------------------------------------
     def tree_flatten(self):
@@ -142,7 +156,10 @@ class BayesNet:
 
     @classmethod
     def tree_unflatten(cls, structure, cpts):
-        return cls(structure, cpts)
+        net = object.__new__(cls)  # no checks: JAX rebuilds pytrees with placeholders and tracers
+        net.structure = structure
+        net.cpts = tuple(cpts)
+        return net
 
     # -- conveniences ----------------------------------------------------------------------------
     @property
@@ -180,7 +197,8 @@ class BayesNet:
         return self.cpts[self.index(name)]
 
     def replace(self, cpts: Sequence[Any] | Mapping[str, Any]) -> "BayesNet":
-        """A network with the same structure and new CPTs (a sequence in variable order, or a dict)."""
+        """A network with the same structure and new CPTs (a sequence in variable order, or a dict),
+        validated as the constructor validates (ValueError naming the variable at fault)."""
         if isinstance(cpts, Mapping):
             new = list(self.cpts)
             for name, value in cpts.items():
@@ -287,7 +305,7 @@ class BayesNet:
                 raise ValueError(f"missing CPT for variable {name!r}")
             tables.append(_check_cpt(structure, i, cpts[name], atol))
         dtype = dtype or jnp.result_type(float)
-        return cls(structure, [jnp.asarray(t, dtype=dtype) for t in tables])
+        return cls.tree_unflatten(structure, [jnp.asarray(t, dtype=dtype) for t in tables])  # checked above
 
 
 def _first_duplicate(items):
@@ -299,33 +317,59 @@ def _first_duplicate(items):
     return None
 
 
-def _check_cpt(structure: Structure, i: int, table, atol: float) -> np.ndarray:
-    name = structure.names[i]
-    try:
-        table = np.asarray(table, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"CPT of {name!r} is not a numeric array: {err}") from None
+def _cpt_context(structure: Structure, i: int):
     pa = structure.parents[i]
     expected = tuple(structure.cards[p] for p in pa) + (structure.cards[i],)
-    if table.shape != expected:
-        pa_desc = ", ".join(f"{structure.names[p]}={structure.cards[p]}" for p in pa) or "no parents"
+    pa_desc = ", ".join(f"{structure.names[p]}={structure.cards[p]}" for p in pa) or "no parents"
+    return expected, pa_desc
+
+
+def _check_cpt_shape(structure: Structure, i: int, table) -> None:
+    """The trailing axes of ``table`` (any leading batch axes allowed) are the CPT's shape."""
+    shape = getattr(table, "shape", None)
+    if shape is None:
+        return
+    expected, pa_desc = _cpt_context(structure, i)
+    if tuple(shape[len(shape) - len(expected):]) != expected or len(shape) < len(expected):
         raise ValueError(
-            f"CPT of {name!r} has shape {table.shape}, expected {expected} "
+            f"CPT of {structure.names[i]!r} has shape {tuple(shape)}, expected {expected} after any batch axes "
             f"(parents {pa_desc}; child axis last with {structure.cards[i]} states)"
         )
+
+
+def _check_cpt_values(structure: Structure, i: int, table: np.ndarray, atol: float) -> None:
+    """Finite, non-negative, rows summing to one (over the last axis; leading batch axes allowed)."""
+    name, pa = structure.names[i], structure.parents[i]
     if not np.all(np.isfinite(table)):
-        raise ValueError(f"CPT of {name!r} has non-finite entries")
+        where = tuple(int(k) for k in np.argwhere(~np.isfinite(table))[0])
+        raise ValueError(f"CPT of {name!r} has a non-finite entry {table[where]} at {where}")
     if np.any(table < 0):
         where = tuple(int(k) for k in np.argwhere(table < 0)[0])
         raise ValueError(f"CPT of {name!r} has a negative entry {table[where]} at {where}")
     sums = table.sum(axis=-1)
     bad = np.abs(sums - 1.0) > atol
     if np.any(bad):
-        u = tuple(int(k) for k in np.argwhere(bad)[0]) if pa else ()
+        at = tuple(int(k) for k in np.argwhere(bad)[0]) if np.ndim(bad) else ()
+        u = at[len(at) - len(pa):] if pa else ()
         config = ", ".join(f"{structure.names[p]}={structure.states[p][k]}" for p, k in zip(pa, u))
-        total = float(sums[u]) if pa else float(sums)
+        batch = f" (batch index {at[:len(at) - len(pa)]})" if len(at) > len(pa) else ""
         raise ValueError(
             f"CPT of {name!r} does not sum to 1 for parent configuration "
-            f"({config or 'no parents'}): sum = {total:.6g}"
+            f"({config or 'no parents'}){batch}: sum = {float(sums[at]):.6g}"
         )
+
+
+def _check_cpt(structure: Structure, i: int, table, atol: float) -> np.ndarray:
+    name = structure.names[i]
+    try:
+        table = np.asarray(table, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"CPT of {name!r} is not a numeric array: {err}") from None
+    expected, pa_desc = _cpt_context(structure, i)
+    if table.shape != expected:
+        raise ValueError(
+            f"CPT of {name!r} has shape {table.shape}, expected {expected} "
+            f"(parents {pa_desc}; child axis last with {structure.cards[i]} states)"
+        )
+    _check_cpt_values(structure, i, table, atol)
     return table

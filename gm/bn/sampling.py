@@ -226,8 +226,9 @@ def sample_program(structure: Structure, table, key, evidence, n: int):
         value = jnp.sum(rows <= target[..., None], axis=-1, dtype=jnp.int32)
         if clamp:
             e = ev_ext[var][:, None]  # [C, 1]
-            observed = e >= 0
-            lik = jnp.where(e < card[:, None], table[row, jnp.clip(e, 0, prog.width - 1)], 0.0)  # [C, n]
+            observed = e != -1  # any other value is clamped; out of range, it has likelihood 0
+            in_range = (e >= 0) & (e < card[:, None])
+            lik = jnp.where(in_range, table[row, jnp.clip(e, 0, prog.width - 1)], 0.0)  # [C, n]
             log_w = log_w + jnp.sum(jnp.where(observed, safe_log(lik), 0.0), axis=0)
             value = jnp.where(observed, e, value)
         return (x.at[var].set(value), log_w), None
@@ -287,20 +288,6 @@ class WeightedSamples(NamedTuple):
     log_weights: jax.Array
 
 
-def _check_evidence_values(net: BayesNet, evidence) -> None:
-    """ValueError naming the first variable whose evidence is outside ``[-1, card)`` (concrete only)."""
-    if isinstance(evidence, jax.core.Tracer):
-        return
-    values = np.asarray(evidence)
-    bad = np.flatnonzero((values < -1) | (values >= np.asarray(net.cards)))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"evidence {int(values[i])} for variable {net.names[i]!r} is out of range: it has "
-            f"{net.cards[i]} states {list(net.states[i])}; use a state index or -1 (unobserved)"
-        )
-
-
 def likelihood_weighting(key: jax.Array, net: BayesNet, evidence, num_samples: int) -> WeightedSamples:
     """Likelihood weighting: observed variables are clamped, each sample weighted by P(e | its parents).
 
@@ -325,14 +312,13 @@ def likelihood_weighting(key: jax.Array, net: BayesNet, evidence, num_samples: i
 
     Raises:
       ValueError: (eager calls) evidence of the wrong shape, or a value outside ``[-1, card)``, naming
-        the variable. Under `jax.jit` values are not checked: an observed value past the variable's
-        states gives every sample weight zero, and values below -1 count as unobserved.
+        the variable. Under `jax.jit` values are not checked (wrap with `gm.validation.checked` to check
+        them): a value outside ``[-1, card)`` gives every sample weight zero (log-weight -inf).
     """
     n = _check_count(num_samples)
     if not isinstance(evidence, jax.Array):  # a host array: device_put compiles nothing (jnp.asarray may)
         evidence = jax.device_put(np.asarray(evidence))
     evidence = check_evidence(net, evidence)
-    _check_evidence_values(net, evidence)
     if net.n_vars == 0:
         return WeightedSamples(jnp.zeros((n, 0), jnp.int32), jnp.zeros((n,), _dtype(net)))
     return WeightedSamples(*_forward(net, key, evidence, n))

@@ -97,7 +97,8 @@ def normalize_counts(counts, *, alpha=1.0, estimate: str = "map", fallback=None)
     """Rows of non-negative ``counts`` (the child axis last) plus a Dirichlet(``alpha``) prior, normalised.
 
     ``estimate="map"``: theta = (N + alpha - 1)_+ / sum; ``"mean"``: theta = (N + alpha) / sum. A row whose
-    total is zero becomes ``fallback`` (uniform when None; EM passes the previous estimate), never NaN.
+    total is zero becomes ``fallback`` (uniform when None; EM passes the previous estimate), never NaN; a row
+    with a NaN count (the marker of an invalid input under `jax.jit`) stays NaN.
 
     >>> normalize_counts(jnp.array([[3.0, 1.0], [0.0, 0.0]])).tolist()
     [[0.75, 0.25], [0.5, 0.5]]
@@ -116,4 +117,5 @@ def normalize_counts(counts, *, alpha=1.0, estimate: str = "map", fallback=None)
         fallback = jnp.full(c.shape, 1.0 / c.shape[-1], c.dtype)
     else:
         fallback = jnp.broadcast_to(jnp.asarray(fallback, c.dtype), c.shape)
-    return jnp.where(ok, c / jnp.where(ok, total, 1.0), fallback)
+    out = jnp.where(ok, c / jnp.where(ok, total, 1.0), fallback)
+    return jnp.where(jnp.isnan(total), jnp.nan, out)  # NaN counts (invalid input under jit) stay NaN

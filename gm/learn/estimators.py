@@ -41,6 +41,7 @@ import numpy as np
 
 from gm.bn.network import BayesNet, Structure
 from gm.learn.common import Prior, normalize_counts
+from gm.validation import is_concrete, require
 
 __all__ = ["family_counts", "prior_counts", "mle", "dirichlet", "as_structure", "sample_dirichlet_rows"]
 
@@ -57,7 +58,15 @@ def as_structure(net_or_structure) -> Structure:
 
 
 def check_records(structure: Structure, data, *, weights=None):
-    data = jnp.asarray(data)
+    """``(data int32[N, n_vars], weights f[N])`` after the checks every estimator shares.
+
+    Shapes and dtypes always (ValueError / TypeError naming the argument). Values when concrete, or
+    compiled under `gm.validation.checked`: every entry a state index of its column's variable or -1
+    (missing), ValueError naming the record, the variable and the value; weights finite and
+    non-negative, naming the record.
+    """
+    concrete = is_concrete(data, weights)
+    data = np.asarray(data) if concrete else jnp.asarray(data)
     n = len(structure.names)
     if data.ndim != 2 or data.shape[1] != n:
         raise ValueError(f"data must have shape (N, {n}) (one column per variable, -1 = missing), got {data.shape}")
@@ -70,7 +79,25 @@ def check_records(structure: Structure, data, *, weights=None):
         if w.shape != (data.shape[0],):
             raise ValueError(f"weights must have shape ({data.shape[0]},) (one per record), got {w.shape}")
         w = w.astype(jnp.result_type(float))
-    return data.astype(jnp.int32), w
+        w_values = np.asarray(w) if concrete else w
+
+        def bad_weight(at):
+            if at is None:
+                return "weights must be finite and non-negative"
+            return f"weights must be finite and non-negative: record {at[0]} has weight {float(w_values[at[0]])}"
+
+        require((w_values >= 0) & (w_values < np.inf), bad_weight)
+    cards = np.asarray(structure.cards)
+
+    def bad_value(at):
+        if at is None:
+            return "data out of range: every entry must be a state index of its variable or -1 (missing)"
+        r, i = at
+        return (f"data[{r}, {i}] = {int(data[r, i])} is not a state of {structure.names[i]!r} "
+                f"({structure.cards[i]} states {list(structure.states[i])}); use a state index or -1 (missing)")
+
+    require((data >= -1) & (data < cards), bad_value)
+    return jnp.asarray(data, jnp.int32), w
 
 
 def family_counts(net_or_structure, data, *, weights=None) -> tuple[jax.Array, ...]:
@@ -80,13 +107,20 @@ def family_counts(net_or_structure, data, *, weights=None) -> tuple[jax.Array, .
       net_or_structure: a `gm.bn.BayesNet` or its `Structure`.
       data: ``int32[N, n_vars]`` state indices; -1 (missing) drops the record from the counts of every
         family that contains the variable.
-      weights: optional ``f32[N]`` record weights (default 1).
+      weights: optional ``f32[N]`` record weights (default 1), finite and non-negative.
 
     Returns:
-      A tuple with ``f32[*parent cards, card]`` for each variable.
+      A tuple with ``f32[*parent cards, card]`` for each variable. Eager calls raise on a value out of
+      range or a bad weight (`check_records`); unchecked under `jax.jit`, a family whose columns hold an
+      out-of-range value, or any negative or non-finite weight, has an all-NaN table (never a plausible
+      count), and so do the estimates built on it.
+
+    Example:
+      >>> counts = family_counts(net, data)              # counts[i]: f32[*parent cards, card]
     """
     structure = as_structure(net_or_structure)
     data, w = check_records(structure, data, weights=weights)
+    weights_invalid = jnp.any(~((w >= 0) & (w < jnp.inf)))
     counts = []
     for i, family in enumerate(structure.families):
         cards = [structure.cards[v] for v in family]
@@ -96,7 +130,8 @@ def family_counts(net_or_structure, data, *, weights=None) -> tuple[jax.Array, .
         flat = jnp.maximum(cols, 0) @ jnp.asarray(strides)
         size = math.prod(cards)
         table = jnp.zeros((size,), w.dtype).at[flat].add(jnp.where(complete, w, 0.0))
-        counts.append(table.reshape(cards))
+        invalid = jnp.any((cols < -1) | (cols >= jnp.asarray(cards, cols.dtype))) | weights_invalid
+        counts.append(jnp.where(invalid, jnp.nan, table).reshape(cards))
     return tuple(counts)
 
 

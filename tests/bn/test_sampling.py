@@ -438,10 +438,11 @@ def test_evidence_out_of_range_names_the_variable():
     with pytest.raises(ValueError, match="num_samples"):
         bn.sample(key, net, -1)
     # inside jit values are not checked: an impossible observed value gives weight zero
-    e = ev.copy()
-    e[3] = 5
-    out = jax.jit(bn.likelihood_weighting, static_argnums=3)(key, net, e, 10)
-    assert np.all(np.asarray(out.log_weights) == -np.inf)
+    for bad in (5, -2):
+        e = ev.copy()
+        e[3] = bad
+        out = jax.jit(bn.likelihood_weighting, static_argnums=3)(key, net, e, 10)
+        assert np.all(np.asarray(out.log_weights) == -np.inf), bad
 
 
 def test_edge_cases():

@@ -273,3 +273,122 @@ def test_read_bif_rejects_a_broken_row(tmp_path):
     path.write_text(text2)
     with pytest.raises(ValueError, match="MaryCalls"):
         bn.read_bif(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# values past construction (issue 18): eager calls raise naming the culprit; jitted calls return the
+# documented marker; gm.validation.checked raises inside jit
+# ------------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from gm.validation import checked  # noqa: E402
+
+QUERIES = {
+    "log_evidence": lambda net, e, **k: bn.log_evidence(net, e, **k),
+    "marginals": lambda net, e, **k: bn.marginals(net, e, **k),
+    "marginals_and_log_evidence": lambda net, e, **k: bn.marginals_and_log_evidence(net, e, **k),
+    "query": lambda net, e, **k: bn.query(net, ["Wet"], e, **k),
+    "mpe": lambda net, e, **k: bn.mpe(net, e, **k),
+    "map_query": lambda net, e, **k: bn.map_query(net, ["Rain"], e, **k),
+    "pruned_query": lambda net, e, **k: bn.pruned_query(net, ["Rain"], e, observed=["Slippery"]),
+}
+
+
+@pytest.mark.parametrize("fn", sorted(QUERIES))
+@pytest.mark.parametrize("value,position,name", [(2, 2, "Wet"), (-2, 0, "Rain"), (3, 1, "Sprinkler"), (9, 3, "Slippery")])
+def test_evidence_value_out_of_range_names_the_variable(fn, value, position, name):
+    net = bn.BayesNet.from_dict(**base())
+    ev = net.evidence({"Slippery": 1})
+    ev[position] = value
+    with pytest.raises(ValueError, match=rf"evidence {value} for variable '{name}' is out of range"):
+        QUERIES[fn](net, ev)
+
+
+@pytest.mark.parametrize("fn", ["log_evidence", "marginals", "query"])
+@pytest.mark.parametrize("bad", [[-0.5, 1.0], [np.nan, 1.0], [np.inf, 1.0]])
+def test_soft_evidence_must_be_finite_and_non_negative(fn, bad):
+    net = bn.BayesNet.from_dict(**base())
+    with pytest.raises(ValueError, match="soft evidence for 'Rain' must be finite and non-negative"):
+        QUERIES[fn](net, net.evidence({}), soft={"Rain": np.asarray(bad, np.float32)})
+
+
+def test_log_prob_names_the_state_out_of_range():
+    net = bn.BayesNet.from_dict(**base())
+    with pytest.raises(ValueError, match=r"x\[1\] = 3 is not a state of 'Sprinkler'"):
+        bn.log_prob(net, np.array([0, 3, 0, 0], np.int32))
+    with pytest.raises(TypeError, match="integer"):
+        bn.log_prob(net, np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("cpts,needle", [
+    ({"Rain": [0.5, 0.6]}, r"CPT of 'Rain' does not sum to 1"),
+    ({"Rain": [1.2, -0.2]}, r"CPT of 'Rain' has a negative entry"),
+    ({"Rain": [np.nan, 1.0]}, r"CPT of 'Rain' has a non-finite entry"),
+    ({"Slippery": [[0.9, 0.1]]}, r"CPT of 'Slippery' has shape \(1, 2\), expected \(2, 2\)"),
+])
+def test_replace_and_constructor_validate(cpts, needle):
+    net = bn.BayesNet.from_dict(**base())
+    with pytest.raises(ValueError, match=needle):
+        net.replace({k: jnp.asarray(v, jnp.float32) for k, v in cpts.items()})
+    name, value = next(iter(cpts.items()))
+    tables = list(net.cpts)
+    tables[net.index(name)] = jnp.asarray(value, jnp.float32)
+    with pytest.raises(ValueError, match=needle):
+        bn.BayesNet(net.structure, tables)
+
+
+def test_constructor_accepts_batches_and_tracers():
+    net = bn.BayesNet.from_dict(**base())
+    stacked = bn.BayesNet(net.structure, [jnp.stack([c, c]) for c in net.cpts])  # posterior draws: [S, ...]
+    assert stacked.cpts[2].shape == (2, 2, 3, 2)
+    grads = jax.grad(lambda n: bn.log_evidence(n, n.evidence({"Wet": 1})))(net)  # rows do not sum to 1
+    assert isinstance(grads, bn.BayesNet)
+
+
+@pytest.mark.parametrize("value", [2, 5, -2, -7])
+def test_jitted_out_of_range_evidence_is_impossible_evidence(value):
+    """Unchecked under jit: any value outside [-1, card) is impossible evidence, never a plausible answer."""
+    net = bn.BayesNet.from_dict(**base())
+    ev = jnp.asarray(net.evidence({}))
+    ev = ev.at[2].set(value)
+    for method in ("unrolled", "program"):
+        post, log_z = jax.jit(lambda n, e: bn.marginals_and_log_evidence(n, e, method=method))(net, ev)
+        assert float(log_z) == -np.inf, (method, value)
+        assert all(np.all(np.asarray(p) == 0) for p in post.values()), (method, value)
+        best = jax.jit(lambda n, e: bn.mpe(n, e, method=method))(net, ev)
+        assert float(best.log_prob) == -np.inf, (method, value)
+
+
+def test_checked_raises_inside_jit_and_agrees_otherwise():
+    net = bn.BayesNet.from_dict(**base())
+    safe = checked(jax.vmap(bn.marginals, in_axes=(None, 0)))
+    good = jnp.asarray(np.stack([net.evidence({}), net.evidence({"Wet": 1})]))
+    got = safe(net, good)
+    want = jax.vmap(bn.marginals, in_axes=(None, 0))(net, good)
+    for name in net.names:
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), atol=1e-6)
+    with pytest.raises(ValueError, match="evidence out of range"):
+        safe(net, good.at[1, 1].set(3))
+    with pytest.raises(ValueError, match="soft evidence for 'Rain' must be finite and non-negative"):
+        checked(lambda n, e, s: bn.log_evidence(n, e, soft={"Rain": s}))(net, good[0], jnp.array([1.0, -1.0]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.integers(-3, 4), min_size=4, max_size=4))
+def test_random_evidence_raises_exactly_when_invalid(values):
+    """Property: eager marginals raise iff some value is outside [-1, card); otherwise they are
+    probabilities (in [0, 1], rows summing to one or all zero for impossible evidence), never NaN."""
+    net = bn.BayesNet.from_dict(**base())
+    ev = np.asarray(values, np.int32)
+    invalid = np.any((ev < -1) | (ev >= np.asarray(net.cards)))
+    if invalid:
+        with pytest.raises(ValueError, match="out of range"):
+            bn.marginals(net, ev)
+        return
+    post, log_z = bn.marginals_and_log_evidence(net, ev)
+    for p in post.values():
+        p = np.asarray(p)
+        assert np.all(np.isfinite(p)) and np.all(p >= 0) and np.all(p <= 1 + 1e-6)
+        assert abs(p.sum() - 1) < 1e-5 or (p.sum() == 0 and float(log_z) == -np.inf)

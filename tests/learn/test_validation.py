@@ -1,0 +1,86 @@
+"""Bad values given to the estimators (issue 18): eager calls raise naming the record, the variable and
+the value; jitted calls return all-NaN tables (never a plausible estimate); `checked` raises in jit."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gm import bn, learn
+from gm.learn import Prior
+from gm.validation import checked
+
+
+def rain():
+    return bn.BayesNet.from_dict(
+        states={"Rain": ["no", "yes"], "Sprinkler": ["off", "on"], "Wet": ["no", "yes"]},
+        parents={"Sprinkler": ["Rain"], "Wet": ["Rain", "Sprinkler"]},
+        cpts={"Rain": [0.8, 0.2], "Sprinkler": [[0.6, 0.4], [0.99, 0.01]],
+              "Wet": [[[1.0, 0.0], [0.1, 0.9]], [[0.2, 0.8], [0.01, 0.99]]]})
+
+
+ESTIMATORS = {
+    "family_counts": lambda net, d, **k: learn.family_counts(net, d, **k),
+    "mle": lambda net, d, **k: learn.mle(net, d, **k),
+    "dirichlet": lambda net, d, **k: learn.dirichlet(net, d, prior=Prior.k2(), **k),
+    "em_step": lambda net, d, **k: learn.em_step(net, d, **k),
+    "log_likelihood": lambda net, d, **k: learn.log_likelihood(net, d, **k),
+    "dirichlet_posterior": lambda net, d, **k: learn.bayes.dirichlet_posterior(jax.random.key(0), net, d, 3, **k),
+}
+
+
+@pytest.mark.parametrize("fn", sorted(ESTIMATORS))
+@pytest.mark.parametrize("row,col,value,name", [(0, 1, 2, "Sprinkler"), (1, 0, -2, "Rain"), (1, 2, 7, "Wet")])
+def test_data_out_of_range_names_record_and_variable(fn, row, col, value, name):
+    data = np.array([[0, 1, 0], [1, 0, 1]], np.int32)
+    data[row, col] = value
+    with pytest.raises(ValueError, match=rf"data\[{row}, {col}\] = {value} is not a state of '{name}'"):
+        ESTIMATORS[fn](rain(), data)
+
+
+@pytest.mark.parametrize("fn", ["family_counts", "mle", "dirichlet", "em_step", "log_likelihood"])
+@pytest.mark.parametrize("weights,record", [([1.0, -1.0], 1), ([np.nan, 1.0], 0), ([1.0, np.inf], 1)])
+def test_bad_weights_name_the_record(fn, weights, record):
+    data = np.array([[0, 1, 0], [1, 0, 1]], np.int32)
+    with pytest.raises(ValueError, match=rf"record {record} has weight"):
+        ESTIMATORS[fn](rain(), data, weights=np.asarray(weights, np.float32))
+
+
+@pytest.mark.parametrize("data,weights", [
+    ([[0, 2, 0]], None),      # the record of the issue: Sprinkler = 2, cardinality 2
+    ([[0, 1, 0]], [-1.0]),
+    ([[0, 1, 0]], [np.nan]),
+])
+def test_jitted_bad_values_give_nan_tables(data, weights):
+    net = rain()
+    w = None if weights is None else jnp.asarray(weights, jnp.float32)
+    counts = jax.jit(lambda d, w: learn.family_counts(net, d, weights=w))(jnp.asarray(data, jnp.int32), w)
+    assert np.isnan(np.asarray(counts[1])).all()  # Sprinkler's family: never a plausible count
+    fitted = jax.jit(lambda d, w: learn.mle(net, d, weights=w))(jnp.asarray(data, jnp.int32), w)
+    assert np.isnan(np.asarray(fitted.cpts[1])).all()
+
+
+def test_checked_raises_in_jit():
+    net = rain()
+    with pytest.raises(ValueError, match="data out of range"):
+        checked(lambda d: learn.mle(net, d))(jnp.asarray([[0, 2, 0]], jnp.int32))
+    with pytest.raises(ValueError, match="weights must be finite and non-negative"):
+        checked(lambda d, w: learn.mle(net, d, weights=w))(jnp.asarray([[0, 1, 0]], jnp.int32), jnp.array([-1.0]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.integers(-2, 2), min_size=3, max_size=3), min_size=1, max_size=6))
+def test_mle_raises_exactly_when_a_value_is_invalid(rows):
+    data = np.asarray(rows, np.int32)
+    invalid = np.any((data < -1) | (data >= 2))
+    if invalid:
+        with pytest.raises(ValueError, match="is not a state of"):
+            learn.mle(rain(), data)
+        return
+    fitted = learn.mle(rain(), data)
+    for cpt in fitted.cpts:
+        cpt = np.asarray(cpt)
+        assert np.all((cpt >= 0) & (cpt <= 1)) and np.allclose(cpt.sum(-1), 1.0, atol=1e-5)
