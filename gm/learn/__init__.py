@@ -8,6 +8,8 @@
 """
 
 from gm.learn import bayes, linear_gaussian, naive_bayes, structure
+from gm.learn import dbn
+from gm.learn import hmm
 from gm.learn.bayes import posterior_query
 from gm.learn.expectation_maximization import EMResult, em, em_step, expected_counts, log_likelihood, random_init
 from gm.learn.estimators import (

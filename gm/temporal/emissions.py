@@ -32,6 +32,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import gammaln, logsumexp
 
+from gm.temporal.common import ScaledLikelihood, StepLikelihood, shifted_exp
+
 __all__ = [
     "Categorical",
     "CategoricalParams",
@@ -48,18 +50,27 @@ _LOG_2PI = math.log(2 * math.pi)
 _TINY = 1e-10
 
 
-def step_likelihood(family, params, obs):
-    """The per-step likelihood function of a sequence: ``t -> (lik f32[K], log_scale f32[])`` with
-    p(x_t | z_t = k) = lik[k] exp(log_scale), for ``t`` a traced step index inside a loop.
+def step_likelihood(family, params, obs) -> StepLikelihood:
+    """The per-step likelihood function of a sequence: ``t -> ScaledLikelihood(lik f32[K], log_scale f32[])``
+    with p(x_t | z_t = k) = lik[k] exp(log_scale), for ``t`` a traced step index inside a loop.
 
     A family with a ``step_likelihood`` method supplies its own (no exponentials for ``Categorical``);
     otherwise step t's row of ``family.log_likelihood`` is computed and exponentiated after subtracting
     its maximum. Either way no [T, K] array of log-likelihoods is stored.
+
+    Args:
+        family: an emission family; params: its parameters; obs: one sequence ([T] or [T, D]).
+
+    Returns:
+        A `gm.temporal.common.StepLikelihood`.
+
+    Example:
+        >>> lik_at = step_likelihood(Gaussian(1), GaussianParams(jnp.zeros((2, 1)), jnp.ones((2, 1))), x)
+        >>> lik_at(0).lik.shape
+        (2,)
     """
     if hasattr(family, "step_likelihood"):
         return family.step_likelihood(params, obs)
-    from gm.temporal.hmm import shifted_exp
-
     obs = jnp.asarray(obs)
 
     def at(t):
@@ -123,7 +134,7 @@ class Categorical:
         table = jnp.concatenate([probs.T, jnp.ones((1, probs.shape[0]), probs.dtype)], 0)
         idx = jnp.where(obs >= 0, jnp.clip(obs, 0, self.num_symbols - 1), self.num_symbols)
         zero = jnp.zeros((), probs.dtype)
-        return lambda t: (lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
+        return lambda t: ScaledLikelihood(lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
 
     def sufficient_stats(self, params, obs, weights):
         """f32[K, V] expected counts Σ_t w_tk [x_t = v] (a missing symbol counts nowhere).
