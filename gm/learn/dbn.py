@@ -45,7 +45,7 @@ def _tied(s: Structure, i: int) -> bool:
     return all(lag == 0 for _, lag in tp) and tuple(j for j, _ in tp) == s.initial_parents[i]
 
 
-def resolve_prior(model: DBN, prior: Prior | None) -> CPTConcentrations:
+def resolve_prior(model: DBN, *, prior: Prior | None = None) -> CPTConcentrations:
     """The concentrations a `Prior` puts on every CPT entry of ``model``.
 
     ``Prior.dirichlet(alpha)``: ``alpha`` everywhere, or ``{name: number or array}`` per slice variable
@@ -53,7 +53,7 @@ def resolve_prior(model: DBN, prior: Prior | None) -> CPTConcentrations:
     entries of the CPT), ``ess`` a number or ``{name: number}``. ``None``: maximum likelihood.
 
     Example:
-        >>> resolve_prior(model, Prior.dirichlet({"h": 2.0})).transition[0]
+        >>> resolve_prior(model, prior=Prior.dirichlet({"h": 2.0})).transition[0]
         Array(2., dtype=float32)
     """
     prior = Prior() if prior is None else prior
@@ -105,7 +105,7 @@ def log_prior(model: DBN, *, prior: Prior | None = None) -> jax.Array:
     Example:
         >>> log_prior(model, prior=Prior.dirichlet(2.0))
     """
-    return _log_prior(model, resolve_prior(model, prior))
+    return _log_prior(model, resolve_prior(model, prior=prior))
 
 
 @partial(jax.jit, static_argnames=("estimate",))
@@ -139,7 +139,7 @@ def em_step(model: DBN, evidence, *, prior: Prior | None = None) -> EMStep:
     Example:
         >>> model, objective = em_step(model, evidences, prior=Prior.dirichlet(2.0))
     """
-    alphas = resolve_prior(model, prior)
+    alphas = resolve_prior(model, prior=prior)
     return _em_update(model, evidence, alphas.initial, alphas.transition, estimate=alphas.estimate)
 
 
@@ -155,7 +155,7 @@ def fit(model: DBN, evidence, *, num_iters: int = 50, prior: Prior | None = None
     Example:
         >>> result = fit(init(key, template, stickiness=0.5), evidences, num_iters=60)
     """
-    alphas = resolve_prior(model, prior)
+    alphas = resolve_prior(model, prior=prior)
 
     def step(m):
         return _em_update(m, evidence, alphas.initial, alphas.transition, estimate=alphas.estimate)

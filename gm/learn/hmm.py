@@ -55,7 +55,7 @@ class ResolvedPrior(NamedTuple):
     estimate: str
 
 
-def resolve_prior(prior: Prior | None, num_states: int) -> ResolvedPrior:
+def resolve_prior(num_states: int, *, prior: Prior | None = None) -> ResolvedPrior:
     """The concentrations a `Prior` puts on an HMM's initial distribution and transition rows.
 
     ``Prior.dirichlet(alpha)``: ``alpha`` on every entry, or ``{"initial": a, "transition": b}`` (missing
@@ -64,7 +64,7 @@ def resolve_prior(prior: Prior | None, num_states: int) -> ResolvedPrior:
     ``None``: maximum likelihood (every concentration 1, MAP).
 
     Example:
-        >>> resolve_prior(Prior.dirichlet({"transition": 2.0}), 3).concentrations.transition
+        >>> resolve_prior(3, prior=Prior.dirichlet({"transition": 2.0})).concentrations.transition
         Array(2., dtype=float32)
     """
     if prior is None:
@@ -159,7 +159,7 @@ def log_prior(family, model: HMM, *, prior: Prior | None = None) -> jax.Array:
     Example:
         >>> log_prior(Categorical(4), model, prior=Prior.dirichlet({"transition": 2.0}))
     """
-    return _log_prior(family, model, resolve_prior(prior, jnp.shape(model.initial)[0]).concentrations)
+    return _log_prior(family, model, resolve_prior(jnp.shape(model.initial)[0], prior=prior).concentrations)
 
 
 def _total_log_likelihood(family, model: HMM, obs, mask, weights):
@@ -236,7 +236,7 @@ def em_step(family, model: HMM, obs, *, prior: Prior | None = None, mask=None, w
     Example:
         >>> model, objective = em_step(Categorical(6), model, rolls, mask=mask)
     """
-    resolved = resolve_prior(prior, jnp.shape(model.initial)[0])
+    resolved = resolve_prior(jnp.shape(model.initial)[0], prior=prior)
     return _em_update(family, model, obs, mask, weights, resolved.concentrations, estimate=resolved.estimate)
 
 
@@ -262,7 +262,7 @@ def fit(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int = 50
     Example:
         >>> result = fit(Gaussian(2), init(key, Gaussian(2), 3, obs), obs, mask=mask, num_iters=100)
     """
-    resolved = resolve_prior(prior, jnp.shape(model.initial)[0])
+    resolved = resolve_prior(jnp.shape(model.initial)[0], prior=prior)
 
     def step(m):
         return _em_update(family, m, obs, mask, weights, resolved.concentrations, estimate=resolved.estimate)
@@ -300,7 +300,7 @@ def fit_scan(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int
         >>> results = jax.vmap(lambda m: fit_scan(family, m, obs, num_iters=50))(initial_models)
     """
     obs, mask, weights = _batch(obs, mask, weights)
-    return _scan_fit(family, model, obs, mask, weights, resolve_prior(prior, jnp.shape(model.initial)[0]),
+    return _scan_fit(family, model, obs, mask, weights, resolve_prior(jnp.shape(model.initial)[0], prior=prior),
                      num_iters, tol)
 
 
@@ -349,7 +349,7 @@ def fit_restarts(key, family, num_states: int, obs, *, mask=None, weights=None, 
         >>> result = fit_restarts(key, Categorical(6), 2, rolls, num_restarts=8, num_iters=200, stickiness=0.5)
         >>> best_history = result.log_likelihood[jnp.argmax(result.log_likelihood[:, -1])]
     """
-    resolved = resolve_prior(prior, num_states)
+    resolved = resolve_prior(num_states, prior=prior)
     obs, mask, weights = _batch(obs, mask, weights)
     return _fit_restarts(key, family, num_states, obs, mask, weights, resolved.concentrations, stickiness,
                          num_restarts=num_restarts, num_iters=num_iters, estimate=resolved.estimate, tol=tol)

@@ -101,7 +101,7 @@ def sharded_em_step(family, model, obs, *, prior=None, mask=None, mesh: Mesh | N
         raise ValueError(f"obs must have leading [B, T] axes, got shape {obs.shape}")
     if mask is None:
         mask = np.ones(obs.shape[:2], bool)
-    resolved = hmm.resolve_prior(prior, jnp.shape(model.initial)[0])
+    resolved = hmm.resolve_prior(jnp.shape(model.initial)[0], prior=prior)
     obs, n = pad_batch(obs, mesh.size)
     mask, _ = pad_batch(jnp.asarray(mask, bool), mesh.size, fill=False)
     bs = batch_sharding(mesh)

@@ -56,7 +56,7 @@ def _effective_transitions(transition, valid, T, K, initial):
 def _forward_products(initial, transition, log_lik, mask):
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
-    valid = valid_steps(mask, T)
+    valid = valid_steps(T, mask=mask)
     lik, shift = _scaled_lik(log_lik, mask)
     first = jnp.broadcast_to(initial * lik[0], (K, K))
     first = jnp.where(valid[0], first, jnp.eye(K, dtype=first.dtype))
@@ -103,7 +103,7 @@ def associative_filter(initial, transition, log_lik, *, mask=None) -> Filtered:
         >>> f = associative_filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
     total, filtered, log_cs = _forward_products(initial, transition, log_lik, mask)
-    return Filtered(total, zero_masked(filtered, mask), log_cs)
+    return Filtered(total, zero_masked(filtered, mask=mask), log_cs)
 
 
 def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -122,7 +122,7 @@ def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
-    valid = valid_steps(mask, T)
+    valid = valid_steps(T, mask=mask)
     total, f, _ = _forward_products(initial, transition, log_lik, mask)
     last = jnp.broadcast_to(f[-1], (K, K))
     if T > 1:
@@ -136,7 +136,7 @@ def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed
     # reverse=True folds from the end: combine(later, earlier) must give later-product @ earlier
     prods = lax.associative_scan(lambda later, earlier: later @ earlier, elems, reverse=True)
     marg = _normalize_rows(prods[:, 0, :])
-    return Smoothed(total, zero_masked(marg, mask))
+    return Smoothed(total, zero_masked(marg, mask=mask))
 
 
 def _maxplus(a, b):
@@ -160,7 +160,7 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
     T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
-    valid = valid_steps(mask, T)
+    valid = valid_steps(T, mask=mask)
     ll = jnp.where(valid[:, None], log_lik, 0.0)
     log_init = jnp.log(initial)
     neg = jnp.asarray(-jnp.inf, ll.dtype)

@@ -164,8 +164,13 @@ def length_mask(length, num_steps: int) -> jax.Array:
     return jnp.arange(num_steps) < length[..., None]
 
 
-def valid_steps(mask, num_steps: int) -> jax.Array:
-    """bool[T]: the mask as booleans, or all True when ``mask`` is None."""
+def valid_steps(num_steps: int, *, mask=None) -> jax.Array:
+    """bool[T]: the mask as booleans, or all True when ``mask`` is None.
+
+    Example:
+        >>> valid_steps(3).tolist()
+        [True, True, True]
+    """
     return jnp.ones((num_steps,), bool) if mask is None else jnp.asarray(mask, bool)
 
 
@@ -180,8 +185,13 @@ def chain_started(valid) -> jax.Array:
     return jnp.cumsum(valid.astype(jnp.int32))[:-1] > 0
 
 
-def zero_masked(x, mask) -> jax.Array:
-    """``x`` (leading axis T) with the rows of masked steps set to zero; ``x`` itself when mask is None."""
+def zero_masked(x, *, mask=None) -> jax.Array:
+    """``x`` (leading axis T) with the rows of masked steps set to zero; ``x`` itself when mask is None.
+
+    Example:
+        >>> zero_masked(jnp.ones((3, 2)), mask=jnp.array([True, False, True])).tolist()
+        [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]
+    """
     if mask is None:
         return x
     return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, 0)

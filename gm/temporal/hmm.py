@@ -288,7 +288,7 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
     T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
     alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
                                         keep_normalizers=True)
-    return Filtered(total, zero_masked(alphas, mask), log_cs)
+    return Filtered(total, zero_masked(alphas, mask=mask), log_cs)
 
 
 def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -540,7 +540,7 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     """
     initial, transition, log_lik = _arrays(initial, transition, log_lik)
     T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
-    valid = valid_steps(mask, T)
+    valid = valid_steps(T, mask=mask)
     alphas, _, _, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
     keys = jax.random.split(key, T)
     last = jax.random.categorical(keys[-1], jnp.log(alphas[-1])).astype(jnp.int32)

@@ -62,10 +62,10 @@ def test_fit_history_and_map_prior():
 def test_prior_resolution():
     rng = np.random.default_rng(17)
     model = _coupled(rng)
-    alphas = learn.dbn.resolve_prior(model, Prior.dirichlet({"h": 2.0}))
+    alphas = learn.dbn.resolve_prior(model, prior=Prior.dirichlet({"h": 2.0}))
     assert float(alphas.transition[0]) == 2.0 and float(alphas.transition[1]) == 1.0
-    bdeu = learn.dbn.resolve_prior(model, Prior.bdeu(12.0))
+    bdeu = learn.dbn.resolve_prior(model, prior=Prior.bdeu(12.0))
     np.testing.assert_allclose(float(bdeu.transition[0]), 12.0 / model.transition_cpts[0].size)
     assert bdeu.estimate == "mean"
     with pytest.raises(ValueError, match="unknown variables"):
-        learn.dbn.resolve_prior(model, Prior.dirichlet({"z": 2.0}))
+        learn.dbn.resolve_prior(model, prior=Prior.dirichlet({"z": 2.0}))

@@ -200,15 +200,15 @@ def test_weights_equal_repeated_sequences():
 
 
 def test_prior_resolution():
-    flat = learn.hmm.resolve_prior(None, 3)
+    flat = learn.hmm.resolve_prior(3)
     assert float(flat.concentrations.initial) == 1.0 and flat.estimate == "map"
-    named = learn.hmm.resolve_prior(Prior.dirichlet({"transition": 2.0}), 3)
+    named = learn.hmm.resolve_prior(3, prior=Prior.dirichlet({"transition": 2.0}))
     assert float(named.concentrations.initial) == 1.0 and float(named.concentrations.transition) == 2.0
-    bdeu = learn.hmm.resolve_prior(Prior.bdeu(9.0), 3)
+    bdeu = learn.hmm.resolve_prior(3, prior=Prior.bdeu(9.0))
     np.testing.assert_allclose([float(bdeu.concentrations.initial), float(bdeu.concentrations.transition)],
                                [3.0, 1.0])
     with pytest.raises(ValueError, match="initial"):
-        learn.hmm.resolve_prior(Prior.dirichlet({"emission": 2.0}), 3)
+        learn.hmm.resolve_prior(3, prior=Prior.dirichlet({"emission": 2.0}))
 
 
 def test_restarts_pick_the_best():

@@ -113,7 +113,7 @@ def temporal_checks(out: dict, mesh):
     from gm.parallel.sequences import compiled_em_step
 
     ob, mk = obs, mask
-    flat = learn.hmm.resolve_prior(None, K).concentrations
+    flat = learn.hmm.resolve_prior(K).concentrations
     text = compiled_em_step(fam, mesh).lower(replicate(params, mesh), jax.device_put(ob, batch_sharding(mesh)),
                                               jax.device_put(mk, batch_sharding(mesh)),
                                               replicate(flat, mesh)).compile().as_text()

@@ -48,6 +48,7 @@ class Structure:
 
     @property
     def num_vars(self) -> int:
+        """The number of slice variables."""
         return len(self.names)
 
     @property
@@ -83,21 +84,26 @@ class DBN:
         self.transition_cpts = tuple(transition_cpts)
 
     def tree_flatten(self):
+        """Pytree protocol: the CPTs are the leaves, the structure is static."""
         return (self.initial_cpts, self.transition_cpts), self.structure
 
     @classmethod
     def tree_unflatten(cls, structure, children):
+        """Pytree protocol: rebuilds a DBN from its structure and CPTs."""
         return cls(structure, *children)
 
     @property
-    def names(self):
+    def names(self) -> tuple[str, ...]:
+        """The slice variables' names."""
         return self.structure.names
 
     @property
-    def cards(self):
+    def cards(self) -> tuple[int, ...]:
+        """The slice variables' numbers of states."""
         return self.structure.cards
 
     def index(self, name: str) -> int:
+        """The position of slice variable ``name`` (ValueError naming the variables when unknown)."""
         try:
             return self.structure.names.index(name)
         except ValueError:
@@ -120,8 +126,17 @@ def from_dict(states: Mapping[str, Sequence[str] | int], *, initial_parents: Map
             parents, in the order of the CPT's axes (default none).
         initial_cpts / transition_cpts: {name: array (*parent cards, card)}.
 
+    Returns:
+        ``DBN``.
+
     Raises:
         ValueError naming the variable for unknown parents, wrong CPT shapes or unnormalised CPTs.
+
+    Example:
+        >>> model = from_dict({"h": 2, "x": 3}, initial_parents={"x": ["h"]},
+        ...                   transition_parents={"h": ["h[-1]"], "x": ["h"]},
+        ...                   initial_cpts={"h": [0.5, 0.5], "x": np.ones((2, 3)) / 3},
+        ...                   transition_cpts={"h": [[0.9, 0.1], [0.2, 0.8]], "x": np.ones((2, 3)) / 3})
     """
     names = tuple(states)
     cards = tuple(v if isinstance(v, int) else len(v) for v in states.values())
@@ -186,6 +201,11 @@ def factorial_hmm(initials: Sequence, transitions: Sequence, emission) -> DBN:
         emission: f32[K_1, ..., K_M, V].
 
     Variables: ``h1 .. hM`` and ``x``. Per-step cost O(M K^(M+1)) (plus K^M V for the emission).
+
+    Example:
+        >>> model = factorial_hmm([np.ones(3) / 3] * 2, [np.eye(3) * 0.7 + 0.1] * 2, np.ones((3, 3, 4)) / 4)
+        >>> model.names
+        ('h1', 'h2', 'x')
     """
     M = len(initials)
     if len(transitions) != M:
@@ -213,6 +233,12 @@ def coupled_hmm(initial_h, initial_v, transition_h, transition_v, emission_x, em
     Args:
         initial_h f32[Kh]; initial_v f32[Kv]; transition_h f32[Kh, Kv, Kh] (axes h_t, v_t, h_{t+1});
         transition_v f32[Kv, Kh, Kv] (axes v_t, h_t, v_{t+1}); emission_x f32[Kh, Vx]; emission_y f32[Kv, Vy].
+
+    Returns:
+        A ``DBN`` with variables ``h``, ``v``, ``x``, ``y``.
+
+    Example:
+        >>> post = smoother(coupled_hmm(...), evidence)   # evidence int32[T, 4]: h, v, x, y; -1 hidden
     """
     Kh, Kv = int(np.shape(initial_h)[0]), int(np.shape(initial_v)[0])
     return from_dict(
@@ -233,6 +259,12 @@ def boltzmann_zipper(initial_h, transition_h, emission_x, initial_v, transition_
         initial_h f32[Kh]; transition_h f32[Kh, Kh]; emission_x f32[Kh, Vx];
         initial_v f32[Kh, Kv] = p(v_1 | h_1); transition_v f32[Kv, Kh, Kv] (axes v_t, h_{t+1}, v_{t+1});
         emission_y f32[Kv, Vy].
+
+    Returns:
+        A ``DBN`` with variables ``h``, ``v``, ``x``, ``y``.
+
+    Example:
+        >>> model = boltzmann_zipper(pi_h, A_h, B_x, p_v_given_h, A_v, B_y)
     """
     Kh, Kv = int(np.shape(initial_h)[0]), int(np.shape(initial_v)[-1])
     return from_dict(
