@@ -22,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gm.learn.common import EMStep, FitResult, Prior, normalize_counts
+from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
 from gm.temporal.dbn import DBN, Structure, expected_counts
 
 __all__ = ["CPTConcentrations", "em_step", "fit", "init", "log_prior", "resolve_prior"]
@@ -160,17 +160,7 @@ def fit(model: DBN, evidence, *, num_iters: int = 50, prior: Prior | None = None
     def step(m):
         return _em_update(m, evidence, alphas.initial, alphas.transition, estimate=alphas.estimate)
 
-    history, converged = [], False
-    for _ in range(num_iters):
-        new, objective = step(model)
-        history.append(float(objective))
-        if tol is not None and len(history) > 1 and history[-1] - history[-2] <= tol * abs(history[-1]):
-            converged = True
-            break
-        model = new
-    else:  # the objective of the last model (one more E-step; its update is dropped)
-        history.append(float(step(model).log_likelihood))
-    return FitResult(model, jnp.asarray(history), converged)
+    return iterate_em(step, model, num_iters=num_iters, tol=tol)
 
 
 def init(key, model: DBN, *, stickiness: float = 0.0) -> DBN:

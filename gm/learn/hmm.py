@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from gm import loops
-from gm.learn.common import EMStep, FitResult, Prior, normalize_counts
+from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
 from gm.temporal.model import HMM, expected_counts, log_likelihood
 
 __all__ = ["Concentrations", "ResolvedPrior", "em_step", "em_update", "fit", "fit_restarts", "fit_scan", "init",
@@ -267,22 +267,7 @@ def fit(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int = 50
     def step(m):
         return _em_update(family, m, obs, mask, weights, resolved.concentrations, estimate=resolved.estimate)
 
-    it = range(num_iters)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="EM")
-    history, converged = [], False
-    for _ in it:
-        new, objective = step(model)
-        history.append(float(objective))
-        if tol is not None and len(history) > 1 and _converged(history, tol):
-            converged = True
-            break
-        model = new
-    else:  # the objective of the last model (one more E-step; its update is dropped)
-        history.append(float(step(model).log_likelihood))
-    return FitResult(model, jnp.asarray(history), converged)
+    return iterate_em(step, model, num_iters=num_iters, tol=tol, progress=progress)
 
 
 def fit_scan(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int = 50,

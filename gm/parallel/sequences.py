@@ -119,16 +119,9 @@ def sharded_fit(family, model, obs, *, mask=None, mesh: Mesh | None = None, num_
     Example:
       >>> result = sharded_fit(Categorical(V), model, obs, mask=mask, num_iters=20)
     """
-    from gm.learn.common import FitResult
+    from gm.learn.common import iterate_em
 
-    history, converged = [], False
-    for _ in range(num_iters):
-        new, objective = sharded_em_step(family, model, obs, prior=prior, mask=mask, mesh=mesh)
-        history.append(float(objective))
-        if tol is not None and len(history) > 1 and history[-1] - history[-2] <= tol * abs(history[-1]):
-            converged = True
-            break
-        model = new
-    else:  # the objective of the last model (one more E-step; its update is dropped)
-        history.append(float(sharded_em_step(family, model, obs, prior=prior, mask=mask, mesh=mesh).log_likelihood))
-    return FitResult(model, jnp.asarray(history), converged)
+    def step(m):
+        return sharded_em_step(family, m, obs, prior=prior, mask=mask, mesh=mesh)
+
+    return iterate_em(step, model, num_iters=num_iters, tol=tol)

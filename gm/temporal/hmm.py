@@ -85,6 +85,13 @@ def _arrays(initial, transition, log_lik):
     return jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
 
 
+def _on_arrays(pass_from_likelihood, initial, transition, log_lik, mask):
+    """A ``*_from_likelihood`` pass run on an f32[T, K] array of log-likelihoods, shapes checked."""
+    initial, transition, log_lik = _arrays(initial, transition, log_lik)
+    T, _, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    return pass_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+
+
 # ------------------------------------------------------------------------------------- internals
 
 
@@ -313,9 +320,7 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
         >>> post.marginals.shape
         (5, 2)
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, _ = check_shapes(initial, transition, log_lik, mask=mask)
-    return smoother_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+    return _on_arrays(smoother_from_likelihood, initial, transition, log_lik, mask)
 
 
 
@@ -414,9 +419,7 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
         >>> counts.transitions.shape
         (2, 2)
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, _ = check_shapes(initial, transition, log_lik, mask=mask)
-    return expected_counts_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+    return _on_arrays(expected_counts_from_likelihood, initial, transition, log_lik, mask)
 
 
 def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array:

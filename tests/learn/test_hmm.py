@@ -179,7 +179,9 @@ def test_padding_does_not_change_em():
     p = learn.hmm.init(jax.random.key(6), family, 2, obs)
     padded = jnp.concatenate([obs, jnp.full((2, 10, 2), 7.0)], axis=1)  # finite garbage
     mask = tm.length_mask(jnp.array([30, 30]), 40)
-    a, lla = learn.hmm.em_step(family, p, obs)
+    step = learn.hmm.em_step(family, p, obs)
+    assert isinstance(step, EMStep)
+    a, lla = step
     b, llb = learn.hmm.em_step(family, p, padded, mask=mask)
     np.testing.assert_allclose(lla, llb, rtol=1e-6)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
