@@ -111,6 +111,8 @@ def log_prior(model: DBN, *, prior: Prior | None = None) -> jax.Array:
 @partial(jax.jit, static_argnames=("estimate",))
 def _em_update(model: DBN, evidence, initial_alphas, transition_alphas, *, estimate):
     s = model.structure
+    if initial_alphas is None:  # maximum likelihood: constants, so N + 1 - 1 folds to N (see _traced)
+        initial_alphas = transition_alphas = (1.0,) * s.num_vars
     ci, ct, value = expected_counts(model, evidence)
     new_i, new_t = [], []
     for i in range(s.num_vars):
@@ -122,6 +124,15 @@ def _em_update(model: DBN, evidence, initial_alphas, transition_alphas, *, estim
             out.append(normalize_counts(c, alpha=alpha, estimate=estimate, fallback=old))
     alphas = CPTConcentrations(initial_alphas, transition_alphas, estimate)
     return EMStep(DBN(s, new_i, new_t), value + _log_prior(model, alphas))
+
+
+def _traced(model: DBN, prior: Prior | None):
+    """(initial alphas, transition alphas, estimate) for the jitted step: None for maximum likelihood, whose
+    concentrations are then compile-time constants; a `Prior`'s are traced (no recompile for new values)."""
+    if prior is None:
+        return None, None, "map"
+    alphas = resolve_prior(model, prior=prior)
+    return alphas.initial, alphas.transition, alphas.estimate
 
 
 def em_step(model: DBN, evidence, *, prior: Prior | None = None) -> EMStep:
@@ -139,8 +150,8 @@ def em_step(model: DBN, evidence, *, prior: Prior | None = None) -> EMStep:
     Example:
         >>> model, objective = em_step(model, evidences, prior=Prior.dirichlet(2.0))
     """
-    alphas = resolve_prior(model, prior=prior)
-    return _em_update(model, evidence, alphas.initial, alphas.transition, estimate=alphas.estimate)
+    initial_alphas, transition_alphas, estimate = _traced(model, prior)
+    return _em_update(model, evidence, initial_alphas, transition_alphas, estimate=estimate)
 
 
 def fit(model: DBN, evidence, *, num_iters: int = 50, prior: Prior | None = None,
@@ -155,10 +166,10 @@ def fit(model: DBN, evidence, *, num_iters: int = 50, prior: Prior | None = None
     Example:
         >>> result = fit(init(key, template, stickiness=0.5), evidences, num_iters=60)
     """
-    alphas = resolve_prior(model, prior=prior)
+    initial_alphas, transition_alphas, estimate = _traced(model, prior)
 
     def step(m):
-        return _em_update(m, evidence, alphas.initial, alphas.transition, estimate=alphas.estimate)
+        return _em_update(m, evidence, initial_alphas, transition_alphas, estimate=estimate)
 
     return iterate_em(step, model, num_iters=num_iters, tol=tol)
 

@@ -55,6 +55,16 @@ class ResolvedPrior(NamedTuple):
     estimate: str
 
 
+# Maximum likelihood's concentrations as Python numbers: inside a jitted step they are compile-time
+# constants, so N + 1 - 1 folds to N and tiny expected counts are not rounded away (a prior given as a
+# `Prior` is traced instead: new concentrations of the same shapes do not recompile).
+_FLAT = ResolvedPrior(Concentrations(1.0, 1.0), "map")
+
+
+def _resolve(num_states: int, prior: Prior | None) -> ResolvedPrior:
+    return _FLAT if prior is None else resolve_prior(num_states, prior=prior)
+
+
 def resolve_prior(num_states: int, *, prior: Prior | None = None) -> ResolvedPrior:
     """The concentrations a `Prior` puts on an HMM's initial distribution and transition rows.
 
@@ -209,7 +219,13 @@ def em_update(family, model: HMM, obs, concentrations: Concentrations, *, mask=N
 
 @partial(jax.jit, static_argnames=("family", "estimate"))
 def _em_update(family, model, obs, mask, weights, concentrations, *, estimate):
+    concentrations = _FLAT.concentrations if concentrations is None else concentrations
     return em_update(family, model, obs, concentrations, mask=mask, weights=weights, estimate=estimate)
+
+
+def _traced(resolved: ResolvedPrior):
+    """The concentrations to pass into a jitted step: None (the flat constants) for maximum likelihood."""
+    return None if resolved is _FLAT else resolved.concentrations
 
 
 def em_step(family, model: HMM, obs, *, prior: Prior | None = None, mask=None, weights=None) -> EMStep:
@@ -236,8 +252,8 @@ def em_step(family, model: HMM, obs, *, prior: Prior | None = None, mask=None, w
     Example:
         >>> model, objective = em_step(Categorical(6), model, rolls, mask=mask)
     """
-    resolved = resolve_prior(jnp.shape(model.initial)[0], prior=prior)
-    return _em_update(family, model, obs, mask, weights, resolved.concentrations, estimate=resolved.estimate)
+    resolved = _resolve(jnp.shape(model.initial)[0], prior)
+    return _em_update(family, model, obs, mask, weights, _traced(resolved), estimate=resolved.estimate)
 
 
 def _converged(history, tol):
@@ -262,10 +278,10 @@ def fit(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int = 50
     Example:
         >>> result = fit(Gaussian(2), init(key, Gaussian(2), 3, obs), obs, mask=mask, num_iters=100)
     """
-    resolved = resolve_prior(jnp.shape(model.initial)[0], prior=prior)
+    resolved = _resolve(jnp.shape(model.initial)[0], prior)
 
     def step(m):
-        return _em_update(family, m, obs, mask, weights, resolved.concentrations, estimate=resolved.estimate)
+        return _em_update(family, m, obs, mask, weights, _traced(resolved), estimate=resolved.estimate)
 
     return iterate_em(step, model, num_iters=num_iters, tol=tol, progress=progress)
 
@@ -285,8 +301,7 @@ def fit_scan(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int
         >>> results = jax.vmap(lambda m: fit_scan(family, m, obs, num_iters=50))(initial_models)
     """
     obs, mask, weights = _batch(obs, mask, weights)
-    return _scan_fit(family, model, obs, mask, weights, resolve_prior(jnp.shape(model.initial)[0], prior=prior),
-                     num_iters, tol)
+    return _scan_fit(family, model, obs, mask, weights, _resolve(jnp.shape(model.initial)[0], prior), num_iters, tol)
 
 
 def _scan_fit(family, model, obs, mask, weights, resolved: ResolvedPrior, num_iters, tol) -> FitResult:
@@ -307,7 +322,7 @@ def _fit_restarts(key, family, num_states, obs, mask, weights, concentrations, s
                   num_iters, estimate, tol):
     keys = jax.random.split(key, num_restarts)
     inits = jax.vmap(lambda k: init(k, family, num_states, obs, mask=mask, stickiness=stickiness))(keys)
-    resolved = ResolvedPrior(concentrations, estimate)
+    resolved = _FLAT if concentrations is None else ResolvedPrior(concentrations, estimate)
     results = jax.vmap(lambda m: _scan_fit(family, m, obs, mask, weights, resolved, num_iters, tol))(inits)
     final = results.log_likelihood[:, -1]
     best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
@@ -334,7 +349,7 @@ def fit_restarts(key, family, num_states: int, obs, *, mask=None, weights=None, 
         >>> result = fit_restarts(key, Categorical(6), 2, rolls, num_restarts=8, num_iters=200, stickiness=0.5)
         >>> best_history = result.log_likelihood[jnp.argmax(result.log_likelihood[:, -1])]
     """
-    resolved = resolve_prior(num_states, prior=prior)
+    resolved = _resolve(num_states, prior)
     obs, mask, weights = _batch(obs, mask, weights)
-    return _fit_restarts(key, family, num_states, obs, mask, weights, resolved.concentrations, stickiness,
+    return _fit_restarts(key, family, num_states, obs, mask, weights, _traced(resolved), stickiness,
                          num_restarts=num_restarts, num_iters=num_iters, estimate=resolved.estimate, tol=tol)
