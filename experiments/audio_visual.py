@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm import learn
 from gm import temporal as tm
 from gm.temporal import dbn
 
@@ -64,13 +65,12 @@ def _majority_accuracy(pred, true, num_pred, num_true):
 
 
 def _fit_dbn(key, template, ev, iters, restarts):
-    step = jax.jit(dbn.em_step)
     best, best_v, hist_best = None, -np.inf, None
     for k in jax.random.split(key, restarts):
-        m = dbn.random_like(k, template, stickiness=0.5)
+        m = learn.dbn.init(k, template, stickiness=0.5)
         hist = []
         for _ in range(iters):
-            m, v = step(m, ev)
+            m, v = learn.dbn.em_step(m, ev)
             hist.append(float(v))
         final = float(jnp.sum(jax.vmap(lambda e: dbn.log_evidence(m, e))(ev)))
         if final > best_v:
@@ -80,8 +80,9 @@ def _fit_dbn(key, template, ev, iters, restarts):
 
 def _fit_hmm(key, K, V, obs, iters, restarts):
     fam = tm.Categorical(V)
-    best, hist, finals = tm.fit_restarts(key, fam, K, obs, num_restarts=restarts, num_iters=iters, stickiness=0.5)
-    return best, np.asarray(hist[int(jnp.argmax(finals))])
+    result = learn.hmm.fit_restarts(key, fam, K, obs, num_restarts=restarts, num_iters=iters, stickiness=0.5)
+    hist = result.log_likelihood
+    return result.model, np.asarray(hist[int(jnp.argmax(hist[:, -1])), :-1])
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm import parallel
+from gm import learn, parallel
 from gm import temporal as tm
 
 
@@ -80,7 +80,7 @@ def bench_batch(K, B, T, V, repeats, hmmlearn_repeats, with_log_impl=True):
     _, x = _sample(rng, pi, A, Bm, B, T)
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     fam = tm.Categorical(V)
-    params = tm.HMMParams(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
+    params = tm.HMM(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
     xj = jnp.asarray(x)
     res = {}
 
@@ -93,7 +93,7 @@ def bench_batch(K, B, T, V, repeats, hmmlearn_repeats, with_log_impl=True):
     res["gm smoother"] = _timeit(lambda: ours_smooth(xj), repeats)
     res["gm posterior"] = _timeit(lambda: ours_post(xj), repeats)
     res["gm viterbi"] = _timeit(lambda: ours_vit(xj), repeats)
-    res["gm em step"] = _timeit(lambda: tm.em_step(fam, params, xj), repeats)
+    res["gm em step"] = _timeit(lambda: learn.hmm.em_step(fam, params, xj), repeats)
 
     dyn_ll = lambda o: jnp.log(params.emission.probs.T[o])  # noqa: E731
     dyn_smooth = jax.jit(jax.vmap(lambda o: (lambda p: (p.marginal_loglik, p.smoothed_probs))(
@@ -223,7 +223,7 @@ def bench_factorial(M, K, V, B, T, repeats, engine=True):
         post = tm.smoother(pi, A, log_em.T[xs])
         return post.log_evidence, chain_marginals(post.marginals)
 
-    flat_params = tm.HMMParams(pi, A, tm.CategoricalParams(jnp.exp(log_em)))
+    flat_params = tm.HMM(pi, A, tm.CategoricalParams(jnp.exp(log_em)))
 
     def flat_post_fn(xs):  # the flattened chain from the observations (no [T, K^M] log-likelihoods)
         post = tm.posterior(tm.Categorical(V), flat_params, xs)
@@ -261,9 +261,9 @@ def bench_factorial(M, K, V, B, T, repeats, engine=True):
                                 transition_cpts={"z": A, "x": jnp.exp(log_em)})
         ev_flat = jnp.stack([jnp.full_like(x, -1), x], axis=-1)
         engine_struct = jax.jit(jax.vmap(lambda e: (lambda p: (p.log_evidence, tuple(p.marginals[n] for n in names)))(
-            dbn._general_smoother(model, e))))
+            dbn.smoother(model, e, method="general"))))
         engine_flat = jax.jit(jax.vmap(lambda e: (lambda p: (p.log_evidence, chain_marginals(p.marginals["z"])))(
-            dbn._general_smoother(hmm_dbn, e))))
+            dbn.smoother(hmm_dbn, e, method="general"))))
         res["structured smoother (general 2-TBN engine, vmapped)"] = _timeit(lambda: engine_struct(ev), repeats)
         res["flattened smoother (general 2-TBN engine, vmapped)"] = _timeit(lambda: engine_flat(ev_flat), repeats)
     a, b = structured(ev), flat(x)

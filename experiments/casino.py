@@ -1,7 +1,7 @@
 """The dishonest casino (Durbin et al., 1998): simulate, fit by EM from random starts, decode.
 
 A casino switches between a fair die and a loaded one (a six half of the time). We simulate rolls,
-fit a 2-state categorical HMM by Baum-Welch from random initialisations (``fit_restarts``), decode with
+fit a 2-state categorical HMM by Baum-Welch from random initialisations (``learn.hmm.fit_restarts``), decode with
 the smoother and Viterbi, and plot the posterior probability of the loaded die against the truth.
 
     python -m experiments.casino [--quick] [--out runs/casino]
@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm import learn
 from gm import temporal as tm
 
 FAIR, LOADED = 0, 1
@@ -30,7 +31,8 @@ TRUE_EMISSION = jnp.array([[1 / 6] * 6, [0.1] * 5 + [0.5]])
 
 
 def simulate(key, num_sequences: int, num_steps: int):
-    """(states int32[B, T], rolls int32[B, T]) with faces 0..5 (5 is a six)."""
+    """``tm.Sampled(states int32[B, T], observations int32[B, T])``: the dice and the rolls, faces 0..5
+    (5 is a six)."""
     fam = tm.Categorical(6)
     params = tm.CategoricalParams(TRUE_EMISSION)
     sampler = lambda k, z: fam.sample(k, params, z)  # noqa: E731
@@ -51,23 +53,23 @@ def main(argv=None):
     states, rolls = simulate(k_sim, B, T)
     fam = tm.Categorical(6)
     t0 = time.perf_counter()
-    fitted, history, finals = tm.fit_restarts(k_fit, fam, 2, rolls, num_restarts=restarts, num_iters=iters,
-                                                   stickiness=0.5)
-    jax.block_until_ready(fitted)
+    result = learn.hmm.fit_restarts(k_fit, fam, 2, rolls, num_restarts=restarts, num_iters=iters, stickiness=0.5)
+    fitted, history = jax.block_until_ready((result.model, result.log_likelihood))
+    finals = history[:, -1]
     fit_s = time.perf_counter() - t0
     # label switching: the loaded state is the one that rolls more sixes
     loaded = int(jnp.argmax(fitted.emission.probs[:, 5]))
     order = jnp.array([1 - loaded, loaded])
-    fitted = tm.HMMParams(fitted.initial[order], fitted.transition[order][:, order],
-                          tm.CategoricalParams(fitted.emission.probs[order]))
+    fitted = tm.HMM(fitted.initial[order], fitted.transition[order][:, order],
+                    tm.CategoricalParams(fitted.emission.probs[order]))
 
     def decode(p, x):
         ll = fam.log_likelihood(p.emission, x)
         return tm.smoother(p.initial, p.transition, ll), tm.viterbi(p.initial, p.transition, ll)
 
     post, path = jax.vmap(lambda x: decode(fitted, x))(rolls)
-    post_true, path_true = jax.vmap(lambda x: decode(tm.HMMParams(TRUE_INITIAL, TRUE_TRANSITION,
-                                                                  tm.CategoricalParams(TRUE_EMISSION)), x))(rolls)
+    post_true, path_true = jax.vmap(lambda x: decode(tm.HMM(TRUE_INITIAL, TRUE_TRANSITION,
+                                                            tm.CategoricalParams(TRUE_EMISSION)), x))(rolls)
     acc_post = float(jnp.mean((post.marginals[..., LOADED] > 0.5) == (states == LOADED)))
     acc_vit = float(jnp.mean(path.states == states))
     acc_true_params = float(jnp.mean(path_true.states == states))

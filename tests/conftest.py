@@ -72,10 +72,10 @@ if _cache != "off":
 SPLIT = (
     "tests/bn/test_inference_enumeration.py",
     "tests/bn/test_pgmpy.py",
-    "tests/temporal/test_em.py",
+    "tests/learn/test_hmm.py",
     "tests/temporal/test_hmm.py",
     "tests/temporal/test_dbn.py",
-    "tests/temporal/test_posterior.py",
+    "tests/temporal/test_model.py",
 )
 
 RUN_FIRST = (
@@ -85,7 +85,6 @@ RUN_FIRST = (
     "tests/deep/test_gan_mnist_experiment.py",
     "tests/deep/test_translation_experiments.py",
     "tests/learn/test_bayes.py",
-    "tests/temporal/test_experiments.py",
     "tests/experiments/",
 )
 

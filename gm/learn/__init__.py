@@ -8,11 +8,12 @@ iterative fit returning a `FitResult` ``(model, log_likelihood, converged)``.
 * missing values and latent variables: `em`, `em_step` (expected counts from exact inference in ``gm.bn``);
 * Bayesian estimation with numpyro: `gm.learn.bayes` (NUTS over CPTs and HMM parameters,
   `posterior_query` with credible intervals);
+* HMMs (Baum-Welch, restarts, MAP priors): `gm.learn.hmm`; dynamic Bayesian networks: `gm.learn.dbn`;
 * structure learning: `gm.learn.structure`;
 * `gm.learn.naive_bayes` and `gm.learn.linear_gaussian`.
 """
 
-from gm.learn import bayes, common, linear_gaussian, naive_bayes, structure
+from gm.learn import bayes, common, dbn, hmm, linear_gaussian, naive_bayes, structure
 from gm.learn.bayes import posterior_query
 from gm.learn.common import EMStep, FitResult, Prior, normalize_counts
 from gm.learn.estimators import as_structure, dirichlet, family_counts, mle, prior_counts, sample_dirichlet_rows
@@ -33,11 +34,13 @@ __all__ = [
     "as_structure",
     "bayes",
     "common",
+    "dbn",
     "dirichlet",
     "em",
     "em_step",
     "expected_counts",
     "family_counts",
+    "hmm",
     "linear_gaussian",
     "log_likelihood",
     "mle",

@@ -14,12 +14,12 @@ Every family's EM step has the signature ``em_step(model, data, *, prior=None, m
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["EMStep", "FitResult", "Prior", "normalize_counts"]
+__all__ = ["EMStep", "FitResult", "Prior", "iterate_em", "normalize_counts"]
 
 
 class Prior(NamedTuple):
@@ -119,3 +119,42 @@ def normalize_counts(counts, *, alpha=1.0, estimate: str = "map", fallback=None)
         fallback = jnp.broadcast_to(jnp.asarray(fallback, c.dtype), c.shape)
     out = jnp.where(ok, c / jnp.where(ok, total, 1.0), fallback)
     return jnp.where(jnp.isnan(total), jnp.nan, out)  # NaN counts (invalid input under jit) stay NaN
+
+
+def iterate_em(step: Callable[[Any], EMStep], model, *, num_iters: int, tol: float | None = None,
+               progress: bool = False) -> FitResult:
+    """The loop of every ``fit``: ``step`` (one EM iteration, model -> `EMStep`) ``num_iters`` times, or
+    until the relative improvement of the objective is at most ``tol``: L_k - L_{k-1} <= tol |L_k|.
+
+    On convergence the model of the last evaluation is returned (its update is dropped); when the
+    iterations run out, one more step evaluates the last model's objective (its update is dropped too),
+    so the history always ends with the returned model's objective.
+
+    Args:
+        step: one jitted EM iteration; model: the start; num_iters: the most iterations;
+        tol: None runs them all; progress: a tqdm bar.
+
+    Returns:
+        ``FitResult(model, log_likelihood f32[n + 1], converged)``.
+
+    Example:
+        >>> result = iterate_em(lambda m: EMStep(m / 2, -abs(m)), 8.0, num_iters=3)   # a toy "EM"
+        >>> result.log_likelihood.tolist(), float(result.model), result.converged
+        ([-8.0, -4.0, -2.0, -1.0], 1.0, False)
+    """
+    iterations = range(num_iters)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterations = tqdm(iterations, desc="EM")
+    history, converged = [], False
+    for _ in iterations:
+        new, objective = step(model)
+        history.append(float(objective))
+        if tol is not None and len(history) > 1 and history[-1] - history[-2] <= tol * abs(history[-1]):
+            converged = True
+            break
+        model = new
+    else:
+        history.append(float(step(model).log_likelihood))
+    return FitResult(model, jnp.asarray(history), converged)

@@ -38,7 +38,7 @@ import numpy as np
 
 from gm.bn.inference import log_evidence, map_batched
 from gm.bn.network import BayesNet
-from gm.learn.common import EMStep, FitResult, Prior, normalize_counts
+from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
 from gm.learn.estimators import as_structure, check_records, prior_counts, sample_dirichlet_rows
 
 __all__ = ["ExpectedFamilyCounts", "expected_counts", "log_likelihood", "log_prior", "em_step", "em", "random_init"]
@@ -150,12 +150,6 @@ def _em_iteration(net, data, weights, alpha, *, chunk_size):
     return _m_step(net, counts, alpha), value, value + (log_prior(net, alpha) if alpha is not None else 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _objective(net, data, weights, alpha, *, chunk_size):
-    value = log_likelihood(net, data, weights=weights, chunk_size=chunk_size)
-    return value, value + (log_prior(net, alpha) if alpha is not None else 0.0)
-
-
 def em(
     net: BayesNet,
     data,
@@ -178,7 +172,7 @@ def em(
       chunk_size: records per chunk of batched inference.
 
     Returns:
-      `FitResult` ``(model, log_likelihood, converged)``: ``log_likelihood: f64[K + 1]`` is the
+      `FitResult` ``(model, log_likelihood, converged)``: ``log_likelihood: f32[K + 1]`` is the
       objective (Σ_n w_n log P(e_n), plus the log Dirichlet prior for MAP-EM) at the start and after
       each of the K iterations run; it never decreases.
 
@@ -190,17 +184,8 @@ def em(
     data, w = check_records(net.structure, data, weights=weights)
     alpha = _alpha(net, prior)
 
-    objs = []
-    converged = False
-    current = net
-    for _ in range(num_iters):
-        new, _, objective = _em_iteration(current, data, w, alpha, chunk_size=chunk_size)
-        objs.append(float(objective))
-        if len(objs) > 1 and objs[-1] - objs[-2] <= tol * abs(objs[-1]):
-            converged = True
-            break
-        current = new
-    else:
-        _, objective = _objective(current, data, w, alpha, chunk_size=chunk_size)
-        objs.append(float(objective))
-    return FitResult(current, np.asarray(objs), converged)
+    def step(model):
+        new, _, objective = _em_iteration(model, data, w, alpha, chunk_size=chunk_size)
+        return EMStep(new, objective)
+
+    return iterate_em(step, net, num_iters=num_iters, tol=tol)

@@ -4,6 +4,7 @@ split over devices (the expected counts all-reduced by XLA)."""
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,12 @@ from jax.sharding import Mesh
 
 from gm.parallel.maps import sharded_map
 from gm.parallel.mesh import batch_sharding, default_mesh, pad_batch, place, replicate, replicated
+
+# gm.temporal and gm.learn are imported where they are used, as gm.parallel.networks does for gm.bn:
+# ``import gm.parallel`` (data-parallel training of the deep models) loads no graphical-model room.
+if TYPE_CHECKING:
+    from gm.learn.common import EMStep, FitResult
+    from gm.temporal.common import Smoothed
 
 __all__ = ["sharded_em_step", "sharded_fit", "sharded_smoother"]
 
@@ -29,16 +36,20 @@ def _smooth_unmasked(initial, transition, log_lik):
     return _smooth(initial, transition, log_lik, None)
 
 
-def sharded_smoother(initial, transition, log_liks, mask=None, *, mesh: Mesh | None = None):
+def sharded_smoother(initial, transition, log_liks, *, mask=None, mesh: Mesh | None = None) -> Smoothed:
     """`gm.temporal.smoother` of every sequence, split over ``mesh``.
 
     Args:
       initial: f32[K]; transition: f32[K, K] (shared, replicated).
       log_liks: f32[B, T, K] per-step log-likelihoods.
       mask: optional bool[B, T], False on padding steps.
+      mesh: the mesh (default: all devices).
 
     Returns:
-      ``Posterior(log_evidence f32[B], marginals f32[B, T, K])``.
+      ``gm.temporal.Smoothed(log_evidence f32[B], marginals f32[B, T, K])``.
+
+    Example:
+      >>> post = sharded_smoother(pi, A, log_liks, mask=mask, mesh=batch_mesh())
     """
     mesh = default_mesh(mesh)
     if mask is None:
@@ -47,17 +58,22 @@ def sharded_smoother(initial, transition, log_liks, mask=None, *, mesh: Mesh | N
 
 
 @functools.lru_cache(maxsize=64)
-def compiled_em_step(family, mesh: Mesh):
-    """The jitted Baum-Welch step for ``family`` with the sequences sharded over ``mesh`` and the
-    parameters and result replicated (cached per family and mesh; its HLO shows the all-reduce)."""
-    from gm.temporal import em
+def compiled_em_step(family, mesh: Mesh, estimate: str = "map"):
+    """The jitted Baum-Welch step (`gm.learn.hmm.em_update`) for ``family`` with the sequences sharded over
+    ``mesh`` and the model, prior concentrations and result replicated (cached per family, mesh and
+    estimate; its HLO shows the all-reduce). Call it as ``step(model, obs, mask, concentrations)``."""
+    from gm.learn import hmm
 
     bs, rep = batch_sharding(mesh), replicated(mesh)
-    return jax.jit(functools.partial(em._em_step, family), in_shardings=(rep, bs, bs, rep), out_shardings=rep)
+
+    def step(model, obs, mask, concentrations):
+        return hmm.em_update(family, model, obs, concentrations, mask=mask, estimate=estimate)
+
+    return jax.jit(step, in_shardings=(rep, bs, bs, rep), out_shardings=rep)
 
 
-def sharded_em_step(family, params, obs, mask=None, *, mesh: Mesh | None = None, prior=None):
-    """One Baum-Welch iteration (`gm.temporal.em_step`) with the sequences split over ``mesh``.
+def sharded_em_step(family, model, obs, *, prior=None, mask=None, mesh: Mesh | None = None) -> EMStep:
+    """One Baum-Welch iteration (`gm.learn.hmm.em_step`) with the sequences split over ``mesh``.
 
     The E-step runs on each device's sequences; the expected counts are summed across devices by the
     all-reduce XLA inserts for the batch sums, and the M-step result is replicated. Padding sequences
@@ -65,16 +81,19 @@ def sharded_em_step(family, params, obs, mask=None, *, mesh: Mesh | None = None,
 
     Args:
       family: the emission family (static).
-      params: ``HMMParams`` (replicated).
+      model: ``gm.temporal.HMM`` (replicated).
       obs: observations with leading [B, T] axes.
+      prior: a ``gm.learn.Prior`` (None: maximum likelihood).
       mask: optional bool[B, T].
       mesh: the mesh (default: all devices).
-      prior: ``Prior`` (default flat).
 
     Returns:
-      ``(new params, log p(obs | params), log p(params))`` as `gm.temporal.em_step`.
+      ``gm.learn.EMStep(model, log_likelihood)`` as `gm.learn.hmm.em_step`.
+
+    Example:
+      >>> model, objective = sharded_em_step(Categorical(V), model, obs, mask=mask, mesh=batch_mesh())
     """
-    from gm.temporal import em
+    from gm.learn import hmm
 
     mesh = default_mesh(mesh)
     obs = jnp.asarray(obs)
@@ -82,23 +101,27 @@ def sharded_em_step(family, params, obs, mask=None, *, mesh: Mesh | None = None,
         raise ValueError(f"obs must have leading [B, T] axes, got shape {obs.shape}")
     if mask is None:
         mask = np.ones(obs.shape[:2], bool)
+    resolved = hmm.resolve_prior(jnp.shape(model.initial)[0], prior=prior)
     obs, n = pad_batch(obs, mesh.size)
     mask, _ = pad_batch(jnp.asarray(mask, bool), mesh.size, fill=False)
     bs = batch_sharding(mesh)
-    return compiled_em_step(family, mesh)(replicate(params, mesh), place(obs, bs), place(mask, bs),
-                                           replicate(em.Prior() if prior is None else prior, mesh))
+    return compiled_em_step(family, mesh, resolved.estimate)(
+        replicate(model, mesh), place(obs, bs), place(mask, bs), replicate(resolved.concentrations, mesh))
 
 
-def sharded_fit(family, params, obs, mask=None, *, mesh: Mesh | None = None, num_iters: int = 50,
-                prior=None, tol: float | None = None):
-    """Baum-Welch (`gm.temporal.fit`) with every E-step sharded over ``mesh``: ``(params, history)``."""
-    history = []
-    for _ in range(num_iters):
-        new, ll, lp = sharded_em_step(family, params, obs, mask, mesh=mesh, prior=prior)
-        history.append(float(ll + lp))
-        params = new
-        if tol is not None and len(history) > 1 and history[-1] - history[-2] < tol:
-            break
-    return params, jnp.asarray(history)
+def sharded_fit(family, model, obs, *, mask=None, mesh: Mesh | None = None, num_iters: int = 50,
+                prior=None, tol: float | None = None) -> FitResult:
+    """Baum-Welch (`gm.learn.hmm.fit`) with every E-step sharded over ``mesh``.
 
+    Returns:
+      ``gm.learn.FitResult(model, log_likelihood f32[n + 1], converged)`` as `gm.learn.hmm.fit`.
 
+    Example:
+      >>> result = sharded_fit(Categorical(V), model, obs, mask=mask, num_iters=20)
+    """
+    from gm.learn.common import iterate_em
+
+    def step(m):
+        return sharded_em_step(family, m, obs, prior=prior, mask=mask, mesh=mesh)
+
+    return iterate_em(step, model, num_iters=num_iters, tol=tol)

@@ -1,29 +1,16 @@
-"""gm.temporal: hidden Markov models and dynamic Bayesian networks.
+"""gm.temporal: inference in hidden Markov models and dynamic Bayesian networks.
 
-Inference works on per-step log-likelihoods ``f32[T, K]`` (any emission family); see ``gm.temporal.hmm``.
-``posterior(family, params, obs)`` smooths straight from observations, computing each step's likelihood
-inside the loop.
+Inference works on per-step log-likelihoods ``f32[T, K]`` (any emission family); see ``gm.temporal.hmm``
+(sequential passes) and ``gm.temporal.associative`` (passes parallel over time).
+``posterior(family, model, obs)`` smooths an `HMM` straight from observations, computing each step's
+likelihood inside the loop (``gm.temporal.model``). Dynamic Bayesian networks: ``gm.temporal.dbn``.
+Estimation (Baum-Welch, DBN EM, priors, restarts) lives in ``gm.learn.hmm`` and ``gm.learn.dbn``.
 """
 
-from gm.temporal.hmm import (
-    ExpectedCounts,
-    Filtered,
-    Path,
-    Posterior,
-    expected_counts,
-    filter,
-    length_mask,
-    parallel_filter,
-    parallel_smoother,
-    parallel_viterbi,
-    sample,
-    sample_posterior,
-    smoother,
-    two_slice_marginals,
-    viterbi,
-)
-from gm.temporal import em, emissions
-from gm.temporal.em import HMMParams, Prior, em_step, fit, fit_restarts, fit_scan, init_params, posterior
+from gm.temporal import associative, common, dbn, emissions, hmm, model
+from gm.temporal.associative import associative_filter, associative_smoother, associative_viterbi
+from gm.temporal.common import ExpectedCounts, Filtered, Smoothed, length_mask
+from gm.temporal.dbn import DBN, boltzmann_zipper, coupled_hmm, factorial_hmm, unroll
 from gm.temporal.emissions import (
     Categorical,
     CategoricalParams,
@@ -34,5 +21,54 @@ from gm.temporal.emissions import (
     Poisson,
     PoissonParams,
 )
-from gm.temporal import dbn
-from gm.temporal.dbn import DBN, boltzmann_zipper, coupled_hmm, factorial_hmm, unroll
+from gm.temporal.hmm import (
+    Sampled,
+    expected_counts,
+    filter,
+    sample,
+    sample_posterior,
+    smoother,
+    two_slice_marginals,
+    viterbi,
+)
+from gm.temporal.model import HMM, log_likelihood, posterior
+
+__all__ = [
+    "Categorical",
+    "CategoricalParams",
+    "DBN",
+    "ExpectedCounts",
+    "Filtered",
+    "Gaussian",
+    "GaussianMixture",
+    "GaussianMixtureParams",
+    "GaussianParams",
+    "HMM",
+    "Poisson",
+    "PoissonParams",
+    "Sampled",
+    "Smoothed",
+    "associative",
+    "associative_filter",
+    "associative_smoother",
+    "associative_viterbi",
+    "boltzmann_zipper",
+    "common",
+    "coupled_hmm",
+    "dbn",
+    "emissions",
+    "expected_counts",
+    "factorial_hmm",
+    "filter",
+    "hmm",
+    "length_mask",
+    "log_likelihood",
+    "model",
+    "posterior",
+    "sample",
+    "sample_posterior",
+    "smoother",
+    "two_slice_marginals",
+    "unroll",
+    "viterbi",
+]

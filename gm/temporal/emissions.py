@@ -5,10 +5,10 @@ strengths); it is hashable, so it can be a static argument of ``jax.jit``. Its p
 ``NamedTuple`` of arrays (a pytree). Every family offers
 
 * ``log_likelihood(params, obs) -> f32[T, K]``: log p(x_t | z_t = k);
-* ``sufficient_stats(params, obs, weights f32[T, K]) -> stats``: expected sufficient statistics, a pytree that
-  adds up over sequences (weights are the posterior marginals, zero on padded steps);
+* ``sufficient_stats(params, obs, marginals f32[T, K]) -> stats``: expected sufficient statistics, a pytree
+  that adds up over sequences (the E-step's posterior state marginals, zero on padded steps);
 * ``m_step(stats, params) -> params``: the (MAP) maximiser; states without data keep their parameters;
-* ``sample(key, params, state) -> observation`` and ``initialize(key, num_states, obs, weights)``.
+* ``sample(key, params, state) -> observation`` and ``initialize(key, num_states, obs)``.
 
 ``step_likelihood(family, params, obs)`` gives the per-step form the inference loops read,
 ``t -> (lik f32[K], log_scale f32[])`` with p(x_t | z_t = k) = lik[k] exp(log_scale): by default one row
@@ -32,6 +32,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import gammaln, logsumexp
 
+from gm.temporal.common import ScaledLikelihood, StepLikelihood, shifted_exp
+
 __all__ = [
     "Categorical",
     "CategoricalParams",
@@ -48,18 +50,27 @@ _LOG_2PI = math.log(2 * math.pi)
 _TINY = 1e-10
 
 
-def step_likelihood(family, params, obs):
-    """The per-step likelihood function of a sequence: ``t -> (lik f32[K], log_scale f32[])`` with
-    p(x_t | z_t = k) = lik[k] exp(log_scale), for ``t`` a traced step index inside a loop.
+def step_likelihood(family, params, obs) -> StepLikelihood:
+    """The per-step likelihood function of a sequence: ``t -> ScaledLikelihood(lik f32[K], log_scale f32[])``
+    with p(x_t | z_t = k) = lik[k] exp(log_scale), for ``t`` a traced step index inside a loop.
 
     A family with a ``step_likelihood`` method supplies its own (no exponentials for ``Categorical``);
     otherwise step t's row of ``family.log_likelihood`` is computed and exponentiated after subtracting
     its maximum. Either way no [T, K] array of log-likelihoods is stored.
+
+    Args:
+        family: an emission family; params: its parameters; obs: one sequence ([T] or [T, D]).
+
+    Returns:
+        A `gm.temporal.common.StepLikelihood`.
+
+    Example:
+        >>> lik_at = step_likelihood(Gaussian(1), GaussianParams(jnp.zeros((2, 1)), jnp.ones((2, 1))), x)
+        >>> lik_at(0).lik.shape
+        (2,)
     """
     if hasattr(family, "step_likelihood"):
         return family.step_likelihood(params, obs)
-    from gm.temporal.hmm import shifted_exp
-
     obs = jnp.asarray(obs)
 
     def at(t):
@@ -74,10 +85,10 @@ def _keep_old(new, old, has_data):
     return jnp.where(has_data, new, old)
 
 
-def _check_weights(obs_len, weights, K):
-    ws = tuple(jnp.shape(weights))
+def _check_marginals(obs_len, marginals):
+    ws = tuple(jnp.shape(marginals))
     if len(ws) != 2 or ws[0] != obs_len:
-        raise ValueError(f"weights must have shape [T, K] = ({obs_len}, K); got {ws}")
+        raise ValueError(f"marginals must have shape [T, K] = ({obs_len}, K); got {ws}")
 
 
 # ------------------------------------------------------------------------------------ categorical
@@ -123,10 +134,11 @@ class Categorical:
         table = jnp.concatenate([probs.T, jnp.ones((1, probs.shape[0]), probs.dtype)], 0)
         idx = jnp.where(obs >= 0, jnp.clip(obs, 0, self.num_symbols - 1), self.num_symbols)
         zero = jnp.zeros((), probs.dtype)
-        return lambda t: (lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
+        return lambda t: ScaledLikelihood(lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
 
-    def sufficient_stats(self, params, obs, weights):
-        """f32[K, V] expected counts Σ_t w_tk [x_t = v] (a missing symbol counts nowhere).
+    def sufficient_stats(self, params, obs, marginals):
+        """f32[K, V] expected counts Σ_t w_tk [x_t = v] with w = ``marginals`` f32[T, K] (a missing symbol
+        counts nowhere).
 
         On CPU a segment sum of the weight rows by symbol; elsewhere a product with the one-hot
         matrix. In the jitted EM step on CPU the product took 13 ms of a 24 ms iteration (B = 256,
@@ -134,7 +146,7 @@ class Categorical:
         """
         obs = jnp.asarray(obs)
         self._check_obs(obs)
-        _check_weights(obs.shape[0], weights, None)
+        _check_marginals(obs.shape[0], marginals)
         V = self.num_symbols
 
         def by_product(obs, weights):
@@ -144,21 +156,25 @@ class Categorical:
             seg = jnp.where((obs >= 0) & (obs < V), obs, V)  # V: the discarded segment
             return jax.ops.segment_sum(weights, seg, num_segments=V + 1)[:V].T
 
-        return lax.platform_dependent(obs, weights, cpu=by_segment, default=by_product)
+        return lax.platform_dependent(obs, marginals, cpu=by_segment, default=by_product)
 
     def m_step(self, stats, params: CategoricalParams) -> CategoricalParams:
+        """MAP rows max(c - 1 + counts, 0), normalised; a state without data keeps its row."""
         counts = jnp.maximum(stats + self.concentration - 1.0, 0.0)
         total = counts.sum(-1, keepdims=True)
         probs = counts / jnp.where(total > 0, total, 1.0)
         return CategoricalParams(_keep_old(probs, params.probs, total[:, 0] > _TINY))
 
     def log_prior(self, params: CategoricalParams):
+        """f32[]: Σ (concentration - 1) log probs, the Dirichlet prior up to a constant."""
         return jnp.sum((self.concentration - 1.0) * jnp.log(params.probs))
 
     def sample(self, key, params: CategoricalParams, state):
+        """One symbol int32[] from row ``state`` of ``params.probs``."""
         return jax.random.categorical(key, jnp.log(params.probs[state])).astype(jnp.int32)
 
-    def initialize(self, key, num_states: int, obs=None, weights=None) -> CategoricalParams:
+    def initialize(self, key, num_states: int, obs=None) -> CategoricalParams:
+        """Dirichlet(1) rows f32[K, V] (``obs`` is not needed)."""
         return CategoricalParams(jax.random.dirichlet(key, jnp.ones(self.num_symbols), (num_states,)))
 
 
@@ -234,17 +250,20 @@ class Gaussian:
             return _diag_log_lik(params.means, params.covars, x0, o)
         return _full_log_lik(params.means, params.covars, x0, o)
 
-    def sufficient_stats(self, params, obs, weights):
+    def sufficient_stats(self, params, obs, marginals):
+        """Weighted counts, sums and (outer) squares of the observed values per state: n, s1, s2."""
         obs = jnp.asarray(obs, jnp.result_type(float))
-        _check_weights(obs.shape[0], weights, None)
+        _check_marginals(obs.shape[0], marginals)
         x0, o = _observed(obs)
         if self.covariance == "diag":
-            return _diag_stats(x0, o, weights)
+            return _diag_stats(x0, o, marginals)
         complete = jnp.all(o > 0, axis=-1)
-        w = weights * complete[:, None]
+        w = marginals * complete[:, None]
         return dict(n=w.sum(0), s1=w.T @ x0, s2=jnp.einsum("tk,td,te->kde", w, x0, x0))
 
     def m_step(self, stats, params: GaussianParams) -> GaussianParams:
+        """hmmlearn's M-step: means s1 / n, covariances (covars_prior I + scatter) / n; a state without
+        data keeps its parameters."""
         if self.covariance == "diag":
             means, covars = _diag_m_step(stats["n"], stats["s1"], stats["s2"], self.covars_prior,
                                          self.min_covar, params.means, params.covars)
@@ -260,16 +279,18 @@ class Gaussian:
         return GaussianParams(_keep_old(means, params.means, has), _keep_old(covars, params.covars, has))
 
     def log_prior(self, params):
+        """f32[] zero: the covariance prior enters the M-step only (as in hmmlearn)."""
         return jnp.zeros(())
 
     def sample(self, key, params: GaussianParams, state):
+        """One vector f32[D] from N(means[state], covars[state])."""
         mean = params.means[state]
         if self.covariance == "diag":
             return mean + jnp.sqrt(params.covars[state]) * jax.random.normal(key, (self.dim,))
         chol = jnp.linalg.cholesky(params.covars[state])
         return mean + chol @ jax.random.normal(key, (self.dim,))
 
-    def initialize(self, key, num_states: int, obs, weights=None) -> GaussianParams:
+    def initialize(self, key, num_states: int, obs) -> GaussianParams:
         """Means at randomly chosen complete observations; covariances the data variance."""
         obs = jnp.asarray(obs).reshape(-1, self.dim)
         complete = jnp.all(~jnp.isnan(obs), axis=-1)
@@ -330,6 +351,7 @@ class Poisson:
     rate_prior: tuple[float, float] = (1.0, 0.0)
 
     def log_likelihood(self, params: PoissonParams, obs) -> jax.Array:
+        """f32[T, K] Σ_d log Poisson(x_td; rates[k, d]) over the observed dimensions."""
         obs = jnp.asarray(obs, jnp.result_type(float))
         if len(obs.shape) != 2 or obs.shape[1] != self.dim:
             raise ValueError(f"obs must have shape [T, {self.dim}]; got {obs.shape}")
@@ -337,12 +359,14 @@ class Poisson:
         rates = params.rates
         return x0 @ jnp.log(rates).T - o @ rates.T - jnp.sum(gammaln(x0 + 1.0) * o, -1, keepdims=True)
 
-    def sufficient_stats(self, params, obs, weights):
+    def sufficient_stats(self, params, obs, marginals):
+        """Weighted counts n (observed dimensions) and sums s of the observed values per state."""
         obs = jnp.asarray(obs, jnp.result_type(float))
         x0, o = _observed(obs)
-        return dict(n=weights.T @ o, s=weights.T @ x0)
+        return dict(n=marginals.T @ o, s=marginals.T @ x0)
 
     def m_step(self, stats, params: PoissonParams) -> PoissonParams:
+        """MAP rates (s + a - 1) / (n + b) under the Gamma(a, b) prior, floored at 1e-6."""
         a, b = self.rate_prior
         n, s = stats["n"], stats["s"]
         rates = jnp.maximum(s + a - 1.0, 0.0) / jnp.maximum(n + b, _TINY)
@@ -350,13 +374,16 @@ class Poisson:
         return PoissonParams(jnp.where(n + b > _TINY, rates, params.rates))
 
     def log_prior(self, params):
+        """f32[]: Σ (a - 1) log rates - b rates, the Gamma prior up to a constant."""
         a, b = self.rate_prior
         return jnp.sum((a - 1.0) * jnp.log(params.rates) - b * params.rates)
 
     def sample(self, key, params: PoissonParams, state):
+        """One count vector f32[D] from Poisson(rates[state])."""
         return jax.random.poisson(key, params.rates[state]).astype(jnp.float32)
 
-    def initialize(self, key, num_states: int, obs, weights=None) -> PoissonParams:
+    def initialize(self, key, num_states: int, obs) -> PoissonParams:
+        """Rates: the data mean times a uniform factor in [0.5, 1.5] per state and dimension."""
         mean = jnp.nanmean(jnp.asarray(obs, jnp.float32).reshape(-1, self.dim), axis=0)
         scale = jax.random.uniform(key, (num_states, self.dim), minval=0.5, maxval=1.5)
         return PoissonParams(jnp.maximum(mean * scale, 1e-3))
@@ -394,13 +421,14 @@ class GaussianMixture:
         return ll.reshape(-1, K, M) + jnp.log(params.weights), x0, o
 
     def log_likelihood(self, params: GaussianMixtureParams, obs) -> jax.Array:
+        """f32[T, K] log Σ_m w_km N(x_t; μ_km, diag v_km) over the observed dimensions."""
         comp, _, _ = self._component_ll(params, obs)
         return logsumexp(comp, axis=-1)
 
-    def sufficient_stats(self, params, obs, weights):
+    def sufficient_stats(self, params, obs, marginals):
         """The mixture's statistics need the current parameters (component responsibilities)."""
         comp, x0, o = self._component_ll(params, obs)
-        resp = jax.nn.softmax(comp, axis=-1) * weights[:, :, None]  # [T, K, M]
+        resp = jax.nn.softmax(comp, axis=-1) * marginals[:, :, None]  # [T, K, M]
         K, M = params.weights.shape
         r = resp.reshape(-1, K * M)
         st = _diag_stats(x0, o, r)
@@ -408,6 +436,7 @@ class GaussianMixture:
         return st
 
     def m_step(self, stats, params: GaussianMixtureParams) -> GaussianMixtureParams:
+        """MAP mixture weights (Dirichlet prior), diagonal Gaussian M-step per component."""
         K, M = params.weights.shape
         w = jnp.maximum(stats["r"] + self.weights_concentration - 1.0, 0.0)
         tot = w.sum(-1, keepdims=True)
@@ -418,14 +447,17 @@ class GaussianMixture:
         return GaussianMixtureParams(weights, means.reshape(K, M, -1), covars.reshape(K, M, -1))
 
     def log_prior(self, params):
+        """f32[]: Σ (weights_concentration - 1) log weights."""
         return jnp.sum((self.weights_concentration - 1.0) * jnp.log(params.weights))
 
     def sample(self, key, params: GaussianMixtureParams, state):
+        """One vector f32[D]: a component from weights[state], then its Gaussian."""
         k1, k2 = jax.random.split(key)
         m = jax.random.categorical(k1, jnp.log(params.weights[state]))
         return params.means[state, m] + jnp.sqrt(params.covars[state, m]) * jax.random.normal(k2, (self.dim,))
 
-    def initialize(self, key, num_states: int, obs, weights=None) -> GaussianMixtureParams:
+    def initialize(self, key, num_states: int, obs) -> GaussianMixtureParams:
+        """Means at randomly chosen complete observations, the data variance, equal weights."""
         obs = jnp.asarray(obs).reshape(-1, self.dim)
         complete = jnp.all(~jnp.isnan(obs), axis=-1)
         KM = num_states * self.num_components

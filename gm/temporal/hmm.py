@@ -1,4 +1,4 @@
-"""Exact inference in hidden Markov models, on per-step log-likelihoods.
+"""Exact inference in hidden Markov models, on per-step log-likelihoods: the sequential passes.
 
 Every function takes the model as three arrays and works for any emission family:
 
@@ -19,12 +19,16 @@ Impossible evidence (p(x) = 0) gives ``log_evidence = -inf``, the flag to check;
 then finite but meaningless, never NaN.
 
 The functions are pure and undecorated: ``jax.jit`` and ``jax.vmap`` them (``in_axes=(None, None, 0)``
-for a batch of sequences that share parameters). Parallel-in-time versions (``parallel_filter``,
-``parallel_smoother``, ``parallel_viterbi``) use ``jax.lax.associative_scan``: O(log T) depth,
-O(T K^3) work, for accelerators.
+for a batch of sequences that share parameters). The same passes over a per-step likelihood function
+instead of an array (`smoother_from_likelihood`, `log_evidence_from_likelihood`,
+`expected_counts_from_likelihood`) serve ``gm.temporal.model``, which computes each step's likelihood
+from the observations inside the loop. Parallel-in-time versions are in ``gm.temporal.associative``.
 
-Reference: L. R. Rabiner (1989), A tutorial on hidden Markov models; S. Särkkä and
-Á. F. García-Fernández (2021), Temporal parallelization of Bayesian smoothers.
+Length: about 600 lines. The forward pass, the backward pass and the in-place smoothing pass are the
+private core that every function here reads; keeping them in one module with their users (the array
+API and the per-step-likelihood API) keeps them private, where a split would make that plumbing public.
+
+Reference: L. R. Rabiner (1989), A tutorial on hidden Markov models.
 """
 
 from __future__ import annotations
@@ -36,12 +40,21 @@ import jax.numpy as jnp
 from jax import lax
 
 from gm import loops
+from gm.temporal.common import (
+    ExpectedCounts,
+    Filtered,
+    Smoothed,
+    StepLikelihood,
+    array_likelihood,
+    chain_started,
+    check_shapes,
+    valid_steps,
+    zero_masked,
+)
+from gm.types import MPE
 
 __all__ = [
-    "Filtered",
-    "Posterior",
-    "ExpectedCounts",
-    "Path",
+    "Sampled",
     "filter",
     "smoother",
     "expected_counts",
@@ -49,115 +62,37 @@ __all__ = [
     "viterbi",
     "sample_posterior",
     "sample",
-    "parallel_filter",
-    "parallel_smoother",
-    "parallel_viterbi",
-    "length_mask",
+    "smoother_from_likelihood",
+    "log_evidence_from_likelihood",
+    "expected_counts_from_likelihood",
 ]
 
 
-class Filtered(NamedTuple):
-    """Result of ``filter``.
+class Sampled(NamedTuple):
+    """Result of ``sample``.
 
     Attributes:
-        log_evidence: f32[] log p(x_{1:T}).
-        filtered: f32[T, K] p(z_t | x_{1:t}); zero rows at masked steps.
-        log_normalizers: f32[T] log p(x_t | x_{1:t-1}); zero at masked steps.
-    """
-
-    log_evidence: jax.Array
-    filtered: jax.Array
-    log_normalizers: jax.Array
-
-
-class Posterior(NamedTuple):
-    """Result of ``smoother``.
-
-    Attributes:
-        log_evidence: f32[] log p(x_{1:T}).
-        marginals: f32[T, K] p(z_t | x_{1:T}); zero rows at masked steps.
-    """
-
-    log_evidence: jax.Array
-    marginals: jax.Array
-
-
-class ExpectedCounts(NamedTuple):
-    """Result of ``expected_counts``: the E-step of Baum-Welch.
-
-    Attributes:
-        log_evidence: f32[] log p(x_{1:T}).
-        marginals: f32[T, K] p(z_t | x_{1:T}); zero rows at masked steps.
-        transitions: f32[K, K] sum_t p(z_t = i, z_{t+1} = j | x_{1:T}) over valid pairs of steps.
-    """
-
-    log_evidence: jax.Array
-    marginals: jax.Array
-    transitions: jax.Array
-
-
-class Path(NamedTuple):
-    """Result of ``viterbi``.
-
-    Attributes:
-        states: int32[T] argmax_z p(z_{1:T} | x_{1:T}); -1 at masked steps.
-        log_prob: f32[] log p(z*_{1:T}, x_{1:T}) of that path (joint, not conditional).
+        states: int32[T] the sampled hidden states.
+        observations: the emission sampler's draws stacked over steps (``[T, ...]``), or None when no
+            sampler was given.
     """
 
     states: jax.Array
-    log_prob: jax.Array
+    observations: jax.Array | None
 
 
-# ----------------------------------------------------------------------------------------- checks
+def _arrays(initial, transition, log_lik):
+    return jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
 
 
-def _shape(x) -> tuple[int, ...]:
-    return tuple(jnp.shape(x))
-
-
-def _check(initial, transition, log_lik, mask, *, name="log_lik"):
-    """Validates shapes at trace time; returns (T, K, time_varying)."""
-    ls = _shape(log_lik)
-    if len(ls) != 2:
-        raise ValueError(f"{name} must have shape [T, K]; got shape {ls}")
-    T, K = ls
-    if T < 1:
-        raise ValueError(f"{name} must have at least one time step; got shape {ls}")
-    if _shape(initial) != (K,):
-        raise ValueError(f"initial must have shape [K] = ({K},) to match {name} {ls}; got {_shape(initial)}")
-    ts = _shape(transition)
-    if ts == (K, K):
-        time_varying = False
-    elif ts == (T - 1, K, K):
-        time_varying = True
-    else:
-        raise ValueError(
-            f"transition must have shape [K, K] = ({K}, {K}) or [T-1, K, K] = ({T - 1}, {K}, {K}) "
-            f"to match {name} {ls}; got {ts}"
-        )
-    if mask is not None and _shape(mask) != (T,):
-        raise ValueError(f"mask must have shape [T] = ({T},) to match {name} {ls}; got {_shape(mask)}")
-    return T, K, time_varying
-
-
-def length_mask(length, num_steps: int) -> jax.Array:
-    """bool[T] mask (or bool[..., T] for a batch of lengths): ``t < length``."""
-    length = jnp.asarray(length)
-    return jnp.arange(num_steps) < length[..., None]
+def _on_arrays(pass_from_likelihood, initial, transition, log_lik, mask):
+    """A ``*_from_likelihood`` pass run on an f32[T, K] array of log-likelihoods, shapes checked."""
+    initial, transition, log_lik = _arrays(initial, transition, log_lik)
+    T, _, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    return pass_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
 
 
 # ------------------------------------------------------------------------------------- internals
-
-
-def _scaled_lik(log_lik, mask):
-    """exp(log_lik - max_k log_lik) and the per-step shifts (0 at masked steps)."""
-    shift = jnp.max(log_lik, axis=-1)
-    shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
-    lik = jnp.exp(log_lik - shift[:, None])
-    if mask is not None:
-        lik = jnp.where(mask[:, None], lik, 1.0)
-        shift = jnp.where(mask, shift, 0.0)
-    return lik, shift
 
 
 def _kahan_add(total, comp, x):
@@ -170,15 +105,6 @@ def _kahan_add(total, comp, x):
     return t, comp
 
 
-def _mask_or_true(mask, T):
-    return jnp.ones((T,), bool) if mask is None else jnp.asarray(mask, bool)
-
-
-def _started(valid):
-    """bool[T-1]: for step t >= 1, whether some step before t is valid (else t starts the chain)."""
-    return jnp.cumsum(valid.astype(jnp.int32))[:-1] > 0
-
-
 def _row(x, t):
     return lax.dynamic_index_in_dim(x, t, keepdims=False)
 
@@ -187,31 +113,14 @@ def _put(buf, x, t):
     return lax.dynamic_update_index_in_dim(buf, x, t, 0)
 
 
-def _lik_at(log_lik, t):
-    """(exp(log_lik[t] - max), max) with the max replaced by 0 where it is not finite."""
-    return shifted_exp(_row(log_lik, t))
-
-
-def shifted_exp(log_lik_row):
-    """(exp(row - max), max) for one step's f32[K] log-likelihoods, the max replaced by 0 where it is
-    not finite: the (likelihood, log-scale) pair a per-step likelihood function returns."""
-    s = jnp.max(log_lik_row)
-    s = jnp.where(jnp.isfinite(s), s, 0.0)
-    return jnp.exp(log_lik_row - s), s
-
-
-def _array_lik(log_lik):
-    return lambda t: _lik_at(log_lik, t)
-
-
 # The loops below index the time axis with dynamic slices inside ``fori_loop`` rather than feeding
 # ``lax.scan`` its xs: under ``vmap`` a scan moves the batch axis of every [B, T, K] input and output
 # behind the time axis (two full transposes), while a dynamic slice of a [B, T, K] array stays in place.
 #
-# Every pass reads the evidence through a per-step likelihood function ``lik_at(t) -> (lik f32[K],
+# Every pass reads the evidence through a `StepLikelihood` ``lik_at(t) -> ScaledLikelihood(lik f32[K],
 # log_scale f32[])`` with p(x_t | z_t = k) = lik[k] exp(log_scale). For a [T, K] array of log-likelihoods
 # it exponentiates one row inside the loop; an emission family can instead compute the row from the
-# observations (``gm.temporal.em.posterior``), so no [T, K] array of log-likelihoods is ever stored.
+# observations (``gm.temporal.posterior``), so no [T, K] array of log-likelihoods is ever stored.
 
 
 def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normalizers=False, store_pred=False,
@@ -225,7 +134,7 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
     """
     K = initial.shape[0]
     valid = None if mask is None else jnp.asarray(mask, bool)
-    started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), _started(valid)])
+    started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), chain_started(valid)])
     lik0, s0 = lik_at(0)
     dtype = lik0.dtype
     a0 = initial * lik0
@@ -361,16 +270,6 @@ def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, un
     return _put(out, g if valid is None else jnp.where(valid[0], g, 0.0), 0)
 
 
-def _normalize_rows(x):
-    s = jnp.sum(x, axis=-1, keepdims=True)
-    return x / jnp.where(s > 0, s, 1.0)
-
-
-def _zero_masked(x, mask):
-    if mask is None:
-        return x
-    return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, 0)
-
 
 # ------------------------------------------------------------------------------------- public API
 
@@ -392,21 +291,21 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
     Example:
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
-    alphas, log_cs, total, _ = _forward(initial, transition, _array_lik(log_lik), T, mask, tv,
+    initial, transition, log_lik = _arrays(initial, transition, log_lik)
+    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
                                         keep_normalizers=True)
-    return Filtered(total, _zero_masked(alphas, mask), log_cs)
+    return Filtered(total, zero_masked(alphas, mask=mask), log_cs)
 
 
-def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
+def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
     """Forward-backward smoothing: p(z_t | x_{1:T}) for every t and log p(x_{1:T}).
 
     p(z_t | x_{1:T}) ∝ alpha_t ⊙ beta_t with beta_t = A (p(x_{t+1} | ·) ⊙ beta_{t+1}), computed in the
     equivalent form gamma_t ∝ pred_t ⊙ p(x_t | ·) ⊙ (A (gamma_{t+1} ⊘ pred_{t+1})) from the forward pass's
     one-step predictions pred_t = alpha_{t-1} A: one matrix-vector product per step each way, and the
     marginals overwrite the predictions in place, so a batch needs one [B, T, K] buffer, not two.
-    ``gm.temporal.em.posterior`` runs the same passes on observations and an emission family without
+    ``gm.temporal.posterior`` runs the same passes on observations and an emission family without
     a [T, K] array of log-likelihoods.
 
     Args:
@@ -414,34 +313,59 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
         mask: optional bool[T] (False = padding).
 
     Returns:
-        ``Posterior(log_evidence f32[], marginals f32[T, K])``.
+        ``Smoothed(log_evidence f32[], marginals f32[T, K])``.
 
     Example:
         >>> post = smoother(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
         >>> post.marginals.shape
         (5, 2)
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
-    return _smoother(initial, transition, _array_lik(log_lik), T, mask, tv)
+    return _on_arrays(smoother_from_likelihood, initial, transition, log_lik, mask)
 
 
-def _smoother(initial, transition, lik_at, T, mask, tv) -> Posterior:
-    preds, _, total, last = _forward(initial, transition, lik_at, T, mask, tv, store_pred=True)
-    return Posterior(total, _smooth_from_pred(transition, preds, last, lik_at, mask, tv))
+
+def smoother_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,
+                             mask=None) -> Smoothed:
+    """``smoother`` over a per-step likelihood function instead of an array of log-likelihoods.
+
+    The passes call ``lik_at(t)`` inside their loops (twice per step: forward and backward), so the
+    evidence can be computed from observations on the fly (``gm.temporal.posterior``). Shapes are not
+    checked here: validate with ``check_shapes`` first.
+
+    Args:
+        initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K] (time-varying when 3-D);
+        lik_at: ``t -> ScaledLikelihood(lik f32[K], log_scale f32[])``; num_steps: T (static);
+        mask: optional bool[T] (False = padding).
+
+    Returns:
+        ``Smoothed(log_evidence f32[], marginals f32[T, K])``.
+
+    Example:
+        >>> post = smoother_from_likelihood(jnp.ones(2) / 2, jnp.eye(2), array_likelihood(jnp.zeros((3, 2))), 3)
+    """
+    tv = jnp.ndim(transition) == 3
+    preds, _, total, last = _forward(initial, transition, lik_at, num_steps, mask, tv, store_pred=True)
+    return Smoothed(total, _smooth_from_pred(transition, preds, last, lik_at, mask, tv))
 
 
-def _two_slice_parts(initial, transition, log_lik, mask):
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
-    return _two_slice_core(initial, transition, _array_lik(log_lik), T, mask, tv)
+def log_evidence_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,
+                                 mask=None) -> jax.Array:
+    """f32[]: log p(x_{1:T}) = Σ_t log c_t by the scaled forward pass over a per-step likelihood function
+    (see ``smoother_from_likelihood``); the forward messages are not kept.
+
+    Example:
+        >>> log_evidence_from_likelihood(jnp.ones(2) / 2, jnp.eye(2), array_likelihood(jnp.zeros((3, 2))), 3)
+        Array(0., dtype=float32)
+    """
+    tv = jnp.ndim(transition) == 3
+    return _forward(initial, transition, lik_at, num_steps, mask, tv)[2]
 
 
 def _two_slice_core(initial, transition, lik_at, T, mask, tv):
     alphas, _, total, _ = _forward(initial, transition, lik_at, T, mask, tv)
     marg, w = _backward(transition, lik_at, T, alphas, mask, tv, keep_messages=True)
     if T == 1:
-        return total, marg, alphas[:0], w[:0], tv
+        return total, marg, alphas[:0], w[:0]
     if tv:
         pred = jnp.einsum("ti,tij->tj", alphas[:-1], transition)
     else:
@@ -450,8 +374,30 @@ def _two_slice_core(initial, transition, lik_at, T, mask, tv):
     w = w / jnp.where(z > 0, z, 1.0)
     if mask is not None:
         valid = jnp.asarray(mask, bool)
-        w = jnp.where((valid[1:] & _started(valid))[:, None], w, 0.0)
-    return total, marg, alphas[:-1], w, tv
+        w = jnp.where((valid[1:] & chain_started(valid))[:, None], w, 0.0)
+    return total, marg, alphas[:-1], w
+
+
+def expected_counts_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,
+                                    mask=None) -> ExpectedCounts:
+    """``expected_counts`` over a per-step likelihood function (see ``smoother_from_likelihood``).
+
+    Returns:
+        ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
+
+    Example:
+        >>> counts = expected_counts_from_likelihood(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1,
+        ...                                          array_likelihood(jnp.zeros((3, 2))), 3)
+        >>> float(counts.transitions.sum())
+        2.0
+    """
+    tv = jnp.ndim(transition) == 3
+    total, marg, alphas, w = _two_slice_core(initial, transition, lik_at, num_steps, mask, tv)
+    if tv:
+        counts = jnp.einsum("ti,tij,tj->ij", alphas, transition, w)
+    else:
+        counts = transition * (alphas.T @ w)
+    return ExpectedCounts(total, marg, counts)
 
 
 def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCounts:
@@ -461,56 +407,73 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
     one [K, T] x [T, K] matrix product; the [T-1, K, K] two-slice marginals are never stored
     (unless the transition is time-varying).
 
+    Args:
+        initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
+        mask: optional bool[T] (False = padding).
+
     Returns:
         ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
+
+    Example:
+        >>> counts = expected_counts(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
+        >>> counts.transitions.shape
+        (2, 2)
     """
-    return _counts(*_two_slice_parts(initial, transition, log_lik, mask), jnp.asarray(transition))
-
-
-def _counts(total, marg, alphas, w, tv, transition) -> ExpectedCounts:
-    if tv:
-        counts = jnp.einsum("ti,tij,tj->ij", alphas, transition, w)
-    else:
-        counts = transition * (alphas.T @ w)
-    return ExpectedCounts(total, marg, counts)
+    return _on_arrays(expected_counts_from_likelihood, initial, transition, log_lik, mask)
 
 
 def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array:
     """f32[T-1, K, K]: p(z_t = i, z_{t+1} = j | x_{1:T}); zero where step t+1 is masked.
 
     xi_t(i, j) = alpha_t(i) A_t(i, j) p(x_{t+1} | j) beta_{t+1}(j) / Z_t.
+
+    Args:
+        initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
+        mask: optional bool[T] (False = padding).
+
+    Example:
+        >>> two_slice_marginals(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2))).shape
+        (4, 2, 2)
     """
-    _, _, alphas, w, tv = _two_slice_parts(initial, transition, log_lik, mask)
+    initial, transition, log_lik = _arrays(initial, transition, log_lik)
+    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    _, _, alphas, w = _two_slice_core(initial, transition, array_likelihood(log_lik), T, mask, tv)
     trans = transition if tv else transition[None]
     return alphas[:, :, None] * trans * w[:, None, :]
 
 
-def _safe_log(x):
-    return jnp.log(jnp.asarray(x))
-
-
-def viterbi(initial, transition, log_lik, *, mask=None, unroll=2) -> Path:
+def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
     """Most probable state path argmax_z p(z_{1:T} | x_{1:T}) by max-product dynamic programming.
 
     delta_t(j) = max_i [delta_{t-1}(i) + log A_ij] + log p(x_t | j); each delta is shifted by its max
     and the shifts are summed with compensation, so the path log-probability stays accurate. The
     maximisation runs over the last (contiguous) axis of log A^T.
 
+    Args:
+        initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
+        mask: optional bool[T] (False = padding); unroll: steps per loop iteration (a tuning flag).
+
     Returns:
-        ``Path(states int32[T], log_prob f32[])`` with log_prob = log p(z*, x).
+        ``gm.types.MPE(states int32[T], log_prob f32[])`` with log_prob = log p(z*, x); states are -1
+        at masked steps.
+
+    Example:
+        >>> best = viterbi(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.log(jnp.array([[0.9, 0.1]] * 3)))
+        >>> best.states.tolist()
+        [0, 0, 0]
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
+    initial, transition, log_lik = _arrays(initial, transition, log_lik)
+    T, K, tv = check_shapes(initial, transition, log_lik, mask=mask)
     valid = None if mask is None else jnp.asarray(mask, bool)
-    started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), _started(valid)])
-    log_trans_T = jnp.swapaxes(_safe_log(transition), -1, -2)  # [.., j, i]
+    started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), chain_started(valid)])
+    log_trans_T = jnp.swapaxes(jnp.log(transition), -1, -2)  # [.., j, i]
     arange = jnp.arange(K, dtype=jnp.int32)
 
     def ll_at(t):
         row = _row(log_lik, t)
         return row if valid is None else jnp.where(valid[t], row, 0.0)
 
-    d0 = _safe_log(initial) + ll_at(0)
+    d0 = jnp.log(initial) + ll_at(0)
     s0 = jnp.max(d0)
     s0 = jnp.where(jnp.isfinite(s0), s0, 0.0)
     d0 = d0 - s0
@@ -559,7 +522,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll=2) -> Path:
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
     states = states if valid is None else jnp.where(valid, states, -1)
-    return Path(states, log_prob)
+    return MPE(states, log_prob)
 
 
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:
@@ -569,14 +532,19 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
 
     Args:
         key: a ``jax.random`` key.
+        initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
+        mask: optional bool[T] (False = padding).
 
     Returns:
         int32[T] sampled states; -1 at masked steps. vmap over keys for several samples.
+
+    Example:
+        >>> z = sample_posterior(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((4, 2)))
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
-    valid = _mask_or_true(mask, T)
-    alphas, _, _, _ = _forward(initial, transition, _array_lik(log_lik), T, mask, tv)
+    initial, transition, log_lik = _arrays(initial, transition, log_lik)
+    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    valid = valid_steps(T, mask=mask)
+    alphas, _, _, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
     keys = jax.random.split(key, T)
     last = jax.random.categorical(keys[-1], jnp.log(alphas[-1])).astype(jnp.int32)
 
@@ -605,8 +573,8 @@ def sample(
     transition,
     num_steps: int,
     emission_sampler: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-):
-    """Samples z_{1:T} (and x_{1:T}) from the HMM.
+) -> Sampled:
+    """Samples z_{1:T} (and x_{1:T}) from the HMM: z_1 ~ initial, z_{t+1} ~ transition[z_t], x_t ~ p(x | z_t).
 
     Args:
         key: a ``jax.random`` key.
@@ -615,13 +583,18 @@ def sample(
         emission_sampler: optional ``(key, state int32[]) -> observation``; vmapped over steps.
 
     Returns:
-        int32[T] states, or ``(states, observations)`` when ``emission_sampler`` is given.
+        ``Sampled(states int32[T], observations [T, ...] or None without an emission sampler)``.
+
+    Example:
+        >>> draw = sample(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, 10)
+        >>> draw.states.shape
+        (10,)
     """
     initial, transition = jnp.asarray(initial), jnp.asarray(transition)
-    K = _shape(initial)[0] if len(_shape(initial)) == 1 else None
-    if K is None:
-        raise ValueError(f"initial must have shape [K]; got {_shape(initial)}")
-    ts = _shape(transition)
+    if initial.ndim != 1:
+        raise ValueError(f"initial must have shape [K]; got {initial.shape}")
+    K = initial.shape[0]
+    ts = tuple(transition.shape)
     if ts != (K, K) and ts != (num_steps - 1, K, K):
         raise ValueError(
             f"transition must have shape ({K}, {K}) or ({num_steps - 1}, {K}, {K}) for num_steps="
@@ -644,140 +617,6 @@ def sample(
     _, zs = loops.scan(step, z0, (ks, log_trans) if tv else ks)
     states = jnp.concatenate([z0[None], zs])
     if emission_sampler is None:
-        return states
+        return Sampled(states, None)
     obs = jax.vmap(emission_sampler)(jax.random.split(kx, num_steps), states)
-    return states, obs
-
-
-# --------------------------------------------------------------------------------- parallel in time
-
-
-def _effective_transitions(transition, valid, T, K, initial):
-    """f32[T-1, K, K]: the transition into each step; the identity into masked steps; rows equal to
-    the initial distribution into the first valid step after masked ones."""
-    trans = jnp.broadcast_to(transition, (T - 1, K, K))
-    eye = jnp.eye(K, dtype=trans.dtype)
-    trans = jnp.where(_started(valid)[:, None, None], trans, jnp.broadcast_to(initial, (K, K)))
-    return jnp.where(valid[1:, None, None], trans, eye)
-
-
-def _parallel_forward(initial, transition, log_lik, mask):
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
-    valid = _mask_or_true(mask, T)
-    lik, shift = _scaled_lik(log_lik, mask)
-    first = jnp.broadcast_to(initial * lik[0], (K, K))
-    first = jnp.where(valid[0], first, jnp.eye(K, dtype=first.dtype))
-    if T > 1:
-        rest = _effective_transitions(transition, valid, T, K, initial) * lik[1:, None, :]
-        mats = jnp.concatenate([first[None], rest], axis=0)
-    else:
-        mats = first[None]
-    norm = jnp.max(mats, axis=(1, 2), keepdims=True)
-    mats = mats / norm
-    scales = jnp.log(norm[:, 0, 0]) + shift
-
-    def combine(a, b):
-        ma, sa = a
-        mb, sb = b
-        m = ma @ mb
-        n = jnp.max(m, axis=(-2, -1), keepdims=True)
-        return m / n, sa + sb + jnp.log(n[..., 0, 0])
-
-    prods, log_scales = lax.associative_scan(combine, (mats, scales))
-    rows = prods[:, 0, :]
-    sums = jnp.sum(rows, axis=-1)
-    filtered = rows / sums[:, None]  # at masked steps: the carried (frozen) filter
-    cum = log_scales + jnp.log(sums)
-    log_cs = jnp.concatenate([cum[:1], jnp.diff(cum)])
-    log_cs = jnp.where(valid, log_cs, 0.0)
-    return cum[-1], filtered, log_cs
-
-
-def parallel_filter(initial, transition, log_lik, *, mask=None) -> Filtered:
-    """``filter`` by an associative scan over scaled matrices M_t = A_t diag(p(x_t | ·)).
-
-    Prefix products M_0 ⋯ M_t (with M_0 = 1 (pi ⊙ p(x_0|·))^T) give alpha_t up to a carried log scale.
-    O(log T) depth, O(T K^3) work.
-    """
-    total, filtered, log_cs = _parallel_forward(initial, transition, log_lik, mask)
-    return Filtered(total, _zero_masked(filtered, mask), log_cs)
-
-
-def parallel_smoother(initial, transition, log_lik, *, mask=None) -> Posterior:
-    """``smoother`` by two associative scans: ``parallel_filter``, then backward products of the
-    row-stochastic matrices E_t(i, j) = p(z_t = j | z_{t+1} = i, x_{1:t}); p(z_t | x) = 1 E_{T-1} ⋯ E_t / K.
-    """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
-    valid = _mask_or_true(mask, T)
-    total, f, _ = _parallel_forward(initial, transition, log_lik, mask)
-    last = jnp.broadcast_to(f[-1], (K, K))
-    if T > 1:
-        trans = _effective_transitions(transition, valid, T, K, initial)  # [T-1, K, K], (i -> j)
-        e = f[:-1, None, :] * jnp.swapaxes(trans, -1, -2)  # e[t, i, j] = f_t(j) A_t(j, i)
-        e = _normalize_rows(e)
-        elems = jnp.concatenate([e, last[None]], axis=0)
-    else:
-        elems = last[None]
-
-    # reverse=True folds from the end: combine(later, earlier) must give later-product @ earlier
-    prods = lax.associative_scan(lambda later, earlier: later @ earlier, elems, reverse=True)
-    marg = _normalize_rows(prods[:, 0, :])
-    return Posterior(total, _zero_masked(marg, mask))
-
-
-def _maxplus(a, b):
-    """(a ⊗ b)_ij = max_k a_ik + b_kj for stacked f32[..., K, K]."""
-    return jnp.max(a[..., :, :, None] + b[..., None, :, :], axis=-2)
-
-
-def parallel_viterbi(initial, transition, log_lik, *, mask=None) -> Path:
-    """``viterbi`` by max-plus associative scans: forward prefix maxima delta_t and backward suffix
-    maxima psi_t; z*_t = argmax_k delta_t(k) + psi_t(k) (the path is assumed unique). O(T K^3) work.
-    """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, tv = _check(initial, transition, log_lik, mask)
-    valid = _mask_or_true(mask, T)
-    ll = jnp.where(valid[:, None], log_lik, 0.0)
-    log_init = _safe_log(initial)
-    neg = jnp.asarray(-jnp.inf, ll.dtype)
-    log_eye = jnp.where(jnp.eye(K, dtype=bool), 0.0, neg)
-    first = jnp.broadcast_to(log_init + ll[0], (K, K))
-    first = jnp.where(valid[0], first, log_eye)
-    if T == 1:
-        d = first[0]
-        z = jnp.argmax(d).astype(jnp.int32)[None]
-        return Path(jnp.where(valid, z, -1), jnp.where(valid[0], d[z[0]], 0.0))
-    log_trans = jnp.broadcast_to(_safe_log(transition), (T - 1, K, K))
-    log_trans = jnp.where(_started(valid)[:, None, None], log_trans, jnp.broadcast_to(log_init, (K, K)))
-    log_trans = jnp.where(valid[1:, None, None], log_trans, log_eye)
-    rest = log_trans + ll[1:, None, :]
-    mats = jnp.concatenate([first[None], rest], axis=0)
-
-    def shifted(m):
-        s = jnp.max(m, axis=(-2, -1))
-        s = jnp.where(jnp.isfinite(s), s, 0.0)
-        return m - s[..., None, None], s
-
-    mats, scales = shifted(mats)
-
-    def combine_fwd(a, b):
-        m, s = shifted(_maxplus(a[0], b[0]))
-        return m, a[1] + b[1] + s
-
-    fwd, fscale = lax.associative_scan(combine_fwd, (mats, scales))
-    delta = fwd[:, 0, :]  # up to a per-step constant
-    bmats, bscales = shifted(rest)
-
-    def combine_bwd(a, b):  # a covers later steps, b earlier ones
-        m, s = shifted(_maxplus(b[0], a[0]))
-        return m, a[1] + b[1] + s
-
-    bwd, _ = lax.associative_scan(combine_bwd, (bmats, bscales), reverse=True)
-    psi = jnp.max(bwd, axis=-1)  # [T-1, K]: best continuation from z_t = k, up to a constant
-    psi = jnp.concatenate([psi, jnp.zeros((1, K), psi.dtype)], axis=0)
-    states = jnp.argmax(delta + psi, axis=-1).astype(jnp.int32)
-    log_prob = fscale[-1] + jnp.max(delta[-1])
-    log_prob = jnp.where(jnp.any(valid), log_prob, 0.0)
-    return Path(jnp.where(valid, states, -1), log_prob)
+    return Sampled(states, obs)

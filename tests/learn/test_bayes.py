@@ -196,7 +196,8 @@ def test_hmm_nuts_recovers_parameters_after_relabelling():
 
     keys = jax.random.split(jax.random.key(0), 30)
     obs = jnp.stack([hmm.sample(kk, initial, transition, 60,
-                                lambda key, z: jax.random.categorical(key, jnp.log(emission[z])))[1] for kk in keys])
+                                lambda key, z: jax.random.categorical(key, jnp.log(emission[z]))).observations
+                     for kk in keys])
     mcmc = bayes.hmm_nuts(jax.random.key(1), obs.astype(jnp.int32), k, v, num_warmup=300, num_samples=300,
                           num_chains=2)
     samples = {n: np.asarray(a) for n, a in mcmc.get_samples().items()}
@@ -205,8 +206,8 @@ def test_hmm_nuts_recovers_parameters_after_relabelling():
     # with 1,800 symbols the posterior mean is within a few posterior standard deviations of it
     from gm import temporal as tm
 
-    start = tm.HMMParams(initial, transition, tm.CategoricalParams(emission))
-    mle, _ = tm.fit(tm.Categorical(v), start, obs.astype(jnp.int32), num_iters=300)
+    start = tm.HMM(initial, transition, tm.CategoricalParams(emission))
+    mle = learn.hmm.fit(tm.Categorical(v), start, obs.astype(jnp.int32), num_iters=300).model
     for name, ml in [("emission", mle.emission.probs), ("transition", mle.transition)]:
         mean, sd = fixed[name].mean(0), fixed[name].std(0)
         assert np.all(np.abs(mean - np.asarray(ml)) <= 3 * sd + 0.01), (name, mean, np.asarray(ml), sd)

@@ -79,25 +79,30 @@ def temporal_checks(out: dict, mesh):
     obs = jnp.asarray(rng.integers(0, V, size=(B, T)), jnp.int32)
     lengths = rng.integers(4, T + 1, size=B)
     mask = jnp.asarray(np.arange(T)[None, :] < lengths[:, None])
+    from gm import learn
+
     fam = tm.Categorical(V)
-    params = tm.HMMParams(pi, A, tm.CategoricalParams(E))
+    params = tm.HMM(pi, A, tm.CategoricalParams(E))
     log_liks = jax.vmap(lambda o: fam.log_likelihood(params.emission, o))(obs)
 
     single = jax.jit(jax.vmap(lambda ll, m: tm.smoother(pi, A, ll, mask=m)))(log_liks, mask)
-    sharded = parallel.sharded_smoother(pi, A, log_liks, mask, mesh=mesh)
+    sharded = parallel.sharded_smoother(pi, A, log_liks, mask=mask, mesh=mesh)
     out["smoother_diff"] = max_diff(sharded, single)
     out["smoother_sharding"] = sharding_facts(sharded.marginals)
 
     # B = 7 with masks (padded with one fully masked sequence); B = 8 without
     for name, o, m in (("masked", obs[:7], mask[:7]), ("unmasked", obs, None)):
-        ref = tm.em_step(fam, params, o, m)
-        got = parallel.sharded_em_step(fam, params, o, m, mesh=mesh)
-        out[f"em_step_{name}_params_diff"] = max_diff(got[0], ref[0])
-        out[f"em_step_{name}_rel_loglik_diff"] = float(abs(got[1] - ref[1]) / abs(ref[1]))
-        out[f"em_step_{name}_log_prior_diff"] = float(abs(got[2] - ref[2]))
-    out["em_step_params_sharding"] = sharding_facts(got[0].transition)
-    fitted, hist = parallel.sharded_fit(fam, params, obs[:7], mask[:7], mesh=mesh, num_iters=5)
-    ref_fitted, ref_hist = tm.fit(fam, params, obs[:7], mask[:7], num_iters=5)
+        ref = learn.hmm.em_step(fam, params, o, mask=m)
+        got = parallel.sharded_em_step(fam, params, o, mask=m, mesh=mesh)
+        out[f"em_step_{name}_params_diff"] = max_diff(got.model, ref.model)
+        out[f"em_step_{name}_rel_loglik_diff"] = float(abs(got.log_likelihood - ref.log_likelihood)
+                                                       / abs(ref.log_likelihood))
+        # the updated models' log priors (the objective's other term; EMStep folds it into log_likelihood)
+        out[f"em_step_{name}_log_prior_diff"] = float(abs(learn.hmm.log_prior(fam, got.model)
+                                                          - learn.hmm.log_prior(fam, ref.model)))
+    out["em_step_params_sharding"] = sharding_facts(got.model.transition)
+    fitted, hist, _ = parallel.sharded_fit(fam, params, obs[:7], mask=mask[:7], mesh=mesh, num_iters=5)
+    ref_fitted, ref_hist, _ = learn.hmm.fit(fam, params, obs[:7], mask=mask[:7], num_iters=5)
     out["em_fit_diff"] = max_diff(fitted, ref_fitted)
     out["em_fit_history_rel_diff"] = float(np.max(np.abs(np.asarray(hist) - np.asarray(ref_hist))
                                                   / np.abs(np.asarray(ref_hist))))
@@ -108,9 +113,10 @@ def temporal_checks(out: dict, mesh):
     from gm.parallel.sequences import compiled_em_step
 
     ob, mk = obs, mask
+    flat = learn.hmm.resolve_prior(K).concentrations
     text = compiled_em_step(fam, mesh).lower(replicate(params, mesh), jax.device_put(ob, batch_sharding(mesh)),
                                               jax.device_put(mk, batch_sharding(mesh)),
-                                              replicate(tm.Prior(), mesh)).compile().as_text()
+                                              replicate(flat, mesh)).compile().as_text()
     out["em_step_hlo_all_reduce"] = "all-reduce" in text
 
 
@@ -132,7 +138,7 @@ def shard_map_checks(out: dict, mesh, pi, A, log_liks, mask, fam, params, obs):
         "expected_counts": lambda ll, m, o, k: tm.expected_counts(pi, A, ll, mask=m),
         "viterbi": lambda ll, m, o, k: tm.viterbi(pi, A, ll, mask=m),
         "sample_posterior": lambda ll, m, o, k: tm.sample_posterior(k, pi, A, ll, mask=m),
-        "posterior": lambda ll, m, o, k: tm.posterior(fam, params, o, m),
+        "posterior": lambda ll, m, o, k: tm.posterior(fam, params, o, mask=m),
     }
     args = (log_liks, mask, obs, keys)
     for name, fn in fns.items():

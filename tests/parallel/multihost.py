@@ -57,8 +57,8 @@ def compute(mesh, *, training: bool = False):
     local = parallel.sharded_marginals(net, parallel.shard_local_batch(mine, mesh), mesh=mesh)
     counts = parallel.sharded_sum(bn.marginals, mesh, in_axes=(None, 0))(net, evs)  # 10 sets, padded to 12
     fam = tm.Categorical(h["num_symbols"])
-    params = tm.HMMParams(h["initial"], h["transition"], tm.CategoricalParams(h["emission"]))
-    new, log_lik, _ = parallel.sharded_em_step(fam, params, h["obs"], h["mask"], mesh=mesh)
+    params = tm.HMM(h["initial"], h["transition"], tm.CategoricalParams(h["emission"]))
+    new, log_lik = parallel.sharded_em_step(fam, params, h["obs"], mask=h["mask"], mesh=mesh)
     host = {}
     if training:  # two data-parallel VAE steps on a global batch of 8 digits (2 per device)
         from gm import data

@@ -7,6 +7,7 @@ import pytest
 
 from dbn_oracle import enumerate_unrolled
 from gm.temporal import dbn
+from gm.types import MPE
 
 
 def _dist(rng, *shape):
@@ -55,7 +56,9 @@ def test_constructors_match_enumeration_of_the_unrolled_network(kind):
             r = enumerate_unrolled(dbn.unroll_dict(model, t + 1), _by_name(model, ev[: t + 1]))
             for n in model.names:
                 np.testing.assert_allclose(f.marginals[n][t], r["marginals"][f"{n}_{t}"], atol=2e-6)
-        states, value = mpe(model, jnp.asarray(ev))
+        best = mpe(model, jnp.asarray(ev))
+        assert isinstance(best, MPE)
+        states, value = best
         np.testing.assert_allclose(value, ref["mpe_logp"], rtol=1e-5, atol=1e-5)
         if ref["mpe_gap"] > 1e-4:
             want = np.array([[ref["mpe"][f"{n}_{t}"] for n in model.names] for t in range(T)])
@@ -166,7 +169,7 @@ def test_sample_statistics_and_errors():
         dbn.smoother(model, jnp.zeros((3, 2), jnp.int32))
 
 
-def test_dbn_em_counts_and_monotone():
+def test_expected_counts_match_enumeration():
     rng = np.random.default_rng(15)
     model = _models(rng)["coupled"]
     T = 3
@@ -177,12 +180,20 @@ def test_dbn_em_counts_and_monotone():
     np.testing.assert_allclose(value, ref["log_z"], rtol=1e-5)
     np.testing.assert_allclose(float(jnp.sum(ct[0])), T - 1, rtol=1e-5)  # one h-transition per later slice
     np.testing.assert_allclose(float(jnp.sum(ci[0])), 1.0, rtol=1e-5)
-    evs = jax.vmap(lambda k: dbn.sample(k, model, 20))(jax.random.split(jax.random.key(3), 6))
-    evs = evs.at[:, :, :2].set(-1)
-    m = dbn.random_like(jax.random.key(4), model, stickiness=0.3)
-    step = jax.jit(dbn.em_step)
-    values = []
-    for _ in range(6):
-        m, v = step(m, evs)
-        values.append(float(v))
-    assert all(b >= a - 1e-3 for a, b in zip(values, values[1:])), values
+
+
+def test_smoother_methods():
+    """method="general" runs the general engine on a factorial structure (the same answer as the fast
+    path); method="factorial" refuses a structure that is not factorial."""
+    rng = np.random.default_rng(16)
+    models = _models(rng)
+    fact = models["factorial"]
+    ev = jnp.asarray(_evidence(rng, fact, 5))
+    fast, general = dbn.smoother(fact, ev), dbn.smoother(fact, ev, method="general")
+    np.testing.assert_allclose(general.log_evidence, fast.log_evidence, rtol=1e-5)
+    for n in fact.names:
+        np.testing.assert_allclose(general.marginals[n], fast.marginals[n], atol=1e-5)
+    with pytest.raises(ValueError, match="factorial"):
+        dbn.smoother(models["coupled"], jnp.asarray(_evidence(rng, models["coupled"], 5)), method="factorial")
+    with pytest.raises(ValueError, match="method"):
+        dbn.smoother(fact, ev, method="fast")

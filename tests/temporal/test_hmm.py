@@ -1,4 +1,4 @@
-"""gm.temporal HMM inference against float64 enumeration of every state path, and against each other."""
+"""gm.temporal.hmm (sequential passes) against float64 enumeration of every state path, dynamax and each other."""
 
 import jax
 import jax.numpy as jnp
@@ -30,11 +30,11 @@ def test_every_function_matches_enumeration(time_varying, mask):
     pi, A, ll = random_hmm(rng, 3, 6, time_varying)
     bf = brute_force(pi, A, ll, mask)
     m = _mask(mask)
-    for fn in (tm.smoother, tm.parallel_smoother):
+    for fn in (tm.smoother, tm.associative_smoother):
         post = jax.jit(fn)(pi, A, ll, mask=m)
         np.testing.assert_allclose(post.log_evidence, bf["log_evidence"], atol=2e-5, rtol=1e-6)
         np.testing.assert_allclose(post.marginals, bf["marginals"], atol=2e-6)
-    for fn in (tm.filter, tm.parallel_filter):
+    for fn in (tm.filter, tm.associative_filter):
         f = jax.jit(fn)(pi, A, ll, mask=m)
         np.testing.assert_allclose(f.log_evidence, bf["log_evidence"], atol=2e-5, rtol=1e-6)
         np.testing.assert_allclose(f.filtered, bf["filtered"], atol=2e-6)
@@ -45,7 +45,7 @@ def test_every_function_matches_enumeration(time_varying, mask):
     np.testing.assert_allclose(counts.transitions, bf["two_slice"].sum(0), atol=5e-6)
     np.testing.assert_allclose(counts.marginals, bf["marginals"], atol=2e-6)
     np.testing.assert_allclose(counts.log_evidence, bf["log_evidence"], atol=2e-5, rtol=1e-6)
-    for fn in (tm.viterbi, tm.parallel_viterbi):
+    for fn in (tm.viterbi, tm.associative_viterbi):
         path = jax.jit(fn)(pi, A, ll, mask=m)
         np.testing.assert_array_equal(path.states, bf["path"])
         np.testing.assert_allclose(path.log_prob, bf["path_log_prob"], atol=2e-5, rtol=1e-6)
@@ -95,24 +95,6 @@ def test_padding_is_exact_under_vmap():
         np.testing.assert_allclose(paths.log_prob[b], p.log_prob, rtol=1e-6)
 
 
-@pytest.mark.slow  # 20 to 35 s; the suite must stay under 15 min on 2 cores
-def test_parallel_matches_sequential_longer():
-    rng = np.random.default_rng(2)
-    for tv, masked in ((True, True),):  # the unmasked constant-transition case is in the enumeration test
-        pi, A, ll = random_hmm(rng, 5, 60, tv)
-        mask = jnp.asarray(np.arange(60) < 45)
-        for m in [mask] if masked else [None]:
-            s, p = tm.smoother(pi, A, ll, mask=m), tm.parallel_smoother(pi, A, ll, mask=m)
-            np.testing.assert_allclose(p.log_evidence, s.log_evidence, rtol=1e-5)
-            np.testing.assert_allclose(p.marginals, s.marginals, atol=1e-5)
-            f, pf = tm.filter(pi, A, ll, mask=m), tm.parallel_filter(pi, A, ll, mask=m)
-            np.testing.assert_allclose(pf.filtered, f.filtered, atol=1e-5)
-            np.testing.assert_allclose(pf.log_normalizers, f.log_normalizers, atol=1e-4)
-            v, pv = tm.viterbi(pi, A, ll, mask=m), tm.parallel_viterbi(pi, A, ll, mask=m)
-            np.testing.assert_array_equal(pv.states, v.states)
-            np.testing.assert_allclose(pv.log_prob, v.log_prob, rtol=1e-5)
-
-
 def test_jit_vmap_and_plain_agree():
     rng = np.random.default_rng(3)
     pi, A, _ = random_hmm(rng, 3, 2)
@@ -155,6 +137,9 @@ def test_sample_from_model_statistics():
     keys = jax.random.split(jax.random.key(1), 3000)
     states, obs = jax.vmap(
         lambda k: tm.sample(k, pi, A, 20, lambda kk, z: z + 10 * jax.random.bernoulli(kk, 0.0)))(keys)
+    without = jax.vmap(lambda k: tm.sample(k, pi, A, 20))(keys)
+    assert without.observations is None
+    np.testing.assert_array_equal(without.states, states)  # the same key draws the same states
     states = np.asarray(states)
     np.testing.assert_array_equal(np.asarray(obs), states)
     np.testing.assert_allclose(np.mean(states[:, 0] == 1), 0.8, atol=0.03)

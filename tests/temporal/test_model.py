@@ -1,4 +1,5 @@
-"""tm.posterior / em.log_likelihood (likelihoods computed inside the loops) against path enumeration."""
+"""gm.temporal.model: tm.posterior, tm.log_likelihood, model.expected_counts (likelihoods computed inside the
+loops) against path enumeration and dynamax."""
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +35,11 @@ def test_categorical_posterior_matches_enumeration(seed, time_varying, with_mask
     K, T, V = 3, 6, 4
     pi, A, probs, obs, mask, ll = _categorical_case(seed, K, T, V, time_varying, with_mask)
     want = brute_force(pi, A, ll, mask)
-    params = tm.HMMParams(jnp.asarray(pi), jnp.asarray(A), tm.CategoricalParams(jnp.asarray(probs)))
+    params = tm.HMM(jnp.asarray(pi), jnp.asarray(A), tm.CategoricalParams(jnp.asarray(probs)))
     post = jax.jit(lambda o, m: tm.posterior(tm.Categorical(V), params, o, mask=m))(obs, mask)
     np.testing.assert_allclose(post.marginals, want["marginals"], atol=1e-5)
     np.testing.assert_allclose(post.log_evidence, want["log_evidence"], rtol=1e-5)
-    total = tm.em.log_likelihood(tm.Categorical(V), params, obs[None], None if mask is None else mask[None])
+    total = tm.log_likelihood(tm.Categorical(V), params, obs, mask=mask)
     np.testing.assert_allclose(total, want["log_evidence"], rtol=1e-5)
 
 
@@ -58,7 +59,7 @@ def test_gaussian_posterior_matches_enumeration(seed):
         lp = scipy.stats.norm.logpdf(x, means[k], np.sqrt(covars[k]))
         ll[:, k] = np.where(np.isnan(x), 0.0, lp).sum(1)
     want = brute_force(pi, A, ll)
-    params = tm.HMMParams(jnp.asarray(pi), jnp.asarray(A), tm.GaussianParams(jnp.asarray(means), jnp.asarray(covars)))
+    params = tm.HMM(jnp.asarray(pi), jnp.asarray(A), tm.GaussianParams(jnp.asarray(means), jnp.asarray(covars)))
     post = tm.posterior(tm.Gaussian(D, covariance="diag"), params, jnp.asarray(x))
     np.testing.assert_allclose(post.marginals, want["marginals"], atol=1e-5)
     np.testing.assert_allclose(post.log_evidence, want["log_evidence"], rtol=1e-5)
@@ -73,7 +74,7 @@ def test_batched_posterior_equals_smoother_and_dynamax():
     probs = jnp.asarray(rng.dirichlet(np.ones(V) * 0.5, size=K), jnp.float32)
     obs = jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32)
     fam = tm.Categorical(V)
-    params = tm.HMMParams(pi, A, tm.CategoricalParams(probs))
+    params = tm.HMM(pi, A, tm.CategoricalParams(probs))
     post = jax.jit(jax.vmap(lambda o: tm.posterior(fam, params, o)))(obs)
     ref = jax.vmap(lambda o: dynamax.hmm_smoother(pi, A, fam.log_likelihood(params.emission, o)))(obs)
     np.testing.assert_allclose(post.marginals, ref.smoothed_probs, atol=1e-5)
@@ -99,7 +100,7 @@ def test_long_sequence_log_evidence_stays_accurate():
     obs = rng.integers(0, V, T)
     total = float64_log_evidence(pi, A, np.log(probs.T[obs]))
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    params = tm.HMMParams(f32(pi), f32(A), tm.CategoricalParams(f32(probs)))
+    params = tm.HMM(f32(pi), f32(A), tm.CategoricalParams(f32(probs)))
     post = jax.jit(lambda o: tm.posterior(tm.Categorical(V), params, o))(jnp.asarray(obs, jnp.int32))
     assert abs(float(post.log_evidence) - total) < 1e-2
     assert np.all(np.isfinite(np.asarray(post.marginals)))
@@ -107,15 +108,15 @@ def test_long_sequence_log_evidence_stays_accurate():
 
 def test_impossible_evidence_gives_minus_inf_not_nan():
     probs = jnp.asarray([[1.0, 0.0], [1.0, 0.0]])  # symbol 1 cannot be emitted
-    params = tm.HMMParams(jnp.asarray([0.5, 0.5]), jnp.full((2, 2), 0.5), tm.CategoricalParams(probs))
+    params = tm.HMM(jnp.asarray([0.5, 0.5]), jnp.full((2, 2), 0.5), tm.CategoricalParams(probs))
     post = tm.posterior(tm.Categorical(2), params, jnp.asarray([0, 1, 0]))
     assert float(post.log_evidence) == -np.inf
     assert np.all(np.isfinite(np.asarray(post.marginals)))
 
 
 def test_bad_inputs_name_the_argument():
-    params = tm.HMMParams(jnp.ones(3) / 3, jnp.full((3, 3), 1 / 3), tm.CategoricalParams(jnp.full((2, 4), 0.25)))
-    with pytest.raises(ValueError, match="params.emission"):
+    params = tm.HMM(jnp.ones(3) / 3, jnp.full((3, 3), 1 / 3), tm.CategoricalParams(jnp.full((2, 4), 0.25)))
+    with pytest.raises(ValueError, match="model.emission"):
         tm.posterior(tm.Categorical(4), params, jnp.zeros(5, jnp.int32))
     good = params._replace(emission=tm.CategoricalParams(jnp.full((3, 4), 0.25)))
     with pytest.raises(ValueError, match="obs"):
@@ -127,13 +128,15 @@ def test_bad_inputs_name_the_argument():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_e_step_matches_enumeration(seed):
-    """em.e_step (likelihoods in the loop): marginals, expected transition counts, emission counts."""
+def test_expected_counts_match_enumeration(seed):
+    """model.expected_counts (likelihoods in the loop), and the emission counts that Baum-Welch's E-step
+    (gm.learn.hmm) derives from its marginals: marginals, expected transition counts, emission counts."""
     K, T, V = 3, 6, 4
     pi, A, probs, obs, mask, ll = _categorical_case(seed, K, T, V, False, seed % 2 == 1)
     want = brute_force(pi, A, ll, mask)
-    params = tm.HMMParams(jnp.asarray(pi), jnp.asarray(A), tm.CategoricalParams(jnp.asarray(probs)))
-    counts, stats = tm.em.e_step(tm.Categorical(V), params, obs, mask)
+    params = tm.HMM(jnp.asarray(pi), jnp.asarray(A), tm.CategoricalParams(jnp.asarray(probs)))
+    counts = tm.model.expected_counts(tm.Categorical(V), params, obs, mask=mask)
+    stats = tm.Categorical(V).sufficient_stats(params.emission, obs, counts.marginals)
     np.testing.assert_allclose(counts.log_evidence, want["log_evidence"], rtol=1e-5)
     np.testing.assert_allclose(counts.marginals, want["marginals"], atol=1e-5)
     np.testing.assert_allclose(counts.transitions, want["two_slice"].sum(0), atol=1e-5)
