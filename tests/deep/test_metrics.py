@@ -68,3 +68,16 @@ def test_classifier_trains_and_caches(tmp_path):
     assert info4["cached"] and info4["test_accuracy"] == info3["test_accuracy"]
     with pytest.raises(ValueError, match="images"):
         metrics.classify(clf, np.zeros((2, 28, 28, 1)))
+
+
+def test_linear_probe_separates_informative_from_random_features():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    centres = rng.normal(scale=4.0, size=(3, 5))
+    informative = centres[labels] + rng.normal(size=(300, 5))
+    noise = rng.normal(size=(300, 5))
+    good = metrics.linear_probe_accuracy(informative[:200], labels[:200], informative[200:], labels[200:])
+    bad = metrics.linear_probe_accuracy(noise[:200], labels[:200], noise[200:], labels[200:])
+    assert good > 0.95 and bad < 0.6
+    with pytest.raises(ValueError, match="test_features"):
+        metrics.linear_probe_accuracy(informative[:200], labels[:200], informative[200:, :3], labels[200:])

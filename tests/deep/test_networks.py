@@ -30,3 +30,18 @@ def test_batch_norm_uses_batch_or_reference_statistics():
     np.testing.assert_allclose(full[:4].mean(0), 0.0, atol=1e-5)
     alone = ref.apply(variables, jnp.concatenate([x[:4], x[5:]]))
     np.testing.assert_allclose(alone[-1], full[-1], rtol=1e-6)
+
+
+def test_batch_norm_matches_hand_computation_and_reference_rows_fix_the_statistics():
+    x = np.random.default_rng(0).normal(loc=3.0, scale=2.0, size=(6, 2, 2, 3))
+    scale, bias = np.array([1.0, 2.0, 0.5]), np.array([0.0, -1.0, 1.0])
+    params = {"params": {"scale": jnp.asarray(scale, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}}
+
+    def by_hand(ref):
+        mean, var = ref.mean(axis=(0, 1, 2)), ref.var(axis=(0, 1, 2))
+        return (x - mean) / np.sqrt(var + 1e-5) * scale + bias
+
+    np.testing.assert_allclose(networks.BatchNorm().apply(params, jnp.asarray(x, jnp.float32)), by_hand(x),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(networks.BatchNorm(reference=4).apply(params, jnp.asarray(x, jnp.float32)),
+                               by_hand(x[:4]), rtol=1e-4, atol=1e-4)
