@@ -1,6 +1,8 @@
 import dataclasses
+import itertools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import linalg
@@ -81,3 +83,42 @@ def test_linear_probe_separates_informative_from_random_features():
     assert good > 0.95 and bad < 0.6
     with pytest.raises(ValueError, match="test_features"):
         metrics.linear_probe_accuracy(informative[:200], labels[:200], informative[200:, :3], labels[200:])
+
+
+def test_translation_metrics_match_hand_computation():
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(size=(3, 4, 2, 2, 3)).astype(np.float32)
+    pairs = [np.abs(samples[n, i] - samples[n, j]).mean() for n in range(3)
+             for i, j in itertools.combinations(range(4), 2)]
+    assert metrics.pairwise_diversity(samples) == pytest.approx(np.mean(pairs), rel=1e-6)
+    assert metrics.pairwise_diversity(np.repeat(samples[:, :1], 4, axis=1)) == 0.0
+    with pytest.raises(ValueError, match="S >= 2"):
+        metrics.pairwise_diversity(samples[:, :1])
+    z, zh = rng.normal(size=(2, 5, 3))
+    assert metrics.latent_recovery_error(zh, z) == pytest.approx(np.abs(zh - z).mean())
+    x, xc = rng.uniform(size=(2, 4, 2, 2, 1))
+    assert metrics.cycle_reconstruction_error(x, xc) == pytest.approx(np.abs(x - xc).mean())
+    with pytest.raises(ValueError, match="cycled"):
+        metrics.cycle_reconstruction_error(x, xc[:2])
+
+
+def test_class_preservation_and_channel_features_use_the_classifier():
+    config = metrics.ClassifierConfig(image_shape=(8, 8, 1), features=(4,), hidden=6)
+    params = jax.jit(metrics.DigitClassifier(config).init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    classifier = metrics.Classifier(params, config)
+    rng = np.random.default_rng(0)
+    grey = rng.uniform(size=(10, 8, 8, 1)).astype(np.float32)
+    logits, feats = metrics.classify(classifier, grey)
+    labels = logits.argmax(-1)
+    assert metrics.class_preservation(classifier, grey, labels) == 1.0
+    # Colour images are read in grey (the maximum over channels).
+    colour = np.concatenate([grey, 0.5 * grey, 0.1 * grey], -1)
+    assert metrics.class_preservation(classifier, colour, labels) == 1.0
+    assert metrics.class_preservation(classifier, grey, (labels + 1) % 10) == 0.0
+    cf = metrics.channel_features(classifier, colour)
+    assert cf.shape == (10, 18)
+    np.testing.assert_allclose(cf[:, :6], feats, rtol=1e-6)
+    np.testing.assert_allclose(cf[:, 6:12], metrics.classify(classifier, 0.5 * grey)[1], rtol=1e-6)
+    assert metrics.translation_frechet_distance(classifier, colour, colour) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="source_labels"):
+        metrics.class_preservation(classifier, grey, labels[:3])
