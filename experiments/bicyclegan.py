@@ -38,21 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import (
-    EpochBatches,
-    LogResult,
-    classifier_summary,
-    colour_grid,
-    experiment_config,
-    interrupted_message,
-    parse_training_args,
-    pyplot,
-    save_figure,
-    train_loop,
-    training_parser,
-    translation_classifier,
-    write_results,
-)
+from experiments import _common as common
 from gm import data, parallel
 from gm.data import translation as tdata
 from gm.deep import metrics, translate_paired
@@ -131,7 +117,7 @@ def fit(name: str, config: translate_paired.TranslationConfig, ds, cfg: dict, *,
     k_init, k_loop, k_monitor = jax.random.split(base, 3)
     state = translate_paired.create_state(k_init, config, {"input": inputs[:bs], "target": targets[:bs]})
     train_step = parallel.data_parallel_over_devices(translate_paired.train_step, bs, batch_argnums=3)
-    batches = EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(k_loop, epoch), n), n // bs, bs)
+    batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(k_loop, epoch), n), n // bs, bs)
     monitor = jnp.asarray(ds.test.inputs[: cfg["n_monitor"]])
 
     def step_fn(state, step):
@@ -144,10 +130,10 @@ def fit(name: str, config: translate_paired.TranslationConfig, ds, cfg: dict, *,
         for k in ("d_loss", "g_loss"):
             run.history.setdefault(k, []).append(float(jnp.mean(window[k])))
         run.history.setdefault("diversity", []).append(div)
-        return LogResult(postfix=dict(d=f"{run.history['d_loss'][-1]:.3f}", g=f"{run.history['g_loss'][-1]:.3f}",
+        return common.LogResult(postfix=dict(d=f"{run.history['d_loss'][-1]:.3f}", g=f"{run.history['g_loss'][-1]:.3f}",
                                       div=f"{div:.3f}"))
 
-    return train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["eval_every"],
+    return common.train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["eval_every"],
                       checkpoint_dir=os.path.join(out, "checkpoints", name), on_log=on_log, resume=resume,
                       stop_after=stop_after_steps, progress=progress, desc=name)
 
@@ -239,28 +225,28 @@ def comparison_table(results: dict) -> str:
 
 
 def make_figures(out: str, name: str, config, state, ds, info: dict, key):
-    plt = pyplot()
+    plt = common.pyplot()
     k = 8
     x = jnp.asarray(ds.test.inputs[:: len(ds.test) // k][:k])
     y = ds.test.targets[:: len(ds.test) // k][:k]
     s = np.asarray(translate_paired.sample(key, config, state, x, 6))
     rows = [[np.asarray(x[i]), y[i], *s[i]] for i in range(k)]
     fig, ax = plt.subplots(figsize=(5, 5.3))
-    ax.imshow(colour_grid(rows), interpolation="nearest")
+    ax.imshow(common.colour_grid(rows), interpolation="nearest")
     ax.set_title(f"{name}: input, ground truth, 6 samples (z ~ N(0, I))", fontsize=9)
     ax.axis("off")
-    save_figure(fig, os.path.join(out, f"samples_{name}.png"), dpi=100)
+    common.save_figure(fig, os.path.join(out, f"samples_{name}.png"), dpi=100)
     h = info["history"]
     fig, ax = plt.subplots(figsize=(4.5, 3))
     ax.plot(h["step"], h["diversity"], marker=".")
     ax.set_xlabel("step"), ax.set_ylabel("pairwise L1 (32 inputs, 4 z)")
     ax.set_title(f"{name}: diversity during training", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, os.path.join(out, f"diversity_{name}.png"), dpi=100, tight=False)
+    common.save_figure(fig, os.path.join(out, f"diversity_{name}.png"), dpi=100, tight=False)
 
 
 def comparison_figure(out: str, results: dict):
-    plt = pyplot()
+    plt = common.pyplot()
     names = [m for m in MODELS if m in results.get("test", {})]
     if not names:
         return
@@ -274,7 +260,7 @@ def comparison_figure(out: str, results: dict):
     ax.set_ylabel("Frechet distance (lower = more realistic)")
     ax.set_title("Realism vs diversity on edges -> coloured digits", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, os.path.join(out, "comparison.png"), dpi=100, tight=False)
+    common.save_figure(fig, os.path.join(out, "comparison.png"), dpi=100, tight=False)
 
 
 def reference_numbers(ds, classifier, seed: int = 0) -> dict:
@@ -314,7 +300,7 @@ def run(args, cfg: dict, ds, classifier, cls_info: dict, *, seed: int, out: str,
         config=cfg, seed=seed, data_seed=args.data_seed,
         data={"name": ds.name, "train": len(ds.train), "test": len(ds.test), "image_size": 16,
               "n_colours": ds.n_modes},
-        classifier=classifier_summary(cls_info),
+        classifier=common.classifier_summary(cls_info),
     )
     if "reference" not in results:
         results["reference"] = reference_numbers(ds, classifier, args.data_seed)
@@ -327,7 +313,7 @@ def run(args, cfg: dict, ds, classifier, cls_info: dict, *, seed: int, out: str,
         run = fit(name, config, ds, cfg, seed=seed, out=out, resume=args.resume,
                   stop_after_steps=args.stop_after_steps, progress=progress)
         if run.status == "interrupted":
-            print(interrupted_message(name, run))
+            print(common.interrupted_message(name, run))
             return None
         k_eval, k_fig = jax.random.split(jax.random.fold_in(root, 100 + MODELS.index(name)))
         info = {"steps": cfg["steps"], "train_seconds": round(run.progress.seconds, 1),
@@ -336,7 +322,7 @@ def run(args, cfg: dict, ds, classifier, cls_info: dict, *, seed: int, out: str,
         results["test"][name] = evaluate(config, run.state, ds, classifier, cfg, k_eval)
         make_figures(out, name, config, run.state, ds, info, k_fig)
         results["wall_seconds"] = round(time.time() - t_start, 1)
-        results = write_results(path, results)
+        results = common.write_results(path, results)
         with open(os.path.join(out, "comparison.md"), "w") as f:
             f.write(comparison_table(results))
         comparison_figure(out, results)
@@ -381,7 +367,7 @@ def write_summary(out: str) -> dict | None:
     if not per_seed:
         return None
     summary = summarize(per_seed)
-    write_results(os.path.join(out, "summary.json"), summary)
+    common.write_results(os.path.join(out, "summary.json"), summary)
     seeds = ", ".join(f"{m}: {len(v)}" for m, v in summary["n_seeds"].items())
     table = comparison_table(summary) + f"\nmean ± sd over training seeds (seeds per model: {seeds}).\n"
     with open(os.path.join(out, "summary.md"), "w") as f:
@@ -393,18 +379,18 @@ def write_summary(out: str) -> dict | None:
 
 
 def main(argv=None):
-    parser = training_parser(__doc__.split("\n")[0], out="runs/bicyclegan", quick_help="tiny config, seconds per model",
+    parser = common.training_parser(__doc__.split("\n")[0], out="runs/bicyclegan", quick_help="tiny config, seconds per model",
                              seed_help="training seed (without --seeds)", classifier_dir="runs/translation_classifier")
     parser.add_argument("--model", default="bicyclegan", choices=[*MODELS, "all"])
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="train with each of these seeds into <out>/seed_<s>/ and summarize all seeds present")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the colour draws and the classifier")
-    args = parse_training_args(parser, argv)
+    args = common.parse_training_args(parser, argv)
 
-    cfg = experiment_config(args, default_config, quick_config)
+    cfg = common.experiment_config(args, default_config, quick_config)
     progress = not args.no_progress
     ds = data.edges_to_coloured_digits(size=16, seed=args.data_seed)
-    classifier, cls_info = translation_classifier(args.classifier_dir, cfg, seed=args.data_seed, progress=progress)
+    classifier, cls_info = common.translation_classifier(args.classifier_dir, cfg, seed=args.data_seed, progress=progress)
     if args.seeds is None:
         return run(args, cfg, ds, classifier, cls_info, seed=args.seed, out=args.out, progress=progress)
     for seed in args.seeds:

@@ -26,21 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import (
-    EpochBatches,
-    LogResult,
-    classifier_summary,
-    colour_grid,
-    experiment_config,
-    interrupted_message,
-    parse_training_args,
-    pyplot,
-    save_figure,
-    train_loop,
-    training_parser,
-    translation_classifier,
-    write_results,
-)
+from experiments import _common as common
 from gm import data, parallel
 from gm.deep import metrics, translate_cyclegan
 
@@ -89,7 +75,7 @@ def fit(config: translate_cyclegan.CycleGANConfig, ds, cfg: dict, *, seed: int, 
         ka, kb = jax.random.split(jax.random.fold_in(k_loop, epoch))
         return jax.random.permutation(ka, a_all.shape[0]), jax.random.permutation(kb, b_all.shape[0])
 
-    batches = EpochBatches(permute, min(a_all.shape[0], b_all.shape[0]) // bs, bs)
+    batches = common.EpochBatches(permute, min(a_all.shape[0], b_all.shape[0]) // bs, bs)
 
     def step_fn(state, step):
         idx_a, idx_b = batches(step)
@@ -100,10 +86,10 @@ def fit(config: translate_cyclegan.CycleGANConfig, ds, cfg: dict, *, seed: int, 
         h.setdefault("g_loss", []).append(float(jnp.mean(window["g_loss"])))
         h.setdefault("d_loss", []).append(float(jnp.mean(window["d_loss"])))
         h.setdefault("cycle", []).append(float(jnp.mean((window["cycle_a"] + window["cycle_b"]) / 2)))
-        return LogResult(postfix=dict(g=f"{h['g_loss'][-1]:.3f}", d=f"{h['d_loss'][-1]:.3f}",
+        return common.LogResult(postfix=dict(g=f"{h['g_loss'][-1]:.3f}", d=f"{h['d_loss'][-1]:.3f}",
                                       cycle=f"{h['cycle'][-1]:.4f}"))
 
-    return train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["eval_every"],
+    return common.train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["eval_every"],
                       checkpoint_dir=os.path.join(out, "checkpoints", "cyclegan"), on_log=on_log, resume=resume,
                       stop_after=stop_after_steps, progress=progress, desc="cyclegan")
 
@@ -144,7 +130,7 @@ def evaluate(config: translate_cyclegan.CycleGANConfig, state, ds, classifier):
 
 
 def make_figures(out: str, ds, outputs, info):
-    plt = pyplot()
+    plt = common.pyplot()
     fake_b, fake_a, cycle_a, cycle_b = outputs
     idx = np.arange(0, len(ds.test_a), len(ds.test_a) // 10)[:10]
     fig, axes = plt.subplots(1, 2, figsize=(7, 5))
@@ -152,11 +138,11 @@ def make_figures(out: str, ds, outputs, info):
         ("A -> B (original -> bold)", ds.test_a.images, fake_b, cycle_a, ds.test_b.images),
         ("B -> A (bold -> original)", ds.test_b.images, fake_a, cycle_b, ds.test_a.images),
     )):
-        ax.imshow(colour_grid([[src[i], fake[i], cyc[i], true[i]] for i in idx]), interpolation="nearest")
+        ax.imshow(common.colour_grid([[src[i], fake[i], cyc[i], true[i]] for i in idx]), interpolation="nearest")
         ax.set_title(f"{title}\ninput | translation | cycle back | true", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    save_figure(fig, os.path.join(out, "translations.png"), dpi=100)
+    common.save_figure(fig, os.path.join(out, "translations.png"), dpi=100)
     h = info["history"]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     axes[0].plot(h["step"], h["g_loss"], label="G"), axes[0].plot(h["step"], h["d_loss"], label="D")
@@ -164,25 +150,25 @@ def make_figures(out: str, ds, outputs, info):
     axes[1].semilogy(h["step"], h["cycle"]), axes[1].set_xlabel("step")
     axes[1].set_title("cycle L1 (training batches)", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, os.path.join(out, "training_curves.png"), dpi=100, tight=False)
+    common.save_figure(fig, os.path.join(out, "training_curves.png"), dpi=100, tight=False)
 
 
 def main(argv=None):
-    parser = training_parser(__doc__.split("\n")[0], out="runs/cyclegan", quick_help="tiny config, seconds of training",
+    parser = common.training_parser(__doc__.split("\n")[0], out="runs/cyclegan", quick_help="tiny config, seconds of training",
                              classifier_dir="runs/translation_classifier")
-    args = parse_training_args(parser, argv)
+    args = common.parse_training_args(parser, argv)
 
     t_start = time.time()
-    cfg = experiment_config(args, default_config, quick_config)
+    cfg = common.experiment_config(args, default_config, quick_config)
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     ds = data.thin_thick_digits(size=16, seed=args.seed)
-    classifier, cls_info = translation_classifier(args.classifier_dir, cfg, seed=args.seed, progress=progress)
+    classifier, cls_info = common.translation_classifier(args.classifier_dir, cfg, seed=args.seed, progress=progress)
     config = translate_cyclegan.CycleGANConfig(channels_a=1, channels_b=1, image_size=16, **cfg["model"])
     run = fit(config, ds, cfg, seed=args.seed, out=args.out, resume=args.resume,
               stop_after_steps=args.stop_after_steps, progress=progress)
     if run.status == "interrupted":
-        print(interrupted_message("cyclegan", run))
+        print(common.interrupted_message("cyclegan", run))
         return None
     info = {"steps": cfg["steps"], "train_seconds": round(run.progress.seconds, 1), "history": run.progress.history}
     test, outputs = evaluate(config, run.state, ds, classifier)
@@ -192,12 +178,12 @@ def main(argv=None):
         "seed": args.seed,
         "data": {"name": ds.name, "train_a": len(ds.train_a), "train_b": len(ds.train_b),
                  "test": len(ds.test_a), "image_size": 16},
-        "classifier": classifier_summary(cls_info),
+        "classifier": common.classifier_summary(cls_info),
         "model": info,
         "test": test,
         "wall_seconds": round(time.time() - t_start, 1),
     }
-    results = write_results(args.out, results)
+    results = common.write_results(args.out, results)
     print(json.dumps({"test": test, "train_seconds": info["train_seconds"]}, indent=1))
     return results
 

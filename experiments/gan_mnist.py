@@ -39,22 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import (
-    EpochBatches,
-    LogResult,
-    classifier_summary,
-    experiment_config,
-    grey_grid,
-    interrupted_message,
-    load_classifier,
-    parse_training_args,
-    pyplot,
-    sample_metrics,
-    save_figure,
-    train_loop,
-    training_parser,
-    write_results,
-)
+from experiments import _common as common
 from gm import data, parallel
 from gm.deep import classifier as digit_classifier
 from gm.deep import gan, metrics
@@ -185,7 +170,7 @@ def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume:
     init_key, loop_key, perm_key = jax.random.split(root, 3)
     state = gan.create_state(init_key, config, {"image": images[:bs], "label": labels[:bs]})
     train_step = parallel.data_parallel_over_devices(gan.train_step, bs, batch_argnums=3)  # itself on one device
-    batches = EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(perm_key, epoch), n), n // bs, bs)
+    batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(perm_key, epoch), n), n // bs, bs)
 
     def step_fn(state, step):
         idx = batches(step)
@@ -196,7 +181,7 @@ def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume:
         window = {k: np.asarray(v) for k, v in window.items()}
         reason, run.extra["collapsed"] = divergence(window, cfg, run.extra["collapsed"])
         if reason is not None:
-            return LogResult(diverged=reason)
+            return common.LogResult(diverged=reason)
         history = run.history
         for k, v in window.items():
             history.setdefault(k, []).append(float(np.mean(v)))
@@ -207,11 +192,11 @@ def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume:
             new_best = not monitored["value"] or value > max(monitored["value"])
             monitored["step"].append(done)
             monitored["value"].append(value)
-        return LogResult(new_best=new_best, postfix=dict(
+        return common.LogResult(new_best=new_best, postfix=dict(
             d=f"{history['d_loss'][-1]:.3f}", g=f"{history['g_loss'][-1]:.3f}",
             real=f"{history['d_real_accuracy'][-1]:.2f}", fake=f"{history['d_fake_accuracy'][-1]:.2f}"))
 
-    return train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["log_every"],
+    return common.train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["log_every"],
                       checkpoint_dir=os.path.join(out, "checkpoints"), on_log=on_log,
                       checkpoint_every=cfg["checkpoint_every"], keep_best=monitor is not None,
                       extra={"collapsed": 0, "monitored": {"step": [], "value": []}}, resume=resume,
@@ -267,7 +252,7 @@ def evaluate(config: gan.GANConfig, state: gan.GANState, ds, classifier, cfg: di
         samples = gan.generate(key, config, state, n, categorical=codes % config.n_categories)
     else:
         samples = gan.generate(key, config, state, n)
-    logits, result = sample_metrics(classifier, samples, test_features)
+    logits, result = common.sample_metrics(classifier, samples, test_features)
     predicted = logits.argmax(-1)
     codes = np.asarray(codes)
     if config.model == "cgan":
@@ -309,7 +294,7 @@ def evaluate(config: gan.GANConfig, state: gan.GANState, ds, classifier, cfg: di
 
 
 def _show(path, canvas, title, size=(5, 5.4), ylabel=None, xlabel=None):
-    fig, ax = pyplot().subplots(figsize=size)
+    fig, ax = common.pyplot().subplots(figsize=size)
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([]), ax.set_yticks([])
@@ -317,21 +302,21 @@ def _show(path, canvas, title, size=(5, 5.4), ylabel=None, xlabel=None):
         ax.set_ylabel(ylabel)
     if xlabel:
         ax.set_xlabel(xlabel)
-    save_figure(fig, path)
+    common.save_figure(fig, path)
 
 
 def make_figures(out, config: gan.GANConfig, state: gan.GANState, ds, results, key):
-    plt = pyplot()
+    plt = common.pyplot()
     r = results["metrics"]
     k_samples, k_sweep = jax.random.split(key)
     if config.model == "cgan":
         s = gan.generate(k_samples, config, state, 100, labels=jnp.repeat(jnp.arange(10), 10))
-        _show(os.path.join(out, "samples.png"), grey_grid(s, 10, 10),
+        _show(os.path.join(out, "samples.png"), common.grey_grid(s, 10, 10),
               f"Conditional GAN, row = conditioning digit\nclassified as their digit: "
               f"{100 * r['conditional_accuracy']:.1f}%", ylabel="label 0 .. 9")
     else:
         s = gan.generate(k_samples, config, state, 64)
-        _show(os.path.join(out, "samples.png"), grey_grid(s, 8, 8),
+        _show(os.path.join(out, "samples.png"), common.grey_grid(s, 8, 8),
               f"{config.model.upper()} samples, Frechet distance {r['frechet_distance']:.1f}")
     if config.model == "infogan":
         cols = 10
@@ -341,7 +326,7 @@ def make_figures(out, config: gan.GANConfig, state: gan.GANState, ds, results, k
         latent = gan.Latent(jnp.tile(z, (config.n_categories, 1)), categorical=cat,
                             continuous=jnp.zeros((cat.shape[0], config.n_continuous)))
         s = gan.generate_from_latent(config, state, latent)
-        _show(os.path.join(out, "code_sweep_categorical.png"), grey_grid(s, config.n_categories, cols),
+        _show(os.path.join(out, "code_sweep_categorical.png"), common.grey_grid(s, config.n_categories, cols),
               f"InfoGAN: row = categorical code, column = noise z\n(code matches digit classes: "
               f"{100 * r['code_matched_accuracy']:.1f}% after matching)", ylabel="categorical code")
         # Continuous sweeps: row = categorical code, column = c_j from -2 to 2, other codes and z fixed.
@@ -355,17 +340,17 @@ def make_figures(out, config: gan.GANConfig, state: gan.GANState, ds, results, k
                                 categorical=jnp.repeat(jnp.arange(config.n_categories), values.shape[0]),
                                 continuous=cont)
             s = gan.generate_from_latent(config, state, latent)
-            ax.imshow(grey_grid(s, config.n_categories, values.shape[0]), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(common.grey_grid(s, config.n_categories, values.shape[0]), cmap="gray_r", vmin=0, vmax=1)
             ax.set_title(f"continuous code c{j + 1}: -2 .. 2 (left to right)", fontsize=9)
             ax.set_ylabel("categorical code")
             ax.set_xticks([]), ax.set_yticks([])
         fig.suptitle("InfoGAN: one continuous code varied, the other codes and z fixed", fontsize=10)
-        save_figure(fig, os.path.join(out, "code_sweep_continuous.png"))
+        common.save_figure(fig, os.path.join(out, "code_sweep_continuous.png"))
     if config.model == "bigan":
         idx = np.concatenate([np.flatnonzero(ds.test.labels == d)[:2] for d in range(10)])
         x = ds.test.images[idx]
         recon = np.asarray(gan.reconstruct(config, state, x))
-        _show(os.path.join(out, "reconstructions.png"), grey_grid(np.concatenate([x, recon]), 2, len(idx)),
+        _show(os.path.join(out, "reconstructions.png"), common.grey_grid(np.concatenate([x, recon]), 2, len(idx)),
               f"BiGAN: held-out digits (top) and G(E(x)) (bottom); linear probe on E(x) "
               f"{100 * r['linear_probe_trained_encoder']:.1f}% vs random encoder "
               f"{100 * r['linear_probe_random_encoder']:.1f}%", size=(12, 1.8))
@@ -389,22 +374,22 @@ def make_figures(out, config: gan.GANConfig, state: gan.GANState, ds, results, k
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{config.model.upper()} training (means over {results['config']['log_every']} steps)")
     fig.tight_layout()
-    save_figure(fig, os.path.join(out, "loss_curves.png"), tight=False)
+    common.save_figure(fig, os.path.join(out, "loss_curves.png"), tight=False)
 
 
 # ---------------------------------------------------------------------------------------------- main
 
 
 def main(argv=None):
-    parser = training_parser(__doc__.split("\n")[0], out=None, quick_help="tiny config, under a minute",
+    parser = common.training_parser(__doc__.split("\n")[0], out=None, quick_help="tiny config, under a minute",
                              steps_help="override the number of generator steps")
     parser.add_argument("--model", choices=gan.MODELS, default="gan")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a GANConfig field of the chosen config, e.g. --set info_weight=2.0")
-    args = parse_training_args(parser, argv)
+    args = common.parse_training_args(parser, argv)
 
     t_start = time.time()
-    cfg = experiment_config(args, default_config, quick_config, args.model)
+    cfg = common.experiment_config(args, default_config, quick_config, args.model)
     for item in args.set:
         field, _, value = item.partition("=")
         if field not in {f.name for f in dataclasses.fields(gan.GANConfig)}:
@@ -421,7 +406,7 @@ def main(argv=None):
     run = fit(config, ds.train, cfg, seed=args.seed, out=out, resume=args.resume,
               stop_after_steps=args.stop_after_steps, progress=progress, monitor=monitor)
     if run.status == "interrupted":
-        print(interrupted_message(args.model, run))
+        print(common.interrupted_message(args.model, run))
         return None
     info = fit_info(run, checkpoint_dir=os.path.join(out, "checkpoints"), model=args.model)
     results = {"model": args.model, "config": cfg, "model_config": dataclasses.asdict(config), "seed": args.seed,
@@ -429,15 +414,15 @@ def main(argv=None):
     if run.status == "diverged":
         print(info["message"])
         results.update(status="diverged", training=info)
-        return write_results(out, results)
+        return common.write_results(out, results)
     state = run.state if monitor is None else run.best
 
     k_cls, k_eval, k_fig = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 99), 3)
-    classifier, cls_info = load_classifier(k_cls, cfg, args.classifier_dir or os.path.join(out, "classifier"),
+    classifier, cls_info = common.load_classifier(k_cls, cfg, args.classifier_dir or os.path.join(out, "classifier"),
                                            ds.train, ds.test, progress=progress)
     t_eval = time.time()
     results.update(status="finished", training=info)
-    results["classifier"] = classifier_summary(cls_info)
+    results["classifier"] = common.classifier_summary(cls_info)
     results["metrics"] = evaluate(config, state, ds, classifier, cfg, k_eval, seed=args.seed)
     train_features = digit_classifier.classify(classifier, ds.train.images).features
     test_features = digit_classifier.classify(classifier, ds.test.images).features
@@ -445,7 +430,7 @@ def main(argv=None):
     results["evaluation_seconds"] = round(time.time() - t_eval, 1)
     make_figures(out, config, state, ds, results, k_fig)
     results["wall_seconds"] = round(time.time() - t_start, 1)
-    results = write_results(out, results)
+    results = common.write_results(out, results)
     summary = {k: v for k, v in results["metrics"].items() if not isinstance(v, (list, str))}
     print(json.dumps({"model": args.model, "metrics": summary, "steps_per_second": info["steps_per_second"],
                       "classifier_accuracy": cls_info["test_accuracy"], "wall_seconds": results["wall_seconds"]},

@@ -36,21 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import (
-    EpochBatches,
-    LogResult,
-    classifier_summary,
-    grey_grid,
-    interrupted_message,
-    load_classifier,
-    parse_training_args,
-    pyplot,
-    sample_metrics,
-    save_figure,
-    train_loop,
-    training_parser,
-    write_results,
-)
+from experiments import _common as common
 from gm import data, parallel
 from gm.deep import classifier as digit_classifier
 from gm.deep import metrics, train, vae
@@ -132,7 +118,7 @@ def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: 
     init_key, loop_key, val_key = jax.random.split(base_key, 3)
     state = vae.create_state(init_key, config, {"image": images[:bs], "label": labels[:bs]})
     train_step = train_step_for(bs)
-    batches = EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(loop_key, epoch), n), steps, bs)
+    batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(loop_key, epoch), n), steps, bs)
 
     def step_fn(state, step):
         epoch, within = divmod(step, steps)
@@ -150,10 +136,10 @@ def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: 
         run.extra["early_stopping"] = stopper.to_dict()
         for key, value in (("epoch", epoch), ("train_loss", train_loss), ("validation_loss", val_loss)):
             run.history.setdefault(key, []).append(value)
-        return LogResult(new_best=new_best, finished=stopper.should_stop,
+        return common.LogResult(new_best=new_best, finished=stopper.should_stop,
                          postfix=dict(train=f"{train_loss:.2f}", val=f"{val_loss:.2f}", best=f"{stopper.best:.2f}"))
 
-    run = train_loop(state, step_fn, num_steps=epochs * steps, log_every=cfg["eval_every"] * steps,
+    run = common.train_loop(state, step_fn, num_steps=epochs * steps, log_every=cfg["eval_every"] * steps,
                      checkpoint_dir=os.path.join(out, "checkpoints", name), on_log=on_log, keep_best=True,
                      extra={"early_stopping": train.EarlyStopping(patience=cfg["patience"]).to_dict()},
                      resume=resume, stop_after=None if stop_after_epochs is None else stop_after_epochs * steps,
@@ -211,7 +197,7 @@ def test_iwae_nll(key, model: Trained, binary_images, labels, k, chunk, batch_si
 
 
 def make_figures(out, models: dict[str, Trained], ds, results, key, latent_means):
-    plt = pyplot()
+    plt = common.pyplot()
     test = ds.test
     k_prior, k_cvae = jax.random.split(key)
     show = jnp.asarray(test.images[:: max(1, len(test) // 12)][:12])
@@ -227,11 +213,11 @@ def make_figures(out, models: dict[str, Trained], ds, results, key, latent_means
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.0 * len(rows) + 0.4))
     axes = np.atleast_1d(axes)
     for ax, r, nm in zip(axes, rows, names):
-        ax.imshow(grey_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(common.grey_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
         ax.set_ylabel(nm, rotation=0, ha="right", va="center")
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("Reconstructions of held-out digits (decoder mean at z = mu(x))")
-    save_figure(fig, os.path.join(out, "reconstructions.png"))
+    common.save_figure(fig, os.path.join(out, "reconstructions.png"))
 
     # Prior samples: AE vs VAE, the lecture's question in one picture.
     present = [m for m in ("ae", "vae") if m in models]
@@ -240,12 +226,12 @@ def make_figures(out, models: dict[str, Trained], ds, results, key, latent_means
         axes = np.atleast_1d(axes)
         for ax, name in zip(axes, present):
             s = vae.sample(k_prior, *models[name], 64)
-            ax.imshow(grey_grid(s, 8, 8), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(common.grey_grid(s, 8, 8), cmap="gray_r", vmin=0, vmax=1)
             r = results["sample_metrics"].get(name, {})
             ax.set_title(f"{name.upper()}: decoder(z), z ~ N(0, I)\nconfidence {r.get('classifier_confidence', 0):.2f}, "
                          f"Frechet {r.get('frechet_distance', 0):.1f}")
             ax.axis("off")
-        save_figure(fig, os.path.join(out, "prior_samples.png"))
+        common.save_figure(fig, os.path.join(out, "prior_samples.png"))
 
     # Interpolations between pairs of test digits.
     pairs = [(0, 1), (2, 3), (4, 5), (6, 7)]
@@ -259,11 +245,11 @@ def make_figures(out, models: dict[str, Trained], ds, results, key, latent_means
         fig, axes = plt.subplots(len(rows), 1, figsize=(8, 0.9 * len(rows)))
         axes = np.atleast_1d(axes)
         for ax, r, nm in zip(axes, rows, names):
-            ax.imshow(grey_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(common.grey_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
             ax.set_ylabel(nm, rotation=0, ha="right", va="center", fontsize=8)
             ax.set_xticks([]), ax.set_yticks([])
         fig.suptitle("Decoded straight lines between posterior means")
-        save_figure(fig, os.path.join(out, "interpolations.png"))
+        common.save_figure(fig, os.path.join(out, "interpolations.png"))
 
     # 2-D latent scatter: the first two principal components of the posterior means of the test digits.
     if latent_means:
@@ -276,18 +262,18 @@ def make_figures(out, models: dict[str, Trained], ds, results, key, latent_means
             sc = ax.scatter(proj[:, 0], proj[:, 1], c=test.labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
             ax.set_title(f"{name.upper()}: test posterior means (first 2 PCs)")
         fig.colorbar(sc, ax=axes.tolist(), ticks=range(10), label="digit")
-        save_figure(fig, os.path.join(out, "latent_scatter.png"))
+        common.save_figure(fig, os.path.join(out, "latent_scatter.png"))
 
     # Conditional samples: one row per digit.
     if "cvae" in models:
         labels = jnp.repeat(jnp.arange(10), 10)
         s = vae.sample(k_cvae, *models["cvae"], 100, labels=labels)
         fig, ax = plt.subplots(figsize=(5, 5.3))
-        ax.imshow(grey_grid(s, 10, 10), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(common.grey_grid(s, 10, 10), cmap="gray_r", vmin=0, vmax=1)
         acc = results["sample_metrics"].get("cvae", {}).get("conditional_accuracy", float("nan"))
         ax.set_title(f"Conditional VAE, row = conditioning digit\nclassified as their digit: {100 * acc:.1f}%")
         ax.axis("off")
-        save_figure(fig, os.path.join(out, "cvae_samples.png"))
+        common.save_figure(fig, os.path.join(out, "cvae_samples.png"))
 
     # Training curves.
     fig, axes = plt.subplots(1, len(results["models"]), figsize=(4.5 * len(results["models"]), 3.5))
@@ -303,17 +289,17 @@ def make_figures(out, models: dict[str, Trained], ds, results, key, latent_means
         ax.set_ylim(lo - 5, lo + 60)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, os.path.join(out, "training_curves.png"), tight=False)
+    common.save_figure(fig, os.path.join(out, "training_curves.png"), tight=False)
 
 
 # ---------------------------------------------------------------------------------------------- main
 
 
 def main(argv=None):
-    parser = training_parser(__doc__.split("\n")[0], out="runs/vae_mnist", quick_help="tiny config, under a minute",
+    parser = common.training_parser(__doc__.split("\n")[0], out="runs/vae_mnist", quick_help="tiny config, under a minute",
                              steps_help=None, stop_unit="epochs")
     parser.add_argument("--models", default="ae,vae,cvae", help="comma-separated subset of ae,vae,cvae")
-    args = parse_training_args(parser, argv)
+    args = common.parse_training_args(parser, argv)
 
     t_start = time.time()
     cfg = quick_config() if args.quick else default_config()
@@ -338,7 +324,7 @@ def main(argv=None):
         config, run = fit(name, model_config, ds.train, val, cfg, seed=args.seed, out=args.out,
                           resume=args.resume, stop_after_epochs=args.stop_after_epochs, progress=progress)
         if run.status == "interrupted":
-            print(interrupted_message(name, run, unit="epoch", per_unit=len(ds.train) // cfg["batch_size"]))
+            print(common.interrupted_message(name, run, unit="epoch", per_unit=len(ds.train) // cfg["batch_size"]))
             return None
         models[name], infos[name] = Trained(config, run.best), fit_info(run)
 
@@ -372,9 +358,9 @@ def main(argv=None):
                 entry["note"] = "cVAE bounds are conditional: -log p(x | y)"
         results["test"][name] = entry
 
-    classifier, cls_info = load_classifier(k_cls, cfg, args.classifier_dir or os.path.join(args.out, "classifier"),
+    classifier, cls_info = common.load_classifier(k_cls, cfg, args.classifier_dir or os.path.join(args.out, "classifier"),
                                            ds.train, ds.test, progress=progress)
-    results["classifier"] = classifier_summary(cls_info)
+    results["classifier"] = common.classifier_summary(cls_info)
     test_features = digit_classifier.classify(classifier, ds.test.images).features
     train_features = digit_classifier.classify(classifier, ds.train.images).features
     results["sample_metrics"]["reference_train_vs_test"] = {
@@ -385,11 +371,11 @@ def main(argv=None):
     for name in ("ae", "vae"):
         if name in models:
             s = vae.sample(jax.random.fold_in(k_samples, MODELS.index(name)), *models[name], n)
-            results["sample_metrics"][name] = sample_metrics(classifier, s, test_features).metrics
+            results["sample_metrics"][name] = common.sample_metrics(classifier, s, test_features).metrics
     if "cvae" in models:
         labels = jnp.arange(n) % 10
         s = vae.sample(jax.random.fold_in(k_samples, 2), *models["cvae"], n, labels=labels)
-        logits, entry = sample_metrics(classifier, s, test_features)
+        logits, entry = common.sample_metrics(classifier, s, test_features)
         results["sample_metrics"]["cvae"] = {"conditional_accuracy": metrics.conditional_accuracy(logits, labels),
                                              **entry}
 
@@ -400,7 +386,7 @@ def main(argv=None):
             latent_means[name] = np.asarray(mean)
     make_figures(args.out, models, ds, results, k_fig, latent_means)
     results["wall_seconds"] = round(time.time() - t_start, 1)
-    results = write_results(args.out, results)
+    results = common.write_results(args.out, results)
     summary = {name: results["test"][name] for name in results["test"]}
     print(json.dumps({"test": summary, "samples": {k: {kk: vv for kk, vv in v.items() if kk != "class_histogram"}
                                                    for k, v in results["sample_metrics"].items()},

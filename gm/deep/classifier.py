@@ -250,7 +250,8 @@ def load_or_train_classifier(key: jax.Array, config: ClassifierConfig, directory
         key: training key (used only when training).
         config: classifier settings.
         directory: cache directory (an orbax checkpoint).
-        train_split, test_split: objects with ``images`` and ``labels`` (e.g. :class:`gm.data.Split`).
+        train_split: the training digits, with ``images`` and ``labels`` (e.g. a :class:`gm.data.Split`).
+        test_split: the held-out digits that measure the test accuracy.
         min_accuracy: raise ``RuntimeError`` if the test accuracy is lower.
         progress: tqdm progress bar while training.
 

@@ -124,7 +124,8 @@ def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, *, num_s
 
     Args:
         key: a ``jax.random`` key.
-        mean, log_var: ``f32[B, L]``.
+        mean: ``f32[B, L]`` the Gaussian's means.
+        log_var: ``f32[B, L]`` its log variances.
         num_samples: ``None`` for one sample ``f32[B, L]``; an int ``k`` for ``f32[k, B, L]``.
 
     Example:

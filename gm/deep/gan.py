@@ -120,9 +120,12 @@ def discriminate_pair(config: GANConfig, params, real, fake, *, real_labels=None
     Args:
         config: the model config.
         params: discriminator parameters.
-        real, fake: ``f32[B, H, W, C]`` images.
-        real_labels, fake_labels: ``int32[B]`` (cGAN).
-        real_z, fake_z: ``f32[B, latent_dim]`` (BiGAN: the latent halves of the pairs).
+        real: ``f32[B, H, W, C]`` real images.
+        fake: ``f32[B, H, W, C]`` generated images.
+        real_labels: ``int32[B]`` labels of the real images (cGAN).
+        fake_labels: ``int32[B]`` labels the fakes were generated for (cGAN).
+        real_z: ``f32[B, latent_dim]`` the latent half of the real pairs, ``E(x)`` (BiGAN).
+        fake_z: ``f32[B, latent_dim]`` the latent half of the fake pairs, ``z`` (BiGAN).
         dropout_key: a key to train with dropout; ``None`` evaluates deterministically.
 
     Returns:
@@ -174,7 +177,9 @@ def discriminator_loss_fn(config: GANConfig, d_params, g_params, e_params, batch
 
     Args:
         config: the model config.
-        d_params, g_params, e_params: the players' parameters (``e_params`` ``None`` but for the BiGAN).
+        d_params: the discriminator's parameters (differentiated).
+        g_params: the generator's parameters.
+        e_params: BiGAN's encoder parameters (``None`` for the other models).
         batch: ``{"image": f32[B, H, W, C], "label": int32[B]}``.
         latent: the fakes' :class:`Latent` inputs.
         dropout_key: a key to train with dropout.
@@ -220,8 +225,13 @@ def generator_loss_fn(config: GANConfig, g_params, e_params, d_params, batch, la
     :func:`~gm.deep.gan_losses.bigan_generator_loss` on both kinds of pairs.
 
     Args:
-        config, batch, latent, dropout_key: as in :func:`discriminator_loss_fn`.
-        g_params, e_params, d_params: the players' parameters.
+        config: the model config.
+        g_params: the generator's parameters (differentiated).
+        e_params: BiGAN's encoder parameters (differentiated; ``None`` for the other models).
+        d_params: the discriminator's parameters.
+        batch: ``{"image": f32[B, H, W, C], "label": int32[B]}``.
+        latent: the fakes' :class:`Latent` inputs.
+        dropout_key: a key to train with dropout.
 
     Returns:
         :class:`~gm.deep.train.LossAndMetrics` ``(loss f32[], metrics dict)``.
@@ -421,7 +431,9 @@ def generate(key: jax.Array, config: GANConfig, state: GANState, num_samples: in
         config: the model config.
         state: a (trained) :class:`GANState`.
         num_samples: number of samples ``N``.
-        labels, categorical, continuous: fixed labels (cGAN) or codes (InfoGAN); see :func:`sample_latent`.
+        labels: fixed ``int32[N]`` labels (cGAN); see :func:`sample_latent`.
+        categorical: fixed ``int32[N]`` categorical codes (InfoGAN).
+        continuous: fixed ``f32[N, n_continuous]`` continuous codes (InfoGAN).
 
     Example:
         >>> images = gan.generate(jax.random.key(2), config, state, 64)

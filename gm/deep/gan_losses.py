@@ -126,7 +126,9 @@ def continuous_code_loss(mean: jax.Array, log_std: jax.Array, codes: jax.Array) 
     ``-log N(c; m, s^2) = 1/2 log 2 pi + log s + (c - m)^2 / (2 s^2)`` per code; mean over the batch.
 
     Args:
-        mean, log_std, codes: ``f32[B, n_continuous]``.
+        mean: ``f32[B, n_continuous]`` means of ``Q``.
+        log_std: ``f32[B, n_continuous]`` log standard deviations of ``Q``.
+        codes: ``f32[B, n_continuous]`` the codes the fakes were generated with.
     """
     if not mean.shape == log_std.shape == codes.shape:
         raise ValueError(f"mean, log_std and codes must share a shape, got {mean.shape}, {log_std.shape}, "

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import gan_losses, networks
-from gm.deep.train import static_config
+from gm.deep.train import check_choices, static_config
 
 __all__ = [
     "MODELS",
@@ -138,17 +138,9 @@ class GANConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
-        checks = {
-            "model": (self.model, MODELS),
-            "architecture": (self.architecture, ("mlp", "dcgan")),
-            "loss": (self.loss, gan_losses.KINDS),
-            "conditioning": (self.conditioning, ("concat", "projection")),
-            "upsample": (self.upsample, ("resize", "pixel_shuffle")),
-            "normalization": (self.normalization, ("none", "batch")),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"GANConfig.{name} must be one of {allowed}, got {value!r}")
+        check_choices(self, {"model": MODELS, "architecture": ("mlp", "dcgan"), "loss": gan_losses.KINDS,
+                             "conditioning": ("concat", "projection"), "upsample": ("resize", "pixel_shuffle"),
+                             "normalization": ("none", "batch")})
         positive = {"latent_dim": self.latent_dim, "d_steps": self.d_steps, "n_classes": self.n_classes,
                     "n_categories": self.n_categories, "q_hidden": self.q_hidden}
         for name, value in positive.items():

@@ -28,6 +28,7 @@ import optax
 
 __all__ = [
     "static_config",
+    "check_choices",
     "TrainState",
     "TrainStep",
     "LossAndMetrics",
@@ -57,6 +58,19 @@ def static_config(cls):
         []
     """
     return jax.tree_util.register_static(cls)
+
+
+def check_choices(config, choices: dict[str, tuple]) -> None:
+    """Raise ``ValueError`` naming the config, the field, the allowed values and the value given, for the first
+    field of ``config`` whose value is not among its ``choices[field]``.
+
+    Example:
+        >>> check_choices(config, {"model": ("vae", "ae", "cvae"), "encoder": ("mlp", "conv")})
+    """
+    for name, allowed in choices.items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ValueError(f"{type(config).__name__}.{name} must be one of {allowed}, got {value!r}")
 
 
 @flax.struct.dataclass

@@ -17,14 +17,12 @@ with the generators fixed and the generators with the discriminators fixed; both
 traced once per config (a static pytree, taken first or right after the key).
 
 Example:
-    >>> import jax, numpy as np
-    >>> from gm.deep import translate_paired
-    >>> config = translate_paired.TranslationConfig(model="bicyclegan", in_channels=1, out_channels=3)
-    >>> batch = {"input": np.zeros((4, 16, 16, 1), np.float32), "target": np.zeros((4, 16, 16, 3), np.float32)}
-    >>> state = translate_paired.create_state(jax.random.key(0), config, batch)
-    >>> state, metrics = translate_paired.train_step(jax.random.key(1), config, state, batch)
-    >>> translate_paired.sample(jax.random.key(2), config, state, batch["input"], 5).shape
-    (4, 5, 16, 16, 3)
+    >>> import jax.numpy as jnp
+    >>> from gm.deep import translate
+    >>> float(translate.l1_loss(jnp.zeros(4), jnp.ones(4)))           # mean |prediction - target|
+    1.0
+    >>> float(translate.kl_divergence_loss(jnp.zeros((2, 3)), jnp.zeros((2, 3))))   # q = p
+    0.0
 """
 
 from __future__ import annotations

@@ -177,8 +177,13 @@ def negative_elbo_loss(key: jax.Array, config: VAEConfig, params, x, labels=None
     """The VAE training loss: batch mean of ``-log p(x | z) + beta * KL`` (``beta = 1``: the negative ELBO).
 
     Args:
-        key, config, params, x, labels, dropout_key: as in :func:`elbo`.
+        key: key of the reparameterisation noise.
+        config: the model config.
+        params: model parameters.
+        x: ``f32[B, H, W, C]`` data.
+        labels: ``int32[B]`` for the conditional VAE, else ``None``.
         beta: weight of the KL term.
+        dropout_key: dropout key (training mode) or ``None``.
 
     Returns:
         :class:`~gm.deep.train.LossAndMetrics` ``(loss f32[], metrics)`` with metrics ``{"loss", "nelbo",
@@ -220,8 +225,9 @@ def iwae_bound(key: jax.Array, config: VAEConfig, params, x, labels=None, *, num
 
     Args:
         key: a ``jax.random`` key.
-        config, params: the model (``model`` must be ``"vae"`` or ``"cvae"``; for a cVAE this bounds
+        config: the model config (``model`` must be ``"vae"`` or ``"cvae"``; for a cVAE this bounds
             ``log p(x | y)``).
+        params: the model's parameters.
         x: ``f32[B, H, W, C]`` (binary data for the Bernoulli likelihood).
         labels: ``int32[B]`` for the cVAE, else ``None``.
         num_samples: number ``k`` of importance samples.
@@ -444,7 +450,8 @@ def interpolate(config: VAEConfig, state: TrainState, image_a, image_b, num_step
     Args:
         config: the model config.
         state: a trained state.
-        image_a, image_b: ``f32[H, W, C]``.
+        image_a: ``f32[H, W, C]`` the start.
+        image_b: ``f32[H, W, C]`` the end.
         num_steps: number of points, endpoints included.
         labels: ``int32[num_steps]`` for the cVAE (e.g. the same label repeated).
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import networks
-from gm.deep.train import static_config
+from gm.deep.train import check_choices, static_config
 
 __all__ = ["VAEConfig", "VAEModel"]
 
@@ -83,16 +83,8 @@ class VAEConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
-        checks = {
-            "model": (self.model, ("vae", "ae", "cvae")),
-            "encoder": (self.encoder, ("mlp", "conv")),
-            "decoder": (self.decoder, ("mlp", "conv")),
-            "likelihood": (self.likelihood, ("bernoulli", "gaussian")),
-            "upsample": (self.upsample, ("resize", "pixel_shuffle")),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"VAEConfig.{name} must be one of {allowed}, got {value!r}")
+        check_choices(self, {"model": ("vae", "ae", "cvae"), "encoder": ("mlp", "conv"), "decoder": ("mlp", "conv"),
+                             "likelihood": ("bernoulli", "gaussian"), "upsample": ("resize", "pixel_shuffle")})
         if self.latent_dim < 1:
             raise ValueError(f"VAEConfig.latent_dim must be positive, got {self.latent_dim}")
         if self.binarize and self.likelihood != "bernoulli":
