@@ -19,11 +19,13 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 __all__ = [
+    "DiagonalGaussian",
     "gaussian_kl",
     "diagonal_gaussian_log_density",
     "standard_normal_log_density",
@@ -33,6 +35,18 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+class DiagonalGaussian(NamedTuple):
+    """``N(mean, diag exp(log_var))``: an encoder's posterior ``q(z | x)``.
+
+    Attributes:
+        mean: ``f32[B, L]``.
+        log_var: ``f32[B, L]`` log variances.
+    """
+
+    mean: jax.Array
+    log_var: jax.Array
 
 
 def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 from gm import loops
 from gm.data.images import binarize, random_shift
 from gm.deep.densities import (
+    DiagonalGaussian,
     bernoulli_log_likelihood,
     diagonal_gaussian_log_density,
     gaussian_kl,
@@ -88,7 +89,7 @@ def _rngs(dropout_key):
     return {} if dropout_key is None else {"dropout": dropout_key}
 
 
-def encode(config: VAEConfig, params, x, labels=None, *, dropout_key=None):
+def encode(config: VAEConfig, params, x, labels=None, *, dropout_key=None) -> DiagonalGaussian:
     """Posterior parameters ``(mean f32[B, L], log_var f32[B, L])`` of ``q(z | x (, y))``.
 
     Args:
@@ -98,14 +99,18 @@ def encode(config: VAEConfig, params, x, labels=None, *, dropout_key=None):
         labels: ``int32[B]`` for the cVAE, else ``None``.
         dropout_key: with a key the networks run in training mode (dropout on).
 
+    Returns:
+        A :class:`~gm.deep.densities.DiagonalGaussian` ``(mean, log_var)``.
+
     Example:
         >>> mean, log_var = vae.encode(config, state.params, images)
     """
     _check_images(config, x)
-    return VAEModel(config).apply(
+    mean, log_var = VAEModel(config).apply(
         {"params": params}, x, labels, train=dropout_key is not None, rngs=_rngs(dropout_key),
         method=VAEModel.encode,
     )
+    return DiagonalGaussian(mean, log_var)
 
 
 def decode(config: VAEConfig, params, z, labels=None, *, dropout_key=None) -> jax.Array:
