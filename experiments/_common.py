@@ -1,12 +1,59 @@
-"""Command-line flags that every training experiment shares (output, resume, seed, progress, hosts)."""
+"""The one small runner every training experiment uses.
+
+* flags: :func:`training_parser` (output, resume, seed, quick, progress, hosts) and
+  :func:`parse_training_args`; the config: :func:`experiment_config` (quick or default, ``--steps``);
+* the resumable training loop: :func:`train_loop` runs ``step_fn`` with a tqdm progress bar, hands every
+  logging window's metrics to the experiment, keeps the best state if asked, checkpoints with orbax and
+  resumes exactly (:class:`EpochBatches` gives every step its shuffled batch, whatever step a run resumes
+  at);
+* the digit classifier that judges the samples, trained once and cached (:func:`load_classifier`,
+  :func:`translation_classifier`) and the sample metrics built on it (:func:`sample_metrics`);
+* results: :func:`write_results` (the one ``results.json`` serialiser: numpy and JAX scalars and arrays,
+  tuples and dataclasses to JSON);
+* figures: :func:`pyplot` (matplotlib without a display), :func:`save_figure`, and the image grids
+  :func:`grey_grid` and :func:`colour_grid`.
+
+Experiments never import each other: what two of them share lives here (or in ``gm``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from gm import parallel
+
+__all__ = [
+    "median_seconds",
+    "training_parser",
+    "parse_training_args",
+    "experiment_config",
+    "EpochBatches",
+    "LogResult",
+    "RunProgress",
+    "TrainingRun",
+    "train_loop",
+    "interrupted_message",
+    "load_classifier",
+    "translation_classifier",
+    "classifier_summary",
+    "SampleMetrics",
+    "sample_metrics",
+    "to_json",
+    "write_results",
+    "pyplot",
+    "save_figure",
+    "grey_grid",
+    "colour_grid",
+]
 
 
 def median_seconds(fn, repeats: int, *, warmup: bool = True) -> float:
@@ -22,6 +69,9 @@ def median_seconds(fn, repeats: int, *, warmup: bool = True) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------------------- flags, config
 
 
 def training_parser(description: str, *, out: str | None, quick_help: str, seed_help: str | None = None,
@@ -60,3 +110,331 @@ def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
     args = parser.parse_args(argv)
     parallel.initialize_from_args(args)
     return args
+
+
+def experiment_config(args: argparse.Namespace, default_config: Callable[..., dict],
+                      quick_config: Callable[..., dict], *config_args) -> dict:
+    """The run's config: ``quick_config(*config_args)`` with ``--quick``, else ``default_config(...)``;
+    ``--steps`` (when the parser has it and it is given) replaces ``"steps"``."""
+    cfg = (quick_config if args.quick else default_config)(*config_args)
+    if getattr(args, "steps", None) is not None:
+        cfg["steps"] = args.steps
+    return cfg
+
+
+# ------------------------------------------------------------------------------------- the training loop
+
+
+class EpochBatches:
+    """The batch indices of every global step: a fresh permutation of the examples per epoch.
+
+    ``permute(epoch)`` draws the epoch's permutation (or a pytree of permutations, for experiments that
+    shuffle several sets); step ``s`` of the run takes the slice ``within * batch_size : (within + 1) *
+    batch_size`` of epoch ``s // steps_per_epoch``, ``within = s % steps_per_epoch``. The current epoch's
+    permutation is cached, so a run resumed at any step draws exactly the batches of an uninterrupted one.
+    """
+
+    def __init__(self, permute: Callable[[int], Any], steps_per_epoch: int, batch_size: int):
+        if steps_per_epoch < 1:
+            raise ValueError(f"an epoch needs at least one batch of {batch_size}, got {steps_per_epoch} steps")
+        self.permute, self.steps_per_epoch, self.batch_size = permute, steps_per_epoch, batch_size
+        self._epoch, self._perm = None, None
+
+    def __call__(self, step: int):
+        """The indices (or pytree of indices) of the batch of global step ``step``."""
+        import jax
+
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, self.permute(epoch)
+        part = slice(within * self.batch_size, (within + 1) * self.batch_size)
+        return jax.tree.map(lambda perm: perm[part], self._perm)
+
+
+class LogResult(NamedTuple):
+    """What an experiment decides at the end of a logging window (the return value of ``on_log``).
+
+    Attributes:
+        new_best: keep the current state as the best so far (with ``keep_best``).
+        finished: the run is complete here (early stopping); it is checkpointed and ends.
+        diverged: why training cannot go on; the run ends without a checkpoint of this state.
+        postfix: values to show on the progress bar.
+    """
+
+    new_best: bool = False
+    finished: bool = False
+    diverged: str | None = None
+    postfix: dict | None = None
+
+
+@dataclasses.dataclass
+class RunProgress:
+    """The resumable bookkeeping of a run, saved as JSON with every checkpoint.
+
+    Attributes:
+        step: steps done.
+        seconds: training seconds so far (the steps, without the logging windows' evaluations).
+        finished: the run has ended (all steps, or early stopping).
+        history: ``{"step": [...], "seconds": [...], ...}`` one entry per logging window; the experiment's
+            ``on_log`` appends its own series.
+        extra: the experiment's own resumable state (an early-stopping record, a collapse counter, ...).
+    """
+
+    step: int = 0
+    seconds: float = 0.0
+    finished: bool = False
+    history: dict = dataclasses.field(default_factory=lambda: {"step": [], "seconds": []})
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+class TrainingRun(NamedTuple):
+    """The outcome of :func:`train_loop`.
+
+    Attributes:
+        status: ``"finished"``, ``"interrupted"`` (``stop_after``) or ``"diverged"``.
+        state: the final state (``None`` unless finished).
+        best: the best state kept by ``on_log`` (with ``keep_best``; else ``None``).
+        progress: the :class:`RunProgress` (history, seconds, the experiment's extra state).
+        start_step: the step this session started at (0, or where it resumed).
+        reason: why the run diverged.
+        stopped_at: the step at which it diverged.
+        last_good_checkpoint: the newest checkpoint step on disk when it diverged.
+    """
+
+    status: str
+    state: Any
+    best: Any
+    progress: RunProgress
+    start_step: int = 0
+    reason: str | None = None
+    stopped_at: int | None = None
+    last_good_checkpoint: int | None = None
+
+
+def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, checkpoint_dir: str,
+               on_log: Callable | None = None, checkpoint_every: int | None = None, keep_best: bool = False,
+               extra: dict | None = None, resume: bool = False, stop_after: int | None = None,
+               progress: bool = True, desc: str | None = None) -> TrainingRun:
+    """Run ``step_fn`` for ``num_steps`` steps, resumably, with logging windows and orbax checkpoints.
+
+    Every ``log_every`` steps (and after the last), the window's metrics, stacked per name
+    (``{name: f32[steps in window]}``), go to ``on_log(state, done, window, progress)``, which appends what
+    it records to ``progress.history`` and returns a :class:`LogResult`; the loop then appends ``step`` and
+    ``seconds``. Every ``checkpoint_every`` steps (a multiple of ``log_every``; default ``log_every``) and
+    when the run finishes, ``state`` (with ``keep_best``: the pair ``(state, best)``) and the
+    :class:`RunProgress` are checkpointed in ``checkpoint_dir``; ``resume`` continues from the newest
+    checkpoint and reproduces an uninterrupted run exactly, since ``step_fn`` sees only the state and the
+    global step.
+
+    Args:
+        state: the initial state (also the template of the checkpoints).
+        step_fn: ``(state, step) -> (state, metrics)``: one training step at global step ``step``.
+        num_steps: the run's length.
+        log_every: steps per logging window.
+        checkpoint_dir: where the checkpoints go.
+        on_log: the experiment's logging, evaluation and stopping decisions.
+        checkpoint_every: steps between checkpoints.
+        keep_best: keep the state ``on_log`` last marked ``new_best`` (initially the first state).
+        extra: the initial ``progress.extra`` (replaced by the checkpoint's on resume).
+        resume: continue from the newest checkpoint in ``checkpoint_dir``, if there is one.
+        stop_after: end as if interrupted after the first logging window at or after this step.
+        progress: show a tqdm progress bar.
+        desc: the progress bar's label.
+
+    Returns:
+        A :class:`TrainingRun`.
+    """
+    import jax.numpy as jnp
+    from tqdm.auto import tqdm
+
+    from gm.deep import train
+
+    checkpoint_every = checkpoint_every or log_every
+    if checkpoint_every % log_every:
+        raise ValueError(f"checkpoint_every ({checkpoint_every}) must be a multiple of log_every ({log_every})")
+    best = state if keep_best else None
+    run = RunProgress(extra=dict(extra or {}))
+    if resume and train.latest_checkpoint_step(checkpoint_dir) is not None:
+        tree, meta = train.restore_checkpoint(checkpoint_dir, (state, best) if keep_best else state)
+        state, best = tree if keep_best else (tree, None)
+        run = RunProgress(**meta)
+    start = run.step
+
+    def save():
+        train.save_checkpoint(checkpoint_dir, run.step, (state, best) if keep_best else state,
+                              dataclasses.asdict(run))
+
+    bar = tqdm(total=num_steps, initial=run.step, desc=desc, disable=not progress or run.finished, leave=True)
+    window: dict[str, list] = {}
+    t0 = time.time()
+    for step in range(run.step, num_steps):
+        if run.finished:
+            break
+        state, metrics = step_fn(state, step)
+        for name, value in metrics.items():
+            window.setdefault(name, []).append(value)
+        bar.update(1)
+        done = step + 1
+        if done % log_every and done != num_steps:
+            continue
+        run.seconds += time.time() - t0
+        stacked = {name: jnp.stack(values) for name, values in window.items()}
+        window = {}
+        outcome = on_log(state, done, stacked, run) if on_log is not None else LogResult()
+        t0 = time.time()
+        if outcome.diverged is not None:
+            bar.close()
+            return TrainingRun("diverged", None, best, run, start, outcome.diverged, done,
+                               train.latest_checkpoint_step(checkpoint_dir))
+        if keep_best and outcome.new_best:
+            best = state
+        run.history["step"].append(done)
+        run.history["seconds"].append(round(run.seconds, 2))
+        if outcome.postfix:
+            bar.set_postfix(outcome.postfix)
+        run.step = done
+        run.finished = outcome.finished or done == num_steps
+        if done % checkpoint_every == 0 or run.finished:
+            save()
+        if stop_after is not None and done >= stop_after and not run.finished:
+            bar.close()
+            return TrainingRun("interrupted", None, best, run, start)
+    bar.close()
+    return TrainingRun("finished", state, best, run, start)
+
+
+def interrupted_message(name: str, run: TrainingRun, *, unit: str = "step", per_unit: int = 1) -> str:
+    """The line an experiment prints when ``--stop-after-<unit>s`` ended its run."""
+    return (f"{name}: stopped after {unit} {run.progress.step // per_unit} (--stop-after-{unit}s); "
+            "continue with --resume")
+
+
+# --------------------------------------------------------------------------------- classifier, metrics
+
+
+def load_classifier(key, cfg: dict, directory: str, train_split, test_split, *, progress: bool = True):
+    """The experiment's digit classifier (``cfg["classifier"]`` settings, at least
+    ``cfg["min_classifier_accuracy"]`` on ``test_split``), restored from ``directory`` or trained and cached
+    there: a :class:`gm.deep.classifier.CachedClassifier` ``(classifier, info)``."""
+    from gm.deep import classifier
+
+    return classifier.load_or_train_classifier(
+        key, classifier.ClassifierConfig(**cfg["classifier"]), directory, train_split, test_split,
+        min_accuracy=cfg["min_classifier_accuracy"], progress=progress)
+
+
+def translation_classifier(directory: str, cfg: dict, *, seed: int = 0, progress: bool = True):
+    """The digit classifier of the translation experiments (16x16, original and bold strokes), cached."""
+    import jax
+
+    from gm.data import translation
+
+    train_split, test_split = translation.classifier_digits(size=cfg["classifier"]["image_shape"][0])
+    return load_classifier(jax.random.key(seed), cfg, directory, train_split, test_split, progress=progress)
+
+
+def classifier_summary(info: dict) -> dict:
+    """The classifier's entry of results.json: test accuracy, training seconds, whether it came from the cache."""
+    return {k: info.get(k) for k in ("test_accuracy", "train_seconds", "cached")}
+
+
+class SampleMetrics(NamedTuple):
+    """The classifier's reading of a set of samples (:func:`sample_metrics`)."""
+
+    logits: np.ndarray
+    metrics: dict
+
+
+def sample_metrics(classifier, samples, reference_features, *, num_classes: int = 10) -> SampleMetrics:
+    """Frechet distance to ``reference_features``, mode coverage, class histogram and classifier confidence
+    of ``samples`` (``f32[N, H, W, C]``), with the classifier's logits of them."""
+    from gm.deep import classifier as classifier_module
+    from gm.deep import metrics
+
+    logits, features = classifier_module.classify(classifier, np.asarray(samples))
+    coverage = metrics.mode_coverage(logits, num_classes)
+    return SampleMetrics(logits, {
+        "frechet_distance": metrics.frechet_distance(reference_features, features),
+        "mode_coverage": coverage["covered"],
+        "class_histogram": coverage["histogram"],
+        "classifier_confidence": metrics.classifier_confidence(logits),
+    })
+
+
+# ------------------------------------------------------------------------------------------- results
+
+
+def to_json(value):
+    """``value`` as JSON types: dicts (keys as JSON writes them), lists (from tuples too), numbers (from numpy
+    and JAX scalars and 0-d arrays), nested lists (from arrays), dataclasses as dicts, anything else as
+    ``str``."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else json.dumps(to_json(k)): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "__array__") and not isinstance(value, type):
+        array = np.asarray(value)
+        return array.item() if array.ndim == 0 else array.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(dataclasses.asdict(value))
+    return str(value)
+
+
+def write_results(path: str, results: dict) -> dict:
+    """Write ``results`` as JSON (:func:`to_json`, indented) to ``path`` (a file, or a directory that gets
+    ``results.json``) and return the JSON-ready copy that was written."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    ready = to_json(results)
+    with open(path, "w") as f:
+        json.dump(ready, f, indent=2)
+    return ready
+
+
+# ------------------------------------------------------------------------------------------- figures
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str, *, dpi: int = 110, tight: bool = True) -> None:
+    """Save ``fig`` to ``path`` (cropped to its content unless ``tight=False``) and close it."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
+    pyplot().close(fig)
+
+
+def grey_grid(images, rows: int, cols: int) -> np.ndarray:
+    """The first ``rows * cols`` of ``f32[N, H, W, 1]`` images in a grid with 2-pixel white gaps, row by row."""
+    images = np.asarray(images)[: rows * cols, ..., 0]
+    h, w = images.shape[1:]
+    canvas = np.ones((rows * (h + 2) - 2, cols * (w + 2) - 2))
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = img
+    return canvas
+
+
+def colour_grid(rows) -> np.ndarray:
+    """Tile ``rows`` (a list of lists of ``[H, W, C]`` images, grey or RGB) into one RGB image with 1-pixel
+    white gaps and border."""
+    h, w = np.asarray(rows[0][0]).shape[:2]
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    canvas = np.ones((n_rows * (h + 1) + 1, n_cols * (w + 1) + 1, 3), np.float32)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            img = np.asarray(img, np.float32)
+            if img.shape[-1] == 1:
+                img = np.repeat(img, 3, axis=-1)
+            canvas[1 + i * (h + 1): 1 + i * (h + 1) + h, 1 + j * (w + 1): 1 + j * (w + 1) + w] = np.clip(img, 0, 1)
+    return canvas

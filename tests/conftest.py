@@ -81,9 +81,9 @@ SPLIT = (
 RUN_FIRST = (
     "tests/parallel/test_sharding.py",  # the four-device subprocess and the two-process run
     "tests/bn/test_inference_enumeration.py::test_map_batched_batch_minor_matches_enumeration",
-    "tests/deep/test_vae_mnist_experiment.py",
-    "tests/deep/test_gan_mnist_experiment.py",
-    "tests/deep/test_translation_experiments.py",
+    "tests/experiments/test_vae_mnist.py",
+    "tests/experiments/test_gan_mnist.py",
+    "tests/experiments/test_translation_experiments.py",
     "tests/learn/test_bayes.py",
     "tests/experiments/",
 )

@@ -43,6 +43,7 @@ __all__ = [
     "edges_to_digits",
     "edges_to_coloured_digits",
     "thin_thick_digits",
+    "ClassifierDigits",
     "classifier_digits",
 ]
 
@@ -281,14 +282,31 @@ def thin_thick_digits(*, size: int = 16, width: int = 3, seed: int = 0) -> Unpai
     )
 
 
-def classifier_digits(*, size: int = 16, width: int = 3) -> tuple[Split, Split]:
+class ClassifierDigits(NamedTuple):
+    """The splits of :func:`classifier_digits`.
+
+    Attributes:
+        train: :class:`gm.data.Split` of 8,000 ``f32[N, size, size, 1]`` images.
+        test: :class:`gm.data.Split` of 2,000 images.
+    """
+
+    train: Split
+    test: Split
+
+
+def classifier_digits(*, size: int = 16, width: int = 3) -> ClassifierDigits:
     """Train and test digits for a translation classifier: every digit twice, original and bold strokes.
 
     A classifier that reads the generated images of every set here must know both stroke styles; colour
     images are read in grey (:func:`to_grey`), outlines are never classified.
 
     Returns:
-        ``(train, test)`` :class:`gm.data.Split` of 8,000 and 2,000 ``f32[N, size, size, 1]`` images.
+        :class:`ClassifierDigits` ``(train, test)``.
+
+    Example:
+        >>> train, test = classifier_digits(size=16)
+        >>> len(train), len(test)
+        (8000, 2000)
     """
     train, test, _ = _base_splits(0)
 
@@ -296,4 +314,4 @@ def classifier_digits(*, size: int = 16, width: int = 3) -> tuple[Split, Split]:
         images = np.concatenate([downscale(split.images, size=size), bold(split.images, size=size, width=width)])
         return Split(images, np.concatenate([split.labels, split.labels]))
 
-    return both(train), both(test)
+    return ClassifierDigits(both(train), both(test))

@@ -1,16 +1,44 @@
-"""Deep generative models with flax and optax: networks, the VAE family, train state, checkpoints, metrics.
+"""Deep generative models with flax and optax: networks, the VAE, GAN and image-translation families, train
+state, checkpoints, a digit classifier and the sample metrics built on it.
 
-Submodules: :mod:`gm.deep.networks` (encoders/decoders), :mod:`gm.deep.vae` (autoencoder, VAE, conditional
-VAE), :mod:`gm.deep.train` (train state, optimisers, orbax checkpoints, early stopping),
-:mod:`gm.deep.metrics` (a digit classifier and the sample metrics built on it),
-:mod:`gm.deep.gan_losses` (adversarial losses shared by the GAN and image-translation families),
-:mod:`gm.deep.gan` (GAN, conditional GAN, InfoGAN, BiGAN as pure alternating train steps),
-:mod:`gm.deep.translate` (CycleGAN, pix2pix, cAE-GAN, cVAE-GAN, cLR-GAN, BicycleGAN).
+Submodules, one job each:
+
+* shared: :mod:`gm.deep.networks` (encoders, decoders, batch normalisation), :mod:`gm.deep.densities` (log
+  densities, Gaussian KL, reparameterisation), :mod:`gm.deep.train` (train state, step results, optimisers,
+  orbax checkpoints, early stopping);
+* VAE family: :mod:`gm.deep.vae_networks` (config and flax model), :mod:`gm.deep.vae` (autoencoder, VAE,
+  conditional VAE: bounds, steps, sampling);
+* GAN family: :mod:`gm.deep.gan_networks` (config, latent inputs, networks), :mod:`gm.deep.gan_losses`
+  (adversarial losses shared with image translation, InfoGAN and BiGAN losses), :mod:`gm.deep.gan` (GAN,
+  conditional GAN, InfoGAN, BiGAN as pure alternating train steps);
+* image translation: :mod:`gm.deep.translate_networks` (U-Net, latent encoder, PatchGAN),
+  :mod:`gm.deep.translate` (what both families share), :mod:`gm.deep.translate_paired` (pix2pix, cAE-GAN,
+  cVAE-GAN, cLR-GAN, BicycleGAN), :mod:`gm.deep.translate_cyclegan` (CycleGAN);
+* evaluation: :mod:`gm.deep.classifier` (a digit classifier trained and cached here),
+  :mod:`gm.deep.metrics` (the sample metrics built on it).
+
+Every function follows the README's convention: the key first, then the model's config, then the state or
+parameters and the data (``vae.train_step(key, config, state, batch)``).
 """
 
 import importlib
 
-__all__ = ["networks", "vae", "train", "metrics", "gan_losses", "gan", "translate"]
+__all__ = [
+    "networks",
+    "densities",
+    "train",
+    "vae_networks",
+    "vae",
+    "gan_networks",
+    "gan_losses",
+    "gan",
+    "translate_networks",
+    "translate",
+    "translate_paired",
+    "translate_cyclegan",
+    "classifier",
+    "metrics",
+]
 
 
 def __getattr__(name):

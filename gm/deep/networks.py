@@ -1,4 +1,4 @@
-"""Encoders and decoders shared by the VAE and GAN families (flax linen).
+"""Encoders, decoders and layers shared by the VAE and GAN families (flax linen).
 
 Images are channels-last ``f32[B, H, W, C]``. A conditioning vector (a one-hot label, a code) is an optional
 ``f32[B, D]`` that encoders concatenate to their flattened features and decoders to their input.
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 __all__ = [
     "activation",
     "MLP",
+    "BatchNorm",
     "MLPEncoder",
     "ConvEncoder",
     "MLPDecoder",
@@ -93,6 +94,34 @@ class MLP(nn.Module):
                 if self.dropout > 0:
                     x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return x
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation with batch statistics, ``f32[B, ..., F] -> f32[B, ..., F]``.
+
+    ``y = (x - mean) / sqrt(var + eps) * scale + bias`` with the mean and variance over every axis but the
+    last, taken over the first ``reference`` rows only when ``reference > 0`` (reference batch
+    normalisation, Salimans et al., 2016: rows after the reference are normalised with its statistics and
+    do not influence each other) and over the whole batch otherwise. No running averages: training and
+    inference both normalise with the statistics of the batch (or its reference rows).
+
+    Example:
+        >>> y, _ = BatchNorm().init_with_output(jax.random.key(0), jnp.arange(6.0).reshape(3, 2))
+        >>> y.mean(0)  # ~ [0, 0]
+    """
+
+    reference: int = 0
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        axes = tuple(range(x.ndim - 1))
+        ref = x[: self.reference] if self.reference else x
+        mean = jnp.mean(ref, axis=axes)
+        var = jnp.mean(jnp.square(ref - mean), axis=axes)
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+        bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
 
 
 class MLPEncoder(nn.Module):

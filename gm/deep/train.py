@@ -1,8 +1,13 @@
-"""Training utilities shared by the deep models: train state, optimisers, checkpoints, early stopping.
+"""Training utilities shared by the deep models: train state, step results, optimisers, checkpoints, early
+stopping.
 
 * :class:`TrainState` is a pytree: ``step``, ``params`` and ``opt_state`` are leaves; the optax
-  transformation and the model config are static fields (hashable), so a jitted step traced once is
-  reused for every later call with the same config.
+  transformation is a static field. The model's config is not in the state: every family's functions take
+  it as an argument (first, or right after the key), and the configs are registered as static pytrees
+  (:func:`static_config`), so a jitted step traced once is reused for every later call with an equal config.
+* :class:`TrainStep` ``(state, metrics)`` is what every training step returns, :class:`LossAndMetrics`
+  ``(loss, metrics)`` what every loss with auxiliary metrics returns (``jax.value_and_grad(...,
+  has_aux=True)`` takes it as the pair it is).
 * :func:`save_checkpoint` / :func:`restore_checkpoint` write and read any pytree plus a JSON dictionary
   with orbax; restoring needs a template of the same structure (e.g. a freshly created state).
 * :class:`EarlyStopping` is plain Python state that round-trips through JSON (so it can be checkpointed).
@@ -13,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -22,13 +27,50 @@ import numpy as np
 import optax
 
 __all__ = [
+    "static_config",
+    "check_choices",
     "TrainState",
+    "TrainStep",
+    "LossAndMetrics",
     "make_optimizer",
     "save_checkpoint",
+    "Checkpoint",
     "restore_checkpoint",
     "latest_checkpoint_step",
     "EarlyStopping",
 ]
+
+
+def static_config(cls):
+    """Class decorator: a frozen dataclass of settings that is passed to jitted functions as an argument.
+
+    The class becomes a pytree with no leaves whose tree structure holds the instance itself
+    (``jax.tree_util.register_static``): ``jax.jit``, ``jax.vmap`` and sharded steps accept it in any
+    position, equal configs share one compilation and a different config traces anew. Instances must be
+    hashable (frozen dataclasses of numbers, strings and tuples are).
+
+    Example:
+        >>> @static_config
+        ... @dataclasses.dataclass(frozen=True)
+        ... class Config:
+        ...     width: int = 8
+        >>> jax.tree.leaves(Config())
+        []
+    """
+    return jax.tree_util.register_static(cls)
+
+
+def check_choices(config, choices: dict[str, tuple]) -> None:
+    """Raise ``ValueError`` naming the config, the field, the allowed values and the value given, for the first
+    field of ``config`` whose value is not among its ``choices[field]``.
+
+    Example:
+        >>> check_choices(config, {"model": ("vae", "ae", "cvae"), "encoder": ("mlp", "conv")})
+    """
+    for name, allowed in choices.items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ValueError(f"{type(config).__name__}.{name} must be one of {allowed}, got {value!r}")
 
 
 @flax.struct.dataclass
@@ -40,18 +82,23 @@ class TrainState:
         params: the model's parameter pytree.
         opt_state: the optax state of ``tx``.
         tx: the optax transformation (static).
-        config: the model's frozen, hashable config (static).
     """
 
     step: jax.Array
     params: Any
     opt_state: Any
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-    config: Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, params, tx: optax.GradientTransformation, config) -> "TrainState":
-        return cls(jnp.zeros((), jnp.int32), params, tx.init(params), tx, config)
+    def create(cls, params, tx: optax.GradientTransformation) -> "TrainState":
+        """A fresh state at step 0: ``tx.init(params)`` as the optimiser state.
+
+        Example:
+            >>> state = TrainState.create({"w": jnp.zeros(3)}, make_optimizer(1e-3))
+            >>> int(state.step)
+            0
+        """
+        return cls(jnp.zeros((), jnp.int32), params, tx.init(params), tx)
 
     def apply_gradients(self, grads) -> "TrainState":
         """One optimiser update: ``params <- params + tx.update(grads)``; ``step <- step + 1``."""
@@ -127,6 +174,31 @@ def _build_optimizer(learning_rate, schedule, total_steps, warmup_steps, weight_
     return optax.chain(*parts)
 
 
+class TrainStep(NamedTuple):
+    """What a training step returns.
+
+    Attributes:
+        state: the updated train state (a :class:`TrainState`, or a family's pair of them).
+        metrics: ``{name: f32[]}`` batch means of the step's losses and diagnostics.
+    """
+
+    state: Any
+    metrics: dict
+
+
+class LossAndMetrics(NamedTuple):
+    """A differentiable loss and the terms that make it up (the pair ``jax.value_and_grad(has_aux=True)``
+    expects).
+
+    Attributes:
+        loss: ``f32[]`` the scalar that is minimised.
+        metrics: ``{name: f32[]}`` its terms and diagnostics.
+    """
+
+    loss: jax.Array
+    metrics: dict
+
+
 # ----------------------------------------------------------------------------------------- checkpoints
 
 
@@ -172,8 +244,20 @@ def latest_checkpoint_step(directory: str) -> int | None:
     return step
 
 
-def restore_checkpoint(directory: str, template, step: int | None = None):
-    """Restore ``(tree, metadata)`` from checkpoint ``step`` (default: the newest).
+class Checkpoint(NamedTuple):
+    """A restored checkpoint.
+
+    Attributes:
+        tree: the saved pytree, rebuilt on the template's structure.
+        metadata: the JSON dictionary saved with it.
+    """
+
+    tree: Any
+    metadata: dict
+
+
+def restore_checkpoint(directory: str, template, step: int | None = None) -> Checkpoint:
+    """Restore a :class:`Checkpoint` ``(tree, metadata)`` from checkpoint ``step`` (default: the newest).
 
     Args:
         directory: the checkpoint directory given to :func:`save_checkpoint`.
@@ -209,7 +293,7 @@ def restore_checkpoint(directory: str, template, step: int | None = None):
         if np.shape(value) != np.shape(leaf):
             raise ValueError(f"checkpoint leaf {i} has shape {np.shape(value)}, template {np.shape(leaf)}")
         new_leaves.append(jnp.asarray(value))
-    return jax.tree.unflatten(treedef, new_leaves), dict(restored["metadata"] or {})
+    return Checkpoint(jax.tree.unflatten(treedef, new_leaves), dict(restored["metadata"] or {}))
 
 
 # ------------------------------------------------------------------------------------- early stopping
@@ -230,6 +314,10 @@ class EarlyStopping:
     bad_evaluations: int = 0
 
     def update(self, value: float, epoch: int) -> bool:
+        """Record the monitored ``value`` of evaluation ``epoch``; ``True`` when it is a new best.
+
+        A non-finite value stops the run at once (``should_stop`` turns ``True``).
+        """
         if not np.isfinite(value):
             self.bad_evaluations = self.patience  # a NaN loss stops the run
             return False
@@ -241,11 +329,14 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
+        """``patience`` evaluations in a row without improvement (or a non-finite value)."""
         return self.bad_evaluations >= self.patience
 
     def to_dict(self) -> dict:
+        """The JSON-serialisable state (for a checkpoint's metadata)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "EarlyStopping":
+        """The inverse of :meth:`to_dict`."""
         return cls(**d)

@@ -41,8 +41,8 @@ Example:
   >>> from gm import bn, parallel
   >>> mesh = parallel.batch_mesh()                          # all devices, axis "batch"
   >>> post = parallel.sharded_marginals(net, evs, mesh=mesh)   # evs: int32[B, n_vars], any B
-  >>> step = parallel.data_parallel_train_step(vae.train_step, mesh)
-  >>> state, metrics = step(state, batch, key)              # batch: global, B divisible by devices
+  >>> step = parallel.data_parallel_train_step(vae.train_step, mesh, batch_argnums=3)
+  >>> state, metrics = step(key, config, state, batch)      # batch: global, B divisible by devices
 """
 
 from gm.parallel.distributed import add_distributed_args, initialize_from_args

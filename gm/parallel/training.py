@@ -20,8 +20,8 @@ def data_parallel_train_step(step_fn: Callable, mesh: Mesh, *, batch_argnums: in
                              donate_state: bool = False) -> Callable:
     """A training step with the batch split over ``mesh`` and everything else replicated.
 
-    ``step_fn(state, batch, key) -> (state, metrics)`` (any signature whose batch arguments carry a
-    leading example axis) is jitted with ``in_shardings`` ``P("batch")`` on the batch arguments and
+    ``step_fn(key, config, state, batch) -> (state, metrics)`` (any signature whose batch arguments carry a
+    leading example axis; a config registered as a static pytree has no leaves to place) is jitted with ``in_shardings`` ``P("batch")`` on the batch arguments and
     ``P()`` on the others, and replicated outputs. The loss is still the mean over the global batch, so
     the update equals the single-device step on the same batch (up to float32 summation order); XLA
     all-reduces the gradients. The global batch size must be a multiple of the device count (padding
@@ -34,8 +34,8 @@ def data_parallel_train_step(step_fn: Callable, mesh: Mesh, *, batch_argnums: in
       donate_state: donate argument 0's buffers (saves memory; the old state is invalid afterwards).
 
     Example:
-      >>> step = data_parallel_train_step(vae.train_step, batch_mesh())
-      >>> state, metrics = step(state, {"image": images[:256], "label": labels[:256]}, key)
+      >>> step = data_parallel_train_step(vae.train_step, batch_mesh(), batch_argnums=3)
+      >>> state, metrics = step(key, config, state, {"image": images[:256], "label": labels[:256]})
     """
     batch_argnums = (batch_argnums,) if isinstance(batch_argnums, int) else tuple(batch_argnums)
     bs, rep = batch_sharding(mesh), replicated(mesh)

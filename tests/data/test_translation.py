@@ -110,6 +110,8 @@ def test_unpaired_domains_hold_disjoint_digits_and_the_test_pairs_are_true_trans
 
 
 def test_classifier_digits_hold_both_styles():
-    train, test = translation.classifier_digits()
+    digits = translation.classifier_digits()
+    assert isinstance(digits, translation.ClassifierDigits)
+    train, test = digits
     assert train.images.shape == (8000, 16, 16, 1) and test.images.shape == (2000, 16, 16, 1)
     np.testing.assert_array_equal(train.labels[:4000], train.labels[4000:])

@@ -1,11 +1,13 @@
-import dataclasses
+"""Sample metrics against closed forms and hand computations."""
+
+import itertools
 
 import jax
 import numpy as np
 import pytest
 from scipy import linalg
 
-from gm import data
+from gm.deep import classifier as classifier_module
 from gm.deep import metrics
 
 
@@ -45,26 +47,52 @@ def test_simple_sample_metrics():
     assert metrics.matched_accuracy(noisy, labels) == 0.9
 
 
-def test_classifier_trains_and_caches(tmp_path):
-    ds = data.digits()
-    config = metrics.ClassifierConfig(image_shape=(8, 8, 1), features=(8, 16), hidden=32, epochs=10,
-                                      batch_size=32, max_shift=0, dropout=0.1, binarize_fraction=0.0)
-    clf, info = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, config)
-    assert not info["cached"] and info["test_accuracy"] > 0.85
-    assert info["test_accuracy"] == metrics.accuracy(clf, ds.test.images, ds.test.labels)
-    again, info2 = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(1), ds.train, ds.test, config)
-    assert info2["cached"] and info2["test_accuracy"] == info["test_accuracy"]
-    logits, feats = metrics.classify(clf, ds.test.images[:7])
-    assert logits.shape == (7, 10) and feats.shape == (7, 32)
-    np.testing.assert_array_equal(metrics.classify(again, ds.test.images[:7])[0], logits)
-    with pytest.raises(RuntimeError, match="accuracy"):
-        metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, config,
-                                         min_accuracy=1.01)
-    # another config in the same folder replaces the cache (it used to raise orbax's StepAlreadyExistsError)
-    other = dataclasses.replace(config, epochs=1)
-    _, info3 = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, other)
-    assert not info3["cached"]
-    _, info4 = metrics.load_or_train_classifier(str(tmp_path / "clf"), jax.random.key(0), ds.train, ds.test, other)
-    assert info4["cached"] and info4["test_accuracy"] == info3["test_accuracy"]
-    with pytest.raises(ValueError, match="images"):
-        metrics.classify(clf, np.zeros((2, 28, 28, 1)))
+def test_linear_probe_separates_informative_from_random_features():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    centres = rng.normal(scale=4.0, size=(3, 5))
+    informative = centres[labels] + rng.normal(size=(300, 5))
+    noise = rng.normal(size=(300, 5))
+    good = metrics.linear_probe_accuracy(informative[:200], labels[:200], informative[200:], labels[200:])
+    bad = metrics.linear_probe_accuracy(noise[:200], labels[:200], noise[200:], labels[200:])
+    assert good > 0.95 and bad < 0.6
+    with pytest.raises(ValueError, match="test_features"):
+        metrics.linear_probe_accuracy(informative[:200], labels[:200], informative[200:, :3], labels[200:])
+
+
+def test_translation_metrics_match_hand_computation():
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(size=(3, 4, 2, 2, 3)).astype(np.float32)
+    pairs = [np.abs(samples[n, i] - samples[n, j]).mean() for n in range(3)
+             for i, j in itertools.combinations(range(4), 2)]
+    assert metrics.pairwise_diversity(samples) == pytest.approx(np.mean(pairs), rel=1e-6)
+    assert metrics.pairwise_diversity(np.repeat(samples[:, :1], 4, axis=1)) == 0.0
+    with pytest.raises(ValueError, match="S >= 2"):
+        metrics.pairwise_diversity(samples[:, :1])
+    z, zh = rng.normal(size=(2, 5, 3))
+    assert metrics.latent_recovery_error(zh, z) == pytest.approx(np.abs(zh - z).mean())
+    x, xc = rng.uniform(size=(2, 4, 2, 2, 1))
+    assert metrics.cycle_reconstruction_error(x, xc) == pytest.approx(np.abs(x - xc).mean())
+    with pytest.raises(ValueError, match="cycled"):
+        metrics.cycle_reconstruction_error(x, xc[:2])
+
+
+def test_class_preservation_and_channel_features_use_the_classifier():
+    config = classifier_module.ClassifierConfig(image_shape=(8, 8, 1), features=(4,), hidden=6)
+    classifier = classifier_module.init_classifier(jax.random.key(0), config)
+    rng = np.random.default_rng(0)
+    grey = rng.uniform(size=(10, 8, 8, 1)).astype(np.float32)
+    logits, feats = classifier_module.classify(classifier, grey)
+    labels = logits.argmax(-1)
+    assert metrics.class_preservation(classifier, grey, labels) == 1.0
+    # Colour images are read in grey (the maximum over channels).
+    colour = np.concatenate([grey, 0.5 * grey, 0.1 * grey], -1)
+    assert metrics.class_preservation(classifier, colour, labels) == 1.0
+    assert metrics.class_preservation(classifier, grey, (labels + 1) % 10) == 0.0
+    cf = metrics.channel_features(classifier, colour)
+    assert cf.shape == (10, 18)
+    np.testing.assert_allclose(cf[:, :6], feats, rtol=1e-6)
+    np.testing.assert_allclose(cf[:, 6:12], classifier_module.classify(classifier, 0.5 * grey).features, rtol=1e-6)
+    assert metrics.translation_frechet_distance(classifier, colour, colour) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="source_labels"):
+        metrics.class_preservation(classifier, grey, labels[:3])

@@ -21,7 +21,7 @@ SCRIPT = r'''
 import json
 import jax, jax.numpy as jnp, numpy as np
 from gm import parallel
-from gm.deep import translate
+from gm.deep import translate_cyclegan, translate_paired
 
 def max_diff(a, b):
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
@@ -32,27 +32,28 @@ rng = np.random.default_rng(0)
 x = jnp.asarray(rng.uniform(size=(16, 8, 8, 1)), jnp.float32)
 y = jnp.asarray(rng.uniform(size=(16, 8, 8, 3)), jnp.float32)
 out = {"devices": jax.device_count()}
-config = translate.TranslationConfig(model="bicyclegan", image_size=8, latent_dim=3, generator_features=(4, 8),
-                                     encoder_features=(4,), discriminator_features=(4,))
-state0 = translate.create_state(jax.random.key(0), config, {"input": x, "target": y})
-step = parallel.data_parallel_over_devices(translate.train_step, 16)
+config = translate_paired.TranslationConfig(model="bicyclegan", image_size=8, latent_dim=3,
+                                            generator_features=(4, 8), encoder_features=(4,),
+                                            discriminator_features=(4,))
+state0 = translate_paired.create_state(jax.random.key(0), config, {"input": x, "target": y})
+step = parallel.data_parallel_over_devices(translate_paired.train_step, 16, batch_argnums=3)
 single, sharded = state0, state0
 for i in range(2):
     batch = {"input": x[::-1] if i else x, "target": y[::-1] if i else y}
     key = jax.random.key(10 + i)
-    single, _ = translate.train_step(single, batch, key)
-    sharded, _ = step(sharded, batch, key)
-out["paired_is_data_parallel"] = step is not translate.train_step
+    single, _ = translate_paired.train_step(key, config, single, batch)
+    sharded, _ = step(key, config, sharded, batch)
+out["paired_is_data_parallel"] = step is not translate_paired.train_step
 out["paired_diff"] = max_diff(sharded, single)
 out["paired_moved"] = max_diff(single, state0)
-cyc = translate.CycleGANConfig(image_size=8, generator_features=(4, 8), discriminator_features=(4,))
+cyc = translate_cyclegan.CycleGANConfig(image_size=8, generator_features=(4, 8), discriminator_features=(4,))
 ub = {"a": x, "b": y[..., :1]}
-c0 = translate.create_cyclegan_state(jax.random.key(1), cyc, ub)
-cstep = parallel.data_parallel_over_devices(translate.cyclegan_train_step, 16)
+c0 = translate_cyclegan.create_state(jax.random.key(1), cyc, ub)
+cstep = parallel.data_parallel_over_devices(translate_cyclegan.train_step, 16, batch_argnums=2)
 c_single, c_sharded = c0, c0
 for i in range(2):
-    c_single, _ = translate.cyclegan_train_step(c_single, ub, None)
-    c_sharded, _ = cstep(c_sharded, ub, None)
+    c_single, _ = translate_cyclegan.train_step(cyc, c_single, ub)
+    c_sharded, _ = cstep(cyc, c_sharded, ub)
 out["cycle_diff"] = max_diff(c_sharded, c_single)
 out["cycle_moved"] = max_diff(c_single, c0)
 print("RESULT " + json.dumps(out))

@@ -8,7 +8,6 @@ or a fact about shardings; the test decides what passes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 
@@ -172,18 +171,17 @@ def training_checks(out: dict, mesh):
     from gm.deep import vae
 
     images = jnp.asarray(data.digits().train.images[:64])
-    config = vae.VAEConfig(latent_dim=4, hidden=(32,), learning_rate=1e-2)
+    config = vae.VAEConfig(latent_dim=4, hidden=(32,), learning_rate=1e-2, image_shape=tuple(images.shape[1:]))
     state0 = vae.create_state(jax.random.key(0), config, {"image": images[:32]})
-    step = parallel.data_parallel_train_step(vae.train_step, mesh)
+    step = parallel.data_parallel_train_step(vae.train_step, mesh, batch_argnums=3)
     # the importance-weighted bound (a lax.scan over chunks of samples) inside a user's shard_map: each
     # device's rows with the same key, against the same call on each quarter of the batch on one device
     from jax.sharding import PartitionSpec as P
 
-    full_config = dataclasses.replace(config, image_shape=tuple(images.shape[1:]))
     bound_key = jax.random.key(9)
 
     def bound(x):
-        return vae.iwae_bound(state0.params, full_config, x, None, bound_key, k=8, chunk_size=4)
+        return vae.iwae_bound(bound_key, config, state0.params, x, num_samples=8, chunk_size=4)
 
     inside = jax.jit(jax.shard_map(bound, mesh=mesh, in_specs=P("batch"), out_specs=P("batch")))(images[:16])
     quarters = jnp.concatenate([bound(images[i:i + 4]) for i in range(0, 16, 4)])
@@ -192,8 +190,8 @@ def training_checks(out: dict, mesh):
     for i in range(3):
         batch = {"image": images[i * 16:(i + 1) * 16]}  # global batch 16 = 4 per device
         key = jax.random.fold_in(jax.random.key(1), i)
-        single, m_single = vae.train_step(single, batch, key)
-        sharded, m_sharded = step(sharded, batch, key)
+        single, m_single = vae.train_step(key, config, single, batch)
+        sharded, m_sharded = step(key, config, sharded, batch)
     out["train_params_diff"] = max_diff(sharded.params, single.params)
     out["train_params_scale"] = max(float(np.max(np.abs(np.asarray(p))))
                                     for p in jax.tree_util.tree_leaves(single.params))
@@ -208,20 +206,21 @@ def training_checks(out: dict, mesh):
     # the GAN's alternating step (D then G), data-parallel, as experiments/gan_mnist runs it
     from gm.deep import gan
 
-    gcfg = gan.GANConfig(model="gan", latent_dim=4, generator_hidden=(16,), discriminator_hidden=(16,))
+    gcfg = gan.GANConfig(model="gan", latent_dim=4, generator_hidden=(16,), discriminator_hidden=(16,),
+                         image_shape=tuple(images.shape[1:]))
     gstate0 = gan.create_state(jax.random.key(3), gcfg, {"image": images[:16]})
-    gstep = parallel.data_parallel_over_devices(gan.train_step, 16)
+    gstep = parallel.data_parallel_over_devices(gan.train_step, 16, batch_argnums=3)
     g_single, g_sharded = gstate0, gstate0
     for i in range(2):
         batch = {"image": images[i * 16:(i + 1) * 16], "label": jnp.zeros(16, jnp.int32)}
         key = jax.random.fold_in(jax.random.key(4), i)
-        g_single, _ = gan.train_step(g_single, batch, key)
-        g_sharded, _ = gstep(g_sharded, batch, key)
+        g_single, _ = gan.train_step(key, gcfg, g_single, batch)
+        g_sharded, _ = gstep(key, gcfg, g_sharded, batch)
     out["gan_params_diff"] = max_diff(g_sharded, g_single)
     out["gan_params_moved"] = max_diff(g_single, gstate0)
     out["gan_step_is_data_parallel"] = gstep is not gan.train_step
     try:
-        step(sharded, {"image": images[:10]}, jax.random.key(2))
+        step(jax.random.key(2), config, sharded, {"image": images[:10]})
         out["train_bad_batch_raises"] = False
     except ValueError as e:
         out["train_bad_batch_raises"] = "multiple" in str(e)

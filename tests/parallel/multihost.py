@@ -65,11 +65,12 @@ def compute(mesh, *, training: bool = False):
         from gm.deep import vae
 
         images = np.asarray(data.digits().train.images[:16])
-        config = vae.VAEConfig(latent_dim=2, hidden=(16,), learning_rate=1e-2)
+        config = vae.VAEConfig(latent_dim=2, hidden=(16,), learning_rate=1e-2, image_shape=images.shape[1:])
         state = vae.create_state(jax.random.key(0), config, {"image": images[:8]})
-        step = parallel.data_parallel_train_step(vae.train_step, mesh)
+        step = parallel.data_parallel_train_step(vae.train_step, mesh, batch_argnums=3)
         for i in range(2):
-            state, _ = step(state, {"image": images[8 * i:8 * (i + 1)]}, jax.random.fold_in(jax.random.key(1), i))
+            key = jax.random.fold_in(jax.random.key(1), i)
+            state, _ = step(key, config, state, {"image": images[8 * i:8 * (i + 1)]})
         host["vae_params"] = {"/".join(str(k.key) for k in path): leaf
                               for path, leaf in jax.tree_util.tree_leaves_with_path(state.params)}
     host = parallel.to_host({**host, "marginals": marg, "marginals_local_data": local, "counts": counts,

@@ -78,20 +78,20 @@ def test_divergence_detection_names_the_reason():
     cfg = gan_mnist.quick_config("gan")
     healthy = {"d_loss": [0.6, 0.7], "g_loss": [1.0, 0.9], "d_real_accuracy": [0.8, 0.7],
                "d_fake_accuracy": [0.7, 0.8]}
-    assert gan_mnist._divergence(healthy, cfg, 3) == (None, 0)
-    reason, _ = gan_mnist._divergence({**healthy, "g_loss": [1.0, float("nan")]}, cfg, 0)
+    assert gan_mnist.divergence(healthy, cfg, 3) == (None, 0)
+    reason, _ = gan_mnist.divergence({**healthy, "g_loss": [1.0, float("nan")]}, cfg, 0)
     assert "NaN" in reason
     perfect = {**healthy, "d_real_accuracy": [1.0, 1.0], "d_fake_accuracy": [1.0, 1.0]}
-    reason, count = gan_mnist._divergence(perfect, cfg, 0)
+    reason, count = gan_mnist.divergence(perfect, cfg, 0)
     assert reason is None and count == 1
-    reason, count = gan_mnist._divergence(perfect, cfg, cfg["collapse_windows"] - 1)
+    reason, count = gan_mnist.divergence(perfect, cfg, cfg["collapse_windows"] - 1)
     assert "collapsed" in reason and count == cfg["collapse_windows"]
 
 
 @pytest.mark.slow
 def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, classifier_dir, monkeypatch):
     calls = {"n": 0}
-    real = gan_mnist._divergence
+    real = gan_mnist.divergence
 
     def fail_after_first_checkpoint(window, cfg, collapsed):
         calls["n"] += 1
@@ -99,7 +99,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, clas
             return "a loss is NaN or infinite", collapsed
         return real(window, cfg, collapsed)
 
-    monkeypatch.setattr(gan_mnist, "_divergence", fail_after_first_checkpoint)
+    monkeypatch.setattr(gan_mnist, "divergence", fail_after_first_checkpoint)
     results = _run("gan", tmp_path, classifier_dir)
     assert results["status"] == "diverged" and results["training"]["last_good_checkpoint"] == 30
     assert "NaN" in results["training"]["message"]
