@@ -76,6 +76,7 @@ SPLIT = (
     "tests/temporal/test_hmm.py",
     "tests/temporal/test_dbn.py",
     "tests/temporal/test_posterior.py",
+    "tests/notebooks/test_notebooks.py",  # one kernel per notebook: each notebook is a unit of its own
 )
 
 RUN_FIRST = (
