@@ -57,20 +57,14 @@ ds = data.digits()  # 1,500 train / 297 test, f32[N, 8, 8, 1] in [0, 1]
 print(f"train {ds.train.images.shape}, test {ds.test.images.shape}")
 
 
-def show(images, title=None, rows=1, ax=None):
-    """A grid of grey images f32[N, H, W, 1] in rows."""
-    images = np.asarray(images)[..., 0]
-    n, h, w = images.shape
-    cols = n // rows
-    grid = images[: rows * cols].reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-    ax = ax or plt.subplots(figsize=(cols * 0.6, rows * 0.6 + 0.3))[1]
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1)
+def show(ax, images, rows=1, title=""):
+    """Draw grey images f32[N, H, W, 1] on ``ax`` as a grid of ``rows`` rows (`gm.data.image_grid`)."""
+    ax.imshow(data.image_grid(images, rows)[..., 0], cmap="gray_r", vmin=0, vmax=1)
     ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9)
 
 
-show(ds.train.images[:20], "training digits")
+show(plt.subplots(figsize=(10, 0.9))[1], ds.train.images[:20], title="training digits")
 plt.show()
 
 # %% [markdown]
@@ -130,10 +124,10 @@ plt.show()
 
 # %%
 fig, axes = plt.subplots(4, 1, figsize=(8, 3.2))
-show(ds.test.images[:12], "test digits", ax=axes[0])
+show(axes[0], ds.test.images[:12], title="test digits")
 for ax, (name, state) in zip(axes[1:], states.items()):
     labels = test_batch["label"][:12] if name == "cVAE" else None
-    show(vae.reconstruct(state, test_batch["image"][:12], labels), f"{name} reconstruction", ax=ax)
+    show(ax, vae.reconstruct(state, test_batch["image"][:12], labels), title=f"{name} reconstruction")
 fig.tight_layout()
 plt.show()
 
@@ -162,7 +156,7 @@ samples = {name: vae.sample(state, jax.random.key(3), num_samples, sample_labels
 fig, axes = plt.subplots(1, 3, figsize=(12, 3))
 for ax, (name, images) in zip(axes, samples.items()):
     logits, features = metrics.classify(classifier, images)
-    show(images[:40], f"{name}: z ~ N(0, I)", rows=4, ax=ax)
+    show(ax, images[:40], 4, f"{name}: z ~ N(0, I)")
     line = (f"{name:4s} confidence {metrics.classifier_confidence(logits):.2f}, "
             f"Fréchet distance to test digits {metrics.frechet_distance(test_features, features):.1f}")
     if name == "cVAE":
@@ -208,9 +202,9 @@ z = jnp.repeat(jax.random.normal(jax.random.key(4), (z_rows, LATENT)), 10, axis=
 cvae_state = states["cVAE"]
 images = jax.nn.sigmoid(vae.decode(cvae_state.params, cvae_state.config, z, labels))
 fig, axes = plt.subplots(2, 1, figsize=(7, 3.6), gridspec_kw={"height_ratios": [z_rows, 1]})
-show(images, "cVAE: one z per row, labels 0-9 across", rows=z_rows, ax=axes[0])
+show(axes[0], images, z_rows, "cVAE: one z per row, labels 0-9 across")
 first_0, first_7 = (int(np.argmax(ds.test.labels == d)) for d in (0, 7))
-show(vae.interpolate(states["VAE"], ds.test.images[first_0], ds.test.images[first_7], 10),
-     "VAE: from the codes of a test 0 to a test 7", ax=axes[1])
+show(axes[1], vae.interpolate(states["VAE"], ds.test.images[first_0], ds.test.images[first_7], 10),
+     title="VAE: from the codes of a test 0 to a test 7")
 fig.tight_layout()
 plt.show()

@@ -58,17 +58,11 @@ ds = data.digits()
 train_images, train_labels = jnp.asarray(ds.train.images), jnp.asarray(ds.train.labels)
 
 
-def show(images, title=None, rows=1, ax=None):
-    """A grid of grey images f32[N, H, W, 1] in rows."""
-    images = np.asarray(images)[..., 0]
-    n, h, w = images.shape
-    cols = n // rows
-    grid = images[: rows * cols].reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-    ax = ax or plt.subplots(figsize=(cols * 0.5, rows * 0.5 + 0.3))[1]
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1)
+def show(ax, images, rows=1, title=""):
+    """Draw grey images f32[N, H, W, 1] on ``ax`` as a grid of ``rows`` rows (`gm.data.image_grid`)."""
+    ax.imshow(data.image_grid(images, rows)[..., 0], cmap="gray_r", vmin=0, vmax=1)
     ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9)
 
 
 # %% [markdown]
@@ -83,8 +77,10 @@ def show(images, title=None, rows=1, ax=None):
 configs = {
     "GAN": gan.GANConfig(model="gan", latent_dim=16, **WIDTHS),
     "cGAN": gan.GANConfig(model="cgan", latent_dim=16, conditioning="projection", **WIDTHS),
-    "InfoGAN": gan.GANConfig(model="infogan", latent_dim=16, n_categories=10, n_continuous=2,
-                             continuous_weight=0.1, **WIDTHS),
+    # the mutual-information term trains Q's head but not D's shared trunk (info_trains_trunk=False): G
+    # must then put the code into features that D finds realistic, not into speckle only Q reads
+    "InfoGAN": gan.GANConfig(model="infogan", latent_dim=16, n_categories=10, n_continuous=2, info_weight=2.0,
+                             continuous_weight=0.5, info_trains_trunk=False, **WIDTHS),
     "BiGAN": gan.GANConfig(model="bigan", latent_dim=8, condition_every_layer=False, **WIDTHS),
 }
 
@@ -148,7 +144,7 @@ fig, axes = plt.subplots(1, len(states), figsize=(14, 2.6))
 for ax, (name, state) in zip(axes, states.items()):
     samples = gan.generate(state, jax.random.key(2), num_samples, labels=wanted if name == "cGAN" else None)
     logits, features = metrics.classify(classifier, samples)
-    show(samples[:40], name, rows=4, ax=ax)
+    show(ax, samples[:40], 4, name)
     line = (f"{name:8s} confidence {metrics.classifier_confidence(logits):.2f}, digits covered "
             f"{metrics.mode_coverage(logits, 10)['covered']}/10, Fréchet distance "
             f"{metrics.frechet_distance(test_features, features):.1f}")
@@ -169,8 +165,9 @@ plt.show()
 
 # %%
 labels = jnp.tile(jnp.arange(10), 6)
-show(gan.generate(states["cGAN"], jax.random.key(3), 60, labels=labels).reshape(6, 10, 8, 8, 1)
-     .transpose(1, 0, 2, 3, 4).reshape(60, 8, 8, 1), "cGAN: digit y in row y", rows=10)
+by_label = gan.generate(states["cGAN"], jax.random.key(3), 60, labels=labels)  # labels 0..9, six times
+show(plt.subplots(figsize=(3.5, 6))[1], by_label.reshape(6, 10, 8, 8, 1).transpose(1, 0, 2, 3, 4).reshape(60, 8, 8, 1),
+     10, "cGAN: digit y in row y")
 plt.show()
 
 # %% [markdown]
@@ -195,8 +192,8 @@ latent = gan.sample_latent(jax.random.key(6), info.config, 8, categorical=jnp.ze
                            continuous=jnp.stack([sweep, jnp.zeros(8)], -1))
 latent = latent._replace(z=jnp.broadcast_to(latent.z[:1], latent.z.shape))  # one z for the whole row
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1]})
-show(coded, "InfoGAN: categorical code c in row c", rows=10, ax=axes[0])
-show(gan.generate_from_latent(info, latent), "continuous code 1 from -1 to 1", ax=axes[1])
+show(axes[0], coded, 10, "InfoGAN: categorical code c in row c")
+show(axes[1], gan.generate_from_latent(info, latent), title="continuous code 1 from -1 to 1")
 fig.tight_layout()
 plt.show()
 
@@ -211,8 +208,8 @@ plt.show()
 
 # %%
 bigan = states["BiGAN"]
-show(jnp.concatenate([ds.test.images[:12], gan.reconstruct(bigan, ds.test.images[:12])]),
-     "test digits (top) and G(E(x)) (bottom)", rows=2)
+show(plt.subplots(figsize=(7, 1.6))[1], jnp.concatenate([ds.test.images[:12], gan.reconstruct(bigan, ds.test.images[:12])]),
+     2, "test digits (top) and G(E(x)) (bottom)")
 plt.show()
 untrained = gan.create_state(jax.random.key(7), configs["BiGAN"], {"image": train_images[:BATCH]})
 for label, state in (("trained E", bigan), ("random E", untrained)):

@@ -52,14 +52,11 @@ print(f"QUICK = {QUICK}: {STEPS} steps per model, batch {BATCH}")
 
 
 def show(rows, titles, ax=None):
-    """Rows of images f32[N, H, W, C] (grey or colour), one row per entry, titled on the left."""
-    rows = [np.asarray(r) for r in rows]
-    rows = [np.repeat(r, 3, -1) if r.shape[-1] == 1 else r for r in rows]
-    grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    """Rows of images f32[N, H, W, C] (grey or colour, N the same for all), titled on the left."""
+    rows = [np.repeat(r, 3, -1) if r.shape[-1] == 1 else np.asarray(r) for r in rows]
     ax = ax or plt.subplots(figsize=(len(rows[0]) * 0.55, len(rows) * 0.6))[1]
-    ax.imshow(grid)
-    h = rows[0].shape[1]
-    ax.set_yticks([h * (i + 0.5) for i in range(len(rows))], titles, fontsize=8)
+    ax.imshow(data.image_grid(np.concatenate(rows), len(rows), fill=1.0))
+    ax.set_yticks([(rows[0].shape[1] + 1) * (i + 0.5) for i in range(len(rows))], titles, fontsize=8)
     ax.set_xticks([])
 
 
@@ -89,7 +86,8 @@ print(f"CycleGAN: {STEPS} steps in {time.perf_counter() - start:.1f} s; losses: 
 cyclegan = state
 
 # %%
-test_a, test_b = unpaired.test_a.images[:500], unpaired.test_b.images[:500]
+some = np.random.default_rng(0).permutation(len(unpaired.test_a.images))[:500]  # the splits are sorted by digit
+test_a, test_b = unpaired.test_a.images[some], unpaired.test_b.images[some]
 fake_b = translate.cyclegan_translate(cyclegan, test_a, direction="ab")
 back_a = translate.cyclegan_translate(cyclegan, fake_b, direction="ba")
 print(f"L1 to the true bold digit: G_AB(a) {float(jnp.mean(jnp.abs(fake_b - test_b))):.3f}, "
@@ -116,7 +114,8 @@ plt.show()
 paired = data.edges_to_coloured_digits()
 inputs, targets = jnp.asarray(paired.train.inputs), jnp.asarray(paired.train.targets)
 print(f"inputs {inputs.shape}, targets {targets.shape}, {paired.n_modes} hidden colours")
-show([paired.train.inputs[:12], paired.train.targets[:12]], ["input", "target"])
+shown = np.random.default_rng(0).permutation(len(inputs))[:12]  # the splits are sorted by digit
+show([paired.train.inputs[shown], paired.train.targets[shown]], ["input", "target"])
 plt.show()
 
 # %%
@@ -144,7 +143,8 @@ for name, key in zip(models, jax.random.split(jax.random.key(2), len(models))):
 # the ground truth $z = E(y)$ should also reproduce the target's colour (L1 to the truth).
 
 # %%
-test_inputs, test_targets = paired.test.inputs[:200], paired.test.targets[:200]
+some = np.random.default_rng(1).permutation(len(paired.test.inputs))[:200]
+test_inputs, test_targets = paired.test.inputs[some], paired.test.targets[some]
 palette = jnp.asarray(data.PALETTE[: paired.n_modes])
 
 
