@@ -39,6 +39,7 @@ import os
 import pathlib
 import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +55,7 @@ ROOT = next(p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p /
 sys.path.insert(0, str(ROOT))
 from experiments.emotion import EMOTIONS, EVENTS, NAMES, POSITIVE, bn_structure, dbn_template, simulate  # noqa: E402
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # numpyro imports tqdm's notebook bar
 QUICK = os.environ.get("GM_NOTEBOOK_QUICK") == "1"
 NUM_TRAIN, NUM_TEST, NUM_WINDOWS = (60, 30, 20) if QUICK else (300, 150, 40)
 NUTS_WARMUP, NUTS_SAMPLES = (50, 50) if QUICK else (500, 1000)
@@ -232,5 +234,5 @@ plt.show()
 
 # %% [markdown]
 # With five students the interval is wide, and NUTS and the exact conjugate draws agree on it; with all
-# the training students it narrows around the simulator's answer. The same `posterior_query` works on
-# NUTS draws from incomplete records, where no closed form exists.
+# the training students it narrows (and moves: five students are not a representative sample). The same
+# `posterior_query` works on NUTS draws from incomplete records, where no closed form exists.

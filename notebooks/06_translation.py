@@ -173,9 +173,10 @@ axes.set_title("first test outline: six prior samples per model", fontsize=9)
 plt.show()
 
 # %% [markdown]
-# pix2pix + noise draws the same digit whatever $z$ is: the L1 term made the noise useless. The models
-# with an encoder and a path from $z$ to the output use it: their samples change colour with $z$, and
-# with $z = E(y)$ they reproduce the target's own colour. The BicycleGAN paper combines the two cycles
-# because each alone falls short: cVAE-GAN trains $G$ only on encoded codes (its prior samples can fall
-# off its learned manifold), cLR-GAN never reconstructs an image (less faithful outputs). The full
-# comparison over three seeds is in the README (`python -m experiments.bicyclegan`).
+# pix2pix + noise draws the same digit whatever $z$ is, in a muddy average of the four colours: the L1
+# term rewards the mean output, which made the noise useless. The models with an encoder use $z$: their
+# samples change colour with it, and with $z = E(y)$ they reproduce the target's own colour. The
+# BicycleGAN paper combines the two cycles because each alone falls short: cVAE-GAN trains $G$ only on
+# encoded codes, so its prior samples can fall off what it learned; cLR-GAN never reconstructs an image,
+# so its outputs are less faithful and tend to use fewer of the colours. The full comparison over three
+# seeds, with realism scores, is in the README (`python -m experiments.bicyclegan`).
