@@ -59,7 +59,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # numpyro impo
 QUICK = os.environ.get("GM_NOTEBOOK_QUICK") == "1"
 NUM_TRAIN, NUM_TEST, NUM_WINDOWS = (60, 30, 20) if QUICK else (300, 150, 40)
 NUTS_WARMUP, NUTS_SAMPLES = (50, 50) if QUICK else (500, 1000)
-EXACT_DRAWS = 500 if QUICK else 4000  # draws from the closed-form posterior
+EXACT_DRAWS = 50 if QUICK else 4000  # draws from the closed-form posterior
 PSEUDO_COUNT = 0.5  # Dirichlet(0.5) on every CPT row
 GOAL, TRAIT, EVENT, EMOTION = (NAMES.index(n) for n in ("Goal", "Neuroticism", "Event", "Emotion"))
 print(f"QUICK = {QUICK}: {NUM_TRAIN} training and {NUM_TEST} test students, {NUM_WINDOWS} windows each")
