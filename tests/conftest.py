@@ -88,6 +88,7 @@ RUN_FIRST = (
     "tests/learn/test_bayes.py",
     "tests/temporal/test_experiments.py",
     "tests/experiments/",
+    "tests/notebooks/",  # a kernel per notebook, 10 to 50 s each
 )
 
 
