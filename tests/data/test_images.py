@@ -69,3 +69,17 @@ def test_random_shift_moves_content_within_bounds():
     np.testing.assert_array_equal(data.random_shift(jax.random.key(1), img, 0), img)
     with pytest.raises(ValueError, match="images"):
         data.random_shift(jax.random.key(1), img[0], 1)
+
+
+def test_image_grid_places_images_row_by_row():
+    images = np.arange(5, dtype=np.float32)[:, None, None, None] * np.ones((5, 2, 3, 1), np.float32)
+    grid = data.image_grid(images, 2, padding=1, fill=-1.0)  # 3 columns, the last slot empty
+    assert grid.shape == (2 * 3 - 1, 3 * 4 - 1, 1)
+    np.testing.assert_array_equal(grid[0:2, 4:7, 0], 1.0)  # image 1: row 0, column 1
+    np.testing.assert_array_equal(grid[3:5, 0:3, 0], 3.0)  # image 3: row 1, column 0
+    np.testing.assert_array_equal(grid[3:5, 8:11, 0], -1.0)  # empty slot
+    np.testing.assert_array_equal(grid[2, :, 0], -1.0)  # padding between the rows
+    colour = data.image_grid(np.zeros((4, 2, 2, 3)), 1, padding=0)
+    assert colour.shape == (2, 8, 3)
+    with pytest.raises(ValueError, match="must be \\[N, H, W, C\\]"):
+        data.image_grid(np.zeros((2, 2, 2)), 1)
