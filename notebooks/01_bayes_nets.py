@@ -103,9 +103,9 @@ print(f"free parameters: joint {joint.size - 1}, Bayes net "
 # %%
 b_and_evidence = joint[:, :, :, 1, 0].sum(axis=(1, 2))  # P(B, J=yes, M=no)
 by_hand = b_and_evidence / b_and_evidence.sum()
-ev = net.evidence({"JohnCalls": "yes", "MaryCalls": "no"})
-by_query = np.asarray(bn.query(net, ["Burglary"], ev))
-post = bn.marginals(net, ev)
+evidence_jm = net.evidence({"JohnCalls": "yes", "MaryCalls": "no"})
+by_query = np.asarray(bn.query(net, ["Burglary"], evidence_jm))
+post = bn.marginals(net, evidence_jm)
 print("P(Burglary | J=yes, M=no)")
 print(f"  brute force over the joint: {by_hand.round(6)}")
 print(f"  bn.query:                   {by_query.round(6)}")
@@ -127,7 +127,7 @@ print(f"\nboth call: P(Burglary=yes | J, M) = {float(bn.query(net, ['Burglary'],
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
-for ax, (title, evidence) in zip(axes, [("J = yes, M = no", ev), ("J = yes, M = yes", both)]):
+for ax, (title, evidence) in zip(axes, [("J = yes, M = no", evidence_jm), ("J = yes, M = yes", both)]):
     p_yes = [float(bn.marginals(net, evidence)[name][1]) for name in net.names]
     ax.barh(net.names, p_yes, color="C0")
     ax.set_xlim(0, 1)
@@ -138,10 +138,10 @@ for ax, (title, evidence) in zip(axes, [("J = yes, M = no", ev), ("J = yes, M = 
 fig.tight_layout()
 plt.show()
 
-for evidence in (ev, both):
-    x_mpe = bn.mpe(net, evidence)
-    p = float(jnp.exp(bn.log_prob(net, x_mpe) - bn.log_evidence(net, evidence)))
-    print(f"MPE given {net.assignment(evidence)}:\n  {net.assignment(x_mpe)}  P(x | e) = {p:.4f}")
+for evidence in (evidence_jm, both):
+    best = bn.mpe(net, evidence)  # gm.types.MPE(states, log_prob = log P(x*, e))
+    p = float(jnp.exp(best.log_prob - bn.log_evidence(net, evidence)))
+    print(f"MPE given {net.assignment(evidence)}:\n  {net.assignment(best.states)}  P(x | e) = {p:.4f}")
 
 alarm_rang = net.evidence({"Alarm": "yes"})
 quake_too = net.evidence({"Alarm": "yes", "Earthquake": "yes"})
@@ -161,23 +161,23 @@ print(f"\nexplaining away: P(B=yes | A=yes) = {float(bn.marginals(net, alarm_ran
 alarm = load_network("alarm")
 print(alarm, f"joint entries: {float(np.prod(alarm.cards)):.2e}")
 key_sample, key_hide = jax.random.split(jax.random.key(0))
-records = bn.sample(alarm, key_sample, NUM_EVIDENCE_SETS)  # int32[B, 37]
+records = bn.sample(key_sample, alarm, NUM_EVIDENCE_SETS)  # int32[B, 37]
 observed = jax.random.uniform(key_hide, records.shape) < 0.2
-evs = jnp.where(observed, records, -1)
-print(f"evidence sets: {evs.shape}, {float(observed.mean()):.0%} of the values observed")
+batch = jnp.where(observed, records, -1)
+print(f"evidence sets: {batch.shape}, {float(observed.mean()):.0%} of the values observed")
 
 all_marginals = jax.jit(jax.vmap(bn.marginals, in_axes=(None, 0)))
 start = time.perf_counter()
-posts = jax.block_until_ready(all_marginals(alarm, evs))  # first call: compiles
+posts = jax.block_until_ready(all_marginals(alarm, batch))  # first call: compiles
 first = time.perf_counter() - start
 start = time.perf_counter()
-posts = jax.block_until_ready(all_marginals(alarm, evs))
+posts = jax.block_until_ready(all_marginals(alarm, batch))
 warm = time.perf_counter() - start
-print(f"all marginals of {len(evs)} evidence sets: first call {first:.2f} s (with compilation), "
-      f"then {warm * 1e3:.1f} ms = {len(evs) / warm:,.0f} sets/s")
+print(f"all marginals of {len(batch)} evidence sets: first call {first:.2f} s (with compilation), "
+      f"then {warm * 1e3:.1f} ms = {len(batch) / warm:,.0f} sets/s")
 
 # one evidence set on its own (the eager path: float64 on the host, no compilation) agrees
-single = bn.marginals(alarm, evs[0])
+single = bn.marginals(alarm, batch[0])
 err = max(float(jnp.max(jnp.abs(posts[n][0] - single[n]))) for n in alarm.names)
 print(f"largest difference to a single eager query: {err:.1e}")
 

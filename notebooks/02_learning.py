@@ -61,6 +61,7 @@ NUM_TRAIN, NUM_TEST, NUM_WINDOWS = (60, 30, 20) if QUICK else (300, 150, 40)
 NUTS_WARMUP, NUTS_SAMPLES = (50, 50) if QUICK else (500, 1000)
 EXACT_DRAWS = 50 if QUICK else 4000  # draws from the closed-form posterior
 PSEUDO_COUNT = 0.5  # Dirichlet(0.5) on every CPT row
+PRIOR = learn.Prior.dirichlet(PSEUDO_COUNT, estimate="mean")  # posterior mean: (counts + 0.5) normalised
 GOAL, TRAIT, EVENT, EMOTION = (NAMES.index(n) for n in ("Goal", "Neuroticism", "Event", "Emotion"))
 print(f"QUICK = {QUICK}: {NUM_TRAIN} training and {NUM_TEST} test students, {NUM_WINDOWS} windows each")
 
@@ -116,7 +117,7 @@ nb_model = naive_bayes.fit(flat_train[:, features], flat_train[:, EMOTION], alph
 nb_post = naive_bayes.predict_proba(nb_model, flat_test[:, features])  # f32[N, 7]
 
 structure = bn_structure()
-bayes_net = learn.dirichlet(structure, flat_train, prior="dirichlet", pseudo_counts=PSEUDO_COUNT)
+bayes_net = learn.dirichlet(structure, flat_train, prior=PRIOR)
 hidden_emotion = flat_test.at[:, EMOTION].set(-1)
 bn_post = jax.vmap(lambda e: bn.marginals(bayes_net, e)["Emotion"])(hidden_emotion)
 
@@ -199,16 +200,16 @@ question = bayes_net.evidence({"Event": "incorrect", "Goal": "performance", "Neu
 few = jnp.asarray(train[:5].reshape(-1, 4))
 
 start = time.perf_counter()
-mcmc = learn.bayes.nuts(jax.random.key(1), structure, few, prior="dirichlet", pseudo_counts=PSEUDO_COUNT,
+mcmc = learn.bayes.nuts(jax.random.key(1), structure, few, prior=PRIOR,
                         num_warmup=NUTS_WARMUP, num_samples=NUTS_SAMPLES)
 nuts_seconds = time.perf_counter() - start
 nuts_nets = learn.bayes.posterior_nets(structure, mcmc.get_samples())
 answers = {
     "5 students, NUTS": learn.posterior_query(nuts_nets, ["Emotion"], question),
     "5 students, exact": learn.posterior_query(learn.bayes.dirichlet_posterior(
-        jax.random.key(2), structure, few, EXACT_DRAWS, prior="dirichlet", pseudo_counts=PSEUDO_COUNT), ["Emotion"], question),
+        jax.random.key(2), structure, few, EXACT_DRAWS, prior=PRIOR), ["Emotion"], question),
     f"{NUM_TRAIN} students, exact": learn.posterior_query(learn.bayes.dirichlet_posterior(
-        jax.random.key(3), structure, flat_train, EXACT_DRAWS, prior="dirichlet", pseudo_counts=PSEUDO_COUNT),
+        jax.random.key(3), structure, flat_train, EXACT_DRAWS, prior=PRIOR),
         ["Emotion"], question),
 }
 print(f"NUTS: {NUTS_WARMUP} warm-up + {NUTS_SAMPLES} draws in {nuts_seconds:.1f} s")

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from gm import learn
 from gm import temporal as tm
 from gm.temporal import dbn
 
@@ -65,7 +66,7 @@ transition = jnp.array([[0.95, 0.05],   # fair -> fair, loaded
                         [0.10, 0.90]])  # loaded -> fair, loaded
 emission = jnp.array([[1 / 6] * 6, [0.1] * 5 + [0.5]])  # faces 1..6 (index 5 is a six)
 family = tm.Categorical(6)
-true_params = tm.HMMParams(initial, transition, tm.CategoricalParams(emission))
+true_params = tm.HMM(initial, transition, tm.CategoricalParams(emission))
 
 
 def roll(key, state):
@@ -115,15 +116,15 @@ plt.show()
 # ## Learning the HMM back by EM
 #
 # Baum-Welch alternates an E-step (expected state and transition counts from forward-backward) and an
-# M-step (normalised counts). `tm.init_params` draws a random start (`stickiness` favours staying in a
-# state); `tm.fit` runs EM over a batch of sequences and returns the log-likelihood before every
-# iteration, which never decreases. The fitted states come in an arbitrary order, so we call the
+# M-step (normalised counts). Estimation lives in `gm.learn`: `learn.hmm.init` draws a random start
+# (`stickiness` favours staying in a state); `learn.hmm.fit` runs EM over a batch of sequences and returns
+# a `learn.FitResult` whose `log_likelihood` history never decreases. The fitted states come in an arbitrary order, so we call the
 # state that rolls more sixes "loaded".
 
 # %%
-params = tm.init_params(jax.random.key(1), family, 2, rolls, stickiness=0.5)
+params = learn.hmm.init(jax.random.key(1), family, 2, rolls, stickiness=0.5)
 start = time.perf_counter()
-fitted, history = tm.fit(family, params, rolls, num_iters=EM_ITERS)
+fitted, history, _ = learn.hmm.fit(family, params, rolls, num_iters=EM_ITERS)
 print(f"{EM_ITERS} EM iterations on {rolls.size} rolls in {time.perf_counter() - start:.1f} s")
 print(f"log-likelihood per roll: {float(history[0]) / rolls.size:.4f} before EM, {float(history[-1]) / rolls.size:.4f} after")
 order = jnp.argsort(fitted.emission.probs[:, 5])  # fair first
@@ -155,7 +156,7 @@ plt.show()
 # * **coupled HMM**: $p(h_{t+1} \mid h_t, v_t)$, $p(v_{t+1} \mid v_t, h_t)$: neither stream privileged.
 #
 # Each is a 2-slice DBN (`gm.temporal.dbn`): exact inference on any evidence pattern
-# (`dbn.smoother`), and EM whose E-step is the gradient of $\log p(e)$ (`dbn.em_step`). We fit all three
+# (`dbn.smoother`), and EM whose E-step is the gradient of $\log p(e)$ (`learn.dbn.em_step`). We fit all three
 # from random CPTs on training sequences and compare held-out log-likelihood per step.
 
 # %%
@@ -200,10 +201,10 @@ models = {
 }
 
 # %%
-em_step = jax.jit(dbn.em_step)
+em_step = jax.jit(learn.dbn.em_step)
 heldout, curves = {}, {}
 for (name, (model, evidence_of)), key in zip(models.items(), jax.random.split(k_fit, len(models))):
-    model = dbn.random_like(key, model, stickiness=0.5)
+    model = learn.dbn.init(key, model, stickiness=0.5)
     train_ev, test_ev = evidence_of(av_train), evidence_of(av_test)
     start = time.perf_counter()
     curve = []

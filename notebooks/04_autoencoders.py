@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gm import data
+from gm.deep import classifier as digits
 from gm.deep import metrics, vae
 
 QUICK = os.environ.get("GM_NOTEBOOK_QUICK") == "1"
@@ -70,16 +71,16 @@ plt.show()
 # %% [markdown]
 # ## Train the three models
 #
-# One `VAEConfig` per model, the same MLP encoder and decoder. `vae.train_step(state, batch, key)` is
-# a pure function, jitted once per config: it binarises the batch afresh (the Bernoulli likelihood
+# One `VAEConfig` per model, the same MLP encoder and decoder. `vae.train_step(key, config, state, batch)`
+# (key first, config next: the library's convention) is a pure function, jitted once per config: it binarises the batch afresh (the Bernoulli likelihood
 # wants binary pixels) and takes one Adam step on the negative ELBO (VAE, cVAE) or on the
 # reconstruction loss alone (AE).
 
 # %%
 configs = {
-    "AE": vae.VAEConfig(model="ae", latent_dim=LATENT, hidden=HIDDEN),
-    "VAE": vae.VAEConfig(model="vae", latent_dim=LATENT, hidden=HIDDEN),
-    "cVAE": vae.VAEConfig(model="cvae", latent_dim=LATENT, hidden=HIDDEN, condition_every_layer=True),
+    "AE": vae.VAEConfig(model="ae", image_shape=(8, 8, 1), latent_dim=LATENT, hidden=HIDDEN),
+    "VAE": vae.VAEConfig(model="vae", image_shape=(8, 8, 1), latent_dim=LATENT, hidden=HIDDEN),
+    "cVAE": vae.VAEConfig(model="cvae", image_shape=(8, 8, 1), latent_dim=LATENT, hidden=HIDDEN, condition_every_layer=True),
 }
 train_images, train_labels = jnp.asarray(ds.train.images), jnp.asarray(ds.train.labels)
 
@@ -92,7 +93,7 @@ def train(config, key):
     for step in range(STEPS):
         k_batch, k_step = jax.random.split(jax.random.fold_in(k_steps, step))
         idx = jax.random.choice(k_batch, len(train_images), (BATCH,), replace=False)
-        state, m = vae.train_step(state, {"image": train_images[idx], "label": train_labels[idx]}, k_step)
+        state, m = vae.train_step(k_step, config, state, {"image": train_images[idx], "label": train_labels[idx]})
         losses.append(float(m["loss"]))
     return state, np.asarray(losses)
 
@@ -105,7 +106,7 @@ for (name, config), key in zip(configs.items(), jax.random.split(jax.random.key(
 
 test_batch = {"image": jnp.asarray(ds.test.images), "label": jnp.asarray(ds.test.labels)}
 for name, state in states.items():
-    m = vae.eval_step(state, test_batch, jax.random.key(1))
+    m = vae.eval_step(jax.random.key(1), configs[name], state, test_batch)
     print(f"{name:4s} test: -ELBO {float(jnp.mean(m['nelbo'])):6.2f} nats "
           f"(reconstruction {float(jnp.mean(m['reconstruction'])):.2f} + KL {float(jnp.mean(m['kl'])):.2f})")
 
@@ -127,42 +128,43 @@ fig, axes = plt.subplots(4, 1, figsize=(8, 3.2))
 show(axes[0], ds.test.images[:12], title="test digits")
 for ax, (name, state) in zip(axes[1:], states.items()):
     labels = test_batch["label"][:12] if name == "cVAE" else None
-    show(ax, vae.reconstruct(state, test_batch["image"][:12], labels), title=f"{name} reconstruction")
+    show(ax, vae.reconstruct(configs[name], state, test_batch["image"][:12], labels), title=f"{name} reconstruction")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## Feeding z ~ N(0, I) to the decoder
 #
-# Now the lecture's question. `vae.sample(state, key, n)` decodes $z \sim \mathcal N(0, I)$. A digit
+# Now the lecture's question. `vae.sample(key, config, state, num_samples)` decodes $z \sim \mathcal N(0, I)$. A digit
 # classifier trained on the same training digits scores the samples: its mean confidence (sharp,
 # digit-like samples score high) and the Fréchet distance between its features of the samples and of
 # the test digits (lower is closer; the FID recipe with this classifier in place of Inception).
 
 # %%
 start = time.perf_counter()
-classifier = metrics.train_classifier(
-    jax.random.key(2), ds.train.images, ds.train.labels,
-    metrics.ClassifierConfig(image_shape=(8, 8, 1), features=(32, 64), hidden=32, epochs=CLASSIFIER_EPOCHS,
-                             max_shift=0))
-print(f"classifier: test accuracy {metrics.accuracy(classifier, ds.test.images, ds.test.labels):.3f} "
+classifier = digits.train_classifier(
+    jax.random.key(2),
+    digits.ClassifierConfig(image_shape=(8, 8, 1), features=(32, 64), hidden=32, epochs=CLASSIFIER_EPOCHS,
+                            max_shift=0),
+    ds.train.images, ds.train.labels)
+print(f"classifier: test accuracy {digits.accuracy(classifier, ds.test.images, ds.test.labels):.3f} "
       f"({time.perf_counter() - start:.1f} s)")
-_, test_features = metrics.classify(classifier, ds.test.images)
+_, test_features = digits.classify(classifier, ds.test.images)
 
 num_samples = 500
 sample_labels = jnp.arange(num_samples) % 10
-samples = {name: vae.sample(state, jax.random.key(3), num_samples, sample_labels if name == "cVAE" else None)
+samples = {name: vae.sample(jax.random.key(3), configs[name], state, num_samples, sample_labels if name == "cVAE" else None)
            for name, state in states.items()}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3))
 for ax, (name, images) in zip(axes, samples.items()):
-    logits, features = metrics.classify(classifier, images)
+    logits, features = digits.classify(classifier, images)
     show(ax, images[:40], 4, f"{name}: z ~ N(0, I)")
     line = (f"{name:4s} confidence {metrics.classifier_confidence(logits):.2f}, "
             f"Fréchet distance to test digits {metrics.frechet_distance(test_features, features):.1f}")
     if name == "cVAE":
         line += f", classified as the asked-for digit {metrics.conditional_accuracy(logits, sample_labels):.0%}"
     print(line)
-_, train_features = metrics.classify(classifier, ds.train.images[:num_samples])
+_, train_features = digits.classify(classifier, ds.train.images[:num_samples])
 print(f"(reference: training digits' Fréchet distance to test digits {metrics.frechet_distance(test_features, train_features):.1f})")
 fig.tight_layout()
 plt.show()
@@ -177,7 +179,7 @@ plt.show()
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=True)
 for ax, name in zip(axes, ("AE", "VAE")):
-    mean, _ = vae.encode(states[name].params, states[name].config, test_batch["image"])
+    mean, _ = vae.encode(configs[name], states[name].params, test_batch["image"])
     mean = np.asarray(mean)
     ax.boxplot(mean, showfliers=False)
     ax.axhspan(-2, 2, color="C2", alpha=0.15, label="95% of N(0, 1)")
@@ -200,11 +202,11 @@ z_rows = 4
 labels = jnp.tile(jnp.arange(10), z_rows)
 z = jnp.repeat(jax.random.normal(jax.random.key(4), (z_rows, LATENT)), 10, axis=0)
 cvae_state = states["cVAE"]
-images = jax.nn.sigmoid(vae.decode(cvae_state.params, cvae_state.config, z, labels))
+images = jax.nn.sigmoid(vae.decode(configs["cVAE"], cvae_state.params, z, labels))
 fig, axes = plt.subplots(2, 1, figsize=(7, 3.6), gridspec_kw={"height_ratios": [z_rows, 1]})
 show(axes[0], images, z_rows, "cVAE: one z per row, labels 0-9 across")
 first_0, first_7 = (int(np.argmax(ds.test.labels == d)) for d in (0, 7))
-show(axes[1], vae.interpolate(states["VAE"], ds.test.images[first_0], ds.test.images[first_7], 10),
+show(axes[1], vae.interpolate(configs["VAE"], states["VAE"], ds.test.images[first_0], ds.test.images[first_7], 10),
      title="VAE: from the codes of a test 0 to a test 7")
 fig.tight_layout()
 plt.show()

@@ -44,6 +44,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gm import data
+from gm.deep import classifier as digits
 from gm.deep import gan, metrics
 
 QUICK = os.environ.get("GM_NOTEBOOK_QUICK") == "1"
@@ -51,6 +52,7 @@ STEPS = 100 if QUICK else 6000  # alternating D / G steps per model
 BATCH = 64
 WIDTHS = dict(generator_hidden=(64,), discriminator_hidden=(64,), encoder_hidden=(64,), q_hidden=16) if QUICK else \
     dict(generator_hidden=(128, 256), discriminator_hidden=(256, 128), encoder_hidden=(256, 128), q_hidden=64)
+WIDTHS["image_shape"] = (8, 8, 1)  # the 8x8 digits (the configs default to MNIST's 28x28)
 CLASSIFIER_EPOCHS = 2 if QUICK else 15
 print(f"QUICK = {QUICK}: {STEPS} steps per model")
 
@@ -68,7 +70,7 @@ def show(ax, images, rows=1, title=""):
 # %% [markdown]
 # ## Training: alternating steps
 #
-# `gan.train_step(state, batch, key)` takes `config.d_steps` discriminator steps (G fixed), then one
+# `gan.train_step(key, config, state, batch)` takes `config.d_steps` discriminator steps (G fixed), then one
 # generator step (D fixed); `gan.discriminator_step` and `gan.generator_step` are the two halves. The
 # config is static, so each model compiles once. We keep D's accuracy on real and on fake batches: when
 # D wins completely, G gets no useful gradient.
@@ -93,7 +95,7 @@ def train(config, key):
     for step in range(STEPS):
         k_batch, k_step = jax.random.split(jax.random.fold_in(k_steps, step))
         idx = jax.random.choice(k_batch, len(train_images), (BATCH,), replace=False)
-        state, m = gan.train_step(state, {"image": train_images[idx], "label": train_labels[idx]}, k_step)
+        state, m = gan.train_step(k_step, config, state, {"image": train_images[idx], "label": train_labels[idx]})
         history.append({k: float(v) for k, v in m.items()})
     return state, history
 
@@ -130,20 +132,21 @@ plt.show()
 
 # %%
 start = time.perf_counter()
-classifier = metrics.train_classifier(
-    jax.random.key(1), ds.train.images, ds.train.labels,
-    metrics.ClassifierConfig(image_shape=(8, 8, 1), features=(32, 64), hidden=32, epochs=CLASSIFIER_EPOCHS,
-                             max_shift=0))
-print(f"classifier: test accuracy {metrics.accuracy(classifier, ds.test.images, ds.test.labels):.3f} "
+classifier = digits.train_classifier(
+    jax.random.key(1),
+    digits.ClassifierConfig(image_shape=(8, 8, 1), features=(32, 64), hidden=32, epochs=CLASSIFIER_EPOCHS,
+                            max_shift=0),
+    ds.train.images, ds.train.labels)
+print(f"classifier: test accuracy {digits.accuracy(classifier, ds.test.images, ds.test.labels):.3f} "
       f"({time.perf_counter() - start:.1f} s)")
-_, test_features = metrics.classify(classifier, ds.test.images)
+_, test_features = digits.classify(classifier, ds.test.images)
 
 num_samples = 500
 wanted = jnp.arange(num_samples) % 10
 fig, axes = plt.subplots(1, len(states), figsize=(14, 2.6))
 for ax, (name, state) in zip(axes, states.items()):
-    samples = gan.generate(state, jax.random.key(2), num_samples, labels=wanted if name == "cGAN" else None)
-    logits, features = metrics.classify(classifier, samples)
+    samples = gan.generate(jax.random.key(2), configs[name], state, num_samples, labels=wanted if name == "cGAN" else None)
+    logits, features = digits.classify(classifier, samples)
     show(ax, samples[:40], 4, name)
     line = (f"{name:8s} confidence {metrics.classifier_confidence(logits):.2f}, digits covered "
             f"{metrics.mode_coverage(logits, 10)['covered']}/10, Fréchet distance "
@@ -151,7 +154,7 @@ for ax, (name, state) in zip(axes, states.items()):
     if name == "cGAN":
         line += f", classified as the asked-for digit {metrics.conditional_accuracy(logits, wanted):.0%}"
     print(line)
-_, train_features = metrics.classify(classifier, ds.train.images[:num_samples])
+_, train_features = digits.classify(classifier, ds.train.images[:num_samples])
 print(f"(reference: {num_samples} training digits' Fréchet distance to the test digits "
       f"{metrics.frechet_distance(test_features, train_features):.1f})")
 fig.tight_layout()
@@ -165,7 +168,7 @@ plt.show()
 
 # %%
 labels = jnp.tile(jnp.arange(10), 6)
-by_label = gan.generate(states["cGAN"], jax.random.key(3), 60, labels=labels)  # labels 0..9, six times
+by_label = gan.generate(jax.random.key(3), configs["cGAN"], states["cGAN"], 60, labels=labels)  # labels 0..9, six times
 show(plt.subplots(figsize=(3.5, 6))[1], by_label.reshape(6, 10, 8, 8, 1).transpose(1, 0, 2, 3, 4).reshape(60, 8, 8, 1),
      10, "cGAN: digit y in row y")
 plt.show()
@@ -179,21 +182,21 @@ plt.show()
 # panel sweeps the first continuous code from -1 to 1 with everything else fixed.
 
 # %%
-info = states["InfoGAN"]
+info, info_config = states["InfoGAN"], configs["InfoGAN"]
 codes = jnp.repeat(jnp.arange(10), 8)
-coded = gan.generate(info, jax.random.key(4), 80, categorical=codes)
-predicted = metrics.classify(classifier, coded)[0].argmax(-1)
+coded = gan.generate(jax.random.key(4), info_config, info, 80, categorical=codes)
+predicted = digits.classify(classifier, coded)[0].argmax(-1)
 many = jnp.arange(num_samples) % 10
-predicted_many = metrics.classify(classifier, gan.generate(info, jax.random.key(5), num_samples, categorical=many))[0]
+predicted_many = digits.classify(classifier, gan.generate(jax.random.key(5), info_config, info, num_samples, categorical=many))[0]
 print(f"InfoGAN: categorical code as a digit label (best matching) {metrics.matched_accuracy(many, predicted_many.argmax(-1), 10):.0%}"
-      f"; Q recovers the code of its own samples {float(jnp.mean(gan.predict_codes(info, coded).argmax(-1) == codes)):.0%}")
+      f"; Q recovers the code of its own samples {float(jnp.mean(gan.predict_codes(info_config, info, coded).argmax(-1) == codes)):.0%}")
 sweep = jnp.linspace(-1, 1, 8)
-latent = gan.sample_latent(jax.random.key(6), info.config, 8, categorical=jnp.zeros(8, jnp.int32),
+latent = gan.sample_latent(jax.random.key(6), info_config, 8, categorical=jnp.zeros(8, jnp.int32),
                            continuous=jnp.stack([sweep, jnp.zeros(8)], -1))
 latent = latent._replace(z=jnp.broadcast_to(latent.z[:1], latent.z.shape))  # one z for the whole row
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1]})
 show(axes[0], coded, 10, "InfoGAN: categorical code c in row c")
-show(axes[1], gan.generate_from_latent(info, latent), title="continuous code 1 from -1 to 1")
+show(axes[1], gan.generate_from_latent(info_config, info, latent), title="continuous code 1 from -1 to 1")
 fig.tight_layout()
 plt.show()
 
@@ -208,11 +211,11 @@ plt.show()
 
 # %%
 bigan = states["BiGAN"]
-show(plt.subplots(figsize=(7, 1.6))[1], jnp.concatenate([ds.test.images[:12], gan.reconstruct(bigan, ds.test.images[:12])]),
+show(plt.subplots(figsize=(7, 1.6))[1], jnp.concatenate([ds.test.images[:12], gan.reconstruct(configs["BiGAN"], bigan, ds.test.images[:12])]),
      2, "test digits (top) and G(E(x)) (bottom)")
 plt.show()
 untrained = gan.create_state(jax.random.key(7), configs["BiGAN"], {"image": train_images[:BATCH]})
 for label, state in (("trained E", bigan), ("random E", untrained)):
-    probe = metrics.linear_probe_accuracy(gan.encode(state, ds.train.images), ds.train.labels,
-                                          gan.encode(state, ds.test.images), ds.test.labels)
+    probe = metrics.linear_probe_accuracy(gan.encode(configs["BiGAN"], state, ds.train.images), ds.train.labels,
+                                          gan.encode(configs["BiGAN"], state, ds.test.images), ds.test.labels)
     print(f"linear probe on {label}(x): test accuracy {probe:.1%}")

