@@ -19,7 +19,6 @@ truth by majority vote, the same many-to-one mapping for every model).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -30,6 +29,7 @@ import numpy as np
 from gm import learn
 from gm import temporal as tm
 from gm.temporal import dbn
+from experiments._common import write_results
 
 KH = KV = 3
 VX = VY = 5
@@ -170,8 +170,7 @@ def main(argv=None):
     print(table)
     out = {"config": dict(train=B_train, test=B_test, T=T, em_iterations=iters, restarts=restarts, seed=args.seed),
            "results": results, "em_curves": curves, "table": table}
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(out, f, indent=1)
+    write_results(os.path.join(args.out, "results.json"), out)
     try:
         import matplotlib
 

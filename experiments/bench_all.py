@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import median_seconds
+from experiments._common import median_seconds, write_results
 from gm import parallel
 
 SECTIONS = ("bn", "hmm", "deep", "scaling", "gpu")
@@ -382,8 +382,7 @@ def _write(out: str, results: dict, titles: dict) -> str:
     report = "\n".join(lines)
     with open(os.path.join(out, "bench_all.md"), "w") as f:
         f.write(report)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    write_results(os.path.join(out, "results.json"), results)
     return report
 
 

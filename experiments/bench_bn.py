@@ -26,6 +26,7 @@ import numpy as np
 
 from gm import bn, parallel
 from gm.data.networks import load_network
+from experiments._common import write_results
 
 FULL = ("asia", "alarm", "child", "insurance", "hepar2", "win95pts", "hailfinder", "water",
         "pathfinder", "andes", "munin1", "pigs", "link")
@@ -176,8 +177,7 @@ def main(argv=None) -> list[dict]:
         row = run_network(name, batch, repeats, pgmpy_sets, method=args.method)
         rows.append(row)
         print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-        with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"device": str(jax.devices()[0]), "rows": rows}, f, indent=2)
+        write_results(os.path.join(args.out, "results.json"), {"device": str(jax.devices()[0]), "rows": rows})
     peak = matmul_peak()
     text = table(rows) + f"\n\nfloat32 GEMM peak measured in this run: {peak / 1e9:.1f} GMAC/s"
     print(text)

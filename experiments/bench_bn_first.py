@@ -78,6 +78,7 @@ import numpy as np
 from pgmpy.readwrite import BIFReader
 from pgmpy.inference import VariableElimination
 from pgmpy.sampling import BayesianModelSampling
+from experiments._common import write_results
 name, bif, ev_file, out_file = sys.argv[1:5]
 model = BIFReader(string=gzip.open(bif, 'rt').read()).get_model()
 t1 = time.perf_counter()
@@ -213,8 +214,7 @@ def main(argv=None) -> list[dict]:
             start = time.perf_counter()
             rows.append(run_network(name, args.timeout, workdir, pgmpy=not args.no_pgmpy))
             print(f"# {name}: {time.perf_counter() - start:.0f} s", flush=True)
-            with open(os.path.join(args.out, "results.json"), "w") as f:
-                json.dump(rows, f, indent=1)
+            write_results(os.path.join(args.out, "results.json"), rows)
     print_table(rows, args.timeout)
     return rows
 

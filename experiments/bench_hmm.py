@@ -28,6 +28,7 @@ import numpy as np
 
 from gm import learn, parallel
 from gm import temporal as tm
+from experiments._common import write_results
 
 
 def _timeit(fn, repeats):
@@ -396,8 +397,7 @@ def main(argv=None):
     text += ["agreement: " + json.dumps(results["agreement"])]
     report = "\n".join(text)
     print(report)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
+    write_results(os.path.join(args.out, "results.json"), results)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(report + "\n")
     return results

@@ -12,7 +12,6 @@ the same records, for scale. Writes ``results.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from gm import bn, learn
 from gm.data import load_network
+from experiments._common import write_results
 
 
 def _time(fn, *args, repeats: int):
@@ -82,8 +82,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         MaximumLikelihoodEstimator(model, frame).get_parameters()
         results["pgmpy_mle_s"] = time.perf_counter() - t0
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    write_results(os.path.join(args.out, "results.json"), results)
     for key, value in results.items():
         print(f"{key}: {value}")
     return results

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import median_seconds
+from experiments._common import median_seconds, write_results
 from gm.data.networks import GAUSSIAN_NETWORKS, gaussian_json_path, load_network
 from gm.learn import linear_gaussian as lg
 
@@ -150,8 +150,7 @@ def main(argv=None) -> list[dict]:
         rows.append(row)
         print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"device": str(jax.devices()[0]), "load_average": load, "rows": rows}, f, indent=2)
+    write_results(os.path.join(args.out, "results.json"), {"device": str(jax.devices()[0]), "load_average": load, "rows": rows})
     text = table(rows)
     print(text)
     print(f"load average: {load}")

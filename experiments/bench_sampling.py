@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from experiments._common import write_results
 
 QUICK = ("asia", "cancer")
 TASKS = ("forward", "lw")
@@ -207,8 +208,7 @@ def main(argv=None) -> list[dict]:
             rows.append(row)
             print(table([row]).splitlines()[-1], flush=True)
             result["load_average_end"] = _load_average()
-            with open(os.path.join(args.out, "results.json"), "w") as f:
-                json.dump(result, f, indent=2)
+            write_results(os.path.join(args.out, "results.json"), result)
     text = table(rows)
     text += f"\n\nload average: start {result['load_average_start']}, end {result.get('load_average_end')}"
     print(text)

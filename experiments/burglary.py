@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm import bn
+from experiments._common import write_results
 
 NAMES = ("Burglary", "Earthquake", "Alarm", "JohnCalls", "MaryCalls")
 
@@ -98,8 +99,7 @@ def main(argv=None) -> dict:
         "mpe": explanation,
     }
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    write_results(os.path.join(args.out, "results.json"), results)
     print(f"\nwrote {os.path.join(args.out, 'results.json')}")
     return results
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from gm import learn
 from gm import temporal as tm
+from experiments._common import write_results
 
 FAIR, LOADED = 0, 1
 TRUE_INITIAL = jnp.array([0.5, 0.5])
@@ -87,8 +88,7 @@ def main(argv=None):
         "accuracy_viterbi_true_params": acc_true_params,
         "fit_seconds_including_compile": fit_s,
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_results(os.path.join(args.out, "results.json"), results)
     try:
         import matplotlib
 

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import time
 
@@ -67,6 +66,7 @@ from gm import bn, learn
 from gm.learn import naive_bayes
 from gm.learn.structure import exact_search, shd, structure_edges
 from gm.temporal import dbn as tdbn
+from experiments._common import write_results
 
 EMOTIONS = ("anxious", "bored", "confused", "curious", "excited", "focused", "frustrated")
 POSITIVE = np.array([e in ("curious", "excited", "focused") for e in EMOTIONS])
@@ -351,8 +351,7 @@ def main(argv=None):
                            pseudo_count=PSEUDO_COUNT, seed=args.seed),
                results=results, table=md, seconds=elapsed,
                emotion_frequencies=dict(zip(EMOTIONS, np.bincount(test[..., EMOTION].ravel(), minlength=7).tolist())))
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(out, f, indent=2)
+    write_results(os.path.join(args.out, "results.json"), out)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(md + "\n")
     print(md)

@@ -23,7 +23,6 @@ joblib workers cost more than they give) as ``pgmpy-*``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -37,6 +36,7 @@ from gm.data.networks import load_network
 from gm.learn import structure as st
 from gm.learn.structure.pc import dag_extension
 from gm.learn.structure.search import make_structure
+from experiments._common import write_results
 
 NETWORKS = ("asia", "sachs", "child", "insurance", "alarm")
 SIZES = (1_000, 10_000, 100_000)
@@ -265,8 +265,7 @@ def main(argv=None):
     out = dict(config=dict(networks=networks, sizes=sizes, seed=args.seed, held_out=HELD_OUT,
                            load_average=os.getloadavg()),
                rows=rows, speedups=ups, table=md, seconds=time.perf_counter() - t0)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(out, f, indent=2, default=float)
+    write_results(os.path.join(args.out, "results.json"), out)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(md + "\n")
     figure(rows, networks, os.path.join(args.out, "shd.png"))
