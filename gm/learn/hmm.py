@@ -36,7 +36,8 @@ __all__ = ["Concentrations", "ResolvedPrior", "em_step", "em_update", "fit", "fi
 
 
 class Concentrations(NamedTuple):
-    """Dirichlet concentrations of an HMM's rows, as arrays (a pytree ``jax.jit`` can trace).
+    """Dirichlet concentrations of an HMM's rows: arrays (a pytree ``jax.jit`` traces), or Python
+    numbers (constants in the compiled step).
 
     Attributes:
         initial: f32[] or f32[K], the initial distribution's concentrations.
