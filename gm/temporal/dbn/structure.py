@@ -231,8 +231,12 @@ def coupled_hmm(initial_h, initial_v, transition_h, transition_v, emission_x, em
     p(h_{t+1} | h_t, v_t), p(v_{t+1} | v_t, h_t), p(x_t | h_t), p(y_t | v_t).
 
     Args:
-        initial_h f32[Kh]; initial_v f32[Kv]; transition_h f32[Kh, Kv, Kh] (axes h_t, v_t, h_{t+1});
-        transition_v f32[Kv, Kh, Kv] (axes v_t, h_t, v_{t+1}); emission_x f32[Kh, Vx]; emission_y f32[Kv, Vy].
+        initial_h: f32[Kh].
+        initial_v: f32[Kv].
+        transition_h: f32[Kh, Kv, Kh] (axes h_t, v_t, h_{t+1}).
+        transition_v: f32[Kv, Kh, Kv] (axes v_t, h_t, v_{t+1}).
+        emission_x: f32[Kh, Vx].
+        emission_y: f32[Kv, Vy].
 
     Returns:
         A ``DBN`` with variables ``h``, ``v``, ``x``, ``y``.
@@ -256,9 +260,12 @@ def boltzmann_zipper(initial_h, transition_h, emission_x, initial_v, transition_
     p(h_{t+1} | h_t), p(x_t | h_t), p(v_{t+1} | v_t, h_{t+1}), p(y_t | v_t).
 
     Args:
-        initial_h f32[Kh]; transition_h f32[Kh, Kh]; emission_x f32[Kh, Vx];
-        initial_v f32[Kh, Kv] = p(v_1 | h_1); transition_v f32[Kv, Kh, Kv] (axes v_t, h_{t+1}, v_{t+1});
-        emission_y f32[Kv, Vy].
+        initial_h: f32[Kh].
+        transition_h: f32[Kh, Kh].
+        emission_x: f32[Kh, Vx].
+        initial_v: f32[Kh, Kv] = p(v_1 | h_1).
+        transition_v: f32[Kv, Kh, Kv] (axes v_t, h_{t+1}, v_{t+1}).
+        emission_y: f32[Kv, Vy].
 
     Returns:
         A ``DBN`` with variables ``h``, ``v``, ``x``, ``y``.
