@@ -292,8 +292,9 @@ def fit_scan(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int
     """``num_iters`` EM iterations as one ``lax.scan``: pure, so it jits and vmaps (over initialisations).
 
     Args:
-        as ``fit``; ``tol`` does not stop the scan: ``converged`` says whether the last relative improvement
-        was at most ``tol`` (False when ``tol`` is None).
+        family, model, obs, mask, weights, num_iters, prior: as ``fit``.
+        tol: does not stop the scan: ``converged`` says whether the last relative improvement was at most
+            ``tol`` (False when ``tol`` is None).
 
     Returns:
         ``FitResult(model, log_likelihood f32[num_iters + 1], converged bool[])``.

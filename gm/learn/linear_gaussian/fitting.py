@@ -228,7 +228,7 @@ def fit(data, parents, *, weights=None, names=None, rcond=None, refine: int = 2)
 
     Raises:
       ValueError: wrong shapes; a cycle; outside jit, a singular design (naming child and parents).
-      Inside jit a singular design yields the minimum-norm coefficients on the kept directions.
+        Inside jit a singular design yields the minimum-norm coefficients on the kept directions.
 
     Example:
       >>> params = fit(x, ((), (0,), (0, 1)))      # x: f32[N, 3]

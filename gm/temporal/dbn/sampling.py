@@ -66,7 +66,8 @@ def unroll_dict(model: DBN, num_steps: int) -> dict:
     of ``gm.bn.BayesNet.from_dict``.
 
     Example:
-        >>> sorted(unroll_dict(model, 2)["parents"]["h_1"])   # e.g. ['h_0', 'v_0'] for a coupled HMM
+        >>> parents = unroll_dict(model, 2)["parents"]
+        >>> sorted(parents["h_1"])                          # e.g. ['h_0', 'v_0'] for a coupled HMM
     """
     s = model.structure
     states, parents, cpts = {}, {}, {}

@@ -124,13 +124,14 @@ def from_dict(states: Mapping[str, Sequence[str] | int], *, initial_parents: Map
         initial_parents: {name: [same-slice parents]} for the first slice (default none).
         transition_parents: {name: parents}, ``"h"`` for same-slice, ``"h[-1]"`` for previous-slice
             parents, in the order of the CPT's axes (default none).
-        initial_cpts / transition_cpts: {name: array (*parent cards, card)}.
+        initial_cpts: {name: array (*parent cards, card)} of the first slice.
+        transition_cpts: {name: array (*parent cards, card)} of every later slice.
 
     Returns:
         ``DBN``.
 
     Raises:
-        ValueError naming the variable for unknown parents, wrong CPT shapes or unnormalised CPTs.
+        ValueError: naming the variable for unknown parents, wrong CPT shapes or unnormalised CPTs.
 
     Example:
         >>> model = from_dict({"h": 2, "x": 3}, initial_parents={"x": ["h"]},
