@@ -280,10 +280,11 @@ def from_pgmpy(model, *, atol: float = 1e-2, dtype=None) -> BayesNet:
         ValueError: a node without a CPD, or CPDs that fail validation.
 
     Example:
-        >>> from pgmpy.utils import get_example_model
-        >>> net = from_pgmpy(get_example_model("asia"))    # pgmpy's copy of the ASIA network
-        >>> net.n_vars
-        8
+        >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+        ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> back = from_pgmpy(to_pgmpy(net))              # the round trip through pgmpy
+        >>> back.names, back.parent_names("Wet")
+        (('Rain', 'Wet'), ('Rain',))
     """
     states, parents, cpts = {}, {}, {}
     for node in model.nodes():
