@@ -122,7 +122,7 @@ def log_prob(net: BayesNet, x) -> jax.Array:
     Example:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
-      >>> print(log_prob(net, jnp.array([1, 1])).round(4))     # log(0.2 * 0.8)
+      >>> print(log_prob(net, jnp.array([1, 1])))     # log(0.2 * 0.8)
       -1.8326
     """
     x = jnp.asarray(x)
@@ -212,11 +212,11 @@ def log_evidence(net: BayesNet, evidence, *, soft: Soft = None, method: str = "a
     Example:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
-      >>> print(log_evidence(net, net.evidence({"Wet": "yes"})).round(4))     # log 0.24
+      >>> print(log_evidence(net, net.evidence({"Wet": "yes"})))     # log 0.24
       -1.4271
-      >>> print(log_evidence(net, net.evidence(), soft={"Wet": [0.0, 1.0]}).round(4))  # the same, as soft evidence
+      >>> print(log_evidence(net, net.evidence(), soft={"Wet": [0.0, 1.0]}))  # the same, as soft evidence
       -1.4271
-      >>> print(jax.jit(log_evidence)(net, jnp.array([1, -1])).round(4))          # log 0.2
+      >>> print(jax.jit(log_evidence)(net, jnp.array([1, -1])))          # log 0.2
       -1.6094
     """
     method = _method(method, net, evidence, soft)
@@ -254,10 +254,10 @@ def marginals(
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> post = marginals(net, net.evidence({"Wet": "yes"}))
-      >>> print(post["Rain"].round(4), post["Wet"])
+      >>> print(post["Rain"], post["Wet"])
       [0.3333 0.6667] [0. 1.]
       >>> batch = jnp.array([[-1, 1], [-1, 0]])                                # int32[B, n_vars]
-      >>> print(jax.vmap(marginals, in_axes=(None, 0))(net, batch)["Rain"].round(4))   # f32[B, card]
+      >>> print(jax.vmap(marginals, in_axes=(None, 0))(net, batch)["Rain"])   # f32[B, card]
       [[0.3333 0.6667]
        [0.9474 0.0526]]
     """
@@ -305,7 +305,7 @@ def marginals_and_log_evidence(net: BayesNet, evidence, *, soft: Soft = None, me
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> post = marginals_and_log_evidence(net, net.evidence({"Wet": "yes"}))
-      >>> print(post.marginals["Rain"].round(4), post.log_evidence.round(4))
+      >>> print(post.marginals["Rain"], post.log_evidence)
       [0.3333 0.6667] -1.4271
     """
     method = _method(method, net, evidence, soft)
@@ -455,7 +455,7 @@ def query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = None, c
     Example:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
-      >>> print(query(net, ["Rain", "Wet"], net.evidence()).round(4))       # the joint P(Rain, Wet)
+      >>> print(query(net, ["Rain", "Wet"], net.evidence()))       # the joint P(Rain, Wet)
       [[0.72 0.08]
        [0.04 0.16]]
     """
@@ -487,9 +487,10 @@ def mpe(net: BayesNet, evidence, *, soft: Soft = None, method: str = "auto") -> 
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> best = mpe(net, net.evidence({"Wet": "yes"}))
-      >>> net.assignment(best.states), print(best.log_prob.round(4))        # log(0.2 * 0.8)
+      >>> net.assignment(best.states)
+      {'Rain': 'yes', 'Wet': 'yes'}
+      >>> print(best.log_prob)                                             # log(0.2 * 0.8)
       -1.8326
-      ({'Rain': 'yes', 'Wet': 'yes'}, None)
     """
     method = _method(method, net, evidence, soft)
     if method == "host":
@@ -609,7 +610,7 @@ def map_batched(fn, net: BayesNet, evidence, *, chunk_size: int | None = None, *
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> batch = jnp.array([[-1, 1], [-1, 0], [1, -1]])
-      >>> print(map_batched(log_evidence, net, batch, chunk_size=2).round(4))   # log [0.24, 0.76, 0.2]
+      >>> print(map_batched(log_evidence, net, batch, chunk_size=2))   # log [0.24, 0.76, 0.2]
       [-1.4271 -0.2744 -1.6094]
       >>> post = jax.jit(map_batched, static_argnums=0)(marginals, net, batch)
       >>> post["Rain"].shape
