@@ -11,8 +11,8 @@ Example:
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
     >>> hood = NeighbourhoodScorer(data, variables)([2], [[0]])     # C with parent A
-    >>> print(hood.current, hood.add, hood.delete)                 # s(C, A); s(C, A + i); s(C, {})
-    [-74.613] [[-79.9113 -10.5966 -10.5967]] [[-115.1161]]
+    >>> print(hood.current, hood.add[:, 1], hood.delete)           # s(C, {A}), s(C, {A, B}), s(C, {})
+    [-74.613] [-10.5966] [[-115.1161]]
 """
 
 from __future__ import annotations
