@@ -8,7 +8,7 @@ learn the types of its results and mark the initial carry as varying over the sa
 (``lax.pcast(..., to="varying")``). Outside ``shard_map`` (no manual mesh axes) they are the plain
 ``lax`` functions, at no cost.
 
-Example:
+Examples:
     >>> from jax.sharding import Mesh, PartitionSpec as P
     >>> mesh = Mesh(np.array(jax.devices()), ("batch",))
     >>> def per_device(x):                       # a carry started from zeros, which do not vary
@@ -84,7 +84,7 @@ def fori_loop(lower, upper, body_fun, init_val, **kwargs):
     Returns:
       The final carry, as `jax.lax.fori_loop`: body_fun(upper - 1, ... body_fun(lower, init_val)).
 
-    Example:
+    Examples:
       >>> int(fori_loop(0, 4, lambda i, total: total + i, 0))     # outside shard_map: lax.fori_loop
       6
     """
@@ -106,7 +106,7 @@ def scan(f, init, xs=None, length=None, **kwargs):
     Returns:
       ``(final carry, stacked ys)``, as `jax.lax.scan`.
 
-    Example:
+    Examples:
       >>> from jax.sharding import Mesh, PartitionSpec as P
       >>> mesh = Mesh(np.array(jax.devices()), ("batch",))
       >>> def running_sum(rows):                   # rows: this device's f32[1, 3]

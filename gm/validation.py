@@ -51,7 +51,7 @@ def is_concrete(*trees) -> bool:
     Returns:
       ``bool``.
 
-    Example:
+    Examples:
       >>> is_concrete(jnp.ones(2), {"w": np.zeros(3)})
       True
       >>> jax.jit(lambda x: jnp.asarray(is_concrete(x)))(jnp.ones(2)).item()
@@ -66,7 +66,7 @@ def checks_enabled() -> bool:
     Returns:
       ``bool``.
 
-    Example:
+    Examples:
       >>> checks_enabled()
       False
       >>> checked(lambda x: jnp.asarray(checks_enabled()))(jnp.ones(1)).item()
@@ -102,7 +102,7 @@ def require(ok, describe: Callable[[tuple[int, ...] | None], str]) -> None:
     Raises:
       ValueError: (eager) some entry of ``ok`` is False.
 
-    Example:
+    Examples:
       >>> require(np.array([True, False]), lambda at: f"weights[{at[0]}] is negative")
       Traceback (most recent call last):
       ...
@@ -133,7 +133,7 @@ def checked(fn: Callable, **jit_kwargs) -> Callable:
     Returns:
       The compiled function; it raises ValueError with the failed check's message.
 
-    Example:
+    Examples:
       >>> from gm.bn import BayesNet, log_evidence
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})

@@ -7,7 +7,7 @@ that path off by adding ``--xla_cpu_experimental_ynn_fusion_type=`` to ``XLA_FLA
 before JAX has initialised a backend, unless the user already chose a value or sets
 ``GM_KEEP_XLA_FLAGS=1``. The flag touches only the CPU backend.
 
-Example:
+Examples:
     >>> import os
     >>> import gm                                  # importing gm calls configure() before JAX starts
     >>> "--xla_cpu_experimental_ynn_fusion_type" in os.environ.get("XLA_FLAGS", "") or bool(os.environ.get("GM_KEEP_XLA_FLAGS"))
@@ -26,7 +26,7 @@ def configure() -> bool:
       True when ``XLA_FLAGS`` carries ``--xla_cpu_experimental_ynn_fusion_type``; False when the user
       set ``GM_KEEP_XLA_FLAGS`` or a backend was already running (then the flag cannot take effect).
 
-    Example:
+    Examples:
       >>> isinstance(configure(), bool)            # safe to call again: it adds the flag at most once
       True
     """
@@ -62,7 +62,7 @@ def enable_compilation_cache(directory: str | None = None, *, min_compile_second
     Returns:
       The cache directory.
 
-    Example:
+    Examples:
       >>> import tempfile
       >>> path = enable_compilation_cache(tempfile.mkdtemp(), min_compile_seconds=5.0)   # process-wide
       >>> os.path.isdir(path)

@@ -41,7 +41,7 @@ def network_program(structure: Structure, output: tuple[int, ...] = (), *, quick
     Returns:
       The lowered `gm.bn.program.Program`.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> network_program(net.structure).n_input                # 2 + 4 CPT entries
@@ -60,7 +60,7 @@ def width(structure: Structure) -> int:
     Returns:
       ``max_i card_i``, an ``int``.
 
-    Example:
+    Examples:
       >>> width(BayesNet.from_dict({"A": 3, "B": 2}, {}, {"A": [0.2, 0.3, 0.5], "B": [0.5, 0.5]}).structure)
       3
     """
@@ -80,7 +80,7 @@ def entry_index(structure: Structure) -> np.ndarray:
     Returns:
       ``int32[n_entries]`` (cached per structure).
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> entry_index(net.structure).tolist()    # P(Rain): rows 0; P(Wet | Rain): row 1, child states 0 1 0 1
@@ -103,7 +103,7 @@ def flat_cpts(net: BayesNet) -> jax.Array:
     Returns:
       ``f[sum_i prod(family cards)]`` in the CPTs' dtype (differentiable).
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> print(flat_cpts(net))
@@ -160,7 +160,7 @@ def log_evidence(structure: Structure, flat: jax.Array, evidence: jax.Array) -> 
     Returns:
       ``f[V]``.
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -195,7 +195,7 @@ def marginals(structure: Structure, flat: jax.Array, evidence: jax.Array):
     Returns:
       ``(f[n_vars, width, V], f[V])``.
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -228,7 +228,7 @@ def query(structure: Structure, flat: jax.Array, evidence: jax.Array, *, idx: tu
     Returns:
       ``(f[*cards[idx], V], bool[V])``.
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -255,7 +255,7 @@ def mpe(structure: Structure, flat: jax.Array, evidence: jax.Array):
     Returns:
       ``(int32[n_vars, V], f[V])``.
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -285,7 +285,7 @@ def flat_cpts_host(net: BayesNet) -> np.ndarray:
     Returns:
       ``f64[n_entries]``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> flat_cpts_host(net).round(4).tolist()
@@ -309,7 +309,7 @@ def log_evidence_host(structure: Structure, flat: np.ndarray, evidence: np.ndarr
     Returns:
       log P(e), a float (``-inf`` when impossible).
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix_host
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -332,7 +332,7 @@ def marginals_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray)
     Returns:
       ``(f64[n_vars, width], float)``: all-zero rows and ``-inf`` when P(e) = 0.
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix_host
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -366,7 +366,7 @@ def query_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray, idx
     Returns:
       ``(f64[*cards[idx]], bool)``.
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix_host
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -392,7 +392,7 @@ def mpe_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
     Returns:
       ``(int64[n_vars], float)``.
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix_host
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -425,7 +425,7 @@ def single(fn, structure: Structure):
     Returns:
       A jitted ``(flat f[n_entries], evidence f[n, w]) -> pytree of f[...]`` (cached per fn and structure).
 
-    Example:
+    Examples:
       >>> from gm.bn.evidence import evidence_matrix
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})

@@ -45,7 +45,7 @@ def safe_log(x):
     Returns:
         ``f[...]``, the same shape and dtype.
 
-    Example:
+    Examples:
         >>> safe_log(jnp.array([1.0, 0.0])).tolist()
         [0.0, -inf]
         >>> jax.grad(lambda x: jnp.sum(jnp.exp(safe_log(x))))(jnp.array([0.0, 2.0])).tolist()
@@ -69,7 +69,7 @@ def check_evidence_shape(net: BayesNet, evidence) -> None:
         ValueError: a shape other than ``(n_vars,)`` (the message suggests `jax.vmap` for batches).
         TypeError: a non-integer dtype.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> check_evidence_shape(net, np.array([0, 1, 1]))
@@ -103,7 +103,7 @@ def check_evidence_values(net: BayesNet, evidence) -> None:
     Raises:
         ValueError: naming the first variable whose entry is outside ``[-1, card)``.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> check_evidence_values(net, np.array([0, 2]))
@@ -139,7 +139,7 @@ def check_evidence(net: BayesNet, evidence) -> jax.Array:
         ValueError: wrong shape, or (eager) an entry outside ``[-1, card)``.
         TypeError: a non-integer dtype.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> check_evidence(net, [-1, 1]).tolist()
@@ -173,7 +173,7 @@ def soft_rows(net: BayesNet, likelihoods: Soft, as_array):
     Raises:
         ValueError: an unknown name, a vector of the wrong length, a negative or non-finite entry.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> [(i, v.tolist()) for i, v in soft_rows(net, {"Wet": [0.3, 0.6]}, np.asarray)]
@@ -213,7 +213,7 @@ def evidence_matrix(net: BayesNet, evidence, *, soft: Soft = None) -> jax.Array:
     Returns:
         ``f[n_vars, max_card]`` in the CPTs' dtype.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> print(evidence_matrix(net, net.evidence({"Rain": "yes"}), soft={"Wet": [0.3, 0.6]}))
@@ -247,7 +247,7 @@ def evidence_vectors(net: BayesNet, evidence, *, soft: Soft = None) -> list[jax.
     Returns:
         A list of ``n_vars`` arrays, ``f[card_i]`` each: the rows of `evidence_matrix` without padding.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> [v.tolist() for v in evidence_vectors(net, jnp.array([-1, 0]))]
@@ -268,7 +268,7 @@ def evidence_matrix_host(net: BayesNet, evidence, *, soft: Soft = None) -> np.nd
     Returns:
         A numpy ``float64[n_vars, max_card]`` array.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> evidence_matrix_host(net, np.array([-1, 0]))

@@ -22,7 +22,7 @@ def to_networkx(net: BayesNet) -> nx.DiGraph:
     Returns:
         A `networkx.DiGraph` with ``n_vars`` nodes.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
         ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
         ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Alarm": np.full((2, 2, 2), 0.5),
@@ -60,7 +60,7 @@ def d_separated(net: BayesNet, xs, ys, given=()) -> bool:
     Raises:
         ValueError: an unknown name, or overlapping sets.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
         ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
         ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Alarm": np.full((2, 2, 2), 0.5),
@@ -92,7 +92,7 @@ def markov_blanket(net: BayesNet, name: str) -> tuple[str, ...]:
     Returns:
         The blanket's names, a tuple in the network's variable order.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
         ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
         ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Alarm": np.full((2, 2, 2), 0.5),

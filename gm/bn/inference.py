@@ -55,7 +55,7 @@ def network_plan(structure: Structure, output: tuple[int, ...] = ()) -> tensorne
     Returns:
       A `gm.bn.tensornet.Plan` over the CPTs' families.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> network_plan(net.structure).steps
@@ -119,7 +119,7 @@ def log_prob(net: BayesNet, x) -> jax.Array:
       ValueError: a shape other than ``(n_vars,)``, or (eager) an entry that is not a state.
       TypeError: a non-integer dtype.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> print(log_prob(net, jnp.array([1, 1])))     # log(0.2 * 0.8)
@@ -209,7 +209,7 @@ def log_evidence(net: BayesNet, evidence, *, soft: Soft = None, method: str = "a
     Returns:
       ``f32[]``: log P(e) = log sum_x prod_i P(x_i | x_parents(i)) e_i(x_i).
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> print(log_evidence(net, net.evidence({"Wet": "yes"})))     # log 0.24
@@ -250,7 +250,7 @@ def marginals(
     Returns:
       ``{name: f32[card]}``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> post = marginals(net, net.evidence({"Wet": "yes"}))
@@ -276,7 +276,7 @@ class Posterior(NamedTuple):
 
     Under `jax.vmap` over B evidence sets every leaf gains a leading ``B`` axis.
 
-    Example:
+    Examples:
       >>> post = Posterior(marginals={"Rain": jnp.array([0.5, 0.5])}, log_evidence=jnp.array(-0.7))
       >>> marginals, log_evidence = post       # a NamedTuple: unpacks, and is a pytree under jit/vmap
       >>> print(log_evidence)
@@ -301,7 +301,7 @@ def marginals_and_log_evidence(net: BayesNet, evidence, *, soft: Soft = None, me
     Returns:
       `Posterior` ``(marginals {name: f32[card]}, log_evidence f32[])``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> post = marginals_and_log_evidence(net, net.evidence({"Wet": "yes"}))
@@ -452,7 +452,7 @@ def query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = None, c
     Returns:
       ``f32[card_1, ..., card_k]``, the joint posterior over ``names`` (sums to one).
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> print(query(net, ["Rain", "Wet"], net.evidence()))       # the joint P(Rain, Wet)
@@ -483,7 +483,7 @@ def mpe(net: BayesNet, evidence, *, soft: Soft = None, method: str = "auto") -> 
     Returns:
       `gm.types.MPE` ``(states int32[n_vars], log_prob f32[])``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> best = mpe(net, net.evidence({"Wet": "yes"}))
@@ -536,7 +536,7 @@ def map_query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = Non
     Raises:
       ValueError: a joint table over ``names`` larger than 2**26 entries.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> map_query(net, ["Rain"], net.evidence({"Wet": "yes"})).tolist()   # P(Rain = yes | Wet = yes) = 2/3
@@ -573,7 +573,7 @@ def default_chunk_size(net: BayesNet, memory_bytes: float = 2e9) -> int:
     Returns:
       The chunk size, an ``int`` in ``[1, 4096]``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> default_chunk_size(net)
@@ -606,7 +606,7 @@ def map_batched(fn, net: BayesNet, evidence, *, chunk_size: int | None = None, *
     Raises:
       ValueError: ``evidence`` not of shape ``(B, n_vars)``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> batch = jnp.array([[-1, 1], [-1, 0], [1, -1]])

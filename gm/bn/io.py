@@ -47,7 +47,7 @@ def parse_bif(text: str, *, atol: float = 1e-2, dtype=None) -> BayesNet:
     Raises:
         ValueError: naming the block at fault (unknown variable, wrong number of values, bad rows).
 
-    Example:
+    Examples:
         >>> net = parse_bif('''
         ... network rain { }
         ... variable Rain { type discrete [ 2 ] { no, yes }; }
@@ -160,7 +160,7 @@ def read_bif(path: str | os.PathLike, *, atol: float = 1e-2, dtype=None) -> Baye
     Returns:
         The `BayesNet` (see `parse_bif`).
 
-    Example:
+    Examples:
         >>> from gm.data.networks import bif_path
         >>> net = read_bif(bif_path("alarm"))     # the bnlearn repository's ALARM network
         >>> net.n_vars
@@ -191,7 +191,7 @@ def format_bif(net: BayesNet, name: str = "unknown") -> str:
     Raises:
         ValueError: a variable or state name that BIF cannot hold.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> print(format_bif(net, "rain"))
@@ -247,7 +247,7 @@ def write_bif(net: BayesNet, path: str | os.PathLike, name: str = "unknown") -> 
     Returns:
         None.
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -279,7 +279,7 @@ def from_pgmpy(model, *, atol: float = 1e-2, dtype=None) -> BayesNet:
     Raises:
         ValueError: a node without a CPD, or CPDs that fail validation.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> back = from_pgmpy(to_pgmpy(net))              # the round trip through pgmpy
@@ -316,7 +316,7 @@ def to_pgmpy(net: BayesNet):
     Raises:
         ImportError: pgmpy is not installed.
 
-    Example:
+    Examples:
         >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
         ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
         >>> model = to_pgmpy(net)

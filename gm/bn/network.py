@@ -34,7 +34,7 @@ class Structure:
       states: state names of each variable (``card_i`` names for variable i).
       parents: parent indices (into ``names``) of each variable, in CPT axis order.
 
-    Example:
+    Examples:
       >>> s = Structure(names=("Rain", "Wet"), states=(("no", "yes"), ("no", "yes")), parents=((), (0,)))
       >>> s.cards, s.children, s.families
       ((2, 2), ((1,), ()), ((0,), (0, 1)))
@@ -48,7 +48,7 @@ class Structure:
     def cards(self) -> tuple[int, ...]:
         """Number of states of each variable, ``(card_0, ..., card_{n-1})``.
 
-        Example:
+        Examples:
           >>> Structure(("A", "B"), (("a0", "a1", "a2"), ("b0", "b1")), ((), (0,))).cards
           (3, 2)
         """
@@ -58,7 +58,7 @@ class Structure:
     def index(self) -> dict[str, int]:
         """``{name: position}`` of every variable.
 
-        Example:
+        Examples:
           >>> Structure(("A", "B"), (("0", "1"), ("0", "1")), ((), (0,))).index
           {'A': 0, 'B': 1}
         """
@@ -68,7 +68,7 @@ class Structure:
     def children(self) -> tuple[tuple[int, ...], ...]:
         """Child indices of each variable (the inverse of ``parents``), in variable order.
 
-        Example:
+        Examples:
           >>> Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (0,), (0, 1))).children
           ((1, 2), (2,), ())
         """
@@ -82,7 +82,7 @@ class Structure:
     def topological_order(self) -> tuple[int, ...]:
         """Variable indices with every parent before its children (ties broken by variable order).
 
-        Example:
+        Examples:
           >>> Structure(("Wet", "Rain"), (("0", "1"),) * 2, ((1,), ())).topological_order
           (1, 0)
         """
@@ -94,7 +94,7 @@ class Structure:
     def families(self) -> tuple[tuple[int, ...], ...]:
         """Variables of each CPT in axis order: parents then the child.
 
-        Example:
+        Examples:
           >>> Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (0,), (1, 0))).families
           ((0,), (0, 1), (1, 0, 2))
         """
@@ -114,7 +114,7 @@ class Structure:
           ValueError: naming the variable and its states when ``state`` is unknown or out of range.
           TypeError: for a bool.
 
-        Example:
+        Examples:
           >>> s = Structure(("Rain",), (("no", "yes"),), ((),))
           >>> s.state_index(0, "yes"), s.state_index(0, 0)
           (1, 0)
@@ -187,7 +187,7 @@ class BayesNet:
       structure: the `Structure` (static aux data of the pytree).
       cpts: one table per variable, ``cpts[i]: f32[*cards[parents[i]], cards[i]]`` (child axis last).
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict(
       ...     states={"Rain": ["no", "yes"], "Wet": ["no", "yes"]},
       ...     parents={"Wet": ["Rain"]},
@@ -219,7 +219,7 @@ class BayesNet:
         Returns:
           ``(tuple of n_vars CPT arrays, Structure)``.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> [leaf.shape for leaf in jax.tree_util.tree_leaves(net)]
@@ -239,7 +239,7 @@ class BayesNet:
         Returns:
           A `BayesNet`.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> leaves, treedef = jax.tree_util.tree_flatten(net)
@@ -256,7 +256,7 @@ class BayesNet:
     def names(self) -> tuple[str, ...]:
         """Variable names in variable order (``n_vars`` strings).
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.names
@@ -268,7 +268,7 @@ class BayesNet:
     def states(self) -> tuple[tuple[str, ...], ...]:
         """State names of each variable.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.states
@@ -280,7 +280,7 @@ class BayesNet:
     def parents(self) -> tuple[tuple[int, ...], ...]:
         """Parent indices of each variable, in CPT axis order.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.parents
@@ -292,7 +292,7 @@ class BayesNet:
     def cards(self) -> tuple[int, ...]:
         """Number of states of each variable.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.cards
@@ -304,7 +304,7 @@ class BayesNet:
     def n_vars(self) -> int:
         """Number of variables.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.n_vars
@@ -324,7 +324,7 @@ class BayesNet:
         Raises:
           ValueError: naming ``name`` if the network has no such variable.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.index("Wet")
@@ -344,7 +344,7 @@ class BayesNet:
         Returns:
           A tuple of names (empty for a root).
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.parent_names("Wet"), net.parent_names("Rain")
@@ -361,7 +361,7 @@ class BayesNet:
         Returns:
           The table (a JAX array, child axis last).
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> print(net.cpt("Wet"))
@@ -383,7 +383,7 @@ class BayesNet:
         Raises:
           ValueError: naming the variable whose table has the wrong shape or invalid values.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.replace({"Rain": jnp.array([0.5, 0.5])}).cpt("Rain").tolist()
@@ -412,7 +412,7 @@ class BayesNet:
         Raises:
           ValueError: naming an unknown variable or state.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.evidence({"Wet": "yes"}), net.evidence()
@@ -433,7 +433,7 @@ class BayesNet:
         Returns:
           ``{name: state name or None}`` in variable order.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
           ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
           >>> net.assignment([1, -1])
@@ -472,7 +472,7 @@ class BayesNet:
             the wrong shape, negative or non-finite entries, a row that does not sum to one (the
             variable and the parent configuration).
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Coin": 2, "Die": 6}, {}, {"Coin": [0.5, 0.5], "Die": np.full(6, 1 / 6)})
           >>> net.states[0], net.cards
           (('0', '1'), (2, 6))

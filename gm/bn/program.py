@@ -78,7 +78,7 @@ class Segment:
       out: flat steps only: each product entry's output position, ``int32[count, F]``.
       k: flat steps only: each product entry's summed labels' flat index, ``int32[count, F]``.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> seg = prog.segments[0]
@@ -97,7 +97,7 @@ class Segment:
     def flat(self) -> bool:
         """Whether the segment's steps enumerate their product grid (small steps) instead of matmuls.
 
-        Example:
+        Examples:
           >>> from gm.bn.tensornet import plan
           >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
           >>> prog.segments[0].flat
@@ -111,7 +111,7 @@ class Segment:
 
         Only meaningful for dense segments (``shape = (t, m, k, n)``).
 
-        Example:
+        Examples:
           >>> Segment((1, 2, 2, 2), *(np.zeros((1, 1)),) * 3).ewise
           True
         """
@@ -134,7 +134,7 @@ class Program:
         keeps / sums.
       padded_flops: multiply-adds the padded program performs per evidence set.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> prog.n_input, prog.n_steps, len(prog.segments), prog.root
@@ -159,7 +159,7 @@ class Program:
     def zero(self) -> int:
         """Slot holding the semiring's zero (``S``): padded operands read it.
 
-        Example:
+        Examples:
           >>> from gm.bn.tensornet import plan
           >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
           >>> prog.zero
@@ -171,7 +171,7 @@ class Program:
     def one(self) -> int:
         """Slot holding the semiring's one (``S + 1``): the second operand of a unary step.
 
-        Example:
+        Examples:
           >>> from gm.bn.tensornet import plan
           >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
           >>> prog.one
@@ -183,7 +183,7 @@ class Program:
     def trash(self) -> int:
         """Slot that padded outputs are written to (``S + 2``).
 
-        Example:
+        Examples:
           >>> from gm.bn.tensornet import plan
           >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
           >>> prog.trash
@@ -195,7 +195,7 @@ class Program:
     def n_steps(self) -> int:
         """Number of (unpadded) contraction steps, in execution order.
 
-        Example:
+        Examples:
           >>> from gm.bn.tensornet import plan
           >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
           >>> prog.n_steps
@@ -335,7 +335,7 @@ def lower(p: Plan, max_segments: int = 64, free_flops: float = 2e4, flat_limit: 
     Returns:
       The `Program`: slots of every tensor, segments of padded gather/scatter tables, decode tables.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> prog.size, prog.padded_flops
@@ -491,7 +491,7 @@ def forward(prog: Program, inputs: jax.Array):
       ``(mem f[S + 3, V], scales (f[count, V] per segment), root f[*out, V], log_scale f[V])``: the
       result is ``root * exp(log_scale)``; every intermediate sits (rescaled) in ``mem``.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
@@ -538,7 +538,7 @@ def backward(prog: Program, mem: jax.Array, scales, root_cotangent: jax.Array) -
     Returns:
       ``f[n_input, V]``, the cotangent of every input entry.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
@@ -589,7 +589,7 @@ def forward_max(prog: Program, log_inputs: jax.Array):
       labels of the summed log-factors; ``argmax`` the flat index of the maximising summed labels of
       every entry of every intermediate.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
@@ -638,7 +638,7 @@ def decode(prog: Program, arg: jax.Array, out_values: jax.Array) -> jax.Array:
     Returns:
       ``int32[n_labels, V]``: the maximising value of every label, read back in reverse step order.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
@@ -699,7 +699,7 @@ def forward_host(prog: Program, inputs: np.ndarray):
       ``(mem f64[S + 3], scales f64[T], root f64[*out], log_scale float)``; the result is
       ``root * exp(log_scale)``.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> mem, scales, root, log_scale = forward_host(prog, np.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))
@@ -740,7 +740,7 @@ def backward_host(prog: Program, mem, scales, root_cotangent) -> np.ndarray:
     Returns:
       ``f64[n_input]``.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> mem, scales, root, _ = forward_host(prog, np.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))
@@ -772,7 +772,7 @@ def forward_max_host(prog: Program, log_inputs: np.ndarray):
     Returns:
       ``(root f64[*out], argmax int64[S + 3])``.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> root, arg = forward_max_host(prog, np.log([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))
@@ -801,7 +801,7 @@ def decode_host(prog: Program, arg: np.ndarray, out_values=()) -> np.ndarray:
     Returns:
       ``int64[n_labels]``.
 
-    Example:
+    Examples:
       >>> from gm.bn.tensornet import plan
       >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
       >>> _, arg = forward_max_host(prog, np.log([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))

@@ -17,7 +17,7 @@ The pruned network's ``log_evidence`` is therefore *not* log P(e) of the origina
 over Q (and over every variable of C) is exact. Evidence on a variable outside E must not be present: the
 pruning assumed it unobserved (:func:`pruned_query` with ``check=True`` raises outside jit).
 
-Example:
+Examples:
     >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
     ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
     ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
@@ -54,7 +54,7 @@ class Pruned(NamedTuple):
       net: the pruned :class:`BayesNet` (variables in the original order).
       indices: ``indices[j]`` is the original index of the pruned network's variable ``j``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
       ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
       ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
@@ -75,7 +75,7 @@ class Pruned(NamedTuple):
         Returns:
           ``int32[..., len(indices)]``: ``evidence[..., indices]``.
 
-        Example:
+        Examples:
           >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
           ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
           ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
@@ -140,7 +140,7 @@ def prune(net: BayesNet, query: Sequence[str] | str, observed: Sequence[str] = (
     Raises:
       ValueError: an unknown name, or a query variable listed as observed.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
       ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
       ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
@@ -199,7 +199,7 @@ def pruned_query(net: BayesNet, names: Sequence[str], evidence, *, observed: Seq
     Raises:
       ValueError: with ``check``, a variable observed in ``evidence`` but not listed (or the reverse).
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
       ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
       ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],

@@ -278,7 +278,7 @@ def sample(key: jax.Array, net: BayesNet, num_samples: int) -> jax.Array:
       TypeError: ``num_samples`` is not an int.
       ValueError: ``num_samples`` is negative.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> x = sample(jax.random.key(0), net, 10_000)                 # int32[10000, n_vars]
@@ -303,7 +303,7 @@ class WeightedSamples(NamedTuple):
       samples: ``int32[n, n_vars]``, the draws with the observed variables clamped to their evidence.
       log_weights: ``f32[n]``, log w_s = sum over observed i of log P(e_i | parents of i in sample s).
 
-    Example:
+    Examples:
       >>> w = WeightedSamples(samples=jnp.array([[0, 1], [1, 1]]), log_weights=jnp.log(jnp.array([0.1, 0.8])))
       >>> samples, log_weights = w       # a NamedTuple: unpacks, and is a pytree under jit/vmap
       >>> samples.shape
@@ -332,7 +332,7 @@ def likelihood_weighting(key: jax.Array, net: BayesNet, evidence, num_samples: i
       `WeightedSamples` (``int32[num_samples, n_vars]``, ``f[num_samples]``); samples of weight zero have
       log-weight -inf.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> w = likelihood_weighting(jax.random.key(0), net, net.evidence({"Wet": "yes"}), 10_000)
@@ -391,7 +391,7 @@ def weighted_marginals(net: BayesNet, weighted: WeightedSamples) -> dict[str, ja
     Returns:
       ``{name: f[card]}``, each summing to one.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> w = WeightedSamples(jnp.array([[0, 1], [1, 1]]), jnp.log(jnp.array([0.1, 0.8])))

@@ -48,7 +48,7 @@ class Step:
       b: SSA id of the second operand, or -1 for a unary reduction of ``a``.
       out: labels of the result, in order.
 
-    Example:
+    Examples:
       >>> Step(a=0, b=1, out=(1,))     # sum_i A[i] * B[i, j] -> C[j], tensor id 2
       Step(a=0, b=1, out=(1,))
     """
@@ -71,7 +71,7 @@ class Plan:
       largest: number of entries of the largest intermediate (inputs excluded).
       search_seconds: time the path search took (0 when it came from a cache).
 
-    Example:
+    Examples:
       >>> p = plan(((0,), (0, 1)), (1,), (2, 3))     # a[i] B[i, j] -> c[j]
       >>> p.steps, p.flops, p.labels
       ((Step(a=0, b=1, out=(1,)),), 6.0, ((0,), (0, 1), (1,)))
@@ -89,7 +89,7 @@ class Plan:
     def labels(self) -> tuple[tuple[int, ...], ...]:
         """Labels of every tensor id: inputs then intermediates.
 
-        Example:
+        Examples:
           >>> plan(((0,), (0, 1), (1, 2)), (), (2, 2, 2)).labels[:3]
           ((0,), (0, 1), (1, 2))
         """
@@ -102,7 +102,7 @@ class Plan:
     def log10_flops(self) -> float:
         """log10 of the multiply-adds, ``log10(max(flops, 1))`` (the cost tables of the benchmarks).
 
-        Example:
+        Examples:
           >>> round(plan(((0,), (0, 1)), (1,), (10, 100)).log10_flops, 3)
           3.0
         """
@@ -308,7 +308,7 @@ def plan(
     Raises:
       ValueError: repeated output labels, or an output label that no input carries.
 
-    Example:
+    Examples:
       >>> p = plan(((0,), (0, 1), (1, 2)), (2,), (2, 3, 4))     # a[i] B[i, j] C[j, k] -> d[k]
       >>> len(p.steps), p.output
       (2, (2,))
@@ -403,7 +403,7 @@ def all_steps_small(p: Plan) -> bool:
     Returns:
       ``True`` when every step's product grid (prod of the sizes of all its labels) is small.
 
-    Example:
+    Examples:
       >>> all_steps_small(plan(((0,), (0, 1)), (), (2, 2))), all_steps_small(plan(((0, 1), (1, 2)), (), (500, 500, 500)))
       (True, False)
     """
@@ -459,7 +459,7 @@ def contract(
     Raises:
       ValueError: a number of arrays other than the plan's inputs.
 
-    Example:
+    Examples:
       >>> p = plan(((0,), (0, 1)), (1,), (2, 2))                 # sum_i a[i] B[i, j]
       >>> mantissa, log_scale = contract(p, [jnp.array([0.8, 0.2]), jnp.array([[0.9, 0.1], [0.2, 0.8]])])
       >>> print(mantissa * jnp.exp(log_scale))
@@ -516,7 +516,7 @@ def contract_max(p: Plan, log_arrays: Sequence[jax.Array]):
 
     max_log = max over the eliminated labels of sum_t log_arrays[t].
 
-    Example:
+    Examples:
       >>> p = plan(((0,), (0, 1)), (), (2, 2))                   # max_ij log a[i] + log B[i, j]
       >>> best, decode = contract_max(p, [jnp.log(jnp.array([0.8, 0.2])), jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]]))])
       >>> print(jnp.exp(best))

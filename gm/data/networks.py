@@ -4,7 +4,7 @@ Discrete networks ship as ``<name>.bif.gz`` (read by `gm.bn.read_bif`); the four
 (`GAUSSIAN_NETWORKS`: ecoli70, magic-niab, magic-irri, arth150) as pgmpy's ``<name>.json`` (read by
 `gm.learn.linear_gaussian.read_json` into a `GaussianBayesNet`). `load_network` takes either kind.
 
-Example:
+Examples:
     >>> load_network("asia")                                   # a gm.bn.BayesNet
     BayesNet(8 variables, 8 edges)
     >>> load_network("ecoli70")                                # a linear-Gaussian network
@@ -32,7 +32,7 @@ def network_dir() -> str:
     Raises:
       ImportError: pgmpy is absent, or a version that does not ship the networks.
 
-    Example:
+    Examples:
       >>> os.path.exists(os.path.join(network_dir(), "alarm.bif.gz"))
       True
     """
@@ -64,7 +64,7 @@ def bif_path(name: str) -> str:
     Raises:
       ValueError: an unknown name (listing the available ones) or a linear-Gaussian network's name.
 
-    Example:
+    Examples:
       >>> os.path.basename(bif_path("alarm"))
       'alarm.bif.gz'
     """
@@ -95,7 +95,7 @@ def gaussian_json_path(name: str) -> str:
       ValueError: a discrete or unknown network's name.
       ImportError: a pgmpy that does not ship the file.
 
-    Example:
+    Examples:
       >>> os.path.basename(gaussian_json_path("magic-niab"))
       'magic-niab.json'
     """
@@ -122,7 +122,7 @@ def load_network(name: str, **kwargs):
     Raises:
       ValueError: an unknown name.
 
-    Example:
+    Examples:
       >>> net = load_network("alarm")
       >>> net.n_vars, net.cards[net.index("HRBP")]
       (37, 3)

@@ -23,7 +23,7 @@ the reference to the relabelled posterior mean (Stephens 2000, a pivot-based var
 label-dependent quantities only after relabelling; label-invariant ones (log-likelihood, predictive
 probabilities) need none.
 
-Example:
+Examples:
   >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
   ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
   >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -98,7 +98,7 @@ def cpt_model(structure: Structure, alpha, *, counts=None, data=None, weights=No
     Raises:
       ValueError: both or neither of ``counts`` and ``data``.
 
-    Example:
+    Examples:
       >>> from numpyro.handlers import seed, trace
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -155,7 +155,7 @@ def nuts(
     Raises:
       ValueError: an unknown ``likelihood``, or ``"counts"`` with missing values.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -203,7 +203,7 @@ def posterior_nets(net_or_structure, samples) -> BayesNet:
     Raises:
       ValueError: naming the variables whose CPTs are missing from ``samples``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -234,7 +234,7 @@ def dirichlet_posterior(
     Returns:
       A `BayesNet` with CPTs ``f32[num_samples, *cpt shape]``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -259,7 +259,7 @@ class QueryPosterior(NamedTuple):
       upper: ``f32[*shape]``, the upper end.
       samples: ``f32[S, *shape]``, the query table under each posterior draw.
 
-    Example:
+    Examples:
       >>> q = QueryPosterior(jnp.array([0.3, 0.7]), jnp.array([0.1, 0.5]), jnp.array([0.5, 0.9]), jnp.zeros((10, 2)))
       >>> mean, lower, upper, samples = q
       >>> samples.shape
@@ -288,7 +288,7 @@ def posterior_query(nets: BayesNet, names: Sequence[str], evidence, *, level: fl
     Raises:
       ValueError: ``level`` outside (0, 1).
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -337,7 +337,7 @@ def hmm_model(obs, num_states: int, num_symbols: int, *, mask=None, concentratio
     Raises:
       ValueError: ``obs`` not two-dimensional.
 
-    Example:
+    Examples:
       >>> from numpyro.handlers import seed, trace
       >>> obs = jnp.array([[0, 0, 1, 1, 1], [1, 1, 0, 0, -1]])         # int32[B, T], -1 missing
       >>> sites = trace(seed(lambda: hmm_model(obs, 2, 2), jax.random.key(0))).get_trace()
@@ -378,7 +378,7 @@ def hmm_nuts(key, obs, num_states: int, num_symbols: int, *, mask=None, concentr
       The ``MCMC`` object; ``get_samples()`` is ``{"initial": f32[S, K], "transition": f32[S, K, K],
       "emission": f32[S, K, V]}``.
 
-    Example:
+    Examples:
       >>> obs = jnp.array([[0, 0, 1, 1, 1], [1, 1, 0, 0, -1]])         # int32[B, T], -1 missing
       >>> mcmc = hmm_nuts(jax.random.key(0), obs, 2, 2, num_warmup=50, num_samples=50)
       >>> draws, perms = relabel(mcmc.get_samples())
@@ -413,7 +413,7 @@ def relabel(samples: dict, reference=None, *, num_rounds: int = 3):
     Raises:
       ValueError: ``reference`` not of shape ``[K, V]``.
 
-    Example:
+    Examples:
       >>> e = np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.2, 0.8], [0.9, 0.1]]])   # draw 1 has the labels swapped
       >>> samples = {"initial": np.array([[0.6, 0.4], [0.4, 0.6]]), "emission": e,
       ...            "transition": np.array([np.eye(2), np.eye(2)])}

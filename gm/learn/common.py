@@ -67,7 +67,7 @@ class Prior(NamedTuple):
         Returns:
             A `Prior` of kind ``"dirichlet"``.
 
-        Example:
+        Examples:
             >>> Prior.dirichlet(2.0, estimate="mean")
             Prior(kind='dirichlet', alpha=2.0, equivalent_sample_size=5.0, estimate='mean')
         """
@@ -86,7 +86,7 @@ class Prior(NamedTuple):
         Returns:
             A `Prior` of kind ``"bdeu"``.
 
-        Example:
+        Examples:
             >>> Prior.bdeu(10.0)
             Prior(kind='bdeu', alpha=1.0, equivalent_sample_size=10.0, estimate='mean')
         """
@@ -104,7 +104,7 @@ class Prior(NamedTuple):
         Returns:
             A `Prior` of kind ``"k2"``.
 
-        Example:
+        Examples:
             >>> Prior.k2().kind
             'k2'
         """
@@ -120,7 +120,7 @@ class FitResult(NamedTuple):
             under the starting model and after each of the K iterations run.
         converged: whether the relative improvement fell below the fit's ``tol`` before ``num_iters``.
 
-    Example:
+    Examples:
         >>> result = FitResult(model="fitted", log_likelihood=jnp.array([-3.0, -2.5, -2.49]), converged=True)
         >>> model, history, converged = result     # a NamedTuple: unpacks, and is a pytree under jit
         >>> print(history[-1] - history[0])        # the gain over the fit
@@ -140,7 +140,7 @@ class EMStep(NamedTuple):
         model: the model after the step (same type as the model passed in).
         log_likelihood: ``f32[]``, log p(data | model before the step) (plus the log prior for MAP steps).
 
-    Example:
+    Examples:
         >>> step = EMStep(model="updated", log_likelihood=jnp.array(-2.5))
         >>> model, log_likelihood = step
         >>> float(log_likelihood)
@@ -170,7 +170,7 @@ def normalize_counts(counts, *, alpha=1.0, estimate: str = "map", fallback=None)
     Raises:
         ValueError: ``estimate`` is neither ``"map"`` nor ``"mean"``.
 
-    Example:
+    Examples:
         >>> normalize_counts(jnp.array([[3.0, 1.0], [0.0, 0.0]])).tolist()
         [[0.75, 0.25], [0.5, 0.5]]
         >>> normalize_counts(jnp.array([3.0, 1.0]), alpha=2.0, estimate="mean").tolist()   # (N + 2) / 8

@@ -64,7 +64,7 @@ def as_structure(net_or_structure) -> Structure:
     Raises:
       TypeError: anything else, naming its type.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -138,7 +138,7 @@ def family_counts(net_or_structure, data, *, weights=None) -> tuple[jax.Array, .
       out-of-range value, or any negative or non-finite weight, has an all-NaN table (never a plausible
       count), and so do the estimates built on it.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -185,7 +185,7 @@ def prior_counts(net_or_structure, *, prior: Prior, dtype=None) -> tuple[jax.Arr
       ValueError: naming an unknown prior kind, an unknown variable, a negative or mis-shaped value.
       TypeError: ``prior`` is not a `gm.learn.Prior`.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -246,7 +246,7 @@ def mle(net_or_structure, data, *, weights=None) -> BayesNet:
     Returns:
       A `BayesNet` with theta_i[u, x] = N_i[u, x] / N_i[u]; unseen parent configurations are uniform.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -280,7 +280,7 @@ def dirichlet(net_or_structure, data, *, prior: Prior = Prior.bdeu(5.0), weights
     Raises:
       ValueError: ``prior.estimate`` is neither ``"mean"`` nor ``"map"``, or a bad prior value.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
@@ -311,7 +311,7 @@ def sample_dirichlet_rows(key, concentrations, sample_shape: tuple[int, ...] = (
     Returns:
       A list of arrays, ``f32[*sample_shape, *concentrations[i].shape]``, whose last axes sum to one.
 
-    Example:
+    Examples:
       >>> rows = sample_dirichlet_rows(jax.random.key(0), [jnp.ones(3), jnp.ones((2, 4))], sample_shape=(5,))
       >>> [r.shape for r in rows]
       [(5, 3), (5, 2, 4)]

@@ -21,7 +21,7 @@ Bayesian networks, which also take θ ⊙ ∂ log p(e)/∂θ of their forward sc
 contract of `gm.learn.common`: ``em_step(model, data, *, prior=None, weights=None) -> EMStep`` and a fit
 that returns a `FitResult`.
 
-Example:
+Examples:
   >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
   ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
   >>> data = jnp.array([[0, 0], [-1, 1], [1, 1], [0, -1]])          # int32[N, n_vars], -1 missing
@@ -56,7 +56,7 @@ class ExpectedFamilyCounts(NamedTuple):
       counts: tuple of ``f32[*parent cards, card]``, E[N_i(u, x)] for every variable, in CPT layout.
       log_likelihood: ``f32[]``, Σ_n w_n log P(e_n) under the network the counts were taken from.
 
-    Example:
+    Examples:
       >>> counts, log_likelihood = ExpectedFamilyCounts((jnp.array([2.0, 1.0]),), jnp.array(-1.9))
       >>> counts[0].tolist()
       [2.0, 1.0]
@@ -83,7 +83,7 @@ def log_likelihood(net: BayesNet, data, *, weights=None, chunk_size: int | None 
     Returns:
       ``f32[]``, the observed-data log-likelihood.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [-1, 1], [1, 1], [0, -1]])          # int32[N, n_vars], -1 missing
@@ -107,7 +107,7 @@ def expected_counts(net: BayesNet, data, *, weights=None, chunk_size: int | None
       `ExpectedFamilyCounts` ``(counts, log_likelihood)``: E[N_i(u, x)] = θ_i(u, x) ∂/∂θ_i(u, x)
       Σ_n w_n log P(e_n), in CPT layout.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [-1, 1], [1, 1], [0, -1]])          # int32[N, n_vars], -1 missing
@@ -134,7 +134,7 @@ def log_prior(net: BayesNet, alpha) -> jax.Array:
     Returns:
       ``f32[]``; entries with α = 1 contribute nothing.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Coin": 2}, {}, {"Coin": [0.5, 0.5]})
       >>> print(log_prior(net, [jnp.array([2.0, 2.0])]))     # 2 log 0.5
       -1.3863
@@ -178,7 +178,7 @@ def em_step(net: BayesNet, data, *, prior: Prior | None = None, weights=None, ch
     Returns:
       `EMStep` ``(model, log_likelihood)``: the new network and Σ_n w_n log P(e_n) under the old one.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [-1, 1], [1, 1], [0, -1]])          # int32[N, n_vars], -1 missing
@@ -202,7 +202,7 @@ def random_init(key, net_or_structure, *, concentration: float = 1.0, dtype=None
     Returns:
       A `BayesNet` of the same structure, every entry at least about 1e-6.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [-1, 1], [1, 1], [0, -1]])          # int32[N, n_vars], -1 missing
@@ -260,7 +260,7 @@ def em(
     Raises:
       ValueError: ``num_iters < 0``, or a prior whose estimate is not ``"map"``.
 
-    Example:
+    Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
       >>> data = jnp.array([[0, 0], [-1, 1], [1, 1], [0, -1]])          # int32[N, n_vars], -1 missing

@@ -8,7 +8,7 @@ posterior with any subset of features observed). `fit` uses `gm.learn.dirichlet`
 the (weighted) maximum-likelihood estimate and each feature row gets ``alpha`` pseudo-counts
 (Lidstone/Laplace smoothing), as scikit-learn's ``CategoricalNB(alpha=alpha)`` does.
 
-Example:
+Examples:
   >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
   >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
   >>> model = fit(x, y, alpha=1.0)
@@ -42,7 +42,7 @@ class NaiveBayes(NamedTuple):
       net: the `BayesNet` (variable 0 the class, variables 1..F the features, parent = class);
         ``cpts[0]: f32[n_classes]``, ``cpts[f]: f32[n_classes, card_f]``.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
       >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
       >>> model = fit(x, y, alpha=1.0)
@@ -59,7 +59,7 @@ class NaiveBayes(NamedTuple):
     def num_classes(self) -> int:
         """Number of classes (the class variable's cardinality).
 
-        Example:
+        Examples:
           >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
           >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
           >>> model = fit(x, y, alpha=1.0)
@@ -72,7 +72,7 @@ class NaiveBayes(NamedTuple):
     def num_features(self) -> int:
         """Number of features F.
 
-        Example:
+        Examples:
           >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
           >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
           >>> model = fit(x, y, alpha=1.0)
@@ -103,7 +103,7 @@ def structure(
     Raises:
       ValueError: a number of names other than of features, or repeated names.
 
-    Example:
+    Examples:
       >>> s = structure(3, [2, 4], feature_names=["colour", "size"])
       >>> s.names, s.cards, s.parents
       (('class', 'colour', 'size'), (3, 2, 4), ((), (0,), (0,)))
@@ -154,7 +154,7 @@ def fit(
     Raises:
       ValueError: shapes that do not match, or a negative ``alpha``.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
       >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
       >>> model = fit(x, y, alpha=1.0)
@@ -201,7 +201,7 @@ def log_joint(model: NaiveBayes, data) -> jax.Array:
     Raises:
       ValueError: ``data`` not of shape ``(N, F)``.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
       >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
       >>> model = fit(x, y, alpha=1.0)
@@ -233,7 +233,7 @@ def predict_proba(model: NaiveBayes, data) -> jax.Array:
     Returns:
       ``f32[N, n_classes]``, rows summing to one.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
       >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
       >>> model = fit(x, y, alpha=1.0)
@@ -253,7 +253,7 @@ def predict(model: NaiveBayes, data) -> jax.Array:
     Returns:
       ``int32[N]``.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
       >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
       >>> model = fit(x, y, alpha=1.0)

@@ -19,7 +19,7 @@ def add_distributed_args(parser):
     Returns:
       The same parser (for chaining).
 
-    Example:
+    Examples:
       >>> import argparse
       >>> parser = add_distributed_args(argparse.ArgumentParser())
       >>> args = parser.parse_args(["--coordinator", "10.0.0.1:1234", "--num-processes", "2", "--process-id", "0"])
@@ -49,7 +49,7 @@ def initialize_from_args(args) -> bool:
     Raises:
       ValueError: a process count or id without a coordinator (or the reverse), or an id out of range.
 
-    Example:
+    Examples:
       >>> import argparse
       >>> initialize_from_args(add_distributed_args(argparse.ArgumentParser()).parse_args([]))   # one process
       False

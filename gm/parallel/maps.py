@@ -5,7 +5,7 @@ chunked per device with ``lax.map`` for batches that do not fit at once); `shard
 ``fn`` over a sharded batch with padding rows weighted 0 and a replicated result (XLA all-reduces the
 per-device partial sums).
 
-Example:
+Examples:
     >>> from gm.parallel.mesh import batch_mesh
     >>> mesh = batch_mesh()                                     # every device
     >>> square = sharded_map(lambda x: x ** 2, mesh)
@@ -115,7 +115,7 @@ def sharded_map(fn: Callable, mesh: Mesh, *, in_axes: int | None | Sequence[int 
     Raises:
       ValueError: (when called) ``in_axes`` entries other than 0 or None, or none batched; ``chunk_size < 1``.
 
-    Example:
+    Examples:
       >>> from gm.bn import marginals
       >>> from gm.parallel.mesh import batch_mesh
       >>> from gm.bn import BayesNet
@@ -174,7 +174,7 @@ def sharded_sum(fn: Callable, mesh: Mesh, *, in_axes: int | None | Sequence[int 
     Returns:
       A function of ``fn``'s arguments returning sum_b fn(x_b), each leaf of ``fn``'s output shape.
 
-    Example:
+    Examples:
       >>> from gm.parallel.mesh import batch_mesh
       >>> labels = jnp.array([0, 2, 2, 1, 2])
       >>> sharded_sum(lambda x: jax.nn.one_hot(x, 3), batch_mesh())(labels).tolist()   # f32[3] counts

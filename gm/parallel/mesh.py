@@ -8,7 +8,7 @@ could be impossible evidence) and drop the padding again. `place`, `replicate`, 
 The examples run on any number of devices (one CPU included): a batch of B rows is padded to
 ceil(B / devices) * devices rows and split evenly.
 
-Example:
+Examples:
     >>> mesh = batch_mesh()                                     # every device, one axis "batch"
     >>> x, n = shard_batch(jnp.arange(6.0), mesh)               # padded with copies of the last row
     >>> y = jax.jit(lambda a: 2 * a)(x)                         # runs sharded over the mesh
@@ -49,7 +49,7 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None, *, axis: str = AXIS)
     Raises:
       ValueError: an empty device list.
 
-    Example:
+    Examples:
       >>> mesh = batch_mesh()
       >>> mesh.axis_names, mesh.size == jax.device_count()
       (('batch',), True)
@@ -74,7 +74,7 @@ def mesh_axis(mesh: Mesh) -> str:
     Raises:
       ValueError: a mesh with more or fewer than one axis.
 
-    Example:
+    Examples:
       >>> mesh_axis(batch_mesh(axis="data"))
       'data'
     """
@@ -92,7 +92,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     Returns:
       The `jax.sharding.NamedSharding`.
 
-    Example:
+    Examples:
       >>> batch_sharding(batch_mesh()).spec == P("batch")
       True
     """
@@ -108,7 +108,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
     Returns:
       The `jax.sharding.NamedSharding`.
 
-    Example:
+    Examples:
       >>> replicated(batch_mesh()).spec == P()
       True
     """
@@ -132,7 +132,7 @@ def leading_size(tree, name: str) -> int:
     Raises:
       ValueError: no arrays, a scalar leaf, or leaves of different leading sizes.
 
-    Example:
+    Examples:
       >>> leading_size({"x": np.zeros((5, 2)), "mask": np.ones(5, bool)}, "batch")
       5
       >>> leading_size({"x": np.zeros((5, 2)), "y": np.zeros(4)}, "batch")
@@ -165,7 +165,7 @@ def pad_batch(tree, multiple: int, *, fill: Any = "edge"):
     Raises:
       ValueError: ``multiple < 1``, an empty batch, or an unknown ``fill``.
 
-    Example:
+    Examples:
       >>> padded, n = pad_batch({"x": np.arange(5), "mask": np.ones(5, bool)}, 4)
       >>> padded["x"].tolist(), n                             # the last row repeated
       ([0, 1, 2, 3, 4, 4, 4, 4], 5)
@@ -205,7 +205,7 @@ def unpad(tree, size: int):
     Returns:
       The tree with leading size ``size``.
 
-    Example:
+    Examples:
       >>> padded, n = pad_batch(np.arange(5), 4)
       >>> unpad(padded, n).tolist()
       [0, 1, 2, 3, 4]
@@ -232,7 +232,7 @@ def place(x, sharding: NamedSharding):
     Returns:
       A `jax.Array` with ``sharding``.
 
-    Example:
+    Examples:
       >>> x = place(np.arange(4.0), replicated(batch_mesh()))
       >>> x.sharding.spec == P(), x.tolist()
       (True, [0.0, 1.0, 2.0, 3.0])
@@ -260,7 +260,7 @@ def replicate(tree, mesh: Mesh):
     Returns:
       The tree with every leaf replicated over ``mesh``.
 
-    Example:
+    Examples:
       >>> params = replicate({"w": np.ones((2, 2)), "key": jax.random.key(0)}, batch_mesh())
       >>> params["w"].sharding.spec == P(), params["key"].shape
       (True, ())
@@ -283,7 +283,7 @@ def shard_batch(tree, mesh: Mesh, *, fill: Any = "edge"):
       ``(sharded tree, B)``: leaves of leading size ``ceil(B / devices) * devices``, sharded
       ``P("batch")``; pass ``B`` to `unpad`.
 
-    Example:
+    Examples:
       >>> mesh = batch_mesh()
       >>> x, n = shard_batch({"evidence": np.zeros((5, 3), np.int32)}, mesh)
       >>> n, x["evidence"].shape[0] % mesh.size, x["evidence"].sharding.spec == P("batch")
@@ -312,7 +312,7 @@ def shard_local_batch(tree, mesh: Mesh):
     Raises:
       ValueError: a leading size that is not a multiple of this process's devices.
 
-    Example:
+    Examples:
       >>> mesh = batch_mesh()
       >>> local = np.arange(2 * jax.local_device_count(), dtype=np.float32)   # this process's rows
       >>> x = shard_local_batch(local, mesh)
@@ -336,7 +336,7 @@ def to_host(tree):
     Returns:
       The tree with every leaf a `numpy.ndarray` holding the whole (global) array.
 
-    Example:
+    Examples:
       >>> x, n = shard_batch(jnp.arange(3), batch_mesh())
       >>> type(to_host(x)).__name__, unpad(to_host(x), n).tolist()
       ('ndarray', [0, 1, 2])
@@ -363,7 +363,7 @@ def default_mesh(mesh: Mesh | None) -> Mesh:
     Returns:
       A `jax.sharding.Mesh`.
 
-    Example:
+    Examples:
       >>> default_mesh(None).axis_names
       ('batch',)
     """

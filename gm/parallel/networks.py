@@ -4,7 +4,7 @@ family counts of many records.
 Each equals its one-device counterpart (``jax.vmap`` of `gm.bn.marginals`, `gm.learn.family_counts`) with
 the batch split over the mesh's devices.
 
-Example:
+Examples:
     >>> from gm.bn import BayesNet
     >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
     ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -42,7 +42,7 @@ def sharded_marginals(net, evidence, *, mesh: Mesh | None = None, chunk_size: in
     Returns:
       ``{name: f32[B, card]}``, equal to ``jax.vmap(bn.marginals, in_axes=(None, 0))(net, evidence)``.
 
-    Example:
+    Examples:
       >>> from gm.bn import BayesNet
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -68,7 +68,7 @@ def sharded_log_evidence(net, evidence, *, mesh: Mesh | None = None, chunk_size:
     Returns:
       ``f32[B]``, log P(e_b) for every row.
 
-    Example:
+    Examples:
       >>> from gm.bn import BayesNet
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
       ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
@@ -108,7 +108,7 @@ def sharded_family_counts(net_or_structure, data, *, weights=None, mesh: Mesh | 
     Raises:
       ValueError: weights of the wrong shape.
 
-    Example:
+    Examples:
       >>> from gm.learn import normalize_counts
       >>> from gm.bn import BayesNet
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},

@@ -18,7 +18,7 @@ vector γ (flat base measure plus the exact prior density of β = A⁻ᵀγ as a
 Jacobian), so the sampler never sees the intercept–slope correlation of far-from-zero data; the
 likelihood uses the sufficient statistics ``RSS(γ) = RSS(γ̂) + (γ − γ̂)ᵀ G (γ − γ̂)``.
 
-Example:
+Examples:
     >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
     >>> params = fit_map(x, [[], [0]], prior=NIGPrior(precision=1.0))   # the slope shrunk towards 0
     >>> print(params.weights[1, 0])
@@ -69,7 +69,7 @@ class NIGPrior(NamedTuple):
       shape: a₀ of the inverse-gamma prior on the noise variance.
       scale: b₀ of that prior.
 
-    Example:
+    Examples:
       >>> NIGPrior(precision=10.0)          # weights shrunk towards 0 with prior variance v / 10
       NIGPrior(precision=10.0, intercept_precision=0.0, mean=0.0, intercept_mean=0.0, shape=1.0, scale=1.0)
     """
@@ -94,7 +94,7 @@ class NIGPosterior(NamedTuple):
       scale: ``f32[n]``, b_n.
       centre: ``f32[n]``, the data means that map γ back to (bias, weights).
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> post = nig_posterior(x, [[], [0]])
       >>> post.mean.shape, post.precision.shape
@@ -183,7 +183,7 @@ def nig_posterior(data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, 
       ValueError: (outside jit) a singular posterior precision (only possible with zero prior precision
         on the coordinates at fault), or a bad prior value.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> post = nig_posterior(x, [[], [0]], prior=NIGPrior(shape=2.0, scale=0.1))
       >>> print(post.shape)
@@ -219,7 +219,7 @@ def fit_map(data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, names=
     Raises:
       ValueError: as `nig_posterior`.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> print(fit_map(x, [[], [0]], prior=NIGPrior(precision=1e-6)).weights[1, 0])   # ~ the ML slope
       1.96
@@ -250,7 +250,7 @@ def sample_nig_posterior(key, data, parents, num_samples: int, *, prior: NIGPrio
       `LinearGaussian` with a leading ``[num_samples]`` axis on every leaf (map queries over it with
       ``jax.vmap``).
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> draws = sample_nig_posterior(jax.random.key(0), x, [[], [0]], 4000, prior=NIGPrior(precision=1e-6))
       >>> bool(abs(draws.weights[:, 1, 0].mean() - 1.96) < 0.02)          # centred on the ML slope
@@ -298,7 +298,7 @@ def nig_model(problem: CentredProblem, *, prior: NIGPrior, names):
     Returns:
       None (a numpyro model): sites ``variance_<name>`` ``f32[]`` and ``coef_<name>`` ``f32[k + 1]``.
 
-    Example:
+    Examples:
       >>> from numpyro.infer.util import log_density
       >>> from gm.learn.linear_gaussian.fitting import centred_problem
       >>> from gm.learn.linear_gaussian.model import GaussianStructure
@@ -355,7 +355,7 @@ def nuts(key, data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, name
       ``(mcmc, draws)``: the run ``numpyro.infer.MCMC`` and a `LinearGaussian` with a leading
       ``[num_samples · num_chains]`` axis (bias and weights mapped back from the centred coordinates).
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> mcmc, draws = nuts(jax.random.key(0), x, [[], [0]], num_warmup=100, num_samples=100)
       >>> draws.weights.shape, draws.variance.shape

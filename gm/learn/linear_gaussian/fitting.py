@@ -27,7 +27,7 @@ precision matmul, so accelerators do not drop to TF32), then every node's ``(k+1
 gathered from it, padded to the largest family, and solved in one vmapped ``eigh``. Record weights make
 the fit a weighted least-squares problem, so ``jax.vmap`` over bootstrap weights ``f32[B, N]`` works.
 
-Example:
+Examples:
     >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
     >>> params = fit(x + 1e4, [[], [0]])          # far from zero: still right in float32
     >>> print(params.weights[1, 0])
@@ -61,7 +61,7 @@ class FitDiagnostics(NamedTuple):
     Attributes:
       rank: ``int32[n]``; below k + 1 where `fit` (under jit) dropped a direction.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> _, diagnostics = fit_with_diagnostics(x, [[], [0]])
       >>> diagnostics.rank.tolist()
@@ -246,7 +246,7 @@ def fit(data, parents, *, weights=None, names=None, rcond=None, refine: int = 2)
       ValueError: wrong shapes; a cycle; outside jit, a singular design (naming child and parents).
       Inside jit a singular design yields the minimum-norm coefficients on the kept directions.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> params = fit(x, [[], [0]])
       >>> print(params.weights[1, 0], params.bias, params.variance)   # y = 1.06 + 1.96 x + N(0, 0.008)
@@ -275,7 +275,7 @@ def fit_with_diagnostics(data, parents, *, weights=None, names=None, rcond=None,
     Raises:
       ValueError: as `fit`.
 
-    Example:
+    Examples:
       >>> x = jnp.array([[0.0, 1.1], [1.0, 2.9], [2.0, 5.1], [3.0, 6.9]])     # f32[N, 2]: y ~ 1 + 2 x
       >>> params, diagnostics = jax.jit(fit_with_diagnostics, static_argnums=1)(x, ((), (0,)))
       >>> diagnostics.rank.tolist()

@@ -15,7 +15,7 @@ discrete parents. Each factor enters `gm.bn` as an observed binary child of D_k 
 contracts the discrete network with all of them. Cost: Π_{j ∈ D_k} |d_j| Gaussian factorisations per
 component, so components with many discrete parents are the limit.
 
-Example:
+Examples:
     >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
     >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
     >>> d, c = net.evidence({"x": 1.5})                        # x | Class ~ N(0 or 2, 1), x = 1.5 observed
@@ -54,7 +54,7 @@ class CLGParams(NamedTuple):
       weights: ``weights[i]: f32[*cards(D_i), n_c]`` (coefficients on all continuous variables, 0 off C_i).
       variance: ``variance[i]: f32[*cards(D_i)]``.
 
-    Example:
+    Examples:
       >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
       >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
       >>> print(net.params.bias[0], net.params.variance[0])
@@ -75,7 +75,7 @@ class CLGStructure:
       continuous: the `GaussianStructure` of the continuous variables.
       discrete_parents: ``discrete_parents[i]``, indices into the discrete network of D_i.
 
-    Example:
+    Examples:
       >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
       >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
       >>> net.structure.discrete_parents, net.structure.components
@@ -89,7 +89,7 @@ class CLGStructure:
     def components(self) -> tuple[tuple[int, ...], ...]:
         """Connected components of the continuous-only graph, each sorted.
 
-        Example:
+        Examples:
           >>> CLGStructure(GaussianStructure(("x", "y", "z"), ((), (0,), ())), ((), (), ())).components
           ((0, 1), (2,))
         """
@@ -112,7 +112,7 @@ class CLGNet:
       structure: the `CLGStructure` (static).
       params: the `CLGParams` leaves.
 
-    Example:
+    Examples:
       >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
       >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
       >>> net.continuous_names, net.discrete.names
@@ -130,7 +130,7 @@ class CLGNet:
         Returns:
           The children (the discrete `BayesNet` and the `CLGParams`) and the static `CLGStructure`.
 
-        Example:
+        Examples:
           >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
           >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
           >>> len(jax.tree_util.tree_leaves(net))                  # P(Class), bias, weights, variance
@@ -149,7 +149,7 @@ class CLGNet:
         Returns:
           A `CLGNet`.
 
-        Example:
+        Examples:
           >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
           >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
           >>> print(jax.tree_util.tree_map(lambda a: a + 1, net).params.bias[0])
@@ -161,7 +161,7 @@ class CLGNet:
     def continuous_names(self) -> tuple[str, ...]:
         """Names of the continuous variables, in their order.
 
-        Example:
+        Examples:
           >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
           >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
           >>> net.continuous_names
@@ -189,7 +189,7 @@ class CLGNet:
           ValueError: a name both discrete and continuous, an unknown parent, parameters of the wrong
             shape, or a non-positive variance.
 
-        Example:
+        Examples:
           >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
           >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
           >>> net.structure.continuous
@@ -242,7 +242,7 @@ class CLGNet:
         Returns:
           ``(int32[n_d] with -1 unobserved, Evidence(values f32[n_c], observed bool[n_c]))``.
 
-        Example:
+        Examples:
           >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
           >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
           >>> d, c = net.evidence({"Class": "b", "x": 1.5})
@@ -293,7 +293,7 @@ class HybridAnswer(NamedTuple):
       log_evidence: ``f32[]``, the log density of all evidence (discrete probabilities times continuous
         densities).
 
-    Example:
+    Examples:
       >>> table, log_evidence = HybridAnswer(jnp.array([0.25, 0.75]), jnp.array(-1.4))
       >>> table.shape
       (2,)
@@ -317,7 +317,7 @@ def discrete_query(net: CLGNet, names: Sequence[str], discrete_evidence, continu
       ``-inf`` (as `gm.bn.query`). P(d | e) ∝ P(d, e_d) prod_k φ_k(d), φ_k the Gaussian evidence of
       component k.
 
-    Example:
+    Examples:
       >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
       >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
       >>> d, c = net.evidence({"x": 1.5})

@@ -19,7 +19,7 @@ Cost per evidence set: one QR of ``[2n, n+1]`` (O(n³)); ``query`` forms only th
 ``R₁⁻¹``. Under ``jax.vmap`` over values with a fixed ``observed`` pattern the factorisation still runs
 per row (the mask is batched); `condition` (static observed indices) factors once for any batch.
 
-Example:
+Examples:
     >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
     ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
     >>> post = posterior(net, {"y": 4.5})                      # x | y: mean 1 + (2 / 4.5) 2, var 1 - 4 / 4.5
@@ -57,7 +57,7 @@ class GaussianPosterior(NamedTuple):
       covariance: ``f32[n, n]``, Cov[x | x_o] (zero rows and columns on observed coordinates).
       log_evidence: ``f32[]``, log p(x_o) (0 when nothing is observed).
 
-    Example:
+    Examples:
       >>> post = GaussianPosterior(jnp.zeros(2), jnp.eye(2), jnp.array(0.0))
       >>> mean, covariance, log_evidence = post     # a NamedTuple: unpacks, and is a pytree under vmap
       >>> covariance.shape
@@ -95,7 +95,7 @@ def evidence_from_array(x) -> Evidence:
     Returns:
       `Evidence` ``(values f32[..., n], observed bool[..., n])``, values 0 where unobserved.
 
-    Example:
+    Examples:
       >>> ev = evidence_from_array(jnp.array([jnp.nan, 4.5]))
       >>> print(ev.values, ev.observed)
       [0.  4.5] [False  True]
@@ -139,7 +139,7 @@ def posterior(net: GaussianBayesNet, evidence=None) -> GaussianPosterior:
     Returns:
       `GaussianPosterior`. Under ``jit`` non-finite observed values propagate as NaN (not checked).
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> batch = evidence_from_array(jnp.array([[jnp.nan, 4.5], [jnp.nan, 2.5], [0.0, jnp.nan]]))
@@ -176,7 +176,7 @@ def query(net: GaussianBayesNet, names: Sequence[str], evidence=None) -> Gaussia
     Raises:
       ValueError: a repeated or unknown name.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> g = query(net, ["x"], {"y": 4.5})
@@ -209,7 +209,7 @@ def log_evidence(net: GaussianBayesNet, evidence=None) -> jax.Array:
     Returns:
       ``f32[]``.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> print(log_evidence(net, {"y": 4.5}))                  # log N(4.5; 2.5, 4.5)
@@ -232,7 +232,7 @@ def sample_posterior(key, net: GaussianBayesNet, evidence, num_samples: int) -> 
     Returns:
       ``f32[num_samples, n_vars]``.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> x = sample_posterior(jax.random.key(0), net, {"y": 4.5}, 10_000)
@@ -265,7 +265,7 @@ def condition(gaussian: Gaussian, index: Sequence[int], values) -> Gaussian:
     Raises:
       ValueError: repeated or out-of-range indices, or values of the wrong shape.
 
-    Example:
+    Examples:
       >>> from gm.learn.linear_gaussian.model import joint
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)

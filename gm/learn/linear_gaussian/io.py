@@ -44,7 +44,7 @@ def parse_json(text: str | dict, *, dtype=None) -> GaussianBayesNet:
     Raises:
       ValueError: naming what is missing or inconsistent (a CPD, an intercept, a coefficient, the arcs).
 
-    Example:
+    Examples:
       >>> net = parse_json({"nodes": ["x", "y"], "arcs": [["x", "y"]], "cpds": {
       ...     "x": {"coefficients": {"(Intercept)": [1.0]}, "variance": [1.0], "parents": []},
       ...     "y": {"coefficients": {"(Intercept)": [0.5], "x": [2.0]}, "variance": [0.5], "parents": ["x"]}}})
@@ -98,7 +98,7 @@ def read_json(path: str | os.PathLike, *, dtype=None) -> GaussianBayesNet:
     Returns:
       The `GaussianBayesNet` (see `parse_json`).
 
-    Example:
+    Examples:
       >>> from gm.data.networks import gaussian_json_path
       >>> read_json(gaussian_json_path("ecoli70"))            # bnlearn's ecoli70, as pgmpy ships it
       GaussianBayesNet(46 variables, 70 edges)
@@ -116,7 +116,7 @@ def to_json_dict(net: GaussianBayesNet) -> dict:
     Returns:
       ``{"nodes": [...], "arcs": [[parent, child], ...], "cpds": {...}}``.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> to_json_dict(net)["cpds"]["y"]
@@ -142,7 +142,7 @@ def format_json(net: GaussianBayesNet) -> str:
     Returns:
       The JSON text; ``parse_json(format_json(net))`` has the same structure and parameters.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> parse_json(format_json(net)).cpd("y")
@@ -161,7 +161,7 @@ def write_json(net: GaussianBayesNet, path: str | os.PathLike) -> None:
     Returns:
       None.
 
-    Example:
+    Examples:
       >>> import os, tempfile
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
@@ -190,7 +190,7 @@ def from_pgmpy(model, *, dtype=None) -> GaussianBayesNet:
     Raises:
       ValueError: a node without a CPD, or a CPD whose betas do not match its parents.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> from_pgmpy(to_pgmpy(net)).cpd("y")                   # the round trip through pgmpy
@@ -227,7 +227,7 @@ def to_pgmpy(net: GaussianBayesNet):
     Raises:
       ImportError: pgmpy is not installed.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> model = to_pgmpy(net)

@@ -12,7 +12,7 @@ here by triangular solves in topological order (backward stable; no general inve
 Length: about 400 lines of code (the parameter types, the validated network and its three densities);
 the rest is docstrings with runnable examples, one per public name and method.
 
-Example:
+Examples:
     >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
     ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
     >>> g = joint(net)                                          # N(mu, Sigma) of (x, y)
@@ -61,7 +61,7 @@ class LinearGaussian(NamedTuple):
       bias: ``f32[n]``, b_i.
       variance: ``f32[n]``, v_i > 0.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> params = net.params                                    # a LinearGaussian, the pytree leaves
@@ -83,7 +83,7 @@ class LinearGaussianCPD(NamedTuple):
       bias: the intercept.
       variance: the noise variance.
 
-    Example:
+    Examples:
       >>> LinearGaussianCPD(weights={"x": 2.0}, bias=0.5, variance=0.5).weights["x"]
       2.0
     """
@@ -100,7 +100,7 @@ class Gaussian(NamedTuple):
       mean: ``f32[n]``.
       covariance: ``f32[n, n]``, symmetric positive (semi-)definite.
 
-    Example:
+    Examples:
       >>> g = Gaussian(mean=jnp.zeros(2), covariance=jnp.eye(2))
       >>> print(log_prob(g, jnp.zeros(2)))                       # -log(2 pi)
       -1.8379
@@ -120,7 +120,7 @@ class Evidence(NamedTuple):
       values: ``f32[n]``, the observed values (any number where unobserved).
       observed: ``bool[n]``, which variables are observed.
 
-    Example:
+    Examples:
       >>> ev = Evidence(values=jnp.array([0.0, 4.5]), observed=jnp.array([False, True]))
       >>> values, observed = ev
       >>> observed.tolist()
@@ -142,7 +142,7 @@ class GaussianStructure:
       names: variable names, in variable order.
       parents: parent indices of each variable (the order of the weights' columns does not depend on it).
 
-    Example:
+    Examples:
       >>> s = GaussianStructure(("x", "y", "z"), ((), (0,), (0, 1)))
       >>> s.topological_order, s.max_parents
       ((0, 1, 2), 2)
@@ -188,7 +188,7 @@ class GaussianStructure:
         Returns:
           A validated `GaussianStructure`.
 
-        Example:
+        Examples:
           >>> GaussianStructure.from_indices([[], [0]])
           GaussianStructure(names=('X0', 'X1'), parents=((), (0,)))
         """
@@ -200,7 +200,7 @@ class GaussianStructure:
     def topological_order(self) -> tuple[int, ...]:
         """Parents before children, ties broken by variable order (`gm.bn.Structure.topological_order`).
 
-        Example:
+        Examples:
           >>> GaussianStructure.from_indices([[1], []]).topological_order
           (1, 0)
         """
@@ -210,7 +210,7 @@ class GaussianStructure:
     def index(self) -> dict[str, int]:
         """``{name: position}`` of every variable.
 
-        Example:
+        Examples:
           >>> GaussianStructure(("x", "y"), ((), (0,))).index
           {'x': 0, 'y': 1}
         """
@@ -220,7 +220,7 @@ class GaussianStructure:
     def max_parents(self) -> int:
         """The largest number of parents of any variable (0 for an empty graph).
 
-        Example:
+        Examples:
           >>> GaussianStructure.from_indices([[], [0], [0, 1]]).max_parents
           2
         """
@@ -238,7 +238,7 @@ class GaussianStructure:
         Raises:
           ValueError: an unknown name, listing the variables.
 
-        Example:
+        Examples:
           >>> GaussianStructure(("x", "y"), ((), (0,))).lookup("y")
           1
         """
@@ -258,7 +258,7 @@ def as_structure(parents_or_structure, names: Sequence[str] | None = None) -> Ga
     Returns:
       The `GaussianStructure`.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> as_structure(net) is net.structure, as_structure([[], [0]], ["x", "y"]).names
@@ -281,7 +281,7 @@ class GaussianBayesNet:
       structure: the `GaussianStructure` (static aux data of the pytree).
       params: the `LinearGaussian` leaves ``(weights f32[n, n], bias f32[n], variance f32[n])``.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(
       ...     parents={"y": ["x"]}, bias={"x": 20.0, "y": 1.0}, weights={"y": {"x": 0.5}},
       ...     variance={"x": 1.0, "y": 0.01})
@@ -304,7 +304,7 @@ class GaussianBayesNet:
         Returns:
           ``((weights, bias, variance), structure)``.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> [leaf.shape for leaf in jax.tree_util.tree_leaves(net)]
@@ -323,7 +323,7 @@ class GaussianBayesNet:
         Returns:
           A `GaussianBayesNet`.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> doubled = jax.tree_util.tree_map(lambda a: 2 * a, net)
@@ -336,7 +336,7 @@ class GaussianBayesNet:
     def names(self) -> tuple[str, ...]:
         """Variable names in variable order.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> net.names
@@ -348,7 +348,7 @@ class GaussianBayesNet:
     def parents(self) -> tuple[tuple[int, ...], ...]:
         """Parent indices of each variable.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> net.parents
@@ -360,7 +360,7 @@ class GaussianBayesNet:
     def n_vars(self) -> int:
         """Number of variables.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> net.n_vars
@@ -372,7 +372,7 @@ class GaussianBayesNet:
     def weights(self):
         """``f32[n, n]``: W[i, j], the coefficient of parent j in X_i's mean.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> print(net.weights)
@@ -385,7 +385,7 @@ class GaussianBayesNet:
     def bias(self):
         """``f32[n]``: the intercepts b_i.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> print(net.bias)
@@ -397,7 +397,7 @@ class GaussianBayesNet:
     def variance(self):
         """``f32[n]``: the noise variances v_i.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> print(net.variance)
@@ -417,7 +417,7 @@ class GaussianBayesNet:
         Raises:
           ValueError: an unknown name.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> net.index("y")
@@ -434,7 +434,7 @@ class GaussianBayesNet:
         Returns:
           A tuple of names.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> net.parent_names("y")
@@ -451,7 +451,7 @@ class GaussianBayesNet:
         Returns:
           A new `GaussianBayesNet`.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> print(net.replace(net.params._replace(bias=jnp.zeros(2))).bias)
@@ -475,7 +475,7 @@ class GaussianBayesNet:
         Raises:
           ValueError: an unknown name or a non-finite value.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> ev = net.evidence({"y": 4.5})
@@ -501,7 +501,7 @@ class GaussianBayesNet:
         Returns:
           `LinearGaussianCPD`.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> net.cpd("y")
@@ -539,7 +539,7 @@ class GaussianBayesNet:
           ValueError: an unknown name, a missing bias or variance, a weight on a non-parent, a cycle,
             a non-positive variance or non-finite values.
 
-        Example:
+        Examples:
           >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
           ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
           >>> net.structure
@@ -609,7 +609,7 @@ def joint(model: LinearGaussian | GaussianBayesNet, parents: Parents | GaussianS
     Returns:
       `Gaussian` with ``mean f32[n]``, ``covariance f32[n, n]`` in variable order.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> g = joint(net.params, [[], [0]])                       # bare parameters and parent lists
@@ -659,7 +659,7 @@ def sample(key, model: LinearGaussian | GaussianBayesNet, parents=None, num_samp
     Raises:
       ValueError: a missing or negative number of samples.
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> x = sample(jax.random.key(0), net, 10_000)
@@ -693,7 +693,7 @@ def log_density(model: LinearGaussian | GaussianBayesNet, x, parents=None) -> ja
     Returns:
       ``f32[...]``; exact and O(n + edges) per record (no joint covariance).
 
-    Example:
+    Examples:
       >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
       ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
       >>> x = jnp.array([[1.0, 2.5], [0.0, 0.0]])
@@ -721,7 +721,7 @@ def log_prob(gaussian: Gaussian, x) -> jax.Array:
     Returns:
       ``f32[...]``.
 
-    Example:
+    Examples:
       >>> print(log_prob(Gaussian(jnp.zeros(1), jnp.eye(1)), jnp.array([[0.0], [1.0]])))
       [-0.9189 -1.4189]
     """

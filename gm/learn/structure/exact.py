@@ -11,7 +11,7 @@ Memory is about n 2^n (8 + 4) bytes for step 2 plus 2^n 9 bytes for step 3, and 
 n sum_{k <= max_parents} C(n - 1, k) families: `exact_search` estimates both first and refuses, with the
 numbers, above ``memory_limit`` or ``max_families``.
 
-Example:
+Examples:
     >>> from gm.bn import Structure
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -41,7 +41,7 @@ class ExactSearchCost(NamedTuple):
       memory: bytes of the subset tables, n 2^n 12 + 2^n 9.
       families: local scores to compute, n sum_{k <= max_parents} C(n - 1, k).
 
-    Example:
+    Examples:
       >>> memory, families = exact_search_cost(3)
       >>> memory, families
       (360, 12)
@@ -61,7 +61,7 @@ def exact_search_cost(n_vars: int, max_parents: int | None = None) -> ExactSearc
     Returns:
       `ExactSearchCost` ``(memory, families)``.
 
-    Example:
+    Examples:
       >>> exact_search_cost(20, max_parents=3)                 # 250 MiB, 23,200 local scores
       ExactSearchCost(memory=261095424, families=23200)
     """
@@ -91,7 +91,7 @@ def exact_search(data, variables=None, *, score: str = "bic", equivalent_sample_
     Raises:
       ValueError: when the estimated memory or number of families is over the limit, with both numbers.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))

@@ -13,7 +13,7 @@ scored in one batched kernel call (`NeighbourhoodScorer`). Legality (acyclicity)
 closure of the current graph, so one step is a handful of numpy operations on n x n arrays plus at most
 one kernel call.
 
-Example:
+Examples:
     >>> from gm.bn import Structure
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -205,7 +205,7 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
       ValueError: bad white/black lists, a negative ``max_indegree``, or a start graph with a cycle or too
         many parents.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -241,7 +241,7 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
     Returns:
       `SearchResult` of the best climb (its ``n_iterations`` counts the moves of every climb).
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))

@@ -6,7 +6,7 @@ reversing one edge: the counts of all those families come from one product of th
 local scores from `gm.learn.structure.scores.scores_from_counts`. Hill climbing (`hill_climb`) asks it for
 the neighbourhood of the variables whose parents changed.
 
-Example:
+Examples:
     >>> from gm.bn import Structure
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -46,7 +46,7 @@ class Neighbourhood(NamedTuple):
       add: ``f32[B, n_vars]``, s(j, P + i) for every i (meaningless where i is j or already in P).
       delete: ``f32[B, K]``, s(j, P - P[k]) for each parent slot k (meaningless on padding slots).
 
-    Example:
+    Examples:
       >>> hood = Neighbourhood(current=np.zeros(1), add=np.zeros((1, 3)), delete=np.zeros((1, 1)))
       >>> current, add, delete = hood
       >>> add.shape
@@ -70,7 +70,7 @@ def column_blocks(cards):
     Returns:
       ``int32[n, max(cards)]``.
 
-    Example:
+    Examples:
       >>> column_blocks((2, 3)).tolist()
       [[0, 1, 5], [2, 3, 4]]
     """
@@ -161,7 +161,7 @@ class NeighbourhoodScorer:
       score: the canonical score name.
       memo: ``{(child, frozenset(parents)): neighbourhood}``, filled by the searches that share it.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -201,7 +201,7 @@ class NeighbourhoodScorer:
         Raises:
           ValueError: a parent set with too many configurations to count.
 
-        Example:
+        Examples:
           >>> from gm.bn import Structure
           >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
           >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))

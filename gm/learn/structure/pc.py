@@ -25,7 +25,7 @@ Orientation: unshielded colliders X -> Z <- Y for Z outside sepset(X, Y), then M
 point, then rules 1-4 (pgmpy's order, nodes in index order), giving the CPDAG; `pc` also returns a
 consistent DAG extension (Dor & Tarsi 1992).
 
-Example:
+Examples:
     >>> from gm.bn import Structure
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -73,7 +73,7 @@ class PCResult(NamedTuple):
       separating_sets: ``{(u, v): tuple}`` for every removed edge (u < v).
       n_tests: conditional independence tests computed.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -154,7 +154,7 @@ def ci_tests(data, tests, variables=None, *, test: str = "chi_square", _prepared
     Raises:
       ValueError: an unknown ``test``.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -280,7 +280,7 @@ def meek_rules(num_vars: int, directed, undirected, *, rule4: bool = True) -> PD
     Returns:
       `PDAGEdges` ``(directed, undirected)``.
 
-    Example:
+    Examples:
       >>> meek_rules(3, {(0, 1)}, {(1, 2)})                     # R1 orients 1 -> 2
       PDAGEdges(directed={(0, 1), (1, 2)}, undirected=set())
     """
@@ -337,7 +337,7 @@ def dag_extension(num_vars: int, directed, undirected) -> list[list[int]]:
     Returns:
       One sorted list of parent indices per variable.
 
-    Example:
+    Examples:
       >>> dag_extension(3, set(), {(0, 1), (1, 2)})              # the chain, oriented without a new collider
       [[1], [2], []]
     """
@@ -381,7 +381,7 @@ def orient(num_vars: int, skeleton, separating_sets) -> PDAGEdges:
       `PDAGEdges` ``(directed, undirected)``. Where two colliders disagree about an edge, both of its
       directions are dropped and the edge disappears (as in pgmpy).
 
-    Example:
+    Examples:
       >>> orient(3, {(0, 2), (1, 2)}, {(0, 1): ()})                # 2 not in sepset(0, 1): a collider
       PDAGEdges(directed={(0, 2), (1, 2)}, undirected=set())
     """
@@ -419,7 +419,7 @@ def pc(data, variables=None, *, test: str = "chi_square", significance_level: fl
     Raises:
       ValueError: an unknown ``test``, a level outside (0, 1), or incomplete data.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))

@@ -30,7 +30,7 @@ Missing values. Scores need complete records: eager calls raise ValueError namin
 Length: under 400 lines of code (the formulas, the batched counting kernel, the cache and the helpers every
 search shares); the rest is docstrings with runnable examples.
 
-Example:
+Examples:
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
     >>> print(family_scores(data, "C", [[], ["A"], ["A", "B"]], variables=variables))   # BIC: A and B both help
@@ -72,7 +72,7 @@ def canonical_score(score: str) -> str:
     Raises:
       ValueError: an unknown score, listing the known ones.
 
-    Example:
+    Examples:
       >>> canonical_score("MDL"), canonical_score("ll")
       ('bic', 'log_likelihood')
     """
@@ -95,7 +95,7 @@ def variable_cards(variables, data=None) -> tuple[int, ...]:
     Raises:
       ValueError: neither ``variables`` nor ``data``, or a cardinality below 1.
 
-    Example:
+    Examples:
       >>> variable_cards([2, 3]), variable_cards(None, np.array([[0, 2], [1, 0]]))
       ((2, 3), (2, 3))
     """
@@ -131,7 +131,7 @@ def check_complete_data(data, cards: Sequence[int], names: Sequence[str] | None 
       ValueError: a wrong shape, no records, a missing value (-1) or a state past the cardinality.
       TypeError: a non-integer dtype.
 
-    Example:
+    Examples:
       >>> check_complete_data(jnp.array([[0, 1], [1, 1]]), (2, 2)).dtype
       dtype('int32')
       >>> check_complete_data(jnp.array([[0, -1]]), (2, 2), ["A", "B"])
@@ -185,7 +185,7 @@ def scores_from_counts(counts, n_parent_configs, child_cards, n_records, *, scor
     Raises:
       ValueError: an unknown score.
 
-    Example:
+    Examples:
       >>> counts = jnp.array([[[30.0, 10.0], [10.0, 30.0]]])      # one family: N[u, x], q = r = 2
       >>> print(scores_from_counts(counts, jnp.array([2.0]), jnp.array([2.0]), 80, score="log_likelihood"))
       [-44.9868]
@@ -250,7 +250,7 @@ def bucket(k: int, floor: int = 1) -> int:
     Returns:
       ``max(floor, 2 ** ceil(log2(k)))``.
 
-    Example:
+    Examples:
       >>> bucket(5), bucket(8), bucket(3, floor=8)
       (8, 8, 8)
     """
@@ -299,7 +299,7 @@ def names_of(variables) -> tuple[str, ...] | None:
     Returns:
       ``tuple[str, ...]`` or None.
 
-    Example:
+    Examples:
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
       >>> names_of(variables), names_of([2, 2])
@@ -325,7 +325,7 @@ def resolve_variable(variables, v) -> int:
     Raises:
       ValueError: an unknown name, naming it and the known ones.
 
-    Example:
+    Examples:
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
       >>> resolve_variable(variables, "C"), resolve_variable(variables, 1)
@@ -375,7 +375,7 @@ def family_scores(data, child, candidate_parent_sets, *, variables=None, score: 
     Raises:
       ValueError: incomplete data, an unknown variable, a family with a repeated or self parent.
 
-    Example:
+    Examples:
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
       >>> print(family_scores(data, "C", [[], ["A"], ["A", "B"]], variables=variables, score="bdeu"))
@@ -410,7 +410,7 @@ def network_score(data, structure, *, score: str = "bic", equivalent_sample_size
     Returns:
       The total score, a float (the float64 sum of float32 local scores).
 
-    Example:
+    Examples:
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
       >>> round(network_score(data, [[], [], [0, 1]]), 2), round(network_score(data, [[], [], []]), 2)
@@ -433,7 +433,7 @@ class ScoreCache:
       hits: how many requested families were found in the cache.
       misses: how many were computed.
 
-    Example:
+    Examples:
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
       >>> cache = ScoreCache(data, variables)
@@ -464,7 +464,7 @@ class ScoreCache:
         Returns:
           ``float64[F]``; the misses are scored together, one kernel call per table size.
 
-        Example:
+        Examples:
           >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
           >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
           >>> print(ScoreCache(data, variables, score="k2").many([(0, ()), (2, (0,))]))
@@ -507,7 +507,7 @@ def as_variables(variables: Any, n: int):
     Raises:
       ValueError: a number of cardinalities other than ``n``.
 
-    Example:
+    Examples:
       >>> as_variables([2, 3], 2)
       (('X0', 'X1'), (('0', '1'), ('0', '1', '2')))
     """
@@ -528,7 +528,7 @@ class DistinctRecords(NamedTuple):
       rows: ``int[M, n_vars]``, the distinct records (plus zero-count padding rows when asked for).
       counts: ``int[M]``, how many records equal each row.
 
-    Example:
+    Examples:
       >>> rows, counts = unique_records(np.array([[0, 1], [1, 0], [0, 1]]))
       >>> rows.tolist(), counts.tolist()
       ([[1, 0], [0, 1]], [1, 2])
@@ -552,7 +552,7 @@ def unique_records(data, *, pad: bool = False) -> DistinctRecords:
     Returns:
       `DistinctRecords` ``(rows int[M, n_vars], counts int[M])``, sum(counts) = N.
 
-    Example:
+    Examples:
       >>> int(unique_records(np.array([[0, 1], [1, 0], [0, 1]])).counts.sum())
       3
     """

@@ -23,7 +23,7 @@ class PDAGEdges(NamedTuple):
       directed: ``{(parent, child)}`` of variable indices.
       undirected: ``{(u, v)}`` with u < v.
 
-    Example:
+    Examples:
       >>> directed, undirected = dag_to_cpdag([[], [0], [1]])     # the chain 0 -> 1 -> 2: nothing compelled
       >>> sorted(directed), sorted(undirected)
       ([], [(0, 1), (1, 2)])
@@ -41,7 +41,7 @@ class SearchResult(NamedTuple):
       score: its total score (float64 sum of float32 local scores; NaN where the search has no score).
       n_iterations: moves (hill climbing) or other search steps taken.
 
-    Example:
+    Examples:
       >>> result = SearchResult(make_structure([2, 2], [[], [0]], 2), score=-12.5, n_iterations=1)
       >>> structure, score, n_iterations = result
       >>> structure.parents
@@ -67,7 +67,7 @@ def make_structure(variables, parents: Sequence[Iterable[int]], num_vars: int) -
     Raises:
       ValueError: the parent sets contain a cycle (named).
 
-    Example:
+    Examples:
       >>> make_structure([2, 2, 3], [[], [0], [1, 0]], 3)
       Structure(names=('X0', 'X1', 'X2'), states=(('0', '1'), ('0', '1'), ('0', '1', '2')), parents=((), (0,), (0, 1)))
     """
@@ -93,7 +93,7 @@ def edge_indices(variables, edges, what: str) -> list[tuple[int, int]]:
     Raises:
       ValueError: a pair that is not a pair, or an unknown name.
 
-    Example:
+    Examples:
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
       >>> edge_indices(variables, [("A", "C"), (1, 2)], "whitelist")
@@ -131,7 +131,7 @@ def structure_edges(structure: Structure | Sequence[Sequence[int]]) -> set[tuple
     Returns:
       A set of ``(parent, child)`` index pairs.
 
-    Example:
+    Examples:
       >>> sorted(structure_edges([[], [0], [0, 1]]))
       [(0, 1), (0, 2), (1, 2)]
     """
@@ -150,7 +150,7 @@ def transitive_closure(adjacency: np.ndarray) -> np.ndarray:
     Returns:
       ``bool[n, n]``.
 
-    Example:
+    Examples:
       >>> transitive_closure(np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])).astype(int).tolist()
       [[0, 1, 1], [0, 0, 1], [0, 0, 0]]
     """
@@ -169,7 +169,7 @@ def dag_to_cpdag(parents: Sequence[Sequence[int]]) -> PDAGEdges:
     Returns:
       `PDAGEdges` ``(directed, undirected)``: edges ``(parent, child)`` and ``(u, v)`` with u < v.
 
-    Example:
+    Examples:
       >>> sorted(dag_to_cpdag([[], [], [0, 1]]).directed)        # a v-structure is compelled
       [(0, 2), (1, 2)]
     """
@@ -201,7 +201,7 @@ def shd(a_directed, a_undirected, b_directed, b_undirected) -> int:
     Returns:
       The number of pairs that differ, an ``int``.
 
-    Example:
+    Examples:
       >>> shd({(0, 2), (1, 2)}, set(), set(), {(0, 2), (1, 2)})   # two edges of another kind
       2
     """

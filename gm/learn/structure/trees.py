@@ -11,7 +11,7 @@ one pass over the data. The spanning tree
 and the orientation are networkx's (Kruskal, breadth-first from the root). The default root is the
 variable with the largest sum of mutual information, as in pgmpy's ``TreeSearch``.
 
-Example:
+Examples:
     >>> from gm.bn import Structure
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -59,7 +59,7 @@ def mutual_information(data, variables=None, *, given=None) -> np.ndarray:
     Returns:
       ``float64[n_vars, n_vars]``, symmetric.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -120,7 +120,7 @@ def chow_liu(data, variables=None, *, root=None) -> SearchResult:
       `SearchResult` with score = the tree's total mutual information in nats (its log-likelihood is
       N times that minus N times the sum of the entropies).
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
@@ -155,7 +155,7 @@ def tan(data, variables=None, *, class_variable, root=None) -> SearchResult:
     Raises:
       ValueError: ``root`` is the class variable.
 
-    Example:
+    Examples:
       >>> from gm.bn import Structure
       >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
       >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
