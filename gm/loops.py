@@ -7,6 +7,15 @@ sharded evidence): ``lax.fori_loop`` then raises a TypeError. These wrappers tra
 learn the types of its results and mark the initial carry as varying over the same axes
 (``lax.pcast(..., to="varying")``). Outside ``shard_map`` (no manual mesh axes) they are the plain
 ``lax`` functions, at no cost.
+
+Examples:
+    >>> from jax.sharding import Mesh, PartitionSpec as P
+    >>> mesh = Mesh(np.array(jax.devices()), ("batch",))
+    >>> def per_device(x):                       # a carry started from zeros, which do not vary
+    ...     return fori_loop(0, 3, lambda i, c: c + x, jnp.zeros(x.shape))
+    >>> x = jnp.arange(2.0 * jax.device_count())
+    >>> print(jax.shard_map(per_device, mesh=mesh, in_specs=P("batch"), out_specs=P("batch"))(x)[:2])
+    [0. 3.]
 """
 
 from __future__ import annotations
@@ -63,14 +72,49 @@ def _match(init, result_of):
 
 
 def fori_loop(lower, upper, body_fun, init_val, **kwargs):
-    """``lax.fori_loop`` whose initial carry takes the varying mesh axes of the body's result."""
+    """``lax.fori_loop`` whose initial carry takes the varying mesh axes of the body's result.
+
+    Args:
+      lower: the first index.
+      upper: one past the last index.
+      body_fun: ``(i, carry) -> carry``.
+      init_val: the initial carry (a pytree).
+      **kwargs: passed to `jax.lax.fori_loop` (``unroll``).
+
+    Returns:
+      The final carry, as `jax.lax.fori_loop`: body_fun(upper - 1, ... body_fun(lower, init_val)).
+
+    Examples:
+      >>> int(fori_loop(0, 4, lambda i, total: total + i, 0))     # outside shard_map: lax.fori_loop
+      6
+    """
     if _manual_axes():
         init_val = _match(init_val, lambda c: body_fun(lower, c))
     return lax.fori_loop(lower, upper, body_fun, init_val, **kwargs)
 
 
 def scan(f, init, xs=None, length=None, **kwargs):
-    """``lax.scan`` whose initial carry takes the varying mesh axes of the step's new carry."""
+    """``lax.scan`` whose initial carry takes the varying mesh axes of the step's new carry.
+
+    Args:
+      f: ``(carry, x) -> (carry, y)``.
+      init: the initial carry.
+      xs: the scanned inputs (a pytree with a shared leading axis), or None.
+      length: the number of steps when ``xs`` is None.
+      **kwargs: passed to `jax.lax.scan` (``reverse``, ``unroll``).
+
+    Returns:
+      ``(final carry, stacked ys)``, as `jax.lax.scan`.
+
+    Examples:
+      >>> from jax.sharding import Mesh, PartitionSpec as P
+      >>> mesh = Mesh(np.array(jax.devices()), ("batch",))
+      >>> def running_sum(rows):                   # rows: this device's f32[1, 3]
+      ...     return scan(lambda c, x: (c + x, c + x), jnp.zeros(()), rows[0])[1][None]
+      >>> x = jnp.tile(jnp.arange(3.0), (jax.device_count(), 1))
+      >>> print(jax.shard_map(running_sum, mesh=mesh, in_specs=P("batch"), out_specs=P("batch"))(x)[0])
+      [0. 1. 3.]
+    """
     leaves = jax.tree_util.tree_leaves(xs)
     if _manual_axes() and all(x.shape[0] > 0 for x in leaves) and (leaves or (length or 0) > 0):
         x0 = None if xs is None else jax.tree_util.tree_map(lambda x: x[0], xs)

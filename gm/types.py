@@ -21,7 +21,7 @@ class MPE(NamedTuple):
             a leading batch axis when the query is batched.
         log_prob: float ``[]`` (or ``[B]``): log p(states, evidence), the joint, not the conditional.
 
-    Example:
+    Examples:
         >>> best = MPE(states=jnp.array([1, 0]), log_prob=jnp.array(-0.5))
         >>> best.states.tolist(), float(best.log_prob)
         ([1, 0], -0.5)

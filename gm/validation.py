@@ -8,8 +8,18 @@ marker it returns for invalid values (impossible evidence: ``log P(e) = -inf`` a
 an invalid HMM input: NaN log-evidence); wrap a function with `checked` to run the same checks compiled,
 through `jax.experimental.checkify`:
 
-    >>> safe = checked(bn.marginals)            # jit-compiled, raises ValueError on a bad value
-    >>> safe(net, evidence)                     # == bn.marginals(net, evidence) when every check holds
+    >>> from gm.bn import BayesNet, log_evidence
+    >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+    ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+    >>> print(jax.jit(log_evidence)(net, jnp.array([-1, 2])))   # 2 is no state of Wet: the marker, -inf
+    -inf
+    >>> safe = checked(log_evidence)            # jit-compiled, raises ValueError on a bad value
+    >>> print(safe(net, jnp.array([-1, 1])))    # == log_evidence(net, evidence) when every check holds
+    -1.4271
+    >>> safe(net, jnp.array([-1, 2]))
+    Traceback (most recent call last):
+    ...
+    ValueError: evidence out of range: each entry must be a state index of its variable or -1 (unobserved)
 
 The room modules call `require` with a boolean array and a message: eager it finds the first failing
 position and raises; under `checked` it becomes a `checkify.check`; otherwise it costs nothing.
@@ -33,12 +43,35 @@ _CHECKS = contextvars.ContextVar("gm_value_checks", default=False)
 
 
 def is_concrete(*trees) -> bool:
-    """True when no leaf of ``trees`` is a tracer (the call is eager: values can be read on the host)."""
+    """True when no leaf of ``trees`` is a tracer (the call is eager: values can be read on the host).
+
+    Args:
+      *trees: pytrees of arrays (any number).
+
+    Returns:
+      ``bool``.
+
+    Examples:
+      >>> is_concrete(jnp.ones(2), {"w": np.zeros(3)})
+      True
+      >>> jax.jit(lambda x: jnp.asarray(is_concrete(x)))(jnp.ones(2)).item()
+      False
+    """
     return not any(isinstance(x, jax.core.Tracer) for t in trees for x in jax.tree_util.tree_leaves(t))
 
 
 def checks_enabled() -> bool:
-    """Whether the function being traced runs under `checked` (its value checks are compiled in)."""
+    """Whether the function being traced runs under `checked` (its value checks are compiled in).
+
+    Returns:
+      ``bool``.
+
+    Examples:
+      >>> checks_enabled()
+      False
+      >>> checked(lambda x: jnp.asarray(checks_enabled()))(jnp.ones(1)).item()
+      True
+    """
     return _CHECKS.get()
 
 
@@ -58,10 +91,23 @@ def require(ok, describe: Callable[[tuple[int, ...] | None], str]) -> None:
     a ``checkify.check`` with ``describe(None)`` (no position: the message says what was wrong). Traced
     otherwise: nothing (the unchecked fast path).
 
-    >>> require(np.array([True, False]), lambda at: f"weights[{at[0]}] is negative")
-    Traceback (most recent call last):
-    ...
-    ValueError: weights[1] is negative
+    Args:
+      ok: a bool array (any shape), True where the value is valid.
+      describe: ``position -> message``; called with the index tuple of the first False entry (eager) or
+        with None (compiled under `checked`).
+
+    Returns:
+      None.
+
+    Raises:
+      ValueError: (eager) some entry of ``ok`` is False.
+
+    Examples:
+      >>> require(np.array([True, False]), lambda at: f"weights[{at[0]}] is negative")
+      Traceback (most recent call last):
+      ...
+      ValueError: weights[1] is negative
+      >>> require(np.array([True, True]), lambda at: "never raised")       # all valid: nothing happens
     """
     if is_concrete(ok):
         ok = np.asarray(ok)
@@ -80,9 +126,24 @@ def checked(fn: Callable, **jit_kwargs) -> Callable:
     probability rows valid, ...); the result equals ``fn``'s when they all hold. Batches work:
     ``checked(jax.vmap(bn.marginals, in_axes=(None, 0)))``.
 
-    Example:
-      >>> safe = checked(bn.log_evidence)
-      >>> safe(net, jnp.array([-1, 2, -1]))    # ValueError: evidence 2 of 'Sprinkler' is out of range
+    Args:
+      fn: a function of ``gm`` (or one calling them) whose value checks go through `require`.
+      **jit_kwargs: passed to `jax.jit`.
+
+    Returns:
+      The compiled function; it raises ValueError with the failed check's message.
+
+    Examples:
+      >>> from gm.bn import BayesNet, log_evidence
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> safe = checked(jax.vmap(log_evidence, in_axes=(None, 0)))
+      >>> print(safe(net, jnp.array([[-1, 1], [1, -1]])))        # log 0.24, log 0.2
+      [-1.4271 -1.6094]
+      >>> safe(net, jnp.array([[-1, 1], [3, -1]]))
+      Traceback (most recent call last):
+      ...
+      ValueError: evidence out of range: each entry must be a state index of its variable or -1 (unobserved)
     """
 
     def with_checks(*args, **kwargs):

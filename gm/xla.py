@@ -6,6 +6,12 @@ batched gradient contractions of `gm.bn.marginals` crashed the process (segfault
 that path off by adding ``--xla_cpu_experimental_ynn_fusion_type=`` to ``XLA_FLAGS`` when gm is imported
 before JAX has initialised a backend, unless the user already chose a value or sets
 ``GM_KEEP_XLA_FLAGS=1``. The flag touches only the CPU backend.
+
+Examples:
+    >>> import os
+    >>> import gm                                  # importing gm calls configure() before JAX starts
+    >>> "--xla_cpu_experimental_ynn_fusion_type" in os.environ.get("XLA_FLAGS", "") or bool(os.environ.get("GM_KEEP_XLA_FLAGS"))
+    True
 """
 
 import os
@@ -14,7 +20,16 @@ _FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 
 
 def configure() -> bool:
-    """Add the flag if it is still possible; returns whether XLA_FLAGS now carries it."""
+    """Add the flag if it is still possible; returns whether XLA_FLAGS now carries it.
+
+    Returns:
+      True when ``XLA_FLAGS`` carries ``--xla_cpu_experimental_ynn_fusion_type``; False when the user
+      set ``GM_KEEP_XLA_FLAGS`` or a backend was already running (then the flag cannot take effect).
+
+    Examples:
+      >>> isinstance(configure(), bool)            # safe to call again: it adds the flag at most once
+      True
+    """
     flags = os.environ.get("XLA_FLAGS", "")
     if _FLAG in flags:
         return True
@@ -46,6 +61,12 @@ def enable_compilation_cache(directory: str | None = None, *, min_compile_second
 
     Returns:
       The cache directory.
+
+    Examples:
+      >>> import tempfile
+      >>> path = enable_compilation_cache(tempfile.mkdtemp(), min_compile_seconds=5.0)   # process-wide
+      >>> os.path.isdir(path)
+      True
     """
     import jax
 

@@ -1,6 +1,6 @@
 """Discrete Bayesian networks: structure + CPTs, exact batched inference, sampling, file formats.
 
-Example (the lecture's burglary network):
+Examples:
     >>> from gm import bn
     >>> net = bn.read_bif("alarm.bif")
     >>> evidence = net.evidence({"HRBP": "HIGH"})

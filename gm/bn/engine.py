@@ -9,6 +9,9 @@ vmapped query runs one program whose gathers move rows of ``V`` contiguous float
 Inputs of a network's plan are its CPTs, in variable order, with the evidence multiplied into the
 child's axis: entry ``j`` of the flattened CPTs is multiplied by ``evidence[var(j), state(j)]``, one
 gather for the whole network (`entry_index`).
+
+The examples use the network Rain -> Wet with P(Rain = yes) = 0.2 and P(Wet = yes | Rain) = 0.1 or 0.8,
+observed Wet = yes: P(e) = 0.24, P(Rain = yes | e) = 2/3.
 """
 
 from __future__ import annotations
@@ -28,19 +31,61 @@ def network_program(structure: Structure, output: tuple[int, ...] = (), *, quick
     """The step program of the network's plan into ``output`` (cached per structure and output).
 
     ``quick``: the plan of a single answer on the host, whose search budget is the greedy path's own
-    cost at 1e9 multiply-adds per second (water: 2 s of search for a 4 ms contraction otherwise)."""
+    cost at 1e9 multiply-adds per second (water: 2 s of search for a 4 ms contraction otherwise).
+
+    Args:
+      structure: the network's `Structure`.
+      output: indices of the variables left uncontracted.
+      quick: the host engine's search budget (see above).
+
+    Returns:
+      The lowered `gm.bn.program.Program`.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> network_program(net.structure).n_input                # 2 + 4 CPT entries
+      6
+    """
     plan = tensornet.plan(structure.families, tuple(output), structure.cards, min_time=0.0 if quick else 2.0)
     return program.lower(plan)
 
 
 def width(structure: Structure) -> int:
-    """Columns of the evidence matrix: the largest cardinality."""
+    """Columns of the evidence matrix: the largest cardinality (1 for an empty network).
+
+    Args:
+      structure: the network's `Structure`.
+
+    Returns:
+      ``max_i card_i``, an ``int``.
+
+    Examples:
+      >>> width(BayesNet.from_dict({"A": 3, "B": 2}, {}, {"A": [0.2, 0.3, 0.5], "B": [0.5, 0.5]}).structure)
+      3
+    """
     return max(structure.cards) if structure.cards else 1
 
 
 @functools.lru_cache(maxsize=256)
 def entry_index(structure: Structure) -> np.ndarray:
-    """``int32[n_entries]``: for each entry of the flattened CPTs, ``var * width + child state``."""
+    """``int32[n_entries]``: for each entry of the flattened CPTs, ``var * width + child state``.
+
+    The inputs of the plan are ``flat * evidence.reshape(-1)[entry_index]``: entry j of the CPTs times
+    e_var(j)(state(j)).
+
+    Args:
+      structure: the network's `Structure`.
+
+    Returns:
+      ``int32[n_entries]`` (cached per structure).
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> entry_index(net.structure).tolist()    # P(Rain): rows 0; P(Wet | Rain): row 1, child states 0 1 0 1
+      [0, 1, 2, 3, 2, 3]
+    """
     w = width(structure)
     parts = []
     for i, fam in enumerate(structure.families):
@@ -50,7 +95,20 @@ def entry_index(structure: Structure) -> np.ndarray:
 
 
 def flat_cpts(net: BayesNet) -> jax.Array:
-    """The CPTs flattened and concatenated in variable order: ``f[n_entries]``."""
+    """The CPTs flattened and concatenated in variable order: ``f[n_entries]``.
+
+    Args:
+      net: the network.
+
+    Returns:
+      ``f[sum_i prod(family cards)]`` in the CPTs' dtype (differentiable).
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> print(flat_cpts(net))
+      [0.8 0.2 0.9 0.1 0.2 0.8]
+    """
     return jnp.concatenate([jnp.ravel(c) for c in net.cpts])
 
 
@@ -90,7 +148,26 @@ _log_total.defvjp(_log_total_fwd, _log_total_bwd)
 
 def log_evidence(structure: Structure, flat: jax.Array, evidence: jax.Array) -> jax.Array:
     """log P(e) for each evidence set: ``f[V]`` (-inf when impossible); differentiable in the CPTs and
-    the evidence (a hand-written reverse pass)."""
+    the evidence (a hand-written reverse pass).
+
+    log P(e) = log sum_x prod_i P(x_i | x_parents(i)) e_i(x_i).
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f[n_entries]`` from `flat_cpts`.
+      evidence: ``f[n_vars, width, V]``, the evidence matrices of ``V`` sets (batch axis last).
+
+    Returns:
+      ``f[V]``.
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix(net, net.evidence({"Wet": "yes"}))[..., None]   # f[n, w, V = 1]
+      >>> print(log_evidence(net.structure, flat_cpts(net), evidence))    # log 0.24
+      [-1.4271]
+    """
     return _log_total(network_program(structure), _inputs(structure, flat, evidence))
 
 
@@ -109,6 +186,23 @@ def marginals(structure: Structure, flat: jax.Array, evidence: jax.Array):
 
     ``P(X_i = x | e) = e_i(x) * d log P(e) / d e_i(x)``; the derivative is the reverse pass's cotangent
     of the input entries times the CPT entries, summed by (variable, state).
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f[n_entries]`` from `flat_cpts`.
+      evidence: ``f[n_vars, width, V]``.
+
+    Returns:
+      ``(f[n_vars, width, V], f[V])``.
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix(net, net.evidence({"Wet": "yes"}))[..., None]   # f[n, w, V = 1]
+      >>> post, log_z = marginals(net.structure, flat_cpts(net), evidence)
+      >>> print(post[0, :, 0])                                  # P(Rain | Wet = yes)
+      [0.3333 0.6667]
     """
     prog = network_program(structure)
     n, w, v = evidence.shape
@@ -121,7 +215,28 @@ def marginals(structure: Structure, flat: jax.Array, evidence: jax.Array):
 
 
 def query(structure: Structure, flat: jax.Array, evidence: jax.Array, *, idx: tuple[int, ...]):
-    """``(P(X_idx | e) f[*cards, V], P(e) > 0 bool[V])``; all-zero tables where P(e) = 0."""
+    """``(P(X_idx | e) f[*cards, V], P(e) > 0 bool[V])``; all-zero tables where P(e) = 0.
+
+    P(X_idx | e) = T / sum T, with T the contraction into the variables ``idx``.
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f[n_entries]`` from `flat_cpts`.
+      evidence: ``f[n_vars, width, V]``.
+      idx: indices of the query variables (the table's axes, in order).
+
+    Returns:
+      ``(f[*cards[idx], V], bool[V])``.
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix(net, net.evidence({"Wet": "yes"}))[..., None]   # f[n, w, V = 1]
+      >>> table, possible = query(net.structure, flat_cpts(net), evidence, idx=(0,))
+      >>> print(table[:, 0], possible)
+      [0.3333 0.6667] [ True]
+    """
     prog = network_program(structure, tuple(idx))
     _, _, table, _ = program.forward(prog, _inputs(structure, flat, evidence))
     total = jnp.sum(table.reshape(-1, table.shape[-1]), axis=0)
@@ -130,7 +245,27 @@ def query(structure: Structure, flat: jax.Array, evidence: jax.Array, *, idx: tu
 
 
 def mpe(structure: Structure, flat: jax.Array, evidence: jax.Array):
-    """``(argmax_x P(x, e) int32[n_vars, V], max_x log P(x, e) f[V])`` by max-sum and traceback."""
+    """``(argmax_x P(x, e) int32[n_vars, V], max_x log P(x, e) f[V])`` by max-sum and traceback.
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f[n_entries]`` from `flat_cpts`.
+      evidence: ``f[n_vars, width, V]``.
+
+    Returns:
+      ``(int32[n_vars, V], f[V])``.
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix(net, net.evidence({"Wet": "yes"}))[..., None]   # f[n, w, V = 1]
+      >>> states, log_value = mpe(net.structure, flat_cpts(net), evidence)
+      >>> states[:, 0].tolist()
+      [1, 1]
+      >>> print(log_value)                                       # log(0.2 * 0.8)
+      [-1.8326]
+    """
     prog = network_program(structure)
     root, arg = program.forward_max(prog, _safe_log(_inputs(structure, flat, evidence)))
     values = program.decode(prog, arg, jnp.zeros((0, evidence.shape[-1]), jnp.int32))
@@ -142,6 +277,20 @@ def mpe(structure: Structure, flat: jax.Array, evidence: jax.Array):
 
 
 def flat_cpts_host(net: BayesNet) -> np.ndarray:
+    """`flat_cpts` in numpy float64, for the host engine: ``f64[n_entries]``.
+
+    Args:
+      net: the network (concrete CPTs).
+
+    Returns:
+      ``f64[n_entries]``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> flat_cpts_host(net).round(4).tolist()
+      [0.8, 0.2, 0.9, 0.1, 0.2, 0.8]
+    """
     return np.concatenate([np.ravel(np.asarray(c, np.float64)) for c in net.cpts])
 
 
@@ -150,13 +299,48 @@ def _inputs_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray) -
 
 
 def log_evidence_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray) -> float:
-    """`log_evidence` of one evidence matrix ``f64[n_vars, width]`` on the host."""
+    """`log_evidence` of one evidence matrix ``f64[n_vars, width]`` on the host.
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f64[n_entries]`` from `flat_cpts_host`.
+      evidence: ``f64[n_vars, width]`` (`gm.bn.evidence.evidence_matrix_host`).
+
+    Returns:
+      log P(e), a float (``-inf`` when impossible).
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix_host
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix_host(net, net.evidence({"Wet": "yes"}))
+      >>> round(log_evidence_host(net.structure, flat_cpts_host(net), evidence), 4)
+      -1.4271
+    """
     _, _, root, log_scale = program.forward_host(network_program(structure, quick=True), _inputs_host(structure, flat, evidence))
     return float(np.log(root)) + log_scale if root > 0 else -np.inf
 
 
 def marginals_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
-    """`marginals` of one evidence matrix on the host: ``(f64[n_vars, width], log P(e))``."""
+    """`marginals` of one evidence matrix on the host: ``(f64[n_vars, width], log P(e))``.
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f64[n_entries]`` from `flat_cpts_host`.
+      evidence: ``f64[n_vars, width]``.
+
+    Returns:
+      ``(f64[n_vars, width], float)``: all-zero rows and ``-inf`` when P(e) = 0.
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix_host
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix_host(net, net.evidence({"Wet": "yes"}))
+      >>> post, log_z = marginals_host(net.structure, flat_cpts_host(net), evidence)
+      >>> post.round(4).tolist()
+      [[0.3333, 0.6667], [0.0, 1.0]]
+    """
     prog = network_program(structure, quick=True)
     mem, scales, root, log_scale = program.forward_host(prog, _inputs_host(structure, flat, evidence))
     n, w = evidence.shape
@@ -171,7 +355,26 @@ def marginals_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray)
 
 
 def query_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray, idx: tuple[int, ...]):
-    """`query` on the host: ``(table f64[*cards], P(e) > 0)``."""
+    """`query` on the host: ``(table f64[*cards], P(e) > 0)``.
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f64[n_entries]`` from `flat_cpts_host`.
+      evidence: ``f64[n_vars, width]``.
+      idx: indices of the query variables.
+
+    Returns:
+      ``(f64[*cards[idx]], bool)``.
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix_host
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix_host(net, net.evidence({"Wet": "yes"}))
+      >>> table, possible = query_host(net.structure, flat_cpts_host(net), evidence, (0,))
+      >>> table.round(4).tolist(), possible
+      ([0.3333, 0.6667], True)
+    """
     prog = network_program(structure, tuple(idx), quick=True)
     _, _, table, _ = program.forward_host(prog, _inputs_host(structure, flat, evidence))
     total = table.sum()
@@ -179,7 +382,25 @@ def query_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray, idx
 
 
 def mpe_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
-    """`mpe` on the host: ``(int64[n_vars], max log P(x, e))``."""
+    """`mpe` on the host: ``(int64[n_vars], max log P(x, e))``.
+
+    Args:
+      structure: the network's `Structure`.
+      flat: ``f64[n_entries]`` from `flat_cpts_host`.
+      evidence: ``f64[n_vars, width]``.
+
+    Returns:
+      ``(int64[n_vars], float)``.
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix_host
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix_host(net, net.evidence({"Wet": "yes"}))
+      >>> states, log_value = mpe_host(net.structure, flat_cpts_host(net), evidence)
+      >>> states.tolist(), round(log_value, 4)
+      ([1, 1], -1.8326)
+    """
     prog = network_program(structure, quick=True)
     with np.errstate(divide="ignore"):
         logs = np.log(_inputs_host(structure, flat, evidence))
@@ -195,7 +416,25 @@ def mpe_host(structure: Structure, flat: np.ndarray, evidence: np.ndarray):
 def single(fn, structure: Structure):
     """``fn(structure, flat, evidence f[n, w, V]) -> pytree of f[..., V]`` as a jitted function of
     ``(flat, one evidence matrix f[n, w])`` whose `jax.vmap` over the evidence calls ``fn`` once with
-    the batch as ``V``; a batch of networks (vmapped CPTs) is vmapped plainly."""
+    the batch as ``V``; a batch of networks (vmapped CPTs) is vmapped plainly.
+
+    Args:
+      fn: one of this module's batch-minor queries (`log_evidence`, `marginals`, `query`, `mpe`).
+      structure: the network's `Structure` (static).
+
+    Returns:
+      A jitted ``(flat f[n_entries], evidence f[n, w]) -> pytree of f[...]`` (cached per fn and structure).
+
+    Examples:
+      >>> from gm.bn.evidence import evidence_matrix
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evidence = evidence_matrix(net, net.evidence({"Wet": "yes"}))[..., None]   # f[n, w, V = 1]
+      >>> one = single(marginals, net.structure)
+      >>> post, log_z = one(flat_cpts(net), evidence[..., 0])
+      >>> print(post[0], log_z)
+      [0.3333 0.6667] -1.4271
+    """
 
     def plain(flat, evidence):
         return jax.tree.map(lambda x: x[..., 0], fn(structure, flat, evidence[..., None]))

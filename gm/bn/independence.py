@@ -1,4 +1,8 @@
-"""Graph queries: d-separation and Markov blankets (networkx does the graph work)."""
+"""Graph queries: d-separation and Markov blankets (networkx does the graph work).
+
+These depend on the structure only: X ⟂ Y | Z holds in every parameterisation of the network exactly when
+Z d-separates X from Y in its DAG.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,22 @@ from gm.bn.network import BayesNet
 
 
 def to_networkx(net: BayesNet) -> nx.DiGraph:
-    """The network's DAG with variable names as nodes."""
+    """The network's DAG with variable names as nodes (an edge ``parent -> child`` per CPT axis).
+
+    Args:
+        net: the network.
+
+    Returns:
+        A `networkx.DiGraph` with ``n_vars`` nodes.
+
+    Examples:
+        >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+        ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+        ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Alarm": np.full((2, 2, 2), 0.5),
+        ...                           "Call": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> sorted(to_networkx(net).edges)
+        [('Alarm', 'Call'), ('Burglary', 'Alarm'), ('Quake', 'Alarm')]
+    """
     graph = nx.DiGraph()
     graph.add_nodes_from(net.names)
     graph.add_edges_from((net.names[p], name) for name, pa in zip(net.names, net.parents) for p in pa)
@@ -27,7 +46,30 @@ def _names(net: BayesNet, names: Iterable[str] | str) -> set[str]:
 
 
 def d_separated(net: BayesNet, xs, ys, given=()) -> bool:
-    """Whether ``xs`` and ``ys`` are d-separated by ``given`` (so X ⟂ Y | Z in every parameterisation)."""
+    """Whether ``xs`` and ``ys`` are d-separated by ``given`` (so X ⟂ Y | Z in every parameterisation).
+
+    Args:
+        net: the network.
+        xs: a variable name or names (X).
+        ys: a variable name or names (Y), disjoint from ``xs``.
+        given: the conditioning names (Z), disjoint from both.
+
+    Returns:
+        ``True`` when every path between X and Y is blocked by Z.
+
+    Raises:
+        ValueError: an unknown name, or overlapping sets.
+
+    Examples:
+        >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+        ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+        ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Alarm": np.full((2, 2, 2), 0.5),
+        ...                           "Call": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> d_separated(net, "Burglary", "Quake")             # a v-structure blocks the path ...
+        True
+        >>> d_separated(net, "Burglary", "Quake", ["Call"])   # ... until a descendant of Alarm is observed
+        False
+    """
     x, y, z = _names(net, xs), _names(net, ys), _names(net, given)
     if x & y:
         raise ValueError(f"xs and ys overlap: {sorted(x & y)}")
@@ -39,7 +81,25 @@ def d_separated(net: BayesNet, xs, ys, given=()) -> bool:
 
 
 def markov_blanket(net: BayesNet, name: str) -> tuple[str, ...]:
-    """Parents, children and the children's other parents of ``name``, in network order."""
+    """Parents, children and the children's other parents of ``name``, in network order.
+
+    Given its Markov blanket MB, a variable is independent of all the others: X ⟂ rest | MB(X).
+
+    Args:
+        net: the network.
+        name: a variable name.
+
+    Returns:
+        The blanket's names, a tuple in the network's variable order.
+
+    Examples:
+        >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+        ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+        ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Alarm": np.full((2, 2, 2), 0.5),
+        ...                           "Call": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> markov_blanket(net, "Burglary")
+        ('Quake', 'Alarm')
+    """
     i = net.index(name)
     blanket = set(net.parents[i])
     for c in net.structure.children[i]:

@@ -12,6 +12,13 @@ MPE is the same contraction in the max-product semiring, decoded by argmax trace
 
 Every function takes one evidence vector ``int32[n_vars]`` (-1 = unobserved); batch with `jax.vmap` or
 `map_batched` (which also chunks batches too large for memory).
+
+The examples use the two-variable network Rain -> Wet: P(Rain = yes) = 0.2, P(Wet = yes | Rain) = 0.1 or
+0.8, so P(Wet = yes) = 0.24 and P(Rain = yes | Wet = yes) = 0.16 / 0.24 = 2/3.
+
+Length: the engines' dispatch (host, step program, unrolled), the batch-minor paths of `map_batched` and
+the queries share private helpers that would have to become public to be split; about a third of the
+file is docstrings and their runnable examples.
 """
 
 from __future__ import annotations
@@ -37,7 +44,23 @@ from gm.validation import is_concrete, require
 
 @functools.lru_cache(maxsize=256)
 def network_plan(structure: Structure, output: tuple[int, ...] = ()) -> tensornet.Plan:
-    """The contraction plan of the network's CPTs (evidence folded in) into ``output`` variables."""
+    """The contraction plan of the network's CPTs (evidence folded in) into ``output`` variables.
+
+    Cached per structure and output, so every query of a network reuses one plan.
+
+    Args:
+      structure: the network's `Structure`.
+      output: indices of the variables left uncontracted (``()``: the scalar P(e)).
+
+    Returns:
+      A `gm.bn.tensornet.Plan` over the CPTs' families.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> network_plan(net.structure).steps
+      (Step(a=0, b=1, out=()),)
+    """
     return tensornet.plan(structure.families, tuple(output), structure.cards)
 
 
@@ -85,8 +108,22 @@ def log_prob(net: BayesNet, x) -> jax.Array:
     under `jax.jit`, such an entry is clipped into range by the gather (wrap with
     `gm.validation.checked` to check it).
 
-    Example:
-      >>> bn.log_prob(net, jnp.array([0, 1, 1]))
+    Args:
+      net: the network.
+      x: ``int32[n_vars]``, a state index for every variable.
+
+    Returns:
+      ``f32[]``, log P(x).
+
+    Raises:
+      ValueError: a shape other than ``(n_vars,)``, or (eager) an entry that is not a state.
+      TypeError: a non-integer dtype.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> print(log_prob(net, jnp.array([1, 1])))     # log(0.2 * 0.8)
+      -1.8326
     """
     x = jnp.asarray(x)
     if x.shape != (net.n_vars,):
@@ -168,6 +205,19 @@ def log_evidence(net: BayesNet, evidence, *, soft: Soft = None, method: str = "a
       method: the engine (see `METHODS`): "auto" runs on the host for concrete inputs and as a compiled
         step program under `jax.jit`, `jax.vmap` and `jax.grad` (differentiable in the CPTs and soft
         evidence).
+
+    Returns:
+      ``f32[]``: log P(e) = log sum_x prod_i P(x_i | x_parents(i)) e_i(x_i).
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> print(log_evidence(net, net.evidence({"Wet": "yes"})))     # log 0.24
+      -1.4271
+      >>> print(log_evidence(net, net.evidence(), soft={"Wet": [0.0, 1.0]}))  # the same, as soft evidence
+      -1.4271
+      >>> print(jax.jit(log_evidence)(net, jnp.array([1, -1])))          # log 0.2
+      -1.6094
     """
     method = _method(method, net, evidence, soft)
     if method == "host":
@@ -200,8 +250,16 @@ def marginals(
     Returns:
       ``{name: f32[card]}``.
 
-    Example:
-      >>> jax.vmap(marginals, in_axes=(None, 0))(net, evidence)   # evidence: int32[B, n_vars]
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> post = marginals(net, net.evidence({"Wet": "yes"}))
+      >>> print(post["Rain"], post["Wet"])
+      [0.3333 0.6667] [0. 1.]
+      >>> batch = jnp.array([[-1, 1], [-1, 0]])                                # int32[B, n_vars]
+      >>> print(jax.vmap(marginals, in_axes=(None, 0))(net, batch)["Rain"])   # f32[B, card]
+      [[0.3333 0.6667]
+       [0.9474 0.0526]]
     """
     post, log_z = marginals_and_log_evidence(net, evidence, soft=soft, method=method)
     if check:
@@ -215,6 +273,14 @@ class Posterior(NamedTuple):
     Attributes:
       marginals: ``{name: f32[card]}``, P(X_i | e) for every variable (all zeros when P(e) = 0).
       log_evidence: ``f32[]``, log P(e) (``-inf`` when the evidence is impossible).
+
+    Under `jax.vmap` over B evidence sets every leaf gains a leading ``B`` axis.
+
+    Examples:
+      >>> post = Posterior(marginals={"Rain": jnp.array([0.5, 0.5])}, log_evidence=jnp.array(-0.7))
+      >>> marginals, log_evidence = post       # a NamedTuple: unpacks, and is a pytree under jit/vmap
+      >>> print(log_evidence)
+      -0.7
     """
 
     marginals: dict[str, jax.Array]
@@ -224,9 +290,23 @@ class Posterior(NamedTuple):
 def marginals_and_log_evidence(net: BayesNet, evidence, *, soft: Soft = None, method: str = "auto") -> Posterior:
     """`marginals` and `log_evidence` from the same pass: a `Posterior`.
 
-    Example:
-      >>> post = bn.marginals_and_log_evidence(net, net.evidence({"Wet": "yes"}))
-      >>> post.marginals["Rain"], post.log_evidence
+    log P(e) is the forward contraction; P(X_i = x | e) = e_i(x) * d log P(e) / d e_i(x) its gradient.
+
+    Args:
+      net: the network.
+      evidence: ``int32[n_vars]`` evidence, -1 unobserved.
+      soft: optional ``{name: f32[card]}`` likelihood vectors.
+      method: the engine, as in `marginals`.
+
+    Returns:
+      `Posterior` ``(marginals {name: f32[card]}, log_evidence f32[])``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> post = marginals_and_log_evidence(net, net.evidence({"Wet": "yes"}))
+      >>> print(post.marginals["Rain"], post.log_evidence)
+      [0.3333 0.6667] -1.4271
     """
     method = _method(method, net, evidence, soft)
     if method == "host":
@@ -358,8 +438,26 @@ def _query_table(net: BayesNet, idx: tuple[int, ...], evidence, soft, method: st
 def query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = None, check: bool = False, method: str = "auto"):
     """Joint posterior table P(names | e), ``f32[card_1, ..., card_k]`` with axes in ``names`` order.
 
-    Impossible evidence gives an all-zero table (``check=True`` raises outside jit). ``method``: the
-    engine, as in `marginals`.
+    P(q | e) = sum over the other variables of P(q, x, e) / P(e). Impossible evidence gives an
+    all-zero table (``check=True`` raises outside jit).
+
+    Args:
+      net: the network.
+      names: the query variables (one name or a sequence of distinct names).
+      evidence: ``int32[n_vars]`` evidence, -1 unobserved.
+      soft: optional ``{name: f32[card]}`` likelihood vectors.
+      check: outside jit, raise ValueError when P(e) = 0.
+      method: the engine, as in `marginals`.
+
+    Returns:
+      ``f32[card_1, ..., card_k]``, the joint posterior over ``names`` (sums to one).
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> print(query(net, ["Rain", "Wet"], net.evidence()))       # the joint P(Rain, Wet)
+      [[0.72 0.08]
+       [0.04 0.16]]
     """
     idx = _query_indices(net, names)
     table, possible = _query_table(net, idx, evidence, soft, _method(method, net, evidence, soft))
@@ -374,12 +472,25 @@ def mpe(net: BayesNet, evidence, *, soft: Soft = None, method: str = "auto") -> 
     Max-product contraction along the network's plan (log space), decoded by argmax traceback; ties go
     to the lowest state index at each elimination. ``states: int32[n_vars]`` keeps the observed entries;
     ``log_prob: f32[]`` is the joint log P(x*, e) (times any soft likelihoods), ``-inf`` when the
-    evidence is impossible (the unobserved states are then arbitrary). ``method``: the engine, as in
-    `marginals`.
+    evidence is impossible (the unobserved states are then arbitrary).
 
-    Example:
-      >>> best = bn.mpe(net, net.evidence({"Wet": "yes"}))
-      >>> net.assignment(best.states), best.log_prob
+    Args:
+      net: the network.
+      evidence: ``int32[n_vars]`` evidence, -1 unobserved.
+      soft: optional ``{name: f32[card]}`` likelihood vectors.
+      method: the engine, as in `marginals`.
+
+    Returns:
+      `gm.types.MPE` ``(states int32[n_vars], log_prob f32[])``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> best = mpe(net, net.evidence({"Wet": "yes"}))
+      >>> net.assignment(best.states)
+      {'Rain': 'yes', 'Wet': 'yes'}
+      >>> print(best.log_prob)                                             # log(0.2 * 0.8)
+      -1.8326
     """
     method = _method(method, net, evidence, soft)
     if method == "host":
@@ -410,7 +521,26 @@ def map_query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = Non
 
     Returns ``int32[len(names)]``. Exact: the joint table over ``names`` is computed by contraction and
     maximised, so its size (product of the cardinalities) is limited to 2**26 entries; for all
-    variables use `mpe`. ``method``: the engine, as in `marginals`.
+    variables use `mpe`.
+
+    Args:
+      net: the network.
+      names: the MAP variables (one name or a sequence of distinct names).
+      evidence: ``int32[n_vars]`` evidence, -1 unobserved.
+      soft: optional ``{name: f32[card]}`` likelihood vectors.
+      method: the engine, as in `marginals`.
+
+    Returns:
+      ``int32[len(names)]``: argmax_q sum_rest P(q, rest, e), in ``names`` order.
+
+    Raises:
+      ValueError: a joint table over ``names`` larger than 2**26 entries.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> map_query(net, ["Rain"], net.evidence({"Wet": "yes"})).tolist()   # P(Rain = yes | Wet = yes) = 2/3
+      [1]
     """
     idx = _query_indices(net, names)
     size = math.prod(net.cards[i] for i in idx)
@@ -432,7 +562,23 @@ def map_query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = Non
 
 
 def default_chunk_size(net: BayesNet, memory_bytes: float = 2e9) -> int:
-    """Evidence sets per chunk so that a chunk's intermediates stay within ``memory_bytes``."""
+    """Evidence sets per chunk so that a chunk's intermediates stay within ``memory_bytes``.
+
+    chunk = clip(memory_bytes / (12 * sum of the plan's intermediate sizes), 1, 4096).
+
+    Args:
+      net: the network.
+      memory_bytes: the memory one chunk may use.
+
+    Returns:
+      The chunk size, an ``int`` in ``[1, 4096]``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> default_chunk_size(net)
+      4096
+    """
     plan = network_plan(net.structure, ())
     per_set = 4 * sum(math.prod(net.cards[l] for l in s.out) for s in plan.steps) * 3 + 1
     return int(max(1, min(4096, memory_bytes // per_set)))
@@ -447,8 +593,28 @@ def map_batched(fn, net: BayesNet, evidence, *, chunk_size: int | None = None, *
     (alarm, hepar2, win95pts, ...) it runs a batch-minor contraction (the batch axis last in every
     intermediate): the same numbers as ``jax.vmap``, faster.
 
-    Example:
-      >>> post = jax.jit(map_batched, static_argnums=0)(marginals, net, evidence)
+    Args:
+      fn: a query of this module taking ``(net, evidence, **kwargs)``.
+      net: the network.
+      evidence: ``int32[B, n_vars]``, one evidence set per row.
+      chunk_size: evidence sets per chunk (default: `default_chunk_size`).
+      **kwargs: keyword options passed to ``fn`` (``soft``, ``method``, ...).
+
+    Returns:
+      ``fn``'s result with a leading ``B`` axis on every leaf (``{name: f32[B, card]}`` for `marginals`).
+
+    Raises:
+      ValueError: ``evidence`` not of shape ``(B, n_vars)``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> batch = jnp.array([[-1, 1], [-1, 0], [1, -1]])
+      >>> print(map_batched(log_evidence, net, batch, chunk_size=2))   # log [0.24, 0.76, 0.2]
+      [-1.4271 -0.2744 -1.6094]
+      >>> post = jax.jit(map_batched, static_argnums=0)(marginals, net, batch)
+      >>> post["Rain"].shape
+      (3, 2)
     """
     evidence = jnp.asarray(evidence)
     if evidence.ndim != 2 or evidence.shape[1] != net.n_vars:

@@ -33,7 +33,31 @@ def _numbers(text: str, where: str) -> np.ndarray:
 
 
 def parse_bif(text: str, *, atol: float = 1e-2, dtype=None) -> BayesNet:
-    """Parse BIF text into a validated `BayesNet` (see `read_bif`)."""
+    """Parse BIF text into a validated `BayesNet` (see `read_bif`).
+
+    Args:
+        text: the content of a BIF file: ``variable`` blocks (discrete, with state names) and
+            ``probability`` blocks (a ``table`` for roots, one row per parent configuration otherwise).
+        atol: tolerance on each CPT row summing to one.
+        dtype: CPT dtype (default: JAX's default float).
+
+    Returns:
+        The `BayesNet`, variables in declaration order, ``cpts[i]: f32[*parent cards, card_i]``.
+
+    Raises:
+        ValueError: naming the block at fault (unknown variable, wrong number of values, bad rows).
+
+    Examples:
+        >>> net = parse_bif('''
+        ... network rain { }
+        ... variable Rain { type discrete [ 2 ] { no, yes }; }
+        ... variable Wet { type discrete [ 2 ] { no, yes }; }
+        ... probability ( Rain ) { table 0.8, 0.2; }
+        ... probability ( Wet | Rain ) { (no) 0.9, 0.1; (yes) 0.2, 0.8; }
+        ... ''')
+        >>> net.names, net.parent_names("Wet")
+        (('Rain', 'Wet'), ('Rain',))
+    """
     text = _COMMENT.sub("", text)
     states: dict[str, list[str]] = {}
     for m in _VARIABLE.finditer(text):
@@ -127,6 +151,20 @@ def read_bif(path: str | os.PathLike, *, atol: float = 1e-2, dtype=None) -> Baye
 
     Variables keep the file's declaration order. CPT values are kept as written (not renormalised);
     rows must sum to one within ``atol`` (1e-2 by default, as the bnlearn files are rounded).
+
+    Args:
+        path: a ``.bif`` or ``.bif.gz`` file.
+        atol: tolerance on each CPT row summing to one.
+        dtype: CPT dtype (default: JAX's default float).
+
+    Returns:
+        The `BayesNet` (see `parse_bif`).
+
+    Examples:
+        >>> from gm.data.networks import bif_path
+        >>> net = read_bif(bif_path("alarm"))     # the bnlearn repository's ALARM network
+        >>> net.n_vars
+        37
     """
     path = os.fspath(path)
     opener = gzip.open if path.endswith(".gz") else open
@@ -141,7 +179,39 @@ def _format(x) -> str:
 
 
 def format_bif(net: BayesNet, name: str = "unknown") -> str:
-    """The network as BIF text (rows per parent configuration; exact round trip of CPT values)."""
+    """The network as BIF text (rows per parent configuration; exact round trip of CPT values).
+
+    Args:
+        net: the network; names and states must not contain spaces or BIF punctuation.
+        name: the name written in the ``network`` block.
+
+    Returns:
+        The BIF text; ``parse_bif(format_bif(net))`` has the same structure and CPT values.
+
+    Raises:
+        ValueError: a variable or state name that BIF cannot hold.
+
+    Examples:
+        >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+        ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> print(format_bif(net, "rain"))
+        network rain {
+        }
+        variable Rain {
+          type discrete [ 2 ] { no, yes };
+        }
+        variable Wet {
+          type discrete [ 2 ] { no, yes };
+        }
+        probability ( Rain ) {
+          table 0.8, 0.2;
+        }
+        probability ( Wet | Rain ) {
+          (no) 0.9, 0.1;
+          (yes) 0.2, 0.8;
+        }
+        <BLANKLINE>
+    """
     bad = re.compile(r"[,(){};|\s]")
     for var, st in zip(net.names, net.states):
         if bad.search(var):
@@ -167,7 +237,25 @@ def format_bif(net: BayesNet, name: str = "unknown") -> str:
 
 
 def write_bif(net: BayesNet, path: str | os.PathLike, name: str = "unknown") -> None:
-    """Write ``net`` as BIF (gzip-compressed when ``path`` ends in .gz)."""
+    """Write ``net`` as BIF (gzip-compressed when ``path`` ends in .gz).
+
+    Args:
+        net: the network (see `format_bif` for the names BIF can hold).
+        path: the file to write; a ``.gz`` suffix compresses it.
+        name: the name written in the ``network`` block.
+
+    Returns:
+        None.
+
+    Examples:
+        >>> import os, tempfile
+        >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+        ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> path = os.path.join(tempfile.mkdtemp(), "rain.bif.gz")
+        >>> write_bif(net, path)
+        >>> read_bif(path).names
+        ('Rain', 'Wet')
+    """
     path = os.fspath(path)
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "wt", encoding="utf-8") as f:
@@ -175,7 +263,29 @@ def write_bif(net: BayesNet, path: str | os.PathLike, name: str = "unknown") -> 
 
 
 def from_pgmpy(model, *, atol: float = 1e-2, dtype=None) -> BayesNet:
-    """Convert a pgmpy ``DiscreteBayesianNetwork`` (with TabularCPDs) to a `BayesNet`."""
+    """Convert a pgmpy ``DiscreteBayesianNetwork`` (with TabularCPDs) to a `BayesNet`.
+
+    pgmpy stores a CPD as ``values[child state, parent configuration]``; the `BayesNet` CPT is that
+    table with the child axis moved last: ``f32[*parent cards, card]``.
+
+    Args:
+        model: a pgmpy ``DiscreteBayesianNetwork`` with a TabularCPD for every node.
+        atol: tolerance on each CPT row summing to one.
+        dtype: CPT dtype (default: JAX's default float).
+
+    Returns:
+        The `BayesNet`, variables in the model's node order, state names as strings.
+
+    Raises:
+        ValueError: a node without a CPD, or CPDs that fail validation.
+
+    Examples:
+        >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+        ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> back = from_pgmpy(to_pgmpy(net))              # the round trip through pgmpy
+        >>> back.names, back.parent_names("Wet")
+        (('Rain', 'Wet'), ('Rain',))
+    """
     states, parents, cpts = {}, {}, {}
     for node in model.nodes():
         cpd = model.get_cpds(node)
@@ -192,7 +302,27 @@ def from_pgmpy(model, *, atol: float = 1e-2, dtype=None) -> BayesNet:
 
 
 def to_pgmpy(net: BayesNet):
-    """Convert to a pgmpy ``DiscreteBayesianNetwork`` with TabularCPDs (needs pgmpy)."""
+    """Convert to a pgmpy ``DiscreteBayesianNetwork`` with TabularCPDs (needs pgmpy).
+
+    The inverse of `from_pgmpy`: each CPT ``f[*parent cards, card]`` becomes pgmpy's
+    ``values[card, prod(parent cards)]``, with the state names of the child and its parents.
+
+    Args:
+        net: the network.
+
+    Returns:
+        A pgmpy ``DiscreteBayesianNetwork`` (the oracle of the test suite's comparisons).
+
+    Raises:
+        ImportError: pgmpy is not installed.
+
+    Examples:
+        >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+        ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+        >>> model = to_pgmpy(net)
+        >>> print(model.get_cpds("Wet").values.round(2).tolist())
+        [[0.9, 0.2], [0.1, 0.8]]
+    """
     try:
         from pgmpy.factors.discrete import TabularCPD
         from pgmpy.models import DiscreteBayesianNetwork

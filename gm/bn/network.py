@@ -6,6 +6,9 @@ data, so `jax.jit` specialises on it once; its conditional probability tables ar
 
 CPT layout: ``cpts[i]`` has shape ``(*cards[parents[i]], cards[i])``, the child's axis last, so that
 ``cpts[i][u]`` is the distribution P(X_i | U_i = u).
+
+Length: about half of the file is docstrings with runnable examples (doctest runs them); the code itself
+(`Structure`, `BayesNet` and their validation) is one unit, since every constructor shares the checks.
 """
 
 from __future__ import annotations
@@ -27,9 +30,14 @@ class Structure:
     """The static, hashable part of a Bayesian network.
 
     Attributes:
-      names: variable names, in the network's variable order.
-      states: state names of each variable.
+      names: variable names, in the network's variable order (``n_vars`` of them).
+      states: state names of each variable (``card_i`` names for variable i).
       parents: parent indices (into ``names``) of each variable, in CPT axis order.
+
+    Examples:
+      >>> s = Structure(names=("Rain", "Wet"), states=(("no", "yes"), ("no", "yes")), parents=((), (0,)))
+      >>> s.cards, s.children, s.families
+      ((2, 2), ((1,), ()), ((0,), (0, 1)))
     """
 
     names: tuple[str, ...]
@@ -38,14 +46,32 @@ class Structure:
 
     @functools.cached_property
     def cards(self) -> tuple[int, ...]:
+        """Number of states of each variable, ``(card_0, ..., card_{n-1})``.
+
+        Examples:
+          >>> Structure(("A", "B"), (("a0", "a1", "a2"), ("b0", "b1")), ((), (0,))).cards
+          (3, 2)
+        """
         return tuple(len(s) for s in self.states)
 
     @functools.cached_property
     def index(self) -> dict[str, int]:
+        """``{name: position}`` of every variable.
+
+        Examples:
+          >>> Structure(("A", "B"), (("0", "1"), ("0", "1")), ((), (0,))).index
+          {'A': 0, 'B': 1}
+        """
         return {name: i for i, name in enumerate(self.names)}
 
     @functools.cached_property
     def children(self) -> tuple[tuple[int, ...], ...]:
+        """Child indices of each variable (the inverse of ``parents``), in variable order.
+
+        Examples:
+          >>> Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (0,), (0, 1))).children
+          ((1, 2), (2,), ())
+        """
         kids: list[list[int]] = [[] for _ in self.names]
         for child, pa in enumerate(self.parents):
             for p in pa:
@@ -54,17 +80,45 @@ class Structure:
 
     @functools.cached_property
     def topological_order(self) -> tuple[int, ...]:
+        """Variable indices with every parent before its children (ties broken by variable order).
+
+        Examples:
+          >>> Structure(("Wet", "Rain"), (("0", "1"),) * 2, ((1,), ())).topological_order
+          (1, 0)
+        """
         order = _topological_order(self.names, self.parents)
         assert order is not None, "structure was validated acyclic"
         return order
 
     @functools.cached_property
     def families(self) -> tuple[tuple[int, ...], ...]:
-        """Variables of each CPT in axis order: parents then the child."""
+        """Variables of each CPT in axis order: parents then the child.
+
+        Examples:
+          >>> Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (0,), (1, 0))).families
+          ((0,), (0, 1), (1, 0, 2))
+        """
         return tuple(tuple(pa) + (i,) for i, pa in enumerate(self.parents))
 
     def state_index(self, var: int, state: Any) -> int:
-        """Index of ``state`` (a state name or an integer index) of variable ``var``."""
+        """Index of ``state`` (a state name or an integer index) of variable ``var``.
+
+        Args:
+          var: the variable's index.
+          state: a state name (compared as a string) or an integer index in ``[0, card)``.
+
+        Returns:
+          The state's index, an ``int``.
+
+        Raises:
+          ValueError: naming the variable and its states when ``state`` is unknown or out of range.
+          TypeError: for a bool.
+
+        Examples:
+          >>> s = Structure(("Rain",), (("no", "yes"),), ((),))
+          >>> s.state_index(0, "yes"), s.state_index(0, 0)
+          (1, 0)
+        """
         states = self.states[var]
         if isinstance(state, (bool, np.bool_)):
             raise TypeError(f"state of {self.names[var]!r} must be a state name or an index, got bool")
@@ -127,11 +181,19 @@ class BayesNet:
     the parent configuration. Traced CPTs (inside `jax.jit`, `jax.grad`) are not value-checked, and
     pytree unflattening (`jax.tree_util`) rebuilds a network without any check.
 
-    Example:
+    The joint factorises over the parents: P(x) = prod_i P(x_i | x_parents(i)).
+
+    Attributes:
+      structure: the `Structure` (static aux data of the pytree).
+      cpts: one table per variable, ``cpts[i]: f32[*cards[parents[i]], cards[i]]`` (child axis last).
+
+    Examples:
       >>> net = BayesNet.from_dict(
       ...     states={"Rain": ["no", "yes"], "Wet": ["no", "yes"]},
       ...     parents={"Wet": ["Rain"]},
       ...     cpts={"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> net
+      BayesNet(2 variables, 1 edges)
       >>> net.evidence({"Wet": "yes"})
       array([-1,  1], dtype=int32)
     """
@@ -152,10 +214,38 @@ class BayesNet:
 
     # -- pytree protocol -------------------------------------------------------------------------
     def tree_flatten(self):
+        """The pytree protocol: ``(cpts, structure)``, the CPTs as leaves and the `Structure` as aux data.
+
+        Returns:
+          ``(tuple of n_vars CPT arrays, Structure)``.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> [leaf.shape for leaf in jax.tree_util.tree_leaves(net)]
+          [(2,), (2, 2)]
+        """
         return self.cpts, self.structure
 
     @classmethod
     def tree_unflatten(cls, structure, cpts):
+        """The pytree protocol: a network from its `Structure` and CPTs, without any check (JAX rebuilds
+        pytrees with placeholders and tracers).
+
+        Args:
+          structure: the aux data returned by `tree_flatten`.
+          cpts: the leaves, one array per variable.
+
+        Returns:
+          A `BayesNet`.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> leaves, treedef = jax.tree_util.tree_flatten(net)
+          >>> print(jax.tree_util.tree_unflatten(treedef, [leaf / 2 for leaf in leaves]).cpt("Rain"))
+          [0.4 0.1]
+        """
         net = object.__new__(cls)  # no checks: JAX rebuilds pytrees with placeholders and tracers
         net.structure = structure
         net.cpts = tuple(cpts)
@@ -164,41 +254,141 @@ class BayesNet:
     # -- conveniences ----------------------------------------------------------------------------
     @property
     def names(self) -> tuple[str, ...]:
+        """Variable names in variable order (``n_vars`` strings).
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.names
+          ('Rain', 'Wet')
+        """
         return self.structure.names
 
     @property
     def states(self) -> tuple[tuple[str, ...], ...]:
+        """State names of each variable.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.states
+          (('no', 'yes'), ('no', 'yes'))
+        """
         return self.structure.states
 
     @property
     def parents(self) -> tuple[tuple[int, ...], ...]:
+        """Parent indices of each variable, in CPT axis order.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.parents
+          ((), (0,))
+        """
         return self.structure.parents
 
     @property
     def cards(self) -> tuple[int, ...]:
+        """Number of states of each variable.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.cards
+          (2, 2)
+        """
         return self.structure.cards
 
     @property
     def n_vars(self) -> int:
+        """Number of variables.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.n_vars
+          2
+        """
         return len(self.structure.names)
 
     def index(self, name: str) -> int:
-        """Index of variable ``name``; ValueError naming it if unknown."""
+        """Index of variable ``name`` in the network's variable order.
+
+        Args:
+          name: a variable name.
+
+        Returns:
+          Its position, an ``int`` in ``[0, n_vars)``.
+
+        Raises:
+          ValueError: naming ``name`` if the network has no such variable.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.index("Wet")
+          1
+        """
         try:
             return self.structure.index[name]
         except KeyError:
             raise ValueError(f"unknown variable {name!r}") from None
 
     def parent_names(self, name: str) -> tuple[str, ...]:
+        """Names of the parents of ``name``, in CPT axis order.
+
+        Args:
+          name: a variable name.
+
+        Returns:
+          A tuple of names (empty for a root).
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.parent_names("Wet"), net.parent_names("Rain")
+          (('Rain',), ())
+        """
         return tuple(self.names[p] for p in self.parents[self.index(name)])
 
     def cpt(self, name: str):
-        """The CPT of ``name``, shape ``(*parent cards, card)``."""
+        """The CPT of ``name``, ``f32[*parent cards, card]``: ``cpt[u]`` is P(name | parents = u).
+
+        Args:
+          name: a variable name.
+
+        Returns:
+          The table (a JAX array, child axis last).
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> print(net.cpt("Wet"))
+          [[0.9 0.1]
+           [0.2 0.8]]
+        """
         return self.cpts[self.index(name)]
 
     def replace(self, cpts: Sequence[Any] | Mapping[str, Any]) -> "BayesNet":
-        """A network with the same structure and new CPTs (a sequence in variable order, or a dict),
-        validated as the constructor validates (ValueError naming the variable at fault)."""
+        """A network with the same structure and new CPTs, validated as the constructor validates.
+
+        Args:
+          cpts: a sequence of ``n_vars`` tables in variable order, or ``{name: table}`` replacing only
+            those variables' CPTs; each ``f32[*parent cards, card]`` (leading batch axes allowed).
+
+        Returns:
+          A new `BayesNet` (this one is unchanged).
+
+        Raises:
+          ValueError: naming the variable whose table has the wrong shape or invalid values.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.replace({"Rain": jnp.array([0.5, 0.5])}).cpt("Rain").tolist()
+          [0.5, 0.5]
+        """
         if isinstance(cpts, Mapping):
             new = list(self.cpts)
             for name, value in cpts.items():
@@ -213,8 +403,20 @@ class BayesNet:
     def evidence(self, assignment: Mapping[str, Any] | None = None) -> np.ndarray:
         """Evidence vector ``int32[n_vars]`` from ``{name: state name or index}``; -1 = unobserved.
 
+        Args:
+          assignment: ``{name: state name or index}`` of the observed variables (None: nothing observed).
+
+        Returns:
+          A numpy ``int32[n_vars]`` vector, -1 for every unobserved variable.
+
         Raises:
           ValueError: naming an unknown variable or state.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.evidence({"Wet": "yes"}), net.evidence()
+          (array([-1,  1], dtype=int32), array([-1, -1], dtype=int32))
         """
         ev = np.full(self.n_vars, -1, dtype=np.int32)
         for name, state in (assignment or {}).items():
@@ -223,7 +425,20 @@ class BayesNet:
         return ev
 
     def assignment(self, x) -> dict[str, str | None]:
-        """Readable ``{name: state name}`` from an ``int32[n_vars]`` vector (-1 gives None)."""
+        """Readable ``{name: state name}`` from an ``int32[n_vars]`` vector (-1 gives None).
+
+        Args:
+          x: ``int32[n_vars]`` state indices (an assignment, a sample or an evidence vector).
+
+        Returns:
+          ``{name: state name or None}`` in variable order.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+          ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+          >>> net.assignment([1, -1])
+          {'Rain': 'yes', 'Wet': None}
+        """
         x = np.asarray(x)
         return {n: (self.states[i][int(x[i])] if x[i] >= 0 else None) for i, n in enumerate(self.names)}
 
@@ -238,7 +453,7 @@ class BayesNet:
         atol: float = 1e-3,
         dtype=None,
     ) -> "BayesNet":
-        """Build and validate a network.
+        """Build and validate a network from dictionaries keyed by variable name.
 
         Args:
           states: ``{name: [state names]}`` or ``{name: number of states}``; its order is the
@@ -249,10 +464,22 @@ class BayesNet:
           atol: tolerance on each CPT row summing to one.
           dtype: CPT dtype (default: JAX's default float, float32 unless x64 is enabled).
 
+        Returns:
+          The validated `BayesNet`, ``cpts[i]: dtype[*parent cards, card_i]``.
+
         Raises:
           ValueError: naming the fault: duplicate or unknown names, a cycle (its variables), a CPT of
             the wrong shape, negative or non-finite entries, a row that does not sum to one (the
             variable and the parent configuration).
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Coin": 2, "Die": 6}, {}, {"Coin": [0.5, 0.5], "Die": np.full(6, 1 / 6)})
+          >>> net.states[0], net.cards
+          (('0', '1'), (2, 6))
+          >>> BayesNet.from_dict({"A": 2}, {}, {"A": [0.5, 0.6]})
+          Traceback (most recent call last):
+          ...
+          ValueError: CPT of 'A' does not sum to 1 for parent configuration (no parents): sum = 1.1
         """
         parents = dict(parents or {})
         cpts = dict(cpts or {})

@@ -29,7 +29,7 @@ chain, diabetes (413 variables) or munin2 (1,003) took minutes to compile. Here 
   entry's argmax over ``k``; a decoding loop in reverse step order reads the argmax at the position of
   the already-decoded kept labels and unravels it into the summed labels.
 
-Length: about 600 lines, one lowering. The scheduler (segments, padding), the index tables and the three
+Length: about 600 lines of code, one lowering (plus docstrings with runnable examples). The scheduler (segments, padding), the index tables and the three
 passes (forward, hand-written reverse, max-sum with decoding) read and write the same slot layout, in
 both XLA and the numpy host twin; split apart, each file would have to re-derive that layout.
 """
@@ -69,6 +69,21 @@ class Segment:
     output position in ``[0, C)`` (pad: C), ``k`` ``[count, F]`` its summed labels' flat index (for MPE)
     and ``c`` ``[count, C]`` the output slots (pad: TRASH). Small steps of many different shapes then
     share a few (F, C) classes instead of one 4-d class each.
+
+    Attributes:
+      shape: ``(t, m, k, n)`` for dense steps, ``(F, C)`` for flat ones.
+      a: first operand slots, ``int32[count, t, m, k]`` (dense) or ``int32[count, F]`` (flat).
+      b: second operand slots, ``int32[count, t, k, n]`` or ``int32[count, F]``.
+      c: output slots, ``int32[count, t, m, n]`` or ``int32[count, C]``.
+      out: flat steps only: each product entry's output position, ``int32[count, F]``.
+      k: flat steps only: each product entry's summed labels' flat index, ``int32[count, F]``.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> seg = prog.segments[0]
+      >>> seg.flat, seg.a.shape[0]                              # one flat step
+      (True, 1)
     """
 
     shape: tuple[int, ...]
@@ -80,10 +95,26 @@ class Segment:
 
     @property
     def flat(self) -> bool:
+        """Whether the segment's steps enumerate their product grid (small steps) instead of matmuls.
+
+        Examples:
+          >>> from gm.bn.tensornet import plan
+          >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+          >>> prog.segments[0].flat
+          True
+        """
         return self.out is not None
 
     @property
     def ewise(self) -> bool:
+        """Whether a dense segment's padded ``m * k * n`` is small enough for a broadcast multiply and sum.
+
+        Only meaningful for dense segments (``shape = (t, m, k, n)``).
+
+        Examples:
+          >>> Segment((1, 2, 2, 2), *(np.zeros((1, 1)),) * 3).ewise
+          True
+        """
         _, m, k, n = self.shape
         return m * k * n <= _EWISE_LIMIT
 
@@ -102,6 +133,12 @@ class Program:
       decode_*: per-step tables for MPE decoding in execution order, padded to the most labels any step
         keeps / sums.
       padded_flops: multiply-adds the padded program performs per evidence set.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> prog.n_input, prog.n_steps, len(prog.segments), prog.root
+      (6, 1, 1, (6, ()))
     """
 
     plan: Plan
@@ -120,18 +157,50 @@ class Program:
 
     @property
     def zero(self) -> int:
+        """Slot holding the semiring's zero (``S``): padded operands read it.
+
+        Examples:
+          >>> from gm.bn.tensornet import plan
+          >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+          >>> prog.zero
+          7
+        """
         return self.size
 
     @property
     def one(self) -> int:
+        """Slot holding the semiring's one (``S + 1``): the second operand of a unary step.
+
+        Examples:
+          >>> from gm.bn.tensornet import plan
+          >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+          >>> prog.one
+          8
+        """
         return self.size + 1
 
     @property
     def trash(self) -> int:
+        """Slot that padded outputs are written to (``S + 2``).
+
+        Examples:
+          >>> from gm.bn.tensornet import plan
+          >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+          >>> prog.trash
+          9
+        """
         return self.size + 2
 
     @property
     def n_steps(self) -> int:
+        """Number of (unpadded) contraction steps, in execution order.
+
+        Examples:
+          >>> from gm.bn.tensornet import plan
+          >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+          >>> prog.n_steps
+          1
+        """
         return int(self.decode_out_offset.shape[0])
 
 
@@ -262,6 +331,15 @@ def lower(p: Plan, max_segments: int = 64, free_flops: float = 2e4, flat_limit: 
       free_flops: adjacent runs are merged whenever that adds at most this many padded multiply-adds
         (per evidence set), even below ``max_segments``.
       flat_limit: steps with at most this many product entries run flat (see `Segment`).
+
+    Returns:
+      The `Program`: slots of every tensor, segments of padded gather/scatter tables, decode tables.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> prog.size, prog.padded_flops
+      (7, 4.0)
     """
     sizes = p.sizes
     labels = p.labels
@@ -402,8 +480,24 @@ def _root(prog: Program, mem):
 def forward(prog: Program, inputs: jax.Array):
     """Sum-product forward pass over ``inputs: f[n_input, V]``.
 
-    Returns ``(mem f[S + 3, V], scales (f[count, V] per segment), root f[*out, V], log_scale f[V])``: the
-    result is ``root * exp(log_scale)``; every intermediate sits (rescaled) in ``mem``.
+    Each step computes C[t, m, n] = sum_k A[t, m, k] B[t, k, n], divides it by its max and carries the log.
+
+    Args:
+      prog: the program.
+      inputs: ``f[n_input, V]``, the plan's input tensors flattened row-major and concatenated, for
+        ``V`` evidence sets (the batch axis minor).
+
+    Returns:
+      ``(mem f[S + 3, V], scales (f[count, V] per segment), root f[*out, V], log_scale f[V])``: the
+      result is ``root * exp(log_scale)``; every intermediate sits (rescaled) in ``mem``.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
+      >>> mem, scales, root, log_scale = forward(prog, inputs)
+      >>> print(root * jnp.exp(log_scale))                     # sum_i a[i] sum_j B[i, j] = 1
+      [1.]
     """
     v = inputs.shape[-1]
     mem = jnp.zeros((prog.size + 3, v), inputs.dtype).at[: prog.n_input].set(inputs).at[prog.one].set(1.0)
@@ -432,7 +526,25 @@ def backward(prog: Program, mem: jax.Array, scales, root_cotangent: jax.Array) -
     """Reverse of `forward`: cotangents of the input entries, ``f[n_input, V]``.
 
     ``root_cotangent: f[*out, V]`` is the cotangent of the (rescaled) root; the cotangent of an
-    intermediate is that of its unscaled value divided by the step's scale (the scales are constants).
+    intermediate is that of its unscaled value divided by the step's scale (the scales are constants):
+    dA[t, m, k] = sum_n dC[t, m, n] B[t, k, n] / scale, and likewise for B.
+
+    Args:
+      prog: the program.
+      mem: ``f[S + 3, V]`` from `forward`.
+      scales: the per-segment scales from `forward`.
+      root_cotangent: ``f[*out, V]``.
+
+    Returns:
+      ``f[n_input, V]``, the cotangent of every input entry.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
+      >>> mem, scales, root, _ = forward(prog, inputs)
+      >>> print(backward(prog, mem, scales, jnp.ones_like(root))[:, 0])   # d/da[i] = 1, d/dB[i, j] = a[i]
+      [1.  1.  0.8 0.8 0.2 0.2]
     """
     v = mem.shape[-1]
     off, _ = prog.root
@@ -466,9 +578,24 @@ def backward(prog: Program, mem: jax.Array, scales, root_cotangent: jax.Array) -
 def forward_max(prog: Program, log_inputs: jax.Array):
     """Max-sum forward pass over ``log_inputs: f[n_input, V]`` (``-inf`` for zeros).
 
-    Returns ``(root f[*out, V], argmax int32[S + 3, V])``: ``root`` holds the max over the eliminated
-    labels of the summed log-factors; ``argmax`` the flat index of the maximising summed labels of
-    every entry of every intermediate.
+    Each step computes C[t, m, n] = max_k A[t, m, k] + B[t, k, n] and records the argmax k.
+
+    Args:
+      prog: the program.
+      log_inputs: ``f[n_input, V]``, the log of `forward`'s inputs.
+
+    Returns:
+      ``(root f[*out, V], argmax int32[S + 3, V])``: ``root`` holds the max over the eliminated
+      labels of the summed log-factors; ``argmax`` the flat index of the maximising summed labels of
+      every entry of every intermediate.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
+      >>> root, arg = forward_max(prog, jnp.log(inputs))
+      >>> print(jnp.exp(root))                                  # max_ij a[i] B[i, j] = 0.8 * 0.9
+      [0.72]
     """
     v = log_inputs.shape[-1]
     mem = jnp.full((prog.size + 3, v), -jnp.inf, log_inputs.dtype)
@@ -501,7 +628,24 @@ def forward_max(prog: Program, log_inputs: jax.Array):
 
 def decode(prog: Program, arg: jax.Array, out_values: jax.Array) -> jax.Array:
     """Values of every label, ``int32[n_labels, V]``, from `forward_max`'s argmax table and the values
-    ``out_values: int32[len(output), V]`` of the plan's output labels."""
+    ``out_values: int32[len(output), V]`` of the plan's output labels.
+
+    Args:
+      prog: the program.
+      arg: ``int32[S + 3, V]`` from `forward_max`.
+      out_values: ``int32[len(output), V]``, the chosen values of the plan's output labels.
+
+    Returns:
+      ``int32[n_labels, V]``: the maximising value of every label, read back in reverse step order.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> inputs = jnp.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8])[:, None]  # a and B flattened; V = 1
+      >>> _, arg = forward_max(prog, jnp.log(inputs))
+      >>> decode(prog, arg, jnp.zeros((0, 1), jnp.int32))[:, 0].tolist()     # argmax i, j
+      [0, 0]
+    """
     n_labels = len(prog.plan.sizes)
     v = arg.shape[-1]
     values = jnp.zeros((n_labels + 1, v), jnp.int32)
@@ -545,8 +689,23 @@ def _np_root(prog: Program, mem):
 
 
 def forward_host(prog: Program, inputs: np.ndarray):
-    """`forward` for one evidence set on the host: ``inputs f64[n_input]`` ->
-    ``(mem, scales f64[T], root, log_scale)``."""
+    """`forward` for one evidence set on the host (numpy float64, unpadded steps, nothing compiled).
+
+    Args:
+      prog: the program.
+      inputs: ``f64[n_input]``.
+
+    Returns:
+      ``(mem f64[S + 3], scales f64[T], root f64[*out], log_scale float)``; the result is
+      ``root * exp(log_scale)``.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> mem, scales, root, log_scale = forward_host(prog, np.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))
+      >>> float(root * np.exp(log_scale))
+      1.0
+    """
     mem = np.zeros(prog.size + 3)
     mem[: prog.n_input] = inputs
     mem[prog.one] = 1.0
@@ -570,7 +729,24 @@ def _add_at(grad, idx, values):
 
 
 def backward_host(prog: Program, mem, scales, root_cotangent) -> np.ndarray:
-    """`backward` for one evidence set on the host: cotangents of the input entries ``f64[n_input]``."""
+    """`backward` for one evidence set on the host: cotangents of the input entries ``f64[n_input]``.
+
+    Args:
+      prog: the program.
+      mem: ``f64[S + 3]`` from `forward_host`.
+      scales: ``f64[T]`` from `forward_host`.
+      root_cotangent: ``f64[*out]``, the cotangent of the (rescaled) root.
+
+    Returns:
+      ``f64[n_input]``.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> mem, scales, root, _ = forward_host(prog, np.array([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))
+      >>> backward_host(prog, mem, scales, 1.0).tolist()
+      [1.0, 1.0, 0.8, 0.8, 0.2, 0.2]
+    """
     off, shape = prog.root
     grad = np.zeros_like(mem)
     grad[off : off + math.prod(shape)] = np.ravel(root_cotangent)
@@ -587,7 +763,22 @@ def backward_host(prog: Program, mem, scales, root_cotangent) -> np.ndarray:
 
 
 def forward_max_host(prog: Program, log_inputs: np.ndarray):
-    """`forward_max` on the host: ``(root, argmax int64[S + 3])``."""
+    """`forward_max` on the host: ``(root, argmax int64[S + 3])``.
+
+    Args:
+      prog: the program.
+      log_inputs: ``f64[n_input]`` (``-inf`` for zeros).
+
+    Returns:
+      ``(root f64[*out], argmax int64[S + 3])``.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> root, arg = forward_max_host(prog, np.log([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))
+      >>> round(float(np.exp(root)), 4)
+      0.72
+    """
     mem = np.full(prog.size + 3, -np.inf)
     mem[: prog.n_input] = log_inputs
     mem[prog.one] = 0.0
@@ -600,7 +791,23 @@ def forward_max_host(prog: Program, log_inputs: np.ndarray):
 
 
 def decode_host(prog: Program, arg: np.ndarray, out_values=()) -> np.ndarray:
-    """`decode` on the host: the value of every label, ``int64[n_labels]``."""
+    """`decode` on the host: the value of every label, ``int64[n_labels]``.
+
+    Args:
+      prog: the program.
+      arg: ``int64[S + 3]`` from `forward_max_host`.
+      out_values: the values of the plan's output labels (empty for a scalar plan).
+
+    Returns:
+      ``int64[n_labels]``.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)))         # sum_ij a[i] B[i, j]
+      >>> _, arg = forward_max_host(prog, np.log([0.8, 0.2, 0.9, 0.1, 0.2, 0.8]))
+      >>> decode_host(prog, arg).tolist()
+      [0, 0]
+    """
     n_labels = len(prog.plan.sizes)
     values = np.zeros(n_labels + 1, np.int64)
     values[list(prog.plan.output)] = out_values

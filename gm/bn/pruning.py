@@ -17,9 +17,20 @@ The pruned network's ``log_evidence`` is therefore *not* log P(e) of the origina
 over Q (and over every variable of C) is exact. Evidence on a variable outside E must not be present: the
 pruning assumed it unobserved (:func:`pruned_query` with ``check=True`` raises outside jit).
 
-Example:
-    >>> sub = bn.prune(net, ["Burglary"], observed=["JohnCalls", "MaryCalls"])
-    >>> bn.query(sub.net, ["Burglary"], sub.restrict(evidence))     # evidence: int32[n_vars] of the full network
+Examples:
+    >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+    ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+    ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
+    ...                           "Alarm": [[[0.99, 0.01], [0.3, 0.7]], [[0.2, 0.8], [0.05, 0.95]]]})
+    >>> sub = prune(net, ["Burglary"], observed=["Alarm"])      # Call is barren: dropped
+    >>> sub.net.names
+    ('Burglary', 'Quake', 'Alarm')
+    >>> from gm.bn.inference import query
+    >>> evidence = net.evidence({"Alarm": 1})                  # int32[n_vars] of the full network
+    >>> print(query(sub.net, ["Burglary"], sub.restrict(evidence)))
+    [0.4659 0.5341]
+    >>> print(query(net, ["Burglary"], evidence))             # the same as on the whole network
+    [0.4659 0.5341]
 """
 
 from __future__ import annotations
@@ -42,13 +53,36 @@ class Pruned(NamedTuple):
     Attributes:
       net: the pruned :class:`BayesNet` (variables in the original order).
       indices: ``indices[j]`` is the original index of the pruned network's variable ``j``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+      ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+      ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
+      ...                           "Alarm": [[[0.99, 0.01], [0.3, 0.7]], [[0.2, 0.8], [0.05, 0.95]]]})
+      >>> prune(net, "Alarm").indices                            # the ancestors of Alarm
+      (0, 1, 2)
     """
 
     net: BayesNet
     indices: tuple[int, ...]
 
     def restrict(self, evidence):
-        """Evidence of the original network, ``int32[..., n_vars]``, restricted to the kept variables."""
+        """Evidence of the original network, ``int32[..., n_vars]``, restricted to the kept variables.
+
+        Args:
+          evidence: ``int32[..., n_vars]`` of the original network (any leading batch axes).
+
+        Returns:
+          ``int32[..., len(indices)]``: ``evidence[..., indices]``.
+
+        Examples:
+          >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+          ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+          ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
+          ...                           "Alarm": [[[0.99, 0.01], [0.3, 0.7]], [[0.2, 0.8], [0.05, 0.95]]]})
+          >>> prune(net, "Burglary", observed=["Alarm"]).restrict(jnp.array([-1, -1, 1, 0])).tolist()
+          [-1, -1, 1]
+        """
         evidence = jnp.asarray(evidence)
         return jnp.take(evidence, jnp.asarray(self.indices, jnp.int32), axis=-1)
 
@@ -105,6 +139,16 @@ def prune(net: BayesNet, query: Sequence[str] | str, observed: Sequence[str] = (
 
     Raises:
       ValueError: an unknown name, or a query variable listed as observed.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+      ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+      ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
+      ...                           "Alarm": [[[0.99, 0.01], [0.3, 0.7]], [[0.2, 0.8], [0.05, 0.95]]]})
+      >>> prune(net, ["Quake"]).net.names                        # no evidence: only Quake matters
+      ('Quake',)
+      >>> prune(net, ["Quake"], observed=["Call"]).net.names
+      ('Burglary', 'Quake', 'Alarm', 'Call')
     """
     q = set(_indices(net, query, "query"))
     e = set(_indices(net, observed, "observed"))
@@ -141,6 +185,27 @@ def pruned_query(net: BayesNet, names: Sequence[str], evidence, *, observed: Seq
     ``observed`` is static (it fixes the sub-network); ``evidence`` may be traced. Variables outside
     ``observed`` must be unobserved (-1) in ``evidence``, and every variable in ``observed`` observed;
     ``check=True`` verifies that (and impossible evidence) outside jit.
+
+    Args:
+      net: the network.
+      names: the query variables.
+      evidence: ``int32[n_vars]`` of the full network.
+      observed: the names observed in ``evidence`` (static).
+      check: outside jit, raise ValueError when ``evidence`` disagrees with ``observed`` or P(e) = 0.
+
+    Returns:
+      ``f32[card_1, ..., card_k]``, P(names | e), as `gm.bn.query` on the whole network.
+
+    Raises:
+      ValueError: with ``check``, a variable observed in ``evidence`` but not listed (or the reverse).
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Burglary": 2, "Quake": 2, "Alarm": 2, "Call": 2},
+      ...                          {"Alarm": ["Burglary", "Quake"], "Call": ["Alarm"]},
+      ...                          {"Burglary": [0.9, 0.1], "Quake": [0.9, 0.1], "Call": [[0.9, 0.1], [0.2, 0.8]],
+      ...                           "Alarm": [[[0.99, 0.01], [0.3, 0.7]], [[0.2, 0.8], [0.05, 0.95]]]})
+      >>> print(pruned_query(net, ["Burglary"], net.evidence({"Alarm": 1}), observed=["Alarm"]))
+      [0.4659 0.5341]
     """
     from gm.bn.inference import query
 

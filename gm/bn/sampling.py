@@ -271,9 +271,24 @@ def sample(key: jax.Array, net: BayesNet, num_samples: int) -> jax.Array:
       net: the network.
       num_samples: number of samples (a Python int).
 
-    Example:
-      >>> x = bn.sample(jax.random.key(0), net, 1000)                  # int32[1000, n_vars]
-      >>> xs = jax.vmap(bn.sample, (0, None, None))(keys, net, 100)   # int32[B, 100, n_vars]
+    Returns:
+      ``int32[num_samples, n_vars]``: row s is one joint draw, a state index per variable.
+
+    Raises:
+      TypeError: ``num_samples`` is not an int.
+      ValueError: ``num_samples`` is negative.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> x = sample(jax.random.key(0), net, 10_000)                 # int32[10000, n_vars]
+      >>> x.shape, x.dtype
+      ((10000, 2), dtype('int32'))
+      >>> bool(abs(x[:, 1].mean() - 0.24) < 0.02)                     # P(Wet = yes) = 0.24
+      True
+      >>> keys = jax.random.split(jax.random.key(1), 3)
+      >>> jax.vmap(sample, (0, None, None))(keys, net, 100).shape   # int32[B, 100, n_vars]
+      (3, 100, 2)
     """
     num_samples = _check_count(num_samples)
     if net.n_vars == 0:
@@ -282,7 +297,18 @@ def sample(key: jax.Array, net: BayesNet, num_samples: int) -> jax.Array:
 
 
 class WeightedSamples(NamedTuple):
-    """Samples with importance log-weights: ``samples: int32[n, n_vars]``, ``log_weights: f32[n]``."""
+    """Samples with importance log-weights: ``samples: int32[n, n_vars]``, ``log_weights: f32[n]``.
+
+    Attributes:
+      samples: ``int32[n, n_vars]``, the draws with the observed variables clamped to their evidence.
+      log_weights: ``f32[n]``, log w_s = sum over observed i of log P(e_i | parents of i in sample s).
+
+    Examples:
+      >>> w = WeightedSamples(samples=jnp.array([[0, 1], [1, 1]]), log_weights=jnp.log(jnp.array([0.1, 0.8])))
+      >>> samples, log_weights = w       # a NamedTuple: unpacks, and is a pytree under jit/vmap
+      >>> samples.shape
+      (2, 2)
+    """
 
     samples: jax.Array
     log_weights: jax.Array
@@ -306,9 +332,14 @@ def likelihood_weighting(key: jax.Array, net: BayesNet, evidence, num_samples: i
       `WeightedSamples` (``int32[num_samples, n_vars]``, ``f[num_samples]``); samples of weight zero have
       log-weight -inf.
 
-    Example:
-      >>> w = bn.likelihood_weighting(jax.random.key(0), net, net.evidence({"Wet": "yes"}), 10_000)
-      >>> bn.weighted_marginals(net, w)["Rain"]                        # ~ bn.marginals(...)["Rain"]
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> w = likelihood_weighting(jax.random.key(0), net, net.evidence({"Wet": "yes"}), 10_000)
+      >>> sorted(set(np.exp(np.asarray(w.log_weights)).round(4).tolist()))   # P(Wet = yes | Rain)
+      [0.1, 0.8]
+      >>> bool(abs(weighted_marginals(net, w)["Rain"][1] - 2 / 3) < 0.03)  # P(Rain = yes | Wet = yes)
+      True
 
     Raises:
       ValueError: (eager calls) evidence of the wrong shape, or a value outside ``[-1, card)``, naming
@@ -352,6 +383,20 @@ def weighted_marginals(net: BayesNet, weighted: WeightedSamples) -> dict[str, ja
 
     ``P(X_i = x | e) ~ sum_s w_s [x_s,i = x] / sum_s w_s``: one scatter-add for all variables. If every
     weight is zero (-inf log-weights), the estimates are NaN.
+
+    Args:
+      net: the network the samples were drawn from.
+      weighted: `WeightedSamples` from `likelihood_weighting` (``int32[n, n_vars]``, ``f[n]``).
+
+    Returns:
+      ``{name: f[card]}``, each summing to one.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> w = WeightedSamples(jnp.array([[0, 1], [1, 1]]), jnp.log(jnp.array([0.1, 0.8])))
+      >>> print(weighted_marginals(net, w)["Rain"])                # [0.1, 0.8] / 0.9
+      [0.1111 0.8889]
     """
     if net.n_vars == 0:
         return {}

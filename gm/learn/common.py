@@ -56,17 +56,58 @@ class Prior(NamedTuple):
 
     @classmethod
     def dirichlet(cls, alpha: Any = 1.0, *, estimate: str = "map") -> Prior:
-        """Concentration ``alpha`` on every entry (a number or ``{name: number or array}``)."""
+        """Concentration ``alpha`` on every entry (a number or ``{name: number or array}``).
+
+        theta_MAP = (N + alpha - 1)_+ / sum; theta_mean = (N + alpha) / sum.
+
+        Args:
+            alpha: one number for every entry, or ``{name: number or array}`` per row block.
+            estimate: ``"map"`` (posterior mode) or ``"mean"`` (posterior mean).
+
+        Returns:
+            A `Prior` of kind ``"dirichlet"``.
+
+        Examples:
+            >>> Prior.dirichlet(2.0, estimate="mean")
+            Prior(kind='dirichlet', alpha=2.0, equivalent_sample_size=5.0, estimate='mean')
+        """
         return cls("dirichlet", alpha, 5.0, estimate)
 
     @classmethod
     def bdeu(cls, equivalent_sample_size: Any = 5.0, *, estimate: str = "mean") -> Prior:
-        """BDeu with the given equivalent sample size (posterior mean by default, as pgmpy)."""
+        """BDeu with the given equivalent sample size (posterior mean by default, as pgmpy).
+
+        alpha = ESS / (card * prod(parent cards)) on every entry of a CPT.
+
+        Args:
+            equivalent_sample_size: one number, or ``{name: number}``.
+            estimate: ``"mean"`` (pgmpy's BayesianEstimator) or ``"map"``.
+
+        Returns:
+            A `Prior` of kind ``"bdeu"``.
+
+        Examples:
+            >>> Prior.bdeu(10.0)
+            Prior(kind='bdeu', alpha=1.0, equivalent_sample_size=10.0, estimate='mean')
+        """
         return cls("bdeu", 1.0, equivalent_sample_size, estimate)
 
     @classmethod
     def k2(cls, *, estimate: str = "mean") -> Prior:
-        """K2: one pseudo-count on every entry (posterior mean by default, as pgmpy)."""
+        """K2: one pseudo-count on every entry (posterior mean by default, as pgmpy).
+
+        theta_mean = (N + 1) / (N_row + card).
+
+        Args:
+            estimate: ``"mean"`` (pgmpy's K2 prior) or ``"map"``.
+
+        Returns:
+            A `Prior` of kind ``"k2"``.
+
+        Examples:
+            >>> Prior.k2().kind
+            'k2'
+        """
         return cls("k2", 1.0, 5.0, estimate)
 
 
@@ -78,6 +119,12 @@ class FitResult(NamedTuple):
         log_likelihood: float ``[K + 1]``: the data's log-likelihood (plus the log prior for MAP fits)
             under the starting model and after each of the K iterations run.
         converged: whether the relative improvement fell below the fit's ``tol`` before ``num_iters``.
+
+    Examples:
+        >>> result = FitResult(model="fitted", log_likelihood=jnp.array([-3.0, -2.5, -2.49]), converged=True)
+        >>> model, history, converged = result     # a NamedTuple: unpacks, and is a pytree under jit
+        >>> print(history[-1] - history[0])        # the gain over the fit
+        0.51
     """
 
     model: Any
@@ -87,7 +134,18 @@ class FitResult(NamedTuple):
 
 class EMStep(NamedTuple):
     """What every single EM step returns: the updated model, and the data's log-likelihood under the
-    model *before* the step (the value EM guarantees never decreases from one step to the next)."""
+    model *before* the step (the value EM guarantees never decreases from one step to the next).
+
+    Attributes:
+        model: the model after the step (same type as the model passed in).
+        log_likelihood: ``f32[]``, log p(data | model before the step) (plus the log prior for MAP steps).
+
+    Examples:
+        >>> step = EMStep(model="updated", log_likelihood=jnp.array(-2.5))
+        >>> model, log_likelihood = step
+        >>> float(log_likelihood)
+        -2.5
+    """
 
     model: Any
     log_likelihood: jax.Array
@@ -100,8 +158,23 @@ def normalize_counts(counts, *, alpha=1.0, estimate: str = "map", fallback=None)
     total is zero becomes ``fallback`` (uniform when None; EM passes the previous estimate), never NaN; a row
     with a NaN count (the marker of an invalid input under `jax.jit`) stays NaN.
 
-    >>> normalize_counts(jnp.array([[3.0, 1.0], [0.0, 0.0]])).tolist()
-    [[0.75, 0.25], [0.5, 0.5]]
+    Args:
+        counts: ``f[..., card]``, non-negative (expected) counts, the child axis last.
+        alpha: Dirichlet concentration, a number or an array broadcast to ``counts``.
+        estimate: ``"map"`` or ``"mean"``.
+        fallback: ``f[..., card]`` (broadcast) for rows with nothing in them; None: uniform.
+
+    Returns:
+        ``f[..., card]``, every row summing to one (or NaN where a count was NaN).
+
+    Raises:
+        ValueError: ``estimate`` is neither ``"map"`` nor ``"mean"``.
+
+    Examples:
+        >>> normalize_counts(jnp.array([[3.0, 1.0], [0.0, 0.0]])).tolist()
+        [[0.75, 0.25], [0.5, 0.5]]
+        >>> normalize_counts(jnp.array([3.0, 1.0]), alpha=2.0, estimate="mean").tolist()   # (N + 2) / 8
+        [0.625, 0.375]
     """
     counts = jnp.asarray(counts)
     alpha = jnp.asarray(alpha, counts.dtype)

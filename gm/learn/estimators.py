@@ -7,8 +7,14 @@ order of ``structure.parents[i]``, the child's axis last). They are computed wit
 variable (a Python loop over variables is static structure; there is no loop over records), so the
 estimators jit, and `jax.vmap` over record weights gives bootstrap replicates in one call:
 
-    >>> boot = jax.random.multinomial(key, N, jnp.full(N, 1 / N), shape=(B, N))   # f32[B, N]
-    >>> nets = jax.vmap(lambda w: mle(structure, data, weights=w))(boot)          # CPTs f32[B, ...]
+    >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+    ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+    >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+    >>> N, B = data.shape[0], 100
+    >>> boot = jax.random.multinomial(jax.random.key(0), N, jnp.full(N, 1 / N), shape=(B, N))   # f32[B, N]
+    >>> nets = jax.vmap(lambda w: mle(net, data, weights=w))(boot)                 # CPTs f32[B, ...]
+    >>> nets.cpt("Wet").shape
+    (100, 2, 2)
 
 Estimates (theta_iux = P(X_i = x | U_i = u), N_iux counts, alpha_iux pseudo-counts):
 
@@ -47,7 +53,24 @@ __all__ = ["family_counts", "prior_counts", "mle", "dirichlet", "as_structure", 
 
 
 def as_structure(net_or_structure) -> Structure:
-    """The `Structure` of a `BayesNet` (or the structure itself); TypeError naming the argument."""
+    """The `Structure` of a `BayesNet` (or the structure itself); TypeError naming the argument.
+
+    Args:
+      net_or_structure: a `gm.bn.BayesNet` or a `gm.bn.Structure`.
+
+    Returns:
+      The `Structure`.
+
+    Raises:
+      TypeError: anything else, naming its type.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> as_structure(net) is as_structure(net.structure) is net.structure
+      True
+    """
     if isinstance(net_or_structure, BayesNet):
         return net_or_structure.structure
     if isinstance(net_or_structure, Structure):
@@ -115,8 +138,15 @@ def family_counts(net_or_structure, data, *, weights=None) -> tuple[jax.Array, .
       out-of-range value, or any negative or non-finite weight, has an all-NaN table (never a plausible
       count), and so do the estimates built on it.
 
-    Example:
-      >>> counts = family_counts(net, data)              # counts[i]: f32[*parent cards, card]
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> rain, wet = family_counts(net, data)           # counts[i]: f32[*parent cards, card]
+      >>> rain.tolist(), wet.tolist()                    # N_Rain[x], N_Wet[rain, x]
+      ([3.0, 1.0], [[2.0, 1.0], [0.0, 1.0]])
+      >>> family_counts(net, jnp.array([[1, -1]]))[0].tolist()   # a missing Wet still counts for Rain
+      [0.0, 1.0]
     """
     structure = as_structure(net_or_structure)
     data, w = check_records(structure, data, weights=weights)
@@ -148,11 +178,20 @@ def prior_counts(net_or_structure, *, prior: Prior, dtype=None) -> tuple[jax.Arr
       prior: a `gm.learn.Prior`.
       dtype: the arrays' dtype (default: JAX's float).
 
+    Returns:
+      A tuple with ``f32[*parent cards, card]`` for each variable.
+
     Raises:
       ValueError: naming an unknown prior kind, an unknown variable, a negative or mis-shaped value.
+      TypeError: ``prior`` is not a `gm.learn.Prior`.
 
-    Example:
-      >>> alpha = prior_counts(net, prior=Prior.bdeu(5.0))   # tuple of f32[*parent cards, card]
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> rain, wet = prior_counts(net, prior=Prior.bdeu(4.0))   # ESS / (card * prod(parent cards))
+      >>> rain.tolist(), wet.tolist()
+      ([2.0, 2.0], [[1.0, 1.0], [1.0, 1.0]])
     """
     structure = as_structure(net_or_structure)
     if not isinstance(prior, Prior):
@@ -201,15 +240,22 @@ def mle(net_or_structure, data, *, weights=None) -> BayesNet:
 
     Args:
       net_or_structure: a `gm.bn.BayesNet` (its CPTs are ignored) or `Structure`.
-      data: ``int32[N, n_vars]``; weights: optional ``f32[N]``.
+      data: ``int32[N, n_vars]``, -1 missing (left out of the families that contain it).
+      weights: optional ``f32[N]`` record weights.
 
     Returns:
       A `BayesNet` with theta_i[u, x] = N_i[u, x] / N_i[u]; unseen parent configurations are uniform.
 
-    Example:
-      >>> net = gm.data.load_network("alarm")
-      >>> data = gm.bn.sample(jax.random.key(0), net, 10_000)
-      >>> fitted = jax.jit(mle)(net, data)
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> fitted = mle(net, data)
+      >>> print(fitted.cpt("Rain"), fitted.cpt("Wet"))
+      [0.75 0.25] [[0.6667 0.3333]
+       [0.     1.    ]]
+      >>> jax.jit(mle)(net, data).cpt("Rain").tolist()       # jits: the structure is static
+      [0.75, 0.25]
     """
     structure = as_structure(net_or_structure)
     counts = family_counts(structure, data, weights=weights)
@@ -231,8 +277,17 @@ def dirichlet(net_or_structure, data, *, prior: Prior = Prior.bdeu(5.0), weights
     Returns:
       A `BayesNet`.
 
-    Example:
-      >>> fitted = learn.dirichlet(net, data, prior=learn.Prior.k2())
+    Raises:
+      ValueError: ``prior.estimate`` is neither ``"mean"`` nor ``"map"``, or a bad prior value.
+
+    Examples:
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = jnp.array([[0, 0], [0, 0], [0, 1], [1, 1]])             # int32[N, n_vars]
+      >>> fitted = dirichlet(net, data, prior=Prior.k2())        # (N + 1) / (N_row + card)
+      >>> print(fitted.cpt("Rain"), fitted.cpt("Wet"))
+      [0.6667 0.3333] [[0.6    0.4   ]
+       [0.3333 0.6667]]
     """
     structure = as_structure(net_or_structure)
     alpha = prior_counts(structure, prior=prior)
@@ -243,11 +298,25 @@ def dirichlet(net_or_structure, data, *, prior: Prior = Prior.bdeu(5.0), weights
 
 
 def sample_dirichlet_rows(key, concentrations, sample_shape: tuple[int, ...] = ()) -> list[jax.Array]:
-    """Independent Dirichlet draws of every row of every table: ``concentrations[i]`` is ``f32[..., K]``;
-    returns arrays of shape ``sample_shape + concentrations[i].shape`` whose last axes sum to one.
+    """Independent Dirichlet draws of every row of every table.
 
     One gamma draw covers all tables (one kernel and one compilation, however many tables there are);
-    normalised independent gammas are Dirichlet rows.
+    normalised independent gammas are Dirichlet rows: g_k ~ Gamma(alpha_k, 1), theta = g / sum_k g_k.
+
+    Args:
+      key: a `jax.random` key.
+      concentrations: a sequence of tables, ``concentrations[i]: f32[..., K_i]`` (positive).
+      sample_shape: leading shape of the draws.
+
+    Returns:
+      A list of arrays, ``f32[*sample_shape, *concentrations[i].shape]``, whose last axes sum to one.
+
+    Examples:
+      >>> rows = sample_dirichlet_rows(jax.random.key(0), [jnp.ones(3), jnp.ones((2, 4))], sample_shape=(5,))
+      >>> [r.shape for r in rows]
+      [(5, 3), (5, 2, 4)]
+      >>> bool(jnp.allclose(rows[1].sum(-1), 1.0))
+      True
     """
     concentrations = [jnp.asarray(c) for c in concentrations]
     dtype = jnp.result_type(*concentrations) if concentrations else jnp.result_type(float)

@@ -11,7 +11,21 @@ __all__ = ["add_distributed_args", "initialize_from_args"]
 
 
 def add_distributed_args(parser):
-    """Adds ``--coordinator HOST:PORT``, ``--num-processes N`` and ``--process-id I`` to an argparse parser."""
+    """Adds ``--coordinator HOST:PORT``, ``--num-processes N`` and ``--process-id I`` to an argparse parser.
+
+    Args:
+      parser: an `argparse.ArgumentParser`.
+
+    Returns:
+      The same parser (for chaining).
+
+    Examples:
+      >>> import argparse
+      >>> parser = add_distributed_args(argparse.ArgumentParser())
+      >>> args = parser.parse_args(["--coordinator", "10.0.0.1:1234", "--num-processes", "2", "--process-id", "0"])
+      >>> args.coordinator, args.num_processes, args.process_id
+      ('10.0.0.1:1234', 2, 0)
+    """
     group = parser.add_argument_group("multi-host (jax.distributed)")
     group.add_argument("--coordinator", default=None,
                        help="address HOST:PORT of process 0's coordinator; omit for a single process")
@@ -24,6 +38,21 @@ def initialize_from_args(args) -> bool:
     """Calls `jax.distributed.initialize` when ``args.coordinator`` is set (no-op otherwise).
 
     Must run before any JAX computation. Returns whether the distributed system was initialised.
+
+    Args:
+      args: parsed arguments with ``coordinator``, ``num_processes`` and ``process_id`` (see
+        `add_distributed_args`).
+
+    Returns:
+      True when `jax.distributed.initialize` ran, False for a single process.
+
+    Raises:
+      ValueError: a process count or id without a coordinator (or the reverse), or an id out of range.
+
+    Examples:
+      >>> import argparse
+      >>> initialize_from_args(add_distributed_args(argparse.ArgumentParser()).parse_args([]))   # one process
+      False
     """
     coordinator = getattr(args, "coordinator", None)
     num, pid = getattr(args, "num_processes", None), getattr(args, "process_id", None)

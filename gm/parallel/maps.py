@@ -4,6 +4,13 @@
 chunked per device with ``lax.map`` for batches that do not fit at once); `sharded_sum(fn, mesh)` sums
 ``fn`` over a sharded batch with padding rows weighted 0 and a replicated result (XLA all-reduces the
 per-device partial sums).
+
+Examples:
+    >>> from gm.parallel.mesh import batch_mesh
+    >>> mesh = batch_mesh()                                     # every device
+    >>> square = sharded_map(lambda x: x ** 2, mesh)
+    >>> square(jnp.arange(5.0)).tolist()                        # any B: padded, then cut back
+    [0.0, 1.0, 4.0, 9.0, 16.0]
 """
 
 from __future__ import annotations
@@ -101,8 +108,25 @@ def sharded_map(fn: Callable, mesh: Mesh, *, in_axes: int | None | Sequence[int 
         of ``vmap``) to bound memory, as `gm.bn.map_batched` does on one device.
       fill: padding, see `pad_batch`.
 
-    Example:
-      >>> post = sharded_map(bn.marginals, mesh, in_axes=(None, 0))(net, evs)   # {name: f32[B, card]}
+    Returns:
+      A function of ``fn``'s arguments (batched where ``in_axes`` is 0) returning ``fn``'s outputs with a
+      leading ``B`` axis: out[b] = fn(args with row b of every batched argument).
+
+    Raises:
+      ValueError: (when called) ``in_axes`` entries other than 0 or None, or none batched; ``chunk_size < 1``.
+
+    Examples:
+      >>> from gm.bn import marginals
+      >>> from gm.parallel.mesh import batch_mesh
+      >>> from gm.bn import BayesNet
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> evs = jnp.array([[-1, 1], [-1, 0], [1, -1]])                        # int32[B, n_vars]
+      >>> post = sharded_map(marginals, batch_mesh(), in_axes=(None, 0))(net, evs)   # {name: f32[B, card]}
+      >>> print(post["Rain"])
+      [[0.3333 0.6667]
+       [0.9474 0.0526]
+       [0.     1.    ]]
     """
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -142,8 +166,19 @@ def sharded_sum(fn: Callable, mesh: Mesh, *, in_axes: int | None | Sequence[int 
     `sharded_map`, and padding rows are excluded from the sum (``where``, so even a NaN in a padding row
     cannot leak). For sufficient statistics: expected counts, maximum-likelihood counts over records.
 
-    Example:
-      >>> counts = sharded_sum(lambda x: jax.nn.one_hot(x, 3), mesh)(labels)   # f32[3]
+    Args:
+      fn: a function of one example returning a pytree of arrays.
+      mesh: a one-dimensional mesh (`batch_mesh`).
+      in_axes: per positional argument, 0 (batched) or None (shared, replicated).
+
+    Returns:
+      A function of ``fn``'s arguments returning sum_b fn(x_b), each leaf of ``fn``'s output shape.
+
+    Examples:
+      >>> from gm.parallel.mesh import batch_mesh
+      >>> labels = jnp.array([0, 2, 2, 1, 2])
+      >>> sharded_sum(lambda x: jax.nn.one_hot(x, 3), batch_mesh())(labels).tolist()   # f32[3] counts
+      [1.0, 1.0, 3.0]
     """
 
     def call(*args):

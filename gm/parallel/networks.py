@@ -1,5 +1,17 @@
 """`gm.bn` and `gm.learn`'s batched paths over a mesh: marginals and log-evidence of many evidence sets,
-family counts of many records."""
+family counts of many records.
+
+Each equals its one-device counterpart (``jax.vmap`` of `gm.bn.marginals`, `gm.learn.family_counts`) with
+the batch split over the mesh's devices.
+
+Examples:
+    >>> from gm.bn import BayesNet
+    >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+    ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+    >>> evs = jnp.array([[-1, 1], [-1, 0]])                     # int32[B, n_vars]
+    >>> print(sharded_log_evidence(net, evs))                   # log [0.24, 0.76], mesh: every device
+    [-1.4271 -0.2744]
+"""
 
 from __future__ import annotations
 
@@ -21,8 +33,23 @@ __all__ = ["sharded_family_counts", "sharded_log_evidence", "sharded_marginals"]
 def sharded_marginals(net, evidence, *, mesh: Mesh | None = None, chunk_size: int | None = None):
     """`gm.bn.marginals` of every evidence set in ``evidence: int32[B, n_vars]``, split over ``mesh``.
 
+    Args:
+      net: a `gm.bn.BayesNet` (replicated).
+      evidence: ``int32[B, n_vars]``, -1 unobserved.
+      mesh: a one-dimensional mesh (default: every device).
+      chunk_size: evidence sets per device at a time (bounds memory).
+
     Returns:
       ``{name: f32[B, card]}``, equal to ``jax.vmap(bn.marginals, in_axes=(None, 0))(net, evidence)``.
+
+    Examples:
+      >>> from gm.bn import BayesNet
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> post = sharded_marginals(net, jnp.array([[-1, 1], [-1, 0]]), chunk_size=1)
+      >>> print(post["Rain"])
+      [[0.3333 0.6667]
+       [0.9474 0.0526]]
     """
     from gm.bn import inference
 
@@ -30,7 +57,24 @@ def sharded_marginals(net, evidence, *, mesh: Mesh | None = None, chunk_size: in
 
 
 def sharded_log_evidence(net, evidence, *, mesh: Mesh | None = None, chunk_size: int | None = None):
-    """`gm.bn.log_evidence` of every evidence set in ``evidence: int32[B, n_vars]``: ``f32[B]``."""
+    """`gm.bn.log_evidence` of every evidence set in ``evidence: int32[B, n_vars]``: ``f32[B]``.
+
+    Args:
+      net: a `gm.bn.BayesNet` (replicated).
+      evidence: ``int32[B, n_vars]``, -1 unobserved.
+      mesh: a one-dimensional mesh (default: every device).
+      chunk_size: evidence sets per device at a time.
+
+    Returns:
+      ``f32[B]``, log P(e_b) for every row.
+
+    Examples:
+      >>> from gm.bn import BayesNet
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> print(sharded_log_evidence(net, jnp.array([[1, -1], [-1, -1]])))      # log 0.2, log 1
+      [-1.6094  0.    ]
+    """
     from gm.bn import inference
 
     return sharded_map(inference.log_evidence, default_mesh(mesh), in_axes=(None, 0),
@@ -54,14 +98,28 @@ def sharded_family_counts(net_or_structure, data, *, weights=None, mesh: Mesh | 
 
     Args:
       net_or_structure: a `gm.bn.BayesNet` or its `Structure`.
-      data: ``int32[N, n_vars]`` records (-1 missing); weights: optional ``f32[N]``.
+      data: ``int32[N, n_vars]`` records (-1 missing).
+      weights: optional ``f32[N]`` record weights.
+      mesh: a one-dimensional mesh (default: every device).
 
     Returns:
       A tuple of ``f32[*parent cards, card]`` count tables, as `gm.learn.family_counts`.
 
-    Example:
-      >>> net = learn.mle(net, data)  # single device; sharded: learn.normalize_counts on these counts
-      >>> counts = parallel.sharded_family_counts(net, data, mesh=parallel.batch_mesh())
+    Raises:
+      ValueError: weights of the wrong shape.
+
+    Examples:
+      >>> from gm.learn import normalize_counts
+      >>> from gm.bn import BayesNet
+      >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+      ...                          {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+      >>> data = np.array([[0, 0], [0, 0], [0, 1], [1, 1]])
+      >>> rain, wet = sharded_family_counts(net, data)
+      >>> rain.tolist(), wet.tolist()
+      ([3.0, 1.0], [[2.0, 1.0], [0.0, 1.0]])
+      >>> print(normalize_counts(wet))                        # the maximum-likelihood P(Wet | Rain)
+      [[0.6667 0.3333]
+       [0.     1.    ]]
     """
     from gm.learn.estimators import as_structure
 

@@ -16,7 +16,7 @@ Each variable is a linear function of its parents plus independent Gaussian nois
 * `inference`: `posterior`, `query`, `log_evidence`, `sample_posterior` with evidence as data
   (``values f32[n]`` + ``observed bool[n]``), all jit/vmap-able over evidence sets.
 
-Example:
+Examples:
   >>> parents = ((), (0,), (0, 1))
   >>> model = fit(x, parents)                     # x: f32[N, 3]
   >>> g = joint(model, parents)

@@ -14,6 +14,14 @@ discrete parents. Each factor enters `gm.bn` as an observed binary child of D_k 
 ``P(on | d) = φ_k(d) / max φ_k`` (exact; the scale goes back into the log evidence), and one `gm.bn.query`
 contracts the discrete network with all of them. Cost: Π_{j ∈ D_k} |d_j| Gaussian factorisations per
 component, so components with many discrete parents are the limit.
+
+Examples:
+    >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+    >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+    >>> d, c = net.evidence({"x": 1.5})                        # x | Class ~ N(0 or 2, 1), x = 1.5 observed
+    >>> answer = discrete_query(net, ["Class"], d, c)
+    >>> print(answer.table, answer.log_evidence)              # ∝ 0.5 N(1.5; 0, 1), 0.5 N(1.5; 2, 1)
+    [0.2689 0.7311] -1.4238
 """
 
 from __future__ import annotations
@@ -37,9 +45,21 @@ __all__ = ["CLGNet", "CLGParams", "CLGStructure", "HybridAnswer", "discrete_quer
 
 
 class CLGParams(NamedTuple):
-    """Per continuous variable i (tuples, one entry per variable): ``bias[i] f32[*cards(D_i)]``,
-    ``weights[i] f32[*cards(D_i), n_c]`` (coefficients on all continuous variables, 0 off C_i),
-    ``variance[i] f32[*cards(D_i)]``."""
+    """Per continuous variable i (tuples, one entry per variable): the regression of each discrete configuration.
+
+    X_i | c, d ~ N(bias[i][d] + weights[i][d] · c, variance[i][d]).
+
+    Attributes:
+      bias: ``bias[i]: f32[*cards(D_i)]``.
+      weights: ``weights[i]: f32[*cards(D_i), n_c]`` (coefficients on all continuous variables, 0 off C_i).
+      variance: ``variance[i]: f32[*cards(D_i)]``.
+
+    Examples:
+      >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+      >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+      >>> print(net.params.bias[0], net.params.variance[0])
+      [0. 2.] [1. 1.]
+    """
 
     bias: tuple
     weights: tuple
@@ -49,14 +69,30 @@ class CLGParams(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class CLGStructure:
     """Static part: the continuous `GaussianStructure` (names, continuous parents) and each continuous
-    variable's discrete parents (indices into the discrete network's variables)."""
+    variable's discrete parents (indices into the discrete network's variables).
+
+    Attributes:
+      continuous: the `GaussianStructure` of the continuous variables.
+      discrete_parents: ``discrete_parents[i]``, indices into the discrete network of D_i.
+
+    Examples:
+      >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+      >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+      >>> net.structure.discrete_parents, net.structure.components
+      (((0,),), ((0,),))
+    """
 
     continuous: GaussianStructure
     discrete_parents: tuple[tuple[int, ...], ...]
 
     @functools.cached_property
     def components(self) -> tuple[tuple[int, ...], ...]:
-        """Connected components of the continuous-only graph, each sorted."""
+        """Connected components of the continuous-only graph, each sorted.
+
+        Examples:
+          >>> CLGStructure(GaussianStructure(("x", "y", "z"), ((), (0,), ())), ((), (), ())).components
+          ((0, 1), (2,))
+        """
         import networkx as nx
 
         graph = nx.Graph()
@@ -69,7 +105,18 @@ class CLGStructure:
 class CLGNet:
     """A conditional linear-Gaussian network: a discrete `BayesNet` and CLG continuous variables.
 
-    Build with `CLGNet.from_dict`.
+    Build with `CLGNet.from_dict`. p(d, x) = P(d) prod_i N(x_i; b_i[d] + W_i[d] · x, v_i[d]).
+
+    Attributes:
+      discrete: the discrete `gm.bn.BayesNet`.
+      structure: the `CLGStructure` (static).
+      params: the `CLGParams` leaves.
+
+    Examples:
+      >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+      >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+      >>> net.continuous_names, net.discrete.names
+      (('x',), ('Class',))
     """
 
     __slots__ = ("discrete", "structure", "params")
@@ -78,14 +125,48 @@ class CLGNet:
         self.discrete, self.structure, self.params = discrete, structure, CLGParams(*params)
 
     def tree_flatten(self):
+        """The pytree protocol: ``((discrete network, params), structure)``.
+
+        Returns:
+          The children (the discrete `BayesNet` and the `CLGParams`) and the static `CLGStructure`.
+
+        Examples:
+          >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+          >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+          >>> len(jax.tree_util.tree_leaves(net))                  # P(Class), bias, weights, variance
+          4
+        """
         return (self.discrete, self.params), self.structure
 
     @classmethod
     def tree_unflatten(cls, structure, leaves):
+        """The pytree protocol: a network from its structure and ``(discrete network, params)``.
+
+        Args:
+          structure: the `CLGStructure`.
+          leaves: ``(discrete BayesNet, CLGParams)``.
+
+        Returns:
+          A `CLGNet`.
+
+        Examples:
+          >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+          >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+          >>> print(jax.tree_util.tree_map(lambda a: a + 1, net).params.bias[0])
+          [1. 3.]
+        """
         return cls(leaves[0], structure, leaves[1])
 
     @property
     def continuous_names(self) -> tuple[str, ...]:
+        """Names of the continuous variables, in their order.
+
+        Examples:
+          >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+          >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+          >>> net.continuous_names
+          ('x',)
+        """
         return self.structure.continuous.names
 
     @classmethod
@@ -99,6 +180,20 @@ class CLGNet:
           bias, variance: ``{name: array of shape cards(D_i)}`` (a float when D_i is empty).
           weights: ``{name: array of shape (*cards(D_i), |C_i|)}``, C_i in the order listed in parents.
           names: continuous variable order (default: the order of ``bias``).
+          dtype: of the parameters (default: JAX's float).
+
+        Returns:
+          The validated `CLGNet`.
+
+        Raises:
+          ValueError: a name both discrete and continuous, an unknown parent, parameters of the wrong
+            shape, or a non-positive variance.
+
+        Examples:
+          >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+          >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+          >>> net.structure.continuous
+          GaussianStructure(names=('x',), parents=((),))
         """
         weights = weights or {}
         names = tuple(bias) if names is None else tuple(names)
@@ -138,7 +233,22 @@ class CLGNet:
         return cls(discrete, structure, CLGParams(tuple(b_out), tuple(w_out), tuple(v_out)))
 
     def evidence(self, assignment: Mapping[str, object] | None = None):
-        """``(discrete int32[n_d], continuous Evidence)`` from ``{name: state or value}``."""
+        """``(discrete int32[n_d], continuous Evidence)`` from ``{name: state or value}``.
+
+        Args:
+          assignment: ``{name: state name or index}`` for discrete and ``{name: value}`` for continuous
+            variables (None: nothing observed).
+
+        Returns:
+          ``(int32[n_d] with -1 unobserved, Evidence(values f32[n_c], observed bool[n_c]))``.
+
+        Examples:
+          >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+          >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+          >>> d, c = net.evidence({"Class": "b", "x": 1.5})
+          >>> d.tolist(), c.values.tolist(), c.observed.tolist()
+          ([1], [1.5], [True])
+        """
         assignment = dict(assignment or {})
         disc = {k: v for k, v in assignment.items() if k in self.discrete.names}
         cont = {k: v for k, v in assignment.items() if k not in self.discrete.names}
@@ -176,8 +286,18 @@ def _component_factor(net: CLGNet, comp: tuple[int, ...], evidence: Evidence):
 
 
 class HybridAnswer(NamedTuple):
-    """``table f32[*cards]`` the posterior over the queried discrete variables, ``log_evidence f32[]``
-    the log density of all evidence (discrete probabilities times continuous densities)."""
+    """The answer of `discrete_query`.
+
+    Attributes:
+      table: ``f32[*cards]``, the posterior over the queried discrete variables.
+      log_evidence: ``f32[]``, the log density of all evidence (discrete probabilities times continuous
+        densities).
+
+    Examples:
+      >>> table, log_evidence = HybridAnswer(jnp.array([0.25, 0.75]), jnp.array(-1.4))
+      >>> table.shape
+      (2,)
+    """
 
     table: jax.Array
     log_evidence: jax.Array
@@ -194,7 +314,17 @@ def discrete_query(net: CLGNet, names: Sequence[str], discrete_evidence, continu
 
     Returns:
       `HybridAnswer`; ``jax.vmap`` over evidence works. Impossible discrete evidence gives a zero table and
-      ``-inf`` (as `gm.bn.query`).
+      ``-inf`` (as `gm.bn.query`). P(d | e) ∝ P(d, e_d) prod_k φ_k(d), φ_k the Gaussian evidence of
+      component k.
+
+    Examples:
+      >>> disc = BayesNet.from_dict({"Class": ["a", "b"]}, {}, {"Class": [0.5, 0.5]})
+      >>> net = CLGNet.from_dict(disc, parents={"x": ["Class"]}, bias={"x": [0.0, 2.0]}, variance={"x": 1.0})
+      >>> d, c = net.evidence({"x": 1.5})
+      >>> xs = jnp.array([[-1.0], [1.0], [3.0]])                  # three continuous evidence sets
+      >>> batch = jax.vmap(lambda v: discrete_query(net, ["Class"], d, c._replace(values=v)))(xs)
+      >>> print(batch.table[:, 1])                              # P(Class = b | x)
+      [0.018  0.5    0.982 ]
     """
     if isinstance(names, str):
         names = [names]

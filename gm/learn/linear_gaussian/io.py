@@ -32,7 +32,25 @@ def _scalar(value, where: str) -> float:
 
 
 def parse_json(text: str | dict, *, dtype=None) -> GaussianBayesNet:
-    """A validated `GaussianBayesNet` from pgmpy's JSON text (or the decoded dict); see `read_json`."""
+    """A validated `GaussianBayesNet` from pgmpy's JSON text (or the decoded dict); see `read_json`.
+
+    Args:
+      text: the JSON text, or the dict it decodes to (module docstring).
+      dtype: of the parameters (default: JAX's float).
+
+    Returns:
+      The `GaussianBayesNet`, variables in the ``nodes`` order.
+
+    Raises:
+      ValueError: naming what is missing or inconsistent (a CPD, an intercept, a coefficient, the arcs).
+
+    Examples:
+      >>> net = parse_json({"nodes": ["x", "y"], "arcs": [["x", "y"]], "cpds": {
+      ...     "x": {"coefficients": {"(Intercept)": [1.0]}, "variance": [1.0], "parents": []},
+      ...     "y": {"coefficients": {"(Intercept)": [0.5], "x": [2.0]}, "variance": [0.5], "parents": ["x"]}}})
+      >>> net.cpd("y")
+      LinearGaussianCPD(weights={'x': 2.0}, bias=0.5, variance=0.5)
+    """
     data = json.loads(text) if isinstance(text, (str, bytes)) else text
     if not isinstance(data, dict) or "cpds" not in data:
         raise ValueError("Gaussian JSON: expected an object with 'nodes', 'arcs' and 'cpds' (pgmpy's format)")
@@ -71,13 +89,39 @@ def parse_json(text: str | dict, *, dtype=None) -> GaussianBayesNet:
 
 
 def read_json(path: str | os.PathLike, *, dtype=None) -> GaussianBayesNet:
-    """Read a linear-Gaussian network from pgmpy's JSON file (variables in the file's ``nodes`` order)."""
+    """Read a linear-Gaussian network from pgmpy's JSON file (variables in the file's ``nodes`` order).
+
+    Args:
+      path: the JSON file.
+      dtype: of the parameters (default: JAX's float).
+
+    Returns:
+      The `GaussianBayesNet` (see `parse_json`).
+
+    Examples:
+      >>> from gm.data.networks import gaussian_json_path
+      >>> read_json(gaussian_json_path("ecoli70"))            # bnlearn's ecoli70, as pgmpy ships it
+      GaussianBayesNet(46 variables, 70 edges)
+    """
     with open(os.fspath(path), encoding="utf-8") as f:
         return parse_json(f.read(), dtype=dtype)
 
 
 def to_json_dict(net: GaussianBayesNet) -> dict:
-    """pgmpy's JSON structure (a dict) for ``net``; parameters as Python floats (float64 repr)."""
+    """pgmpy's JSON structure (a dict) for ``net``; parameters as Python floats (float64 repr).
+
+    Args:
+      net: the `GaussianBayesNet`.
+
+    Returns:
+      ``{"nodes": [...], "arcs": [[parent, child], ...], "cpds": {...}}``.
+
+    Examples:
+      >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
+      ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
+      >>> to_json_dict(net)["cpds"]["y"]
+      {'coefficients': {'(Intercept)': [0.5], 'x': [2.0]}, 'variance': [0.5], 'parents': ['x']}
+    """
     w, b, v = (np.asarray(a, np.float64) for a in net.params)
     cpds = {}
     for i, name in enumerate(net.names):
@@ -90,12 +134,42 @@ def to_json_dict(net: GaussianBayesNet) -> dict:
 
 
 def format_json(net: GaussianBayesNet) -> str:
-    """pgmpy's JSON text for ``net`` (indent 4, as ``LinearGaussianBayesianNetwork.save`` writes)."""
+    """pgmpy's JSON text for ``net`` (indent 4, as ``LinearGaussianBayesianNetwork.save`` writes).
+
+    Args:
+      net: the `GaussianBayesNet`.
+
+    Returns:
+      The JSON text; ``parse_json(format_json(net))`` has the same structure and parameters.
+
+    Examples:
+      >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
+      ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
+      >>> parse_json(format_json(net)).cpd("y")
+      LinearGaussianCPD(weights={'x': 2.0}, bias=0.5, variance=0.5)
+    """
     return json.dumps(to_json_dict(net), indent=4)
 
 
 def write_json(net: GaussianBayesNet, path: str | os.PathLike) -> None:
-    """Write ``net`` as pgmpy's JSON (readable by ``LinearGaussianBayesianNetwork.load``)."""
+    """Write ``net`` as pgmpy's JSON (readable by ``LinearGaussianBayesianNetwork.load``).
+
+    Args:
+      net: the `GaussianBayesNet`.
+      path: the file to write.
+
+    Returns:
+      None.
+
+    Examples:
+      >>> import os, tempfile
+      >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
+      ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
+      >>> path = os.path.join(tempfile.mkdtemp(), "xy.json")
+      >>> write_json(net, path)
+      >>> read_json(path).names
+      ('x', 'y')
+    """
     with open(os.fspath(path), "w", encoding="utf-8") as f:
         f.write(format_json(net))
 
@@ -105,6 +179,22 @@ def from_pgmpy(model, *, dtype=None) -> GaussianBayesNet:
 
     pgmpy's CPDs hold ``beta = [intercept, *coefficients]`` (in ``cpd.evidence`` order) and a standard
     deviation ``std``; the variance is ``std²``.
+
+    Args:
+      model: a pgmpy ``LinearGaussianBayesianNetwork`` with a CPD for every node.
+      dtype: of the parameters (default: JAX's float).
+
+    Returns:
+      The `GaussianBayesNet`, variables in the model's node order.
+
+    Raises:
+      ValueError: a node without a CPD, or a CPD whose betas do not match its parents.
+
+    Examples:
+      >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
+      ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
+      >>> from_pgmpy(to_pgmpy(net)).cpd("y")                   # the round trip through pgmpy
+      LinearGaussianCPD(weights={'x': 2.0}, bias=0.5, variance=0.5)
     """
     names = [str(x) for x in model.nodes()]
     parents, bias, variance, weights = {}, {}, {}, {}
@@ -124,7 +214,26 @@ def from_pgmpy(model, *, dtype=None) -> GaussianBayesNet:
 
 
 def to_pgmpy(net: GaussianBayesNet):
-    """Convert to a pgmpy ``LinearGaussianBayesianNetwork`` (needs pgmpy)."""
+    """Convert to a pgmpy ``LinearGaussianBayesianNetwork`` (needs pgmpy).
+
+    Each node becomes a ``LinearGaussianCPD(name, [b, *w], sqrt(v), parents)``.
+
+    Args:
+      net: the `GaussianBayesNet`.
+
+    Returns:
+      A pgmpy ``LinearGaussianBayesianNetwork``.
+
+    Raises:
+      ImportError: pgmpy is not installed.
+
+    Examples:
+      >>> net = GaussianBayesNet.from_dict(parents={"y": ["x"]}, bias={"x": 1.0, "y": 0.5},
+      ...     weights={"y": {"x": 2.0}}, variance={"x": 1.0, "y": 0.5})          # y = 0.5 + 2 x + N(0, 0.5)
+      >>> model = to_pgmpy(net)
+      >>> sorted(model.edges())
+      [('x', 'y')]
+    """
     try:
         from pgmpy.factors.continuous import LinearGaussianCPD
         from pgmpy.models import LinearGaussianBayesianNetwork

@@ -8,7 +8,7 @@
   and a consistent DAG);
 * graph helpers: `dag_to_cpdag`, `shd`, `structure_edges`.
 
-Example:
+Examples:
     >>> from gm.learn import structure
     >>> result = structure.hill_climb(data, net, score="bdeu")     # data int32[N, n_vars]
     >>> fitted = gm.learn.mle(result.structure, data)

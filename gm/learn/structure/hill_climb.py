@@ -12,6 +12,14 @@ move recomputes only the changed children's columns: every family those columns 
 scored in one batched kernel call (`NeighbourhoodScorer`). Legality (acyclicity) comes from the transitive
 closure of the current graph, so one step is a handful of numpy operations on n x n arrays plus at most
 one kernel call.
+
+Examples:
+    >>> from gm.bn import Structure
+    >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+    >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+    >>> result = hill_climb(data, variables)                  # BIC, from the empty graph
+    >>> result.structure.parents, result.n_iterations         # A -> C <- B, in two moves
+    (((), (), (0, 1)), 2)
 """
 
 from __future__ import annotations
@@ -193,9 +201,21 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
     Returns:
       `SearchResult` (structure, total score, moves taken).
 
-    Example:
-      >>> result = hill_climb(data, net, score="bdeu", max_indegree=4)
-      >>> fitted = gm.learn.mle(result.structure, data)
+    Raises:
+      ValueError: bad white/black lists, a negative ``max_indegree``, or a start graph with a cycle or too
+        many parents.
+
+    Examples:
+      >>> from gm.bn import Structure
+      >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+      >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+      >>> result = hill_climb(data, variables, score="bdeu", max_indegree=1)
+      >>> result.structure.parents                              # at most one parent each: C -> B, A -> C
+      ((), (2,), (0,))
+      >>> from gm.learn import mle
+      >>> print(mle(result.structure, data).cpt("C"))          # fit the CPTs of the learned graph: P(C | A)
+      [[0.5 0.5]
+       [0.  1. ]]
     """
     climber, parents = _setup(data, variables, score, equivalent_sample_size, max_indegree, whitelist, blacklist,
                               tabu_length, epsilon, start, scorer)
@@ -212,7 +232,22 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
 
     Args:
       key: a `jax.random` key (the perturbations).
-      data, variables, **kwargs: as `hill_climb` (one scorer is shared by all climbs).
+      data: ``int32[N, n_vars]`` complete records.
+      variables: a `Structure`/`BayesNet` (names, states) or cardinalities.
+      restarts: climbs after the first.
+      perturbation: random legal moves applied to the best graph before a perturbed climb.
+      **kwargs: as `hill_climb` (one scorer is shared by all climbs).
+
+    Returns:
+      `SearchResult` of the best climb (its ``n_iterations`` counts the moves of every climb).
+
+    Examples:
+      >>> from gm.bn import Structure
+      >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+      >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+      >>> result = hill_climb_restarts(jax.random.key(0), data, variables, restarts=2)
+      >>> result.structure.parents, round(result.score, 2)
+      (((), (), (0, 1)), -293.15)
     """
     kwargs = dict(kwargs)
     if kwargs.get("scorer") is None:

@@ -5,6 +5,14 @@ scores, for a child and its current parents, every family the child can reach by
 reversing one edge: the counts of all those families come from one product of the one-hot blocks, and the
 local scores from `gm.learn.structure.scores.scores_from_counts`. Hill climbing (`hill_climb`) asks it for
 the neighbourhood of the variables whose parents changed.
+
+Examples:
+    >>> from gm.bn import Structure
+    >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+    >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+    >>> hood = NeighbourhoodScorer(data, variables)([2], [[0]])     # C with parent A
+    >>> print(hood.current, hood.add[:, 1], hood.delete)           # s(C, {A}), s(C, {A, B}), s(C, {})
+    [-74.613] [-10.5966] [[-115.1161]]
 """
 
 from __future__ import annotations
@@ -37,6 +45,12 @@ class Neighbourhood(NamedTuple):
       current: ``f32[B]``, s(j, P).
       add: ``f32[B, n_vars]``, s(j, P + i) for every i (meaningless where i is j or already in P).
       delete: ``f32[B, K]``, s(j, P - P[k]) for each parent slot k (meaningless on padding slots).
+
+    Examples:
+      >>> hood = Neighbourhood(current=np.zeros(1), add=np.zeros((1, 3)), delete=np.zeros((1, 1)))
+      >>> current, add, delete = hood
+      >>> add.shape
+      (1, 3)
     """
 
     current: jax.Array
@@ -45,7 +59,21 @@ class Neighbourhood(NamedTuple):
 
 
 def column_blocks(cards):
-    """``int32[n, R]``: the one-hot columns of each variable's states, padded with the all-zero column."""
+    """``int32[n, R]``: the one-hot columns of each variable's states, padded with the all-zero column.
+
+    Variable i's state x is one-hot column offset_i + x (offset_i = sum of the earlier cardinalities);
+    padding points at column sum(cards), which is all zeros.
+
+    Args:
+      cards: the cardinality of each variable.
+
+    Returns:
+      ``int32[n, max(cards)]``.
+
+    Examples:
+      >>> column_blocks((2, 3)).tolist()
+      [[0, 1, 5], [2, 3, 4]]
+    """
     n, width, total = len(cards), max(cards), int(sum(cards))
     offsets = np.concatenate([[0], np.cumsum(cards)[:-1]])
     columns = np.full((n, width), total, np.int32)
@@ -121,6 +149,26 @@ class NeighbourhoodScorer:
     gives the counts of every family (P + i, j) at once (a column block per candidate i); the current and
     the deletion families are marginals of that table. So a child's whole neighbourhood costs one pass
     over the records, whatever the number of variables.
+
+    Args:
+      data: ``int32[N, n_vars]`` complete records.
+      variables: a `Structure`/`BayesNet` or cardinalities (None: the data's maxima + 1).
+      score: one of `gm.learn.structure.SCORES`.
+      equivalent_sample_size: the ESS of BDeu and BDs.
+
+    Attributes:
+      cards: the cardinality of each variable.
+      score: the canonical score name.
+      memo: ``{(child, frozenset(parents)): neighbourhood}``, filled by the searches that share it.
+
+    Examples:
+      >>> from gm.bn import Structure
+      >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+      >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+      >>> scorer = NeighbourhoodScorer(data, variables, score="bic")
+      >>> hood = scorer([0, 1, 2], [[], [], []])                    # every variable without parents
+      >>> print(hood.add[2, :2])                                    # s(C, {i}) for i = A, B
+      [-74.613 -74.613]
     """
 
     def __init__(self, data, variables=None, *, score: str = "bic", equivalent_sample_size: float = 10.0):
@@ -141,7 +189,25 @@ class NeighbourhoodScorer:
         self.padded = jnp.concatenate([rows, jnp.zeros((rows.shape[0], 1), jnp.int32)], axis=1)
 
     def __call__(self, children: Sequence[int], parents: Sequence[Sequence[int]]) -> Neighbourhood:
-        """Neighbourhoods of ``children`` with current parent sets ``parents`` (numpy float64 arrays)."""
+        """Neighbourhoods of ``children`` with current parent sets ``parents`` (numpy float64 arrays).
+
+        Args:
+          children: the child indices (B of them).
+          parents: the current parent indices of each child.
+
+        Returns:
+          `Neighbourhood` ``(current float64[B], add float64[B, n_vars], delete float64[B, K])``.
+
+        Raises:
+          ValueError: a parent set with too many configurations to count.
+
+        Examples:
+          >>> from gm.bn import Structure
+          >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+          >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+          >>> print(NeighbourhoodScorer(data, variables)([2], [[0, 1]]).delete)   # s(C, B), s(C, A)
+          [[-74.613 -74.613]]
+        """
         n = len(self.cards)
         if all(len(p) == 0 for p in parents) and list(children) == list(range(n)):
             out = _empty_neighbourhoods(self.onehot, self.unweighted, self.n_records, self.equivalent_sample_size,

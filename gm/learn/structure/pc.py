@@ -24,6 +24,14 @@ an edge stops being tested once separated, as in the sequential algorithm.
 Orientation: unshielded colliders X -> Z <- Y for Z outside sepset(X, Y), then Meek's rules 1-3 to a fixed
 point, then rules 1-4 (pgmpy's order, nodes in index order), giving the CPDAG; `pc` also returns a
 consistent DAG extension (Dor & Tarsi 1992).
+
+Examples:
+    >>> from gm.bn import Structure
+    >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+    >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+    >>> result = pc(data, variables)                           # A and B independent, dependent given C
+    >>> sorted(result.skeleton), sorted(result.directed)       # the v-structure A -> C <- B
+    ([(0, 2), (1, 2)], [(0, 2), (1, 2)])
 """
 
 from __future__ import annotations
@@ -64,6 +72,14 @@ class PCResult(NamedTuple):
       dag: a `gm.bn.Structure` consistent with the CPDAG (its parameters via `gm.learn.mle`).
       separating_sets: ``{(u, v): tuple}`` for every removed edge (u < v).
       n_tests: conditional independence tests computed.
+
+    Examples:
+      >>> from gm.bn import Structure
+      >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+      >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+      >>> result = pc(data, variables)
+      >>> result.separating_sets, result.dag.parents
+      ({(0, 1): ()}, ((), (), (0, 1)))
     """
 
     skeleton: set
@@ -132,7 +148,19 @@ def ci_tests(data, tests, variables=None, *, test: str = "chi_square", _prepared
       test: ``"chi_square"`` (Pearson) or ``"g_sq"`` (G, log-likelihood ratio); see the module docstring.
 
     Returns:
-      ``float64[F]`` p-values (NaN: conditional test with zero degrees of freedom, read as dependent).
+      ``float64[F]`` p-values (NaN: conditional test with zero degrees of freedom, read as dependent):
+      p = P(chi2_{sum_z dof_z} > sum_z T_z) over the strata z of the conditioning set.
+
+    Raises:
+      ValueError: an unknown ``test``.
+
+    Examples:
+      >>> from gm.bn import Structure
+      >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+      >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+      >>> p = ci_tests(data, [(0, 1, ()), (0, 1, (2,))], variables)     # tests of A ⟂ B and of A ⟂ B | C
+      >>> p.round(6).tolist()
+      [1.0, 0.0]
     """
     if test not in _TESTS:
         raise ValueError(f"test must be one of {_TESTS}, got {test!r}")
@@ -238,7 +266,24 @@ class _PDAG:
 
 
 def meek_rules(num_vars: int, directed, undirected, *, rule4: bool = True) -> PDAGEdges:
-    """Meek's orientation rules 1-3 to a fixed point, then (``rule4``) 1-4: `PDAGEdges`."""
+    """Meek's orientation rules 1-3 to a fixed point, then (``rule4``) 1-4: `PDAGEdges`.
+
+    R1: x -> y - z, x and z not adjacent => y -> z; R2: x -> y -> z, x - z => x -> z; R3 and R4 orient
+    the remaining edges that every consistent DAG orients the same way.
+
+    Args:
+      num_vars: the number of variables.
+      directed: ``{(parent, child)}`` edges already oriented.
+      undirected: ``{(u, v)}`` edges, u < v.
+      rule4: also apply rule 4 (after 1-3 reach a fixed point).
+
+    Returns:
+      `PDAGEdges` ``(directed, undirected)``.
+
+    Examples:
+      >>> meek_rules(3, {(0, 1)}, {(1, 2)})                     # R1 orients 1 -> 2
+      PDAGEdges(directed={(0, 1), (1, 2)}, undirected=set())
+    """
     g = _PDAG(num_vars, directed, undirected)
     for use4 in ((False, True) if rule4 else (False,)):
         changed = True
@@ -282,7 +327,20 @@ def meek_rules(num_vars: int, directed, undirected, *, rule4: bool = True) -> PD
 
 def dag_extension(num_vars: int, directed, undirected) -> list[list[int]]:
     """Parent lists of a DAG with the CPDAG's skeleton and v-structures (Dor & Tarsi); where none exists,
-    the remaining undirected edges are oriented along a topological order of the directed part."""
+    the remaining undirected edges are oriented along a topological order of the directed part.
+
+    Args:
+      num_vars: the number of variables.
+      directed: ``{(parent, child)}`` edges of the CPDAG.
+      undirected: ``{(u, v)}`` edges, u < v.
+
+    Returns:
+      One sorted list of parent indices per variable.
+
+    Examples:
+      >>> dag_extension(3, set(), {(0, 1), (1, 2)})              # the chain, oriented without a new collider
+      [[1], [2], []]
+    """
     g = _PDAG(num_vars, directed, undirected)
     parents = [set() for _ in range(num_vars)]
     for a, b in g.d:
@@ -315,12 +373,17 @@ def orient(num_vars: int, skeleton, separating_sets) -> PDAGEdges:
     """The CPDAG of a skeleton: unshielded colliders from the separating sets, then `meek_rules`.
 
     Args:
-      num_vars: the number of variables; skeleton: undirected edges ``{(u, v)}``; separating_sets:
-        ``{(u, v): tuple}`` (u < v) for every non-adjacent pair.
+      num_vars: the number of variables.
+      skeleton: undirected edges ``{(u, v)}``.
+      separating_sets: ``{(u, v): tuple}`` (u < v) for every non-adjacent pair.
 
     Returns:
       `PDAGEdges` ``(directed, undirected)``. Where two colliders disagree about an edge, both of its
       directions are dropped and the edge disappears (as in pgmpy).
+
+    Examples:
+      >>> orient(3, {(0, 2), (1, 2)}, {(0, 1): ()})                # 2 not in sepset(0, 1): a collider
+      PDAGEdges(directed={(0, 2), (1, 2)}, undirected=set())
     """
     adj = np.zeros((num_vars, num_vars), bool)
     for a, b in skeleton:
@@ -344,12 +407,25 @@ def pc(data, variables=None, *, test: str = "chi_square", significance_level: fl
     """PC structure learning: skeleton by batched conditional independence tests, then the CPDAG.
 
     Args:
-      data: ``int32[N, n_vars]`` complete records; variables: a `Structure`/`BayesNet` or cardinalities.
-      test: ``"chi_square"`` or ``"g_sq"``; significance_level: alpha (independent iff p >= alpha).
+      data: ``int32[N, n_vars]`` complete records.
+      variables: a `Structure`/`BayesNet` or cardinalities.
+      test: ``"chi_square"`` or ``"g_sq"``.
+      significance_level: alpha (independent iff p >= alpha).
       max_cond_vars: the largest conditioning set tested.
 
     Returns:
       `PCResult` (skeleton, CPDAG edges, a consistent DAG as a `Structure`, separating sets).
+
+    Raises:
+      ValueError: an unknown ``test``, a level outside (0, 1), or incomplete data.
+
+    Examples:
+      >>> from gm.bn import Structure
+      >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+      >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
+      >>> result = pc(data, variables, test="g_sq", significance_level=0.05)
+      >>> result.dag.parents, result.n_tests
+      (((), (), (0, 1)), 8)
     """
     if test not in _TESTS:
         raise ValueError(f"test must be one of {_TESTS}, got {test!r}")
