@@ -22,8 +22,6 @@ BANNED = {"ev", "evs", "n", "n_samples", "n_steps", "n_iters", "num_iter", "rng"
 KEYWORD_ONLY = {"mask", "weights", "soft", "prior", "method", "check", "tol", "chunk_size", "progress", "unroll"}
 # (qualified name, parameter): where a listed option name is the function's data, not an option.
 DATA_NOT_OPTION = {
-    ("gm.bn.sampling.weighted_marginals", "weights"),   # the importance weights being summarised
-    ("gm.bn.weighted_marginals", "weights"),
     ("gm.parallel.mesh.unpad", "mask"),
     ("gm.temporal.length_mask", "mask"),
 }
@@ -144,8 +142,7 @@ def test_most_probable_explanations_are_one_type():
     transition = jnp.array([[0.9, 0.1], [0.2, 0.8]])
     log_lik = jnp.log(jnp.array([[0.5, 0.1], [0.2, 0.6], [0.7, 0.3]]))
     results["tm.viterbi"] = tm.viterbi(initial, transition, log_lik)
-    associative = getattr(tm, "associative_viterbi", None) or getattr(tm, "parallel_viterbi")
-    results["tm.associative_viterbi"] = associative(initial, transition, log_lik)
+    results["tm.associative_viterbi"] = tm.associative_viterbi(initial, transition, log_lik)
     model = dbn.factorial_hmm([initial], [transition], jnp.array([[0.8, 0.2], [0.3, 0.7]]))
     evidence = np.full((3, len(model.structure.names)), -1, np.int32)
     evidence[:, -1] = [0, 1, 1]
