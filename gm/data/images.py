@@ -143,7 +143,7 @@ def mnist(*, n_test: int = 1000, n_validation: int = 0, seed: int = 0) -> ImageD
     Returns:
         :class:`ImageDataset` with ``images`` ``f32[N, 28, 28, 1]`` in [0, 1] and ``labels`` ``int32[N]``.
 
-    Example:
+    Examples:
         >>> data = mnist()
         >>> data.train.images.shape, data.test.images.shape
         ((4000, 28, 28, 1), (1000, 28, 28, 1))
@@ -249,7 +249,7 @@ def image_grid(images, rows: int, *, padding: int = 1, fill: float = 0.5) -> np.
     Returns:
         ``f32[rows * (H + padding) - padding, cols * (W + padding) - padding, C]`` (numpy).
 
-    Example:
+    Examples:
         >>> grid = image_grid(digits().train.images[:40], 4)        # f32[35, 89, 1]
         >>> plt.imshow(grid[..., 0], cmap="gray_r")                 # colour images: plt.imshow(grid)
     """

@@ -236,7 +236,7 @@ def edges_to_coloured_digits(*, size: int = 16, n_colours: int = 4, seed: int = 
     Returns:
         :class:`PairedDataset`: inputs ``f32[N, size, size, 1]``, targets ``f32[N, size, size, 3]``.
 
-    Example:
+    Examples:
         >>> ds = edges_to_coloured_digits()
         >>> ds.train.inputs.shape, ds.train.targets.shape, ds.n_modes
         ((4000, 16, 16, 1), (4000, 16, 16, 3), 4)
@@ -303,7 +303,7 @@ def classifier_digits(*, size: int = 16, width: int = 3) -> ClassifierDigits:
     Returns:
         :class:`ClassifierDigits` ``(train, test)``.
 
-    Example:
+    Examples:
         >>> train, test = classifier_digits(size=16)
         >>> len(train), len(test)
         (8000, 2000)

@@ -103,7 +103,7 @@ class Classifier:
 def init_classifier(key: jax.Array, config: ClassifierConfig = ClassifierConfig()) -> Classifier:
     """Randomly initialised classifier (also the template for restoring a cached one).
 
-    Example:
+    Examples:
         >>> template = init_classifier(jax.random.key(0), ClassifierConfig(image_shape=(16, 16, 1)))
     """
     x = jnp.zeros((1, *config.image_shape), jnp.float32)
@@ -135,7 +135,7 @@ def classify(classifier: Classifier, images, *, batch_size: int = 500) -> Classi
     Returns:
         A :class:`Classification` ``(logits, features)`` of numpy arrays.
 
-    Example:
+    Examples:
         >>> logits, features = classify(classifier, test_images)
     """
     images = np.asarray(images, np.float32)
@@ -154,7 +154,7 @@ def classify(classifier: Classifier, images, *, batch_size: int = 500) -> Classi
 def accuracy(classifier: Classifier, images, labels) -> float:
     """Fraction of ``images`` whose arg-max prediction equals ``labels``.
 
-    Example:
+    Examples:
         >>> accuracy(classifier, ds.test.images, ds.test.labels)   # about 0.98 on MNIST
     """
     logits, _ = classify(classifier, images)
@@ -175,7 +175,7 @@ def train_classifier(key: jax.Array, config: ClassifierConfig, images, labels, *
     Returns:
         The trained :class:`Classifier`.
 
-    Example:
+    Examples:
         >>> classifier = train_classifier(jax.random.key(0), ClassifierConfig(), ds.train.images, ds.train.labels)
     """
     images = jnp.asarray(images, jnp.float32)
@@ -258,7 +258,7 @@ def load_or_train_classifier(key: jax.Array, config: ClassifierConfig, directory
     Returns:
         A :class:`CachedClassifier` ``(classifier, info)``.
 
-    Example:
+    Examples:
         >>> classifier, info = load_or_train_classifier(jax.random.key(0), ClassifierConfig(), "runs/classifier",
         ...                                             ds.train, ds.test, min_accuracy=0.97)
     """

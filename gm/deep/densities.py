@@ -61,7 +61,7 @@ def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     Returns:
         ``f32[...]``.
 
-    Example:
+    Examples:
         >>> gaussian_kl(jnp.ones((2, 3)), jnp.zeros((2, 3)))  # 1/2 |mean|^2 = 1.5 per row
     """
     if mean.shape != log_var.shape:
@@ -74,7 +74,7 @@ def diagonal_gaussian_log_density(z: jax.Array, mean: jax.Array, log_var: jax.Ar
 
     ``log N = -1/2 sum_j (log 2 pi + log_var_j + (z_j - mean_j)^2 / exp(log_var_j))``.
 
-    Example:
+    Examples:
         >>> diagonal_gaussian_log_density(jnp.zeros(2), jnp.zeros(2), jnp.zeros(2))  # -log 2 pi
     """
     return -0.5 * jnp.sum(LOG_2PI + log_var + (z - mean) ** 2 * jnp.exp(-log_var), axis=-1)
@@ -85,7 +85,7 @@ def standard_normal_log_density(z: jax.Array) -> jax.Array:
 
     ``log N = -1/2 sum_j (log 2 pi + z_j^2)``.
 
-    Example:
+    Examples:
         >>> standard_normal_log_density(jnp.zeros((4, 2)))  # f32[4], each -log 2 pi
     """
     return -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
@@ -104,7 +104,7 @@ def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
     Returns:
         ``f32[B]``.
 
-    Example:
+    Examples:
         >>> bernoulli_log_likelihood(jnp.zeros((2, 4)), jnp.ones((2, 4)))  # 4 log(1/2) per row
     """
     if logits.shape != x.shape:
@@ -123,7 +123,7 @@ def gaussian_log_likelihood(mean: jax.Array, log_scale: jax.Array, x: jax.Array)
         log_scale: ``f32[]`` (or broadcastable to ``mean``) log standard deviation.
         x: ``f32[B, ...]`` data of the same shape as ``mean``.
 
-    Example:
+    Examples:
         >>> gaussian_log_likelihood(jnp.zeros((2, 3)), 0.0, jnp.zeros((2, 3)))  # -3/2 log 2 pi per row
     """
     if mean.shape != x.shape:
@@ -142,7 +142,7 @@ def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, *, num_s
         log_var: ``f32[B, L]`` its log variances.
         num_samples: ``None`` for one sample ``f32[B, L]``; an int ``k`` for ``f32[k, B, L]``.
 
-    Example:
+    Examples:
         >>> z = reparameterize(jax.random.key(0), jnp.zeros((2, 3)), jnp.zeros((2, 3)), num_samples=5)
         >>> z.shape
         (5, 2, 3)

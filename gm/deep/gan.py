@@ -131,7 +131,7 @@ def discriminate_pair(config: GANConfig, params, real, fake, *, real_labels=None
     Returns:
         A :class:`DiscriminatorPair` ``(real, fake)`` of :class:`DiscriminatorOutput`.
 
-    Example:
+    Examples:
         >>> out = gan.discriminate_pair(config, state.discriminator.params, images, fakes)
         >>> out.real.logits.shape == out.fake.logits.shape
         True
@@ -294,7 +294,7 @@ def create_state(key: jax.Array, config: GANConfig, example_batch) -> GANState:
     Returns:
         A :class:`GANState`.
 
-    Example:
+    Examples:
         >>> state = gan.create_state(jax.random.key(0), gan.GANConfig(), {"image": images[:8]})
     """
     images = jnp.asarray(example_batch["image"])
@@ -395,7 +395,7 @@ def train_step(key: jax.Array, config: GANConfig, state: GANState, batch) -> Tra
     Every discriminator step sees the same real batch with fresh noise; the generator step draws fresh
     noise again. Metrics are those of the last discriminator step and of the generator step.
 
-    Example:
+    Examples:
         >>> state, metrics = gan.train_step(jax.random.key(1), config, state, batch)
     """
     keys = jax.random.split(key, config.d_steps + 1)
@@ -416,7 +416,7 @@ def generate_from_latent(config: GANConfig, state: GANState, latent: Latent) -> 
     """Images ``f32[B, H, W, C]`` for given latent inputs (e.g. one code swept with the others fixed), with
     inference-time normalisation (:func:`~gm.deep.gan_networks.generate_inference`).
 
-    Example:
+    Examples:
         >>> images = gan.generate_from_latent(config, state, gan.Latent(z, categorical=codes, continuous=c))
     """
     return _generate(config, state.generator.params, latent)
@@ -435,7 +435,7 @@ def generate(key: jax.Array, config: GANConfig, state: GANState, num_samples: in
         categorical: fixed ``int32[N]`` categorical codes (InfoGAN).
         continuous: fixed ``f32[N, n_continuous]`` continuous codes (InfoGAN).
 
-    Example:
+    Examples:
         >>> images = gan.generate(jax.random.key(2), config, state, 64)
     """
     latent = sample_latent(key, config, num_samples, labels=labels, categorical=categorical, continuous=continuous)
@@ -448,7 +448,7 @@ _encode = jax.jit(encode_images)
 def encode(config: GANConfig, state: GANState, images) -> jax.Array:
     """BiGAN's ``E(x)``: ``f32[N, H, W, C] -> f32[N, latent_dim]``.
 
-    Example:
+    Examples:
         >>> z = gan.encode(config, state, test_images)
     """
     if state.encoder is None:
@@ -459,7 +459,7 @@ def encode(config: GANConfig, state: GANState, images) -> jax.Array:
 def reconstruct(config: GANConfig, state: GANState, images) -> jax.Array:
     """BiGAN's ``G(E(x))``: ``f32[N, H, W, C]`` images.
 
-    Example:
+    Examples:
         >>> recon = gan.reconstruct(config, state, test_images)
     """
     z = encode(config, state, images)
@@ -474,7 +474,7 @@ def _q_logits(config, params, images):
 def predict_codes(config: GANConfig, state: GANState, images) -> jax.Array:
     """InfoGAN's ``Q(c_1 | x)`` logits ``f32[N, n_categories]`` of images (real or generated).
 
-    Example:
+    Examples:
         >>> codes = gan.predict_codes(config, state, test_images).argmax(-1)
     """
     if config.model != "infogan":

@@ -201,7 +201,7 @@ def generator_condition(config: GANConfig, latent: Latent) -> jax.Array | None:
     """The generator's condition vector ``f32[B, D]`` from a latent: the cGAN's one-hot label, InfoGAN's
     one-hot categorical code joined to its continuous codes; ``None`` for the GAN and the BiGAN.
 
-    Example:
+    Examples:
         >>> condition = generator_condition(config, sample_latent(jax.random.key(0), config, 4))
     """
     if config.model == "cgan":
@@ -379,7 +379,7 @@ def sample_latent(key: jax.Array, config: GANConfig, num_samples: int, *, labels
     Returns:
         A :class:`Latent`; fields the model does not use are ``None``.
 
-    Example:
+    Examples:
         >>> latent = sample_latent(jax.random.key(0), config, 10, labels=jnp.arange(10))   # cGAN
     """
     n = num_samples
@@ -407,7 +407,7 @@ def generate_images(config: GANConfig, params, latent: Latent) -> jax.Array:
     """``G(z, condition)``: ``f32[B, H, W, C]`` images in (0, 1) from generator parameters (as in training:
     with batch normalisation, the batch's own statistics; :func:`generate_inference` for inference).
 
-    Example:
+    Examples:
         >>> fakes = generate_images(config, state.generator.params, latent)
     """
     return Generator(config).apply({"params": params}, latent.z, generator_condition(config, latent))
@@ -426,7 +426,7 @@ def generate_inference(config: GANConfig, params, latent: Latent) -> jax.Array:
     layers are normalised with the statistics of a fixed reference batch of latents, so each image depends
     only on its own latent. Without normalisation the two functions agree.
 
-    Example:
+    Examples:
         >>> images = generate_inference(config, state.generator.params, latent)
     """
     if config.normalization != "batch":
@@ -458,7 +458,7 @@ def discriminate(config: GANConfig, params, images, *, labels=None, z=None, drop
 def encode_images(config: GANConfig, params, images) -> jax.Array:
     """BiGAN's ``E(x)``: ``f32[B, H, W, C] -> f32[B, latent_dim]`` from encoder parameters.
 
-    Example:
+    Examples:
         >>> z = encode_images(config, state.encoder.params, images)
     """
     return Encoder(config).apply({"params": params}, images)

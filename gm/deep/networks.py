@@ -105,7 +105,7 @@ class BatchNorm(nn.Module):
     do not influence each other) and over the whole batch otherwise. No running averages: training and
     inference both normalise with the statistics of the batch (or its reference rows).
 
-    Example:
+    Examples:
         >>> y, _ = BatchNorm().init_with_output(jax.random.key(0), jnp.arange(6.0).reshape(3, 2))
         >>> y.mean(0)  # ~ [0, 0]
     """

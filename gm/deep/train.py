@@ -49,7 +49,7 @@ def static_config(cls):
     position, equal configs share one compilation and a different config traces anew. Instances must be
     hashable (frozen dataclasses of numbers, strings and tuples are).
 
-    Example:
+    Examples:
         >>> @static_config
         ... @dataclasses.dataclass(frozen=True)
         ... class Config:
@@ -64,7 +64,7 @@ def check_choices(config, choices: dict[str, tuple]) -> None:
     """Raise ``ValueError`` naming the config, the field, the allowed values and the value given, for the first
     field of ``config`` whose value is not among its ``choices[field]``.
 
-    Example:
+    Examples:
         >>> check_choices(config, {"model": ("vae", "ae", "cvae"), "encoder": ("mlp", "conv")})
     """
     for name, allowed in choices.items():
@@ -93,7 +93,7 @@ class TrainState:
     def create(cls, params, tx: optax.GradientTransformation) -> "TrainState":
         """A fresh state at step 0: ``tx.init(params)`` as the optimiser state.
 
-        Example:
+        Examples:
             >>> state = TrainState.create({"w": jnp.zeros(3)}, make_optimizer(1e-3))
             >>> int(state.step)
             0

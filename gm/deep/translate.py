@@ -90,7 +90,7 @@ def learning_rate_schedule(config):
     Constant ``learning_rate`` for the first ``total_steps - decay_steps`` steps, then linear to 0 at
     ``total_steps`` (and 0 after).
 
-    Example:
+    Examples:
         >>> learning_rate_schedule(config)(config.total_steps)   # 0.0 at the end of the decay
     """
     lr = config.learning_rate
@@ -113,7 +113,7 @@ def translation_optimizer(config) -> optax.GradientTransformation:
     optimiser of both sides of every translation model. Equal configs get the same (cached) object, so
     their states share every compiled step.
 
-    Example:
+    Examples:
         >>> translation_optimizer(config) is translation_optimizer(dataclasses.replace(config))
         True
     """

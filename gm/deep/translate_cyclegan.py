@@ -146,7 +146,7 @@ def generator_loss(config: CycleGANConfig, gen_params, disc_params, batch) -> Lo
 def discriminator_loss(config: CycleGANConfig, disc_params, gen_params, batch) -> jax.Array:
     """``GAN_D(D_A(a), D_A(G_BA(b))) + GAN_D(D_B(b), D_B(G_AB(a)))`` with the generators fixed.
 
-    Example:
+    Examples:
         >>> d_loss = discriminator_loss(config, state.disc.params, state.gen.params, batch)
     """
     a, b = _check_unpaired(config, batch)
@@ -162,7 +162,7 @@ def discriminator_loss(config: CycleGANConfig, disc_params, gen_params, batch) -
 def create_state(key: jax.Array, config: CycleGANConfig, example_batch) -> TranslationState:
     """Initialise ``G_AB``, ``G_BA`` (generator side) and ``D_A``, ``D_B`` from ``{"a": ..., "b": ...}``.
 
-    Example:
+    Examples:
         >>> state = translate_cyclegan.create_state(jax.random.key(0), config, {"a": a[:8], "b": b[:8]})
     """
     a, b = _check_unpaired(config, {k: jnp.asarray(v) for k, v in example_batch.items()})
@@ -214,7 +214,7 @@ def _translated(config: CycleGANConfig, state: TranslationState, images, name: s
 def translate(config: CycleGANConfig, state: TranslationState, images, *, direction: str = "ab") -> jax.Array:
     """``G_AB(a)`` (``direction="ab"``) or ``G_BA(b)`` (``"ba"``) for ``f32[B, H, W, C]`` images, clipped to [0, 1].
 
-    Example:
+    Examples:
         >>> bold = translate_cyclegan.translate(config, state, thin_digits, direction="ab")
     """
     if direction not in ("ab", "ba"):

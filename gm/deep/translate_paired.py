@@ -287,7 +287,7 @@ def bicyclegan_latent_term(config: TranslationConfig, gen_params, x, z_random) -
     The encoder's parameters pass through ``stop_gradient``: the gradient of this term with respect to them
     is exactly zero, so it updates the generator alone (as in the reference implementation).
 
-    Example:
+    Examples:
         >>> term = bicyclegan_latent_term(config, state.gen.params, x, noise.z_random)
     """
     fake = _generated(config, gen_params, x, z_random)
@@ -327,7 +327,7 @@ _GENERATOR_LOSSES = {
 def generator_loss(config: TranslationConfig, gen_params, disc_params, batch, noise: Noise) -> LossAndMetrics:
     """The generator-side loss of ``config.model`` (one of the named losses above): ``(loss, terms)``.
 
-    Example:
+    Examples:
         >>> loss, terms = generator_loss(config, state.gen.params, state.disc.params, batch, noise)
     """
     return _GENERATOR_LOSSES[config.model](config, gen_params, disc_params, batch, noise)
@@ -351,7 +351,7 @@ def discriminator_loss(config: TranslationConfig, disc_params, gen_params, batch
     Returns:
         The scalar loss (``d`` for every model; plus ``d2`` on the cLR path for BicycleGAN).
 
-    Example:
+    Examples:
         >>> d_loss = discriminator_loss(config, state.disc.params, state.gen.params, batch, noise)
     """
     x, y = _check_batch(config, batch)
@@ -370,7 +370,7 @@ def discriminator_loss(config: TranslationConfig, disc_params, gen_params, batch
 def draw_noise(key: jax.Array, config: TranslationConfig, batch_size: int) -> Noise:
     """Draw the prior code and the reparameterisation noise of one step.
 
-    Example:
+    Examples:
         >>> noise = draw_noise(jax.random.key(0), config, 32)   # Noise(z_random f32[32, L], eps f32[32, L])
     """
     k1, k2 = jax.random.split(key)
@@ -445,7 +445,7 @@ def translate(config: TranslationConfig, state: TranslationState, x, z=None) -> 
     The generator's output is linear; training losses see it unclipped, images for evaluation are clipped.
     ``z = None`` means ``z = 0`` (the prior's mean).
 
-    Example:
+    Examples:
         >>> y_hat = translate_paired.translate(config, state, x, z)
     """
     if z is None:
@@ -457,7 +457,7 @@ def translate(config: TranslationConfig, state: TranslationState, x, z=None) -> 
 def encode(config: TranslationConfig, state: TranslationState, y) -> jax.Array:
     """Encoder mean ``mu(y)``: ``f32[B, H, W, C_out] -> f32[B, L]`` (models with an encoder).
 
-    Example:
+    Examples:
         >>> z = translate_paired.encode(config, state, targets)
     """
     if not config.has_encoder:
@@ -469,7 +469,7 @@ def sample(key: jax.Array, config: TranslationConfig, state: TranslationState, x
            ) -> jax.Array:
     """``num_samples`` outputs per input with ``z ~ N(0, I)``: ``f32[B, H, W, C_in] -> f32[B, S, H, W, C_out]``.
 
-    Example:
+    Examples:
         >>> outputs = translate_paired.sample(jax.random.key(0), config, state, x, 10)
     """
     x = jnp.asarray(x)

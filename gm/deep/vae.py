@@ -102,7 +102,7 @@ def encode(config: VAEConfig, params, x, labels=None, *, dropout_key=None) -> Di
     Returns:
         A :class:`~gm.deep.densities.DiagonalGaussian` ``(mean, log_var)``.
 
-    Example:
+    Examples:
         >>> mean, log_var = vae.encode(config, state.params, images)
     """
     _check_images(config, x)
@@ -116,7 +116,7 @@ def encode(config: VAEConfig, params, x, labels=None, *, dropout_key=None) -> Di
 def decode(config: VAEConfig, params, z, labels=None, *, dropout_key=None) -> jax.Array:
     """Decoder output ``f32[B, H, W, C]`` for ``z f32[B, L]``: Bernoulli logits or Gaussian means.
 
-    Example:
+    Examples:
         >>> logits = vae.decode(config, state.params, jnp.zeros((4, config.latent_dim)))
     """
     if z.ndim != 2 or z.shape[-1] != config.latent_dim:
@@ -164,7 +164,7 @@ def elbo(key: jax.Array, config: VAEConfig, params, x, labels=None, *, dropout_k
     Returns:
         :class:`ElboTerms` of ``f32[B]`` arrays, in nats.
 
-    Example:
+    Examples:
         >>> terms = vae.elbo(jax.random.key(0), config, state.params, binary_images)
     """
     k_enc, k_dec = (None, None) if dropout_key is None else jax.random.split(dropout_key)
@@ -241,7 +241,7 @@ def iwae_bound(key: jax.Array, config: VAEConfig, params, x, labels=None, *, num
     Returns:
         ``f32[B]`` bound in nats (negate for the IWAE negative log-likelihood estimate).
 
-    Example:
+    Examples:
         >>> nll = -vae.iwae_bound(jax.random.key(0), config, state.params, x, num_samples=1000).mean()
     """
     k = num_samples
@@ -284,7 +284,7 @@ def create_state(key: jax.Array, config: VAEConfig, example_batch) -> TrainState
     Returns:
         A :class:`~gm.deep.train.TrainState` (its optimiser is the config's).
 
-    Example:
+    Examples:
         >>> state = vae.create_state(jax.random.key(0), vae.VAEConfig(), {"image": images[:8]})
     """
     images = jnp.asarray(example_batch["image"])
@@ -316,7 +316,7 @@ def prepare_batch(key: jax.Array, config: VAEConfig, images, *, train: bool = Tr
     Returns:
         ``f32[B, H, W, C]``.
 
-    Example:
+    Examples:
         >>> x = vae.prepare_batch(jax.random.key(0), config, images)   # binary, shifted digits
     """
     k_shift, k_bin = jax.random.split(key)
@@ -353,7 +353,7 @@ def train_step(key: jax.Array, config: VAEConfig, state: TrainState, batch) -> T
         :class:`~gm.deep.train.TrainStep` ``(new_state, metrics)``; metrics are batch means in nats
         (``loss``, ``reconstruction``, and for VAEs ``nelbo``, ``kl``, ``kl_weight``).
 
-    Example:
+    Examples:
         >>> state, metrics = vae.train_step(jax.random.key(1), config, state, batch)
     """
     k_data, k_z, k_drop = jax.random.split(key, 3)
@@ -386,7 +386,7 @@ def eval_step(key: jax.Array, config: VAEConfig, state: TrainState, batch) -> di
         ``{"nelbo" f32[B], "reconstruction" f32[B], "kl" f32[B]}``: per-example values in nats (for an AE,
         ``nelbo`` equals the reconstruction loss and ``kl`` is zero).
 
-    Example:
+    Examples:
         >>> nelbo = vae.eval_step(jax.random.key(0), config, state, test_batch)["nelbo"].mean()
     """
     k_data, k_z = jax.random.split(key)
@@ -415,7 +415,7 @@ def sample(key: jax.Array, config: VAEConfig, state: TrainState, num_samples: in
     Returns:
         ``f32[N, H, W, C]``.
 
-    Example:
+    Examples:
         >>> images = vae.sample(jax.random.key(2), config, state, 16)
     """
     n = num_samples
@@ -438,7 +438,7 @@ def sample(key: jax.Array, config: VAEConfig, state: TrainState, num_samples: in
 def reconstruct(config: VAEConfig, state: TrainState, images, labels=None) -> jax.Array:
     """Mean reconstruction ``E[x | z = mu(x)]`` of ``f32[B, H, W, C]`` images (posterior mean latent).
 
-    Example:
+    Examples:
         >>> recon = vae.reconstruct(config, state, test_images[:8])
     """
     images = jnp.asarray(images)
@@ -463,7 +463,7 @@ def interpolate(config: VAEConfig, state: TrainState, image_a, image_b, num_step
     Returns:
         ``f32[num_steps, H, W, C]`` mean images along the line.
 
-    Example:
+    Examples:
         >>> row = vae.interpolate(config, state, images[0], images[1], 10)
     """
     pair = jnp.stack([jnp.asarray(image_a), jnp.asarray(image_b)])

@@ -210,7 +210,7 @@ def iterate_em(step: Callable[[Any], EMStep], model, *, num_iters: int, tol: flo
     Returns:
         ``FitResult(model, log_likelihood f32[n + 1], converged)``.
 
-    Example:
+    Examples:
         >>> result = iterate_em(lambda m: EMStep(m / 2, -abs(m)), 8.0, num_iters=3)   # a toy "EM"
         >>> result.log_likelihood.tolist(), float(result.model), result.converged
         ([-8.0, -4.0, -2.0, -1.0], 1.0, False)

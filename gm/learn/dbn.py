@@ -52,7 +52,7 @@ def resolve_prior(model: DBN, *, prior: Prior | None = None) -> CPTConcentration
     (for both its CPTs; missing names: 1); ``Prior.k2()``: 1; ``Prior.bdeu(ess)``: ess / (number of
     entries of the CPT), ``ess`` a number or ``{name: number}``. ``None``: maximum likelihood.
 
-    Example:
+    Examples:
         >>> resolve_prior(model, prior=Prior.dirichlet({"h": 2.0})).transition[0]
         Array(2., dtype=float32)
     """
@@ -102,7 +102,7 @@ def _log_prior(model: DBN, alphas: CPTConcentrations):
 def log_prior(model: DBN, *, prior: Prior | None = None) -> jax.Array:
     """f32[]: log p(model) up to a constant, Σ (alpha - 1) log θ over every CPT entry (tied CPTs once).
 
-    Example:
+    Examples:
         >>> log_prior(model, prior=Prior.dirichlet(2.0))
     """
     return _log_prior(model, resolve_prior(model, prior=prior))
@@ -147,7 +147,7 @@ def em_step(model: DBN, evidence, *, prior: Prior | None = None) -> EMStep:
         ``EMStep(model, log_likelihood)``: the updated DBN, and Σ log p(e) + log p(model) of the model
         passed in (the log-likelihood alone for ``prior=None``).
 
-    Example:
+    Examples:
         >>> model, objective = em_step(model, evidences, prior=Prior.dirichlet(2.0))
     """
     initial_alphas, transition_alphas, estimate = _traced(model, prior)
@@ -163,7 +163,7 @@ def fit(model: DBN, evidence, *, num_iters: int = 50, prior: Prior | None = None
         ``FitResult(model, log_likelihood f32[n + 1], converged)``: the objective of the start and of the
         model after each of the n iterations run (non-decreasing); the last entry is the returned model's.
 
-    Example:
+    Examples:
         >>> result = fit(init(key, template, stickiness=0.5), evidences, num_iters=60)
     """
     initial_alphas, transition_alphas, estimate = _traced(model, prior)
@@ -182,7 +182,7 @@ def init(key, model: DBN, *, stickiness: float = 0.0) -> DBN:
         key: a ``jax.random`` key; model: the template (its structure and CPT shapes are kept);
         stickiness: weight of the identity, in [0, 1].
 
-    Example:
+    Examples:
         >>> start = init(jax.random.key(0), dbn.coupled_hmm(...), stickiness=0.5)
     """
     s = model.structure

@@ -74,7 +74,7 @@ def resolve_prior(num_states: int, *, prior: Prior | None = None) -> ResolvedPri
     distribution and ess / K^2 on the transition (the BDeu rule with the previous state as the parent).
     ``None``: maximum likelihood (every concentration 1, MAP).
 
-    Example:
+    Examples:
         >>> resolve_prior(3, prior=Prior.dirichlet({"transition": 2.0})).concentrations.transition
         Array(2., dtype=float32)
     """
@@ -118,7 +118,7 @@ def init(key, family, num_states: int, obs, *, mask=None, stickiness: float = 0.
     Returns:
         ``gm.temporal.HMM``.
 
-    Example:
+    Examples:
         >>> model = init(jax.random.key(0), Gaussian(2), 3, obs, mask=mask, stickiness=0.5)
     """
     k1, k2, k3 = jax.random.split(key, 3)
@@ -167,7 +167,7 @@ def log_prior(family, model: HMM, *, prior: Prior | None = None) -> jax.Array:
     """f32[]: log p(model) up to a constant: Σ (alpha - 1) log theta over the initial distribution and the
     transition rows, plus the emission family's own prior (``family.log_prior``).
 
-    Example:
+    Examples:
         >>> log_prior(Categorical(4), model, prior=Prior.dirichlet({"transition": 2.0}))
     """
     return _log_prior(family, model, resolve_prior(jnp.shape(model.initial)[0], prior=prior).concentrations)
@@ -250,7 +250,7 @@ def em_step(family, model: HMM, obs, *, prior: Prior | None = None, mask=None, w
         the model passed in (the objective EM never decreases; the log-likelihood alone for
         ``prior=None`` and a family without its own prior).
 
-    Example:
+    Examples:
         >>> model, objective = em_step(Categorical(6), model, rolls, mask=mask)
     """
     resolved = _resolve(jnp.shape(model.initial)[0], prior)
@@ -276,7 +276,7 @@ def fit(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int = 50
         log p(obs | model_i) + log p(model_i) of the start (i = 0) and of the model after each of the n
         iterations run (non-decreasing); the last entry is the returned model's.
 
-    Example:
+    Examples:
         >>> result = fit(Gaussian(2), init(key, Gaussian(2), 3, obs), obs, mask=mask, num_iters=100)
     """
     resolved = _resolve(jnp.shape(model.initial)[0], prior)
@@ -299,7 +299,7 @@ def fit_scan(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int
     Returns:
         ``FitResult(model, log_likelihood f32[num_iters + 1], converged bool[])``.
 
-    Example:
+    Examples:
         >>> results = jax.vmap(lambda m: fit_scan(family, m, obs, num_iters=50))(initial_models)
     """
     obs, mask, weights = _batch(obs, mask, weights)
@@ -347,7 +347,7 @@ def fit_restarts(key, family, num_states: int, obs, *, mask=None, weights=None, 
         model, and every restart's objective history (row r: restart r; the best is the argmax of the
         last column).
 
-    Example:
+    Examples:
         >>> result = fit_restarts(key, Categorical(6), 2, rolls, num_restarts=8, num_iters=200, stickiness=0.5)
         >>> best_history = result.log_likelihood[jnp.argmax(result.log_likelihood[:, -1])]
     """

@@ -48,7 +48,7 @@ def sharded_smoother(initial, transition, log_liks, *, mask=None, mesh: Mesh | N
     Returns:
       ``gm.temporal.Smoothed(log_evidence f32[B], marginals f32[B, T, K])``.
 
-    Example:
+    Examples:
       >>> post = sharded_smoother(pi, A, log_liks, mask=mask, mesh=batch_mesh())
     """
     mesh = default_mesh(mesh)
@@ -90,7 +90,7 @@ def sharded_em_step(family, model, obs, *, prior=None, mask=None, mesh: Mesh | N
     Returns:
       ``gm.learn.EMStep(model, log_likelihood)`` as `gm.learn.hmm.em_step`.
 
-    Example:
+    Examples:
       >>> model, objective = sharded_em_step(Categorical(V), model, obs, mask=mask, mesh=batch_mesh())
     """
     from gm.learn import hmm
@@ -116,7 +116,7 @@ def sharded_fit(family, model, obs, *, mask=None, mesh: Mesh | None = None, num_
     Returns:
       ``gm.learn.FitResult(model, log_likelihood f32[n + 1], converged)`` as `gm.learn.hmm.fit`.
 
-    Example:
+    Examples:
       >>> result = sharded_fit(Categorical(V), model, obs, mask=mask, num_iters=20)
     """
     from gm.learn.common import iterate_em

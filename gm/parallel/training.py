@@ -33,7 +33,7 @@ def data_parallel_train_step(step_fn: Callable, mesh: Mesh, *, batch_argnums: in
       batch_argnums: positions of the batched arguments.
       donate_state: donate argument 0's buffers (saves memory; the old state is invalid afterwards).
 
-    Example:
+    Examples:
       >>> step = data_parallel_train_step(vae.train_step, batch_mesh(), batch_argnums=3)
       >>> state, metrics = step(key, config, state, {"image": images[:256], "label": labels[:256]})
     """

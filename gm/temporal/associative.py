@@ -99,7 +99,7 @@ def associative_filter(initial, transition, log_lik, *, mask=None) -> Filtered:
     Returns:
         ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``, as ``filter``.
 
-    Example:
+    Examples:
         >>> f = associative_filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
     total, filtered, log_cs = _forward_products(initial, transition, log_lik, mask)
@@ -117,7 +117,7 @@ def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed
     Returns:
         ``Smoothed(log_evidence f32[], marginals f32[T, K])``, as ``smoother``.
 
-    Example:
+    Examples:
         >>> post = associative_smoother(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
@@ -155,7 +155,7 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     Returns:
         ``gm.types.MPE(states int32[T], log_prob f32[])``, as ``viterbi``.
 
-    Example:
+    Examples:
         >>> best = associative_viterbi(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
     initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)

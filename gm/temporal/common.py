@@ -120,7 +120,7 @@ def check_shapes(initial, transition, log_lik, *, mask=None, name: str = "log_li
     Raises:
         ValueError naming the argument and both shapes.
 
-    Example:
+    Examples:
         >>> check_shapes(jnp.ones(2) / 2, jnp.eye(2), jnp.zeros((5, 2)))
         Shapes(num_steps=5, num_states=2, time_varying=False)
     """
@@ -156,7 +156,7 @@ def length_mask(length, num_steps: int) -> jax.Array:
     Returns:
         bool[..., T], True on the first ``length`` steps.
 
-    Example:
+    Examples:
         >>> length_mask(jnp.array([3, 1]), 4).tolist()
         [[True, True, True, False], [True, False, False, False]]
     """
@@ -167,7 +167,7 @@ def length_mask(length, num_steps: int) -> jax.Array:
 def valid_steps(num_steps: int, *, mask=None) -> jax.Array:
     """bool[T]: the mask as booleans, or all True when ``mask`` is None.
 
-    Example:
+    Examples:
         >>> valid_steps(3).tolist()
         [True, True, True]
     """
@@ -178,7 +178,7 @@ def chain_started(valid) -> jax.Array:
     """bool[T-1]: for step t >= 1, whether some step before t is valid (otherwise step t, if valid,
     starts the chain and draws from the initial distribution).
 
-    Example:
+    Examples:
         >>> chain_started(jnp.array([False, True, False, True])).tolist()
         [False, True, True]
     """
@@ -188,7 +188,7 @@ def chain_started(valid) -> jax.Array:
 def zero_masked(x, *, mask=None) -> jax.Array:
     """``x`` (leading axis T) with the rows of masked steps set to zero; ``x`` itself when mask is None.
 
-    Example:
+    Examples:
         >>> zero_masked(jnp.ones((3, 2)), mask=jnp.array([True, False, True])).tolist()
         [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]
     """
@@ -201,7 +201,7 @@ def shifted_exp(log_lik_row) -> ScaledLikelihood:
     """One step's f32[K] log-likelihoods in scaled form: (exp(row - max), max), the max replaced by 0
     where it is not finite (every state impossible, or a NaN).
 
-    Example:
+    Examples:
         >>> shifted_exp(jnp.log(jnp.array([0.5, 0.25]))).lik.tolist()
         [1.0, 0.5]
     """
@@ -214,7 +214,7 @@ def array_likelihood(log_lik) -> StepLikelihood:
     """The `StepLikelihood` of an f32[T, K] array of log-likelihoods: step t's row, exponentiated inside
     the loop that asks for it (``shifted_exp``).
 
-    Example:
+    Examples:
         >>> array_likelihood(jnp.zeros((3, 2)))(1).lik.tolist()
         [1.0, 1.0]
     """

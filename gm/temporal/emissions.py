@@ -64,7 +64,7 @@ def step_likelihood(family, params, obs) -> StepLikelihood:
     Returns:
         A `gm.temporal.common.StepLikelihood`.
 
-    Example:
+    Examples:
         >>> lik_at = step_likelihood(Gaussian(1), GaussianParams(jnp.zeros((2, 1)), jnp.ones((2, 1))), x)
         >>> lik_at(0).lik.shape
         (2,)

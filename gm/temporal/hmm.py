@@ -288,7 +288,7 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
     Returns:
         ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``.
 
-    Example:
+    Examples:
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
     initial, transition, log_lik = _arrays(initial, transition, log_lik)
@@ -315,7 +315,7 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
     Returns:
         ``Smoothed(log_evidence f32[], marginals f32[T, K])``.
 
-    Example:
+    Examples:
         >>> post = smoother(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
         >>> post.marginals.shape
         (5, 2)
@@ -340,7 +340,7 @@ def smoother_from_likelihood(initial, transition, lik_at: StepLikelihood, num_st
     Returns:
         ``Smoothed(log_evidence f32[], marginals f32[T, K])``.
 
-    Example:
+    Examples:
         >>> post = smoother_from_likelihood(jnp.ones(2) / 2, jnp.eye(2), array_likelihood(jnp.zeros((3, 2))), 3)
     """
     tv = jnp.ndim(transition) == 3
@@ -353,7 +353,7 @@ def log_evidence_from_likelihood(initial, transition, lik_at: StepLikelihood, nu
     """f32[]: log p(x_{1:T}) = Σ_t log c_t by the scaled forward pass over a per-step likelihood function
     (see ``smoother_from_likelihood``); the forward messages are not kept.
 
-    Example:
+    Examples:
         >>> log_evidence_from_likelihood(jnp.ones(2) / 2, jnp.eye(2), array_likelihood(jnp.zeros((3, 2))), 3)
         Array(0., dtype=float32)
     """
@@ -385,7 +385,7 @@ def expected_counts_from_likelihood(initial, transition, lik_at: StepLikelihood,
     Returns:
         ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
 
-    Example:
+    Examples:
         >>> counts = expected_counts_from_likelihood(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1,
         ...                                          array_likelihood(jnp.zeros((3, 2))), 3)
         >>> float(counts.transitions.sum())
@@ -414,7 +414,7 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
     Returns:
         ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
 
-    Example:
+    Examples:
         >>> counts = expected_counts(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
         >>> counts.transitions.shape
         (2, 2)
@@ -431,7 +431,7 @@ def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
         mask: optional bool[T] (False = padding).
 
-    Example:
+    Examples:
         >>> two_slice_marginals(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2))).shape
         (4, 2, 2)
     """
@@ -457,7 +457,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
         ``gm.types.MPE(states int32[T], log_prob f32[])`` with log_prob = log p(z*, x); states are -1
         at masked steps.
 
-    Example:
+    Examples:
         >>> best = viterbi(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.log(jnp.array([[0.9, 0.1]] * 3)))
         >>> best.states.tolist()
         [0, 0, 0]
@@ -538,7 +538,7 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     Returns:
         int32[T] sampled states; -1 at masked steps. vmap over keys for several samples.
 
-    Example:
+    Examples:
         >>> z = sample_posterior(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((4, 2)))
     """
     initial, transition, log_lik = _arrays(initial, transition, log_lik)
@@ -585,7 +585,7 @@ def sample(
     Returns:
         ``Sampled(states int32[T], observations [T, ...] or None without an emission sampler)``.
 
-    Example:
+    Examples:
         >>> draw = sample(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, 10)
         >>> draw.states.shape
         (10,)

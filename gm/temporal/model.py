@@ -45,7 +45,7 @@ class HMM(NamedTuple):
         transition: f32[K, K] p(z_{t+1} = j | z_t = i) in row i (or f32[T-1, K, K], time-varying).
         emission: the emission family's parameter NamedTuple (``CategoricalParams``, ``GaussianParams``, ...).
 
-    Example:
+    Examples:
         >>> model = HMM(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, CategoricalParams(jnp.ones((2, 3)) / 3))
     """
 
@@ -95,7 +95,7 @@ def posterior(family, model: HMM, obs, *, mask=None) -> Smoothed:
     Returns:
         ``Smoothed(log_evidence f32[], marginals f32[T, K])``.
 
-    Example:
+    Examples:
         >>> post = jax.vmap(lambda o, m: posterior(family, model, o, mask=m))(obs, mask)   # a batch
     """
     inputs = _inputs(family, model, obs, mask)
@@ -108,7 +108,7 @@ def log_likelihood(family, model: HMM, obs, *, mask=None) -> jax.Array:
     Args:
         family: an emission family; model: ``HMM``; obs: one sequence; mask: optional bool[T].
 
-    Example:
+    Examples:
         >>> total = jnp.sum(jax.vmap(lambda o: log_likelihood(family, model, o))(obs))   # a batch
     """
     inputs = _inputs(family, model, obs, mask)
@@ -128,7 +128,7 @@ def expected_counts(family, model: HMM, obs, *, mask=None) -> ExpectedCounts:
     Returns:
         ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
 
-    Example:
+    Examples:
         >>> counts = expected_counts(family, model, jnp.array([0, 2, 1]))
     """
     inputs = _inputs(family, model, obs, mask)

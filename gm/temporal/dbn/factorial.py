@@ -57,7 +57,7 @@ class FactorialLayout(NamedTuple):
 def factorial_layout(s: Structure) -> FactorialLayout | None:
     """The chains and leaves of a factorial-structured 2-TBN, or None when the structure is not one.
 
-    Example:
+    Examples:
         >>> factorial_layout(factorial_hmm(initials, transitions, emission).structure).chains
         (0, 1)
     """
@@ -316,7 +316,7 @@ def factorial_smoother(model: DBN, layout: FactorialLayout, evidence) -> DBNPost
     Returns:
         ``DBNPosterior(log_evidence f32[B], marginals {name: f32[B, T, card]})``.
 
-    Example:
+    Examples:
         >>> post = factorial_smoother(model, factorial_layout(model.structure), evidence)
     """
     tb = _tables(model, layout, evidence)

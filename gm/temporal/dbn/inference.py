@@ -120,7 +120,7 @@ def _step_inputs(s: Structure, lam_t):
 def step_flops(model: DBN) -> float:
     """Multiply-adds of one transition step of the planned contraction (the per-step cost).
 
-    Example:
+    Examples:
         >>> step_flops(factorial_hmm([pi] * 3, [A] * 3, emission))   # about M K^(M+1) + K^M V
     """
     return _plans(model.structure)[1].flops
@@ -132,7 +132,7 @@ def step_flops(model: DBN) -> float:
 def evidence_vectors(model: DBN, evidence) -> tuple[jax.Array, ...]:
     """Indicator vectors λ_v f32[T, card_v] from ``int32[T, n_vars]`` (-1: all ones), one per variable.
 
-    Example:
+    Examples:
         >>> lams = evidence_vectors(model, jnp.array([[-1, 2], [0, 1]]))   # λ_0 = [[1, 1], [1, 0]], ...
     """
     evidence = jnp.asarray(evidence)
@@ -200,7 +200,7 @@ def _forward_sum(model: DBN, lams, *, want_filtered=False):
 def log_evidence(model: DBN, evidence) -> jax.Array:
     """f32[]: log p(e) for evidence ``int32[T, n_vars]`` (-1 unobserved), by the scaled forward scan.
 
-    Example:
+    Examples:
         >>> total = jnp.sum(jax.vmap(lambda e: log_evidence(model, e))(evidences))   # a batch
     """
     return _forward_sum(model, evidence_vectors(model, evidence))[0]
@@ -218,7 +218,7 @@ def filter(model: DBN, evidence) -> DBNPosterior:  # noqa: A001
     Returns:
         ``DBNPosterior(log_evidence f32[], marginals {name: f32[T, card]})``.
 
-    Example:
+    Examples:
         >>> p_emotion = filter(model, evidence).marginals["Emotion"]   # f32[T, 7]
     """
     total, filt = _forward_sum(model, evidence_vectors(model, evidence), want_filtered=True)
@@ -250,7 +250,7 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     other variable's marginal is one more slice contraction with output v, run for all t at once (a
     ``vmap`` over time, not a scan).
 
-    Example:
+    Examples:
         >>> post = smoother(coupled_hmm(...), evidence)          # evidence int32[T, n_vars]
         >>> posts = smoother(factorial_hmm(...), evidences)      # a batch int32[B, T, n_vars]
     """
@@ -349,7 +349,7 @@ def mpe(model: DBN, evidence) -> MPE:
     Returns:
         ``gm.types.MPE(states int32[T, n_vars] (observed values kept), log_prob f32[] = log p(x*, e))``.
 
-    Example:
+    Examples:
         >>> best = mpe(model, evidence)
         >>> best.states.shape   # (T, n_vars)
     """
@@ -395,7 +395,7 @@ def expected_counts(model: DBN, evidence) -> DBNCounts:
     Returns:
         ``DBNCounts(initial, transition, log_evidence)``: counts shaped like the CPTs, and Σ log p(e).
 
-    Example:
+    Examples:
         >>> counts = expected_counts(model, evidences)
         >>> float(counts.transition[0].sum())   # one transition of variable 0 per later slice and sequence
     """

@@ -28,7 +28,7 @@ def sample(key, model: DBN, num_steps: int) -> jax.Array:
     Returns:
         int32[T, n_vars]; ``jax.vmap`` over keys for several sequences.
 
-    Example:
+    Examples:
         >>> evidences = jax.vmap(lambda k: sample(k, model, 50))(jax.random.split(key, 8))   # [8, 50, n]
     """
     s = model.structure
@@ -65,7 +65,7 @@ def unroll_dict(model: DBN, num_steps: int) -> dict:
     """``{"states", "parents", "cpts"}`` of the unrolled network (names ``f"{name}_{t}"``): the arguments
     of ``gm.bn.BayesNet.from_dict``.
 
-    Example:
+    Examples:
         >>> parents = unroll_dict(model, 2)["parents"]
         >>> sorted(parents["h_1"])                          # e.g. ['h_0', 'v_0'] for a coupled HMM
     """
@@ -87,7 +87,7 @@ def unroll_dict(model: DBN, num_steps: int) -> dict:
 def unroll(model: DBN, num_steps: int) -> BayesNet:
     """The unrolled ``gm.bn.BayesNet`` over T slices (variables ``f"{name}_{t}"``).
 
-    Example:
+    Examples:
         >>> net = unroll(model, 4)
         >>> bn.marginals(net, net.evidence({"x_0": "1"}))["h_3"]
     """

@@ -133,7 +133,7 @@ def from_dict(states: Mapping[str, Sequence[str] | int], *, initial_parents: Map
     Raises:
         ValueError: naming the variable for unknown parents, wrong CPT shapes or unnormalised CPTs.
 
-    Example:
+    Examples:
         >>> model = from_dict({"h": 2, "x": 3}, initial_parents={"x": ["h"]},
         ...                   transition_parents={"h": ["h[-1]"], "x": ["h"]},
         ...                   initial_cpts={"h": [0.5, 0.5], "x": np.ones((2, 3)) / 3},
@@ -203,7 +203,7 @@ def factorial_hmm(initials: Sequence, transitions: Sequence, emission) -> DBN:
 
     Variables: ``h1 .. hM`` and ``x``. Per-step cost O(M K^(M+1)) (plus K^M V for the emission).
 
-    Example:
+    Examples:
         >>> model = factorial_hmm([np.ones(3) / 3] * 2, [np.eye(3) * 0.7 + 0.1] * 2, np.ones((3, 3, 4)) / 4)
         >>> model.names
         ('h1', 'h2', 'x')
@@ -242,7 +242,7 @@ def coupled_hmm(initial_h, initial_v, transition_h, transition_v, emission_x, em
     Returns:
         A ``DBN`` with variables ``h``, ``v``, ``x``, ``y``.
 
-    Example:
+    Examples:
         >>> post = smoother(coupled_hmm(...), evidence)   # evidence int32[T, 4]: h, v, x, y; -1 hidden
     """
     Kh, Kv = int(np.shape(initial_h)[0]), int(np.shape(initial_v)[0])
@@ -271,7 +271,7 @@ def boltzmann_zipper(initial_h, transition_h, emission_x, initial_v, transition_
     Returns:
         A ``DBN`` with variables ``h``, ``v``, ``x``, ``y``.
 
-    Example:
+    Examples:
         >>> model = boltzmann_zipper(pi_h, A_h, B_x, p_v_given_h, A_v, B_y)
     """
     Kh, Kv = int(np.shape(initial_h)[0]), int(np.shape(initial_v)[-1])
