@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from experiments._common import write_results
+
 ALL = ("asia", "cancer", "earthquake", "sachs", "survey", "alarm", "barley", "child", "insurance",
        "mildew", "water", "hailfinder", "hepar2", "win95pts", "andes", "diabetes", "pathfinder", "pigs",
        "link", "munin1", "munin2", "munin3", "munin4", "munin")
@@ -78,7 +80,6 @@ import numpy as np
 from pgmpy.readwrite import BIFReader
 from pgmpy.inference import VariableElimination
 from pgmpy.sampling import BayesianModelSampling
-from experiments._common import write_results
 name, bif, ev_file, out_file = sys.argv[1:5]
 model = BIFReader(string=gzip.open(bif, 'rt').read()).get_model()
 t1 = time.perf_counter()
