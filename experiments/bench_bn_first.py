@@ -62,7 +62,7 @@ s = time.perf_counter(); post = jax.block_until_ready(bn.marginals(net, ev)); re
 res["search"] = sum(search); save()
 np.savez(out_file + ".npz", *[np.asarray(post[n]) for n in net.names])
 s = time.perf_counter(); x = jax.block_until_ready(bn.mpe(net, ev)); res["mpe"] = time.perf_counter() - s
-res["mpe_log_prob"] = float(bn.log_prob(net, x)); save()
+res["mpe_log_prob"] = float(bn.log_prob(net, x.states)); res["mpe_reported_log_prob"] = float(x.log_prob); save()
 hidden = [net.names[i] for i in range(net.n_vars) if ev[i] < 0]
 observed = [net.names[i] for i in range(net.n_vars) if ev[i] >= 0]
 s = time.perf_counter(); q = jax.block_until_ready(bn.pruned_query(net, [hidden[0]], ev, observed=observed)); res["pruned_query"] = time.perf_counter() - s
