@@ -721,9 +721,17 @@ def forward_host(prog: Program, inputs: np.ndarray):
 
 
 def _add_at(grad, idx, values):
+    """``grad[idx] += values`` with repeated indices summed. A step's index table covers its slot's
+    range densely (a repeated index is an operand broadcast along a label it lacks), so one `np.bincount`
+    over that range does it in one pass; testing the indices for repeats (`np.unique`) cost 19 of the
+    21 s of munin3's backward pass."""
     flat = idx.ravel()
-    if np.unique(flat).size == flat.size:
-        grad[flat] += values.ravel()
+    if flat.size == 0:
+        return
+    lo, hi = int(flat.min()), int(flat.max())
+    span = hi - lo + 1
+    if span <= 4 * flat.size + 1024:
+        grad[lo : hi + 1] += np.bincount(flat - lo, weights=values.ravel(), minlength=span)
     else:
         np.add.at(grad, flat, values.ravel())
 
