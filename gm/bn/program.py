@@ -792,10 +792,35 @@ def forward_max_host(prog: Program, log_inputs: np.ndarray):
     mem[prog.one] = 0.0
     arg = np.zeros(prog.size + 3, np.int64)
     for ia, ib, ic in prog.steps:
-        s = mem[ia][:, :, :, None] + mem[ib][:, None, :, :]
-        arg[ic] = np.argmax(s, axis=2)
-        mem[ic] = np.max(s, axis=2)
+        mem[ic], arg[ic] = _max_plus(mem[ia], mem[ib])
     return _np_root(prog, mem), arg
+
+
+_MAX_PLUS_ENTRIES = 1 << 22  # entries of a [t, m, k, n] block of a max-plus product held at once
+
+
+def _max_plus(a: np.ndarray, b: np.ndarray):
+    """``max_k a[t, m, k] + b[t, k, n]`` and its first argmax over k. The sums are laid out
+    ``[t, m, n, k]`` (the reductions run along contiguous memory) and formed a block of (t, m) at a time
+    (the whole sum of munin's largest step would be 2.3e9 entries)."""
+    t, m, k = a.shape
+    n = b.shape[-1]
+    bt = np.swapaxes(b, 1, 2)  # [t, n, k]
+    if t * m * n * k <= _MAX_PLUS_ENTRIES:
+        s = a[:, :, None, :] + bt[:, None, :, :]
+        arg = np.argmax(s, axis=-1)
+        return np.take_along_axis(s, arg[..., None], axis=-1)[..., 0], arg
+    best = np.empty((t, m, n))
+    arg = np.empty((t, m, n), np.int64)
+    tb = min(t, max(1, _MAX_PLUS_ENTRIES // max(1, n * k)))
+    mb = min(m, max(1, _MAX_PLUS_ENTRIES // max(1, tb * n * k)))
+    for t0 in range(0, t, tb):
+        for m0 in range(0, m, mb):
+            s = a[t0 : t0 + tb, m0 : m0 + mb, None, :] + bt[t0 : t0 + tb, None, :, :]
+            top = np.argmax(s, axis=-1)
+            arg[t0 : t0 + tb, m0 : m0 + mb] = top
+            best[t0 : t0 + tb, m0 : m0 + mb] = np.take_along_axis(s, top[..., None], axis=-1)[..., 0]
+    return best, arg
 
 
 def decode_host(prog: Program, arg: np.ndarray, out_values=()) -> np.ndarray:
