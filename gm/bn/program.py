@@ -770,12 +770,13 @@ def backward_host(prog: Program, mem, scales, root_cotangent) -> np.ndarray:
     return grad[: prog.n_input]
 
 
-def forward_max_host(prog: Program, log_inputs: np.ndarray):
+def forward_max_host(prog: Program, log_inputs: np.ndarray, *, block_entries: int = 1 << 22):
     """`forward_max` on the host: ``(root, argmax int64[S + 3])``.
 
     Args:
       prog: the program.
       log_inputs: ``f64[n_input]`` (``-inf`` for zeros).
+      block_entries: the most entries of a step's ``[t, m, n, k]`` sums formed at once (memory).
 
     Returns:
       ``(root f64[*out], argmax int64[S + 3])``.
@@ -792,28 +793,25 @@ def forward_max_host(prog: Program, log_inputs: np.ndarray):
     mem[prog.one] = 0.0
     arg = np.zeros(prog.size + 3, np.int64)
     for ia, ib, ic in prog.steps:
-        mem[ic], arg[ic] = _max_plus(mem[ia], mem[ib])
+        mem[ic], arg[ic] = _max_plus(mem[ia], mem[ib], block_entries)
     return _np_root(prog, mem), arg
 
 
-_MAX_PLUS_ENTRIES = 1 << 22  # entries of a [t, m, k, n] block of a max-plus product held at once
-
-
-def _max_plus(a: np.ndarray, b: np.ndarray):
+def _max_plus(a: np.ndarray, b: np.ndarray, block_entries: int):
     """``max_k a[t, m, k] + b[t, k, n]`` and its first argmax over k. The sums are laid out
     ``[t, m, n, k]`` (the reductions run along contiguous memory) and formed a block of (t, m) at a time
     (the whole sum of munin's largest step would be 2.3e9 entries)."""
     t, m, k = a.shape
     n = b.shape[-1]
     bt = np.swapaxes(b, 1, 2)  # [t, n, k]
-    if t * m * n * k <= _MAX_PLUS_ENTRIES:
+    if t * m * n * k <= block_entries:
         s = a[:, :, None, :] + bt[:, None, :, :]
         arg = np.argmax(s, axis=-1)
         return np.take_along_axis(s, arg[..., None], axis=-1)[..., 0], arg
     best = np.empty((t, m, n))
     arg = np.empty((t, m, n), np.int64)
-    tb = min(t, max(1, _MAX_PLUS_ENTRIES // max(1, n * k)))
-    mb = min(m, max(1, _MAX_PLUS_ENTRIES // max(1, tb * n * k)))
+    tb = min(t, max(1, block_entries // max(1, n * k)))
+    mb = min(m, max(1, block_entries // max(1, tb * n * k)))
     for t0 in range(0, t, tb):
         for m0 in range(0, m, mb):
             s = a[t0 : t0 + tb, m0 : m0 + mb, None, :] + bt[t0 : t0 + tb, None, :, :]

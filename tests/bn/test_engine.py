@@ -109,6 +109,16 @@ def test_program_segments_of_every_kind(data):
         val, arg = program.forward_max(prog, jnp.log(jnp.asarray(inputs, jnp.float32))[:, None])
         x = np.asarray(program.decode(prog, arg, jnp.zeros((0, 1), jnp.int32)))[:, 0]
         assert abs(O.assignment_log_value(spec, x, ev) - O.mpe_log_value(spec, ev)) < MAP_LOG_TOL
+    # the host max-product in blocks of every size (down to one entry of the sum at a time) is the same
+    prog = program.lower(p)
+    with np.errstate(divide="ignore"):
+        log_inputs = np.log(inputs)
+    whole, whole_arg = program.forward_max_host(prog, log_inputs)
+    assert abs(float(whole) - O.mpe_log_value(spec, ev)) < MAP_LOG_TOL
+    for block in (1, 7, 64):
+        root, arg = program.forward_max_host(prog, log_inputs, block_entries=block)
+        np.testing.assert_array_equal(root, whole)
+        np.testing.assert_array_equal(arg, whole_arg)
 
 
 def test_program_gradient_equals_unrolled_gradient():
