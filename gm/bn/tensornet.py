@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import heapq
 import json
 import math
 import os
@@ -182,6 +183,27 @@ def _cost(inputs, sizes, steps) -> tuple[float, int]:
     return flops, largest
 
 
+# A step's memory traffic (its operands gathered and its result written) costs about this many
+# multiply-adds: on the host engine munin1's elimination-order path (3.5e8 multiply-adds, 1.9e8 entries
+# moved) contracts 10x slower than a searched path of 5.2e8 multiply-adds and 1.3e7 entries moved.
+_TRAFFIC_WEIGHT = 32.0
+
+
+def _work(inputs, sizes, steps) -> float:
+    """The search's objective: multiply-adds plus `_TRAFFIC_WEIGHT` times the entries each step reads
+    and writes."""
+    labels = [tuple(t) for t in inputs]
+    total = 0.0
+    for s in steps:
+        la, lb = labels[s.a], (labels[s.b] if s.b >= 0 else ())
+        total += math.prod(sizes[l] for l in set(la) | set(lb))
+        moved = math.prod(sizes[l] for l in la) + math.prod(sizes[l] for l in s.out)
+        moved += math.prod(sizes[l] for l in lb) if s.b >= 0 else 0
+        total += _TRAFFIC_WEIGHT * moved
+        labels.append(s.out)
+    return total
+
+
 def _complete_path(n_inputs, ssa_path) -> list[tuple[int, int]]:
     """Join whatever remains after a path (disconnected pieces) into one tensor."""
     used = set()
@@ -242,40 +264,104 @@ _QUICK_ENOUGH_FLOPS = 1e6
 _SEARCH_FLOPS_PER_SECOND = 1e9
 
 
+def _elimination_path(inputs, output, sizes) -> list[tuple[int, int]]:
+    """A pairwise path from a greedy variable-elimination order (the classic heuristic for Bayesian
+    networks, as in variable elimination): repeatedly eliminate the label whose elimination makes the
+    smallest factor (the product of the sizes of its neighbours), contracting the tensors that carry it
+    pairwise, smallest first; labels no other tensor carries are summed as soon as they can be.
+
+    Milliseconds on a thousand tensors, and on the munin networks, link and diabetes far better than
+    randomised greedy pair-merging (munin1: 3.5e8 multiply-adds against 1.8e12; munin4: 3.2e7 against
+    2.7e22; link: 2.0e8 against 2.9e13), so it seeds the search and sets its budget.
+    """
+    tensors = {i: frozenset(t) for i, t in enumerate(inputs)}
+    holders: dict[int, set[int]] = {}
+    for i, t in tensors.items():
+        for l in t:
+            holders.setdefault(l, set()).add(i)
+    keep = set(output)
+    size_of = lambda i: math.prod(sizes[x] for x in tensors[i])  # noqa: E731
+
+    def score(l):
+        union = set().union(*(tensors[i] for i in holders[l]))
+        union.discard(l)
+        return math.prod(sizes[x] for x in union)
+
+    current = {l: score(l) for l in holders if l not in keep}
+    heap = [(s, l) for l, s in current.items()]
+    heapq.heapify(heap)
+    path, done, fresh = [], set(), len(inputs)
+    while heap:
+        s, l = heapq.heappop(heap)
+        if l in done or current[l] != s:
+            continue
+        done.add(l)
+        group = sorted(holders[l], key=size_of)
+        touched = set().union(*(tensors[i] for i in group))
+        while len(group) > 1:
+            a, b = group[0], group[1]
+            union = tensors[a] | tensors[b]
+            path.append((a, b))
+            for i in (a, b):
+                for x in tensors.pop(i):
+                    holders[x].discard(i)
+            rest = frozenset(x for x in union if x in keep or holders[x] or (x == l and len(group) > 2))
+            tensors[fresh] = rest
+            for x in rest:
+                holders[x].add(fresh)
+            group = sorted(group[2:] + [fresh], key=size_of)
+            fresh += 1
+        for x in touched:
+            if x not in keep and x not in done:
+                current[x] = score(x)
+                heapq.heappush(heap, (current[x], x))
+    rest = sorted(tensors, key=size_of)
+    while len(rest) > 1:
+        a, b = rest[0], rest[1]
+        path.append((a, b))
+        tensors[fresh] = tensors.pop(a) | tensors.pop(b)
+        rest = sorted(rest[2:] + [fresh], key=size_of)
+        fresh += 1
+    return path
+
+
 def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0) -> list[tuple[int, int]]:
     size_dict = {l: sizes[l] for t in inputs for l in t}
     start = time.perf_counter()
-    # randomised greedy trials cost about a millisecond per tensor each: about a second of them (32 on
-    # hepar2, where one greedy trial gives 10^5.4 multiply-adds and 32 give 10^3.6), at least one
-    trials = int(min(32, max(1, 1.0 / (1e-3 * len(inputs) + 1e-3))))
-    ssa = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=trials))
-    flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
-    if flops <= _QUICK_ENOUGH_FLOPS or max_time == 0:
+    # the elimination order first (milliseconds); then randomised greedy trials, which cost about a
+    # millisecond per tensor each, and cotengra's hyper-optimiser, as far as the budget set by the best
+    # path so far allows. Paths are compared by `_work` (multiply-adds plus memory traffic).
+    ssa = _complete_path(len(inputs), _elimination_path(inputs, output, sizes))
+    work = _work(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
+    if work <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
 
     def budget(f):
         if max_time is not None:
             return max_time
-        # munin1: greedy 1.6e10 multiply-adds, 30 s of hyper-search found 1.75e8; link: greedy 4.9e10,
-        # 120 s found 7.6e7. pigs: two greedy trials give 10^6.8, a few seconds of search 10^6.3 (a
-        # batch of evidence sets runs 10x faster on that plan), so never less than 2 s.
+        # about the time the best path so far would take (pigs: a few seconds of search make a batch of
+        # evidence sets run 10x faster, so never less than min_time for compiled plans)
         return min(120.0, max(min_time, f / _SEARCH_FLOPS_PER_SECOND))
 
-    # more randomised greedy trials, two at a time, while the best path so far says they are worth it
-    # (one greedy trial on munin2 or diabetes costs 10^11: a budget set by it would be 120 s)
+    # randomised greedy trials, two at a time, while the best path so far says they are worth it
     rounds = 0
-    while time.perf_counter() - start < budget(flops) / 2 and rounds < 16:
+    round_time = 2e-3 * len(inputs)  # two trials, about a millisecond per tensor each
+    while time.perf_counter() - start + round_time < budget(work) / 2 and rounds < 16:
         rounds += 1
+        round_start = time.perf_counter()
         more = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=2, seed=rounds))
-        more_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, more))
-        if more_flops < flops:
-            ssa, flops = more, more_flops
-    left = budget(flops) - (time.perf_counter() - start)
-    if flops <= _QUICK_ENOUGH_FLOPS or left < 1.0 or budget(flops) < 1.0:
+        more_work = _work(inputs, sizes, _steps_from_ssa(inputs, output, more))
+        if more_work < work:
+            ssa, work = more, more_work
+        elif more_work > 10 * work:  # greedy pair-merging is far off here (munin1: 10^11.6 against the
+            break  # elimination order's 10^9.8): leave the time to the hyper-optimiser
+        round_time = time.perf_counter() - round_start
+    left = budget(work) - (time.perf_counter() - start)
+    if work <= _QUICK_ENOUGH_FLOPS or left < 1.0 or budget(work) < 1.0:
         return ssa
     better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, left))
-    better_flops, _ = _cost(inputs, sizes, _steps_from_ssa(inputs, output, better))
-    return better if better_flops < flops else ssa
+    better_work = _work(inputs, sizes, _steps_from_ssa(inputs, output, better))
+    return better if better_work < work else ssa
 
 
 @functools.lru_cache(maxsize=512)
@@ -323,7 +409,7 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    tag = "v5" if min_time == 2.0 else f"v5-min{min_time:g}"
+    tag = "v6" if min_time == 2.0 else f"v6-min{min_time:g}"
     key = hashlib.sha1(json.dumps([inputs, output, sizes, tag]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None
