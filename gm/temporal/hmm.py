@@ -96,6 +96,7 @@ def _on_arrays(pass_from_likelihood, initial, transition, log_lik, mask):
 # ------------------------------------------------------------------------------------- internals
 
 
+@jax.custom_jvp
 def _compensated_sum(x):
     """f32[]: Σ_t x_t of an f32[T] array with every addition's rounding error kept (TwoSum) and added
     back: accurate to about one rounding of the result, like Kahan's sum, but one reduction after the
@@ -111,6 +112,11 @@ def _compensated_sum(x):
     zero = jnp.zeros((), x.dtype)
     total, comp = lax.reduce((x, jnp.zeros_like(x)), (zero, zero), add, (0,))
     return total + comp
+
+
+@_compensated_sum.defjvp
+def _compensated_sum_jvp(primals, tangents):  # a variadic reduce has no derivative rule; a sum's is a sum
+    return _compensated_sum(primals[0]), jnp.sum(tangents[0])
 
 
 def _loop_unroll(K: int) -> int:
