@@ -554,7 +554,8 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = Non
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:
     """One path z_{1:T} ~ p(z_{1:T} | x_{1:T}) by forward filtering, backward sampling.
 
-    z_T ~ alpha_T; z_t ~ alpha_t(i) A_t(i, z_{t+1}) for t = T-1, ..., 1.
+    z_T ~ alpha_T; z_t ~ alpha_t(i) A_t(i, z_{t+1}) for t = T-1, ..., 1, each draw by inverting its CDF
+    at a uniform drawn before the loop.
 
     Args:
         key: a ``jax.random`` key.
@@ -571,25 +572,29 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
     alphas, _, _, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
-    keys = jax.random.split(key, T)
-    last = jax.random.categorical(keys[-1], jnp.log(alphas[-1])).astype(jnp.int32)
+    # every draw by inversion of the CDF, from uniforms drawn before the loop: no random-number
+    # generation inside the loop (a key split and a Gumbel draw per step cost more than the step)
+    u = jax.random.uniform(key, (T,), alphas.dtype, minval=jnp.finfo(alphas.dtype).tiny)
+    K = alphas.shape[1]
 
-    def step(z_next, xs):
-        if tv:
-            alpha, k, valid_n, trans_t = xs
-        else:
-            alpha, k, valid_n = xs
-            trans_t = transition
-        p = alpha * trans_t[:, z_next]
-        z = jax.random.categorical(k, jnp.log(p)).astype(jnp.int32)
-        z = jnp.where(valid_n, z, z_next)
-        return z, z
+    def draw(p, u_t):
+        cdf = jnp.cumsum(p)
+        return jnp.minimum(jnp.sum(cdf < u_t * cdf[-1]), K - 1).astype(jnp.int32)
 
-    xs = (alphas[:-1], keys[:-1], valid[1:])
-    if tv:
-        xs = xs + (transition,)
-    _, states = loops.scan(step, last, xs, reverse=True)
-    states = jnp.concatenate([states, last[None]])
+    trans_T = jnp.swapaxes(transition, -1, -2)  # row z of A^T: p(z_{t+1} = z | z_t = ·)
+    last = draw(alphas[-1], u[-1])
+
+    def step(i, carry):
+        z_next, states = carry
+        t = T - 2 - i
+        col = _row(_row(trans_T, t), z_next) if tv else _row(trans_T, z_next)
+        z = draw(_row(alphas, t) * col, u[t])
+        z = jnp.where(valid[t + 1], z, z_next)
+        return z, _put(states, z, t)
+
+    states = _put(jnp.zeros((T,), jnp.int32), last, T - 1)
+    if T > 1:
+        _, states = loops.fori_loop(0, T - 1, step, (last, states), unroll=min(_loop_unroll(K), T - 1))
     return jnp.where(valid, states, -1)
 
 
