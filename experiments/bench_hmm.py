@@ -391,11 +391,12 @@ def _grid_agreement(call, m, X, lengths, K):
 
 
 def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, long_cell=None, out=None,
-               sides=("gm", "gm associative", "dynamax", "hmmlearn")):
+               sides=("gm", "gm associative", "dynamax", "hmmlearn"), max_assoc_bytes=2**28):
     """Every task on every (K, B, T) cell, cheapest cells first (B T K^2), gm against dynamax and
     hmmlearn (scaling) in the same run: median wall and CPU s over ``repeats``, compile apart. A side is
     dropped from a cell (named in ``dropped``) where one call is predicted, from the same side's largest
-    measured cell of the same K and task scaled by B T, to take over ``max_call_s``; cells after
+    measured cell of the same K and task scaled by B T, to take over ``max_call_s`` (and the associative
+    passes where their [B, T, K, K] matrices exceed ``max_assoc_bytes``); cells after
     ``budget_s`` seconds are not run (``not_run``). Results are written after every cell when ``out``
     is given."""
     start = time.perf_counter()
@@ -414,6 +415,10 @@ def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, lo
         for task in GRID_TASKS:
             for side in sides:
                 if (task, side) not in fns:
+                    continue
+                if side == "gm associative" and 4 * B * T * K * K > max_assoc_bytes:  # [B, T, K, K] products
+                    res["dropped"].append(dict(K=K, B=B, T=T, task=task, side=side, predicted_s=float("nan"),
+                                               bytes=4 * B * T * K * K))
                     continue
                 prev = measured.get((K, task, side))
                 if prev is not None and prev[1] * B * T / prev[0] > max_call_s:
@@ -501,7 +506,8 @@ def main_grid(args):
             "over gm's)", "", grid_table(res), ""]
     if res["dropped"]:
         text += ["dropped (one call predicted over the limit): " + "; ".join(
-            f"K={d['K']} B={d['B']} T={d['T']} {d['task']} {d['side']} ({d['predicted_s']:.0f} s)"
+            f"K={d['K']} B={d['B']} T={d['T']} {d['task']} {d['side']} "
+            + (f"({d['bytes'] / 2**20:.0f} MiB of matrices)" if "bytes" in d else f"({d['predicted_s']:.0f} s)")
             for d in res["dropped"]), ""]
     if res["not_run"]:
         text += ["not run (time budget): " + ", ".join(f"K={k} B={b} T={t}" for k, b, t in res["not_run"]), ""]
