@@ -72,17 +72,22 @@ def _sample(rng, pi, A, B, n, T):
     return z, x.astype(np.int32)
 
 
+def _categorical_problem(rng, K, V, B, T):
+    """A random K-state HMM with V symbols and B sampled sequences of length T: float64 (pi, A, B) and
+    int x [B, T], then gm's family, its float32 ``tm.HMM`` and x as a JAX array."""
+    pi, A, Bm = _model(rng, K, V)
+    _, x = _sample(rng, pi, A, Bm, B, T)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    params = tm.HMM(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
+    return pi, A, Bm, x, tm.Categorical(V), params, jnp.asarray(x)
+
+
 def bench_batch(K, B, T, V, repeats, hmmlearn_repeats, with_log_impl=True):
     from dynamax.hidden_markov_model import CategoricalHMM, hmm_posterior_mode, hmm_smoother
     from hmmlearn import hmm as hl
 
     rng = np.random.default_rng(K)
-    pi, A, Bm = _model(rng, K, V)
-    _, x = _sample(rng, pi, A, Bm, B, T)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    fam = tm.Categorical(V)
-    params = tm.HMM(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
-    xj = jnp.asarray(x)
+    pi, A, Bm, x, fam, params, xj = _categorical_problem(rng, K, V, B, T)
     res = {}
 
     ours_smooth = jax.jit(jax.vmap(lambda o: tuple(tm.smoother(
@@ -301,12 +306,7 @@ def _grid_cell_fns(K, B, T, V, rng):
                                              hmm_posterior_sample, hmm_smoother)
     from hmmlearn import hmm as hl
 
-    pi, A, Bm = _model(rng, K, V)
-    _, x = _sample(rng, pi, A, Bm, B, T)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    fam = tm.Categorical(V)
-    params = tm.HMM(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
-    xj = jnp.asarray(x)
+    pi, A, Bm, x, fam, params, xj = _categorical_problem(rng, K, V, B, T)
     keys = jax.random.split(jax.random.key(1), B)
     ll = lambda o: fam.log_likelihood(params.emission, o)  # noqa: E731
     i0, A0 = params.initial, params.transition
