@@ -72,17 +72,22 @@ def _sample(rng, pi, A, B, n, T):
     return z, x.astype(np.int32)
 
 
+def _categorical_problem(rng, K, V, B, T):
+    """A random K-state HMM with V symbols and B sampled sequences of length T: float64 (pi, A, B) and
+    int x [B, T], then gm's family, its float32 ``tm.HMM`` and x as a JAX array."""
+    pi, A, Bm = _model(rng, K, V)
+    _, x = _sample(rng, pi, A, Bm, B, T)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    params = tm.HMM(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
+    return pi, A, Bm, x, tm.Categorical(V), params, jnp.asarray(x)
+
+
 def bench_batch(K, B, T, V, repeats, hmmlearn_repeats, with_log_impl=True):
     from dynamax.hidden_markov_model import CategoricalHMM, hmm_posterior_mode, hmm_smoother
     from hmmlearn import hmm as hl
 
     rng = np.random.default_rng(K)
-    pi, A, Bm = _model(rng, K, V)
-    _, x = _sample(rng, pi, A, Bm, B, T)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    fam = tm.Categorical(V)
-    params = tm.HMM(f32(pi), f32(A), tm.CategoricalParams(f32(Bm)))
-    xj = jnp.asarray(x)
+    pi, A, Bm, x, fam, params, xj = _categorical_problem(rng, K, V, B, T)
     res = {}
 
     ours_smooth = jax.jit(jax.vmap(lambda o: tuple(tm.smoother(
@@ -289,6 +294,256 @@ def bench_factorial_scaling(points, B, T, repeats):
     return rows
 
 
+# --------------------------------------------------------------------------------------------- the grid
+
+GRID_TASKS = ("filter", "smoother", "posterior", "viterbi", "sample", "em step")
+
+
+def _grid_cell_fns(K, B, T, V, rng):
+    """Every side's callables for one (K, B, T) cell on one batch of categorical sequences, plus the
+    outputs to compare: {(task, side): fn}, and the hmmlearn model and data."""
+    from dynamax.hidden_markov_model import (CategoricalHMM, hmm_filter, hmm_posterior_mode,
+                                             hmm_posterior_sample, hmm_smoother)
+    from hmmlearn import hmm as hl
+
+    pi, A, Bm, x, fam, params, xj = _categorical_problem(rng, K, V, B, T)
+    keys = jax.random.split(jax.random.key(1), B)
+    ll = lambda o: fam.log_likelihood(params.emission, o)  # noqa: E731
+    i0, A0 = params.initial, params.transition
+    batch = lambda f: jax.jit(jax.vmap(f))  # noqa: E731
+    fns = {
+        ("filter", "gm"): batch(lambda o: tuple(tm.filter(i0, A0, ll(o)))[:2]),
+        ("filter", "gm associative"): batch(lambda o: tuple(tm.associative_filter(i0, A0, ll(o)))[:2]),
+        ("filter", "dynamax"): batch(lambda o: (lambda p: (p.marginal_loglik, p.filtered_probs))(
+            hmm_filter(i0, A0, ll(o)))),
+        ("smoother", "gm"): batch(lambda o: tuple(tm.smoother(i0, A0, ll(o)))),
+        ("smoother", "gm associative"): batch(lambda o: tuple(tm.associative_smoother(i0, A0, ll(o)))),
+        ("smoother", "dynamax"): batch(lambda o: (lambda p: (p.marginal_loglik, p.smoothed_probs))(
+            hmm_smoother(i0, A0, ll(o)))),
+        ("posterior", "gm"): batch(lambda o: tuple(tm.posterior(fam, params, o))),
+        ("viterbi", "gm"): batch(lambda o: tm.viterbi(i0, A0, ll(o)).states),
+        ("viterbi", "gm associative"): batch(lambda o: tm.associative_viterbi(i0, A0, ll(o)).states),
+        ("viterbi", "dynamax"): batch(lambda o: hmm_posterior_mode(i0, A0, ll(o))),
+        ("sample", "gm"): jax.jit(jax.vmap(lambda k, o: tm.sample_posterior(k, i0, A0, ll(o)))),
+        ("sample", "dynamax"): jax.jit(jax.vmap(lambda k, o: hmm_posterior_sample(k, i0, A0, ll(o))[1])),
+        ("em step", "gm"): jax.jit(lambda o: learn.hmm.em_step(fam, params, o)),
+    }
+    dhmm = CategoricalHMM(K, 1, V, initial_probs_concentration=1.0, transition_matrix_concentration=1.0,
+                          emission_prior_concentration=1.0)
+    dparams, dprops = dhmm.initialize(jax.random.key(0))
+    dparams = dparams._replace(
+        initial=dparams.initial._replace(probs=i0),
+        transitions=dparams.transitions._replace(transition_matrix=A0),
+        emissions=dparams.emissions._replace(probs=params.emission.probs[:, None, :]))
+
+    @jax.jit
+    def dyn_em(e):
+        stats, lls = jax.vmap(lambda s: dhmm.e_step(dparams, s))(e)
+        newp, _ = dhmm.m_step(dparams, dprops, stats, dhmm.initialize_m_step_state(dparams, dprops))
+        return newp, lls.sum()
+
+    fns[("em step", "dynamax")] = dyn_em
+    args = {"sample": (keys, xj), "em step dynamax": (xj[..., None],)}
+    X, lengths = x.reshape(-1, 1), [T] * B
+
+    def hl_model():
+        m = hl.CategoricalHMM(K, n_features=V, implementation="scaling", init_params="", params="ste", n_iter=1)
+        m.startprob_, m.transmat_, m.emissionprob_ = pi, A, Bm
+        return m
+
+    m = hl_model()
+    fns[("filter", "hmmlearn")] = lambda: m.score(X, lengths)
+    fns[("smoother", "hmmlearn")] = lambda: m.score_samples(X, lengths)
+    fns[("viterbi", "hmmlearn")] = lambda: m.decode(X, lengths)
+    fns[("em step", "hmmlearn")] = lambda: hl_model().fit(X, lengths)
+
+    def call(task, side):
+        f = fns[(task, side)]
+        if side == "hmmlearn":
+            return f
+        a = args.get(f"{task} {side}", args.get(task, (xj,)))
+        return lambda: f(*a)
+
+    return fns, call, m, X, lengths
+
+
+def _grid_agreement(call, m, X, lengths, K):
+    """Max |difference| of filtered / smoothed marginals between the sides (and the Viterbi paths' share
+    of disagreeing steps), on this cell's batch."""
+    out = {}
+    d_f, d_s = call("filter", "dynamax")(), call("smoother", "dynamax")()
+    g_f, g_s, g_p = call("filter", "gm")(), call("smoother", "gm")(), call("posterior", "gm")()
+    _, hl_post = m.score_samples(X, lengths)
+    hl_post = hl_post.reshape(np.asarray(d_s[1]).shape)
+    out["filter gm - dynamax"] = float(jnp.max(jnp.abs(g_f[1] - d_f[1])))
+    out["smoother gm - dynamax"] = float(jnp.max(jnp.abs(g_s[1] - d_s[1])))
+    out["posterior gm - dynamax"] = float(jnp.max(jnp.abs(g_p[1] - d_s[1])))
+    out["smoother gm - hmmlearn"] = float(np.max(np.abs(np.asarray(g_s[1], np.float64) - hl_post)))
+    out["posterior gm - hmmlearn"] = float(np.max(np.abs(np.asarray(g_p[1], np.float64) - hl_post)))
+    out["log-evidence gm - hmmlearn (rel)"] = float(abs(float(np.sum(np.asarray(g_s[0], np.float64)))
+                                                        - m.score(X, lengths)) / abs(m.score(X, lengths)))
+    a_s = call("smoother", "gm associative")()
+    out["associative smoother gm - dynamax"] = float(jnp.max(jnp.abs(a_s[1] - d_s[1])))
+    _, hl_path = m.decode(X, lengths)
+    out["viterbi gm != hmmlearn (share of steps)"] = float(np.mean(
+        np.asarray(call("viterbi", "gm")()).reshape(-1) != hl_path))
+    return out
+
+
+def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, long_cell=None, out=None,
+               sides=("gm", "gm associative", "dynamax", "hmmlearn"), max_assoc_bytes=2**28):
+    """Every task on every (K, B, T) cell, cheapest cells first (B T K^2), gm against dynamax and
+    hmmlearn (scaling) in the same run: median wall and CPU s over ``repeats``, compile apart. A side is
+    dropped from a cell (named in ``dropped``) where one call is predicted, from the same side's largest
+    measured cell of the same K and task scaled by B T, to take over ``max_call_s`` (and the associative
+    passes where their [B, T, K, K] matrices exceed ``max_assoc_bytes``); cells after
+    ``budget_s`` seconds are not run (``not_run``). Results are written after every cell when ``out``
+    is given."""
+    start = time.perf_counter()
+    cells = sorted(((K, B, T) for K in Ks for B in Bs for T in Ts), key=lambda c: (c[1] * c[2] * c[0] ** 2, c))
+    res = {"cells": {}, "dropped": [], "not_run": [], "config": dict(Ks=Ks, Bs=Bs, Ts=Ts, V=V, repeats=repeats,
+                                                                     max_call_s=max_call_s)}
+    measured = {}  # (K, task, side) -> (B T, seconds per call) of the largest cell run
+
+    for K, B, T in cells:
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            res["not_run"].append([K, B, T])
+            continue
+        print(f"grid K={K} B={B} T={T} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
+        fns, call, m, X, lengths = _grid_cell_fns(K, B, T, V, np.random.default_rng(K * 1000 + B + T))
+        cell = {"load_average": os.getloadavg(), "timings": {}}
+        for task in GRID_TASKS:
+            for side in sides:
+                if (task, side) not in fns:
+                    continue
+                if side == "gm associative" and 4 * B * T * K * K > max_assoc_bytes:  # [B, T, K, K] products
+                    res["dropped"].append(dict(K=K, B=B, T=T, task=task, side=side, predicted_s=float("nan"),
+                                               bytes=4 * B * T * K * K))
+                    continue
+                prev = measured.get((K, task, side))
+                if prev is not None and prev[1] * B * T / prev[0] > max_call_s:
+                    res["dropped"].append(dict(K=K, B=B, T=T, task=task, side=side,
+                                               predicted_s=prev[1] * B * T / prev[0]))
+                    continue
+                fn = call(task, side)
+                if prev is not None and prev[1] * B * T / prev[0] > 1.0:
+                    med, comp, cpu = _timeit(fn, 1)
+                else:  # fast calls repeated for about 0.3 s (at least ``repeats``, at most 300), one compile
+                    first = time.perf_counter()
+                    jax.block_until_ready(fn())
+                    first = time.perf_counter() - first
+                    t0 = time.perf_counter()
+                    jax.block_until_ready(fn())
+                    once = time.perf_counter() - t0
+                    reps = int(min(300, max(repeats, 0.3 / max(once, 1e-6))))
+                    med, _, cpu = _timeit(fn, reps)
+                    comp = max(first - med, 0.0)
+                cell["timings"][f"{task} | {side}"] = {"median_s": med, "compile_s": comp, "cpu_s": cpu}
+                measured[(K, task, side)] = (B * T, med)
+        cell["agreement"] = _grid_agreement(call, m, X, lengths, K)
+        res["cells"][f"K={K} B={B} T={T}"] = cell
+        if out is not None:
+            write_results(os.path.join(out, "results.json"), res)
+    if long_cell is not None:
+        print(f"grid long sequence T={long_cell['T']} K={long_cell['K']} ...", flush=True)
+        res["long"], res["long_abs_error_nats"] = bench_long(long_cell["T"], long_cell["K"], long_cell.get("repeats", 3))
+    res["seconds"] = time.perf_counter() - start
+    return res
+
+
+def grid_table(res):
+    """Markdown: one row per (cell, task): seconds per side and gm's speed-up (wall) over each."""
+    rows = []
+    for name, cell in res["cells"].items():
+        t = cell["timings"]
+        for task in GRID_TASKS:
+            g = t.get(f"{task} | gm")
+            if g is None:
+                continue
+
+            def col(side):
+                v = t.get(f"{task if task != 'posterior' or side == 'gm' else 'smoother'} | {side}")
+                return v
+
+            cols, speed = [], []
+            for side in ("gm associative", "dynamax", "hmmlearn"):
+                v = col(side)
+                cols.append("-" if v is None else f"{v['median_s']:.4g}")
+                speed.append("-" if v is None else f"{v['median_s'] / g['median_s']:.2f}x")
+            d = col("dynamax")
+            cpu = "-" if d is None else f"{d['cpu_s'] / max(g['cpu_s'], 1e-9):.2f}x"
+            rows.append([name, task, f"{g['median_s']:.4g}"] + cols + speed + [cpu, f"{g['compile_s']:.2f}"])
+    return _table(rows, ["cell", "task", "gm s", "gm associative s", "dynamax s", "hmmlearn s",
+                         "vs gm associative", "vs dynamax (wall)", "vs hmmlearn (wall)", "vs dynamax (CPU)",
+                         "gm compile s"])
+
+
+def grid_heatmap(res, path):
+    """PNG: log2 of dynamax's time over gm's (wall) per cell (columns) and task (rows); > 0 where gm wins."""
+    from experiments._common import pyplot, save_figure
+
+    names = list(res["cells"])
+    ratio = np.full((len(GRID_TASKS), len(names)), np.nan)
+    for j, name in enumerate(names):
+        t = res["cells"][name]["timings"]
+        for i, task in enumerate(GRID_TASKS):
+            g, d = t.get(f"{task} | gm"), t.get(f"{'smoother' if task == 'posterior' else task} | dynamax")
+            if g and d:
+                ratio[i, j] = np.log2(d["median_s"] / g["median_s"])
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 3.6))
+    lim = max(1.0, float(np.nanmax(np.abs(ratio))) if np.isfinite(ratio).any() else 1.0)
+    im = ax.imshow(ratio, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for (i, j), v in np.ndenumerate(ratio):
+        if np.isfinite(v):
+            ax.text(j, i, f"{2 ** v:.1f}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(GRID_TASKS)), GRID_TASKS, fontsize=7)
+    fig.colorbar(im, ax=ax, label="log2(dynamax s / gm s)")
+    ax.set_title("gm speed-up over dynamax (wall), per cell")
+    save_figure(fig, path)
+
+
+def main_grid(args):
+    """``--grid``: the cells, the long sequence, a markdown table, the heat map and results.json."""
+    os.makedirs(args.out, exist_ok=True)
+    if args.quick:  # one small cell of every task and side, and a short long sequence
+        kw = dict(Ks=[3], Bs=[2], Ts=[30], repeats=1, long_cell=dict(T=500, K=4, repeats=1))
+    else:
+        kw = dict(Ks=args.Ks, Bs=args.Bs, Ts=args.Ts, long_cell=dict(T=args.long_T, K=16) if args.long_T else None)
+    res = bench_grid(**kw, max_call_s=args.max_call_s, budget_s=args.budget_s, out=args.out)
+    res["config"].update(devices=str(jax.devices()), cpu_count=os.cpu_count(), load_average_end=os.getloadavg())
+    text = ["## grid (categorical emissions, V = 8; seconds per call, medians; speed-up = other side's time "
+            "over gm's)", "", grid_table(res), ""]
+    if res["dropped"]:
+        text += ["dropped (one call predicted over the limit): " + "; ".join(
+            f"K={d['K']} B={d['B']} T={d['T']} {d['task']} {d['side']} "
+            + (f"({d['bytes'] / 2**20:.0f} MiB of matrices)" if "bytes" in d else f"({d['predicted_s']:.0f} s)")
+            for d in res["dropped"]), ""]
+    if res["not_run"]:
+        text += ["not run (time budget): " + ", ".join(f"K={k} B={b} T={t}" for k, b, t in res["not_run"]), ""]
+    if res.get("long"):
+        text += ["## one sequence T={T}, K={K}".format(**kw["long_cell"]), "",
+                 _table([[k, f"{v['median_s']:.4f}", f"{v['compile_s']:.2f}"] for k, v in res["long"].items()],
+                        ["smoother", "median s", "compile s"]), "",
+                 "log-evidence abs error vs float64 (nats): " + ", ".join(
+                     f"{k}: {v:.3g}" for k, v in res["long_abs_error_nats"].items()), ""]
+    worst = {}
+    for cell in res["cells"].values():
+        for k, v in cell["agreement"].items():
+            worst[k] = max(worst.get(k, 0.0), v)
+    text += ["largest disagreement over the cells: " + json.dumps(worst)]
+    report = "\n".join(text)
+    print(report)
+    res["worst_agreement"] = worst
+    write_results(os.path.join(args.out, "results.json"), res)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(report + "\n")
+    if res["cells"]:
+        grid_heatmap(res, os.path.join(args.out, "grid_speedup.png"))
+    return res
+
+
 def _kron_all(mats):
     out = np.asarray(mats[0])
     for m in mats[1:]:
@@ -309,11 +564,20 @@ def main(argv=None):
     ap.add_argument("--cpu-devices", type=int, default=1,
                     help="split the host CPU into this many JAX devices (adds sharded factorial rows)")
     ap.add_argument("--only", choices=["all", "factorial"], default="all")
+    ap.add_argument("--grid", action="store_true", help="the grid of (K, B, T) cells and tasks instead")
+    ap.add_argument("--Ks", type=int, nargs="+", default=[2, 4, 16, 64, 256])
+    ap.add_argument("--Bs", type=int, nargs="+", default=[1, 64, 256])
+    ap.add_argument("--Ts", type=int, nargs="+", default=[100, 1000, 10000])
+    ap.add_argument("--long-T", type=int, default=1_000_000, help="the grid's one long sequence (K = 16); 0: none")
+    ap.add_argument("--max-call-s", type=float, default=60.0, help="grid: drop a side whose call would take longer")
+    ap.add_argument("--budget-s", type=float, default=None, help="grid: start no cell after this many seconds")
     parallel.add_distributed_args(ap)
     args = ap.parse_args(argv)
     if args.cpu_devices > 1:
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before JAX's backend starts
     parallel.initialize_from_args(args)
+    if args.grid:
+        return main_grid(args)
     if args.quick:
         Ks, B, T, reps, hreps, longT, longK = [4], 8, 50, 2, 1, 2000, 8
         fact = dict(M=2, K=3, V=4, B=4, T=30, repeats=2)

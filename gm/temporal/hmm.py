@@ -14,7 +14,8 @@ unpadded sequence exactly. Per-step outputs at masked steps are zero (marginals)
 ``length_mask(length, T)`` builds the mask from a length.
 
 Numerics: scaled forward-backward in float32 (each message is normalised; the log normalisers are
-summed with Kahan compensation, so the log-evidence keeps float32 accuracy for T = 100,000).
+summed after the loops, pairwise with each rounding error kept (TwoSum), so the log-evidence keeps
+float32 accuracy for T = 100,000).
 Impossible evidence (p(x) = 0) gives ``log_evidence = -inf``, the flag to check; the marginals are
 then finite but meaningless, never NaN.
 
@@ -95,14 +96,35 @@ def _on_arrays(pass_from_likelihood, initial, transition, log_lik, mask):
 # ------------------------------------------------------------------------------------- internals
 
 
-def _kahan_add(total, comp, x):
-    """One step of compensated summation: returns the new (total, compensation)."""
-    y = x - comp
-    t = total + y
-    comp = (t - total) - y
-    # once the total is -inf (impossible evidence) it stays -inf, never NaN
-    comp = jnp.where(jnp.isfinite(t), comp, 0.0)
-    return t, comp
+@jax.custom_jvp
+def _compensated_sum(x):
+    """f32[]: Σ_t x_t of an f32[T] array with every addition's rounding error kept (TwoSum) and added
+    back: accurate to about one rounding of the result, like Kahan's sum, but one reduction after the
+    loops instead of a scalar chain inside them. -inf stays -inf."""
+
+    def add(left, right):
+        (s1, c1), (s2, c2) = left, right
+        s = s1 + s2
+        bb = s - s1
+        e = (s1 - (s - bb)) + (s2 - bb)  # exact: s1 + s2 = s + e
+        return s, c1 + c2 + jnp.where(jnp.isfinite(s), e, 0.0)
+
+    zero = jnp.zeros((), x.dtype)
+    total, comp = lax.reduce((x, jnp.zeros_like(x)), (zero, zero), add, (0,))
+    return total + comp
+
+
+@_compensated_sum.defjvp
+def _compensated_sum_jvp(primals, tangents):  # a variadic reduce has no derivative rule; a sum's is a sum
+    return _compensated_sum(primals[0]), jnp.sum(tangents[0])
+
+
+def _loop_unroll(K: int) -> int:
+    """Steps per loop iteration. XLA:CPU compiles a ``while`` loop whose body touches under 1 KiB per
+    iteration into one function (``SmallWhileLoopHoistingPass``, about 30 ns a step for K = 4) and
+    otherwise runs each of the body's kernels through its runtime (about 0.5 µs a step and more): a
+    second unrolled step would push small-K bodies over that line, so they run one step per iteration."""
+    return 1 if K <= 8 else 2
 
 
 def _row(x, t):
@@ -124,7 +146,7 @@ def _put(buf, x, t):
 
 
 def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normalizers=False, store_pred=False,
-             unroll=2):
+             unroll=None):
     """Scaled forward pass.
 
     Returns (messages f32[T, K], log_normalizers f32[T] or None, log_evidence f32[], last alpha f32[K]).
@@ -145,10 +167,13 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
         a0 = jnp.where(valid[0], a0, initial)
         l0 = jnp.where(valid[0], l0, 0.0)
     msgs = _put(jnp.zeros((T, K), dtype), initial if store_pred else a0, 0)
-    log_cs = _put(jnp.zeros((T,), dtype), l0, 0) if keep_normalizers else None
+    # the log normalisers go to a buffer and are summed after the loop (`_compensated_sum`): a Kahan
+    # sum in the loop would put its scalar chain in every step and small-K bodies over XLA's
+    # small-loop line (`_loop_unroll`)
+    log_cs = _put(jnp.zeros((T,), dtype), l0, 0)
 
     def step(t, carry):
-        alpha, msgs, log_cs, total, comp = carry
+        alpha, msgs, log_cs = carry
         trans_t = _row(transition, t - 1) if time_varying else transition
         lik_t, s_t = lik_at(t)
         pred = jnp.dot(alpha, trans_t)
@@ -162,21 +187,18 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
             a = jnp.where(valid[t], a, alpha)
             pred = jnp.where(valid[t], pred, alpha)
             log_c = jnp.where(valid[t], log_c, 0.0)
-        total, comp = _kahan_add(total, comp, log_c)
         msgs = _put(msgs, pred if store_pred else a, t)
-        if log_cs is not None:
-            log_cs = _put(log_cs, log_c, t)
-        return a, msgs, log_cs, total, comp
+        return a, msgs, _put(log_cs, log_c, t)
 
-    zero = jnp.zeros((), dtype)
-    carry = (a0, msgs, log_cs, l0, zero)
+    unroll = _loop_unroll(K) if unroll is None else unroll
+    carry = (a0, msgs, log_cs)
     if T > 1:
         carry = loops.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
-    last, msgs, log_cs, total, _ = carry
-    return msgs, log_cs, total, last
+    last, msgs, log_cs = carry
+    return msgs, log_cs if keep_normalizers else None, _compensated_sum(log_cs), last
 
 
-def _backward(transition, lik_at, T, alphas, mask, time_varying, *, keep_messages=False, unroll=2):
+def _backward(transition, lik_at, T, alphas, mask, time_varying, *, keep_messages=False, unroll=None):
     """Scaled backward pass, combined on the fly with the forward messages.
 
     Returns (marginals f32[T, K] (zero at masked steps), messages f32[T-1, K] or None) where the
@@ -216,13 +238,14 @@ def _backward(transition, lik_at, T, alphas, mask, time_varying, *, keep_message
         return b, marg, msgs
 
     carry = (ones, marg, msgs)
+    unroll = _loop_unroll(K) if unroll is None else unroll
     if T > 1:
         carry = loops.fori_loop(0, T - 1, step, carry, unroll=min(unroll, T - 1))
     _, marg, msgs = carry
     return marg, msgs
 
 
-def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, unroll=2):
+def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, unroll=None):
     """Backward pass over the stored one-step predictions, in place.
 
     p(z_t | x_{1:T}) ∝ pred_t ⊙ lik_t ⊙ (A_t (gamma_{t+1} ⊘ pred_{t+1})): the smoothed marginal of step
@@ -265,6 +288,7 @@ def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, un
         return gt, out
 
     g, out = last, preds
+    unroll = _loop_unroll(preds.shape[1]) if unroll is None else unroll
     if T > 1:
         g, out = loops.fori_loop(0, T - 1, step, (g, out), unroll=min(unroll, T - 1))
     return _put(out, g if valid is None else jnp.where(valid[0], g, 0.0), 0)
@@ -442,7 +466,7 @@ def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array
     return alphas[:, :, None] * trans * w[:, None, :]
 
 
-def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
+def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = None) -> MPE:
     """Most probable state path argmax_z p(z_{1:T} | x_{1:T}) by max-product dynamic programming.
 
     delta_t(j) = max_i [delta_{t-1}(i) + log A_ij] + log p(x_t | j); each delta is shifted by its max
@@ -451,7 +475,8 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
 
     Args:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
-        mask: optional bool[T] (False = padding); unroll: steps per loop iteration (a tuning flag).
+        mask: optional bool[T] (False = padding); unroll: steps per loop iteration (a tuning flag;
+            None: 1 for K <= 8, where it keeps the loop within XLA's small-loop fast path, else 2).
 
     Returns:
         ``gm.types.MPE(states int32[T], log_prob f32[])`` with log_prob = log p(z*, x); states are -1
@@ -478,9 +503,10 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
     s0 = jnp.where(jnp.isfinite(s0), s0, 0.0)
     d0 = d0 - s0
     bps = jnp.zeros((T, K), jnp.int32)
+    shifts = _put(jnp.zeros((T,), log_lik.dtype), s0, 0)  # summed after the loop (see `_forward`)
 
     def step(t, carry):
-        delta, bps, total, comp = carry
+        delta, bps, shifts = carry
         lt = _row(log_trans_T, t - 1) if tv else log_trans_T
         scores = lt + delta[None, :]  # scores[j, i] = delta(i) + log A(i, j)
         best = jnp.max(scores, axis=-1)
@@ -500,15 +526,15 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
             d = jnp.where(valid[t], d, delta)
             bp = jnp.where(valid[t], bp, arange)
             sh = jnp.where(valid[t], sh, 0.0)
-        total, comp = _kahan_add(total, comp, sh)
-        return d, _put(bps, bp, t), total, comp
+        return d, _put(bps, bp, t), _put(shifts, sh, t)
 
-    carry = (d0, bps, s0, jnp.zeros((), log_lik.dtype))
+    unroll = _loop_unroll(K) if unroll is None else unroll
+    carry = (d0, bps, shifts)
     if T > 1:
         carry = loops.fori_loop(1, T, step, carry, unroll=min(unroll, T - 1))
-    d_last, bps, total, _ = carry
+    d_last, bps, shifts = carry
     last = jnp.argmax(d_last).astype(jnp.int32)
-    log_prob = total + d_last[last]
+    log_prob = _compensated_sum(shifts) + d_last[last]
     if valid is not None:  # an empty sequence has the empty path, of probability one
         log_prob = jnp.where(jnp.any(valid), log_prob, 0.0)
 
@@ -528,7 +554,8 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:
     """One path z_{1:T} ~ p(z_{1:T} | x_{1:T}) by forward filtering, backward sampling.
 
-    z_T ~ alpha_T; z_t ~ alpha_t(i) A_t(i, z_{t+1}) for t = T-1, ..., 1.
+    z_T ~ alpha_T; z_t ~ alpha_t(i) A_t(i, z_{t+1}) for t = T-1, ..., 1, each draw by inverting its CDF
+    at a uniform drawn before the loop.
 
     Args:
         key: a ``jax.random`` key.
@@ -545,25 +572,29 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
     alphas, _, _, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
-    keys = jax.random.split(key, T)
-    last = jax.random.categorical(keys[-1], jnp.log(alphas[-1])).astype(jnp.int32)
+    # every draw by inversion of the CDF, from uniforms drawn before the loop: no random-number
+    # generation inside the loop (a key split and a Gumbel draw per step cost more than the step)
+    u = jax.random.uniform(key, (T,), alphas.dtype, minval=jnp.finfo(alphas.dtype).tiny)
+    K = alphas.shape[1]
 
-    def step(z_next, xs):
-        if tv:
-            alpha, k, valid_n, trans_t = xs
-        else:
-            alpha, k, valid_n = xs
-            trans_t = transition
-        p = alpha * trans_t[:, z_next]
-        z = jax.random.categorical(k, jnp.log(p)).astype(jnp.int32)
-        z = jnp.where(valid_n, z, z_next)
-        return z, z
+    def draw(p, u_t):
+        cdf = jnp.cumsum(p)
+        return jnp.minimum(jnp.sum(cdf < u_t * cdf[-1]), K - 1).astype(jnp.int32)
 
-    xs = (alphas[:-1], keys[:-1], valid[1:])
-    if tv:
-        xs = xs + (transition,)
-    _, states = loops.scan(step, last, xs, reverse=True)
-    states = jnp.concatenate([states, last[None]])
+    trans_T = jnp.swapaxes(transition, -1, -2)  # row z of A^T: p(z_{t+1} = z | z_t = ·)
+    last = draw(alphas[-1], u[-1])
+
+    def step(i, carry):
+        z_next, states = carry
+        t = T - 2 - i
+        col = _row(_row(trans_T, t), z_next) if tv else _row(trans_T, z_next)
+        z = draw(_row(alphas, t) * col, u[t])
+        z = jnp.where(valid[t + 1], z, z_next)
+        return z, _put(states, z, t)
+
+    states = _put(jnp.zeros((T,), jnp.int32), last, T - 1)
+    if T > 1:
+        _, states = loops.fori_loop(0, T - 1, step, (last, states), unroll=min(_loop_unroll(K), T - 1))
     return jnp.where(valid, states, -1)
 
 

@@ -36,6 +36,22 @@ def test_bench_quick(tmp_path):
     assert all(r["max_abs_marginal_diff"] < 1e-5 for r in res["factorial_scaling"])
 
 
+@pytest.mark.slow  # about 20 s of compiles (every task and side on one cell)
+def test_bench_grid_quick(tmp_path):
+    from experiments import bench_hmm
+
+    res = bench_hmm.main(["--grid", "--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "grid_speedup.png").exists() and (tmp_path / "results.md").exists()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    (cell,) = saved["cells"].values()
+    for task in bench_hmm.GRID_TASKS:  # every task timed for gm and dynamax
+        assert f"{task} | gm" in cell["timings"]
+        assert f"{'smoother' if task == 'posterior' else task} | dynamax" in cell["timings"]
+    for name, diff in res["worst_agreement"].items():
+        assert diff < 1e-5, name
+    assert res["long_abs_error_nats"]["gm"] < 1e-2
+
+
 @pytest.mark.slow  # 20 to 35 s; the suite must stay under 15 min on 2 cores
 def test_audio_visual_quick(tmp_path):
     from experiments import audio_visual
