@@ -70,3 +70,13 @@ def test_restarts_never_worse():
     plain = hill_climb(data, net, score="bdeu")
     again = hill_climb_restarts(jax.random.key(0), data, net, score="bdeu", restarts=3)
     assert again.score >= plain.score - 1e-3
+
+
+def test_tabu_phase_returns_the_best_graph_seen(x64):
+    net = load_network("asia")
+    data = np.asarray(bn.sample(jax.random.key(2), net, 1000))
+    greedy = hill_climb(data, net, score="bdeu", escape=0)
+    tabu = hill_climb(data, net, score="bdeu")  # escape = n_vars non-improving moves
+    assert tabu.n_iterations >= greedy.n_iterations + net.n_vars  # the tabu phase ran its budget
+    np.testing.assert_allclose(network_score(data, tabu.structure, score="bdeu"), tabu.score, rtol=1e-9)
+    assert tabu.score >= greedy.score - 1e-9 * abs(greedy.score)

@@ -111,7 +111,8 @@ def exact_search(data, variables=None, *, score: str = "bic", equivalent_sample_
     if families > max_families:
         raise ValueError(
             f"exact search over {n} variables with max_parents={max_parents} needs {families:,} local scores "
-            f"(limit {max_families:,}); lower max_parents or raise max_families"
+            f"(limit {max_families:,}; its subset tables would take {memory / 2**30:.2f} GiB); lower max_parents "
+            "or raise max_families"
         )
     k = n - 1 if max_parents is None else min(int(max_parents), n - 1)
     size = 1 << n

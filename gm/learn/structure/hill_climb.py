@@ -1,9 +1,14 @@
 """Greedy hill climbing over DAGs (add, delete, reverse one edge), with a tabu list, white and black lists,
 a maximum in-degree and random restarts.
 
-Each step takes the legal move with the largest score change (steepest ascent) and stops when no move
-improves the score by at least ``epsilon``; this is pgmpy's ``HillClimbSearch`` (Koller & Friedman,
-section 18.4.3), with the same tabu rule (the last ``tabu_length`` moves cannot be undone).
+Each step takes the legal move with the largest score change (steepest ascent) until no move improves the
+score by at least ``epsilon``; up to there this is pgmpy's ``HillClimbSearch`` (Koller & Friedman,
+section 18.4.3), with the same tabu rule (the last ``tabu_length`` moves cannot be undone). Then a tabu
+phase (on by default, ``escape`` = n_vars moves): the search keeps taking the best move the tabu list
+allows, even one that lowers the score, and stops after ``escape`` moves in a row that do not beat the best
+graph seen, which it returns (a greedy climb's first moves are near-ties between i -> j and j -> i, and
+the one taken decides the local optimum; the tabu phase climbs out of most of the poor ones). Its budget:
+at most ``escape`` extra kernel calls per escape attempt. ``escape=0`` is pgmpy's plain climb.
 
 Because the score is decomposable, a move only changes the local scores of the children whose parent
 sets change. The search keeps two matrices of score changes, ``add[i, j] = s(j, P_j + i) - s(j, P_j)`` and
@@ -17,7 +22,7 @@ Examples:
     >>> from gm.bn import Structure
     >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
     >>> variables = Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ()))
-    >>> result = hill_climb(data, variables)                  # BIC, from the empty graph
+    >>> result = hill_climb(data, variables, escape=0)        # BIC, from the empty graph, greedy only
     >>> result.structure.parents, result.n_iterations         # A -> C <- B, in two moves
     (((), (), (0, 1)), 2)
 """
@@ -74,7 +79,7 @@ class _Climber:
             for p, v in dels.items():
                 delete[p, j] = v - current
 
-    def climb(self, parents, max_iter, rng=None):
+    def climb(self, parents, max_iter, rng=None, escape=0):
         n = self.n
         parents = [list(p) for p in parents]
         adj = np.zeros((n, n), bool)
@@ -90,6 +95,7 @@ class _Climber:
         tabu_flip = np.zeros((n, n), int)
         boards = {"+": tabu_add, "-": tabu_del, "flip": tabu_flip}
         steps = 0
+        best_parents, best_total, since_best = [list(p) for p in parents], float(np.sum(local)), 0
         for _ in range(max_iter):
             reach = transitive_closure(adj)
             indeg = adj.sum(axis=0)
@@ -114,7 +120,7 @@ class _Climber:
                 best = int(rng.choice(near))
             kind, i, j = np.unravel_index(best, gains.shape)
             delta = gains[kind, i, j]
-            if not np.isfinite(delta) or delta < self.epsilon:
+            if not np.isfinite(delta) or (delta < self.epsilon and since_best >= escape):
                 break
             steps += 1
             if kind == 0:
@@ -141,7 +147,12 @@ class _Climber:
                 tabu.append(entry)
                 boards[entry[0]][entry[1], entry[2]] += 1
             self._refresh(parents, changed, add, delete, local)
-        return parents, float(np.sum(local)), steps
+            total = float(np.sum(local))
+            if total >= best_total + self.epsilon:
+                best_parents, best_total, since_best = [list(p) for p in parents], total, 0
+            else:
+                since_best += 1
+        return best_parents, best_total, steps
 
 
 def _setup(data, variables, score, equivalent_sample_size, max_indegree, whitelist, blacklist, tabu_length,
@@ -182,7 +193,7 @@ def _setup(data, variables, score, equivalent_sample_size, max_indegree, whiteli
 
 def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_size: float = 10.0,
                start=None, tabu_length: int = 100, max_indegree: int | None = None, whitelist=None,
-               blacklist=None, epsilon: float = 1e-4, max_iter: int = 1_000_000,
+               blacklist=None, epsilon: float = 1e-4, max_iter: int = 1_000_000, escape: int | None = None,
                scorer: NeighbourhoodScorer | None = None) -> SearchResult:
     """Greedy hill climbing from ``start`` (default: no edges) to a local optimum of the score.
 
@@ -196,10 +207,13 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
       whitelist: edges ``(parent, child)`` (names or indices) that must be present (start has them, and
         they are never deleted or reversed); blacklist: edges that never appear.
       epsilon: stop when the best move improves the score by less than this.
+      max_iter: the most moves (the greedy and the tabu phase together).
+      escape: after the greedy climb, the moves in a row that may fail to beat the best graph before the
+        tabu phase stops (None: n_vars; 0: no tabu phase, pgmpy's ``HillClimbSearch``).
       scorer: a `NeighbourhoodScorer` to share between searches on the same data and score.
 
     Returns:
-      `SearchResult` (structure, total score, moves taken).
+      `SearchResult` (the best structure seen, its total score, the moves taken in both phases).
 
     Raises:
       ValueError: bad white/black lists, a negative ``max_indegree``, or a start graph with a cycle or too
@@ -219,7 +233,7 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
     """
     climber, parents = _setup(data, variables, score, equivalent_sample_size, max_indegree, whitelist, blacklist,
                               tabu_length, epsilon, start, scorer)
-    parents, total, steps = climber.climb(parents, max_iter)
+    parents, total, steps = climber.climb(parents, max_iter, escape=climber.n if escape is None else int(escape))
     return SearchResult(make_structure(variables if variables is not None else climber.scorer.cards, parents,
                                        climber.n), total, steps)
 
@@ -258,10 +272,12 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
                             kwargs.get("tabu_length", 100), kwargs.get("epsilon", 1e-4), kwargs.get("start"),
                             kwargs["scorer"])
     max_iter = kwargs.get("max_iter", 1_000_000)
+    escape = kwargs.get("escape")
+    escape = climber.n if escape is None else int(escape)
     seed = np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32)
     rng = np.random.default_rng(seed)
     n = climber.n
-    parents, total, steps = climber.climb(start, max_iter)
+    parents, total, steps = climber.climb(start, max_iter, escape=escape)
     best = (parents, total)
     k = perturbation if perturbation is not None else n // 2 + 1
     white = set(edge_indices(variables, kwargs.get("whitelist"), "whitelist"))
@@ -275,7 +291,7 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
             begin = [list(p) for p in best[0]]
             for _ in range(k):
                 _random_move(rng, begin, white, black, max_in)
-        parents, total, more = climber.climb(begin, max_iter, rng)
+        parents, total, more = climber.climb(begin, max_iter, rng, escape=escape)
         steps += more
         if total > best[1]:
             best = (parents, total)
