@@ -21,7 +21,17 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from gm.temporal.common import Filtered, Smoothed, chain_started, check_shapes, valid_steps, zero_masked
+from gm.temporal.common import (
+    Filtered,
+    Smoothed,
+    chain_started,
+    check_inputs,
+    check_shapes,
+    mark_invalid,
+    model_is_valid,
+    valid_steps,
+    zero_masked,
+)
 from gm.types import MPE
 
 __all__ = ["associative_filter", "associative_smoother", "associative_viterbi"]
@@ -54,8 +64,7 @@ def _effective_transitions(transition, valid, T, K, initial):
 
 
 def _forward_products(initial, transition, log_lik, mask):
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)  # values checked by the caller
     valid = valid_steps(T, mask=mask)
     lik, shift = _scaled_lik(log_lik, mask)
     first = jnp.broadcast_to(initial * lik[0], (K, K))
@@ -102,8 +111,10 @@ def associative_filter(initial, transition, log_lik, *, mask=None) -> Filtered:
     Examples:
         >>> f = associative_filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
+    initial, transition, log_lik, _ = check_inputs(initial, transition, log_lik, mask=mask)
     total, filtered, log_cs = _forward_products(initial, transition, log_lik, mask)
-    return Filtered(total, zero_masked(filtered, mask=mask), log_cs)
+    return Filtered(*mark_invalid(model_is_valid(initial, transition), total, zero_masked(filtered, mask=mask),
+                                  log_cs))
 
 
 def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -120,8 +131,7 @@ def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed
     Examples:
         >>> post = associative_smoother(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, _) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
     total, f, _ = _forward_products(initial, transition, log_lik, mask)
     last = jnp.broadcast_to(f[-1], (K, K))
@@ -136,7 +146,7 @@ def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed
     # reverse=True folds from the end: combine(later, earlier) must give later-product @ earlier
     prods = lax.associative_scan(lambda later, earlier: later @ earlier, elems, reverse=True)
     marg = _normalize_rows(prods[:, 0, :])
-    return Smoothed(total, zero_masked(marg, mask=mask))
+    return Smoothed(*mark_invalid(model_is_valid(initial, transition), total, zero_masked(marg, mask=mask)))
 
 
 def _maxplus(a, b):
@@ -158,9 +168,9 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     Examples:
         >>> best = associative_viterbi(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, _) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
+    model_ok = model_is_valid(initial, transition)
     ll = jnp.where(valid[:, None], log_lik, 0.0)
     log_init = jnp.log(initial)
     neg = jnp.asarray(-jnp.inf, ll.dtype)
@@ -170,7 +180,7 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     if T == 1:
         d = first[0]
         z = jnp.argmax(d).astype(jnp.int32)[None]
-        return MPE(jnp.where(valid, z, -1), jnp.where(valid[0], d[z[0]], 0.0))
+        return MPE(jnp.where(valid, z, -1), mark_invalid(model_ok, jnp.where(valid[0], d[z[0]], 0.0))[0])
     log_trans = jnp.broadcast_to(jnp.log(transition), (T - 1, K, K))
     log_trans = jnp.where(chain_started(valid)[:, None, None], log_trans, jnp.broadcast_to(log_init, (K, K)))
     log_trans = jnp.where(valid[1:, None, None], log_trans, log_eye)
@@ -202,4 +212,4 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     states = jnp.argmax(delta + psi, axis=-1).astype(jnp.int32)
     log_prob = fscale[-1] + jnp.max(delta[-1])
     log_prob = jnp.where(jnp.any(valid), log_prob, 0.0)
-    return MPE(jnp.where(valid, states, -1), log_prob)
+    return MPE(jnp.where(valid, states, -1), mark_invalid(model_ok, log_prob)[0])

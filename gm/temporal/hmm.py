@@ -37,6 +37,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from gm import loops
@@ -47,7 +48,11 @@ from gm.temporal.common import (
     StepLikelihood,
     array_likelihood,
     chain_started,
-    check_shapes,
+    check_inputs,
+    check_probabilities,
+    float_array,
+    mark_invalid,
+    model_is_valid,
     valid_steps,
     zero_masked,
 )
@@ -81,15 +86,12 @@ class Sampled(NamedTuple):
     observations: jax.Array | None
 
 
-def _arrays(initial, transition, log_lik):
-    return jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-
-
 def _on_arrays(pass_from_likelihood, initial, transition, log_lik, mask):
-    """A ``*_from_likelihood`` pass run on an f32[T, K] array of log-likelihoods, shapes checked."""
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, _ = check_shapes(initial, transition, log_lik, mask=mask)
-    return pass_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+    """A ``*_from_likelihood`` pass run on an f32[T, K] array of log-likelihoods, inputs checked
+    (``check_inputs``) and an invalid input marked (``mark_invalid``: NaN log-evidence and rows)."""
+    initial, transition, log_lik, (T, _, _) = check_inputs(initial, transition, log_lik, mask=mask)
+    out = pass_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+    return type(out)(*mark_invalid(model_is_valid(initial, transition), *out))
 
 
 # ------------------------------------------------------------------------------------- internals
@@ -291,11 +293,11 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
     Examples:
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
                                         keep_normalizers=True)
-    return Filtered(total, zero_masked(alphas, mask=mask), log_cs)
+    return Filtered(*mark_invalid(model_is_valid(initial, transition), total, zero_masked(alphas, mask=mask),
+                                  log_cs))
 
 
 def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -435,11 +437,10 @@ def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array
         >>> two_slice_marginals(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2))).shape
         (4, 2, 2)
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
-    _, _, alphas, w = _two_slice_core(initial, transition, array_likelihood(log_lik), T, mask, tv)
+    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    total, _, alphas, w = _two_slice_core(initial, transition, array_likelihood(log_lik), T, mask, tv)
     trans = transition if tv else transition[None]
-    return alphas[:, :, None] * trans * w[:, None, :]
+    return mark_invalid(model_is_valid(initial, transition), total, alphas[:, :, None] * trans * w[:, None, :])[1]
 
 
 def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
@@ -462,8 +463,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
         >>> best.states.tolist()
         [0, 0, 0]
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, K, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = None if mask is None else jnp.asarray(mask, bool)
     started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), chain_started(valid)])
     log_trans_T = jnp.swapaxes(jnp.log(transition), -1, -2)  # [.., j, i]
@@ -522,7 +522,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
     states = states if valid is None else jnp.where(valid, states, -1)
-    return MPE(states, log_prob)
+    return MPE(states, mark_invalid(model_is_valid(initial, transition), log_prob)[0])
 
 
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:
@@ -541,10 +541,9 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     Examples:
         >>> z = sample_posterior(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((4, 2)))
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
-    alphas, _, _, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
+    alphas, _, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
     keys = jax.random.split(key, T)
     last = jax.random.categorical(keys[-1], jnp.log(alphas[-1])).astype(jnp.int32)
 
@@ -564,7 +563,8 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
         xs = xs + (transition,)
     _, states = loops.scan(step, last, xs, reverse=True)
     states = jnp.concatenate([states, last[None]])
-    return jnp.where(valid, states, -1)
+    ok = ~jnp.isnan(mark_invalid(model_is_valid(initial, transition), total)[0])
+    return jnp.where(valid & ok, states, -1)
 
 
 def sample(
@@ -590,7 +590,10 @@ def sample(
         >>> draw.states.shape
         (10,)
     """
-    initial, transition = jnp.asarray(initial), jnp.asarray(transition)
+    initial, transition = float_array(initial, "initial"), float_array(transition, "transition")
+    if not isinstance(num_steps, (int, np.integer)) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int (static): the number of steps to draw; got {num_steps!r}")
+    num_steps = int(num_steps)
     if initial.ndim != 1:
         raise ValueError(f"initial must have shape [K]; got {initial.shape}")
     K = initial.shape[0]
@@ -601,6 +604,8 @@ def sample(
             f"{num_steps}; got {ts}"
         )
     tv = len(ts) == 3
+    check_probabilities(initial, "initial")
+    check_probabilities(transition, "transition")
     k0, kz, kx = jax.random.split(key, 3)
     z0 = jax.random.categorical(k0, jnp.log(initial)).astype(jnp.int32)
     log_trans = jnp.log(transition)
