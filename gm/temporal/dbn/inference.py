@@ -138,7 +138,7 @@ def check_evidence(model: DBN, evidence) -> jax.Array:
     expected); values when concrete or compiled under `gm.validation.checked`: every entry a state index
     of its variable or -1 (unobserved), else ``ValueError`` naming the step, the variable and the value.
     Unchecked under ``jax.jit``, an out-of-range value (any value below -1 included) is impossible evidence
-    (log p(e) = -inf), as in ``gm.bn``.
+    (an indicator of zeros: log p(e) is -inf or NaN, never a plausible number), as in ``gm.bn``.
 
     Returns:
         ``evidence`` as an int32 array.
