@@ -235,8 +235,8 @@ def _non_finite(window: dict, state, done: int) -> str | None:
     from gm.deep import train
 
     count = None
-    for name, values in window.items():
-        values = np.asarray(values)
+    for name in sorted(window, key=lambda n: ("loss" not in n, n)):  # a loss first: the most telling name
+        values = np.asarray(window[name])
         if not np.issubdtype(values.dtype, np.inexact) or values.ndim != 1:
             continue
         count = values.shape[0]
@@ -283,7 +283,7 @@ def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, chec
     disk), as does ``on_log`` returning ``diverged``. With ``raise_on_divergence`` the loop raises
     :class:`TrainingDiverged` instead of returning. ``run_info`` (the seed, quick or full size, config)
     is saved with every checkpoint and compared on ``resume``: a difference is a ``ValueError`` naming the
-    fields and what to do, unless ``force``. A checkpoint that cannot be read, or restores a non-finite
+    fields and what to do, unless ``force`` (which continues the checkpoint's run and keeps its identity). A checkpoint that cannot be read, or restores a non-finite
     or mismatched leaf, is a ``ValueError`` naming the folder (`gm.deep.train.restore_checkpoint`).
 
     Args:
@@ -319,7 +319,10 @@ def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, chec
     run = RunProgress(extra=dict(extra or {}))
     if resume and train.latest_checkpoint_step(checkpoint_dir) is not None:
         tree, meta = train.restore_checkpoint(checkpoint_dir, (state, best) if keep_best else state)
-        _check_run_info(meta.pop("run", None), run_info, checkpoint_dir, force)
+        saved_info = meta.pop("run", None)
+        _check_run_info(saved_info, run_info, checkpoint_dir, force)
+        if saved_info is not None:
+            run_info = saved_info  # a forced resume continues that run: its identity stays the checkpoint's
         state, best = tree if keep_best else (tree, None)
         try:
             run = RunProgress(**meta)

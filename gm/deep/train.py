@@ -255,6 +255,9 @@ def _manager(directory: str, max_to_keep: int | None = None):
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+_LEAVES = "_saved_leaves"  # the shapes and dtypes as written, in the metadata (orbax casts on restore)
+
+
 def _as_dict(tree) -> dict[str, Any]:
     return {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
 
@@ -269,10 +272,13 @@ def save_checkpoint(directory: str, step: int, tree, metadata: dict | None = Non
     import orbax.checkpoint as ocp
 
     manager = _manager(directory, max_to_keep)
+    leaves = _as_dict(tree)
+    metadata = dict(metadata or {})
+    metadata[_LEAVES] = {k: [list(v.shape), str(v.dtype)] for k, v in leaves.items()}  # checked on restore
     manager.save(
         int(step),
         args=ocp.args.Composite(
-            tree=ocp.args.StandardSave(_as_dict(tree)), metadata=ocp.args.JsonSave(metadata or {})
+            tree=ocp.args.StandardSave(leaves), metadata=ocp.args.JsonSave(metadata)
         ),
         force=True,
     )
@@ -363,19 +369,23 @@ def restore_checkpoint(directory: str, template, step: int | None = None) -> Che
     metadata = restored["metadata"]
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError(f"checkpoint step {step} in {where!r}: its metadata is not a JSON object; {advice}")
+    metadata = dict(metadata or {})
+    written = metadata.pop(_LEAVES, None)  # absent in checkpoints older than this check
     new_leaves = []
     for i, leaf in enumerate(leaves):
         value = np.asarray(saved[f"{i:05d}"])
         want = np.asarray(leaf)
-        if value.shape != want.shape or value.dtype != want.dtype:
-            raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has shape {value.shape} and "
-                             f"dtype {value.dtype}, the template {want.shape} and {want.dtype}")
+        shape, dtype = (value.shape, value.dtype) if written is None else (
+            tuple(written[f"{i:05d}"][0]), np.dtype(written[f"{i:05d}"][1]))
+        if shape != want.shape or dtype != want.dtype:
+            raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has shape {shape} and "
+                             f"dtype {dtype}, the template {want.shape} and {want.dtype}")
         if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
             bad = tuple(int(j) for j in np.argwhere(~np.isfinite(value))[0]) if value.ndim else ()
             raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has a non-finite value "
                              f"{value[bad]} at {list(bad)}; {advice}")
         new_leaves.append(jnp.asarray(value))
-    return Checkpoint(jax.tree.unflatten(treedef, new_leaves), dict(metadata or {}))
+    return Checkpoint(jax.tree.unflatten(treedef, new_leaves), metadata)
 
 
 # ------------------------------------------------------------------------------------- early stopping
