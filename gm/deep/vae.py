@@ -32,6 +32,10 @@ Example:
     >>> state = vae.create_state(jax.random.key(0), config, batch)
     >>> state, metrics = vae.train_step(jax.random.key(1), config, state, batch)
     >>> samples = vae.sample(jax.random.key(2), config, state, 16)   # f32[16, 28, 28, 1] pixel means
+
+Length: about 530 lines. The family's model functions, losses, training step with its input checks
+(``check_batch``; the step skips a non-finite update) and inference functions read the same private
+helpers; the config and networks already live in ``gm.deep.vae_networks``.
 """
 
 from __future__ import annotations
