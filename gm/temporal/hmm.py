@@ -18,6 +18,14 @@ summed with Kahan compensation, so the log-evidence keeps float32 accuracy for T
 Impossible evidence (p(x) = 0) gives ``log_evidence = -inf``, the flag to check; the marginals are
 then finite but meaningless, never NaN.
 
+Invalid inputs: every public function starts with ``common.check_inputs`` (int/bool arrays cast to
+float, shapes, and through `gm.validation` the values: rows of ``initial`` and ``transition`` finite,
+non-negative and summing to one, no NaN or +inf in ``log_lik``). Eager calls raise ``ValueError`` naming
+the argument and position; under ``jax.jit`` the check is skipped and the result carries the marker
+(``common.mark_invalid``): NaN log-evidence and NaN rows (``viterbi``: NaN ``log_prob``;
+``sample_posterior``: every state -1), never plausible numbers. ``gm.validation.checked`` compiles the
+checks in.
+
 The functions are pure and undecorated: ``jax.jit`` and ``jax.vmap`` them (``in_axes=(None, None, 0)``
 for a batch of sequences that share parameters). The same passes over a per-step likelihood function
 instead of an array (`smoother_from_likelihood`, `log_evidence_from_likelihood`,
@@ -288,7 +296,8 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
         mask: optional bool[T]; False marks padded steps (see module docstring).
 
     Returns:
-        ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``.
+        ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``; all NaN for an
+        invalid input under jit (eager: ValueError naming it).
 
     Examples:
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
@@ -315,7 +324,8 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
         mask: optional bool[T] (False = padding).
 
     Returns:
-        ``Smoothed(log_evidence f32[], marginals f32[T, K])``.
+        ``Smoothed(log_evidence f32[], marginals f32[T, K])``; all NaN for an invalid input under jit
+        (eager: ValueError naming it).
 
     Examples:
         >>> post = smoother(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
@@ -414,7 +424,8 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
         mask: optional bool[T] (False = padding).
 
     Returns:
-        ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
+        ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``; all NaN for an
+        invalid input under jit (eager: ValueError naming it).
 
     Examples:
         >>> counts = expected_counts(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
@@ -425,7 +436,8 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
 
 
 def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array:
-    """f32[T-1, K, K]: p(z_t = i, z_{t+1} = j | x_{1:T}); zero where step t+1 is masked.
+    """f32[T-1, K, K]: p(z_t = i, z_{t+1} = j | x_{1:T}); zero where step t+1 is masked; NaN for an
+    invalid input under jit (eager: ValueError naming it).
 
     xi_t(i, j) = alpha_t(i) A_t(i, j) p(x_{t+1} | j) beta_{t+1}(j) / Z_t.
 
@@ -456,7 +468,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
 
     Returns:
         ``gm.types.MPE(states int32[T], log_prob f32[])`` with log_prob = log p(z*, x); states are -1
-        at masked steps.
+        at masked steps. For an invalid input under jit log_prob is NaN (eager: ValueError naming it).
 
     Examples:
         >>> best = viterbi(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.log(jnp.array([[0.9, 0.1]] * 3)))
@@ -536,7 +548,8 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
         mask: optional bool[T] (False = padding).
 
     Returns:
-        int32[T] sampled states; -1 at masked steps. vmap over keys for several samples.
+        int32[T] sampled states; -1 at masked steps (and at every step for an invalid input under jit;
+        eager: ValueError naming it). vmap over keys for several samples.
 
     Examples:
         >>> z = sample_posterior(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((4, 2)))
@@ -579,7 +592,7 @@ def sample(
     Args:
         key: a ``jax.random`` key.
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K].
-        num_steps: T (static).
+        num_steps: T (static), at least 1 (ValueError otherwise).
         emission_sampler: optional ``(key, state int32[]) -> observation``; vmapped over steps.
 
     Returns:

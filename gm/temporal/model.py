@@ -9,7 +9,9 @@ log-likelihoods is written and read back; for ``Categorical`` no exponentials ar
 * `log_likelihood`: log p(x_{1:T}) alone (the forward pass);
 * `expected_counts`: the Baum-Welch E-step's marginals and expected transition counts.
 
-``jax.vmap`` them over a batch (``in_axes=(None, None, 0)``, masks for lengths). Estimation (Baum-Welch,
+``jax.vmap`` them over a batch (``in_axes=(None, None, 0)``, masks for lengths). Eager calls check the
+model's rows and the observations (``family.check_observations``) and raise ``ValueError`` naming the
+culprit; under ``jax.jit`` an invalid model or observation gives NaN log-evidence and NaN rows. Estimation (Baum-Welch,
 priors, restarts) is in ``gm.learn.hmm``.
 
 Example:
