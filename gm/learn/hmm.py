@@ -26,13 +26,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gm import loops
 from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
 from gm.temporal.common import check_probabilities, float_array
 from gm.temporal.model import HMM, expected_counts, log_likelihood
-from gm.validation import is_concrete, require
+from gm.validation import require_weights
 
 __all__ = ["Concentrations", "ResolvedPrior", "check_data", "em_step", "em_update", "fit", "fit_restarts", "fit_scan", "init",
            "log_prior", "resolve_prior"]
@@ -171,14 +170,7 @@ def check_data(family, obs, *, mask=None, weights=None) -> tuple:
         weights = float_array(weights, "weights")
         if weights.shape != obs.shape[:1]:
             raise ValueError(f"weights must have shape [B] = {obs.shape[:1]}; got {weights.shape}")
-        values = np.asarray(weights) if is_concrete(weights) else weights
-
-        def bad_weight(at):
-            if at is None:
-                return "weights must be finite and non-negative"
-            return f"weights must be finite and non-negative: sequence {at[0]} has weight {float(values[at[0]])}"
-
-        require((values >= 0) & (values < np.inf), bad_weight)
+        require_weights(weights, unit="sequence")
     return obs, mask, weights
 
 

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm.bn import Structure
-from gm.validation import is_concrete, require
+from gm.validation import is_concrete, require, require_weights
 
 __all__ = [
     "Evidence",
@@ -758,14 +758,7 @@ def check_weights(weights, num_records: int, dtype) -> jax.Array:
     w = jnp.asarray(weights, dtype)
     if w.shape != (num_records,):
         raise ValueError(f"weights must have shape ({num_records},) (one per record), got {w.shape}")
-    values = np.asarray(w) if is_concrete(w) else w
-
-    def describe(at):
-        if at is None:
-            return "weights must be finite and non-negative"
-        return f"weights must be finite and non-negative: record {at[0]} has weight {float(values[at[0]])}"
-
-    require((values >= 0) & (values < np.inf), describe)
+    require_weights(w, unit="record")
     return w
 
 
