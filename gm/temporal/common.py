@@ -8,9 +8,9 @@
 * Values (issue 18, through `gm.validation`): `check_inputs` casts int/bool arrays to float, checks shapes,
   and (eager, or compiled under `gm.validation.checked`) checks the values: `check_probabilities` (initial
   and transition rows non-negative, finite, summing to one) and `check_log_lik` (no NaN, no +inf).
-  Unchecked under ``jax.jit``, an invalid input gives the documented marker instead: `model_is_valid` is
-  the traced flag, and `mark_invalid` turns the log-evidence and every per-step row into NaN, so an
-  invalid input never returns plausible numbers.
+  Unchecked under ``jax.jit``, an invalid input gives the documented marker instead: `poison_invalid`
+  makes ``initial`` NaN for an invalid model (the passes propagate it), and `mark_invalid` turns a NaN
+  or +inf log-evidence into NaN, so an invalid input never returns plausible numbers.
 * Masks: `length_mask` builds one from lengths; `valid_steps` and `chain_started` are what the passes
   read; `zero_masked` zeroes per-step outputs at masked steps.
 * The per-step likelihood form every pass reads, a `StepLikelihood` ``t -> ScaledLikelihood(lik,
@@ -46,6 +46,7 @@ __all__ = [
     "float_array",
     "mark_invalid",
     "model_is_valid",
+    "poison_invalid",
     "length_mask",
     "ROW_SUM_ATOL",
     "shifted_exp",
@@ -216,15 +217,17 @@ def zero_masked(x, *, mask=None) -> jax.Array:
 
 def shifted_exp(log_lik_row) -> ScaledLikelihood:
     """One step's f32[K] log-likelihoods in scaled form: (exp(row - max), max), the max replaced by 0
-    where it is not finite (every state impossible, or a NaN).
+    where it is not finite (every state impossible, or a NaN); a row with +inf becomes NaN (invalid, so
+    the passes return their marker).
 
     Examples:
         >>> shifted_exp(jnp.log(jnp.array([0.5, 0.25]))).lik.tolist()
         [1.0, 0.5]
     """
-    s = jnp.max(log_lik_row)
-    s = jnp.where(jnp.isfinite(s), s, 0.0)
-    return ScaledLikelihood(jnp.exp(log_lik_row - s), s)
+    m = jnp.max(log_lik_row)
+    s = jnp.where(jnp.isfinite(m), m, 0.0)
+    lik = jnp.exp(log_lik_row - s)
+    return ScaledLikelihood(jnp.where(m == jnp.inf, jnp.nan, lik), s)  # +inf: a NaN row (the marker)
 
 
 def array_likelihood(log_lik) -> StepLikelihood:
@@ -346,20 +349,36 @@ def model_is_valid(initial, transition, *, atol: float = ROW_SUM_ATOL) -> jax.Ar
     return ok
 
 
-def mark_invalid(valid, log_evidence, *rows):
-    """The documented marker of an invalid input under ``jax.jit``: where ``valid`` is False or the
-    log-evidence is NaN or +inf, the log-evidence and every array in ``rows`` become NaN.
+def mark_invalid(log_evidence, *arrays):
+    """The documented marker on the small outputs: a log-evidence (or log-probability) that is NaN or
+    +inf becomes NaN, and so do the ``arrays`` given (e.g. f32[K, K] expected counts). The per-step rows
+    need no select: the passes propagate the NaN (see ``gm.temporal.hmm``).
 
     Returns:
-        ``(log_evidence, *rows)``.
+        ``log_evidence`` alone when no ``arrays`` are given, else ``(log_evidence, *arrays)``.
 
     Examples:
-        >>> mark_invalid(jnp.asarray(True), jnp.asarray(jnp.nan), jnp.ones(2))[1].tolist()
+        >>> mark_invalid(jnp.asarray(jnp.inf)).item()
+        nan
+        >>> mark_invalid(jnp.asarray(jnp.nan), jnp.ones(2))[1].tolist()
         [nan, nan]
     """
-    ok = valid & (log_evidence < jnp.inf) & ~jnp.isnan(log_evidence)
-    nan = jnp.asarray(jnp.nan, log_evidence.dtype)
-    return (jnp.where(ok, log_evidence, nan),) + tuple(jnp.where(ok, r, jnp.asarray(jnp.nan, r.dtype)) for r in rows)
+    ok = (log_evidence < jnp.inf) & ~jnp.isnan(log_evidence)
+    marked = jnp.where(ok, log_evidence, jnp.asarray(jnp.nan, log_evidence.dtype))
+    if not arrays:
+        return marked
+    return (marked,) + tuple(jnp.where(ok, a, jnp.asarray(jnp.nan, a.dtype)) for a in arrays)
+
+
+def poison_invalid(initial, transition) -> jax.Array:
+    """``initial``, or NaN everywhere when the model is invalid (`model_is_valid`; O(K^2) work): the
+    passes then propagate the NaN into every output, the marker of an invalid model under ``jax.jit``.
+
+    Examples:
+        >>> poison_invalid(jnp.ones(2) / 2, jnp.array([[1.5, -0.5], [0.5, 0.5]])).tolist()
+        [nan, nan]
+    """
+    return jnp.where(model_is_valid(initial, transition), initial, jnp.asarray(jnp.nan, initial.dtype))
 
 
 class Inputs(NamedTuple):
@@ -379,7 +398,8 @@ def check_inputs(initial, transition, log_lik, *, mask=None) -> Inputs:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K]; mask: optional bool[T].
 
     Returns:
-        ``Inputs(initial, transition, log_lik, shapes)``.
+        ``Inputs(initial, transition, log_lik, shapes)``; ``initial`` is NaN where the model is invalid
+        (`poison_invalid`: the marker under ``jax.jit``; eager calls have raised).
 
     Raises:
         TypeError: a complex or non-numeric array; ValueError: a wrong shape or (eager) a bad value,
@@ -396,4 +416,4 @@ def check_inputs(initial, transition, log_lik, *, mask=None) -> Inputs:
     check_probabilities(initial, "initial")
     check_probabilities(transition, "transition")
     check_log_lik(log_lik)
-    return Inputs(initial, transition, log_lik, shapes)
+    return Inputs(poison_invalid(initial, transition), transition, log_lik, shapes)

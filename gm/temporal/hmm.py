@@ -21,10 +21,13 @@ then finite but meaningless, never NaN.
 Invalid inputs: every public function starts with ``common.check_inputs`` (int/bool arrays cast to
 float, shapes, and through `gm.validation` the values: rows of ``initial`` and ``transition`` finite,
 non-negative and summing to one, no NaN or +inf in ``log_lik``). Eager calls raise ``ValueError`` naming
-the argument and position; under ``jax.jit`` the check is skipped and the result carries the marker
-(``common.mark_invalid``): NaN log-evidence and NaN rows (``viterbi``: NaN ``log_prob``;
-``sample_posterior``: every state -1), never plausible numbers. ``gm.validation.checked`` compiles the
-checks in.
+the argument and position; under ``jax.jit`` the check is skipped and the result carries the marker:
+NaN log-evidence and NaN rows (``viterbi``: NaN ``log_prob``; ``sample_posterior``: every state -1),
+never plausible numbers; ``gm.validation.checked`` compiles the checks in. The marker costs no pass
+over the outputs: an invalid model replaces ``initial`` by NaN (an O(K^2) test), and the passes let a
+NaN propagate (their guards test ``c <= 0``, false for NaN, to keep a message; ``c > 0`` would swallow
+it), so a NaN or +inf log-likelihood at step t makes every smoothed row NaN and every filtered row from
+step t on (the filtered rows before t are correct: they do not depend on x_t).
 
 The functions are pure and undecorated: ``jax.jit`` and ``jax.vmap`` them (``in_axes=(None, None, 0)``
 for a batch of sequences that share parameters). The same passes over a per-step likelihood function
@@ -60,7 +63,6 @@ from gm.temporal.common import (
     check_probabilities,
     float_array,
     mark_invalid,
-    model_is_valid,
     valid_steps,
     zero_masked,
 )
@@ -96,10 +98,10 @@ class Sampled(NamedTuple):
 
 def _on_arrays(pass_from_likelihood, initial, transition, log_lik, mask):
     """A ``*_from_likelihood`` pass run on an f32[T, K] array of log-likelihoods, inputs checked
-    (``check_inputs``) and an invalid input marked (``mark_invalid``: NaN log-evidence and rows)."""
+    (``check_inputs``); an invalid input gives NaN log-evidence and NaN rows (propagated, see above)."""
     initial, transition, log_lik, (T, _, _) = check_inputs(initial, transition, log_lik, mask=mask)
     out = pass_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
-    return type(out)(*mark_invalid(model_is_valid(initial, transition), *out))
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))  # the rows are NaN by propagation
 
 
 # ------------------------------------------------------------------------------------- internals
@@ -149,7 +151,7 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
     dtype = lik0.dtype
     a0 = initial * lik0
     c0 = jnp.sum(a0)
-    a0 = jnp.where(c0 > 0, a0 / jnp.where(c0 > 0, c0, 1.0), initial)
+    a0 = jnp.where(c0 <= 0, initial, a0 / jnp.where(c0 <= 0, 1.0, c0))  # NaN propagates (the marker)
     l0 = jnp.log(c0) + s0
     if valid is not None:
         a0 = jnp.where(valid[0], a0, initial)
@@ -166,7 +168,7 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
             pred = jnp.where(started[t], pred, alpha)
         a = pred * lik_t
         c = jnp.sum(a)
-        a = jnp.where(c > 0, a / jnp.where(c > 0, c, 1.0), alpha)  # c = 0: impossible evidence
+        a = jnp.where(c <= 0, alpha, a / jnp.where(c <= 0, 1.0, c))  # c = 0: impossible evidence; NaN propagates
         log_c = jnp.log(c) + s_t
         if valid is not None:
             a = jnp.where(valid[t], a, alpha)
@@ -211,13 +213,13 @@ def _backward(transition, lik_at, T, alphas, mask, time_varying, *, keep_message
         v = lik_n * beta
         b = jnp.dot(v, transT_t)
         sb = jnp.sum(b)
-        b = jnp.where(sb > 0, b / jnp.where(sb > 0, sb, 1.0), beta)
+        b = jnp.where(sb <= 0, beta, b / jnp.where(sb <= 0, 1.0, sb))  # NaN propagates (the marker)
         if valid is not None:
             b = jnp.where(valid[t + 1], b, beta)
             v = jnp.where(valid[t + 1], v, 0.0)
         m = _row(alphas, t) * b
         sm = jnp.sum(m)
-        m = m / jnp.where(sm > 0, sm, 1.0)
+        m = m / jnp.where(sm <= 0, 1.0, sm)  # NaN propagates
         if valid is not None:
             m = jnp.where(valid[t], m, 0.0)
         marg = _put(marg, m, t)
@@ -263,10 +265,11 @@ def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, un
         ratio = jnp.where(p_next > 0, g / jnp.where(p_next > 0, p_next, 1.0), 0.0)
         gt = p_t * lik_t * jnp.dot(ratio, _row(trans_T, t) if time_varying else trans_T)
         s = jnp.sum(gt)
-        gt = gt / jnp.where(s > 0, s, 1.0)
-        # ``s >= 0`` (always true) makes the write wait for both reads of ``out``; without it XLA may
-        # schedule the write first and then copy the whole buffer at every step
-        keep = s >= 0
+        gt = gt / jnp.where(s <= 0, 1.0, s)  # NaN propagates
+        # ``~(s < 0)`` (always true, NaN included: the marker propagates) makes the write wait for both
+        # reads of ``out``; without it XLA may schedule the write first and then copy the whole buffer at
+        # every step
+        keep = ~(s < 0)
         if valid is not None:
             out = _put(out, jnp.where(keep & valid[t + 1], g, 0.0), t + 1)
             gt = jnp.where(valid[t + 1], gt, g)
@@ -296,8 +299,9 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
         mask: optional bool[T]; False marks padded steps (see module docstring).
 
     Returns:
-        ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``; all NaN for an
-        invalid input under jit (eager: ValueError naming it).
+        ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``; for an invalid
+        input under jit NaN log-evidence and NaN rows from the first invalid step on (all of them for an
+        invalid model); eager: ValueError naming it.
 
     Examples:
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
@@ -305,8 +309,7 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
     initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
                                         keep_normalizers=True)
-    return Filtered(*mark_invalid(model_is_valid(initial, transition), total, zero_masked(alphas, mask=mask),
-                                  log_cs))
+    return Filtered(mark_invalid(total), zero_masked(alphas, mask=mask), log_cs)
 
 
 def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -452,7 +455,7 @@ def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array
     initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     total, _, alphas, w = _two_slice_core(initial, transition, array_likelihood(log_lik), T, mask, tv)
     trans = transition if tv else transition[None]
-    return mark_invalid(model_is_valid(initial, transition), total, alphas[:, :, None] * trans * w[:, None, :])[1]
+    return mark_invalid(total, alphas[:, :, None] * trans * w[:, None, :])[1]  # the select fuses into the product
 
 
 def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
@@ -534,7 +537,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int = 2) -> MPE:
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
     states = states if valid is None else jnp.where(valid, states, -1)
-    return MPE(states, mark_invalid(model_is_valid(initial, transition), log_prob)[0])
+    return MPE(states, mark_invalid(log_prob))
 
 
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:
@@ -576,8 +579,7 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
         xs = xs + (transition,)
     _, states = loops.scan(step, last, xs, reverse=True)
     states = jnp.concatenate([states, last[None]])
-    ok = ~jnp.isnan(mark_invalid(model_is_valid(initial, transition), total)[0])
-    return jnp.where(valid & ok, states, -1)
+    return jnp.where(valid & ~jnp.isnan(mark_invalid(total)), states, -1)
 
 
 def sample(

@@ -35,7 +35,7 @@ from gm.temporal.common import (
     check_shapes,
     float_array,
     mark_invalid,
-    model_is_valid,
+    poison_invalid,
 )
 from gm.temporal.emissions import step_likelihood
 from gm.temporal.hmm import (
@@ -93,7 +93,7 @@ def _inputs(family, model: HMM, obs, mask) -> _Inputs:
     if row.shape != (K,):
         raise ValueError(f"model.emission gives likelihoods for {row.shape[-1] if row.shape else 0} states; "
                          f"model.initial has K = {K}")
-    return _Inputs(initial, transition, lik_at, T)
+    return _Inputs(poison_invalid(initial, transition), transition, lik_at, T)  # NaN marker under jit
 
 
 def posterior(family, model: HMM, obs, *, mask=None) -> Smoothed:
@@ -117,7 +117,7 @@ def posterior(family, model: HMM, obs, *, mask=None) -> Smoothed:
     """
     inputs = _inputs(family, model, obs, mask)
     out = smoother_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps, mask=mask)
-    return Smoothed(*mark_invalid(model_is_valid(inputs.initial, inputs.transition), *out))
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))
 
 
 def log_likelihood(family, model: HMM, obs, *, mask=None) -> jax.Array:
@@ -132,7 +132,7 @@ def log_likelihood(family, model: HMM, obs, *, mask=None) -> jax.Array:
     inputs = _inputs(family, model, obs, mask)
     total = log_evidence_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps,
                                          mask=mask)
-    return mark_invalid(model_is_valid(inputs.initial, inputs.transition), total)[0]
+    return mark_invalid(total)
 
 
 def expected_counts(family, model: HMM, obs, *, mask=None) -> ExpectedCounts:
@@ -153,4 +153,4 @@ def expected_counts(family, model: HMM, obs, *, mask=None) -> ExpectedCounts:
     inputs = _inputs(family, model, obs, mask)
     out = expected_counts_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps,
                                           mask=mask)
-    return ExpectedCounts(*mark_invalid(model_is_valid(inputs.initial, inputs.transition), *out))
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))

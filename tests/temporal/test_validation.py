@@ -64,24 +64,29 @@ def test_eager_call_names_the_culprit(name, which, message):
         PASSES[name](*_bad(which))
 
 
-def _looks_invalid(name, out):
+def _looks_invalid(name, out, first_bad):
     if name in ("viterbi", "associative_viterbi"):
         return np.isnan(float(out.log_prob))
     if name == "sample_posterior":
         return np.all(np.asarray(out) == -1)
     if name == "two_slice_marginals":
         return np.all(np.isnan(np.asarray(out)))
-    arrays = [np.asarray(x) for x in out]
-    return all(np.all(np.isnan(x)) for x in arrays)
+    if name.endswith("filter"):  # filtered rows before the first bad step are correct (they do not read it)
+        return (np.isnan(float(out.log_evidence)) and np.all(np.isnan(out.filtered[first_bad:]))
+                and np.all(np.isnan(out.log_normalizers[first_bad:])))
+    return all(np.all(np.isnan(np.asarray(x))) for x in out)
 
 
-@pytest.mark.parametrize("which", ["negative", "nan_log_lik", "inf_log_lik"])
-def test_jitted_call_returns_the_marker(which):
-    """Unchecked under jit: NaN log-evidence and NaN rows (viterbi: NaN log_prob; sampled paths: all -1)."""
+@pytest.mark.parametrize("which,first_bad", [("negative", 0), ("nan_log_lik", 1), ("inf_log_lik", 2)])
+def test_jitted_call_returns_the_marker(which, first_bad):
+    """Unchecked under jit: NaN log-evidence and NaN rows (filters: from the first bad step on; viterbi:
+    NaN log_prob; sampled paths: all -1)."""
     args = _bad(which)
     for name, fn in PASSES.items():
         out = jax.jit(fn)(*args)
-        assert _looks_invalid(name, out), (name, which, out)
+        assert _looks_invalid(name, out, first_bad), (name, which, out)
+    filtered = jax.jit(tm.filter)(*args).filtered
+    np.testing.assert_allclose(filtered[:first_bad], tm.filter(PI, A, LL).filtered[:first_bad], atol=1e-6)
 
 
 def test_checked_raises_inside_jit_and_agrees_otherwise():
