@@ -199,6 +199,7 @@ def test_log_prior_of_unseen_symbols_is_finite_and_fit_history_too():
     assert np.all(np.isfinite(history)) and np.all(np.diff(history) >= -1e-4), history
 
 
+@pytest.mark.slow  # one compile of the vmapped restarts (5-7 s); the root cause is in the default tier above
 def test_fit_restarts_picks_the_best_finite_restart():
     obs = np.array([[0, 0, 1, 1, 0, 0, 1]], np.int32)
     result = learn.hmm.fit_restarts(jax.random.key(1), FAMILY, 2, obs, num_restarts=3, num_iters=5)
