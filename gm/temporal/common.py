@@ -217,17 +217,17 @@ def zero_masked(x, *, mask=None) -> jax.Array:
 
 def shifted_exp(log_lik_row) -> ScaledLikelihood:
     """One step's f32[K] log-likelihoods in scaled form: (exp(row - max), max), the max replaced by 0
-    where it is not finite (every state impossible, or a NaN); a row with +inf becomes NaN (invalid, so
-    the passes return their marker).
+    where it is not finite (every state impossible, or a NaN).
 
     Examples:
         >>> shifted_exp(jnp.log(jnp.array([0.5, 0.25]))).lik.tolist()
         [1.0, 0.5]
     """
-    m = jnp.max(log_lik_row)
-    s = jnp.where(jnp.isfinite(m), m, 0.0)
-    lik = jnp.exp(log_lik_row - s)
-    return ScaledLikelihood(jnp.where(m == jnp.inf, jnp.nan, lik), s)  # +inf: a NaN row (the marker)
+    s = jnp.max(log_lik_row)
+    s = jnp.where(jnp.isfinite(s), s, 0.0)
+    # a +inf entry stays inf here (its step's message becomes inf / inf = NaN, the marker): a select per
+    # step to turn the row into NaN cost 40-60% of the smoother on CPU (K = 4, B = 256, T = 1000)
+    return ScaledLikelihood(jnp.exp(log_lik_row - s), s)
 
 
 def array_likelihood(log_lik) -> StepLikelihood:

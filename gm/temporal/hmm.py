@@ -26,8 +26,8 @@ NaN log-evidence and NaN rows (``viterbi``: NaN ``log_prob``; ``sample_posterior
 never plausible numbers; ``gm.validation.checked`` compiles the checks in. The marker costs no pass
 over the outputs: an invalid model replaces ``initial`` by NaN (an O(K^2) test), and the passes let a
 NaN propagate (their guards test ``c <= 0``, false for NaN, to keep a message; ``c > 0`` would swallow
-it), so a NaN or +inf log-likelihood at step t makes every smoothed row NaN and every filtered row from
-step t on (the filtered rows before t are correct: they do not depend on x_t).
+it), so a NaN or +inf log-likelihood at step t puts a NaN in every smoothed row and in every filtered
+row from step t on (the filtered rows before t are correct: they do not depend on x_t).
 
 The functions are pure and undecorated: ``jax.jit`` and ``jax.vmap`` them (``in_axes=(None, None, 0)``
 for a batch of sequences that share parameters). The same passes over a per-step likelihood function
