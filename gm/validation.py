@@ -118,12 +118,12 @@ def require(ok, describe: Callable[[tuple[int, ...] | None], str]) -> None:
         checkify.check(jnp.all(ok), describe(None).replace("{", "{{").replace("}", "}}"))
 
 
-def require_weights(weights, *, unit: str = "record") -> None:
-    """`require` that every entry of ``weights`` (f[N]) is finite and non-negative, naming the ``unit``
+def require_weights(values, *, unit: str = "record") -> None:
+    """`require` that every weight in ``values`` (f[N]) is finite and non-negative, naming the ``unit``
     (record, sequence, ...) and its weight.
 
     Args:
-      weights: f[N] weights (concrete or traced).
+      values: f[N] weights (concrete or traced).
       unit: what one weight belongs to, for the message.
 
     Returns:
@@ -138,7 +138,7 @@ def require_weights(weights, *, unit: str = "record") -> None:
       ...
       ValueError: weights must be finite and non-negative: sequence 1 has weight -2.0
     """
-    values = np.asarray(weights) if is_concrete(weights) else weights
+    values = np.asarray(values) if is_concrete(values) else values
 
     def describe(at):
         if at is None:
