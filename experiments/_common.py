@@ -40,6 +40,7 @@ __all__ = [
     "LogResult",
     "RunProgress",
     "TrainingRun",
+    "TrainingDiverged",
     "train_loop",
     "interrupted_message",
     "load_classifier",
@@ -101,6 +102,9 @@ def training_parser(description: str, *, out: str | None, quick_help: str, seed_
     parser.add_argument(f"--stop-after-{stop_unit}", type=int, default=None,
                         help=f"stop after this many {stop_unit}, as if interrupted (for resume tests)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--force", action="store_true",
+                        help="with --resume: continue even if the checkpoints were written with another seed, size "
+                             "or config")
     parallel.add_distributed_args(parser)
     return parser
 
@@ -211,10 +215,57 @@ class TrainingRun(NamedTuple):
     last_good_checkpoint: int | None = None
 
 
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss, metric or parameter: the message names the step, the value at
+    fault, the checkpoint folder and the last good checkpoint (which is left intact).
+
+    Attributes:
+        run: the :class:`TrainingRun` (status ``"diverged"``).
+    """
+
+    def __init__(self, message: str, run: TrainingRun):
+        super().__init__(message)
+        self.run = run
+
+
+def _non_finite(window: dict, state, done: int) -> str | None:
+    """Why a logging window is not finite (the first step and metric, or the parameters), or None."""
+    import jax
+
+    from gm.deep import train
+
+    count = None
+    for name in sorted(window, key=lambda n: ("loss" not in n, n)):  # a loss first: the most telling name
+        values = np.asarray(window[name])
+        if not np.issubdtype(values.dtype, np.inexact) or values.ndim != 1:
+            continue
+        count = values.shape[0]
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            return f"metric {name!r} is {values[bad[0]]} at step {done - count + 1 + int(bad[0])}"
+    if not bool(jax.device_get(train.all_finite(state))):
+        return f"a parameter or optimiser value is not finite after step {done}"
+    return None
+
+
+def _check_run_info(saved: dict | None, given: dict | None, directory: str, force: bool) -> None:
+    """Refuse to resume a run written with another seed, size or config (unless ``force``)."""
+    if saved is None or given is None or force:
+        return
+    given = to_json(given)
+    fields = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))
+    if fields:
+        diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {given.get(k)!r}" for k in fields)
+        raise ValueError(f"--resume refused: the checkpoints in {os.path.abspath(directory)!r} belong to another "
+                         f"run ({diff}). Resume with the same flags, use a new --out for a new run, or pass --force "
+                         "to continue anyway")
+
+
 def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, checkpoint_dir: str,
                on_log: Callable | None = None, checkpoint_every: int | None = None, keep_best: bool = False,
                extra: dict | None = None, resume: bool = False, stop_after: int | None = None,
-               progress: bool = True, desc: str | None = None) -> TrainingRun:
+               progress: bool = True, desc: str | None = None, run_info: dict | None = None,
+               force: bool = False, raise_on_divergence: bool = False) -> TrainingRun:
     """Run ``step_fn`` for ``num_steps`` steps, resumably, with logging windows and orbax checkpoints.
 
     Every ``log_every`` steps (and after the last), the window's metrics, stacked per name
@@ -225,6 +276,15 @@ def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, chec
     :class:`RunProgress` are checkpointed in ``checkpoint_dir``; ``resume`` continues from the newest
     checkpoint and reproduces an uninterrupted run exactly, since ``step_fn`` sees only the state and the
     global step.
+
+    Nothing silently diverges: at every logging window, before ``on_log``, the window's metrics and the
+    state are checked; a NaN or infinite value ends the run as diverged (no checkpoint of that state is
+    written; the reason names the step and the metric, and ``last_good_checkpoint`` the newest step on
+    disk), as does ``on_log`` returning ``diverged``. With ``raise_on_divergence`` the loop raises
+    :class:`TrainingDiverged` instead of returning. ``run_info`` (the seed, quick or full size, config)
+    is saved with every checkpoint and compared on ``resume``: a difference is a ``ValueError`` naming the
+    fields and what to do, unless ``force`` (which continues the checkpoint's run and keeps its identity). A checkpoint that cannot be read, or restores a non-finite
+    or mismatched leaf, is a ``ValueError`` naming the folder (`gm.deep.train.restore_checkpoint`).
 
     Args:
         state: the initial state (also the template of the checkpoints).
@@ -240,6 +300,9 @@ def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, chec
         stop_after: end as if interrupted after the first logging window at or after this step.
         progress: show a tqdm progress bar.
         desc: the progress bar's label.
+        run_info: JSON-serialisable identity of the run (seed, quick, config), checked on resume.
+        force: resume even when ``run_info`` differs from the checkpoint's.
+        raise_on_divergence: raise :class:`TrainingDiverged` rather than return a diverged run.
 
     Returns:
         A :class:`TrainingRun`.
@@ -256,13 +319,23 @@ def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, chec
     run = RunProgress(extra=dict(extra or {}))
     if resume and train.latest_checkpoint_step(checkpoint_dir) is not None:
         tree, meta = train.restore_checkpoint(checkpoint_dir, (state, best) if keep_best else state)
+        saved_info = meta.pop("run", None)
+        _check_run_info(saved_info, run_info, checkpoint_dir, force)
+        if saved_info is not None:
+            run_info = saved_info  # a forced resume continues that run: its identity stays the checkpoint's
         state, best = tree if keep_best else (tree, None)
-        run = RunProgress(**meta)
+        try:
+            run = RunProgress(**meta)
+        except TypeError as error:
+            raise ValueError(f"the checkpoint metadata in {os.path.abspath(checkpoint_dir)!r} is not a run's "
+                             f"progress ({error}); start afresh without --resume or with a new --out") from error
     start = run.step
 
     def save():
-        train.save_checkpoint(checkpoint_dir, run.step, (state, best) if keep_best else state,
-                              dataclasses.asdict(run))
+        meta = dataclasses.asdict(run)
+        if run_info is not None:
+            meta["run"] = to_json(run_info)
+        train.save_checkpoint(checkpoint_dir, run.step, (state, best) if keep_best else state, meta)
 
     bar = tqdm(total=num_steps, initial=run.step, desc=desc, disable=not progress or run.finished, leave=True)
     window: dict[str, list] = {}
@@ -280,12 +353,22 @@ def train_loop(state, step_fn: Callable, *, num_steps: int, log_every: int, chec
         run.seconds += time.time() - t0
         stacked = {name: jnp.stack(values) for name, values in window.items()}
         window = {}
-        outcome = on_log(state, done, stacked, run) if on_log is not None else LogResult()
+        reason = _non_finite(stacked, state, done)
+        if reason is not None:
+            outcome = LogResult(diverged=reason)
+        else:
+            outcome = on_log(state, done, stacked, run) if on_log is not None else LogResult()
         t0 = time.time()
         if outcome.diverged is not None:
             bar.close()
-            return TrainingRun("diverged", None, best, run, start, outcome.diverged, done,
-                               train.latest_checkpoint_step(checkpoint_dir))
+            last = train.latest_checkpoint_step(checkpoint_dir)
+            result = TrainingRun("diverged", None, best, run, start, outcome.diverged, done, last)
+            if raise_on_divergence:
+                kept = (f"the last good checkpoint is step {last} in {os.path.abspath(checkpoint_dir)!r} "
+                        "(--resume continues from it)" if last is not None else
+                        f"no checkpoint was written yet in {os.path.abspath(checkpoint_dir)!r}")
+                raise TrainingDiverged(f"training diverged at step {done}: {outcome.diverged}; {kept}", result)
+            return result
         if keep_best and outcome.new_best:
             best = state
         run.history["step"].append(done)

@@ -102,7 +102,7 @@ def _dominant_colours(images) -> np.ndarray:
 
 
 def fit(name: str, config: translate_paired.TranslationConfig, ds, cfg: dict, *, seed: int, out: str,
-        resume: bool, stop_after_steps: int | None, progress: bool = True):
+        resume: bool, stop_after_steps: int | None, progress: bool = True, force: bool = False):
     """Train one model for ``cfg["steps"]`` steps; checkpoint every ``eval_every``; resume exactly.
 
     Every ``eval_every`` steps the diversity of ``n_monitor`` test inputs (4 samples each) is logged, the
@@ -135,7 +135,8 @@ def fit(name: str, config: translate_paired.TranslationConfig, ds, cfg: dict, *,
 
     return common.train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["eval_every"],
                       checkpoint_dir=os.path.join(out, "checkpoints", name), on_log=on_log, resume=resume,
-                      stop_after=stop_after_steps, progress=progress, desc=name)
+                      stop_after=stop_after_steps, progress=progress, desc=name,
+                      run_info={"seed": seed, "config": cfg, "model": config}, force=force, raise_on_divergence=True)
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -311,7 +312,7 @@ def run(args, cfg: dict, ds, classifier, cls_info: dict, *, seed: int, out: str,
         config = translate_paired.TranslationConfig(model=name, in_channels=1, out_channels=3, image_size=16,
                                                     total_steps=cfg["steps"], decay_steps=decay_steps, **cfg["model"])
         run = fit(name, config, ds, cfg, seed=seed, out=out, resume=args.resume,
-                  stop_after_steps=args.stop_after_steps, progress=progress)
+                  stop_after_steps=args.stop_after_steps, progress=progress, force=args.force)
         if run.status == "interrupted":
             print(common.interrupted_message(name, run))
             return None

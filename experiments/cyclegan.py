@@ -59,7 +59,7 @@ def quick_config() -> dict:
 
 
 def fit(config: translate_cyclegan.CycleGANConfig, ds, cfg: dict, *, seed: int, out: str, resume: bool,
-        stop_after_steps: int | None, progress: bool = True):
+        stop_after_steps: int | None, progress: bool = True, force: bool = False):
     """Train for ``cfg["steps"]`` steps on independently shuffled A and B batches; checkpoint; resume exactly.
 
     Returns:
@@ -91,7 +91,8 @@ def fit(config: translate_cyclegan.CycleGANConfig, ds, cfg: dict, *, seed: int, 
 
     return common.train_loop(state, step_fn, num_steps=cfg["steps"], log_every=cfg["eval_every"],
                       checkpoint_dir=os.path.join(out, "checkpoints", "cyclegan"), on_log=on_log, resume=resume,
-                      stop_after=stop_after_steps, progress=progress, desc="cyclegan")
+                      stop_after=stop_after_steps, progress=progress, desc="cyclegan",
+                      run_info={"seed": seed, "config": cfg, "model": config}, force=force, raise_on_divergence=True)
 
 
 def _batched(fn, images, batch_size=500):
@@ -166,7 +167,7 @@ def main(argv=None):
     classifier, cls_info = common.translation_classifier(args.classifier_dir, cfg, seed=args.seed, progress=progress)
     config = translate_cyclegan.CycleGANConfig(channels_a=1, channels_b=1, image_size=16, **cfg["model"])
     run = fit(config, ds, cfg, seed=args.seed, out=args.out, resume=args.resume,
-              stop_after_steps=args.stop_after_steps, progress=progress)
+              stop_after_steps=args.stop_after_steps, progress=progress, force=args.force)
     if run.status == "interrupted":
         print(common.interrupted_message("cyclegan", run))
         return None

@@ -154,7 +154,7 @@ def divergence(window: dict, cfg: dict, collapsed_windows: int) -> Divergence:
 
 
 def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume: bool,
-        stop_after_steps: int | None = None, progress: bool = True, monitor=None):
+        stop_after_steps: int | None = None, progress: bool = True, monitor=None, force: bool = False):
     """Train one model; log every ``log_every`` steps; checkpoint every ``checkpoint_every`` healthy steps.
 
     With ``monitor`` (a function of the state, higher is better), it is measured every ``probe_every``
@@ -200,7 +200,8 @@ def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume:
                       checkpoint_dir=os.path.join(out, "checkpoints"), on_log=on_log,
                       checkpoint_every=cfg["checkpoint_every"], keep_best=monitor is not None,
                       extra={"collapsed": 0, "monitored": {"step": [], "value": []}}, resume=resume,
-                      stop_after=stop_after_steps, progress=progress, desc=config.model)
+                      stop_after=stop_after_steps, progress=progress, desc=config.model,
+                      run_info={"seed": seed, "config": cfg, "model": config}, force=force)
 
 
 def fit_info(run, *, checkpoint_dir: str, model: str) -> dict:
@@ -404,7 +405,7 @@ def main(argv=None):
     if args.model == "bigan" and len(ds.validation):  # choose the step by the validation probe, never the test
         monitor = functools.partial(linear_probe, config, fit_split=ds.train, eval_split=ds.validation)
     run = fit(config, ds.train, cfg, seed=args.seed, out=out, resume=args.resume,
-              stop_after_steps=args.stop_after_steps, progress=progress, monitor=monitor)
+              stop_after_steps=args.stop_after_steps, progress=progress, monitor=monitor, force=args.force)
     if run.status == "interrupted":
         print(common.interrupted_message(args.model, run))
         return None

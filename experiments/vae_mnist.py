@@ -101,7 +101,7 @@ def train_step_for(batch_size: int):
 
 
 def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: int, out: str, resume: bool,
-        stop_after_epochs: int | None, progress: bool = True):
+        stop_after_epochs: int | None, progress: bool = True, force: bool = False):
     """Train one model with early stopping; checkpoint every evaluation; resume exactly.
 
     Returns:
@@ -116,6 +116,7 @@ def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: 
     config = dataclasses.replace(model_config, total_steps=epochs * steps)
     base_key = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
     init_key, loop_key, val_key = jax.random.split(base_key, 3)
+    vae.check_batch(config, {"image": images})  # the data once per run: finite, in [0, 1] for Bernoulli
     state = vae.create_state(init_key, config, {"image": images[:bs], "label": labels[:bs]})
     train_step = train_step_for(bs)
     batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(loop_key, epoch), n), steps, bs)
@@ -143,7 +144,8 @@ def fit(name: str, model_config: vae.VAEConfig, split, val, cfg: dict, *, seed: 
                      checkpoint_dir=os.path.join(out, "checkpoints", name), on_log=on_log, keep_best=True,
                      extra={"early_stopping": train.EarlyStopping(patience=cfg["patience"]).to_dict()},
                      resume=resume, stop_after=None if stop_after_epochs is None else stop_after_epochs * steps,
-                     progress=progress, desc=name)
+                     progress=progress, desc=name, run_info={"seed": seed, "config": cfg, "model": config},
+                     force=force, raise_on_divergence=True)
     return config, run
 
 
@@ -322,7 +324,8 @@ def main(argv=None):
         model_config = vae.VAEConfig(model=name, **{**cfg["model"], **cfg["model_overrides"].get(name, {})})
         # The validation digits are already binary; binarising 0/1 values again leaves them unchanged.
         config, run = fit(name, model_config, ds.train, val, cfg, seed=args.seed, out=args.out,
-                          resume=args.resume, stop_after_epochs=args.stop_after_epochs, progress=progress)
+                          resume=args.resume, stop_after_epochs=args.stop_after_epochs, progress=progress,
+                          force=args.force)
         if run.status == "interrupted":
             print(common.interrupted_message(name, run, unit="epoch", per_unit=len(ds.train) // cfg["batch_size"]))
             return None

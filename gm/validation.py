@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-__all__ = ["checked", "checks_enabled", "is_concrete", "require"]
+__all__ = ["checked", "checks_enabled", "is_concrete", "require", "require_weights"]
 
 _CHECKS = contextvars.ContextVar("gm_value_checks", default=False)
 
@@ -116,6 +116,36 @@ def require(ok, describe: Callable[[tuple[int, ...] | None], str]) -> None:
             raise ValueError(describe(position))
     elif checks_enabled():
         checkify.check(jnp.all(ok), describe(None).replace("{", "{{").replace("}", "}}"))
+
+
+def require_weights(values, *, unit: str = "record") -> None:
+    """`require` that every weight in ``values`` (f[N]) is finite and non-negative, naming the ``unit``
+    (record, sequence, ...) and its weight.
+
+    Args:
+      values: f[N] weights (concrete or traced).
+      unit: what one weight belongs to, for the message.
+
+    Returns:
+      None.
+
+    Raises:
+      ValueError: (eager) a negative, NaN or infinite weight.
+
+    Examples:
+      >>> require_weights(np.array([1.0, -2.0]), unit="sequence")
+      Traceback (most recent call last):
+      ...
+      ValueError: weights must be finite and non-negative: sequence 1 has weight -2.0
+    """
+    values = np.asarray(values) if is_concrete(values) else values
+
+    def describe(at):
+        if at is None:
+            return "weights must be finite and non-negative"
+        return f"weights must be finite and non-negative: {unit} {at[0]} has weight {float(values[at[0]])}"
+
+    require((values >= 0) & (values < np.inf), describe)
 
 
 def checked(fn: Callable, **jit_kwargs) -> Callable:

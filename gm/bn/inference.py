@@ -125,6 +125,7 @@ def log_prob(net: BayesNet, x) -> jax.Array:
       >>> print(log_prob(net, jnp.array([1, 1])))     # log(0.2 * 0.8)
       -1.8326
     """
+    _require_variables(net)
     x = jnp.asarray(x)
     if x.shape != (net.n_vars,):
         raise ValueError(f"x must have shape ({net.n_vars},), got {x.shape}")
@@ -157,7 +158,14 @@ METHODS = ("auto", "host", "program", "unrolled")
 _UNROLLED_MAX_STEPS = 120
 
 
+def _require_variables(net: BayesNet) -> None:
+    if not net.structure.names:
+        raise ValueError("the network has 0 variables: inference needs at least one (an empty network can only "
+                         "be sampled, giving int32[num_samples, 0])")
+
+
 def _method(method: str, net: BayesNet, evidence, soft) -> str:
+    _require_variables(net)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":

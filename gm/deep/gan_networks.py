@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import gan_losses, networks
-from gm.deep.train import check_choices, static_config
+from gm.deep.train import check_choices, check_learning_rates, static_config
 
 __all__ = [
     "MODELS",
@@ -137,6 +137,7 @@ class GANConfig:
     image_shape: tuple[int, int, int] = (28, 28, 1)
 
     def __post_init__(self):
+        check_learning_rates(self, "generator_learning_rate", "discriminator_learning_rate")
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
         check_choices(self, {"model": MODELS, "architecture": ("mlp", "dcgan"), "loss": gan_losses.KINDS,
                              "conditioning": ("concat", "projection"), "upsample": ("resize", "pixel_shuffle"),

@@ -29,6 +29,9 @@ import optax
 __all__ = [
     "static_config",
     "check_choices",
+    "check_learning_rates",
+    "all_finite",
+    "keep_if_finite",
     "TrainState",
     "TrainStep",
     "LossAndMetrics",
@@ -71,6 +74,47 @@ def check_choices(config, choices: dict[str, tuple]) -> None:
         value = getattr(config, name)
         if value not in allowed:
             raise ValueError(f"{type(config).__name__}.{name} must be one of {allowed}, got {value!r}")
+
+
+def check_learning_rates(config, *names: str) -> None:
+    """Raise ``ValueError`` naming the config and the field when a learning rate ``getattr(config, name)`` is
+    not a finite positive number (NaN, inf, 0 or negative trains to NaN or not at all): checked when the
+    config is made, before any step.
+
+    Examples:
+        >>> check_learning_rates(config, "learning_rate")   # ValueError: VAEConfig.learning_rate must be ...
+    """
+    for name in names:
+        value = getattr(config, name)
+        if callable(value):
+            continue
+        if not (isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value) and value > 0):
+            raise ValueError(f"{type(config).__name__}.{name} must be a finite positive number, got {value!r}")
+
+
+def all_finite(*trees) -> jax.Array:
+    """bool[]: every floating leaf of ``trees`` is finite (no NaN, no inf).
+
+    Examples:
+        >>> bool(all_finite({"w": jnp.ones(2)}, jnp.array(jnp.nan)))
+        False
+    """
+    ok = jnp.asarray(True)
+    for leaf in jax.tree.leaves(trees):
+        leaf = jnp.asarray(leaf)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            ok = ok & jnp.all(jnp.isfinite(leaf))
+    return ok
+
+
+def keep_if_finite(ok, new_state, old_state):
+    """``new_state`` where ``ok`` (a traced bool), else ``old_state``: a training step whose batch, loss or
+    gradients are not finite is skipped instead of poisoning the parameters and the optimiser state.
+
+    Examples:
+        >>> state = keep_if_finite(all_finite(loss, grads), state.apply_gradients(grads), state)
+    """
+    return jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, old_state)
 
 
 @flax.struct.dataclass
@@ -141,6 +185,8 @@ def make_optimizer(
             raise ValueError("a learning_rate schedule (callable) takes schedule='constant' and warmup_steps=0")
     else:
         learning_rate = float(learning_rate)
+        if not (np.isfinite(learning_rate) and learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite positive number, got {learning_rate!r}")
     args = (learning_rate, schedule, int(total_steps), int(warmup_steps), float(weight_decay),
             None if grad_clip is None else float(grad_clip), float(b1), float(b2))
     return _build_optimizer(*args)
@@ -209,6 +255,9 @@ def _manager(directory: str, max_to_keep: int | None = None):
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+_LEAVES = "_saved_leaves"  # the shapes and dtypes as written, in the metadata (orbax casts on restore)
+
+
 def _as_dict(tree) -> dict[str, Any]:
     return {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
 
@@ -223,10 +272,13 @@ def save_checkpoint(directory: str, step: int, tree, metadata: dict | None = Non
     import orbax.checkpoint as ocp
 
     manager = _manager(directory, max_to_keep)
+    leaves = _as_dict(tree)
+    metadata = dict(metadata or {})
+    metadata[_LEAVES] = {k: [list(v.shape), str(v.dtype)] for k, v in leaves.items()}  # checked on restore
     manager.save(
         int(step),
         args=ocp.args.Composite(
-            tree=ocp.args.StandardSave(_as_dict(tree)), metadata=ocp.args.JsonSave(metadata or {})
+            tree=ocp.args.StandardSave(leaves), metadata=ocp.args.JsonSave(metadata)
         ),
         force=True,
     )
@@ -256,8 +308,17 @@ class Checkpoint(NamedTuple):
     metadata: dict
 
 
+def _leaf_names(template) -> list[str]:
+    return [jax.tree_util.keystr(path) or "(root)" for path, _ in jax.tree_util.tree_flatten_with_path(template)[0]]
+
+
 def restore_checkpoint(directory: str, template, step: int | None = None) -> Checkpoint:
     """Restore a :class:`Checkpoint` ``(tree, metadata)`` from checkpoint ``step`` (default: the newest).
+
+    Every restored leaf is verified: its shape and dtype must be the template's, and its values finite (a
+    flipped bit in a chunk that decodes to NaN or inf is caught here, not in the first training step).
+    Any failure to read the step (a corrupt or partial step folder, broken JSON metadata) is a
+    ``ValueError`` that names the folder and the step and says what to do.
 
     Args:
         directory: the checkpoint directory given to :func:`save_checkpoint`.
@@ -266,34 +327,65 @@ def restore_checkpoint(directory: str, template, step: int | None = None) -> Che
 
     Raises:
         FileNotFoundError: no checkpoint in ``directory``.
-        ValueError: the saved leaves do not match the template's shapes.
+        ValueError: the step cannot be read, or a leaf (named by its path in the template) has another
+            shape or dtype than the template's or a non-finite value.
+
+    Examples:
+        >>> state, meta = restore_checkpoint("runs/vae_mnist/checkpoints/vae", fresh_state)
     """
     import orbax.checkpoint as ocp
 
-    manager = _manager(directory)
-    step = manager.latest_step() if step is None else step
+    where = os.path.abspath(directory)
+    advice = ("the checkpoint is corrupt or incomplete: delete that step's folder to resume from an earlier "
+              "step, or start the run afresh without --resume (or with a new --out)")
+    try:
+        manager = _manager(directory)
+        step = manager.latest_step() if step is None else step
+    except Exception as error:  # orbax raises many types for a damaged folder
+        raise ValueError(f"cannot read the checkpoints in {where!r} ({type(error).__name__}: {error}); "
+                         f"{advice}") from error
     if step is None:
         manager.close()
         raise FileNotFoundError(f"no checkpoint in {directory!r}")
     leaves, treedef = jax.tree.flatten(template)
+    names = _leaf_names(template)
     abstract = {
         f"{i:05d}": jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)
     }
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(tree=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()),
-    )
-    manager.close()
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(tree=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()),
+        )
+    except Exception as error:
+        raise ValueError(f"cannot restore checkpoint step {step} from {os.path.join(where, str(step))!r} ({type(error).__name__}: "
+                         f"{error}); {advice}") from error
+    finally:
+        manager.close()
     saved = restored["tree"]
     if len(saved) != len(leaves):
-        raise ValueError(f"checkpoint has {len(saved)} leaves, template has {len(leaves)}")
+        raise ValueError(f"checkpoint step {step} in {where!r} has {len(saved)} leaves, the template has "
+                         f"{len(leaves)}: it was written by another model or config")
+    metadata = restored["metadata"]
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"checkpoint step {step} in {where!r}: its metadata is not a JSON object; {advice}")
+    metadata = dict(metadata or {})
+    written = metadata.pop(_LEAVES, None)  # absent in checkpoints older than this check
     new_leaves = []
     for i, leaf in enumerate(leaves):
-        value = saved[f"{i:05d}"]
-        if np.shape(value) != np.shape(leaf):
-            raise ValueError(f"checkpoint leaf {i} has shape {np.shape(value)}, template {np.shape(leaf)}")
+        value = np.asarray(saved[f"{i:05d}"])
+        want = np.asarray(leaf)
+        shape, dtype = (value.shape, value.dtype) if written is None else (
+            tuple(written[f"{i:05d}"][0]), np.dtype(written[f"{i:05d}"][1]))
+        if shape != want.shape or dtype != want.dtype:
+            raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has shape {shape} and "
+                             f"dtype {dtype}, the template {want.shape} and {want.dtype}")
+        if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+            bad = tuple(int(j) for j in np.argwhere(~np.isfinite(value))[0]) if value.ndim else ()
+            raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has a non-finite value "
+                             f"{value[bad]} at {list(bad)}; {advice}")
         new_leaves.append(jnp.asarray(value))
-    return Checkpoint(jax.tree.unflatten(treedef, new_leaves), dict(restored["metadata"] or {}))
+    return Checkpoint(jax.tree.unflatten(treedef, new_leaves), metadata)
 
 
 # ------------------------------------------------------------------------------------- early stopping

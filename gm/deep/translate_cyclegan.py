@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import gan_losses
-from gm.deep.train import LossAndMetrics, TrainStep, static_config
+from gm.deep.train import LossAndMetrics, TrainStep, check_learning_rates, static_config
 from gm.deep.translate import TranslationState, cycle_consistency_loss, features_tuple, identity_loss
 from gm.deep.translate_networks import PatchDiscriminator, UNetGenerator
 
@@ -72,6 +72,7 @@ class CycleGANConfig:
     b2: float = 0.999
 
     def __post_init__(self):
+        check_learning_rates(self, "learning_rate")
         if self.gan_kind not in gan_losses.KINDS:
             raise ValueError(f"gan_kind must be one of {gan_losses.KINDS}, got {self.gan_kind!r}")
         if self.lambda_identity > 0 and self.channels_a != self.channels_b:

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import gan_losses
-from gm.deep.train import LossAndMetrics, TrainStep, static_config
+from gm.deep.train import LossAndMetrics, TrainStep, check_learning_rates, static_config
 from gm.deep.translate import (
     TranslationState,
     features_tuple,
@@ -122,6 +122,7 @@ class TranslationConfig:
     decay_steps: int = 0
 
     def __post_init__(self):
+        check_learning_rates(self, "learning_rate")
         if self.model not in PAIRED_MODELS:
             raise ValueError(f"model must be one of {PAIRED_MODELS}, got {self.model!r}")
         if self.gan_kind not in gan_losses.KINDS:

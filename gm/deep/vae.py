@@ -32,6 +32,10 @@ Example:
     >>> state = vae.create_state(jax.random.key(0), config, batch)
     >>> state, metrics = vae.train_step(jax.random.key(1), config, state, batch)
     >>> samples = vae.sample(jax.random.key(2), config, state, 16)   # f32[16, 28, 28, 1] pixel means
+
+Length: about 530 lines. The family's model functions, losses, training step with its input checks
+(``check_batch``; the step skips a non-finite update) and inference functions read the same private
+helpers; the config and networks already live in ``gm.deep.vae_networks``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gm import loops
 from gm.data.images import binarize, random_shift
@@ -53,7 +58,8 @@ from gm.deep.densities import (
     reparameterize,
     standard_normal_log_density,
 )
-from gm.deep.train import LossAndMetrics, TrainState, TrainStep, make_optimizer
+from gm.deep.train import LossAndMetrics, TrainState, TrainStep, all_finite, keep_if_finite, make_optimizer
+from gm.validation import is_concrete, require
 from gm.deep.vae_networks import VAEConfig, VAEModel
 
 __all__ = [
@@ -67,6 +73,7 @@ __all__ = [
     "autoencoder_loss",
     "iwae_bound",
     "create_state",
+    "check_batch",
     "train_step",
     "eval_step",
     "prepare_batch",
@@ -289,6 +296,9 @@ def create_state(key: jax.Array, config: VAEConfig, example_batch) -> TrainState
     """
     images = jnp.asarray(example_batch["image"])
     _check_images(config, images, "example_batch['image']")
+    if images.shape[0] < 1:
+        raise ValueError(f"example_batch['image'] is empty (shape {images.shape}): create_state needs at least "
+                         "one example image to initialise the parameters")
     labels = example_batch.get("label") if config.conditional else None
     if config.conditional and labels is None:
         raise ValueError("example_batch needs 'label' for a conditional VAE")
@@ -328,6 +338,44 @@ def prepare_batch(key: jax.Array, config: VAEConfig, images, *, train: bool = Tr
     return x
 
 
+def _valid_pixels(config: VAEConfig, x):
+    """bool array: finite pixels, and in [0, 1] for the Bernoulli likelihood (probabilities or binary)."""
+    ok = jnp.isfinite(x) if not is_concrete(x) else np.isfinite(x)
+    if config.likelihood == "bernoulli":
+        ok = ok & (x >= 0) & (x <= 1)
+    return ok
+
+
+def check_batch(config: VAEConfig, batch) -> None:
+    """The training loop's check of a batch (or a whole data set), once per epoch or run: the images have
+    ``config.image_shape``, every pixel is finite, and for the Bernoulli likelihood in [0, 1] (never
+    silently binarised); ``ValueError`` naming the image, the pixel and the value. Eager, or compiled
+    under `gm.validation.checked`; :func:`train_step` itself skips an invalid batch (see there).
+
+    Args:
+        config: the model config.
+        batch: ``{"image": f32[B, H, W, C], ...}``.
+
+    Returns:
+        None.
+
+    Examples:
+        >>> vae.check_batch(config, {"image": images * 255})   # ValueError: ... must be in [0, 1] ...
+    """
+    x = batch["image"]
+    x = np.asarray(x) if is_concrete(x) else jnp.asarray(x)
+    _check_images(config, x, "batch['image']")
+    want = "finite and in [0, 1] (Bernoulli likelihood)" if config.likelihood == "bernoulli" else "finite"
+
+    def describe(at):
+        if at is None:
+            return f"batch['image'] has an invalid pixel: every pixel must be {want}"
+        return (f"batch['image'][{', '.join(map(str, at))}] = {float(x[at])}: every pixel must be {want} "
+                f"(image {at[0]})")
+
+    require(_valid_pixels(config, x), describe)
+
+
 def _kl_weight(config: VAEConfig, step):
     if config.kl_warmup_steps <= 0:
         return jnp.asarray(config.beta, jnp.float32)
@@ -349,9 +397,16 @@ def train_step(key: jax.Array, config: VAEConfig, state: TrainState, batch) -> T
         state: the train state from :func:`create_state`.
         batch: ``{"image": f32[B, H, W, C] in [0, 1], "label": int32[B]}``.
 
+    Values are not checked inside the (jitted) step; instead a step whose batch has a non-finite pixel
+    (or, for the Bernoulli likelihood, one outside [0, 1]), or whose loss or gradients are not finite,
+    is skipped: the returned state is the state passed in, unchanged (parameters, optimiser state and
+    step), and the marker is in the metrics: ``finite`` is 0.0 and ``loss`` is NaN (1.0 and the loss
+    otherwise). The training loop stops at such a step (``experiments._common.train_loop``); check
+    the data once with :func:`check_batch`.
+
     Returns:
         :class:`~gm.deep.train.TrainStep` ``(new_state, metrics)``; metrics are batch means in nats
-        (``loss``, ``reconstruction``, and for VAEs ``nelbo``, ``kl``, ``kl_weight``).
+        (``loss``, ``reconstruction``, and for VAEs ``nelbo``, ``kl``, ``kl_weight``) and ``finite``.
 
     Examples:
         >>> state, metrics = vae.train_step(jax.random.key(1), config, state, batch)
@@ -372,10 +427,13 @@ def train_step(key: jax.Array, config: VAEConfig, state: TrainState, batch) -> T
         def loss_fn(params):
             return negative_elbo_loss(k_z, config, params, x, labels, beta=kl_weight, dropout_key=k_drop)
 
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if kl_weight is not None:
         metrics["kl_weight"] = kl_weight
-    return TrainStep(state.apply_gradients(grads), metrics)
+    ok = jnp.all(_valid_pixels(config, jnp.asarray(batch["image"]))) & all_finite(loss, grads)
+    metrics["loss"] = jnp.where(ok, metrics["loss"], jnp.nan)
+    metrics["finite"] = ok.astype(jnp.float32)
+    return TrainStep(keep_if_finite(ok, state.apply_gradients(grads), state), metrics)
 
 
 @jax.jit

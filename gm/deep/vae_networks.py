@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import networks
-from gm.deep.train import check_choices, static_config
+from gm.deep.train import check_choices, check_learning_rates, static_config
 
 __all__ = ["VAEConfig", "VAEModel"]
 
@@ -89,6 +89,7 @@ class VAEConfig:
             raise ValueError(f"VAEConfig.latent_dim must be positive, got {self.latent_dim}")
         if self.binarize and self.likelihood != "bernoulli":
             raise ValueError("VAEConfig.binarize=True needs likelihood='bernoulli'")
+        check_learning_rates(self, "learning_rate")
         networks.activation(self.act)
 
     @property

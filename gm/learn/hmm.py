@@ -29,9 +29,11 @@ import jax.numpy as jnp
 
 from gm import loops
 from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
+from gm.temporal.common import check_probabilities, float_array
 from gm.temporal.model import HMM, expected_counts, log_likelihood
+from gm.validation import require_weights
 
-__all__ = ["Concentrations", "ResolvedPrior", "em_step", "em_update", "fit", "fit_restarts", "fit_scan", "init",
+__all__ = ["Concentrations", "ResolvedPrior", "check_data", "em_step", "em_update", "fit", "fit_restarts", "fit_scan", "init",
            "log_prior", "resolve_prior"]
 
 
@@ -132,7 +134,53 @@ def init(key, family, num_states: int, obs, *, mask=None, stickiness: float = 0.
     return HMM(initial, trans, family.initialize(k3, num_states, obs))
 
 
+def check_data(family, obs, *, mask=None, weights=None) -> tuple:
+    """``(obs, mask, weights)`` after the checks every Baum-Welch entry point shares.
+
+    Shapes always (``ValueError`` naming the argument and the shape expected: obs [B, T] + the family's
+    ``event_shape``, mask bool[B, T], weights f32[B]); values when concrete (eager) or compiled under
+    `gm.validation.checked`: the family's ``check_observations`` (symbols in [-1, V), no infinite values)
+    and weights finite and non-negative. Under ``jax.jit`` the values are unchecked: an invalid
+    observation makes its sequence's log-likelihood NaN (the marker), so the fit's history is NaN.
+
+    Returns:
+        ``(obs, mask bool[B, T] or None, weights or None)``.
+
+    Examples:
+        >>> check_data(Categorical(3), jnp.array([[0, 3]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: obs[0, 1] = 3 is not a symbol of Categorical(3): symbols are 0..2, -1 is missing
+    """
+    obs = jnp.asarray(obs)
+    event = tuple(getattr(family, "event_shape", obs.shape[2:]))
+    if obs.ndim != 2 + len(event) or tuple(obs.shape[2:]) != event:
+        want = "[B, T" + "".join(f", {d}" for d in event) + "]"
+        raise ValueError(f"obs must have shape {want} (a batch of sequences) for {family}; got shape {obs.shape}"
+                         + (" (add a batch axis: obs[None])" if obs.ndim == 1 + len(event) else ""))
+    if obs.shape[0] < 1 or obs.shape[1] < 1:
+        raise ValueError(f"obs needs at least one sequence and one step; got shape {obs.shape}")
+    if hasattr(family, "check_observations"):
+        family.check_observations(obs)
+    if mask is not None:
+        mask = jnp.asarray(mask, bool)
+        if mask.shape != obs.shape[:2]:
+            raise ValueError(f"mask must have shape [B, T] = {obs.shape[:2]}; got {mask.shape}")
+    if weights is not None:
+        weights = float_array(weights, "weights")
+        if weights.shape != obs.shape[:1]:
+            raise ValueError(f"weights must have shape [B] = {obs.shape[:1]}; got {weights.shape}")
+        require_weights(weights, unit="sequence")
+    return obs, mask, weights
+
+
+def _check_model(model: HMM) -> None:
+    check_probabilities(float_array(model.initial, "model.initial"), "model.initial")
+    check_probabilities(float_array(model.transition, "model.transition"), "model.transition")
+
+
 def _batch(obs, mask, weights):
+    """Shapes only (inside a traced step: `check_data` has run at the entry point)."""
     obs = jnp.asarray(obs)
     if mask is not None:
         mask = jnp.asarray(mask, bool)
@@ -253,6 +301,8 @@ def em_step(family, model: HMM, obs, *, prior: Prior | None = None, mask=None, w
     Examples:
         >>> model, objective = em_step(Categorical(6), model, rolls, mask=mask)
     """
+    obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
+    _check_model(model)
     resolved = _resolve(jnp.shape(model.initial)[0], prior)
     return _em_update(family, model, obs, mask, weights, _traced(resolved), estimate=resolved.estimate)
 
@@ -279,6 +329,8 @@ def fit(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int = 50
     Examples:
         >>> result = fit(Gaussian(2), init(key, Gaussian(2), 3, obs), obs, mask=mask, num_iters=100)
     """
+    obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
+    _check_model(model)
     resolved = _resolve(jnp.shape(model.initial)[0], prior)
 
     def step(m):
@@ -302,7 +354,8 @@ def fit_scan(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int
     Examples:
         >>> results = jax.vmap(lambda m: fit_scan(family, m, obs, num_iters=50))(initial_models)
     """
-    obs, mask, weights = _batch(obs, mask, weights)
+    obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
+    _check_model(model)
     return _scan_fit(family, model, obs, mask, weights, _resolve(jnp.shape(model.initial)[0], prior), num_iters, tol)
 
 
@@ -352,6 +405,6 @@ def fit_restarts(key, family, num_states: int, obs, *, mask=None, weights=None, 
         >>> best_history = result.log_likelihood[jnp.argmax(result.log_likelihood[:, -1])]
     """
     resolved = _resolve(num_states, prior)
-    obs, mask, weights = _batch(obs, mask, weights)
+    obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
     return _fit_restarts(key, family, num_states, obs, mask, weights, _traced(resolved), stickiness,
                          num_restarts=num_restarts, num_iters=num_iters, estimate=resolved.estimate, tol=tol)

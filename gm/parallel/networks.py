@@ -106,7 +106,8 @@ def sharded_family_counts(net_or_structure, data, *, weights=None, mesh: Mesh | 
       A tuple of ``f32[*parent cards, card]`` count tables, as `gm.learn.family_counts`.
 
     Raises:
-      ValueError: weights of the wrong shape.
+      ValueError: data or weights of the wrong shape, a value out of range, a negative or non-finite weight
+        (as `gm.learn.family_counts`).
 
     Examples:
       >>> from gm.learn import normalize_counts
@@ -121,14 +122,12 @@ def sharded_family_counts(net_or_structure, data, *, weights=None, mesh: Mesh | 
       [[0.6667 0.3333]
        [0.     1.    ]]
     """
-    from gm.learn.estimators import as_structure
+    from gm.learn.estimators import as_structure, check_records
 
     mesh = default_mesh(mesh)
     structure = as_structure(net_or_structure)
-    data = np.asarray(data)
-    weights = np.ones(data.shape[0], np.float32) if weights is None else np.asarray(weights, np.float32)
-    if weights.shape != (data.shape[0],):
-        raise ValueError(f"weights must have shape ({data.shape[0]},), got {weights.shape}")
+    data, weights = check_records(structure, data, weights=weights)  # shapes, values in range, weights >= 0
+    data, weights = np.asarray(data), np.asarray(weights, np.float32)
     data, _ = pad_batch(data, mesh.size)
     weights, _ = pad_batch(weights, mesh.size, fill=0.0)
     sharding = batch_sharding(mesh)

@@ -96,9 +96,7 @@ def sharded_em_step(family, model, obs, *, prior=None, mask=None, mesh: Mesh | N
     from gm.learn import hmm
 
     mesh = default_mesh(mesh)
-    obs = jnp.asarray(obs)
-    if obs.ndim < 2:
-        raise ValueError(f"obs must have leading [B, T] axes, got shape {obs.shape}")
+    obs, mask, _ = hmm.check_data(family, obs, mask=mask)  # shapes; values eager (gm.validation)
     if mask is None:
         mask = np.ones(obs.shape[:2], bool)
     resolved = hmm.resolve_prior(jnp.shape(model.initial)[0], prior=prior)

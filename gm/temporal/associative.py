@@ -21,7 +21,16 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from gm.temporal.common import Filtered, Smoothed, chain_started, check_shapes, valid_steps, zero_masked
+from gm.temporal.common import (
+    Filtered,
+    Smoothed,
+    chain_started,
+    check_inputs,
+    check_shapes,
+    mark_invalid,
+    valid_steps,
+    zero_masked,
+)
 from gm.types import MPE
 
 __all__ = ["associative_filter", "associative_smoother", "associative_viterbi"]
@@ -29,9 +38,9 @@ __all__ = ["associative_filter", "associative_smoother", "associative_viterbi"]
 
 def _scaled_lik(log_lik, mask):
     """exp(log_lik - max_k log_lik) and the per-step shifts (0 at masked steps)."""
-    shift = jnp.max(log_lik, axis=-1)
-    shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
-    lik = jnp.exp(log_lik - shift[:, None])
+    top = jnp.max(log_lik, axis=-1)
+    shift = jnp.where(jnp.isfinite(top), top, 0.0)
+    lik = jnp.where((top == jnp.inf)[:, None], jnp.nan, jnp.exp(log_lik - shift[:, None]))  # +inf: NaN marker
     if mask is not None:
         lik = jnp.where(mask[:, None], lik, 1.0)
         shift = jnp.where(mask, shift, 0.0)
@@ -54,8 +63,7 @@ def _effective_transitions(transition, valid, T, K, initial):
 
 
 def _forward_products(initial, transition, log_lik, mask):
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)  # values checked by the caller
     valid = valid_steps(T, mask=mask)
     lik, shift = _scaled_lik(log_lik, mask)
     first = jnp.broadcast_to(initial * lik[0], (K, K))
@@ -102,8 +110,9 @@ def associative_filter(initial, transition, log_lik, *, mask=None) -> Filtered:
     Examples:
         >>> f = associative_filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
+    initial, transition, log_lik, _ = check_inputs(initial, transition, log_lik, mask=mask)
     total, filtered, log_cs = _forward_products(initial, transition, log_lik, mask)
-    return Filtered(total, zero_masked(filtered, mask=mask), log_cs)
+    return Filtered(mark_invalid(total), zero_masked(filtered, mask=mask), log_cs)
 
 
 def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -120,8 +129,7 @@ def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed
     Examples:
         >>> post = associative_smoother(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, _) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
     total, f, _ = _forward_products(initial, transition, log_lik, mask)
     last = jnp.broadcast_to(f[-1], (K, K))
@@ -136,7 +144,7 @@ def associative_smoother(initial, transition, log_lik, *, mask=None) -> Smoothed
     # reverse=True folds from the end: combine(later, earlier) must give later-product @ earlier
     prods = lax.associative_scan(lambda later, earlier: later @ earlier, elems, reverse=True)
     marg = _normalize_rows(prods[:, 0, :])
-    return Smoothed(total, zero_masked(marg, mask=mask))
+    return Smoothed(mark_invalid(total), zero_masked(marg, mask=mask))
 
 
 def _maxplus(a, b):
@@ -158,8 +166,7 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     Examples:
         >>> best = associative_viterbi(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik = jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-    T, K, _ = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, _) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
     ll = jnp.where(valid[:, None], log_lik, 0.0)
     log_init = jnp.log(initial)
@@ -170,7 +177,7 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     if T == 1:
         d = first[0]
         z = jnp.argmax(d).astype(jnp.int32)[None]
-        return MPE(jnp.where(valid, z, -1), jnp.where(valid[0], d[z[0]], 0.0))
+        return MPE(jnp.where(valid, z, -1), mark_invalid(jnp.where(valid[0], d[z[0]], 0.0)))
     log_trans = jnp.broadcast_to(jnp.log(transition), (T - 1, K, K))
     log_trans = jnp.where(chain_started(valid)[:, None, None], log_trans, jnp.broadcast_to(log_init, (K, K)))
     log_trans = jnp.where(valid[1:, None, None], log_trans, log_eye)
@@ -202,4 +209,4 @@ def associative_viterbi(initial, transition, log_lik, *, mask=None) -> MPE:
     states = jnp.argmax(delta + psi, axis=-1).astype(jnp.int32)
     log_prob = fscale[-1] + jnp.max(delta[-1])
     log_prob = jnp.where(jnp.any(valid), log_prob, 0.0)
-    return MPE(jnp.where(valid, states, -1), log_prob)
+    return MPE(jnp.where(valid, states, -1), mark_invalid(log_prob))

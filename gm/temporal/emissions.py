@@ -8,7 +8,15 @@ strengths); it is hashable, so it can be a static argument of ``jax.jit``. Its p
 * ``sufficient_stats(params, obs, marginals f32[T, K]) -> stats``: expected sufficient statistics, a pytree
   that adds up over sequences (the E-step's posterior state marginals, zero on padded steps);
 * ``m_step(stats, params) -> params``: the (MAP) maximiser; states without data keep their parameters;
-* ``sample(key, params, state) -> observation`` and ``initialize(key, num_states, obs)``.
+* ``sample(key, params, state) -> observation`` and ``initialize(key, num_states, obs)``;
+* ``event_shape``: the shape of one step's observation (``()`` for symbols, ``(D,)`` for vectors), and
+  ``check_observations(obs, name)``: the value check of `gm.validation` (eager, or compiled under
+  `gm.validation.checked`): symbols in ``[-1, V)``, no infinite values (NaN is missing), no negative
+  counts; a ``ValueError`` names the argument, the position and the value.
+
+Under ``jax.jit`` the values are not checked; an invalid observation (a symbol outside ``[-1, V)``, an
+infinite value) gives a NaN log-likelihood, so the passes return their marker (NaN log-evidence and
+rows), never a clipped or dropped value.
 
 ``step_likelihood(family, params, obs)`` gives the per-step form the inference loops read,
 ``t -> (lik f32[K], log_scale f32[])`` with p(x_t | z_t = k) = lik[k] exp(log_scale): by default one row
@@ -19,6 +27,10 @@ values (per dimension for the diagonal Gaussian, the Poisson and the mixture; fo
 Gaussian a partially observed vector is scored by the marginal of its observed dimensions, and only
 complete vectors enter the M-step). Padding must be NaN, -1 or finite values (never inf): padded steps
 have weight zero.
+
+Length: about 580 lines. Four families that implement one protocol (likelihood, statistics, M-step,
+prior, sampling, initialisation, value checks) side by side, with the helpers they share; a module per
+family would spread the protocol over four files and make the shared helpers public.
 """
 
 from __future__ import annotations
@@ -29,10 +41,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import gammaln, logsumexp
 
 from gm.temporal.common import ScaledLikelihood, StepLikelihood, shifted_exp
+from gm.validation import is_concrete, require
 
 __all__ = [
     "Categorical",
@@ -85,6 +99,40 @@ def _keep_old(new, old, has_data):
     return jnp.where(has_data, new, old)
 
 
+def _host(x):
+    return np.asarray(x) if is_concrete(x) else x
+
+
+def _check_finite(obs, name, *, counts=False):
+    """Values of continuous observations: NaN (missing) or finite; with ``counts`` also non-negative."""
+    values = _host(obs)
+    ok = ~((values == jnp.inf) | (values == -jnp.inf))
+    if counts:
+        ok = ok & ~(values < 0)
+    what = "a finite count >= 0 or NaN (missing)" if counts else "finite or NaN (missing)"
+
+    def describe(at):
+        if at is None:
+            return f"{name} has an invalid value: every entry must be {what}"
+        pos = ", ".join(str(i) for i in at)
+        return f"{name}[{pos}] = {float(values[at])}: every entry must be {what}"
+
+    require(ok, describe)
+
+
+def _mark_invalid_rows(ll, obs, *, counts=False):
+    """NaN (the marker) in the log-likelihood rows of steps with an infinite (or, for counts, negative)
+    value: unchecked under jit, such a step never gets a plausible likelihood."""
+    bad = jnp.isinf(obs) | (obs < 0) if counts else jnp.isinf(obs)
+    return jnp.where(jnp.any(bad, -1, keepdims=True), jnp.nan, ll)
+
+
+def _log_dirichlet(p, concentration):
+    """Σ (c - 1) log p with 0 log 0 = 0 (a symbol never observed under a flat prior is not NaN)."""
+    c = jnp.asarray(concentration, jnp.result_type(p)) - 1.0
+    return jnp.sum(jnp.where(c != 0, c * jnp.log(p), 0.0))
+
+
 def _check_marginals(obs_len, marginals):
     ws = tuple(jnp.shape(marginals))
     if len(ws) != 2 or ws[0] != obs_len:
@@ -108,31 +156,58 @@ class Categorical:
     num_symbols: int
     concentration: float = 1.0
 
-    def _check_obs(self, obs):
-        if len(jnp.shape(obs)) != 1:
-            raise ValueError(f"obs must have shape [T] (int symbols); got {jnp.shape(obs)}")
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """``()``: one step's observation is one symbol."""
+        return ()
+
+    def check_observations(self, obs, name: str = "obs") -> None:
+        """Every symbol in ``[-1, V)`` (-1 missing), or ``ValueError`` naming ``name``, the position and
+        the value (eager; compiled under `gm.validation.checked`). Needs an integer array."""
+        values = _host(obs)
+        V = self.num_symbols
+
+        def describe(at):
+            if at is None:
+                return f"{name} out of range: every symbol must be in [0, {V}) or -1 (missing)"
+            pos = ", ".join(str(i) for i in at)
+            return (f"{name}[{pos}] = {int(values[at])} is not a symbol of Categorical({V}): symbols are "
+                    f"0..{V - 1}, -1 is missing")
+
+        require((values >= -1) & (values < V), describe)
+
+    def _symbols(self, obs, params):
+        obs = jnp.asarray(obs)
+        if len(obs.shape) != 1:
+            raise ValueError(f"obs must have shape [T] (int symbols); got {obs.shape}")
+        if obs.dtype == jnp.bool_:
+            obs = obs.astype(jnp.int32)
+        if not jnp.issubdtype(obs.dtype, jnp.integer):
+            raise TypeError(f"obs must be an integer array of symbols in [0, {self.num_symbols}) (-1 missing); "
+                            f"got dtype {obs.dtype}")
+        if jnp.shape(params.probs)[-1] != self.num_symbols:
+            raise ValueError(
+                f"params.probs must have shape [K, {self.num_symbols}]; got {jnp.shape(params.probs)}")
+        self.check_observations(obs)
+        return obs
 
     def log_likelihood(self, params: CategoricalParams, obs) -> jax.Array:
-        """f32[T, K] = log probs[k, x_t]; 0 where x_t = -1."""
-        obs = jnp.asarray(obs)
-        self._check_obs(obs)
-        if jnp.shape(params.probs)[-1] != self.num_symbols:
-            raise ValueError(
-                f"params.probs must have shape [K, {self.num_symbols}]; got {jnp.shape(params.probs)}")
+        """f32[T, K] = log probs[k, x_t]; 0 where x_t = -1; NaN (the marker, unchecked under jit) where x_t is
+        outside [-1, V)."""
+        obs = self._symbols(obs, params)
         logp = jnp.log(params.probs)  # [K, V]
         ll = jnp.take(logp.T, jnp.clip(obs, 0, self.num_symbols - 1), axis=0)  # [T, K]
-        return jnp.where((obs >= 0)[:, None], ll, 0.0)
+        ll = jnp.where(((obs >= 0) & (obs < self.num_symbols))[:, None], ll, jnp.nan)
+        return jnp.where((obs == -1)[:, None], 0.0, ll)
 
     def step_likelihood(self, params: CategoricalParams, obs):
-        """``t -> (probs[:, x_t], 0)``, ones where x_t = -1: a row of a [V + 1, K] table, no exponentials."""
-        obs = jnp.asarray(obs)
-        self._check_obs(obs)
-        if jnp.shape(params.probs)[-1] != self.num_symbols:
-            raise ValueError(
-                f"params.probs must have shape [K, {self.num_symbols}]; got {jnp.shape(params.probs)}")
+        """``t -> (probs[:, x_t], 0)``, ones where x_t = -1, NaN where x_t is outside [-1, V) (the marker): a
+        row of a [V + 2, K] table, no exponentials."""
+        obs = self._symbols(obs, params)
         probs = jnp.asarray(params.probs)
-        table = jnp.concatenate([probs.T, jnp.ones((1, probs.shape[0]), probs.dtype)], 0)
-        idx = jnp.where(obs >= 0, jnp.clip(obs, 0, self.num_symbols - 1), self.num_symbols)
+        K, V = probs.shape[0], self.num_symbols
+        table = jnp.concatenate([probs.T, jnp.ones((1, K), probs.dtype), jnp.full((1, K), jnp.nan, probs.dtype)], 0)
+        idx = jnp.where((obs >= 0) & (obs < V), obs, jnp.where(obs == -1, V, V + 1))
         zero = jnp.zeros((), probs.dtype)
         return lambda t: ScaledLikelihood(lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
 
@@ -145,7 +220,8 @@ class Categorical:
         T = 1000, K = 4), the segment sum 5 ms; on accelerators the product is the fast one.
         """
         obs = jnp.asarray(obs)
-        self._check_obs(obs)
+        if len(obs.shape) != 1:
+            raise ValueError(f"obs must have shape [T] (int symbols); got {obs.shape}")
         _check_marginals(obs.shape[0], marginals)
         V = self.num_symbols
 
@@ -166,8 +242,9 @@ class Categorical:
         return CategoricalParams(_keep_old(probs, params.probs, total[:, 0] > _TINY))
 
     def log_prior(self, params: CategoricalParams):
-        """f32[]: Σ (concentration - 1) log probs, the Dirichlet prior up to a constant."""
-        return jnp.sum((self.concentration - 1.0) * jnp.log(params.probs))
+        """f32[]: Σ (concentration - 1) log probs, the Dirichlet prior up to a constant (0 for the flat
+        prior, also where a probability is 0: 0 log 0 = 0)."""
+        return _log_dirichlet(params.probs, self.concentration)
 
     def sample(self, key, params: CategoricalParams, state):
         """One symbol int32[] from row ``state`` of ``params.probs``."""
@@ -231,6 +308,15 @@ class Gaussian:
         if self.covariance not in ("diag", "full"):
             raise ValueError(f"covariance must be 'diag' or 'full'; got {self.covariance!r}")
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """``(D,)``: one step's observation is a vector."""
+        return (self.dim,)
+
+    def check_observations(self, obs, name: str = "obs") -> None:
+        """Every value finite or NaN (missing), or ``ValueError`` naming ``name``, the position and the value."""
+        _check_finite(obs, name)
+
     def _check(self, params, obs):
         if len(jnp.shape(obs)) != 2 or jnp.shape(obs)[1] != self.dim:
             raise ValueError(f"obs must have shape [T, {self.dim}]; got {jnp.shape(obs)}")
@@ -245,10 +331,11 @@ class Gaussian:
         """f32[T, K] log N(x_t; means[k], covars[k]) over the observed dimensions of x_t."""
         obs = jnp.asarray(obs, jnp.result_type(float))
         self._check(params, obs)
+        self.check_observations(obs)
         x0, o = _observed(obs)
         if self.covariance == "diag":
-            return _diag_log_lik(params.means, params.covars, x0, o)
-        return _full_log_lik(params.means, params.covars, x0, o)
+            return _mark_invalid_rows(_diag_log_lik(params.means, params.covars, x0, o), obs)
+        return _mark_invalid_rows(_full_log_lik(params.means, params.covars, x0, o), obs)
 
     def sufficient_stats(self, params, obs, marginals):
         """Weighted counts, sums and (outer) squares of the observed values per state: n, s1, s2."""
@@ -350,14 +437,26 @@ class Poisson:
     dim: int
     rate_prior: tuple[float, float] = (1.0, 0.0)
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """``(D,)``: one step's observation is a vector of counts."""
+        return (self.dim,)
+
+    def check_observations(self, obs, name: str = "obs") -> None:
+        """Every value a finite count >= 0 or NaN (missing), or ``ValueError`` naming ``name``, the position
+        and the value."""
+        _check_finite(obs, name, counts=True)
+
     def log_likelihood(self, params: PoissonParams, obs) -> jax.Array:
         """f32[T, K] Σ_d log Poisson(x_td; rates[k, d]) over the observed dimensions."""
         obs = jnp.asarray(obs, jnp.result_type(float))
         if len(obs.shape) != 2 or obs.shape[1] != self.dim:
             raise ValueError(f"obs must have shape [T, {self.dim}]; got {obs.shape}")
+        self.check_observations(obs)
         x0, o = _observed(obs)
         rates = params.rates
-        return x0 @ jnp.log(rates).T - o @ rates.T - jnp.sum(gammaln(x0 + 1.0) * o, -1, keepdims=True)
+        ll = x0 @ jnp.log(rates).T - o @ rates.T - jnp.sum(gammaln(x0 + 1.0) * o, -1, keepdims=True)
+        return _mark_invalid_rows(ll, obs, counts=True)
 
     def sufficient_stats(self, params, obs, marginals):
         """Weighted counts n (observed dimensions) and sums s of the observed values per state."""
@@ -376,7 +475,7 @@ class Poisson:
     def log_prior(self, params):
         """f32[]: Σ (a - 1) log rates - b rates, the Gamma prior up to a constant."""
         a, b = self.rate_prior
-        return jnp.sum((a - 1.0) * jnp.log(params.rates) - b * params.rates)
+        return _log_dirichlet(params.rates, a) - jnp.sum(b * params.rates)
 
     def sample(self, key, params: PoissonParams, state):
         """One count vector f32[D] from Poisson(rates[state])."""
@@ -411,6 +510,15 @@ class GaussianMixture:
     min_covar: float = 1e-3
     weights_concentration: float = 1.0
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """``(D,)``: one step's observation is a vector."""
+        return (self.dim,)
+
+    def check_observations(self, obs, name: str = "obs") -> None:
+        """Every value finite or NaN (missing), or ``ValueError`` naming ``name``, the position and the value."""
+        _check_finite(obs, name)
+
     def _component_ll(self, params, obs):
         obs = jnp.asarray(obs, jnp.result_type(float))
         if len(obs.shape) != 2 or obs.shape[1] != self.dim:
@@ -422,8 +530,10 @@ class GaussianMixture:
 
     def log_likelihood(self, params: GaussianMixtureParams, obs) -> jax.Array:
         """f32[T, K] log Σ_m w_km N(x_t; μ_km, diag v_km) over the observed dimensions."""
+        obs = jnp.asarray(obs, jnp.result_type(float))
         comp, _, _ = self._component_ll(params, obs)
-        return logsumexp(comp, axis=-1)
+        self.check_observations(obs)
+        return _mark_invalid_rows(logsumexp(comp, axis=-1), obs)
 
     def sufficient_stats(self, params, obs, marginals):
         """The mixture's statistics need the current parameters (component responsibilities)."""
@@ -447,8 +557,8 @@ class GaussianMixture:
         return GaussianMixtureParams(weights, means.reshape(K, M, -1), covars.reshape(K, M, -1))
 
     def log_prior(self, params):
-        """f32[]: Σ (weights_concentration - 1) log weights."""
-        return jnp.sum((self.weights_concentration - 1.0) * jnp.log(params.weights))
+        """f32[]: Σ (weights_concentration - 1) log weights (0 log 0 = 0)."""
+        return _log_dirichlet(params.weights, self.weights_concentration)
 
     def sample(self, key, params: GaussianMixtureParams, state):
         """One vector f32[D]: a component from weights[state], then its Gaussian."""

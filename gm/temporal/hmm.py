@@ -19,6 +19,17 @@ float32 accuracy for T = 100,000).
 Impossible evidence (p(x) = 0) gives ``log_evidence = -inf``, the flag to check; the marginals are
 then finite but meaningless, never NaN.
 
+Invalid inputs: every public function starts with ``common.check_inputs`` (int/bool arrays cast to
+float, shapes, and through `gm.validation` the values: rows of ``initial`` and ``transition`` finite,
+non-negative and summing to one, no NaN or +inf in ``log_lik``). Eager calls raise ``ValueError`` naming
+the argument and position; under ``jax.jit`` the check is skipped and the result carries the marker:
+NaN log-evidence and NaN rows (``viterbi``: NaN ``log_prob``; ``sample_posterior``: every state -1),
+never plausible numbers; ``gm.validation.checked`` compiles the checks in. The marker costs no pass
+over the outputs: an invalid model replaces ``initial`` by NaN (an O(K^2) test), and the passes let a
+NaN propagate (their guards test ``c <= 0``, false for NaN, to keep a message; ``c > 0`` would swallow
+it), so a NaN or +inf log-likelihood at step t puts a NaN in every smoothed row and in every filtered
+row from step t on (the filtered rows before t are correct: they do not depend on x_t).
+
 The functions are pure and undecorated: ``jax.jit`` and ``jax.vmap`` them (``in_axes=(None, None, 0)``
 for a batch of sequences that share parameters). The same passes over a per-step likelihood function
 instead of an array (`smoother_from_likelihood`, `log_evidence_from_likelihood`,
@@ -38,6 +49,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from gm import loops
@@ -48,7 +60,10 @@ from gm.temporal.common import (
     StepLikelihood,
     array_likelihood,
     chain_started,
-    check_shapes,
+    check_inputs,
+    check_probabilities,
+    float_array,
+    mark_invalid,
     valid_steps,
     zero_masked,
 )
@@ -82,15 +97,12 @@ class Sampled(NamedTuple):
     observations: jax.Array | None
 
 
-def _arrays(initial, transition, log_lik):
-    return jnp.asarray(initial), jnp.asarray(transition), jnp.asarray(log_lik)
-
-
 def _on_arrays(pass_from_likelihood, initial, transition, log_lik, mask):
-    """A ``*_from_likelihood`` pass run on an f32[T, K] array of log-likelihoods, shapes checked."""
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, _ = check_shapes(initial, transition, log_lik, mask=mask)
-    return pass_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+    """A ``*_from_likelihood`` pass run on an f32[T, K] array of log-likelihoods, inputs checked
+    (``check_inputs``); an invalid input gives NaN log-evidence and NaN rows (propagated, see above)."""
+    initial, transition, log_lik, (T, _, _) = check_inputs(initial, transition, log_lik, mask=mask)
+    out = pass_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))  # the rows are NaN by propagation
 
 
 # ------------------------------------------------------------------------------------- internals
@@ -161,7 +173,7 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
     dtype = lik0.dtype
     a0 = initial * lik0
     c0 = jnp.sum(a0)
-    a0 = jnp.where(c0 > 0, a0 / jnp.where(c0 > 0, c0, 1.0), initial)
+    a0 = jnp.where(c0 <= 0, initial, a0 / jnp.where(c0 <= 0, 1.0, c0))  # NaN propagates (the marker)
     l0 = jnp.log(c0) + s0
     if valid is not None:
         a0 = jnp.where(valid[0], a0, initial)
@@ -181,7 +193,7 @@ def _forward(initial, transition, lik_at, T, mask, time_varying, *, keep_normali
             pred = jnp.where(started[t], pred, alpha)
         a = pred * lik_t
         c = jnp.sum(a)
-        a = jnp.where(c > 0, a / jnp.where(c > 0, c, 1.0), alpha)  # c = 0: impossible evidence
+        a = jnp.where(c <= 0, alpha, a / jnp.where(c <= 0, 1.0, c))  # c = 0: impossible evidence; NaN propagates
         log_c = jnp.log(c) + s_t
         if valid is not None:
             a = jnp.where(valid[t], a, alpha)
@@ -223,13 +235,13 @@ def _backward(transition, lik_at, T, alphas, mask, time_varying, *, keep_message
         v = lik_n * beta
         b = jnp.dot(v, transT_t)
         sb = jnp.sum(b)
-        b = jnp.where(sb > 0, b / jnp.where(sb > 0, sb, 1.0), beta)
+        b = jnp.where(sb <= 0, beta, b / jnp.where(sb <= 0, 1.0, sb))  # NaN propagates (the marker)
         if valid is not None:
             b = jnp.where(valid[t + 1], b, beta)
             v = jnp.where(valid[t + 1], v, 0.0)
         m = _row(alphas, t) * b
         sm = jnp.sum(m)
-        m = m / jnp.where(sm > 0, sm, 1.0)
+        m = m / jnp.where(sm <= 0, 1.0, sm)  # NaN propagates
         if valid is not None:
             m = jnp.where(valid[t], m, 0.0)
         marg = _put(marg, m, t)
@@ -276,10 +288,11 @@ def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, un
         ratio = jnp.where(p_next > 0, g / jnp.where(p_next > 0, p_next, 1.0), 0.0)
         gt = p_t * lik_t * jnp.dot(ratio, _row(trans_T, t) if time_varying else trans_T)
         s = jnp.sum(gt)
-        gt = gt / jnp.where(s > 0, s, 1.0)
-        # ``s >= 0`` (always true) makes the write wait for both reads of ``out``; without it XLA may
-        # schedule the write first and then copy the whole buffer at every step
-        keep = s >= 0
+        gt = gt / jnp.where(s <= 0, 1.0, s)  # NaN propagates
+        # ``~(s < 0)`` (always true, NaN included: the marker propagates) makes the write wait for both
+        # reads of ``out``; without it XLA may schedule the write first and then copy the whole buffer at
+        # every step
+        keep = ~(s < 0)
         if valid is not None:
             out = _put(out, jnp.where(keep & valid[t + 1], g, 0.0), t + 1)
             gt = jnp.where(valid[t + 1], gt, g)
@@ -310,16 +323,17 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
         mask: optional bool[T]; False marks padded steps (see module docstring).
 
     Returns:
-        ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``.
+        ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``; for an invalid
+        input under jit NaN log-evidence and NaN rows from the first invalid step on (all of them for an
+        invalid model); eager: ValueError naming it.
 
     Examples:
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
                                         keep_normalizers=True)
-    return Filtered(total, zero_masked(alphas, mask=mask), log_cs)
+    return Filtered(mark_invalid(total), zero_masked(alphas, mask=mask), log_cs)
 
 
 def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -337,7 +351,8 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
         mask: optional bool[T] (False = padding).
 
     Returns:
-        ``Smoothed(log_evidence f32[], marginals f32[T, K])``.
+        ``Smoothed(log_evidence f32[], marginals f32[T, K])``; all NaN for an invalid input under jit
+        (eager: ValueError naming it).
 
     Examples:
         >>> post = smoother(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
@@ -436,7 +451,8 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
         mask: optional bool[T] (False = padding).
 
     Returns:
-        ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``.
+        ``ExpectedCounts(log_evidence f32[], marginals f32[T, K], transitions f32[K, K])``; all NaN for an
+        invalid input under jit (eager: ValueError naming it).
 
     Examples:
         >>> counts = expected_counts(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
@@ -447,7 +463,8 @@ def expected_counts(initial, transition, log_lik, *, mask=None) -> ExpectedCount
 
 
 def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array:
-    """f32[T-1, K, K]: p(z_t = i, z_{t+1} = j | x_{1:T}); zero where step t+1 is masked.
+    """f32[T-1, K, K]: p(z_t = i, z_{t+1} = j | x_{1:T}); zero where step t+1 is masked; NaN for an
+    invalid input under jit (eager: ValueError naming it).
 
     xi_t(i, j) = alpha_t(i) A_t(i, j) p(x_{t+1} | j) beta_{t+1}(j) / Z_t.
 
@@ -459,11 +476,10 @@ def two_slice_marginals(initial, transition, log_lik, *, mask=None) -> jax.Array
         >>> two_slice_marginals(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2))).shape
         (4, 2, 2)
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
-    _, _, alphas, w = _two_slice_core(initial, transition, array_likelihood(log_lik), T, mask, tv)
+    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    total, _, alphas, w = _two_slice_core(initial, transition, array_likelihood(log_lik), T, mask, tv)
     trans = transition if tv else transition[None]
-    return alphas[:, :, None] * trans * w[:, None, :]
+    return mark_invalid(total, alphas[:, :, None] * trans * w[:, None, :])[1]  # the select fuses into the product
 
 
 def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = None) -> MPE:
@@ -480,15 +496,14 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = Non
 
     Returns:
         ``gm.types.MPE(states int32[T], log_prob f32[])`` with log_prob = log p(z*, x); states are -1
-        at masked steps.
+        at masked steps. For an invalid input under jit log_prob is NaN (eager: ValueError naming it).
 
     Examples:
         >>> best = viterbi(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.log(jnp.array([[0.9, 0.1]] * 3)))
         >>> best.states.tolist()
         [0, 0, 0]
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, K, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = None if mask is None else jnp.asarray(mask, bool)
     started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), chain_started(valid)])
     log_trans_T = jnp.swapaxes(jnp.log(transition), -1, -2)  # [.., j, i]
@@ -548,7 +563,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = Non
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
     states = states if valid is None else jnp.where(valid, states, -1)
-    return MPE(states, log_prob)
+    return MPE(states, mark_invalid(log_prob))
 
 
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:
@@ -563,15 +578,15 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
         mask: optional bool[T] (False = padding).
 
     Returns:
-        int32[T] sampled states; -1 at masked steps. vmap over keys for several samples.
+        int32[T] sampled states; -1 at masked steps (and at every step for an invalid input under jit;
+        eager: ValueError naming it). vmap over keys for several samples.
 
     Examples:
         >>> z = sample_posterior(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((4, 2)))
     """
-    initial, transition, log_lik = _arrays(initial, transition, log_lik)
-    T, _, tv = check_shapes(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
     valid = valid_steps(T, mask=mask)
-    alphas, _, _, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
+    alphas, _, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
     # every draw by inversion of the CDF, from uniforms drawn before the loop: no random-number
     # generation inside the loop (a key split and a Gumbel draw per step cost more than the step)
     u = jax.random.uniform(key, (T,), alphas.dtype, minval=jnp.finfo(alphas.dtype).tiny)
@@ -595,7 +610,7 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     states = _put(jnp.zeros((T,), jnp.int32), last, T - 1)
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, step, (last, states), unroll=min(_loop_unroll(K), T - 1))
-    return jnp.where(valid, states, -1)
+    return jnp.where(valid & ~jnp.isnan(mark_invalid(total)), states, -1)
 
 
 def sample(
@@ -610,7 +625,7 @@ def sample(
     Args:
         key: a ``jax.random`` key.
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K].
-        num_steps: T (static).
+        num_steps: T (static), at least 1 (ValueError otherwise).
         emission_sampler: optional ``(key, state int32[]) -> observation``; vmapped over steps.
 
     Returns:
@@ -621,7 +636,10 @@ def sample(
         >>> draw.states.shape
         (10,)
     """
-    initial, transition = jnp.asarray(initial), jnp.asarray(transition)
+    initial, transition = float_array(initial, "initial"), float_array(transition, "transition")
+    if not isinstance(num_steps, (int, np.integer)) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int (static): the number of steps to draw; got {num_steps!r}")
+    num_steps = int(num_steps)
     if initial.ndim != 1:
         raise ValueError(f"initial must have shape [K]; got {initial.shape}")
     K = initial.shape[0]
@@ -632,6 +650,8 @@ def sample(
             f"{num_steps}; got {ts}"
         )
     tv = len(ts) == 3
+    check_probabilities(initial, "initial")
+    check_probabilities(transition, "transition")
     k0, kz, kx = jax.random.split(key, 3)
     z0 = jax.random.categorical(k0, jnp.log(initial)).astype(jnp.int32)
     log_trans = jnp.log(transition)

@@ -9,7 +9,9 @@ log-likelihoods is written and read back; for ``Categorical`` no exponentials ar
 * `log_likelihood`: log p(x_{1:T}) alone (the forward pass);
 * `expected_counts`: the Baum-Welch E-step's marginals and expected transition counts.
 
-``jax.vmap`` them over a batch (``in_axes=(None, None, 0)``, masks for lengths). Estimation (Baum-Welch,
+``jax.vmap`` them over a batch (``in_axes=(None, None, 0)``, masks for lengths). Eager calls check the
+model's rows and the observations (``family.check_observations``) and raise ``ValueError`` naming the
+culprit; under ``jax.jit`` an invalid model or observation gives NaN log-evidence and NaN rows. Estimation (Baum-Welch,
 priors, restarts) is in ``gm.learn.hmm``.
 
 Example:
@@ -26,7 +28,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gm.temporal.common import ExpectedCounts, Smoothed, check_shapes
+from gm.temporal.common import (
+    ExpectedCounts,
+    Smoothed,
+    check_probabilities,
+    check_shapes,
+    float_array,
+    mark_invalid,
+    poison_invalid,
+)
 from gm.temporal.emissions import step_likelihood
 from gm.temporal.hmm import (
     expected_counts_from_likelihood,
@@ -64,19 +74,26 @@ class _Inputs(NamedTuple):
 def _inputs(family, model: HMM, obs, mask) -> _Inputs:
     """The arrays and per-step likelihood function of one sequence, shapes checked at trace time."""
     obs = jnp.asarray(obs)
-    initial, transition = jnp.asarray(model.initial), jnp.asarray(model.transition)
-    if obs.ndim < 1 or obs.shape[0] < 1:
-        raise ValueError(f"obs must have a leading time axis with at least one step; got shape {obs.shape}")
+    initial = float_array(model.initial, "model.initial")
+    transition = float_array(model.transition, "model.transition")
+    event = tuple(getattr(family, "event_shape", obs.shape[1:]))
+    if obs.ndim != 1 + len(event) or obs.shape[1:] != event or obs.shape[0] < 1:
+        raise ValueError(f"obs must be one sequence of shape [T{''.join(f', {d}' for d in event)}] with T >= 1 "
+                         f"for {family}; got shape {obs.shape} (vmap over a batch)")
     if initial.ndim != 1:
         raise ValueError(f"model.initial must have shape [K]; got {initial.shape}")
     T, K = obs.shape[0], initial.shape[0]
     check_shapes(initial, transition, jax.ShapeDtypeStruct((T, K), initial.dtype), mask=mask, name="obs")
+    check_probabilities(initial, "model.initial")
+    check_probabilities(transition, "model.transition")
     lik_at = step_likelihood(family, model.emission, obs)
+    if hasattr(family, "check_observations"):
+        family.check_observations(obs)
     row = jax.eval_shape(lambda: lik_at(0)[0])
     if row.shape != (K,):
         raise ValueError(f"model.emission gives likelihoods for {row.shape[-1] if row.shape else 0} states; "
                          f"model.initial has K = {K}")
-    return _Inputs(initial, transition, lik_at, T)
+    return _Inputs(poison_invalid(initial, transition), transition, lik_at, T)  # NaN marker under jit
 
 
 def posterior(family, model: HMM, obs, *, mask=None) -> Smoothed:
@@ -99,7 +116,8 @@ def posterior(family, model: HMM, obs, *, mask=None) -> Smoothed:
         >>> post = jax.vmap(lambda o, m: posterior(family, model, o, mask=m))(obs, mask)   # a batch
     """
     inputs = _inputs(family, model, obs, mask)
-    return smoother_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps, mask=mask)
+    out = smoother_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps, mask=mask)
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))
 
 
 def log_likelihood(family, model: HMM, obs, *, mask=None) -> jax.Array:
@@ -112,8 +130,9 @@ def log_likelihood(family, model: HMM, obs, *, mask=None) -> jax.Array:
         >>> total = jnp.sum(jax.vmap(lambda o: log_likelihood(family, model, o))(obs))   # a batch
     """
     inputs = _inputs(family, model, obs, mask)
-    return log_evidence_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps,
-                                        mask=mask)
+    total = log_evidence_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps,
+                                         mask=mask)
+    return mark_invalid(total)
 
 
 def expected_counts(family, model: HMM, obs, *, mask=None) -> ExpectedCounts:
@@ -132,5 +151,6 @@ def expected_counts(family, model: HMM, obs, *, mask=None) -> ExpectedCounts:
         >>> counts = expected_counts(family, model, jnp.array([0, 2, 1]))
     """
     inputs = _inputs(family, model, obs, mask)
-    return expected_counts_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps,
-                                           mask=mask)
+    out = expected_counts_from_likelihood(inputs.initial, inputs.transition, inputs.lik_at, inputs.num_steps,
+                                          mask=mask)
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))

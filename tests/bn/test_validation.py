@@ -392,3 +392,12 @@ def test_random_evidence_raises_exactly_when_invalid(values):
         p = np.asarray(p)
         assert np.all(np.isfinite(p)) and np.all(p >= 0) and np.all(p <= 1 + 1e-6)
         assert abs(p.sum() - 1) < 1e-5 or (p.sum() == 0 and float(log_z) == -np.inf)
+
+
+def test_a_network_without_variables_is_refused_by_inference():
+    """0 variables: sampling works (tests/bn/test_sampling.py); inference raises a clear error, not a crash
+    inside the contraction."""
+    empty = bn.BayesNet.from_dict(states={})
+    for call in (bn.log_evidence, bn.marginals, bn.mpe, bn.log_prob):
+        with pytest.raises(ValueError, match="the network has 0 variables"):
+            call(empty, np.zeros(0, np.int32))

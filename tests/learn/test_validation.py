@@ -84,3 +84,36 @@ def test_mle_raises_exactly_when_a_value_is_invalid(rows):
     for cpt in fitted.cpts:
         cpt = np.asarray(cpt)
         assert np.all((cpt >= 0) & (cpt <= 1)) and np.allclose(cpt.sum(-1), 1.0, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- linear Gaussian
+
+
+@pytest.mark.parametrize("fit", ["fit", "fit_map"])
+def test_linear_gaussian_rejects_bad_data_and_weights(fit):
+    from gm.learn import linear_gaussian as lg
+
+    fn = lg.fit if fit == "fit" else lg.bayes.fit_map
+    x = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"data\[3, 1\] = nan \(record 3, column 1\)"):
+        fn(bad, [[], [0]])
+    with pytest.raises(ValueError, match="data has no records"):
+        fn(x[:0], [[], [0]])
+    for w, shown in ((-1.0, "-1.0"), (np.inf, "inf")):
+        weights = np.ones(6, np.float32)
+        weights[2] = w
+        with pytest.raises(ValueError, match=rf"record 2 has weight {shown}"):
+            fn(x, [[], [0]], weights=weights)
+
+
+def test_sharded_family_counts_checks_records():
+    from gm.parallel.networks import sharded_family_counts
+
+    net = bn.BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
+                                {"Rain": [0.8, 0.2], "Wet": [[0.9, 0.1], [0.2, 0.8]]})
+    with pytest.raises(ValueError, match=r"data\[0, 1\] = 2 is not a state of 'Wet'"):
+        sharded_family_counts(net, np.array([[0, 2]]))
+    with pytest.raises(ValueError, match="record 0 has weight nan"):
+        sharded_family_counts(net, np.array([[0, 1]]), weights=np.array([np.nan]))

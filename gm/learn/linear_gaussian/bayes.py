@@ -45,7 +45,7 @@ from gm.learn.linear_gaussian.fitting import (
     solve_nodes,
     to_parameters,
 )
-from gm.learn.linear_gaussian.model import HIGHEST, LinearGaussian, as_structure, check_data
+from gm.learn.linear_gaussian.model import HIGHEST, LinearGaussian, as_structure, check_data, check_weights
 
 __all__ = [
     "NIGPrior",
@@ -191,6 +191,7 @@ def nig_posterior(data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, 
     """
     structure = as_structure(parents, names)
     data = check_data(data, len(structure.names))
+    weights = None if weights is None else check_weights(weights, data.shape[0], data.dtype)
     prior = _check_prior(prior, len(structure.names))
     post, _, pinv = _nig(structure, data, weights, prior, rcond, refine=int(refine))
     raise_if_singular(structure, pinv, family_columns(structure)[1])
@@ -226,6 +227,7 @@ def fit_map(data, parents, *, prior: NIGPrior = NIGPrior(), weights=None, names=
     """
     structure = as_structure(parents, names)
     data = check_data(data, len(structure.names))
+    weights = None if weights is None else check_weights(weights, data.shape[0], data.dtype)
     prior = _check_prior(prior, len(structure.names))
     post, k_plus, pinv = _nig(structure, data, weights, prior, rcond, refine=int(refine))
     raise_if_singular(structure, pinv, family_columns(structure)[1])

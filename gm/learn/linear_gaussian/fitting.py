@@ -50,6 +50,7 @@ from gm.learn.linear_gaussian.model import (
     any_tracer,
     as_structure,
     check_data,
+    check_weights,
 )
 
 __all__ = ["FitDiagnostics", "fit", "fit_with_diagnostics"]
@@ -105,9 +106,7 @@ def centred_problem(structure: GaussianStructure, data, weights=None) -> Centred
     """Means, the centred design and every node's Gram matrix and right-hand side (see module doc)."""
     n = len(structure.names)
     data = check_data(data, n)
-    w = jnp.ones(data.shape[0], data.dtype) if weights is None else jnp.asarray(weights, data.dtype)
-    if w.shape != data.shape[:1]:
-        raise ValueError(f"weights must have shape ({data.shape[0]},) (one per record), got {w.shape}")
+    w = check_weights(weights, data.shape[0], data.dtype)
     total = jnp.sum(w)
     mean = jnp.matmul(w, data, precision=HIGHEST) / total
     mean = mean + jnp.matmul(w, data - mean, precision=HIGHEST) / total
@@ -283,8 +282,8 @@ def fit_with_diagnostics(data, parents, *, weights=None, names=None, rcond=None,
     """
     structure = as_structure(parents, names)
     data = check_data(data, len(structure.names))
-    if weights is not None and jnp.shape(weights) != data.shape[:1]:
-        raise ValueError(f"weights must have shape ({data.shape[0]},) (one per record), got {jnp.shape(weights)}")
+    if weights is not None:
+        weights = check_weights(weights, data.shape[0], data.dtype)
     params, pinv = _fit_ml(structure, data, weights, rcond, refine=int(refine))
     raise_if_singular(structure, pinv, family_columns(structure)[1])
     return params, FitDiagnostics(pinv.rank)

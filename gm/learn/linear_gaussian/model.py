@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm.bn import Structure
+from gm.validation import is_concrete, require, require_weights
 
 __all__ = [
     "Evidence",
@@ -729,13 +730,36 @@ def log_prob(gaussian: Gaussian, x) -> jax.Array:
 
 
 def check_data(data, num_vars: int, what: str = "data") -> jax.Array:
-    """``data`` as an ``[N, num_vars]`` float array; ValueError naming the shape otherwise."""
+    """``data`` as an ``[N, num_vars]`` float array with N >= 1; ValueError naming the shape otherwise, and
+    (eager, or compiled under `gm.validation.checked`) naming the record and column of a NaN or inf."""
     data = jnp.asarray(data)
     if not jnp.issubdtype(data.dtype, jnp.floating):
         data = data.astype(jnp.zeros(()).dtype)
     if data.ndim != 2 or data.shape[1] != num_vars:
         raise ValueError(f"{what} must have shape (N, {num_vars}) (one column per variable), got {data.shape}")
+    if data.shape[0] < 1:
+        raise ValueError(f"{what} has no records (shape {data.shape}): a fit needs at least one")
+    values = np.asarray(data) if is_concrete(data) else data
+
+    def describe(at):
+        if at is None:
+            return f"{what} must be finite (no NaN or inf)"
+        return f"{what}[{at[0]}, {at[1]}] = {float(values[at])} (record {at[0]}, column {at[1]}): {what} must be finite"
+
+    require(jnp.isfinite(values) if not is_concrete(data) else np.isfinite(values), describe)
     return data
+
+
+def check_weights(weights, num_records: int, dtype) -> jax.Array:
+    """``weights`` as ``f[N]`` (ones when None); ValueError naming the shape, and (eager, or under
+    `gm.validation.checked`) the record of a negative or non-finite weight."""
+    if weights is None:
+        return jnp.ones(num_records, dtype)
+    w = jnp.asarray(weights, dtype)
+    if w.shape != (num_records,):
+        raise ValueError(f"weights must have shape ({num_records},) (one per record), got {w.shape}")
+    require_weights(w, unit="record")
+    return w
 
 
 def any_tracer(*xs: Any) -> bool:

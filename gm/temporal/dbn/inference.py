@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from gm import loops
@@ -31,8 +32,9 @@ from gm.bn import tensornet
 from gm.temporal.dbn.factorial import factorial_layout, factorial_smoother, factorial_smoother_one
 from gm.temporal.dbn.structure import DBN, DBNPosterior, Structure
 from gm.types import MPE
+from gm.validation import is_concrete, require
 
-__all__ = ["DBNCounts", "evidence_vectors", "expected_counts", "filter", "log_evidence", "mpe", "smoother",
+__all__ = ["DBNCounts", "check_evidence", "evidence_vectors", "expected_counts", "filter", "log_evidence", "mpe", "smoother",
            "step_flops"]
 
 SMOOTHER_METHODS = ("auto", "general", "factorial")
@@ -129,20 +131,59 @@ def step_flops(model: DBN) -> float:
 # ----------------------------------------------------------------------------------- evidence
 
 
+def check_evidence(model: DBN, evidence) -> jax.Array:
+    """``evidence`` (int32[T, n_vars] or int32[B, T, n_vars]) after the checks every DBN entry point runs.
+
+    Dtype and shape always (``TypeError`` for non-integer evidence, ``ValueError`` naming the shape
+    expected); values when concrete or compiled under `gm.validation.checked`: every entry a state index
+    of its variable or -1 (unobserved), else ``ValueError`` naming the step, the variable and the value.
+    Unchecked under ``jax.jit``, an out-of-range value (any value below -1 included) is impossible evidence
+    (an indicator of zeros: log p(e) is -inf or NaN, never a plausible number), as in ``gm.bn``.
+
+    Returns:
+        ``evidence`` as an int32 array.
+
+    Examples:
+        >>> check_evidence(model, jnp.array([[0, 5]]))   # ValueError: evidence[0, 1] = 5 for variable ...
+    """
+    evidence = jnp.asarray(evidence)
+    if evidence.dtype == jnp.bool_:
+        evidence = evidence.astype(jnp.int32)
+    if not jnp.issubdtype(evidence.dtype, jnp.integer):
+        raise TypeError(f"evidence must be an integer array of state indices (-1 unobserved); got dtype "
+                        f"{evidence.dtype}")
+    n = model.structure.num_vars
+    if evidence.ndim not in (2, 3) or evidence.shape[-1] != n or evidence.shape[-2] < 1:
+        raise ValueError(f"evidence must have shape [T, n_vars] or [B, T, n_vars] with T >= 1 and n_vars = {n} "
+                         f"({model.names}); got {evidence.shape}")
+    values = np.asarray(evidence) if is_concrete(evidence) else evidence
+    cards = np.asarray(model.cards)
+
+    def describe(at):
+        if at is None:
+            return "evidence out of range: each entry must be a state index of its variable or -1 (unobserved)"
+        i = at[-1]
+        return (f"evidence{list(at)} = {int(values[at])} for variable {model.names[i]!r} is out of range: it has "
+                f"{model.cards[i]} states; use a state index or -1 (unobserved)")
+
+    require((values >= -1) & (values < cards), describe)
+    return evidence.astype(jnp.int32)
+
+
 def evidence_vectors(model: DBN, evidence) -> tuple[jax.Array, ...]:
     """Indicator vectors λ_v f32[T, card_v] from ``int32[T, n_vars]`` (-1: all ones), one per variable.
 
     Examples:
         >>> lams = evidence_vectors(model, jnp.array([[-1, 2], [0, 1]]))   # λ_0 = [[1, 1], [1, 0]], ...
     """
-    evidence = jnp.asarray(evidence)
+    evidence = check_evidence(model, evidence)
     n = model.structure.num_vars
     if evidence.ndim != 2 or evidence.shape[1] != n:
         raise ValueError(f"evidence must have shape [T, n_vars] = [T, {n}] ({model.names}); got {evidence.shape}")
     lams = []
     for i, c in enumerate(model.cards):
-        e = evidence[:, i]
-        lams.append(jnp.where((e >= 0)[:, None], jax.nn.one_hot(e, c, dtype=jnp.float32), 1.0))
+        e = evidence[:, i]  # out of range (below -1 too): all zeros, impossible evidence
+        lams.append(jnp.where((e == -1)[:, None], 1.0, jax.nn.one_hot(e, c, dtype=jnp.float32)))
     return tuple(lams)
 
 
@@ -257,7 +298,7 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     if method not in SMOOTHER_METHODS:
         raise ValueError(f"method must be one of {SMOOTHER_METHODS}; got {method!r}")
     s = model.structure
-    evidence = jnp.asarray(evidence)
+    evidence = check_evidence(model, evidence)
     layout = None if method == "general" else factorial_layout(s)
     if method == "factorial" and layout is None:
         raise ValueError(f"method='factorial' needs a factorial structure (independent chains observed by "
@@ -399,7 +440,7 @@ def expected_counts(model: DBN, evidence) -> DBNCounts:
         >>> counts = expected_counts(model, evidences)
         >>> float(counts.transition[0].sum())   # one transition of variable 0 per later slice and sequence
     """
-    evidence = jnp.asarray(evidence)
+    evidence = check_evidence(model, evidence)
     batched = evidence.ndim == 3
 
     def total(cpts):
