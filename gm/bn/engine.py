@@ -48,7 +48,7 @@ def network_program(structure: Structure, output: tuple[int, ...] = (), *, quick
       6
     """
     plan = tensornet.plan(structure.families, tuple(output), structure.cards, min_time=0.0 if quick else 2.0)
-    return program.lower(plan)
+    return program.lower(plan, padded=not quick)
 
 
 def width(structure: Structure) -> int:

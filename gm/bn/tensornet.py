@@ -264,7 +264,7 @@ _QUICK_ENOUGH_FLOPS = 1e6
 _SEARCH_FLOPS_PER_SECOND = 1e9
 
 
-def _elimination_path(inputs, output, sizes) -> list[tuple[int, int]]:
+def _elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> list[tuple[int, int]]:
     """A pairwise path from a greedy variable-elimination order (the classic heuristic for Bayesian
     networks, as in variable elimination): repeatedly eliminate the label whose elimination makes the
     smallest factor (the product of the sizes of its neighbours), contracting the tensors that carry it
@@ -273,6 +273,11 @@ def _elimination_path(inputs, output, sizes) -> list[tuple[int, int]]:
     Milliseconds on a thousand tensors, and on the munin networks, link and diabetes far better than
     randomised greedy pair-merging (munin1: 3.5e8 multiply-adds against 1.8e12; munin4: 3.2e7 against
     2.7e22; link: 2.0e8 against 2.9e13), so it seeds the search and sets its budget.
+
+    With ``rng`` (a `numpy.random.Generator`) the order is randomised: each label's log-weight is lowered
+    by ``noise`` times a Gumbel draw, so near-best eliminations are taken at random (the stochastic greedy
+    orders of randomised variable elimination). The best of a few dozen such orders moves 3x to 10x less
+    memory than the deterministic one on munin1, munin3 and link.
     """
     tensors = {i: frozenset(t) for i, t in enumerate(inputs)}
     holders: dict[int, set[int]] = {}
@@ -285,7 +290,8 @@ def _elimination_path(inputs, output, sizes) -> list[tuple[int, int]]:
     def score(l):
         union = set().union(*(tensors[i] for i in holders[l]))
         union.discard(l)
-        return math.prod(sizes[x] for x in union)
+        weight = math.log(math.prod(sizes[x] for x in union))
+        return weight - noise * rng.gumbel() if rng is not None else weight
 
     current = {l: score(l) for l in holders if l not in keep}
     heap = [(s, l) for l, s in current.items()]
@@ -325,12 +331,31 @@ def _elimination_path(inputs, output, sizes) -> list[tuple[int, int]]:
     return path
 
 
+def _reconfigured(inputs, output, size_dict, ssa) -> list[tuple[int, int]]:
+    """``ssa`` improved by cotengra's subtree reconfiguration: every subtree of up to 6 leaves is
+    re-contracted optimally (for flops plus writes). On an elimination order's path this removes most of
+    the memory traffic of its Hadamard-like steps (munin1: 2.5e9 -> 7e8 in `_work`, 0.2 s)."""
+    import cotengra as ctg
+
+    tree = ctg.ContractionTree.from_path(
+        [tuple(t) for t in inputs], tuple(output), size_dict, ssa_path=ssa
+    )
+    tree.subtree_reconfigure_(subtree_size=6, minimize="combo")
+    return _complete_path(len(inputs), [tuple(int(k) for k in p) for p in tree.get_ssa_path()])
+
+
+# Randomised elimination orders tried at most (each costs a few milliseconds per hundred tensors).
+_ELIMINATION_TRIALS = 48
+
+
 def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0) -> list[tuple[int, int]]:
     size_dict = {l: sizes[l] for t in inputs for l in t}
     start = time.perf_counter()
-    # the elimination order first (milliseconds); then randomised greedy trials, which cost about a
-    # millisecond per tensor each, and cotengra's hyper-optimiser, as far as the budget set by the best
-    # path so far allows. Paths are compared by `_work` (multiply-adds plus memory traffic).
+    elapsed = lambda: time.perf_counter() - start  # noqa: E731
+    # the elimination order first (milliseconds); then randomised elimination orders, subtree
+    # reconfiguration of the best, randomised greedy trials and cotengra's hyper-optimiser, each as far
+    # as the budget set by the best path so far allows. Paths are compared by `_work` (multiply-adds
+    # plus memory traffic).
     ssa = _complete_path(len(inputs), _elimination_path(inputs, output, sizes))
     work = _work(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
     if work <= _QUICK_ENOUGH_FLOPS or max_time == 0:
@@ -343,25 +368,44 @@ def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0
         # evidence sets run 10x faster, so never less than min_time for compiled plans)
         return min(120.0, max(min_time, f / _SEARCH_FLOPS_PER_SECOND))
 
+    def consider(candidate):
+        nonlocal ssa, work
+        candidate_work = _work(inputs, sizes, _steps_from_ssa(inputs, output, candidate))
+        if candidate_work < work:
+            ssa, work = candidate, candidate_work
+        return candidate_work
+
+    # randomised elimination orders (seeded: the same structure gets the same plan on every machine
+    # that tries as many), within a quarter of the budget
+    rng = np.random.default_rng(0)
+    trial_time = elapsed()
+    for _ in range(_ELIMINATION_TRIALS):
+        if elapsed() + trial_time > budget(work) / 4:
+            break
+        trial_start = time.perf_counter()
+        consider(_complete_path(len(inputs), _elimination_path(inputs, output, sizes, rng)))
+        trial_time = time.perf_counter() - trial_start
+    # subtree reconfiguration costs about a millisecond per tensor
+    if work > _QUICK_ENOUGH_FLOPS and elapsed() + 1e-3 * len(inputs) < budget(work):
+        consider(_reconfigured(inputs, output, size_dict, ssa))
+
     # randomised greedy trials, two at a time, while the best path so far says they are worth it
     rounds = 0
     round_time = 2e-3 * len(inputs)  # two trials, about a millisecond per tensor each
-    while time.perf_counter() - start + round_time < budget(work) / 2 and rounds < 16:
+    while elapsed() + round_time < budget(work) / 2 and rounds < 16:
         rounds += 1
         round_start = time.perf_counter()
-        more = _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=2, seed=rounds))
-        more_work = _work(inputs, sizes, _steps_from_ssa(inputs, output, more))
-        if more_work < work:
-            ssa, work = more, more_work
-        elif more_work > 10 * work:  # greedy pair-merging is far off here (munin1: 10^11.6 against the
+        more_work = consider(
+            _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=2, seed=rounds))
+        )
+        if more_work > 10 * work:  # greedy pair-merging is far off here (munin1: 10^11.6 against the
             break  # elimination order's 10^9.8): leave the time to the hyper-optimiser
         round_time = time.perf_counter() - round_start
-    left = budget(work) - (time.perf_counter() - start)
+    left = budget(work) - elapsed()
     if work <= _QUICK_ENOUGH_FLOPS or left < 1.0 or budget(work) < 1.0:
         return ssa
-    better = _complete_path(len(inputs), _hyper_path(inputs, output, size_dict, left))
-    better_work = _work(inputs, sizes, _steps_from_ssa(inputs, output, better))
-    return better if better_work < work else ssa
+    consider(_complete_path(len(inputs), _hyper_path(inputs, output, size_dict, left)))
+    return ssa
 
 
 @functools.lru_cache(maxsize=512)
@@ -409,7 +453,7 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    tag = "v6" if min_time == 2.0 else f"v6-min{min_time:g}"
+    tag = "v7" if min_time == 2.0 else f"v7-min{min_time:g}"
     key = hashlib.sha1(json.dumps([inputs, output, sizes, tag]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None

@@ -82,6 +82,32 @@ def test_contract_max_value_and_decoding(net):
         assert float(best) == -np.inf
 
 
+def _plan_from_path(inputs, output, sizes, ssa):
+    steps = tensornet._steps_from_ssa(inputs, output, tensornet._complete_path(len(inputs), ssa), sizes)
+    flops, largest = tensornet._cost(inputs, sizes, steps)
+    return tensornet.Plan(inputs, output, sizes, steps, flops, largest, 0.0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(networks())
+def test_searched_paths_contract_correctly(net):
+    """The search's randomised elimination orders and their subtree reconfiguration are valid paths:
+    each contracts to numpy's einsum (the search keeps whichever moves least, so each must be right)."""
+    inputs, output, sizes, seed = net
+    if len(inputs) < 2:
+        return
+    arrays = [jnp.asarray(a, jnp.float32) for a in _arrays(inputs, sizes, seed)]
+    want = np.einsum(_np_eq(inputs, output), *_arrays(inputs, sizes, seed))
+    random_order = tensornet._complete_path(
+        len(inputs), tensornet._elimination_path(inputs, output, sizes, np.random.default_rng(seed))
+    )
+    size_dict = {l: sizes[l] for t in inputs for l in t}
+    for ssa in (random_order, tensornet._reconfigured(inputs, output, size_dict, random_order)):
+        mantissa, log_scale = tensornet.contract(_plan_from_path(inputs, output, sizes, ssa), arrays)
+        got = np.asarray(mantissa, np.float64) * np.exp(float(log_scale))
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-30)
+
+
 def test_plan_is_cached_and_reports_cost():
     inputs = ((0, 1), (1, 2), (2, 3))
     p1 = tensornet.plan(inputs, (), (2, 3, 4, 5))
