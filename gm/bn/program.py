@@ -440,6 +440,8 @@ def lower(
             tc[row, :t, :m, :n] = c
         segments.append(Segment(shape[1:], ta.astype(np.int32), tb.astype(np.int32), tc.astype(np.int32)))
 
+    if not padded:
+        padded_flops = float(sum(math.prod(raw[k][0]) for k in order))
     exact = tuple((raw[k][1].astype(np.int32), raw[k][2].astype(np.int32), raw[k][3].astype(np.int32)) for k in order)
     dec = [dec[k] for k in order]  # decoding runs in reverse execution order
     lo = max([len(d[0]) for d in dec] + [1])
@@ -693,11 +695,40 @@ def decode(prog: Program, arg: jax.Array, out_values: jax.Array) -> jax.Array:
 # step (``np.matmul`` over ``t``), so the cost is the plan's multiply-adds plus a few microseconds a step.
 
 
+@functools.cache
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # a core dependency; without it the host path only runs slower on small steps
+        return None
+    return ThreadpoolController()
+
+
+def _one_blas_thread(fn):
+    """Run ``fn`` with the BLAS library on one thread (threadpoolctl; about 40 µs a call).
+
+    The host path's matrix products are small and many (munin1: 185 batched products of up to a few
+    hundred rows). A multi-threaded BLAS pays a thread handshake per product, and on a machine busy with
+    other work its threads wait for cores: munin1's forward and backward took 2.1 s with OpenBLAS's two
+    threads and 0.88 s with one at load 6, and one thread was never slower (idle: equal or faster)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        controller = _blas_controller()
+        if controller is None:
+            return fn(*args, **kwargs)
+        with controller.limit(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def _np_root(prog: Program, mem):
     off, shape = prog.root
     return mem[off : off + math.prod(shape)].reshape(shape)
 
 
+@_one_blas_thread
 def forward_host(prog: Program, inputs: np.ndarray):
     """`forward` for one evidence set on the host (numpy float64, unpadded steps, nothing compiled).
 
@@ -746,6 +777,7 @@ def _add_at(grad, idx, values):
         np.add.at(grad, flat, values.ravel())
 
 
+@_one_blas_thread
 def backward_host(prog: Program, mem, scales, root_cotangent) -> np.ndarray:
     """`backward` for one evidence set on the host: cotangents of the input entries ``f64[n_input]``.
 
