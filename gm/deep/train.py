@@ -26,12 +26,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gm.validation import is_concrete, require
+
 __all__ = [
     "static_config",
     "check_choices",
     "check_learning_rates",
     "all_finite",
     "keep_if_finite",
+    "valid_images",
+    "check_images",
+    "check_labels",
+    "apply_if_finite",
+    "mark_skipped",
     "TrainState",
     "TrainStep",
     "LossAndMetrics",
@@ -115,6 +122,111 @@ def keep_if_finite(ok, new_state, old_state):
         >>> state = keep_if_finite(all_finite(loss, grads), state.apply_gradients(grads), state)
     """
     return jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, old_state)
+
+
+def valid_images(images, *, unit_interval: bool = True):
+    """bool array shaped like ``images``: the pixel is finite (and, with ``unit_interval``, in [0, 1]).
+
+    A numpy array for concrete input, a traced array inside ``jit`` (the steps fold it into their
+    ``finite`` flag).
+
+    Examples:
+        >>> valid_images(np.array([0.5, 2.0, np.nan])).tolist()
+        [True, False, False]
+    """
+    x = np.asarray(images) if is_concrete(images) else jnp.asarray(images)
+    ok = np.isfinite(x) if isinstance(x, np.ndarray) else jnp.isfinite(x)
+    if unit_interval:
+        ok = ok & (x >= 0) & (x <= 1)
+    return ok
+
+
+def check_images(images, name: str, *, unit_interval: bool = True, why: str = "") -> None:
+    """The value check of a batch of images (a training loop's, once per epoch or run): every pixel
+    finite, and with ``unit_interval`` in [0, 1]; ``ValueError`` naming ``name``, the pixel's position,
+    its value and the image (eager), or a `gm.validation.checked` check (compiled).
+
+    Args:
+        images: ``f32[B, H, W, C]`` (any shape; the first axis is the image).
+        name: the argument in the message, e.g. ``"batch['image']"``.
+        unit_interval: pixels must lie in [0, 1].
+        why: appended to the rule in the message, e.g. ``" (Bernoulli likelihood)"``.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: (eager) a NaN or infinite pixel, or one outside [0, 1].
+
+    Examples:
+        >>> check_images(np.array([[0.5, 255.0]]), "batch['image']")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch['image'][0, 1] = 255.0: every pixel must be finite and in [0, 1] (image 0)
+    """
+    x = np.asarray(images) if is_concrete(images) else jnp.asarray(images)
+    want = ("finite and in [0, 1]" if unit_interval else "finite") + why
+
+    def describe(at):
+        if at is None:
+            return f"{name} has an invalid pixel: every pixel must be {want}"
+        return f"{name}[{', '.join(map(str, at))}] = {float(x[at])}: every pixel must be {want} (image {at[0]})"
+
+    require(valid_images(x, unit_interval=unit_interval), describe)
+
+
+def check_labels(labels, num_classes: int, name: str) -> None:
+    """Every label an integer class index in ``[0, num_classes)``: ``ValueError`` naming ``name``, the
+    example and the value (eager), or a `gm.validation.checked` check (compiled). Inside an unchecked
+    ``jit`` an out-of-range label would one-hot to zeros (silently no class), so steps flag it instead.
+
+    Examples:
+        >>> check_labels(np.array([3, 10]), 10, "batch['label']")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch['label'][1] = 10 is not a class index in [0, 10)
+    """
+    y = np.asarray(labels) if is_concrete(labels) else jnp.asarray(labels)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an integer array of class indices; got dtype {y.dtype}")
+
+    def describe(at):
+        if at is None:
+            return f"{name} has a label outside [0, {num_classes})"
+        return f"{name}[{', '.join(map(str, at))}] = {int(y[at])} is not a class index in [0, {num_classes})"
+
+    require((y >= 0) & (y < num_classes), describe)
+
+
+def apply_if_finite(state: "TrainState", grads, *values, valid=True) -> tuple["TrainState", jax.Array]:
+    """One guarded optimiser update: ``state.apply_gradients(grads)`` when ``valid`` (a traced bool, e.g.
+    the batch's `valid_images`) holds and ``grads`` and ``values`` (the loss) are finite, else ``state``
+    unchanged (a skipped step; :func:`keep_if_finite`).
+
+    Returns:
+        ``(new_state, ok)``; ``ok`` is the bool[] the training loop reads through :func:`mark_skipped`.
+
+    Examples:
+        >>> state, ok = apply_if_finite(state, grads, loss, valid=jnp.all(valid_images(batch["image"])))
+    """
+    ok = jnp.all(jnp.asarray(valid)) & all_finite(grads, *values)
+    return keep_if_finite(ok, state.apply_gradients(grads), state), ok
+
+
+def mark_skipped(metrics: dict, ok, *names: str) -> dict:
+    """The marker of a skipped step in a step's metrics: ``finite`` (1.0, or 0.0 when ``ok`` is False)
+    and the losses ``names`` set to NaN where ``ok`` is False, so that the training loop, which checks
+    every logging window for non-finite values, stops there (``experiments._common.train_loop``).
+
+    Examples:
+        >>> metrics = mark_skipped({"loss": loss}, ok, "loss")
+    """
+    ok = jnp.asarray(ok)
+    out = dict(metrics)
+    for name in names:
+        out[name] = jnp.where(ok, out[name], jnp.nan)
+    out["finite"] = ok.astype(jnp.float32)
+    return out
 
 
 @flax.struct.dataclass
