@@ -49,6 +49,7 @@ __all__ = [
     "poison_invalid",
     "length_mask",
     "ROW_SUM_ATOL",
+    "rows_valid",
     "shifted_exp",
     "valid_steps",
     "zero_masked",
@@ -343,8 +344,19 @@ def model_is_valid(initial, transition, *, atol: float = ROW_SUM_ATOL) -> jax.Ar
         >>> bool(model_is_valid(jnp.ones(2) / 2, jnp.array([[1.5, -0.5], [0.5, 0.5]])))
         False
     """
+    return rows_valid(initial, transition, atol=atol)
+
+
+def rows_valid(*probabilities, atol: float = ROW_SUM_ATOL) -> jax.Array:
+    """bool[]: the traced flag of `check_probabilities` on every array given (entries finite and
+    non-negative, rows over the last axis summing to one); O(total size) work.
+
+    Examples:
+        >>> bool(rows_valid(jnp.ones(2) / 2, jnp.eye(2), jnp.array([[0.5, 0.6]])))
+        False
+    """
     ok = jnp.asarray(True)
-    for p in (initial, transition):
+    for p in probabilities:
         ok = ok & jnp.all((p >= 0) & (p < jnp.inf)) & jnp.all(jnp.abs(jnp.sum(p, -1) - 1.0) <= atol)
     return ok
 

@@ -252,6 +252,103 @@ def test_dbn_evidence_out_of_range():
     assert not np.isfinite(float(jax.jit(tm.dbn.log_evidence)(model, ev)))  # unobserved would give 0
 
 
+FACTORIAL = tm.factorial_hmm([np.ones(2) / 2] * 2, [np.eye(2) * 0.8 + 0.1] * 2, np.full((2, 2, 3), 1 / 3))
+COUPLED = tm.dbn.coupled_hmm(np.ones(2) / 2, np.ones(2) / 2, np.full((2, 2, 2), 0.5), np.full((2, 2, 2), 0.5),
+                             np.array([[0.7, 0.3], [0.2, 0.8]]), np.array([[0.6, 0.4], [0.1, 0.9]]))
+DBN_EVIDENCE = {"factorial": np.array([[-1, -1, 0], [-1, 1, 1], [-1, -1, 2], [0, -1, 0]], np.int32),
+                "coupled": np.array([[-1, -1, 0, 1], [-1, 1, 1, -1], [-1, -1, 0, 0]], np.int32)}
+DBN_CALLS = {
+    "log_evidence": tm.dbn.log_evidence,
+    "filter": tm.dbn.filter,
+    "smoother": tm.dbn.smoother,
+    "smoother_general": lambda m, e: tm.dbn.smoother(m, e, method="general"),
+    "mpe": tm.dbn.mpe,
+    "expected_counts": tm.dbn.expected_counts,
+    "em_step": lambda m, e: learn.dbn.em_step(m, e[None]),
+}
+
+
+def _dbn_output_is_marker(name, out):
+    if name == "log_evidence":
+        return not np.isfinite(float(out))
+    if name == "mpe":
+        return np.isnan(float(out.log_prob))
+    if name == "em_step":
+        return not np.isfinite(float(out.log_likelihood))
+    return not np.isfinite(float(out.log_evidence))
+
+
+def _with_cpt(model, slice_name, var, value):
+    initial, transition = list(model.initial_cpts), list(model.transition_cpts)
+    (initial if slice_name == "initial_cpts" else transition)[model.index(var)] = jnp.asarray(value, jnp.float32)
+    return tm.dbn.DBN(model.structure, initial, transition)  # the constructor: no check of its own
+
+
+BAD_CPTS = [  # (model, slice, variable, value, message)
+    ("factorial", "initial_cpts", "h1", [1.2, -0.2], r"model.initial_cpts\['h1'\]\[1\] = -0.2 is negative"),
+    ("factorial", "transition_cpts", "h2", [[0.9, 0.1], [0.7, 0.2]],
+     r"model.transition_cpts\['h2'\]\[1\] does not sum to 1: sum = 0.9"),
+    ("factorial", "transition_cpts", "x", np.full((2, 2, 3), np.nan),
+     r"model.transition_cpts\['x'\]\[0, 0, 0\] = nan is negative or not finite"),
+    ("coupled", "transition_cpts", "v", np.stack([np.full((2, 2), 0.5), [[1.5, -0.5], [0.5, 0.5]]]),
+     r"model.transition_cpts\['v'\]\[1, 0, 1\] = -0.5 is negative"),
+]
+
+
+@pytest.mark.parametrize("which,slice_name,var,value,message", BAD_CPTS)
+def test_dbn_invalid_cpts_raise_eagerly_and_mark_under_jit(which, slice_name, var, value, message):
+    """Factorial and coupled DBNs: a CPT built with the DBN constructor (or changed as a pytree) that is
+    negative, NaN or unnormalised is named eagerly by every entry point; under jit the output is the
+    marker (NaN log-evidence / log_prob), never the plausible numbers it used to be (marginals of 1.2, -0.2)."""
+    model = _with_cpt(FACTORIAL if which == "factorial" else COUPLED, slice_name, var, value)
+    ev = DBN_EVIDENCE[which]
+    for name, call in DBN_CALLS.items():
+        with pytest.raises(ValueError, match=message):
+            call(model, ev)
+        assert _dbn_output_is_marker(name, jax.jit(call)(model, ev)), name
+    with pytest.raises(ValueError, match=message):
+        tm.dbn.sample(jax.random.key(0), model, 3)
+    assert np.all(np.asarray(jax.jit(lambda m: tm.dbn.sample(jax.random.key(0), m, 3))(model)) == -1)
+    with pytest.raises(ValueError, match="out of range|negative|not sum"):
+        checked(tm.dbn.log_evidence)(model, ev)
+
+
+@pytest.mark.parametrize("which,position", [("factorial", (2, 0)), ("factorial", (1, 2)), ("coupled", (1, 0)),
+                                            ("coupled", (2, 3))])
+@pytest.mark.parametrize("value", [-2, 7])
+def test_dbn_evidence_out_of_range_on_chains_and_leaves(which, position, value):
+    """A value out of range on a chain or a leaf: eager ValueError naming the step, the variable and the
+    value; under jit impossible evidence (log p(e) NaN or -inf) on every path, the factorial fast path
+    included (it used to read -2 as unobserved: log p(e) = -3.30 and marginals [0.5, 0.5])."""
+    model = FACTORIAL if which == "factorial" else COUPLED
+    ev = DBN_EVIDENCE[which].copy()
+    ev[position] = value
+    var = model.names[position[1]]
+    for name, call in DBN_CALLS.items():
+        with pytest.raises(ValueError, match=rf"evidence\[(0, )?{position[0]}, {position[1]}\] = {value} for variable "
+                                             rf"'{var}' is out of range"):
+            call(model, ev)
+        assert _dbn_output_is_marker(name, jax.jit(call)(model, ev)), name
+    batched = jax.jit(tm.dbn.smoother)(model, np.stack([DBN_EVIDENCE[which], ev]))
+    assert np.isfinite(float(batched.log_evidence[0])) and not np.isfinite(float(batched.log_evidence[1]))
+
+
+def test_dbn_valid_inputs_agree_with_the_unrolled_network():
+    """The checks leave valid inputs alone: smoothing (both paths) equals gm.bn on the unrolled network."""
+    from gm import bn
+
+    ev = DBN_EVIDENCE["factorial"]
+    net = tm.dbn.unroll(FACTORIAL, ev.shape[0])
+    names = FACTORIAL.names
+    flat = [ev[t, names.index(n.rsplit("_", 1)[0])] for t, n in ((int(n.rsplit("_", 1)[1]), n) for n in net.names)]
+    want = bn.log_evidence(net, jnp.asarray(flat, jnp.int32))
+    for method in ("factorial", "general"):
+        got = tm.dbn.smoother(FACTORIAL, ev, method=method)
+        np.testing.assert_allclose(float(got.log_evidence), float(want), rtol=1e-5)
+    with pytest.raises(ValueError, match="num_steps must be a positive int"):
+        tm.dbn.sample(jax.random.key(0), FACTORIAL, 0)
+
+
 # ----------------------------------------------------------------------------------------- properties
 
 

@@ -161,7 +161,8 @@ def _tables(model: DBN, layout: FactorialLayout, evidence) -> _Tables:
     tables = [[_leaf_table(cpts[i], ps, cards).astype(dtype) for i, ps in zip(leaves, layout.leaf_parents)]
               for cpts in (model.initial_cpts, model.transition_cpts)]
     # evidence on the chains themselves: indicator vectors f32[Tp, K_m, B] (all ones where unobserved)
-    chain_lams = [jnp.where((ev[:, None, :, i] >= 0), jnp.arange(c)[None, :, None] == ev[:, None, :, i], True)
+    # (any other value, below -1 too, matches no state: impossible evidence, as in the general engine)
+    chain_lams = [jnp.where((ev[:, None, :, i] == -1), True, jnp.arange(c)[None, :, None] == ev[:, None, :, i])
                   .astype(dtype) for i, c in zip(chains, cards)]
 
     # one product gives every chain's marginal (0/1 rows) and every leaf's predictive p(x_t | e_{-x_t})
@@ -182,8 +183,9 @@ def _step_likelihood(tb: _Tables, layout: FactorialLayout, t, *, first: bool, us
     e = lax.dynamic_index_in_dim(tb.evidence, t, 0, keepdims=False)  # [B, n]
     out = None
     for table, i in zip(tb.leaf_tables[0 if first else 1], layout.leaves):
-        v = jnp.where(e[:, i] >= 0, e[:, i], table.shape[1] - 1)
-        f = jnp.take(table, v, axis=1)  # [S, B]
+        V = table.shape[1] - 1  # the last column: a missing observation (-1); any other value out of
+        v = jnp.where(e[:, i] == -1, V, jnp.where(e[:, i] >= 0, e[:, i], V + 1))  # range reads NaN (the marker)
+        f = jnp.take(table, v, axis=1, mode="fill", fill_value=jnp.nan)  # [S, B]
         out = f if out is None else out * f
     out = jnp.ones((S, B), jnp.float32) if out is None else out
     out = out.reshape(tb.shape)
@@ -327,8 +329,8 @@ def factorial_smoother(model: DBN, layout: FactorialLayout, evidence) -> DBNPost
         return total, _backward_readout(tb, layout, ckpt, use_chain_evidence)
 
     # multiplying in the chains' own evidence costs a pass over the joint message per step: compiled
-    # in only for batches that observe a chain somewhere
-    total, out = lax.cond(jnp.any(evidence[:, :, list(layout.chains)] >= 0), lambda: run(True), lambda: run(False))
+    # in only for batches that observe a chain somewhere (or give it an out-of-range value: the marker)
+    total, out = lax.cond(jnp.any(evidence[:, :, list(layout.chains)] != -1), lambda: run(True), lambda: run(False))
     return DBNPosterior(total, _marginals(model, layout, tb, out, evidence))
 
 

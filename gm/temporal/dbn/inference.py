@@ -15,6 +15,13 @@ per step (one chain at a time), never the O(K^(2M)) of the flattened HMM.
   of the max with respect to the log evidence vectors; a unique maximiser is assumed).
 * ``expected_counts``: the E-step of EM, θ ⊙ ∂ log p(e)/∂θ (estimation itself: ``gm.learn.dbn``).
 
+Values (issue 18, through `gm.validation`): every entry point checks the CPTs (``check_model``) and the
+evidence (``check_evidence``). Eager calls raise ``ValueError`` naming the CPT (slice, variable, position,
+value) or the evidence entry (step, variable, value). Unchecked under ``jax.jit``, the marker: an invalid
+CPT makes log p(e), the marginals of every unobserved entry, expected counts and an MPE's ``log_prob``
+NaN (a sample: all -1); an evidence value out of range (below -1 included) is impossible evidence, whose
+log p(e) is NaN or -inf, never read as unobserved. ``gm.validation.checked`` compiles the checks in.
+
 Reference: K. Murphy (2002), Dynamic Bayesian Networks, PhD thesis, ch. 3.
 """
 
@@ -29,12 +36,13 @@ from jax import lax
 
 from gm import loops
 from gm.bn import tensornet
+from gm.temporal.common import check_probabilities, rows_valid
 from gm.temporal.dbn.factorial import factorial_layout, factorial_smoother, factorial_smoother_one
 from gm.temporal.dbn.structure import DBN, DBNPosterior, Structure
 from gm.types import MPE
 from gm.validation import is_concrete, require
 
-__all__ = ["DBNCounts", "check_evidence", "evidence_vectors", "expected_counts", "filter", "log_evidence", "mpe", "smoother",
+__all__ = ["DBNCounts", "check_evidence", "check_model", "evidence_vectors", "expected_counts", "filter", "log_evidence", "mpe", "smoother",
            "step_flops"]
 
 SMOOTHER_METHODS = ("auto", "general", "factorial")
@@ -170,6 +178,37 @@ def check_evidence(model: DBN, evidence) -> jax.Array:
     return evidence.astype(jnp.int32)
 
 
+def check_model(model: DBN, name: str = "model") -> DBN:
+    """``model`` after the value check every DBN entry point runs on its CPTs.
+
+    Eager (or compiled under `gm.validation.checked`): every CPT entry finite and non-negative and every
+    row summing to one, else ``ValueError`` naming the slice (``initial_cpts`` / ``transition_cpts``), the
+    variable, the position and the value (a model built with the ``DBN(...)`` constructor, changed by
+    ``jax.tree.map`` or returned by an EM step is checked here, not only by ``from_dict``). Unchecked under
+    ``jax.jit`` an invalid model is the marker: the first variable's initial CPT becomes NaN (O(CPT size)
+    work), so log p(e), the marginals of unobserved entries and an MPE's ``log_prob`` are NaN, never
+    plausible numbers.
+
+    Returns:
+        ``model`` (eager: the same object; traced: the possibly poisoned copy).
+
+    Examples:
+        >>> check_model(DBN(model.structure, [jnp.array([1.2, -0.2]), ...], ...))
+        Traceback (most recent call last):
+        ...
+        ValueError: model.initial_cpts['h1'][1] = -0.2 is negative or not finite: every entry must be ...
+    """
+    cpts = (("initial_cpts", model.initial_cpts), ("transition_cpts", model.transition_cpts))
+    for kind, tables in cpts:
+        for var, table in zip(model.names, tables):
+            check_probabilities(table, f"{name}.{kind}[{var!r}]")
+    if is_concrete(model):
+        return model
+    ok = rows_valid(*model.initial_cpts, *model.transition_cpts)
+    first = jnp.where(ok, model.initial_cpts[0], jnp.nan)
+    return DBN(model.structure, (first,) + model.initial_cpts[1:], model.transition_cpts)
+
+
 def evidence_vectors(model: DBN, evidence) -> tuple[jax.Array, ...]:
     """Indicator vectors λ_v f32[T, card_v] from ``int32[T, n_vars]`` (-1: all ones), one per variable.
 
@@ -244,6 +283,7 @@ def log_evidence(model: DBN, evidence) -> jax.Array:
     Examples:
         >>> total = jnp.sum(jax.vmap(lambda e: log_evidence(model, e))(evidences))   # a batch
     """
+    model = check_model(model)
     return _forward_sum(model, evidence_vectors(model, evidence))[0]
 
 
@@ -262,6 +302,7 @@ def filter(model: DBN, evidence) -> DBNPosterior:  # noqa: A001
     Examples:
         >>> p_emotion = filter(model, evidence).marginals["Emotion"]   # f32[T, 7]
     """
+    model = check_model(model)
     total, filt = _forward_sum(model, evidence_vectors(model, evidence), want_filtered=True)
     return DBNPosterior(total, dict(zip(model.names, filt)))
 
@@ -298,6 +339,7 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     if method not in SMOOTHER_METHODS:
         raise ValueError(f"method must be one of {SMOOTHER_METHODS}; got {method!r}")
     s = model.structure
+    model = check_model(model)
     evidence = check_evidence(model, evidence)
     layout = None if method == "general" else factorial_layout(s)
     if method == "factorial" and layout is None:
@@ -396,6 +438,7 @@ def mpe(model: DBN, evidence) -> MPE:
     """
     s = model.structure
     p0, pt = _plans(s)
+    model = check_model(model)
     lams = evidence_vectors(model, evidence)
     log_i = [jnp.log(c) for c in model.initial_cpts]
     log_t = [jnp.log(c) for c in model.transition_cpts]
@@ -440,6 +483,7 @@ def expected_counts(model: DBN, evidence) -> DBNCounts:
         >>> counts = expected_counts(model, evidences)
         >>> float(counts.transition[0].sum())   # one transition of variable 0 per later slice and sequence
     """
+    model = check_model(model)
     evidence = check_evidence(model, evidence)
     batched = evidence.ndim == 3
 
