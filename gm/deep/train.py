@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import zlib
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -370,6 +371,10 @@ def _manager(directory: str, max_to_keep: int | None = None):
 _LEAVES = "_saved_leaves"  # the shapes and dtypes as written, in the metadata (orbax casts on restore)
 
 
+def _checksum(value: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(value).tobytes())
+
+
 def _as_dict(tree) -> dict[str, Any]:
     return {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
 
@@ -386,7 +391,9 @@ def save_checkpoint(directory: str, step: int, tree, metadata: dict | None = Non
     manager = _manager(directory, max_to_keep)
     leaves = _as_dict(tree)
     metadata = dict(metadata or {})
-    metadata[_LEAVES] = {k: [list(v.shape), str(v.dtype)] for k, v in leaves.items()}  # checked on restore
+    # shape, dtype and a CRC-32 of each leaf's bytes, checked on restore: orbax casts silently and reads a
+    # flipped bit in a stored chunk back as a plausible number
+    metadata[_LEAVES] = {k: [list(v.shape), str(v.dtype), _checksum(v)] for k, v in leaves.items()}
     manager.save(
         int(step),
         args=ocp.args.Composite(
@@ -427,8 +434,10 @@ def _leaf_names(template) -> list[str]:
 def restore_checkpoint(directory: str, template, step: int | None = None) -> Checkpoint:
     """Restore a :class:`Checkpoint` ``(tree, metadata)`` from checkpoint ``step`` (default: the newest).
 
-    Every restored leaf is verified: its shape and dtype must be the template's, and its values finite (a
-    flipped bit in a chunk that decodes to NaN or inf is caught here, not in the first training step).
+    Every restored leaf is verified: its shape and dtype must be the template's, its bytes must match the
+    CRC-32 :func:`save_checkpoint` wrote with them (a flipped bit in a stored chunk is caught here, even
+    one that decodes to a plausible number), and its values finite (caught here, not in the first
+    training step).
     Any failure to read the step (a corrupt or partial step folder, broken JSON metadata) is a
     ``ValueError`` that names the folder and the step and says what to do.
 
@@ -440,7 +449,8 @@ def restore_checkpoint(directory: str, template, step: int | None = None) -> Che
     Raises:
         FileNotFoundError: no checkpoint in ``directory``.
         ValueError: the step cannot be read, or a leaf (named by its path in the template) has another
-            shape or dtype than the template's or a non-finite value.
+            shape or dtype than the template's, bytes that do not match their checksum (naming the step's
+            ``tree`` folder) or a non-finite value.
 
     Examples:
         >>> state, meta = restore_checkpoint("runs/vae_mnist/checkpoints/vae", fresh_state)
@@ -492,6 +502,10 @@ def restore_checkpoint(directory: str, template, step: int | None = None) -> Che
         if shape != want.shape or dtype != want.dtype:
             raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has shape {shape} and "
                              f"dtype {dtype}, the template {want.shape} and {want.dtype}")
+        if written is not None and len(written[f"{i:05d}"]) > 2 and _checksum(value) != written[f"{i:05d}"][2]:
+            raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} does not match the checksum "
+                             f"written with it: a file under {os.path.join(where, str(step), 'tree')!r} is "
+                             f"corrupt; {advice}")
         if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
             bad = tuple(int(j) for j in np.argwhere(~np.isfinite(value))[0]) if value.ndim else ()
             raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has a non-finite value "
