@@ -31,6 +31,13 @@ non-saturating or least squares); the config, the latent inputs and the networks
 
 Images are ``f32[B, H, W, C]`` in [0, 1]; G ends in a sigmoid and D and E read ``2 x - 1``.
 
+Values (issue 18): :func:`check_batch` is the training loop's check of the data (pixels finite in [0, 1],
+cGAN labels in range); the jitted steps skip and flag an update whose batch, loss or gradients are bad
+(``finite`` 0.0, the player's loss NaN), so the shared runner stops there.
+
+Length: about 530 lines. The four models share every step, loss and state helper here; their networks
+and losses already live apart (:mod:`gm.deep.gan_networks`, :mod:`gm.deep.gan_losses`).
+
 Example:
     >>> import jax
     >>> from gm import data

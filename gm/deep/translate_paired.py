@@ -35,6 +35,9 @@ Example:
     >>> state, metrics = translate_paired.train_step(jax.random.key(1), config, state, batch)
     >>> translate_paired.sample(jax.random.key(2), config, state, batch["input"], 5).shape
     (4, 5, 16, 16, 3)
+
+Length: about 500 lines. Six models that differ only in their generator-side loss, each a short named
+function beside the others, sharing the config, the steps and the sampling.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ def _position(at) -> str:
     return "[" + ", ".join(str(i) for i in at) + "]"
 
 
-def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL) -> None:
+def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL, over: str = "the K states") -> None:
     """Every entry of ``probs`` finite and non-negative and every row (last axis) summing to one.
 
     Eager: ``ValueError`` naming ``name``, the position and the value (or the row and its sum). Under
@@ -283,6 +283,7 @@ def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL) -> None
         probs: f32[..., K] probability rows (``initial`` f32[K], ``transition`` f32[K, K] or f32[T-1, K, K]).
         name: the argument's name in the message.
         atol: tolerance on each row's sum.
+        over: what a row is a distribution over, for the message.
 
     Returns:
         None; the check raises instead.
@@ -308,7 +309,7 @@ def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL) -> None
         if at is None:
             return f"{name} has a row that does not sum to 1"
         row = f"{name}{_position(at)}" if values.ndim > 1 else name
-        return f"{row} does not sum to 1: sum = {float(sums[at]):.6g} (rows are distributions over the K states)"
+        return f"{row} does not sum to 1: sum = {float(sums[at]):.6g} (rows are distributions over {over})"
 
     require(abs(sums - 1.0) <= atol, bad_row)
 

@@ -349,6 +349,58 @@ def test_dbn_valid_inputs_agree_with_the_unrolled_network():
         tm.dbn.sample(jax.random.key(0), FACTORIAL, 0)
 
 
+# ------------------------------------------------------------------------ emission parameters, settings
+
+BAD_EMISSIONS = [  # (family, params, message): each used to give plausible numbers or NaN with no error
+    (tm.Categorical(3), tm.CategoricalParams(jnp.array([[1.2, -0.2, 0.0], [0.3, 0.3, 0.4]])),
+     r"model.emission.probs\[0, 1\] = -0.2 is negative"),
+    (tm.Categorical(3), tm.CategoricalParams(jnp.array([[0.5, 0.2, 0.0], [0.3, 0.3, 0.4]])),
+     r"model.emission.probs\[0\] does not sum to 1: sum = 0.7 \(rows are distributions over the V symbols\)"),
+    (tm.Gaussian(1), tm.GaussianParams(jnp.zeros((2, 1)), jnp.array([[-1.0], [1.0]])),
+     r"model.emission.covars \(variances\)\[0, 0\] = -1: every entry must be finite and > 0"),
+    (tm.Gaussian(1), tm.GaussianParams(jnp.array([[np.nan], [0.0]]), jnp.ones((2, 1))),
+     r"model.emission.means\[0, 0\] = nan: every entry must be finite"),
+    (tm.Poisson(1), tm.PoissonParams(jnp.array([[0.0], [2.0]])), r"model.emission.rates\[0, 0\] = 0"),
+    (tm.GaussianMixture(1, 2), tm.GaussianMixtureParams(jnp.array([[0.5, 0.6], [0.5, 0.5]]), jnp.zeros((2, 2, 1)),
+                                                       jnp.ones((2, 2, 1))),
+     r"model.emission.weights\[0\] does not sum to 1: sum = 1.1"),
+]
+
+
+@pytest.mark.parametrize("family,params,message", BAD_EMISSIONS)
+def test_invalid_emission_parameters_raise_eagerly_and_mark_under_jit(family, params, message):
+    model = tm.HMM(jnp.asarray(PI), jnp.asarray(A), params)
+    obs = np.array([0, 2, 1], np.int32) if isinstance(family, tm.Categorical) else np.array([[1.0], [2.0], [0.0]],
+                                                                                              np.float32)
+    for call in (tm.posterior, tm.log_likelihood, tm.model.expected_counts):
+        with pytest.raises(ValueError, match=message):
+            call(family, model, obs)
+    post = jax.jit(lambda m: tm.posterior(family, m, obs))(model)
+    assert np.isnan(float(post.log_evidence)) and np.all(np.isnan(post.marginals))
+    with pytest.raises(ValueError, match=message.replace("model.emission", "params")):
+        family.log_likelihood(params, obs)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: tm.Categorical(0), "Categorical.num_symbols must be positive int; got 0"),
+    (lambda: tm.Categorical(3, concentration=-1.0), "Categorical.concentration must be positive; got -1.0"),
+    (lambda: tm.Gaussian(2, min_covar=0.0), "Gaussian.min_covar must be positive"),
+    (lambda: tm.Poisson(1, rate_prior=(0.0, 1.0)), r"Poisson.rate_prior must be \(shape > 0, rate >= 0\)"),
+    (lambda: tm.GaussianMixture(1, 0), "GaussianMixture.num_components must be positive int"),
+])
+def test_family_settings_are_checked(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_learn_hmm_init_checks_its_data():
+    """init used to start from symbols out of range (and from 0 states) without a word."""
+    with pytest.raises(ValueError, match=r"obs\[0, 1\] = 5 is not a symbol of Categorical\(3\)"):
+        learn.hmm.init(jax.random.key(0), FAMILY, 2, np.array([[0, 5, 1]], np.int32))
+    with pytest.raises(ValueError, match="num_states must be a positive int; got 0"):
+        learn.hmm.init(jax.random.key(0), FAMILY, 0, np.array([[0, 1, 1]], np.int32))
+
+
 # ----------------------------------------------------------------------------------------- properties
 
 
@@ -374,3 +426,21 @@ def test_random_inputs_raise_exactly_when_invalid(first, off, lls):
     assert not np.isnan(float(post.log_evidence))
     assert np.all(m >= 0) and np.all(m <= 1 + 1e-6)
     np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=st.lists(st.integers(-3, 4), min_size=6, max_size=6))
+def test_dbn_evidence_raises_exactly_when_invalid(values):
+    """Property: the factorial DBN smoother raises iff an evidence value is out of range for its variable;
+    otherwise every marginal is a distribution and log p(e) is finite."""
+    ev = np.asarray(values, np.int32).reshape(2, 3)
+    cards = np.asarray(FACTORIAL.cards)
+    if np.any((ev < -1) | (ev >= cards)):
+        with pytest.raises(ValueError, match="is out of range"):
+            tm.dbn.smoother(FACTORIAL, ev)
+        return
+    post = tm.dbn.smoother(FACTORIAL, ev)
+    assert np.isfinite(float(post.log_evidence))
+    for m in post.marginals.values():
+        m = np.asarray(m)
+        assert np.all((m >= 0) & (m <= 1 + 1e-6)) and np.allclose(m.sum(-1), 1.0, atol=1e-5)
