@@ -19,22 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _median(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from experiments._common import median_seconds
 
 
 def _checked(fn):
@@ -56,17 +46,17 @@ def bench_bn(repeats: int) -> dict:
     evs = jnp.asarray(np.where(np.asarray(jax.random.uniform(k2, x.shape)) < 0.2, x, -1), jnp.int32)
     batched = jax.vmap(bn.marginals, in_axes=(None, 0))
     fast = jax.jit(batched)
-    out = {"jit": _median(lambda: fast(net, evs), repeats)}
+    out = {"jit": median_seconds(lambda: fast(net, evs), repeats)}
     safe = _checked(batched)
     if safe is not None:
-        out["checked"] = _median(lambda: safe(net, evs), repeats)
+        out["checked"] = median_seconds(lambda: safe(net, evs), repeats)
         from gm.bn.evidence import check_evidence_values
 
         def eager():
             check_evidence_values(net, np.asarray(evs))
             return fast(net, evs)
 
-        out["eager_checks"] = _median(eager, repeats)
+        out["eager_checks"] = median_seconds(eager, repeats)
     return out
 
 
@@ -86,10 +76,10 @@ def bench_hmm(repeats: int) -> dict:
     log_lik = jax.random.normal(k3, (B, T, K))
     batched = jax.vmap(tm.smoother, in_axes=(None, None, 0))
     fast = jax.jit(batched)
-    out = {"jit": _median(lambda: fast(initial, transition, log_lik), repeats)}
+    out = {"jit": median_seconds(lambda: fast(initial, transition, log_lik), repeats)}
     safe = _checked(batched)
     if safe is not None:
-        out["checked"] = _median(lambda: safe(initial, transition, log_lik), repeats)
+        out["checked"] = median_seconds(lambda: safe(initial, transition, log_lik), repeats)
         from gm.temporal.common import check_log_lik, check_probabilities
 
         def eager():
@@ -98,7 +88,7 @@ def bench_hmm(repeats: int) -> dict:
             check_log_lik(np.asarray(log_lik))
             return fast(initial, transition, log_lik)
 
-        out["eager_checks"] = _median(eager, repeats)
+        out["eager_checks"] = median_seconds(eager, repeats)
     return out
 
 
