@@ -99,8 +99,10 @@ def test_kicks_deterministic_and_never_worse(x64):
 
 
 @pytest.mark.slow
-def test_default_at_least_pgmpy_on_insurance(x64):
-    # insurance, N = 10,000, BIC: the greedy climb and the greedy + tabu climb score ~1,000 below pgmpy
+def test_default_at_least_pgmpy_on_insurance():
+    # insurance, N = 10,000, BIC, the search in float32 as by default: the greedy climb and the greedy climb +
+    # tabu phase (kicks=0) end 500-1,100 below pgmpy (depending on pgmpy's tie order), the default with its kick
+    # 300-1,300 above
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pgmpy.estimators import HillClimbSearch
@@ -108,5 +110,6 @@ def test_default_at_least_pgmpy_on_insurance(x64):
     data = np.asarray(bn.sample(jax.random.fold_in(jax.random.key(0), 10_000), net, 10_000))
     ours = hill_climb(data, net, score="bic")
     dag = HillClimbSearch(pgmpy_frame(net, data)).estimate(scoring_method="bic-d", show_progress=False)
-    theirs = network_score(data, pgmpy_parents(net, dag), variables=net, score="bic")
-    assert network_score(data, ours.structure, score="bic") >= theirs
+    with jax.enable_x64(True):
+        theirs = network_score(data, pgmpy_parents(net, dag), variables=net, score="bic")
+        assert network_score(data, ours.structure, score="bic") >= theirs
