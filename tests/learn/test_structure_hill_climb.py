@@ -102,7 +102,7 @@ def test_kicks_deterministic_and_never_worse(x64):
 def test_default_at_least_pgmpy_on_insurance():
     # insurance, N = 10,000, BIC, the search in float32 as by default: the greedy climb and the greedy climb +
     # tabu phase (kicks=0) end 500-1,100 below pgmpy (depending on pgmpy's tie order), the default with its kick
-    # 300-1,300 above
+    # 270-850 above
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pgmpy.estimators import HillClimbSearch
