@@ -640,7 +640,8 @@ def bench_dbn_scaling(Ms, Ks, *, kinds=DBN_KINDS, B=16, T=100, V=8, repeats=3, m
     from gm.temporal import dbn
 
     rows, skipped, measured = [], [], {}
-    cells = sorted(((kind, M, K) for kind in kinds for M in Ms for K in Ks), key=lambda c: (c[0], c[2] ** c[1], c))
+    cells = sorted(((kind, M, K) for kind in kinds for M in Ms for K in Ks),
+                   key=lambda c: (kinds.index(c[0]), c[2] ** c[1], c))
     for kind, M, K in cells:
         S = K**M
         print(f"dbn scaling {kind} M={M} K={K} ({S} states, load {os.getloadavg()[0]:.1f}) ...", flush=True)
@@ -694,7 +695,10 @@ def bench_dbn_scaling(Ms, Ks, *, kinds=DBN_KINDS, B=16, T=100, V=8, repeats=3, m
                     d = max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(a[1], b[1]))
                     rel = float(jnp.max(jnp.abs(a[0] - b[0]) / jnp.abs(b[0])))
                     row[f"max |marginals - {side}|"], row[f"max |log-ev - {side}| rel"] = d, rel
-                    assert d < 1e-5 and rel < 1e-5, (kind, M, K, side, d, rel)
+                    # against the flattened HMM to 1e-5; two float32 structured paths summing 32,768 joint
+                    # states in different orders differ by a few 1e-5 (M = 5, K = 8)
+                    tol = 1e-5 if side == "flattened" else 1e-4
+                    assert d < tol and rel < 1e-5, (kind, M, K, side, d, rel)
         rows.append(row)
         if out is not None:
             write_results(os.path.join(out, "results.json"), {"rows": rows, "skipped": skipped})
