@@ -17,6 +17,11 @@ per step (one chain at a time), never the O(K^(2M)) of the flattened HMM.
   of the max with respect to the log evidence vectors; a unique maximiser is assumed).
 * ``expected_counts``: the E-step of EM, θ ⊙ ∂ log p(e)/∂θ (estimation itself: ``gm.learn.dbn``).
 
+Length: the smoother exists twice, per sequence (``_general_smoother``, what ``jax.vmap``, ``filter``
+and the per-sequence oracles use) and batch-minor on a batch (``_batch_smoother``, its plans carrying a
+batch label); both share the planning helpers and the contraction wrapper, which is why they sit in one
+module. About a quarter of the file is docstrings.
+
 Reference: K. Murphy (2002), Dynamic Bayesian Networks, PhD thesis, ch. 3.
 """
 
