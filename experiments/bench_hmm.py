@@ -544,6 +544,234 @@ def main_grid(args):
     return res
 
 
+# ------------------------------------------------------------------------- structured DBNs at scale
+
+DBN_KINDS = ("factorial", "coupled")
+
+
+def _dbn_problem(kind, M, K, V, rng):
+    """A random DBN of ``kind`` with M chains of K states and its flattened K^M-state HMM: (model,
+    flattened initial f64[K^M], transition f64[K^M, K^M] or None where it would not fit, the leaves' CPTs
+    as (leaf variable, its chains, f64[*K, V]) for the flattened log-likelihoods).
+
+    factorial: ``dbn.factorial_hmm`` (independent chains, one observation of all chains). coupled: chain m
+    depends on the previous states of chains m - 1, m, m + 1 and has its own observation (the coupled HMM
+    of Murphy 2002, fig. 2.11, M chains)."""
+    from gm.temporal import dbn
+
+    inits = [rng.dirichlet(np.ones(K)) for _ in range(M)]
+    names = [f"h{m + 1}" for m in range(M)]
+    if kind == "factorial":
+        trans = [0.7 * np.eye(K) + 0.3 * rng.dirichlet(np.ones(K), size=K) for _ in range(M)]
+        emission = rng.dirichlet(np.ones(V), size=(K,) * M)
+        model = dbn.factorial_hmm(inits, trans, emission)
+        leaves = [(M, tuple(range(M)), emission)]
+        parents = [(m,) for m in range(M)]
+    else:
+        parents = [tuple(j for j in (m - 1, m, m + 1) if 0 <= j < M) for m in range(M)]
+        trans = [rng.dirichlet(np.ones(K) * 0.5, size=(K,) * len(p)) for p in parents]
+        emits = [rng.dirichlet(np.ones(V), size=K) for _ in range(M)]
+        ys = [f"y{m + 1}" for m in range(M)]
+        model = dbn.from_dict(
+            {**{n: K for n in names}, **{y: V for y in ys}},
+            initial_parents={y: [n] for y, n in zip(ys, names)},
+            transition_parents={**{n: [names[j] + "[-1]" for j in p] for n, p in zip(names, parents)},
+                                **{y: [n] for y, n in zip(ys, names)}},
+            initial_cpts={**dict(zip(names, inits)), **dict(zip(ys, emits))},
+            transition_cpts={**dict(zip(names, trans)), **dict(zip(ys, emits))})
+        leaves = [(M + m, (m,), emits[m]) for m in range(M)]
+    S = K**M
+    A = None
+    if 4 * S * S <= 2**31:  # the flattened transition, where it fits in 2 GiB
+        A = np.ones((S, S))
+        prev = np.unravel_index(np.arange(S), (K,) * M)
+        for m, p in enumerate(parents):  # A[s, s'] = Π_m p(h'_m | h_pa(m)(s))
+            A *= trans[m][tuple(prev[j] for j in p)][:, prev[m]]
+    return model, _kron_all(inits), A, leaves
+
+
+def _dbn_flat_loglik(leaves, M, K, ev):
+    """f32[B, T, K^M]: log p(observations | joint chain state) of the flattened HMM (inside the jit)."""
+    S = K**M
+    ll = 0.0
+    for var, chains, cpt in leaves:
+        table = jnp.log(jnp.asarray(cpt, jnp.float32))  # [*K of chains, V]
+        shape = [1] * M + [cpt.shape[-1]]
+        for c in chains:
+            shape[c] = K
+        table = jnp.broadcast_to(table.reshape(shape), (K,) * M + (cpt.shape[-1],)).reshape(S, -1)
+        ll = ll + jnp.moveaxis(table[:, ev[:, :, var]], 0, -1)
+    return ll
+
+
+def _frontier_madds(parents, K):
+    """Multiply-adds per sequence of one forward step of the chain path: chain m's CPT multiplied into a
+    message over the next states so far and the previous states still needed (M K^(M+1) for a factorial
+    HMM)."""
+    M = len(parents)
+    last = {j: max(m for m in range(M) if j in parents[m]) for j in range(M)}
+    held, total = set(range(M)), 0
+    for m in range(M):
+        total += K ** (len(held | set(parents[m])) + 1)
+        held = {j for j in held if last.get(j, M) > m} | {M + k for k in range(m + 1)}
+    return total
+
+
+def _compiled_temp_bytes(fn, *args):
+    """XLA's own count of a compiled call's temporary buffers (``memory_analysis``), or None."""
+    try:
+        m = jax.jit(fn).lower(*args).compile().memory_analysis()
+        return int(m.temp_size_in_bytes + m.output_size_in_bytes)
+    except Exception:  # pragma: no cover - backends without the analysis
+        return None
+
+
+def bench_dbn_scaling(Ms, Ks, *, kinds=DBN_KINDS, B=16, T=100, V=8, repeats=3, max_call_s=30.0, out=None):
+    """Structured DBN smoothing (``dbn.smoother`` on the batch: the chain fast path) against the
+    flattened K^M-state HMM (``tm.smoother`` vmapped, log-likelihoods computed in the same jit) and the
+    general 2-TBN engine (``method="general"``, batch-minor), over M chains x K states, same sequences.
+
+    Cells run cheapest first (K^M); a side is skipped where its flattened transition would not fit in
+    2 GiB, or where one call is predicted (from the same side's last cell, scaled by its multiply-adds
+    per step) to take over ``max_call_s``. Every timed cell asserts that the chains' marginals and the
+    log-evidence of the structured path equal the flattened HMM's (and the general engine's) to 1e-5.
+    Memory: the bytes of each side's largest buffers, computed, and XLA's count of the compiled call's
+    temporaries and outputs."""
+    from gm.temporal import dbn
+
+    rows, skipped, measured = [], [], {}
+    cells = sorted(((kind, M, K) for kind in kinds for M in Ms for K in Ks),
+                   key=lambda c: (kinds.index(c[0]), c[2] ** c[1], c))
+    for kind, M, K in cells:
+        S = K**M
+        print(f"dbn scaling {kind} M={M} K={K} ({S} states, load {os.getloadavg()[0]:.1f}) ...", flush=True)
+        rng = np.random.default_rng(M * 100 + K)
+        model, pi, A, leaves = _dbn_problem(kind, M, K, V, rng)
+        ev = jax.vmap(lambda k: dbn.sample(k, model, T))(jax.random.split(jax.random.key(M * 100 + K), B))
+        ev = ev.at[:, :, :M].set(-1)  # the chains hidden, every observation seen
+        names = [f"h{m + 1}" for m in range(M)]
+        parents = dbn.factorial_layout(model.structure).chain_parents
+        frontier = _frontier_madds(parents, K)
+        work = {"structured": 3 * frontier, "flattened": 2 * S * S, "general": 3 * frontier}
+        C = max(1, min(max(1, (4 << 20) // (4 * S * B)), round(T**0.5), T))
+        mem = {"structured": 4 * S * B * (-(-T // C) + C + 2),  # checkpoints, one block, two messages
+               "flattened": 4 * S * S + 3 * 4 * B * T * S,  # transition; log-likelihoods, messages, marginals
+               "general": 2 * 4 * T * S * B}  # every alpha and beta
+        fns = {"structured": (lambda m, e: (lambda p: (p.log_evidence, tuple(p.marginals[n] for n in names)))(
+                   dbn.smoother(m, e, method="factorial")), (model, ev))}
+        if A is not None:
+            def flat(pi, A, ev, M=M, K=K, leaves=leaves):
+                post = jax.vmap(tm.smoother, in_axes=(None, None, 0))(pi, A, _dbn_flat_loglik(leaves, M, K, ev))
+                joint = post.marginals.reshape((B, T) + (K,) * M)
+                return post.log_evidence, tuple(
+                    joint.sum(axis=tuple(2 + j for j in range(M) if j != m)) for m in range(M))
+            fns["flattened"] = (flat, (jnp.asarray(pi, jnp.float32), jnp.asarray(A, jnp.float32), ev))
+        else:
+            skipped.append(dict(kind=kind, M=M, K=K, side="flattened", why=f"transition {4 * S * S / 2**30:.0f} GiB"))
+        fns["general"] = (lambda m, e: (lambda p: (p.log_evidence, tuple(p.marginals[n] for n in names)))(
+            dbn.smoother(m, e, method="general")), (model, ev))
+        row = dict(kind=kind, M=M, K=K, states=S, B=B, T=T, load_average=os.getloadavg()[0],
+                   structured_madds_per_step=work["structured"] // 3, flattened_madds_per_step=S * S)
+        outs = {}
+        for side, (fn, args) in fns.items():
+            prev = measured.get((kind, side))
+            predicted = None if prev is None else prev[1] * work[side] / prev[0]
+            if predicted is not None and predicted > max_call_s:
+                skipped.append(dict(kind=kind, M=M, K=K, side=side, why=f"predicted {predicted:.0f} s a call"))
+                continue
+            if side == "general" and mem[side] > 2**30:
+                skipped.append(dict(kind=kind, M=M, K=K, side=side, why=f"alphas and betas {mem[side] / 2**30:.1f} GiB"))
+                continue
+            jitted = jax.jit(fn)
+            med, comp, cpu = _timeit(lambda: jitted(*args), repeats if predicted is None or predicted > 0.05 else 10)
+            measured[(kind, side)] = (work[side], med)
+            outs[side] = jitted(*args)
+            row[side] = dict(median_s=med, cpu_s=cpu, compile_s=comp, largest_buffers_bytes=mem[side],
+                             xla_temp_and_output_bytes=_compiled_temp_bytes(fn, *args))
+        if "structured" in outs:
+            for side in ("flattened", "general"):
+                if side in outs:
+                    a, b = outs["structured"], outs[side]
+                    d = max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(a[1], b[1]))
+                    rel = float(jnp.max(jnp.abs(a[0] - b[0]) / jnp.abs(b[0])))
+                    row[f"max |marginals - {side}|"], row[f"max |log-ev - {side}| rel"] = d, rel
+                    # against the flattened HMM to 1e-5; two float32 structured paths summing 32,768 joint
+                    # states in different orders differ by a few 1e-5 (M = 5, K = 8)
+                    tol = 1e-5 if side == "flattened" else 1e-4
+                    assert d < tol and rel < 1e-5, (kind, M, K, side, d, rel)
+        rows.append(row)
+        if out is not None:
+            write_results(os.path.join(out, "results.json"), {"rows": rows, "skipped": skipped})
+    return rows, skipped
+
+
+def dbn_scaling_table(rows):
+    """Markdown: one row per (kind, M, K): seconds per side, speed-ups, memory."""
+    def sec(r, side):
+        return f"{r[side]['median_s']:.4g}" if side in r else "-"
+
+    def speed(r, side):
+        return f"{r[side]['median_s'] / r['structured']['median_s']:.1f}x" if side in r and "structured" in r else "-"
+
+    def mib(r, side):
+        return f"{r[side]['largest_buffers_bytes'] / 2**20:.1f}" if side in r else "-"
+
+    out = []
+    for r in rows:
+        out.append([r["kind"], r["M"], r["K"], r["states"], r["structured_madds_per_step"], r["flattened_madds_per_step"],
+                    sec(r, "structured"), sec(r, "flattened"), sec(r, "general"), speed(r, "flattened"),
+                    speed(r, "general"), f"{mib(r, 'structured')} / {mib(r, 'flattened')} / {mib(r, 'general')}",
+                    f"{r['load_average']:.1f}"])
+    return _table(out, ["kind", "M", "K", "K^M", "structured madds/step", "flattened madds/step", "structured s",
+                        "flattened s", "general engine s", "speed-up vs flattened", "vs general",
+                        "largest buffers MiB (structured / flattened / general)", "load"])
+
+
+def dbn_scaling_plot(rows, path):
+    """PNG: the structured path's speed-up over the flattened HMM against K^M, one line per kind and M."""
+    from experiments._common import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, marker in zip(DBN_KINDS, "os"):
+        for M in sorted({r["M"] for r in rows}):
+            pts = [(r["states"], r["flattened"]["median_s"] / r["structured"]["median_s"]) for r in rows
+                   if r["kind"] == kind and r["M"] == M and "flattened" in r and "structured" in r]
+            if pts:
+                ax.plot(*zip(*pts), marker=marker, label=f"{kind}, M={M}")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("joint states K^M")
+    ax.set_ylabel("flattened tm.smoother s / structured s (wall)")
+    ax.set_title("structured DBN smoothing against the flattened HMM")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def main_dbn_scaling(args):
+    """``--only dbn-scaling``: the (kind, M, K) grid, results.md / results.json and dbn_scaling.png."""
+    os.makedirs(args.out, exist_ok=True)
+    kw = (dict(Ms=[2, 3], Ks=[2, 3], B=4, T=20, repeats=1) if args.quick else
+          dict(Ms=args.Ms, Ks=args.dbn_Ks, B=args.dbn_B, T=args.dbn_T))
+    start = time.perf_counter()
+    rows, skipped = bench_dbn_scaling(**kw, max_call_s=args.dbn_max_call_s, out=args.out)
+    res = {"config": dict(kw, devices=str(jax.devices()), cpu_count=os.cpu_count(), seconds=time.perf_counter() - start,
+                          load_average_end=os.getloadavg()), "rows": rows, "skipped": skipped}
+    text = [f"## structured DBN smoothing against the flattened HMM (B = {kw['B']}, T = {kw['T']}; wall s, medians)",
+            "", dbn_scaling_table(rows), ""]
+    if skipped:
+        text += ["skipped: " + "; ".join(f"{s['kind']} M={s['M']} K={s['K']} {s['side']} ({s['why']})"
+                                         for s in skipped), ""]
+    report = "\n".join(text)
+    print(report)
+    write_results(os.path.join(args.out, "results.json"), res)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(report + "\n")
+    dbn_scaling_plot(rows, os.path.join(args.out, "dbn_scaling.png"))
+    return res
+
+
 def _kron_all(mats):
     out = np.asarray(mats[0])
     for m in mats[1:]:
@@ -563,7 +791,7 @@ def main(argv=None):
     ap.add_argument("--out", default="runs/bench_hmm")
     ap.add_argument("--cpu-devices", type=int, default=1,
                     help="split the host CPU into this many JAX devices (adds sharded factorial rows)")
-    ap.add_argument("--only", choices=["all", "factorial"], default="all")
+    ap.add_argument("--only", choices=["all", "factorial", "dbn-scaling"], default="all")
     ap.add_argument("--grid", action="store_true", help="the grid of (K, B, T) cells and tasks instead")
     ap.add_argument("--Ks", type=int, nargs="+", default=[2, 4, 16, 64, 256])
     ap.add_argument("--Bs", type=int, nargs="+", default=[1, 64, 256])
@@ -571,6 +799,11 @@ def main(argv=None):
     ap.add_argument("--long-T", type=int, default=1_000_000, help="the grid's one long sequence (K = 16); 0: none")
     ap.add_argument("--max-call-s", type=float, default=60.0, help="grid: drop a side whose call would take longer")
     ap.add_argument("--budget-s", type=float, default=None, help="grid: start no cell after this many seconds")
+    ap.add_argument("--Ms", type=int, nargs="+", default=[2, 3, 4, 5], help="dbn-scaling: numbers of chains")
+    ap.add_argument("--dbn-Ks", type=int, nargs="+", default=[2, 4, 8, 16], help="dbn-scaling: states per chain")
+    ap.add_argument("--dbn-B", type=int, default=16, help="dbn-scaling: sequences")
+    ap.add_argument("--dbn-T", type=int, default=100, help="dbn-scaling: steps")
+    ap.add_argument("--dbn-max-call-s", type=float, default=30.0, help="dbn-scaling: skip a side whose call would take longer")
     parallel.add_distributed_args(ap)
     args = ap.parse_args(argv)
     if args.cpu_devices > 1:
@@ -578,6 +811,8 @@ def main(argv=None):
     parallel.initialize_from_args(args)
     if args.grid:
         return main_grid(args)
+    if args.only == "dbn-scaling":
+        return main_dbn_scaling(args)
     if args.quick:
         Ks, B, T, reps, hreps, longT, longK = [4], 8, 50, 2, 1, 2000, 8
         fact = dict(M=2, K=3, V=4, B=4, T=30, repeats=2)

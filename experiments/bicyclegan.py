@@ -115,6 +115,7 @@ def fit(name: str, config: translate_paired.TranslationConfig, ds, cfg: dict, *,
     n, bs = inputs.shape[0], cfg["batch_size"]
     base = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
     k_init, k_loop, k_monitor = jax.random.split(base, 3)
+    translate_paired.check_batch(config, {"input": ds.train.inputs, "target": ds.train.targets})  # every epoch's, once
     state = translate_paired.create_state(k_init, config, {"input": inputs[:bs], "target": targets[:bs]})
     train_step = parallel.data_parallel_over_devices(translate_paired.train_step, bs, batch_argnums=3)
     batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(k_loop, epoch), n), n // bs, bs)

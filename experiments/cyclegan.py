@@ -68,6 +68,7 @@ def fit(config: translate_cyclegan.CycleGANConfig, ds, cfg: dict, *, seed: int, 
     a_all, b_all = jnp.asarray(ds.train_a.images), jnp.asarray(ds.train_b.images)
     bs = cfg["batch_size"]
     k_init, k_loop = jax.random.split(jax.random.key(seed))
+    translate_cyclegan.check_batch(config, {"a": ds.train_a.images, "b": ds.train_b.images})  # every epoch's, once
     state = translate_cyclegan.create_state(k_init, config, {"a": a_all[:bs], "b": b_all[:bs]})
     train_step = parallel.data_parallel_over_devices(translate_cyclegan.train_step, bs, batch_argnums=2)
 

@@ -20,9 +20,13 @@ Run ``python -m experiments.gan_mnist --model {gan,cgan,infogan,bigan} [--quick]
 Outputs in ``--out`` (default ``runs/gan_mnist/<model>``): ``results.json``, ``samples.png`` (cGAN: a row
 per class), for InfoGAN ``code_sweep_categorical.png`` and ``code_sweep_continuous.png`` (one code varied,
 the others fixed), for BiGAN ``reconstructions.png``, ``loss_curves.png`` and orbax checkpoints
-(``checkpoints``, ``classifier``). Training stops with a message, keeping the last good checkpoint, when a
-loss turns NaN or the discriminator collapses (it classifies real and fake almost perfectly for
-``collapse_windows`` consecutive logging windows: the generator gets no useful gradient any more).
+(``checkpoints``, ``classifier``). The training digits are checked once, before the first step
+(`gm.deep.gan.check_batch`: finite pixels in [0, 1], labels in range). Training stops with
+``experiments._common.TrainingDiverged``, naming the step and keeping the last good checkpoint, when a loss,
+metric or parameter is not finite at a logging step (the runner's check; the jitted step skips and flags a
+non-finite update) or the discriminator collapses (it classifies real and fake almost perfectly for
+``collapse_windows`` consecutive logging windows: the generator gets no useful gradient any more);
+``results.json`` then records ``status: "diverged"`` and the message.
 """
 
 from __future__ import annotations
@@ -122,12 +126,12 @@ class Divergence(NamedTuple):
 
 
 def divergence(window: dict, cfg: dict, collapsed_windows: int) -> Divergence:
-    """Whether training diverged, from the metrics of one logging window.
+    """Whether the discriminator collapsed, from the metrics of one logging window.
 
-    A loss (``*_loss``, ``*_info``) that is NaN or infinite diverges at once; a discriminator that classifies
-    at least ``cfg["collapse_accuracy"]`` of real and of fake images correctly counts one collapsed window,
-    and ``cfg["collapse_windows"]`` of them in a row diverge (the generator no longer gets a useful
-    gradient).
+    A discriminator that classifies at least ``cfg["collapse_accuracy"]`` of real and of fake images
+    correctly counts one collapsed window, and ``cfg["collapse_windows"]`` of them in a row diverge (the
+    generator no longer gets a useful gradient). Non-finite losses never get here: the runner
+    (``experiments._common.train_loop``) stops at them first.
 
     Args:
         window: ``{metric name: values over the window's steps}``.
@@ -137,9 +141,6 @@ def divergence(window: dict, cfg: dict, collapsed_windows: int) -> Divergence:
     Returns:
         :class:`Divergence` ``(reason or None, collapsed windows in a row including this one)``.
     """
-    values = np.stack([np.asarray(v, np.float64) for k, v in window.items() if k.endswith(("_loss", "_info"))])
-    if not np.all(np.isfinite(values)):
-        return Divergence("a loss is NaN or infinite", collapsed_windows)
     real, fake = np.mean(window["d_real_accuracy"]), np.mean(window["d_fake_accuracy"])
     if real >= cfg["collapse_accuracy"] and fake >= cfg["collapse_accuracy"]:
         collapsed_windows += 1
@@ -161,13 +162,17 @@ def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume:
     steps and the best state so far is kept (and checkpointed with the run); ``run.best`` is that state.
 
     Returns:
-        The :class:`experiments._common.TrainingRun`: finished, interrupted (``stop_after_steps``) or
-        diverged (its ``reason`` says why; the last good checkpoint stays on disk).
+        The :class:`experiments._common.TrainingRun`: finished or interrupted (``stop_after_steps``).
+
+    Raises:
+        experiments._common.TrainingDiverged: a non-finite value or a collapse; its ``run`` says why and
+            where (the last good checkpoint stays on disk).
     """
     images, labels = jnp.asarray(split.images), jnp.asarray(split.labels)
     n, bs = images.shape[0], cfg["batch_size"]
     root = jax.random.fold_in(jax.random.key(seed), gan.MODELS.index(config.model))
     init_key, loop_key, perm_key = jax.random.split(root, 3)
+    gan.check_batch(config, {"image": split.images, "label": split.labels})  # every epoch's batches, once
     state = gan.create_state(init_key, config, {"image": images[:bs], "label": labels[:bs]})
     train_step = parallel.data_parallel_over_devices(gan.train_step, bs, batch_argnums=3)  # itself on one device
     batches = common.EpochBatches(lambda epoch: jax.random.permutation(jax.random.fold_in(perm_key, epoch), n), n // bs, bs)
@@ -201,7 +206,7 @@ def fit(config: gan.GANConfig, split, cfg: dict, *, seed: int, out: str, resume:
                       checkpoint_every=cfg["checkpoint_every"], keep_best=monitor is not None,
                       extra={"collapsed": 0, "monitored": {"step": [], "value": []}}, resume=resume,
                       stop_after=stop_after_steps, progress=progress, desc=config.model,
-                      run_info={"seed": seed, "config": cfg, "model": config}, force=force)
+                      run_info={"seed": seed, "config": cfg, "model": config}, force=force, raise_on_divergence=True)
 
 
 def fit_info(run, *, checkpoint_dir: str, model: str) -> dict:
@@ -404,18 +409,20 @@ def main(argv=None):
     monitor = None
     if args.model == "bigan" and len(ds.validation):  # choose the step by the validation probe, never the test
         monitor = functools.partial(linear_probe, config, fit_split=ds.train, eval_split=ds.validation)
-    run = fit(config, ds.train, cfg, seed=args.seed, out=out, resume=args.resume,
-              stop_after_steps=args.stop_after_steps, progress=progress, monitor=monitor, force=args.force)
+    results = {"model": args.model, "config": cfg, "model_config": dataclasses.asdict(config), "seed": args.seed,
+               "data": {"train": len(ds.train), "validation": len(ds.validation), "test": len(ds.test)}}
+    try:
+        run = fit(config, ds.train, cfg, seed=args.seed, out=out, resume=args.resume,
+                  stop_after_steps=args.stop_after_steps, progress=progress, monitor=monitor, force=args.force)
+    except common.TrainingDiverged as error:  # recorded, then raised: the run did not finish
+        info = fit_info(error.run, checkpoint_dir=os.path.join(out, "checkpoints"), model=args.model)
+        results.update(status="diverged", training=info)
+        common.write_results(out, results)
+        raise
     if run.status == "interrupted":
         print(common.interrupted_message(args.model, run))
         return None
     info = fit_info(run, checkpoint_dir=os.path.join(out, "checkpoints"), model=args.model)
-    results = {"model": args.model, "config": cfg, "model_config": dataclasses.asdict(config), "seed": args.seed,
-               "data": {"train": len(ds.train), "validation": len(ds.validation), "test": len(ds.test)}}
-    if run.status == "diverged":
-        print(info["message"])
-        results.update(status="diverged", training=info)
-        return common.write_results(out, results)
     state = run.state if monitor is None else run.best
 
     k_cls, k_eval, k_fig = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 99), 3)

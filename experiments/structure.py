@@ -11,9 +11,10 @@ network (`gm.bn.sample`). Each method learns a structure from the training recor
 * time: gm's first call (with XLA compilation) and the median of ``--repeats`` more calls (compile apart);
   pgmpy's one call.
 
-Methods: ``hc-bic`` / ``hc-bdeu`` (`hill_climb`, empty start, pgmpy's defaults: tabu 100, epsilon 1e-4, then
-its default tabu phase of n_vars non-improving moves), ``hc-bic-g`` / ``hc-bdeu-g`` (``escape=0``: the greedy
-climb alone, pgmpy's algorithm),
+Methods: ``hc-bic`` / ``hc-bdeu`` (`hill_climb`'s default search from the empty start: pgmpy's greedy climb
+with its defaults, tabu 100 and epsilon 1e-4, then a tabu phase of 10 non-improving moves and one kick, a
+climb from the best graph perturbed), ``hc-bic-g`` / ``hc-bdeu-g`` (``escape=0``: the greedy climb alone,
+pgmpy's algorithm),
 ``hc-bic-r`` / ``hc-bdeu-r`` (`hill_climb_restarts`, 6 more climbs), ``pc-chi2`` (`pc`, alpha 0.01, at most 5
 conditioning variables), ``exact-bic`` (`exact_search`; child with at most 2 parents per variable; larger
 networks are refused by its memory estimate), ``chow-liu``; pgmpy's ``HillClimbSearch`` (bic-d, bdeu)

@@ -31,6 +31,13 @@ non-saturating or least squares); the config, the latent inputs and the networks
 
 Images are ``f32[B, H, W, C]`` in [0, 1]; G ends in a sigmoid and D and E read ``2 x - 1``.
 
+Values (issue 18): :func:`check_batch` is the training loop's check of the data (pixels finite in [0, 1],
+cGAN labels in range); the jitted steps skip and flag an update whose batch, loss or gradients are bad
+(``finite`` 0.0, the player's loss NaN), so the shared runner stops there.
+
+Length: about 530 lines. The four models share every step, loss and state helper here; their networks
+and losses already live apart (:mod:`gm.deep.gan_networks`, :mod:`gm.deep.gan_losses`).
+
 Example:
     >>> import jax
     >>> from gm import data
@@ -68,7 +75,8 @@ from gm.deep.gan_networks import (
     generator_condition,
     sample_latent,
 )
-from gm.deep.train import LossAndMetrics, TrainState, TrainStep, make_optimizer
+from gm.deep.train import (LossAndMetrics, TrainState, TrainStep, apply_if_finite, check_images, check_labels,
+                           make_optimizer, mark_skipped, valid_images)
 
 __all__ = [
     # re-exported from gm.deep.gan_networks
@@ -83,6 +91,7 @@ __all__ = [
     "discriminator_loss_fn",
     "generator_loss_fn",
     "GANState",
+    "check_batch",
     "create_state",
     "discriminator_step",
     "generator_step",
@@ -159,6 +168,36 @@ def _check_batch(config: GANConfig, batch, name="batch"):
                          f"(GANConfig.image_shape), got shape {images.shape}")
     if config.model == "cgan" and "label" not in batch:
         raise ValueError(f"a conditional GAN needs {name}['label']")
+
+
+def check_batch(config: GANConfig, batch) -> None:
+    """The training loop's check of a batch (or the whole training set), once per epoch or run: the images
+    have ``config.image_shape`` and every pixel is finite and in [0, 1]; a cGAN's labels are class indices
+    in ``[0, n_classes)``. ``ValueError`` naming the pixel (or label), its value and the image; eager, or
+    compiled under `gm.validation.checked`. :func:`train_step` itself skips an invalid batch (see there).
+
+    Args:
+        config: the model config.
+        batch: ``{"image": f32[B, H, W, C], "label": int32[B]}`` (labels only for the cGAN).
+
+    Returns:
+        None.
+
+    Examples:
+        >>> gan.check_batch(config, {"image": images * 255})   # ValueError: ... must be finite and in [0, 1] ...
+    """
+    _check_batch(config, {**batch, "image": jnp.asarray(batch["image"])})
+    check_images(batch["image"], "batch['image']")
+    if config.model == "cgan":
+        check_labels(batch["label"], config.n_classes, "batch['label']")
+
+
+def _valid_batch(config: GANConfig, batch) -> jax.Array:
+    """bool[]: every pixel finite and in [0, 1], and (cGAN) every label in ``[0, n_classes)``."""
+    ok = jnp.all(valid_images(batch["image"]))
+    if config.model == "cgan":
+        ok = ok & jnp.all((batch["label"] >= 0) & (batch["label"] < config.n_classes))
+    return ok
 
 
 def _batch_latent(key, config, batch):
@@ -335,7 +374,9 @@ def _discriminator_step(key, config: GANConfig, state: GANState, batch) -> Train
     grads, metrics = jax.grad(discriminator_loss_fn, argnums=1, has_aux=True)(
         config, state.discriminator.params, state.generator.params, e_params, batch, latent,
         dropout_key=dropout_key)
-    return TrainStep(state.replace(discriminator=state.discriminator.apply_gradients(grads)), metrics)
+    loss = metrics["d_loss"]
+    discriminator, ok = apply_if_finite(state.discriminator, grads, loss, valid=_valid_batch(config, batch))
+    return TrainStep(state.replace(discriminator=discriminator), mark_skipped(metrics, ok, "d_loss"))
 
 
 def _generator_step(key, config: GANConfig, state: GANState, batch) -> TrainStep:
@@ -343,10 +384,12 @@ def _generator_step(key, config: GANConfig, state: GANState, batch) -> TrainStep
     grad_fn = jax.grad(generator_loss_fn, argnums=(1, 2), has_aux=True)
     (g_grads, e_grads), metrics = grad_fn(config, state.generator.params, e_params, state.discriminator.params,
                                           batch, latent, dropout_key=dropout_key)
-    new = state.replace(generator=state.generator.apply_gradients(g_grads))
-    if state.encoder is not None:
-        new = new.replace(encoder=state.encoder.apply_gradients(e_grads))
-    return TrainStep(new, metrics)
+    valid = _valid_batch(config, batch)
+    generator, ok = apply_if_finite(state.generator, g_grads, metrics["g_loss"], e_grads, valid=valid)
+    new = state.replace(generator=generator)
+    if state.encoder is not None:  # updated together with G, or skipped together
+        new = new.replace(encoder=apply_if_finite(state.encoder, e_grads, metrics["g_loss"], g_grads, valid=valid)[0])
+    return TrainStep(new, mark_skipped(metrics, ok, "g_loss"))
 
 
 @jax.jit
@@ -366,7 +409,8 @@ def discriminator_step(key: jax.Array, config: GANConfig, state: GANState, batch
     Returns:
         :class:`~gm.deep.train.TrainStep` ``(new_state, metrics)``: ``d_loss``, ``d_adversarial``,
         ``d_real_accuracy``, ``d_fake_accuracy`` (fractions of real / fake examples on the right side of the
-        decision threshold), ``d_info``.
+        decision threshold), ``d_info``, and ``finite`` (0.0 with ``d_loss`` NaN when the update was skipped,
+        as in :func:`train_step`).
     """
     return _discriminator_step(key, config, state, batch)
 
@@ -383,7 +427,8 @@ def generator_step(key: jax.Array, config: GANConfig, state: GANState, batch) ->
 
     Returns:
         :class:`~gm.deep.train.TrainStep` ``(new_state, metrics)``: ``g_loss``, ``g_adversarial``, for
-        InfoGAN ``g_info`` and ``q_categorical_accuracy`` (Q recovers the code of a fake).
+        InfoGAN ``g_info`` and ``q_categorical_accuracy`` (Q recovers the code of a fake), and ``finite``
+        (0.0 with ``g_loss`` NaN when the update was skipped, as in :func:`train_step`).
     """
     return _generator_step(key, config, state, batch)
 
@@ -395,15 +440,24 @@ def train_step(key: jax.Array, config: GANConfig, state: GANState, batch) -> Tra
     Every discriminator step sees the same real batch with fresh noise; the generator step draws fresh
     noise again. Metrics are those of the last discriminator step and of the generator step.
 
+    Values are not checked inside the (jitted) step; instead a player's update whose batch has a pixel
+    that is not finite or not in [0, 1] (or, for the cGAN, a label outside ``[0, n_classes)``), or whose
+    loss or gradients are not finite, is skipped: that player's state is returned unchanged, and the
+    marker is in the metrics: ``finite`` is 0.0 and the skipped player's loss (``d_loss`` / ``g_loss``)
+    is NaN (``finite`` 1.0 otherwise). The training loop stops at such a step
+    (``experiments._common.train_loop``); check the data once with :func:`check_batch`.
+
     Examples:
         >>> state, metrics = gan.train_step(jax.random.key(1), config, state, batch)
     """
     keys = jax.random.split(key, config.d_steps + 1)
     metrics = {}
+    finite = jnp.asarray(1.0)
     for i in range(config.d_steps):
         state, metrics = _discriminator_step(keys[i], config, state, batch)
+        finite = jnp.minimum(finite, metrics["finite"])
     state, g_metrics = _generator_step(keys[-1], config, state, batch)
-    return TrainStep(state, {**metrics, **g_metrics})
+    return TrainStep(state, {**metrics, **g_metrics, "finite": jnp.minimum(finite, g_metrics["finite"])})
 
 
 # ------------------------------------------------------------------------------------------- inference

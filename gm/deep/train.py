@@ -11,6 +11,13 @@ stopping.
 * :func:`save_checkpoint` / :func:`restore_checkpoint` write and read any pytree plus a JSON dictionary
   with orbax; restoring needs a template of the same structure (e.g. a freshly created state).
 * :class:`EarlyStopping` is plain Python state that round-trips through JSON (so it can be checkpointed).
+* Value guards every family's training shares (issue 18): :func:`valid_images`, :func:`check_images`,
+  :func:`check_labels` (the batch checks of a training loop), :func:`apply_if_finite` and
+  :func:`mark_skipped` (a jitted step skips and flags an update whose batch, loss or gradients are bad).
+
+Length: about 580 lines. The one module that every deep family's training imports (state, optimiser,
+guards, checkpoints, early stopping); each part is small, and splitting them would give every family
+four imports for one concern.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import zlib
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -26,12 +34,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gm.validation import is_concrete, require
+
 __all__ = [
     "static_config",
     "check_choices",
     "check_learning_rates",
     "all_finite",
     "keep_if_finite",
+    "valid_images",
+    "check_images",
+    "check_labels",
+    "GuardedUpdate",
+    "apply_if_finite",
+    "mark_skipped",
     "TrainState",
     "TrainStep",
     "LossAndMetrics",
@@ -115,6 +131,124 @@ def keep_if_finite(ok, new_state, old_state):
         >>> state = keep_if_finite(all_finite(loss, grads), state.apply_gradients(grads), state)
     """
     return jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, old_state)
+
+
+def valid_images(images, *, unit_interval: bool = True):
+    """bool array shaped like ``images``: the pixel is finite (and, with ``unit_interval``, in [0, 1]).
+
+    A numpy array for concrete input, a traced array inside ``jit`` (the steps fold it into their
+    ``finite`` flag).
+
+    Examples:
+        >>> valid_images(np.array([0.5, 2.0, np.nan])).tolist()
+        [True, False, False]
+    """
+    x = np.asarray(images) if is_concrete(images) else jnp.asarray(images)
+    ok = np.isfinite(x) if isinstance(x, np.ndarray) else jnp.isfinite(x)
+    if unit_interval:
+        ok = ok & (x >= 0) & (x <= 1)
+    return ok
+
+
+def check_images(images, name: str, *, unit_interval: bool = True, why: str = "") -> None:
+    """The value check of a batch of images (a training loop's, once per epoch or run): every pixel
+    finite, and with ``unit_interval`` in [0, 1]; ``ValueError`` naming ``name``, the pixel's position,
+    its value and the image (eager), or a `gm.validation.checked` check (compiled).
+
+    Args:
+        images: ``f32[B, H, W, C]`` (any shape; the first axis is the image).
+        name: the argument in the message, e.g. ``"batch['image']"``.
+        unit_interval: pixels must lie in [0, 1].
+        why: appended to the rule in the message, e.g. ``" (Bernoulli likelihood)"``.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: (eager) a NaN or infinite pixel, or one outside [0, 1].
+
+    Examples:
+        >>> check_images(np.array([[0.5, 255.0]]), "batch['image']")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch['image'][0, 1] = 255.0: every pixel must be finite and in [0, 1] (image 0)
+    """
+    x = np.asarray(images) if is_concrete(images) else jnp.asarray(images)
+    want = ("finite and in [0, 1]" if unit_interval else "finite") + why
+
+    def describe(at):
+        if at is None:
+            return f"{name} has an invalid pixel: every pixel must be {want}"
+        return f"{name}[{', '.join(map(str, at))}] = {float(x[at])}: every pixel must be {want} (image {at[0]})"
+
+    require(valid_images(x, unit_interval=unit_interval), describe)
+
+
+def check_labels(labels, num_classes: int, name: str) -> None:
+    """Every label an integer class index in ``[0, num_classes)``: ``ValueError`` naming ``name``, the
+    example and the value (eager), or a `gm.validation.checked` check (compiled). Inside an unchecked
+    ``jit`` an out-of-range label would one-hot to zeros (silently no class), so steps flag it instead.
+
+    Examples:
+        >>> check_labels(np.array([3, 10]), 10, "batch['label']")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch['label'][1] = 10 is not a class index in [0, 10)
+    """
+    y = np.asarray(labels) if is_concrete(labels) else jnp.asarray(labels)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an integer array of class indices; got dtype {y.dtype}")
+
+    def describe(at):
+        if at is None:
+            return f"{name} has a label outside [0, {num_classes})"
+        return f"{name}[{', '.join(map(str, at))}] = {int(y[at])} is not a class index in [0, {num_classes})"
+
+    require((y >= 0) & (y < num_classes), describe)
+
+
+class GuardedUpdate(NamedTuple):
+    """What :func:`apply_if_finite` returns.
+
+    Attributes:
+        state: the updated state, or the state passed in when the update was skipped.
+        ok: ``bool[]``, whether the update was applied.
+    """
+
+    state: Any
+    ok: jax.Array
+
+
+def apply_if_finite(state: "TrainState", grads, *values, valid=True) -> GuardedUpdate:
+    """One guarded optimiser update: ``state.apply_gradients(grads)`` when ``valid`` (a traced bool, e.g.
+    the batch's `valid_images`) holds and ``grads`` and ``values`` (the loss) are finite, else ``state``
+    unchanged (a skipped step; :func:`keep_if_finite`).
+
+    Returns:
+        :class:`GuardedUpdate` ``(state, ok)``; ``ok`` is the bool[] the training loop reads through
+        :func:`mark_skipped`.
+
+    Examples:
+        >>> state, ok = apply_if_finite(state, grads, loss, valid=jnp.all(valid_images(batch["image"])))
+    """
+    ok = jnp.all(jnp.asarray(valid)) & all_finite(grads, *values)
+    return GuardedUpdate(keep_if_finite(ok, state.apply_gradients(grads), state), ok)
+
+
+def mark_skipped(metrics: dict, ok, *names: str) -> dict:
+    """The marker of a skipped step in a step's metrics: ``finite`` (1.0, or 0.0 when ``ok`` is False)
+    and the losses ``names`` set to NaN where ``ok`` is False, so that the training loop, which checks
+    every logging window for non-finite values, stops there (``experiments._common.train_loop``).
+
+    Examples:
+        >>> metrics = mark_skipped({"loss": loss}, ok, "loss")
+    """
+    ok = jnp.asarray(ok)
+    out = dict(metrics)
+    for name in names:
+        out[name] = jnp.where(ok, out[name], jnp.nan)
+    out["finite"] = ok.astype(jnp.float32)
+    return out
 
 
 @flax.struct.dataclass
@@ -258,6 +392,10 @@ def _manager(directory: str, max_to_keep: int | None = None):
 _LEAVES = "_saved_leaves"  # the shapes and dtypes as written, in the metadata (orbax casts on restore)
 
 
+def _checksum(value: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(value).tobytes())
+
+
 def _as_dict(tree) -> dict[str, Any]:
     return {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
 
@@ -274,7 +412,9 @@ def save_checkpoint(directory: str, step: int, tree, metadata: dict | None = Non
     manager = _manager(directory, max_to_keep)
     leaves = _as_dict(tree)
     metadata = dict(metadata or {})
-    metadata[_LEAVES] = {k: [list(v.shape), str(v.dtype)] for k, v in leaves.items()}  # checked on restore
+    # shape, dtype and a CRC-32 of each leaf's bytes, checked on restore: orbax casts silently and reads a
+    # flipped bit in a stored chunk back as a plausible number
+    metadata[_LEAVES] = {k: [list(v.shape), str(v.dtype), _checksum(v)] for k, v in leaves.items()}
     manager.save(
         int(step),
         args=ocp.args.Composite(
@@ -315,8 +455,10 @@ def _leaf_names(template) -> list[str]:
 def restore_checkpoint(directory: str, template, step: int | None = None) -> Checkpoint:
     """Restore a :class:`Checkpoint` ``(tree, metadata)`` from checkpoint ``step`` (default: the newest).
 
-    Every restored leaf is verified: its shape and dtype must be the template's, and its values finite (a
-    flipped bit in a chunk that decodes to NaN or inf is caught here, not in the first training step).
+    Every restored leaf is verified: its shape and dtype must be the template's, its bytes must match the
+    CRC-32 :func:`save_checkpoint` wrote with them (a flipped bit in a stored chunk is caught here, even
+    one that decodes to a plausible number), and its values finite (caught here, not in the first
+    training step).
     Any failure to read the step (a corrupt or partial step folder, broken JSON metadata) is a
     ``ValueError`` that names the folder and the step and says what to do.
 
@@ -328,7 +470,8 @@ def restore_checkpoint(directory: str, template, step: int | None = None) -> Che
     Raises:
         FileNotFoundError: no checkpoint in ``directory``.
         ValueError: the step cannot be read, or a leaf (named by its path in the template) has another
-            shape or dtype than the template's or a non-finite value.
+            shape or dtype than the template's, bytes that do not match their checksum (naming the step's
+            ``tree`` folder) or a non-finite value.
 
     Examples:
         >>> state, meta = restore_checkpoint("runs/vae_mnist/checkpoints/vae", fresh_state)
@@ -380,6 +523,10 @@ def restore_checkpoint(directory: str, template, step: int | None = None) -> Che
         if shape != want.shape or dtype != want.dtype:
             raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has shape {shape} and "
                              f"dtype {dtype}, the template {want.shape} and {want.dtype}")
+        if written is not None and len(written[f"{i:05d}"]) > 2 and _checksum(value) != written[f"{i:05d}"][2]:
+            raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} does not match the checksum "
+                             f"written with it: a file under {os.path.join(where, str(step), 'tree')!r} is "
+                             f"corrupt; {advice}")
         if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
             bad = tuple(int(j) for j in np.argwhere(~np.isfinite(value))[0]) if value.ndim else ()
             raise ValueError(f"checkpoint step {step} in {where!r}: leaf {names[i]} has a non-finite value "

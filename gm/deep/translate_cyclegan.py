@@ -30,12 +30,14 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import gan_losses
-from gm.deep.train import LossAndMetrics, TrainStep, check_learning_rates, static_config
+from gm.deep.train import (LossAndMetrics, TrainStep, apply_if_finite, check_images, check_learning_rates,
+                           mark_skipped, static_config, valid_images)
 from gm.deep.translate import TranslationState, cycle_consistency_loss, features_tuple, identity_loss
 from gm.deep.translate_networks import PatchDiscriminator, UNetGenerator
 
 __all__ = [
     "CycleGANConfig",
+    "check_batch",
     "generator_loss",
     "discriminator_loss",
     "create_state",
@@ -109,6 +111,20 @@ def _check_unpaired(config: CycleGANConfig, batch):
     if b.ndim != 4 or b.shape[1:] != (s, s, config.channels_b):
         raise ValueError(f"batch['b'] must be [B, {s}, {s}, {config.channels_b}], got shape {b.shape}")
     return a, b
+
+
+def check_batch(config: CycleGANConfig, batch) -> None:
+    """The training loop's check of a batch (or the whole training set), once per epoch or run: shapes as
+    the config says, every pixel of ``a`` and ``b`` finite and in [0, 1]; ``ValueError`` naming the array,
+    the pixel, its value and the image (eager, or compiled under `gm.validation.checked`).
+    :func:`train_step` itself skips an invalid batch (see there).
+
+    Examples:
+        >>> translate_cyclegan.check_batch(config, {"a": a, "b": b})
+    """
+    _check_unpaired(config, {k: jnp.asarray(batch[k]) for k in ("a", "b")})
+    for name in ("a", "b"):
+        check_images(batch[name], f"batch[{name!r}]")
 
 
 def generator_loss(config: CycleGANConfig, gen_params, disc_params, batch) -> LossAndMetrics:
@@ -193,18 +209,26 @@ def train_step(config: CycleGANConfig, state: TranslationState, batch) -> TrainS
         state: the :class:`~gm.deep.translate.TranslationState` from :func:`create_state`.
         batch: ``{"a": f32[B, H, W, C_a], "b": f32[B, H, W, C_b]}`` (unpaired).
 
+    Values are not checked inside the (jitted) step; instead a side's update whose batch has a pixel that
+    is not finite or not in [0, 1], or whose loss or gradients are not finite, is skipped (that side's
+    state is returned unchanged), and the marker is in the metrics: ``finite`` is 0.0 and ``g_loss`` and
+    ``d_loss`` are NaN. The training loop stops at such a step (``experiments._common.train_loop``); check
+    the data once with :func:`check_batch`.
+
     Returns:
-        :class:`~gm.deep.train.TrainStep` ``(new state, metrics)`` with ``g_loss``, ``d_loss`` and the
-        generator terms.
+        :class:`~gm.deep.train.TrainStep` ``(new state, metrics)`` with ``g_loss``, ``d_loss``, the
+        generator terms and ``finite``.
     """
     batch = {"a": batch["a"], "b": batch["b"]}
     (g_loss, terms), g_grads = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)(
         config, state.gen.params, state.disc.params, batch
     )
-    gen = state.gen.apply_gradients(g_grads)
+    valid = jnp.all(valid_images(batch["a"])) & jnp.all(valid_images(batch["b"]))
+    gen, g_ok = apply_if_finite(state.gen, g_grads, g_loss, valid=valid)
     d_loss, d_grads = jax.value_and_grad(discriminator_loss, argnums=1)(config, state.disc.params, gen.params, batch)
-    disc = state.disc.apply_gradients(d_grads)
-    return TrainStep(TranslationState(gen, disc), {"g_loss": g_loss, "d_loss": d_loss, **terms})
+    disc, d_ok = apply_if_finite(state.disc, d_grads, d_loss, valid=valid)
+    metrics = mark_skipped({"g_loss": g_loss, "d_loss": d_loss, **terms}, g_ok & d_ok, "g_loss", "d_loss")
+    return TrainStep(TranslationState(gen, disc), metrics)
 
 
 @functools.partial(jax.jit, static_argnames="name")

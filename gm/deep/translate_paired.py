@@ -35,6 +35,9 @@ Example:
     >>> state, metrics = translate_paired.train_step(jax.random.key(1), config, state, batch)
     >>> translate_paired.sample(jax.random.key(2), config, state, batch["input"], 5).shape
     (4, 5, 16, 16, 3)
+
+Length: about 500 lines. Six models that differ only in their generator-side loss, each a short named
+function beside the others, sharing the config, the steps and the sampling.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ import jax
 import jax.numpy as jnp
 
 from gm.deep import gan_losses
-from gm.deep.train import LossAndMetrics, TrainStep, check_learning_rates, static_config
+from gm.deep.train import (LossAndMetrics, TrainStep, apply_if_finite, check_images, check_learning_rates,
+                           mark_skipped, static_config, valid_images)
 from gm.deep.translate import (
     TranslationState,
     features_tuple,
@@ -69,6 +73,7 @@ __all__ = [
     "generator_loss",
     "discriminator_loss",
     "draw_noise",
+    "check_batch",
     "create_state",
     "train_step",
     "translate",
@@ -209,6 +214,20 @@ def _check_batch(config: TranslationConfig, batch):
             f"{config.out_channels}], got shape {y.shape}"
         )
     return x, y
+
+
+def check_batch(config: TranslationConfig, batch) -> None:
+    """The training loop's check of a batch (or the whole training set), once per epoch or run: shapes as
+    the config says, every pixel of ``input`` and ``target`` finite and in [0, 1]; ``ValueError`` naming
+    the array, the pixel, its value and the image (eager, or compiled under `gm.validation.checked`).
+    :func:`train_step` itself skips an invalid batch (see there).
+
+    Examples:
+        >>> translate_paired.check_batch(config, {"input": x, "target": y * 255})   # ValueError: ...
+    """
+    _check_batch(config, {k: jnp.asarray(batch[k]) for k in ("input", "target")})
+    for name in ("input", "target"):
+        check_images(batch[name], f"batch[{name!r}]")
 
 
 # ----------------------------------------------------------------------- paired generator-side losses
@@ -420,20 +439,28 @@ def train_step(key: jax.Array, config: TranslationConfig, state: TranslationStat
         state: :class:`~gm.deep.translate.TranslationState` of a paired model.
         batch: ``{"input": f32[B, H, W, C_in], "target": f32[B, H, W, C_out]}``.
 
+    Values are not checked inside the (jitted) step; instead a side's update whose batch has a pixel that
+    is not finite or not in [0, 1], or whose loss or gradients are not finite, is skipped (that side's
+    state is returned unchanged), and the marker is in the metrics: ``finite`` is 0.0 and ``d_loss`` and
+    ``g_loss`` are NaN. The training loop stops at such a step (``experiments._common.train_loop``); check
+    the data once with :func:`check_batch`.
+
     Returns:
-        :class:`~gm.deep.train.TrainStep` ``(new state, metrics)`` with ``d_loss``, ``g_loss`` and the
-        generator-side terms.
+        :class:`~gm.deep.train.TrainStep` ``(new state, metrics)`` with ``d_loss``, ``g_loss``, the
+        generator-side terms and ``finite``.
     """
     batch = {"input": batch["input"], "target": batch["target"]}
     noise = draw_noise(key, config, batch["input"].shape[0])
+    valid = jnp.all(valid_images(batch["input"])) & jnp.all(valid_images(batch["target"]))
     d_loss, d_grads = jax.value_and_grad(discriminator_loss, argnums=1)(
         config, state.disc.params, state.gen.params, batch, noise)
-    disc = state.disc.apply_gradients(d_grads)
+    disc, d_ok = apply_if_finite(state.disc, d_grads, d_loss, valid=valid)
     (g_loss, terms), g_grads = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)(
         config, state.gen.params, disc.params, batch, noise
     )
-    gen = state.gen.apply_gradients(g_grads)
-    return TrainStep(TranslationState(gen, disc), {"d_loss": d_loss, "g_loss": g_loss, **terms})
+    gen, g_ok = apply_if_finite(state.gen, g_grads, g_loss, valid=valid)
+    metrics = mark_skipped({"d_loss": d_loss, "g_loss": g_loss, **terms}, d_ok & g_ok, "d_loss", "g_loss")
+    return TrainStep(TranslationState(gen, disc), metrics)
 
 
 # ------------------------------------------------------------------------------------------- inference

@@ -45,7 +45,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gm import loops
 from gm.data.images import binarize, random_shift
@@ -58,8 +57,8 @@ from gm.deep.densities import (
     reparameterize,
     standard_normal_log_density,
 )
-from gm.deep.train import LossAndMetrics, TrainState, TrainStep, all_finite, keep_if_finite, make_optimizer
-from gm.validation import is_concrete, require
+from gm.deep.train import (LossAndMetrics, TrainState, TrainStep, apply_if_finite, check_images, make_optimizer,
+                           mark_skipped, valid_images)
 from gm.deep.vae_networks import VAEConfig, VAEModel
 
 __all__ = [
@@ -340,10 +339,7 @@ def prepare_batch(key: jax.Array, config: VAEConfig, images, *, train: bool = Tr
 
 def _valid_pixels(config: VAEConfig, x):
     """bool array: finite pixels, and in [0, 1] for the Bernoulli likelihood (probabilities or binary)."""
-    ok = jnp.isfinite(x) if not is_concrete(x) else np.isfinite(x)
-    if config.likelihood == "bernoulli":
-        ok = ok & (x >= 0) & (x <= 1)
-    return ok
+    return valid_images(x, unit_interval=config.likelihood == "bernoulli")
 
 
 def check_batch(config: VAEConfig, batch) -> None:
@@ -363,17 +359,9 @@ def check_batch(config: VAEConfig, batch) -> None:
         >>> vae.check_batch(config, {"image": images * 255})   # ValueError: ... must be in [0, 1] ...
     """
     x = batch["image"]
-    x = np.asarray(x) if is_concrete(x) else jnp.asarray(x)
     _check_images(config, x, "batch['image']")
-    want = "finite and in [0, 1] (Bernoulli likelihood)" if config.likelihood == "bernoulli" else "finite"
-
-    def describe(at):
-        if at is None:
-            return f"batch['image'] has an invalid pixel: every pixel must be {want}"
-        return (f"batch['image'][{', '.join(map(str, at))}] = {float(x[at])}: every pixel must be {want} "
-                f"(image {at[0]})")
-
-    require(_valid_pixels(config, x), describe)
+    bernoulli = config.likelihood == "bernoulli"
+    check_images(x, "batch['image']", unit_interval=bernoulli, why=" (Bernoulli likelihood)" if bernoulli else "")
 
 
 def _kl_weight(config: VAEConfig, step):
@@ -430,10 +418,8 @@ def train_step(key: jax.Array, config: VAEConfig, state: TrainState, batch) -> T
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if kl_weight is not None:
         metrics["kl_weight"] = kl_weight
-    ok = jnp.all(_valid_pixels(config, jnp.asarray(batch["image"]))) & all_finite(loss, grads)
-    metrics["loss"] = jnp.where(ok, metrics["loss"], jnp.nan)
-    metrics["finite"] = ok.astype(jnp.float32)
-    return TrainStep(keep_if_finite(ok, state.apply_gradients(grads), state), metrics)
+    new, ok = apply_if_finite(state, grads, loss, valid=jnp.all(_valid_pixels(config, jnp.asarray(batch["image"]))))
+    return TrainStep(new, mark_skipped(metrics, ok, "loss"))
 
 
 @jax.jit

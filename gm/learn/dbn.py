@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
 from gm.temporal.dbn import DBN, Structure, expected_counts
-from gm.temporal.dbn.inference import check_evidence
+from gm.temporal.dbn.inference import check_evidence, check_model
 
 __all__ = ["CPTConcentrations", "em_step", "fit", "init", "log_prior", "resolve_prior"]
 
@@ -151,6 +151,7 @@ def em_step(model: DBN, evidence, *, prior: Prior | None = None) -> EMStep:
     Examples:
         >>> model, objective = em_step(model, evidences, prior=Prior.dirichlet(2.0))
     """
+    model = check_model(model)
     evidence = check_evidence(model, evidence)
     initial_alphas, transition_alphas, estimate = _traced(model, prior)
     return _em_update(model, evidence, initial_alphas, transition_alphas, estimate=estimate)
@@ -168,6 +169,7 @@ def fit(model: DBN, evidence, *, num_iters: int = 50, prior: Prior | None = None
     Examples:
         >>> result = fit(init(key, template, stickiness=0.5), evidences, num_iters=60)
     """
+    model = check_model(model)
     evidence = check_evidence(model, evidence)
     initial_alphas, transition_alphas, estimate = _traced(model, prior)
 

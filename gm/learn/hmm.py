@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gm import loops
 from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
@@ -120,9 +121,15 @@ def init(key, family, num_states: int, obs, *, mask=None, stickiness: float = 0.
     Returns:
         ``gm.temporal.HMM``.
 
+    Raises:
+        ValueError: ``num_states`` < 1, or (`check_data`) a wrong shape or an invalid observation, named.
+
     Examples:
         >>> model = init(jax.random.key(0), Gaussian(2), 3, obs, mask=mask, stickiness=0.5)
     """
+    if not isinstance(num_states, (int, np.integer)) or num_states < 1:
+        raise ValueError(f"num_states must be a positive int; got {num_states!r}")
+    obs, mask, _ = check_data(family, obs, mask=mask)  # symbols in range, no inf: never a plausible start
     k1, k2, k3 = jax.random.split(key, 3)
     initial = jax.random.dirichlet(k1, jnp.ones(num_states))
     trans = jax.random.dirichlet(k2, jnp.ones(num_states), (num_states,))

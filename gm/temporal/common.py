@@ -49,6 +49,7 @@ __all__ = [
     "poison_invalid",
     "length_mask",
     "ROW_SUM_ATOL",
+    "rows_valid",
     "shifted_exp",
     "valid_steps",
     "zero_masked",
@@ -272,7 +273,7 @@ def _position(at) -> str:
     return "[" + ", ".join(str(i) for i in at) + "]"
 
 
-def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL) -> None:
+def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL, over: str = "the K states") -> None:
     """Every entry of ``probs`` finite and non-negative and every row (last axis) summing to one.
 
     Eager: ``ValueError`` naming ``name``, the position and the value (or the row and its sum). Under
@@ -282,6 +283,7 @@ def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL) -> None
         probs: f32[..., K] probability rows (``initial`` f32[K], ``transition`` f32[K, K] or f32[T-1, K, K]).
         name: the argument's name in the message.
         atol: tolerance on each row's sum.
+        over: what a row is a distribution over, for the message.
 
     Returns:
         None; the check raises instead.
@@ -307,7 +309,7 @@ def check_probabilities(probs, name: str, *, atol: float = ROW_SUM_ATOL) -> None
         if at is None:
             return f"{name} has a row that does not sum to 1"
         row = f"{name}{_position(at)}" if values.ndim > 1 else name
-        return f"{row} does not sum to 1: sum = {float(sums[at]):.6g} (rows are distributions over the K states)"
+        return f"{row} does not sum to 1: sum = {float(sums[at]):.6g} (rows are distributions over {over})"
 
     require(abs(sums - 1.0) <= atol, bad_row)
 
@@ -343,8 +345,19 @@ def model_is_valid(initial, transition, *, atol: float = ROW_SUM_ATOL) -> jax.Ar
         >>> bool(model_is_valid(jnp.ones(2) / 2, jnp.array([[1.5, -0.5], [0.5, 0.5]])))
         False
     """
+    return rows_valid(initial, transition, atol=atol)
+
+
+def rows_valid(*probabilities, atol: float = ROW_SUM_ATOL) -> jax.Array:
+    """bool[]: the traced flag of `check_probabilities` on every array given (entries finite and
+    non-negative, rows over the last axis summing to one); O(total size) work.
+
+    Examples:
+        >>> bool(rows_valid(jnp.ones(2) / 2, jnp.eye(2), jnp.array([[0.5, 0.6]])))
+        False
+    """
     ok = jnp.asarray(True)
-    for p in (initial, transition):
+    for p in probabilities:
         ok = ok & jnp.all((p >= 0) & (p < jnp.inf)) & jnp.all(jnp.abs(jnp.sum(p, -1) - 1.0) <= atol)
     return ok
 

@@ -12,7 +12,10 @@ strengths); it is hashable, so it can be a static argument of ``jax.jit``. Its p
 * ``event_shape``: the shape of one step's observation (``()`` for symbols, ``(D,)`` for vectors), and
   ``check_observations(obs, name)``: the value check of `gm.validation` (eager, or compiled under
   `gm.validation.checked`): symbols in ``[-1, V)``, no infinite values (NaN is missing), no negative
-  counts; a ``ValueError`` names the argument, the position and the value.
+  counts; a ``ValueError`` names the argument, the position and the value; and
+  ``check_params(params, name)`` / ``params_valid(params)``: the same for the parameters (probability
+  rows, positive finite variances and rates, finite means), eager or compiled, and the traced flag that
+  makes the passes return their marker for invalid parameters under ``jax.jit``.
 
 Under ``jax.jit`` the values are not checked; an invalid observation (a symbol outside ``[-1, V)``, an
 infinite value) gives a NaN log-likelihood, so the passes return their marker (NaN log-evidence and
@@ -45,7 +48,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import gammaln, logsumexp
 
-from gm.temporal.common import ScaledLikelihood, StepLikelihood, shifted_exp
+from gm.temporal.common import ScaledLikelihood, StepLikelihood, check_probabilities, rows_valid, shifted_exp
 from gm.validation import is_concrete, require
 
 __all__ = [
@@ -120,6 +123,46 @@ def _check_finite(obs, name, *, counts=False):
     require(ok, describe)
 
 
+def _check_entries(values, name: str, *, positive: bool) -> None:
+    """Every entry of a parameter array finite (and, with ``positive``, > 0), or ``ValueError`` naming
+    ``name``, the position and the value (eager; compiled under `gm.validation.checked`)."""
+    values = _host(values)
+    what = "finite and > 0" if positive else "finite"
+
+    def describe(at):
+        if at is None:
+            return f"{name} has an entry that is not {what}"
+        return f"{name}[{', '.join(str(i) for i in at)}] = {float(values[at]):.6g}: every entry must be {what}"
+
+    require(_entries_ok(values, positive=positive), describe)
+
+
+def _entries_ok(values, *, positive: bool):
+    ok = (values > -jnp.inf) & (values < jnp.inf)
+    return ok & (values > 0) if positive else ok
+
+
+def _all_entries_ok(positive_arrays=(), finite_arrays=()) -> jax.Array:
+    ok = jnp.asarray(True)
+    for x in positive_arrays:
+        ok = ok & jnp.all(_entries_ok(jnp.asarray(x), positive=True))
+    for x in finite_arrays:
+        ok = ok & jnp.all(_entries_ok(jnp.asarray(x), positive=False))
+    return ok
+
+
+def _check_settings(family, **rules) -> None:
+    """``ValueError`` naming the family's field when a static setting breaks its rule (``"positive int"``,
+    ``"positive"``, ``">= 0"``)."""
+    for field, rule in rules.items():
+        value = getattr(family, field)
+        ok = {"positive int": lambda v: isinstance(v, (int, np.integer)) and v >= 1,
+              "positive": lambda v: np.isfinite(v) and v > 0,
+              ">= 0": lambda v: np.isfinite(v) and v >= 0}[rule](value)
+        if not ok:
+            raise ValueError(f"{type(family).__name__}.{field} must be {rule}; got {value!r}")
+
+
 def _mark_invalid_rows(ll, obs, *, counts=False):
     """NaN (the marker) in the log-likelihood rows of steps with an infinite (or, for counts, negative)
     value: unchecked under jit, such a step never gets a plausible likelihood."""
@@ -156,10 +199,22 @@ class Categorical:
     num_symbols: int
     concentration: float = 1.0
 
+    def __post_init__(self):
+        _check_settings(self, num_symbols="positive int", concentration="positive")
+
     @property
     def event_shape(self) -> tuple[int, ...]:
         """``()``: one step's observation is one symbol."""
         return ()
+
+    def check_params(self, params: CategoricalParams, name: str = "params") -> None:
+        """Every row of ``probs`` a distribution (entries finite, non-negative, summing to one), or
+        ``ValueError`` naming ``name``, the state and the symbol (eager; compiled under `checked`)."""
+        check_probabilities(params.probs, f"{name}.probs", over="the V symbols")
+
+    def params_valid(self, params: CategoricalParams) -> jax.Array:
+        """bool[]: the traced flag of `check_params`."""
+        return rows_valid(params.probs)
 
     def check_observations(self, obs, name: str = "obs") -> None:
         """Every symbol in ``[-1, V)`` (-1 missing), or ``ValueError`` naming ``name``, the position and
@@ -188,6 +243,7 @@ class Categorical:
         if jnp.shape(params.probs)[-1] != self.num_symbols:
             raise ValueError(
                 f"params.probs must have shape [K, {self.num_symbols}]; got {jnp.shape(params.probs)}")
+        self.check_params(params)
         self.check_observations(obs)
         return obs
 
@@ -307,6 +363,23 @@ class Gaussian:
     def __post_init__(self):
         if self.covariance not in ("diag", "full"):
             raise ValueError(f"covariance must be 'diag' or 'full'; got {self.covariance!r}")
+        _check_settings(self, dim="positive int", covars_prior=">= 0", min_covar="positive")
+
+    def _variances(self, params):
+        c = params.covars
+        return c if self.covariance == "diag" else jnp.diagonal(jnp.asarray(c), axis1=-2, axis2=-1)
+
+    def check_params(self, params: GaussianParams, name: str = "params") -> None:
+        """Means finite, variances (the diagonal of a full covariance) finite and > 0, every covariance
+        entry finite; ``ValueError`` naming ``name``, the field, the position and the value (eager;
+        compiled under `checked`). A full covariance that is not positive definite is not detected."""
+        _check_entries(params.means, f"{name}.means", positive=False)
+        _check_entries(params.covars, f"{name}.covars", positive=False)
+        _check_entries(_host(self._variances(params)), f"{name}.covars (variances)", positive=True)
+
+    def params_valid(self, params: GaussianParams) -> jax.Array:
+        """bool[]: the traced flag of `check_params`."""
+        return _all_entries_ok([self._variances(params)], [params.means, params.covars])
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -326,6 +399,7 @@ class Gaussian:
             raise ValueError(
                 f"params must have means [K, {self.dim}] and covars {list(want)} for covariance="
                 f"{self.covariance!r}; got {jnp.shape(params.means)} and {jnp.shape(params.covars)}")
+        self.check_params(params)
 
     def log_likelihood(self, params: GaussianParams, obs) -> jax.Array:
         """f32[T, K] log N(x_t; means[k], covars[k]) over the observed dimensions of x_t."""
@@ -437,6 +511,20 @@ class Poisson:
     dim: int
     rate_prior: tuple[float, float] = (1.0, 0.0)
 
+    def __post_init__(self):
+        _check_settings(self, dim="positive int")
+        a, b = self.rate_prior
+        if not (np.isfinite(a) and a > 0 and np.isfinite(b) and b >= 0):
+            raise ValueError(f"Poisson.rate_prior must be (shape > 0, rate >= 0), finite; got {self.rate_prior!r}")
+
+    def check_params(self, params: PoissonParams, name: str = "params") -> None:
+        """Every rate finite and > 0, or ``ValueError`` naming ``name``, the position and the value."""
+        _check_entries(params.rates, f"{name}.rates", positive=True)
+
+    def params_valid(self, params: PoissonParams) -> jax.Array:
+        """bool[]: the traced flag of `check_params`."""
+        return _all_entries_ok([params.rates])
+
     @property
     def event_shape(self) -> tuple[int, ...]:
         """``(D,)``: one step's observation is a vector of counts."""
@@ -452,6 +540,7 @@ class Poisson:
         obs = jnp.asarray(obs, jnp.result_type(float))
         if len(obs.shape) != 2 or obs.shape[1] != self.dim:
             raise ValueError(f"obs must have shape [T, {self.dim}]; got {obs.shape}")
+        self.check_params(params)
         self.check_observations(obs)
         x0, o = _observed(obs)
         rates = params.rates
@@ -510,6 +599,21 @@ class GaussianMixture:
     min_covar: float = 1e-3
     weights_concentration: float = 1.0
 
+    def __post_init__(self):
+        _check_settings(self, dim="positive int", num_components="positive int", covars_prior=">= 0",
+                        min_covar="positive", weights_concentration="positive")
+
+    def check_params(self, params: GaussianMixtureParams, name: str = "params") -> None:
+        """Every row of ``weights`` a distribution, means finite, variances finite and > 0; ``ValueError``
+        naming ``name``, the field, the position and the value (eager; compiled under `checked`)."""
+        check_probabilities(params.weights, f"{name}.weights", over="the M components")
+        _check_entries(params.means, f"{name}.means", positive=False)
+        _check_entries(params.covars, f"{name}.covars", positive=True)
+
+    def params_valid(self, params: GaussianMixtureParams) -> jax.Array:
+        """bool[]: the traced flag of `check_params`."""
+        return rows_valid(params.weights) & _all_entries_ok([params.covars], [params.means])
+
     @property
     def event_shape(self) -> tuple[int, ...]:
         """``(D,)``: one step's observation is a vector."""
@@ -523,6 +627,7 @@ class GaussianMixture:
         obs = jnp.asarray(obs, jnp.result_type(float))
         if len(obs.shape) != 2 or obs.shape[1] != self.dim:
             raise ValueError(f"obs must have shape [T, {self.dim}]; got {obs.shape}")
+        self.check_params(params)
         K, M = params.weights.shape
         x0, o = _observed(obs)
         ll = _diag_log_lik(params.means.reshape(K * M, -1), params.covars.reshape(K * M, -1), x0, o)

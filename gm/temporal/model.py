@@ -38,6 +38,7 @@ from gm.temporal.common import (
     poison_invalid,
 )
 from gm.temporal.emissions import step_likelihood
+from gm.validation import is_concrete
 from gm.temporal.hmm import (
     expected_counts_from_likelihood,
     log_evidence_from_likelihood,
@@ -86,6 +87,8 @@ def _inputs(family, model: HMM, obs, mask) -> _Inputs:
     check_shapes(initial, transition, jax.ShapeDtypeStruct((T, K), initial.dtype), mask=mask, name="obs")
     check_probabilities(initial, "model.initial")
     check_probabilities(transition, "model.transition")
+    if hasattr(family, "check_params"):
+        family.check_params(model.emission, "model.emission")
     lik_at = step_likelihood(family, model.emission, obs)
     if hasattr(family, "check_observations"):
         family.check_observations(obs)
@@ -93,7 +96,10 @@ def _inputs(family, model: HMM, obs, mask) -> _Inputs:
     if row.shape != (K,):
         raise ValueError(f"model.emission gives likelihoods for {row.shape[-1] if row.shape else 0} states; "
                          f"model.initial has K = {K}")
-    return _Inputs(poison_invalid(initial, transition), transition, lik_at, T)  # NaN marker under jit
+    initial = poison_invalid(initial, transition)  # the NaN marker under jit, for the emission parameters too
+    if hasattr(family, "params_valid") and not is_concrete(model.emission):
+        initial = jnp.where(family.params_valid(model.emission), initial, jnp.nan)
+    return _Inputs(initial, transition, lik_at, T)
 
 
 def posterior(family, model: HMM, obs, *, mask=None) -> Smoothed:

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gm.deep import gan, train, vae
+from experiments import _common
+from gm.deep import gan, train, translate_cyclegan, translate_paired, vae
 
 SHAPE = (4, 4, 1)
 GAUSSIAN = vae.VAEConfig(likelihood="gaussian", binarize=False, image_shape=SHAPE, hidden=(8,), latent_dim=2)
@@ -67,3 +68,92 @@ def test_keep_if_finite_and_all_finite():
     assert float(train.keep_if_finite(jnp.asarray(False), new, old)["w"][0]) == 0.0
     assert float(train.keep_if_finite(jnp.asarray(True), new, old)["w"][0]) == 1.0
     assert bool(train.all_finite(new, jnp.int32(3))) and not bool(train.all_finite(new, jnp.asarray(-jnp.inf)))
+
+
+# ------------------------------------------------------------------ the GAN and the translation families
+
+GAN = gan.GANConfig(model="cgan", image_shape=SHAPE, latent_dim=2, generator_hidden=(8,), discriminator_hidden=(8,))
+LABELS = jnp.array([0, 3, 9], jnp.int32)
+
+
+@pytest.fixture(scope="module")
+def gan_state():
+    return gan.create_state(jax.random.key(0), GAN, {"image": IMAGES, "label": LABELS})
+
+
+def _unchanged(new, old):
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("bad", ["nan_pixel", "inf_pixel", "pixel_255", "label_10", "label_negative"])
+def test_gan_step_skips_an_invalid_batch_and_flags_it(gan_state, bad):
+    """Inside jit nothing raises: both players' updates are skipped (state unchanged, no NaN parameters)
+    and the metrics carry the marker (finite 0, d_loss and g_loss NaN); eager check_batch names the culprit."""
+    images, labels = IMAGES, LABELS
+    if bad.endswith("pixel"):
+        images = IMAGES.at[2, 1, 0, 0].set(np.nan if bad == "nan_pixel" else np.inf)
+    elif bad == "pixel_255":
+        images = IMAGES.at[2, 1, 0, 0].set(255.0)
+    else:
+        labels = LABELS.at[1].set(10 if bad == "label_10" else -1)
+    batch = {"image": images, "label": labels}
+    state, metrics = gan.train_step(jax.random.key(1), GAN, gan_state, batch)
+    assert float(metrics["finite"]) == 0.0
+    assert np.isnan(float(metrics["d_loss"])) and np.isnan(float(metrics["g_loss"]))
+    _unchanged(state, gan_state)
+    message = r"batch\['image'\]\[2, 1, 0, 0\] = (nan|inf|255.0): every pixel must be finite and in \[0, 1\] \(image 2\)"
+    if bad.startswith("label"):
+        message = rf"batch\['label'\]\[1\] = {10 if bad == 'label_10' else -1} is not a class index in \[0, 10\)"
+    with pytest.raises(ValueError, match=message):
+        gan.check_batch(GAN, {k: np.asarray(v) for k, v in batch.items()})
+    good, metrics = gan.train_step(jax.random.key(1), GAN, gan_state, {"image": IMAGES, "label": LABELS})
+    assert float(metrics["finite"]) == 1.0 and np.isfinite(float(metrics["d_loss"])) and int(good.step) == 1
+    gan.check_batch(GAN, {"image": np.asarray(IMAGES), "label": np.asarray(LABELS)})  # valid: nothing happens
+
+
+def test_a_nan_batch_stops_a_gan_run_with_training_diverged(tmp_path, gan_state):
+    """The shared runner on the GAN step: a NaN pixel at global step 3 (of 6, logging every 2) ends the run
+    with TrainingDiverged naming the step and the last good checkpoint (step 2), which restores finite."""
+    folder = str(tmp_path / "gan")
+
+    def step_fn(state, step):
+        images = IMAGES.at[0, 0, 0, 0].set(jnp.nan) if step == 2 else IMAGES
+        return gan.train_step(jax.random.key(step), GAN, state, {"image": images, "label": LABELS})
+
+    with pytest.raises(_common.TrainingDiverged, match=r"diverged at step 4: metric 'd_loss' is nan at step 3; the "
+                                                       r"last good checkpoint is step 2"):
+        _common.train_loop(gan_state, step_fn, num_steps=6, log_every=2, checkpoint_dir=folder, progress=False,
+                           raise_on_divergence=True)
+    restored = train.restore_checkpoint(folder, gan_state).tree
+    assert int(restored.step) == 2 and bool(train.all_finite(restored))
+
+
+PAIRED = translate_paired.TranslationConfig(model="pix2pix", out_channels=1, image_size=4, generator_features=(4,),
+                                            discriminator_features=(4,))
+CYCLE = translate_cyclegan.CycleGANConfig(image_size=4, generator_features=(4,), discriminator_features=(4,))
+
+
+@pytest.mark.parametrize("family", ["paired", "cyclegan"])
+def test_translation_steps_skip_an_invalid_batch_and_flag_it(family):
+    config, module, keys = ((PAIRED, translate_paired, ("input", "target")) if family == "paired"
+                            else (CYCLE, translate_cyclegan, ("a", "b")))
+    batch = {keys[0]: IMAGES, keys[1]: IMAGES[::-1]}
+    state = module.create_state(jax.random.key(0), config, batch)
+
+    def step(b):
+        if family == "paired":
+            return module.train_step(jax.random.key(1), config, state, b)
+        return module.train_step(config, state, b)
+
+    good, metrics = step(batch)
+    assert float(metrics["finite"]) == 1.0 and int(good.step) == 1
+    for value in (np.nan, 2.0):
+        bad = {**batch, keys[1]: IMAGES.at[1, 2, 3, 0].set(value)}
+        new, metrics = step(bad)
+        assert float(metrics["finite"]) == 0.0 and np.isnan(float(metrics["g_loss"])), metrics
+        _unchanged(new, state)
+        with pytest.raises(ValueError, match=rf"batch\['{keys[1]}'\]\[1, 2, 3, 0\] = {value}: every pixel must be "
+                                             r"finite and in \[0, 1\] \(image 1\)"):
+            module.check_batch(config, {k: np.asarray(v) for k, v in bad.items()})
+    module.check_batch(config, {k: np.asarray(v) for k, v in batch.items()})

@@ -29,6 +29,31 @@ def test_restore_verifies_every_leaf(tmp_path):
         train.restore_checkpoint(folder, {"w": jnp.arange(3), "b": jnp.zeros(2)}, 1)
 
 
+def test_a_flipped_byte_in_a_stored_array_file_is_an_error_naming_the_folder(tmp_path):
+    """A real corruption: one byte flipped in the middle of the largest array file orbax/tensorstore wrote.
+    It decodes to plausible numbers (a 6e-8 change when this test was written: no NaN, so only the CRC-32
+    written with the leaf catches it); restoring, directly or by a --resume of the runner, names the step's
+    folder."""
+    folder = str(tmp_path / "ckpt")
+    tree = {"w": jnp.linspace(0.0, 1.0, 4096), "b": jnp.zeros(2)}
+    train.save_checkpoint(folder, 1, tree, {"seed": 0})
+    files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(folder, "1", "tree")) for f in fs
+             if os.path.basename(d) == "d"]  # tensorstore's data files (ocdbt.process_0/d/<hash>)
+    assert files, "orbax wrote no array data files"
+    target = max(files, key=os.path.getsize)
+    data = bytearray(open(target, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    with open(target, "wb") as f:
+        f.write(bytes(data))
+    where = re.escape(os.path.join(folder, "1", "tree"))
+    with pytest.raises(ValueError, match=rf"checkpoint step 1 in .*ckpt.*: leaf \['w'\] does not match the checksum "
+                                         rf"written with it: a file under '{where}' is corrupt"):
+        train.restore_checkpoint(folder, tree)
+    with pytest.raises(ValueError, match=rf"'{where}' is corrupt.*delete that step's folder"):
+        _common.train_loop(tree, lambda s, step: (s, {}), num_steps=2, log_every=1, checkpoint_dir=folder,
+                           progress=False, resume=True)
+
+
 def test_corrupt_metadata_and_empty_step_name_the_folder(tmp_path):
     folder = str(tmp_path / "ckpt")
     train.save_checkpoint(folder, 1, TREE, {"seed": 0})

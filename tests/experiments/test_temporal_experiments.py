@@ -52,6 +52,18 @@ def test_bench_grid_quick(tmp_path):
     assert res["long_abs_error_nats"]["gm"] < 1e-2
 
 
+@pytest.mark.slow  # about 35 s of compiles (three sides on eight small cells)
+def test_bench_dbn_scaling_quick(tmp_path):
+    from experiments import bench_hmm
+
+    res = bench_hmm.main(["--only", "dbn-scaling", "--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "dbn_scaling.png").exists() and (tmp_path / "results.md").exists()
+    assert {r["kind"] for r in res["rows"]} == set(bench_hmm.DBN_KINDS)
+    for r in res["rows"]:  # every side timed on the small cells, and the structured path exact
+        assert {"structured", "flattened", "general"} <= set(r)
+        assert r["max |marginals - flattened|"] < 1e-5
+
+
 @pytest.mark.slow  # 20 to 35 s; the suite must stay under 15 min on 2 cores
 def test_audio_visual_quick(tmp_path):
     from experiments import audio_visual

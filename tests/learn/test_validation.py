@@ -117,3 +117,22 @@ def test_sharded_family_counts_checks_records():
         sharded_family_counts(net, np.array([[0, 2]]))
     with pytest.raises(ValueError, match="record 0 has weight nan"):
         sharded_family_counts(net, np.array([[0, 1]]), weights=np.array([np.nan]))
+
+
+# ------------------------------------------------------------------------------------ structure learning
+
+
+@pytest.mark.parametrize("value,message", [
+    (2, r"data\[3, 1\] = 2: variable column 1 has no such state \(cardinality 2; record 3\)"),
+    (-2, r"data\[3, 1\] = -2: variable column 1 has no such state"),  # used to be called 'missing (-1)'
+    (-1, r"variable column 1 has missing values \(-1\) in 1 records"),
+])
+def test_structure_learning_names_the_record_and_value(value, message):
+    from gm.learn import structure
+
+    data = np.random.default_rng(0).integers(0, 2, size=(20, 3)).astype(np.int32)
+    data[3, 1] = value
+    for call in (lambda d: structure.chow_liu(d, [2, 2, 2]), lambda d: structure.pc(d, [2, 2, 2]),
+                 lambda d: structure.network_score(d, [[], [0], [1]], variables=[2, 2, 2])):
+        with pytest.raises(ValueError, match=message):
+            call(data)

@@ -148,6 +148,63 @@ def test_factorial_equals_flattened_hmm(T):
         np.testing.assert_allclose(mapped.marginals[n], post.marginals[n], atol=1e-6)
 
 
+def _coupled_chains(rng, Ks, V):
+    """Chain m depends on the previous states of chains m - 1, m, m + 1 and emits its own y_m."""
+    M = len(Ks)
+    hs, ys = [f"h{m}" for m in range(M)], [f"y{m}" for m in range(M)]
+    parents = [[j for j in (m - 1, m, m + 1) if 0 <= j < M] for m in range(M)]
+    trans = [_dist(rng, *[Ks[j] for j in p], Ks[m]) for m, p in enumerate(parents)]
+    emits = [_dist(rng, k, V) for k in Ks]
+    inits = [_dist(rng, k) for k in Ks]
+    model = dbn.from_dict({**dict(zip(hs, Ks)), **{y: V for y in ys}},
+                          initial_parents={y: [h] for y, h in zip(ys, hs)},
+                          transition_parents={**{h: [hs[j] + "[-1]" for j in p] for h, p in zip(hs, parents)},
+                                              **{y: [h] for y, h in zip(ys, hs)}},
+                          initial_cpts={**dict(zip(hs, inits)), **dict(zip(ys, emits))},
+                          transition_cpts={**dict(zip(hs, trans)), **dict(zip(ys, emits))})
+    return model, inits, trans, emits, parents
+
+
+def test_coupled_chains_equal_flattened_hmm():
+    """Coupled chains (each on its neighbours' previous states) on the chain path (method="factorial",
+    one CPT at a time) equal gm's HMM smoother on the flattened product chain, and so does the batch-minor general engine
+    (method="general" on a batch). T = 13: a padded last block."""
+    from gm import temporal as tm
+
+    rng = np.random.default_rng(21)
+    Ks, V, B, T = (2, 3, 2), 3, 3, 13
+    model, inits, trans, emits, parents = _coupled_chains(rng, Ks, V)
+    assert dbn.factorial_layout(model.structure).chain_parents == ((0, 1), (0, 1, 2), (1, 2))
+    ev = np.stack([_evidence(rng, model, T) for _ in range(B)])
+    ev[:, :, 3:] = rng.integers(0, V, size=(B, T, 3))  # y observed (names y0.. are not "x"/"y")
+    ev[rng.random((B, T)) < 0.2, 4] = -1
+    post = jax.jit(lambda e: dbn.smoother(model, e, method="factorial"))(jnp.asarray(ev))
+    # the flattened chain: A[s, s'] = Π_m p(h'_m | h_pa(m)), likelihood Π_m λ(h_m) p(y_m | h_m)
+    S = int(np.prod(Ks))
+    idx = np.unravel_index(np.arange(S), Ks)
+    A = np.ones((S, S))
+    for m, p in enumerate(parents):
+        A *= trans[m][tuple(idx[j] for j in p)][:, idx[m]]
+    pi = np.prod([inits[m][idx[m]] for m in range(3)], axis=0)
+    lik = np.ones((B, T, S))
+    for m in range(3):
+        e_h, e_y = ev[:, :, m, None], ev[:, :, 3 + m, None]
+        lik *= np.where(e_h >= 0, idx[m] == e_h, 1.0) * np.where(e_y >= 0, emits[m][idx[m], np.maximum(e_y, 0)], 1.0)
+    with np.errstate(divide="ignore"):
+        ll = np.log(lik)
+    flat = jax.vmap(tm.smoother, in_axes=(None, None, 0))(
+        jnp.asarray(pi, jnp.float32), jnp.asarray(A, jnp.float32), jnp.asarray(ll, jnp.float32))
+    np.testing.assert_allclose(post.log_evidence, flat.log_evidence, rtol=1e-5)
+    joint = np.asarray(flat.marginals).reshape(B, T, *Ks)
+    for m in range(3):
+        want = joint.sum(axis=tuple(2 + j for j in range(3) if j != m))
+        np.testing.assert_allclose(post.marginals[f"h{m}"], want, atol=1e-5)
+    general = jax.jit(dbn.smoother)(model, jnp.asarray(ev))  # auto: the batch-minor general engine
+    np.testing.assert_allclose(general.log_evidence, post.log_evidence, rtol=1e-5)
+    for n in model.names:
+        np.testing.assert_allclose(general.marginals[n], post.marginals[n], atol=1e-5)
+
+
 def test_sample_statistics_and_errors():
     rng = np.random.default_rng(14)
     model = _models(rng)["coupled"]
@@ -194,6 +251,6 @@ def test_smoother_methods():
     for n in fact.names:
         np.testing.assert_allclose(general.marginals[n], fast.marginals[n], atol=1e-5)
     with pytest.raises(ValueError, match="factorial"):
-        dbn.smoother(models["coupled"], jnp.asarray(_evidence(rng, models["coupled"], 5)), method="factorial")
+        dbn.smoother(models["zipper"], jnp.asarray(_evidence(rng, models["zipper"], 5)), method="factorial")
     with pytest.raises(ValueError, match="method"):
         dbn.smoother(fact, ev, method="fast")

@@ -252,6 +252,155 @@ def test_dbn_evidence_out_of_range():
     assert not np.isfinite(float(jax.jit(tm.dbn.log_evidence)(model, ev)))  # unobserved would give 0
 
 
+FACTORIAL = tm.factorial_hmm([np.ones(2) / 2] * 2, [np.eye(2) * 0.8 + 0.1] * 2, np.full((2, 2, 3), 1 / 3))
+COUPLED = tm.dbn.coupled_hmm(np.ones(2) / 2, np.ones(2) / 2, np.full((2, 2, 2), 0.5), np.full((2, 2, 2), 0.5),
+                             np.array([[0.7, 0.3], [0.2, 0.8]]), np.array([[0.6, 0.4], [0.1, 0.9]]))
+DBN_EVIDENCE = {"factorial": np.array([[-1, -1, 0], [-1, 1, 1], [-1, -1, 2], [0, -1, 0]], np.int32),
+                "coupled": np.array([[-1, -1, 0, 1], [-1, 1, 1, -1], [-1, -1, 0, 0]], np.int32)}
+DBN_CALLS = {
+    "log_evidence": tm.dbn.log_evidence,
+    "filter": tm.dbn.filter,
+    "smoother": tm.dbn.smoother,
+    "smoother_general": lambda m, e: tm.dbn.smoother(m, e, method="general"),
+    "mpe": tm.dbn.mpe,
+    "expected_counts": tm.dbn.expected_counts,
+    "em_step": lambda m, e: learn.dbn.em_step(m, e[None]),
+}
+
+
+def _dbn_output_is_marker(name, out):
+    if name == "log_evidence":
+        return not np.isfinite(float(out))
+    if name == "mpe":
+        return np.isnan(float(out.log_prob))
+    if name == "em_step":
+        return not np.isfinite(float(out.log_likelihood))
+    return not np.isfinite(float(out.log_evidence))
+
+
+def _with_cpt(model, slice_name, var, value):
+    initial, transition = list(model.initial_cpts), list(model.transition_cpts)
+    (initial if slice_name == "initial_cpts" else transition)[model.index(var)] = jnp.asarray(value, jnp.float32)
+    return tm.dbn.DBN(model.structure, initial, transition)  # the constructor: no check of its own
+
+
+BAD_CPTS = [  # (model, slice, variable, value, message)
+    ("factorial", "initial_cpts", "h1", [1.2, -0.2], r"model.initial_cpts\['h1'\]\[1\] = -0.2 is negative"),
+    ("factorial", "transition_cpts", "h2", [[0.9, 0.1], [0.7, 0.2]],
+     r"model.transition_cpts\['h2'\]\[1\] does not sum to 1: sum = 0.9"),
+    ("factorial", "transition_cpts", "x", np.full((2, 2, 3), np.nan),
+     r"model.transition_cpts\['x'\]\[0, 0, 0\] = nan is negative or not finite"),
+    ("coupled", "transition_cpts", "v", np.stack([np.full((2, 2), 0.5), [[1.5, -0.5], [0.5, 0.5]]]),
+     r"model.transition_cpts\['v'\]\[1, 0, 1\] = -0.5 is negative"),
+]
+
+
+@pytest.mark.parametrize("which,slice_name,var,value,message", BAD_CPTS)
+def test_dbn_invalid_cpts_raise_eagerly_and_mark_under_jit(which, slice_name, var, value, message):
+    """Factorial and coupled DBNs: a CPT built with the DBN constructor (or changed as a pytree) that is
+    negative, NaN or unnormalised is named eagerly by every entry point; under jit the output is the
+    marker (NaN log-evidence / log_prob), never the plausible numbers it used to be (marginals of 1.2, -0.2)."""
+    model = _with_cpt(FACTORIAL if which == "factorial" else COUPLED, slice_name, var, value)
+    ev = DBN_EVIDENCE[which]
+    for name, call in DBN_CALLS.items():
+        with pytest.raises(ValueError, match=message):
+            call(model, ev)
+        assert _dbn_output_is_marker(name, jax.jit(call)(model, ev)), name
+    with pytest.raises(ValueError, match=message):
+        tm.dbn.sample(jax.random.key(0), model, 3)
+    assert np.all(np.asarray(jax.jit(lambda m: tm.dbn.sample(jax.random.key(0), m, 3))(model)) == -1)
+    with pytest.raises(ValueError, match="out of range|negative|not sum"):
+        checked(tm.dbn.log_evidence)(model, ev)
+
+
+@pytest.mark.parametrize("which,position", [("factorial", (2, 0)), ("factorial", (1, 2)), ("coupled", (1, 0)),
+                                            ("coupled", (2, 3))])
+@pytest.mark.parametrize("value", [-2, 7])
+def test_dbn_evidence_out_of_range_on_chains_and_leaves(which, position, value):
+    """A value out of range on a chain or a leaf: eager ValueError naming the step, the variable and the
+    value; under jit impossible evidence (log p(e) NaN or -inf) on every path, the factorial fast path
+    included (it used to read -2 as unobserved: log p(e) = -3.30 and marginals [0.5, 0.5])."""
+    model = FACTORIAL if which == "factorial" else COUPLED
+    ev = DBN_EVIDENCE[which].copy()
+    ev[position] = value
+    var = model.names[position[1]]
+    for name, call in DBN_CALLS.items():
+        with pytest.raises(ValueError, match=rf"evidence\[(0, )?{position[0]}, {position[1]}\] = {value} for variable "
+                                             rf"'{var}' is out of range"):
+            call(model, ev)
+        assert _dbn_output_is_marker(name, jax.jit(call)(model, ev)), name
+    batched = jax.jit(tm.dbn.smoother)(model, np.stack([DBN_EVIDENCE[which], ev]))
+    assert np.isfinite(float(batched.log_evidence[0])) and not np.isfinite(float(batched.log_evidence[1]))
+
+
+def test_dbn_valid_inputs_agree_with_the_unrolled_network():
+    """The checks leave valid inputs alone: smoothing (both paths) equals gm.bn on the unrolled network."""
+    from gm import bn
+
+    ev = DBN_EVIDENCE["factorial"]
+    net = tm.dbn.unroll(FACTORIAL, ev.shape[0])
+    names = FACTORIAL.names
+    flat = [ev[t, names.index(n.rsplit("_", 1)[0])] for t, n in ((int(n.rsplit("_", 1)[1]), n) for n in net.names)]
+    want = bn.log_evidence(net, jnp.asarray(flat, jnp.int32))
+    for method in ("factorial", "general"):
+        got = tm.dbn.smoother(FACTORIAL, ev, method=method)
+        np.testing.assert_allclose(float(got.log_evidence), float(want), rtol=1e-5)
+    with pytest.raises(ValueError, match="num_steps must be a positive int"):
+        tm.dbn.sample(jax.random.key(0), FACTORIAL, 0)
+
+
+# ------------------------------------------------------------------------ emission parameters, settings
+
+BAD_EMISSIONS = [  # (family, params, message): each used to give plausible numbers or NaN with no error
+    (tm.Categorical(3), tm.CategoricalParams(jnp.array([[1.2, -0.2, 0.0], [0.3, 0.3, 0.4]])),
+     r"model.emission.probs\[0, 1\] = -0.2 is negative"),
+    (tm.Categorical(3), tm.CategoricalParams(jnp.array([[0.5, 0.2, 0.0], [0.3, 0.3, 0.4]])),
+     r"model.emission.probs\[0\] does not sum to 1: sum = 0.7 \(rows are distributions over the V symbols\)"),
+    (tm.Gaussian(1), tm.GaussianParams(jnp.zeros((2, 1)), jnp.array([[-1.0], [1.0]])),
+     r"model.emission.covars \(variances\)\[0, 0\] = -1: every entry must be finite and > 0"),
+    (tm.Gaussian(1), tm.GaussianParams(jnp.array([[np.nan], [0.0]]), jnp.ones((2, 1))),
+     r"model.emission.means\[0, 0\] = nan: every entry must be finite"),
+    (tm.Poisson(1), tm.PoissonParams(jnp.array([[0.0], [2.0]])), r"model.emission.rates\[0, 0\] = 0"),
+    (tm.GaussianMixture(1, 2), tm.GaussianMixtureParams(jnp.array([[0.5, 0.6], [0.5, 0.5]]), jnp.zeros((2, 2, 1)),
+                                                       jnp.ones((2, 2, 1))),
+     r"model.emission.weights\[0\] does not sum to 1: sum = 1.1"),
+]
+
+
+@pytest.mark.parametrize("family,params,message", BAD_EMISSIONS)
+def test_invalid_emission_parameters_raise_eagerly_and_mark_under_jit(family, params, message):
+    model = tm.HMM(jnp.asarray(PI), jnp.asarray(A), params)
+    obs = np.array([0, 2, 1], np.int32) if isinstance(family, tm.Categorical) else np.array([[1.0], [2.0], [0.0]],
+                                                                                              np.float32)
+    for call in (tm.posterior, tm.log_likelihood, tm.model.expected_counts):
+        with pytest.raises(ValueError, match=message):
+            call(family, model, obs)
+    post = jax.jit(lambda m: tm.posterior(family, m, obs))(model)
+    assert np.isnan(float(post.log_evidence)) and np.all(np.isnan(post.marginals))
+    with pytest.raises(ValueError, match=message.replace("model.emission", "params")):
+        family.log_likelihood(params, obs)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: tm.Categorical(0), "Categorical.num_symbols must be positive int; got 0"),
+    (lambda: tm.Categorical(3, concentration=-1.0), "Categorical.concentration must be positive; got -1.0"),
+    (lambda: tm.Gaussian(2, min_covar=0.0), "Gaussian.min_covar must be positive"),
+    (lambda: tm.Poisson(1, rate_prior=(0.0, 1.0)), r"Poisson.rate_prior must be \(shape > 0, rate >= 0\)"),
+    (lambda: tm.GaussianMixture(1, 0), "GaussianMixture.num_components must be positive int"),
+])
+def test_family_settings_are_checked(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_learn_hmm_init_checks_its_data():
+    """init used to start from symbols out of range (and from 0 states) without a word."""
+    with pytest.raises(ValueError, match=r"obs\[0, 1\] = 5 is not a symbol of Categorical\(3\)"):
+        learn.hmm.init(jax.random.key(0), FAMILY, 2, np.array([[0, 5, 1]], np.int32))
+    with pytest.raises(ValueError, match="num_states must be a positive int; got 0"):
+        learn.hmm.init(jax.random.key(0), FAMILY, 0, np.array([[0, 1, 1]], np.int32))
+
+
 # ----------------------------------------------------------------------------------------- properties
 
 
@@ -277,3 +426,21 @@ def test_random_inputs_raise_exactly_when_invalid(first, off, lls):
     assert not np.isnan(float(post.log_evidence))
     assert np.all(m >= 0) and np.all(m <= 1 + 1e-6)
     np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=st.lists(st.integers(-3, 4), min_size=6, max_size=6))
+def test_dbn_evidence_raises_exactly_when_invalid(values):
+    """Property: the factorial DBN smoother raises iff an evidence value is out of range for its variable;
+    otherwise every marginal is a distribution and log p(e) is finite."""
+    ev = np.asarray(values, np.int32).reshape(2, 3)
+    cards = np.asarray(FACTORIAL.cards)
+    if np.any((ev < -1) | (ev >= cards)):
+        with pytest.raises(ValueError, match="is out of range"):
+            tm.dbn.smoother(FACTORIAL, ev)
+        return
+    post = tm.dbn.smoother(FACTORIAL, ev)
+    assert np.isfinite(float(post.log_evidence))
+    for m in post.marginals.values():
+        m = np.asarray(m)
+        assert np.all((m >= 0) & (m <= 1 + 1e-6)) and np.allclose(m.sum(-1), 1.0, atol=1e-5)

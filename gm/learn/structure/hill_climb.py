@@ -4,11 +4,12 @@ a maximum in-degree and random restarts.
 Each step takes the legal move with the largest score change (steepest ascent) until no move improves the
 score by at least ``epsilon``; up to there this is pgmpy's ``HillClimbSearch`` (Koller & Friedman,
 section 18.4.3), with the same tabu rule (the last ``tabu_length`` moves cannot be undone). Then a tabu
-phase (on by default, ``escape`` = n_vars moves): the search keeps taking the best move the tabu list
-allows, even one that lowers the score, and stops after ``escape`` moves in a row that do not beat the best
-graph seen, which it returns (a greedy climb's first moves are near-ties between i -> j and j -> i, and
-the one taken decides the local optimum; the tabu phase climbs out of most of the poor ones). Its budget:
-at most ``escape`` extra kernel calls per escape attempt. ``escape=0`` is pgmpy's plain climb.
+phase (on by default, ``escape`` = 10 moves): the search keeps taking the best move the tabu list allows,
+even one that lowers the score, and stops after ``escape`` moves in a row that do not beat the best graph
+seen (a greedy climb's first moves are near-ties between i -> j and j -> i, and the one taken decides the
+local optimum; the tabu phase climbs out of many of the poor ones). Then ``kicks`` (default 1) perturbed
+climbs: the best graph so far, changed by n_vars // 2 + 1 random legal moves, climbed again (greedy and tabu
+phase; iterated local search); the best graph seen is returned. ``escape=0`` is pgmpy's plain climb.
 
 Because the score is decomposable, a move only changes the local scores of the children whose parent
 sets change. The search keeps two matrices of score changes, ``add[i, j] = s(j, P_j + i) - s(j, P_j)`` and
@@ -154,6 +155,42 @@ class _Climber:
                 since_best += 1
         return best_parents, best_total, steps
 
+    def perturb(self, rng, parents, moves):
+        """Apply ``moves`` random legal moves (add, delete or reverse one edge) to ``parents`` in place."""
+        n = self.n
+        for _ in range(moves):
+            adj = np.zeros((n, n), bool)
+            for j, pa in enumerate(parents):
+                adj[pa, j] = True
+            i, j = rng.choice(n, 2, replace=False)
+            if adj[i, j] and not self.required[i, j]:
+                flip = rng.random() >= 0.5 and self.allowed[j, i] and len(parents[i]) < self.max_indegree
+                if flip:
+                    adj[i, j] = False
+                    flip = not transitive_closure(adj)[i, j]  # no other path i ~> j
+                parents[j].remove(i)
+                if flip:
+                    parents[i].append(j)
+            elif (not adj[i, j] and not adj[j, i] and not transitive_closure(adj)[j, i] and self.allowed[i, j]
+                  and len(parents[j]) < self.max_indegree):
+                parents[j].append(i)
+
+    def search(self, parents, max_iter, *, escape, kicks, rng, moves):
+        """A climb, then ``kicks`` climbs from the best graph so far perturbed by ``moves`` random moves."""
+        best_parents, best_total, steps = self.climb(parents, max_iter, escape=escape)
+        for _ in range(kicks):
+            begin = [list(p) for p in best_parents]
+            self.perturb(rng, begin, moves)
+            got, total, more = self.climb(begin, max_iter - steps, escape=escape)
+            steps += more
+            if total > best_total:
+                best_parents, best_total = got, total
+        return best_parents, best_total, steps
+
+
+def _rng(key):
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
+
 
 def _setup(data, variables, score, equivalent_sample_size, max_indegree, whitelist, blacklist, tabu_length,
            epsilon, start, scorer):
@@ -191,11 +228,33 @@ def _setup(data, variables, score, equivalent_sample_size, max_indegree, whiteli
     return climber, parents
 
 
+ESCAPE = 10  # the tabu phase's default budget of non-improving moves in a row
+
+
+def _defaults(n, escape, kicks, perturbation):
+    escape = ESCAPE if escape is None else int(escape)
+    kicks = (1 if escape > 0 else 0) if kicks is None else int(kicks)
+    perturbation = n // 2 + 1 if perturbation is None else int(perturbation)
+    for name, value in (("escape", escape), ("kicks", kicks), ("perturbation", perturbation)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    return escape, kicks, perturbation
+
+
 def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_size: float = 10.0,
                start=None, tabu_length: int = 100, max_indegree: int | None = None, whitelist=None,
                blacklist=None, epsilon: float = 1e-4, max_iter: int = 1_000_000, escape: int | None = None,
+               kicks: int | None = None, perturbation: int | None = None, key: jax.Array | None = None,
                scorer: NeighbourhoodScorer | None = None) -> SearchResult:
-    """Greedy hill climbing from ``start`` (default: no edges) to a local optimum of the score.
+    """Hill climbing from ``start`` (default: no edges): the greedy climb, a tabu phase, then ``kicks``
+    climbs from the best graph perturbed; returns the best graph seen.
+
+    The greedy climb is pgmpy's ``HillClimbSearch``; ``escape=0`` (which also turns the kicks off) is that
+    climb alone. By default the search goes on with a tabu phase of ``escape`` = 10 non-improving moves in a
+    row and one kick (``perturbation`` = n_vars // 2 + 1 random legal moves applied to the best graph, then
+    the greedy climb and tabu phase again): on the bnlearn networks (asia, sachs, child, insurance, alarm;
+    N = 1,000 to 100,000) it scores at least as well as pgmpy's climb on every network and N, for about 2x
+    the greedy climb's kernel calls.
 
     Args:
       data: ``int32[N, n_vars]`` complete records.
@@ -207,17 +266,22 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
       whitelist: edges ``(parent, child)`` (names or indices) that must be present (start has them, and
         they are never deleted or reversed); blacklist: edges that never appear.
       epsilon: stop when the best move improves the score by less than this.
-      max_iter: the most moves (the greedy and the tabu phase together).
-      escape: after the greedy climb, the moves in a row that may fail to beat the best graph before the
-        tabu phase stops (None: n_vars; 0: no tabu phase, pgmpy's ``HillClimbSearch``).
+      max_iter: the most moves (all climbs and tabu phases together).
+      escape: after each greedy climb, the moves in a row that may fail to beat the best graph before the
+        tabu phase stops (None: 10; 0: no tabu phase and, unless ``kicks`` says otherwise, no kicks: pgmpy's
+        ``HillClimbSearch``).
+      kicks: perturbed climbs after the first (None: 1, or 0 when ``escape=0``).
+      perturbation: random legal moves per kick (None: n_vars // 2 + 1).
+      key: a `jax.random` key for the kicks (None: ``jax.random.key(0)``, so the default search is
+        deterministic).
       scorer: a `NeighbourhoodScorer` to share between searches on the same data and score.
 
     Returns:
-      `SearchResult` (the best structure seen, its total score, the moves taken in both phases).
+      `SearchResult` (the best structure seen, its total score, the moves taken in all phases).
 
     Raises:
-      ValueError: bad white/black lists, a negative ``max_indegree``, or a start graph with a cycle or too
-        many parents.
+      ValueError: bad white/black lists, a negative ``max_indegree``, ``escape``, ``kicks`` or
+        ``perturbation``, or a start graph with a cycle or too many parents.
 
     Examples:
       >>> from gm.bn import Structure
@@ -233,7 +297,10 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
     """
     climber, parents = _setup(data, variables, score, equivalent_sample_size, max_indegree, whitelist, blacklist,
                               tabu_length, epsilon, start, scorer)
-    parents, total, steps = climber.climb(parents, max_iter, escape=climber.n if escape is None else int(escape))
+    escape, kicks, perturbation = _defaults(climber.n, escape, kicks, perturbation)
+    rng = _rng(jax.random.key(0) if key is None else key)
+    parents, total, steps = climber.search(parents, max_iter, escape=escape, kicks=kicks, rng=rng,
+                                           moves=perturbation)
     return SearchResult(make_structure(variables if variables is not None else climber.scorer.cards, parents,
                                        climber.n), total, steps)
 
@@ -244,13 +311,15 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
     (i -> j and j -> i often score the same, and the first choices decide the local optimum) and from the best
     graph so far perturbed by ``perturbation`` random legal moves (default: n_vars // 2 + 1); returns the best.
 
+    Each climb is a greedy climb and its tabu phase (``escape``, as `hill_climb`), without kicks.
+
     Args:
-      key: a `jax.random` key (the perturbations).
+      key: a `jax.random` key (the perturbations and the tie-breaks).
       data: ``int32[N, n_vars]`` complete records.
       variables: a `Structure`/`BayesNet` (names, states) or cardinalities.
       restarts: climbs after the first.
       perturbation: random legal moves applied to the best graph before a perturbed climb.
-      **kwargs: as `hill_climb` (one scorer is shared by all climbs).
+      **kwargs: as `hill_climb` (one scorer is shared by all climbs; ``kicks`` and ``key`` are not taken).
 
     Returns:
       `SearchResult` of the best climb (its ``n_iterations`` counts the moves of every climb).
@@ -263,57 +332,26 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
       >>> result.structure.parents, round(result.score, 2)
       (((), (), (0, 1)), -293.15)
     """
-    kwargs = dict(kwargs)
-    if kwargs.get("scorer") is None:
-        kwargs["scorer"] = NeighbourhoodScorer(data, variables, score=kwargs.get("score", "bic"),
-                                               equivalent_sample_size=kwargs.get("equivalent_sample_size", 10.0))
+    for name in ("kicks", "key"):
+        if name in kwargs:
+            raise TypeError(f"hill_climb_restarts takes no {name!r} (its restarts are its perturbations)")
     climber, start = _setup(data, variables, kwargs.get("score", "bic"), kwargs.get("equivalent_sample_size", 10.0),
                             kwargs.get("max_indegree"), kwargs.get("whitelist"), kwargs.get("blacklist"),
                             kwargs.get("tabu_length", 100), kwargs.get("epsilon", 1e-4), kwargs.get("start"),
-                            kwargs["scorer"])
+                            kwargs.get("scorer"))
     max_iter = kwargs.get("max_iter", 1_000_000)
-    escape = kwargs.get("escape")
-    escape = climber.n if escape is None else int(escape)
-    seed = np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32)
-    rng = np.random.default_rng(seed)
-    n = climber.n
-    parents, total, steps = climber.climb(start, max_iter, escape=escape)
-    best = (parents, total)
-    k = perturbation if perturbation is not None else n // 2 + 1
-    white = set(edge_indices(variables, kwargs.get("whitelist"), "whitelist"))
-    black = set(edge_indices(variables, kwargs.get("blacklist"), "blacklist"))
-    max_in = kwargs.get("max_indegree")
-    max_in = n if max_in is None else max_in
+    escape, _, moves = _defaults(climber.n, kwargs.get("escape"), 0, perturbation)
+    rng = _rng(key)
+    best_parents, best_total, steps = climber.climb(start, max_iter, escape=escape)
     for r in range(restarts):
         if r % 2 == 0:  # the same start, ties broken at random
             begin = [list(p) for p in start]
         else:  # the best graph so far, perturbed
-            begin = [list(p) for p in best[0]]
-            for _ in range(k):
-                _random_move(rng, begin, white, black, max_in)
-        parents, total, more = climber.climb(begin, max_iter, rng, escape=escape)
+            begin = [list(p) for p in best_parents]
+            climber.perturb(rng, begin, moves)
+        parents, total, more = climber.climb(begin, max_iter - steps, rng, escape=escape)
         steps += more
-        if total > best[1]:
-            best = (parents, total)
-    return SearchResult(make_structure(variables if variables is not None else climber.scorer.cards, best[0], n),
-                        best[1], steps)
-
-
-def _random_move(rng, parents, white, black, max_in):
-    n = len(parents)
-    adj = np.zeros((n, n), bool)
-    for j, pa in enumerate(parents):
-        adj[pa, j] = True
-    reach = transitive_closure(adj)
-    i, j = rng.choice(n, 2, replace=False)
-    if adj[i, j] and (i, j) not in white:
-        if rng.random() < 0.5 or (j, i) in black or len(parents[i]) >= max_in:
-            parents[j].remove(i)
-        else:
-            adj2 = adj.copy()
-            adj2[i, j] = False
-            if not transitive_closure(adj2)[i, j]:
-                parents[j].remove(i)
-                parents[i].append(j)
-    elif not adj[i, j] and not adj[j, i] and not reach[j, i] and (i, j) not in black and len(parents[j]) < max_in:
-        parents[j].append(i)
+        if total > best_total:
+            best_parents, best_total = parents, total
+    return SearchResult(make_structure(variables if variables is not None else climber.scorer.cards, best_parents,
+                                       climber.n), best_total, steps)

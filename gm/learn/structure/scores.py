@@ -128,7 +128,8 @@ def check_complete_data(data, cards: Sequence[int], names: Sequence[str] | None 
       ``int32[N, n_vars]``.
 
     Raises:
-      ValueError: a wrong shape, no records, a missing value (-1) or a state past the cardinality.
+      ValueError: a wrong shape, no records, a missing value (-1) or a value that is no state (below -1
+        or past the cardinality; the message names the record, the column and the value).
       TypeError: a non-integer dtype.
 
     Examples:
@@ -180,14 +181,16 @@ def complete_records(data, cards: Sequence[int], names: Sequence[str] | None = N
     high = host.max(axis=0)
     for j in range(n):
         label = repr(names[j]) if names is not None else f"column {j}"
+        if low[j] < -1 or high[j] >= cards[j]:  # the first record at fault, its value
+            r = int(np.flatnonzero((host[:, j] < -1) | (host[:, j] >= cards[j]))[0])
+            raise ValueError(f"data[{r}, {j}] = {int(host[r, j])}: variable {label} has no such state (cardinality "
+                             f"{cards[j]}; record {r})")
         if low[j] < 0:
             k = int(np.sum(host[:, j] < 0))
             raise ValueError(
                 f"data: variable {label} has missing values (-1) in {k} records; structure scores need "
                 "complete records (drop them, or impute with gm.learn.em)"
             )
-        if high[j] >= cards[j]:
-            raise ValueError(f"data: variable {label} has state {int(high[j])} but cardinality {cards[j]}")
     return np.ascontiguousarray(host, np.int32)
 
 

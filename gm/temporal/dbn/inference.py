@@ -9,11 +9,25 @@ per step (one chain at a time), never the O(K^(2M)) of the flattened HMM.
 * ``log_evidence``, ``filter`` (p(X_t^v | e_{1:t})), ``smoother`` (p(X_t^v | e_{1:T})) for any evidence
   pattern ``int32[T, n_vars]`` (``-1`` unobserved); ``smoother`` also takes a batch
   ``int32[B, T, n_vars]``, and runs factorial structures on a dedicated batch-minor path
-  (``gm.temporal.dbn.factorial``). Filtered marginals are gradients of the log evidence with respect to
+  (``gm.temporal.dbn.factorial``), and other batches batch-minor on the general engine (the batch a label
+  of the messages and evidence vectors, never of the CPTs, so each CPT product has the batch in its
+  columns). Filtered marginals are gradients of the log evidence with respect to
   the evidence vectors (the differential approach: p(x | e) = λ ∂ log Z/∂λ).
 * ``mpe``: the most probable joint assignment (max-product forward scan; the argmax is the gradient
   of the max with respect to the log evidence vectors; a unique maximiser is assumed).
 * ``expected_counts``: the E-step of EM, θ ⊙ ∂ log p(e)/∂θ (estimation itself: ``gm.learn.dbn``).
+
+Values (issue 18, through `gm.validation`): every entry point checks the CPTs (``check_model``) and the
+evidence (``check_evidence``). Eager calls raise ``ValueError`` naming the CPT (slice, variable, position,
+value) or the evidence entry (step, variable, value). Unchecked under ``jax.jit``, the marker: an invalid
+CPT makes log p(e), the marginals of every unobserved entry, expected counts and an MPE's ``log_prob``
+NaN (a sample: all -1); an evidence value out of range (below -1 included) is impossible evidence, whose
+log p(e) is NaN or -inf, never read as unobserved. ``gm.validation.checked`` compiles the checks in.
+
+Length: the smoother exists twice, per sequence (``_general_smoother``, what ``jax.vmap``, ``filter``
+and the per-sequence oracles use) and batch-minor on a batch (``_batch_smoother``, its plans carrying a
+batch label); both share the planning helpers and the contraction wrapper, which is why they sit in one
+module. About a quarter of the file is docstrings.
 
 Reference: K. Murphy (2002), Dynamic Bayesian Networks, PhD thesis, ch. 3.
 """
@@ -29,12 +43,13 @@ from jax import lax
 
 from gm import loops
 from gm.bn import tensornet
+from gm.temporal.common import check_probabilities, rows_valid
 from gm.temporal.dbn.factorial import factorial_layout, factorial_smoother, factorial_smoother_one
 from gm.temporal.dbn.structure import DBN, DBNPosterior, Structure
 from gm.types import MPE
 from gm.validation import is_concrete, require
 
-__all__ = ["DBNCounts", "check_evidence", "evidence_vectors", "expected_counts", "filter", "log_evidence", "mpe", "smoother",
+__all__ = ["DBNCounts", "check_evidence", "check_model", "evidence_vectors", "expected_counts", "filter", "log_evidence", "mpe", "smoother",
            "step_flops"]
 
 SMOOTHER_METHODS = ("auto", "general", "factorial")
@@ -170,6 +185,37 @@ def check_evidence(model: DBN, evidence) -> jax.Array:
     return evidence.astype(jnp.int32)
 
 
+def check_model(model: DBN, name: str = "model") -> DBN:
+    """``model`` after the value check every DBN entry point runs on its CPTs.
+
+    Eager (or compiled under `gm.validation.checked`): every CPT entry finite and non-negative and every
+    row summing to one, else ``ValueError`` naming the slice (``initial_cpts`` / ``transition_cpts``), the
+    variable, the position and the value (a model built with the ``DBN(...)`` constructor, changed by
+    ``jax.tree.map`` or returned by an EM step is checked here, not only by ``from_dict``). Unchecked under
+    ``jax.jit`` an invalid model is the marker: the first variable's initial CPT becomes NaN (O(CPT size)
+    work), so log p(e), the marginals of unobserved entries and an MPE's ``log_prob`` are NaN, never
+    plausible numbers.
+
+    Returns:
+        ``model`` (eager: the same object; traced: the possibly poisoned copy).
+
+    Examples:
+        >>> check_model(DBN(model.structure, [jnp.array([1.2, -0.2]), ...], ...))
+        Traceback (most recent call last):
+        ...
+        ValueError: model.initial_cpts['h1'][1] = -0.2 is negative or not finite: every entry must be ...
+    """
+    cpts = (("initial_cpts", model.initial_cpts), ("transition_cpts", model.transition_cpts))
+    for kind, tables in cpts:
+        for var, table in zip(model.names, tables):
+            check_probabilities(table, f"{name}.{kind}[{var!r}]")
+    if is_concrete(model):
+        return model
+    ok = rows_valid(*model.initial_cpts, *model.transition_cpts)
+    first = jnp.where(ok, model.initial_cpts[0], jnp.nan)
+    return DBN(model.structure, (first,) + model.initial_cpts[1:], model.transition_cpts)
+
+
 def evidence_vectors(model: DBN, evidence) -> tuple[jax.Array, ...]:
     """Indicator vectors λ_v f32[T, card_v] from ``int32[T, n_vars]`` (-1: all ones), one per variable.
 
@@ -244,6 +290,7 @@ def log_evidence(model: DBN, evidence) -> jax.Array:
     Examples:
         >>> total = jnp.sum(jax.vmap(lambda e: log_evidence(model, e))(evidences))   # a batch
     """
+    model = check_model(model)
     return _forward_sum(model, evidence_vectors(model, evidence))[0]
 
 
@@ -262,6 +309,7 @@ def filter(model: DBN, evidence) -> DBNPosterior:  # noqa: A001
     Examples:
         >>> p_emotion = filter(model, evidence).marginals["Emotion"]   # f32[T, 7]
     """
+    model = check_model(model)
     total, filt = _forward_sum(model, evidence_vectors(model, evidence), want_filtered=True)
     return DBNPosterior(total, dict(zip(model.names, filt)))
 
@@ -272,9 +320,9 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     Args:
         model: the 2-TBN.
         evidence: int32[T, n_vars] (-1 unobserved), or a batch int32[B, T, n_vars].
-        method: ``"auto"`` (the factorial path for factorial structures, the general engine otherwise),
-            ``"general"`` (always the general engine) or ``"factorial"`` (ValueError for a structure
-            that is not factorial).
+        method: ``"auto"`` (the chain path for factorial structures, the general engine otherwise),
+            ``"general"`` (always the general engine) or ``"factorial"`` (the chain path, also for coupled
+            chains: O(T) memory by checkpoints; ValueError for a structure that is not chain-structured).
 
     Returns:
         ``DBNPosterior(log_evidence f32[] (f32[B]), marginals {name: f32[T, card] (f32[B, T, card])})``.
@@ -285,6 +333,11 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     matrix product along its axis, O(T M K^(M+1)) per sequence. A batch can be passed directly or by
     ``jax.vmap`` (which is routed to the batched path, the batch being the contiguous axis of every
     product).
+
+    Coupled chains (each chain's parents are previous chains, e.g. its neighbours) run the chain path
+    with ``method="factorial"``: each chain's CPT is multiplied into the batch-minor message in turn and
+    every previous state no later chain needs is summed out at once (the frontier order,
+    O(M K^(M+2)) per step for neighbour coupling); ``"auto"`` gives them the general engine.
 
     The general engine: a forward scan stores the normalised interface messages α_t (evidence up to t), a
     backward scan the messages β_t (evidence after t). The interface's joint posterior is α_t ⊙ β_t; every
@@ -298,18 +351,23 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     if method not in SMOOTHER_METHODS:
         raise ValueError(f"method must be one of {SMOOTHER_METHODS}; got {method!r}")
     s = model.structure
+    model = check_model(model)
     evidence = check_evidence(model, evidence)
     layout = None if method == "general" else factorial_layout(s)
     if method == "factorial" and layout is None:
-        raise ValueError(f"method='factorial' needs a factorial structure (independent chains observed by "
-                         f"childless leaves); {s.names} is not one")
+        raise ValueError(f"method='factorial' needs a chain structure (chains whose parents are previous chains, "
+                         f"observed by childless leaves); {s.names} is not one")
+    if method == "auto" and layout is not None and not layout.factorial:
+        # coupled chains: the batch-minor general engine was as fast or faster than the chain path at
+        # every size measured (experiments/bench_hmm.py --only dbn-scaling), the chain path uses less memory
+        layout = None
     if evidence.ndim == 3 or (evidence.ndim == 2 and layout is not None):
         batch = evidence if evidence.ndim == 3 else evidence[None]
         if batch.shape[-1] != s.num_vars:
             raise ValueError(f"evidence must have shape [T, n_vars] or [B, T, n_vars] with n_vars = {s.num_vars} "
                              f"({s.names}); got {evidence.shape}")
         if layout is None:
-            return jax.vmap(lambda e: _general_smoother(model, e))(batch)
+            return _batch_smoother(model, batch)
         if evidence.ndim == 2:
             return factorial_smoother_one(model, layout, evidence, fallback=_general_smoother)
         return factorial_smoother(model, layout, batch)
@@ -396,6 +454,7 @@ def mpe(model: DBN, evidence) -> MPE:
     """
     s = model.structure
     p0, pt = _plans(s)
+    model = check_model(model)
     lams = evidence_vectors(model, evidence)
     log_i = [jnp.log(c) for c in model.initial_cpts]
     log_t = [jnp.log(c) for c in model.transition_cpts]
@@ -440,6 +499,7 @@ def expected_counts(model: DBN, evidence) -> DBNCounts:
         >>> counts = expected_counts(model, evidences)
         >>> float(counts.transition[0].sum())   # one transition of variable 0 per later slice and sequence
     """
+    model = check_model(model)
     evidence = check_evidence(model, evidence)
     batched = evidence.ndim == 3
 
@@ -453,3 +513,98 @@ def expected_counts(model: DBN, evidence) -> DBNCounts:
     value, grads = jax.value_and_grad(total)(cpts)
     counts = jax.tree.map(lambda c, g: c * g, cpts, grads)
     return DBNCounts(counts[0], counts[1], value)
+
+
+# ----------------------------------------------------------------------------------- a batch, batch-minor
+
+
+def _batch_plans(s: Structure, batch: int):
+    """The general engine's plans for a batch: the batch is one more label (``2 n``) carried by the
+    evidence vectors and the messages, never by the CPTs, so every CPT product has the batch in its
+    columns (one GEMM) instead of being repeated per sequence as under ``jax.vmap``.
+
+    Returns (first-slice plan, forward plan, backward plan, {v: (first, later) local plans})."""
+    n, sizes, init_inputs, trans_inputs = _labels(s)
+    bl, sizes = 2 * n, sizes + (batch,)
+    iface = s.interface
+    ev = [(i, bl) for i in range(n) if i not in iface]
+    prev_iface, cur_iface = tuple(n + i for i in iface) + (bl,), tuple(iface) + (bl,)
+    p0 = tensornet.plan(tuple(init_inputs + ev + [(bl,)]), cur_iface, sizes)
+    pt = tensornet.plan(tuple(trans_inputs + ev + [prev_iface]), cur_iface, sizes)
+    pb = tensornet.plan(tuple(trans_inputs + ev + [cur_iface]), prev_iface, sizes)
+    local = {}
+    for v in range(n):
+        if v not in iface:
+            others = [(i, bl) for i in range(n) if i not in iface and i != v]
+            local[v] = (tensornet.plan(tuple(init_inputs + others + [cur_iface]), (v, bl), sizes),
+                        tensornet.plan(tuple(trans_inputs + others + [prev_iface, cur_iface]), (v, bl), sizes))
+    return p0, pt, pb, local
+
+
+def _batch_smoother(model: DBN, evidence) -> DBNPosterior:
+    """The general engine on a batch ``int32[B, T, n_vars]``, batch-minor (see `_batch_plans`): the
+    same passes as `_general_smoother`, with messages f32[*interface, B]."""
+    s = model.structure
+    B, T, n = evidence.shape
+    iface = s.interface
+    k = len(iface)
+    p0, pt, pb, local = _batch_plans(s, B)
+    ev = jnp.transpose(evidence, (1, 2, 0))  # [T, n, B]
+    # evidence vectors f32[T, card, B], ones where unobserved (out of range: zeros, impossible evidence)
+    lams = [jnp.where(ev[:, i, None, :] == -1, 1.0, (jnp.arange(c)[None, :, None] == ev[:, i, None, :])
+                      .astype(jnp.float32)) for i, c in enumerate(s.cards)]
+
+    def leaves(lam_t, skip=()):
+        return [lam_t[i] for i in range(n) if i not in iface and i not in skip]
+
+    def with_iface_evidence(msg, lam_t):
+        for axis, i in enumerate(iface):
+            shape = [1] * (k + 1)
+            shape[axis], shape[k] = s.cards[i], B
+            msg = msg * lam_t[i].reshape(shape)
+        return msg
+
+    def normalise(m):
+        z = jnp.sum(m, axis=tuple(range(k)))
+        return m / jnp.where(z > 0, z, 1.0), z
+
+    lam0 = [l[0] for l in lams]
+    lam_rest = [l[1:] for l in lams]
+    m0, _ = _contract(p0, list(model.initial_cpts) + leaves(lam0) + [jnp.ones((B,), jnp.float32)])
+    m0, z0 = normalise(with_iface_evidence(m0, lam0))
+
+    def fwd(carry, lam_t):
+        msg, total = carry
+        m, _ = _contract(pt, list(model.transition_cpts) + leaves(lam_t) + [msg])
+        m, z = normalise(with_iface_evidence(m, lam_t))
+        return (m, total + jnp.log(z)), m
+
+    (_, total), alphas_rest = loops.scan(fwd, (m0, jnp.log(z0)), lam_rest)
+    alphas = jnp.concatenate([m0[None], alphas_rest], 0)  # [T, *interface, B]
+
+    def bwd(beta, lam_t):
+        b, _ = _contract(pb, list(model.transition_cpts) + leaves(lam_t) + [with_iface_evidence(beta, lam_t)])
+        return normalise(b)[0], beta
+
+    ones = jnp.ones(tuple(s.cards[i] for i in iface) + (B,), jnp.float32)
+    beta0, betas_rest = loops.scan(bwd, ones, lam_rest, reverse=True)
+    betas = jnp.concatenate([beta0[None], betas_rest], 0)
+
+    joint = alphas * betas
+    joint = joint / jnp.sum(joint, axis=tuple(range(1, k + 1)), keepdims=True)
+    margs = {}
+    for axis, i in enumerate(iface):
+        margs[i] = jnp.sum(joint, axis=tuple(a + 1 for a in range(k) if a != axis))  # [T, card, B]
+    for v, (pl0, plt) in local.items():
+        r0, _ = _contract(pl0, list(model.initial_cpts) + leaves(lam0, (v,)) + [with_iface_evidence(beta0, lam0)])
+        r = [(r0 * lam0[v])[None]]
+        if T > 1:
+            def step_v(lam_t, msg, beta):
+                rt, _ = _contract(plt, list(model.transition_cpts) + leaves(lam_t, (v,))
+                                  + [msg, with_iface_evidence(beta, lam_t)])
+                return rt * lam_t[v]
+
+            r.append(jax.vmap(step_v)(lam_rest, alphas[:-1], betas_rest))
+        r = jnp.concatenate(r, 0)
+        margs[v] = r / jnp.sum(r, axis=1, keepdims=True)
+    return DBNPosterior(total, {name: jnp.transpose(margs[i], (2, 0, 1)) for i, name in enumerate(s.names)})

@@ -13,7 +13,10 @@ import numpy as np
 
 from gm import loops
 from gm.bn.network import BayesNet
+from gm.temporal.common import rows_valid
+from gm.temporal.dbn.inference import check_model
 from gm.temporal.dbn.structure import DBN
+from gm.validation import is_concrete
 
 __all__ = ["sample", "unroll", "unroll_dict"]
 
@@ -26,11 +29,16 @@ def sample(key, model: DBN, num_steps: int) -> jax.Array:
         key: a ``jax.random`` key; model: the 2-TBN; num_steps: T (static).
 
     Returns:
-        int32[T, n_vars]; ``jax.vmap`` over keys for several sequences.
+        int32[T, n_vars]; ``jax.vmap`` over keys for several sequences. An invalid CPT (a negative or
+        non-finite entry, a row not summing to one) raises ``ValueError`` naming it when eager; under
+        ``jax.jit`` every state of the sample is -1 (the marker).
 
     Examples:
         >>> evidences = jax.vmap(lambda k: sample(k, model, 50))(jax.random.split(key, 8))   # [8, 50, n]
     """
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int; got {num_steps!r}")
+    check_model(model)  # eager (or under gm.validation.checked): ValueError naming the CPT
     s = model.structure
 
     def draw_slice(k, prev, initial):
@@ -49,14 +57,21 @@ def sample(key, model: DBN, num_steps: int) -> jax.Array:
     k0, k1 = jax.random.split(key)
     x0 = draw_slice(k0, None, True)
     if num_steps == 1:
-        return x0[None]
+        return _mark_invalid(model, x0[None])
 
     def body(prev, k):
         x = draw_slice(k, prev, False)
         return x, x
 
     _, xs = loops.scan(body, x0, jax.random.split(k1, num_steps - 1))
-    return jnp.concatenate([x0[None], xs], 0)
+    return _mark_invalid(model, jnp.concatenate([x0[None], xs], 0))
+
+
+def _mark_invalid(model: DBN, states):
+    """The marker of an invalid model under ``jax.jit``: every state -1 (no state), never a plausible path."""
+    if is_concrete(model):
+        return states
+    return jnp.where(rows_valid(*model.initial_cpts, *model.transition_cpts), states, -1)
 
 
 
