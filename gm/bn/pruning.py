@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax.numpy as jnp
-import networkx as nx
 import numpy as np
 
 from gm.bn.network import BayesNet, Structure
@@ -101,6 +100,8 @@ def _indices(net: BayesNet, names, what: str) -> list[int]:
 
 def _relevant(structure: Structure, query: set[int], observed: set[int]):
     """(unobserved component C, kept CPT owners) as index sets."""
+    import networkx as nx  # imported on use: 0.15-0.3 s of `import gm`
+
     parents = structure.parents
     ancestral: set[int] = set()
     stack = list(query | observed)

@@ -264,7 +264,7 @@ _QUICK_ENOUGH_FLOPS = 1e6
 _SEARCH_FLOPS_PER_SECOND = 1e9
 
 
-def _elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> list[tuple[int, int]]:
+def elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> list[tuple[int, int]]:
     """A pairwise path from a greedy variable-elimination order (the classic heuristic for Bayesian
     networks, as in variable elimination): repeatedly eliminate the label whose elimination makes the
     smallest factor (the product of the sizes of its neighbours), contracting the tensors that carry it
@@ -278,6 +278,18 @@ def _elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> li
     by ``noise`` times a Gumbel draw, so near-best eliminations are taken at random (the stochastic greedy
     orders of randomised variable elimination). The best of a few dozen such orders moves 3x to 10x less
     memory than the deterministic one on munin1, munin3 and link.
+
+    Args:
+      inputs, output, sizes: as for `plan`.
+      rng: a `numpy.random.Generator` for a randomised order; ``None``: the deterministic greedy order.
+      noise: the Gumbel draw's weight against the log factor size.
+
+    Returns:
+      A pairwise path in SSA form (possibly partial; `plan_from_path` completes it).
+
+    Examples:
+      >>> elimination_path(((0,), (0, 1), (1, 2)), (2,), (2, 3, 4))   # a[i] B[i, j] C[j, k] -> d[k]
+      [(0, 1), (3, 2)]
     """
     tensors = {i: frozenset(t) for i, t in enumerate(inputs)}
     holders: dict[int, set[int]] = {}
@@ -331,14 +343,27 @@ def _elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> li
     return path
 
 
-def _reconfigured(inputs, output, size_dict, ssa) -> list[tuple[int, int]]:
-    """``ssa`` improved by cotengra's subtree reconfiguration: every subtree of up to 6 leaves is
-    re-contracted optimally (for flops plus writes). On an elimination order's path this removes most of
-    the memory traffic of its Hadamard-like steps (munin1: 2.5e9 -> 7e8 in `_work`, 0.2 s)."""
+def reconfigured_path(inputs, output, sizes, ssa) -> list[tuple[int, int]]:
+    """The pairwise (SSA) path ``ssa`` improved by cotengra's subtree reconfiguration: every subtree of
+    up to 6 leaves is re-contracted optimally (for flops plus writes). On an elimination order's path this
+    removes most of the memory traffic of its Hadamard-like steps (munin1: 2.5e9 -> 7e8 in `_work`, 0.2 s).
+
+    Args:
+      inputs, output, sizes: as for `plan`.
+      ssa: a pairwise path in SSA form (each contraction's result gets the next id), possibly partial.
+
+    Returns:
+      A complete SSA path over the same inputs.
+
+    Examples:
+      >>> reconfigured_path(((0,), (0, 1), (1, 2)), (2,), (2, 3, 4), [(1, 2)])
+      [(0, 1), (2, 3)]
+    """
     import cotengra as ctg
 
+    size_dict = {l: sizes[l] for t in inputs for l in t}
     tree = ctg.ContractionTree.from_path(
-        [tuple(t) for t in inputs], tuple(output), size_dict, ssa_path=ssa
+        [tuple(t) for t in inputs], tuple(output), size_dict, ssa_path=_complete_path(len(inputs), ssa)
     )
     tree.subtree_reconfigure_(subtree_size=6, minimize="combo")
     return _complete_path(len(inputs), [tuple(int(k) for k in p) for p in tree.get_ssa_path()])
@@ -356,7 +381,7 @@ def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0
     # reconfiguration of the best, randomised greedy trials and cotengra's hyper-optimiser, each as far
     # as the budget set by the best path so far allows. Paths are compared by `_work` (multiply-adds
     # plus memory traffic).
-    ssa = _complete_path(len(inputs), _elimination_path(inputs, output, sizes))
+    ssa = _complete_path(len(inputs), elimination_path(inputs, output, sizes))
     work = _work(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
     if work <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
@@ -383,11 +408,11 @@ def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0
         if elapsed() + trial_time > budget(work) / 4:
             break
         trial_start = time.perf_counter()
-        consider(_complete_path(len(inputs), _elimination_path(inputs, output, sizes, rng)))
+        consider(_complete_path(len(inputs), elimination_path(inputs, output, sizes, rng)))
         trial_time = time.perf_counter() - trial_start
     # subtree reconfiguration costs about a millisecond per tensor
     if work > _QUICK_ENOUGH_FLOPS and elapsed() + 1e-3 * len(inputs) < budget(work):
-        consider(_reconfigured(inputs, output, size_dict, ssa))
+        consider(reconfigured_path(inputs, output, sizes, ssa))
 
     # randomised greedy trials, two at a time, while the best path so far says they are worth it
     rounds = 0
@@ -477,10 +502,32 @@ def plan(
                 os.replace(tmp, cache_file)
             except OSError:
                 pass
-    ssa = _complete_path(n, ssa)
-    steps = _steps_from_ssa(inputs, output, ssa, sizes)
+    return plan_from_path(inputs, output, sizes, ssa, search_seconds=seconds)
+
+
+def plan_from_path(inputs, output, sizes, ssa, *, search_seconds: float = 0.0) -> Plan:
+    """The `Plan` that contracts ``inputs`` into ``output`` along a given pairwise path (no search).
+
+    Args:
+      inputs, output, sizes: as for `plan`.
+      ssa: pairwise contractions in SSA form (ids ``0 .. n-1`` are the inputs, each contraction's result
+        gets the next id); a partial path is completed by contracting what remains in order.
+      search_seconds: recorded as the plan's search time.
+
+    Returns:
+      The `Plan` with its multiply-adds and largest intermediate.
+
+    Examples:
+      >>> p = plan_from_path(((0,), (0, 1), (1, 2)), (2,), (2, 3, 4), [(1, 2), (0, 3)])
+      >>> p.flops
+      32.0
+    """
+    inputs = tuple(tuple(int(l) for l in t) for t in inputs)
+    output = tuple(int(l) for l in output)
+    sizes = tuple(int(s) for s in sizes)
+    steps = _steps_from_ssa(inputs, output, _complete_path(len(inputs), ssa), sizes)
     flops, largest = _cost(inputs, sizes, steps)
-    return Plan(inputs, output, sizes, steps, flops, largest, seconds)
+    return Plan(inputs, output, sizes, steps, flops, largest, search_seconds)
 
 
 def _einsum_eq(in_labels: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> str:

@@ -82,12 +82,6 @@ def test_contract_max_value_and_decoding(net):
         assert float(best) == -np.inf
 
 
-def _plan_from_path(inputs, output, sizes, ssa):
-    steps = tensornet._steps_from_ssa(inputs, output, tensornet._complete_path(len(inputs), ssa), sizes)
-    flops, largest = tensornet._cost(inputs, sizes, steps)
-    return tensornet.Plan(inputs, output, sizes, steps, flops, largest, 0.0)
-
-
 @settings(max_examples=8, deadline=None)
 @given(networks())
 def test_searched_paths_contract_correctly(net):
@@ -98,12 +92,9 @@ def test_searched_paths_contract_correctly(net):
         return
     arrays = [jnp.asarray(a, jnp.float32) for a in _arrays(inputs, sizes, seed)]
     want = np.einsum(_np_eq(inputs, output), *_arrays(inputs, sizes, seed))
-    random_order = tensornet._complete_path(
-        len(inputs), tensornet._elimination_path(inputs, output, sizes, np.random.default_rng(seed))
-    )
-    size_dict = {l: sizes[l] for t in inputs for l in t}
-    for ssa in (random_order, tensornet._reconfigured(inputs, output, size_dict, random_order)):
-        mantissa, log_scale = tensornet.contract(_plan_from_path(inputs, output, sizes, ssa), arrays)
+    random_order = tensornet.elimination_path(inputs, output, sizes, np.random.default_rng(seed))
+    for ssa in (random_order, tensornet.reconfigured_path(inputs, output, sizes, random_order)):
+        mantissa, log_scale = tensornet.contract(tensornet.plan_from_path(inputs, output, sizes, ssa), arrays)
         got = np.asarray(mantissa, np.float64) * np.exp(float(log_scale))
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-30)
 
