@@ -13,7 +13,8 @@ network (`gm.bn.sample`). Each method learns a structure from the training recor
 
 Methods: ``hc-bic`` / ``hc-bdeu`` (`hill_climb`'s default search from the empty start: pgmpy's greedy climb
 with its defaults, tabu 100 and epsilon 1e-4, then a tabu phase of 10 non-improving moves and one kick, a
-climb from the best graph perturbed), ``hc-bic-g`` / ``hc-bdeu-g`` (``escape=0``: the greedy climb alone,
+climb from the best graph perturbed, then up to 8 random-tie restarts while distinct records x neighbourhoods
+evaluated stay under 2,000,000), ``hc-bic-g`` / ``hc-bdeu-g`` (``escape=0``: the greedy climb alone,
 pgmpy's algorithm),
 ``hc-bic-r`` / ``hc-bdeu-r`` (`hill_climb_restarts`, 6 more climbs), ``pc-chi2`` (`pc`, alpha 0.01, at most 5
 conditioning variables), ``exact-bic`` (`exact_search`; child with at most 2 parents per variable; larger

@@ -201,7 +201,10 @@ def _neighbourhood_kernel(indicators, n_records, padded, children, parents, equi
     tables = []
     for b in range(children.shape[0]):
         pa = parents[b]
-        key = (padded[:, pa] @ _strides(card_arr[pa])) * width + padded[:, children[b]]
+        strides = _strides(card_arr[pa]) * width
+        key = padded[:, children[b]]
+        for k in range(pa.shape[0]):  # a sum of column products (an integer matmul is a slow loop on CPU)
+            key = key + padded[:, pa[k]] * strides[k]
         tables.append(jax.ops.segment_sum(indicators, key, num_segments=n_configs * width))
     hood = functools.partial(_hood_from_table, n_records=n_records,
                              equivalent_sample_size=equivalent_sample_size, cards=cards, score=score)
@@ -219,6 +222,21 @@ def _empty_neighbourhoods(indicators, n_records, equivalent_sample_size, *, card
     hood = functools.partial(_hood_from_table, n_records=n_records, equivalent_sample_size=equivalent_sample_size,
                              cards=cards, score=score)
     return Neighbourhood(*jax.vmap(hood)(tables, jnp.arange(n), parents))
+
+
+@functools.partial(jax.jit, static_argnames=("cards",))
+def _indicator_records(rows, counts, *, cards):
+    """The indicator table ``f[M, D + 2]`` (`IndicatorLayout`) of distinct ``rows`` weighted by ``counts``, and
+    the rows padded with a zero column ``int32[M, n_vars + 1]`` (parent slot ``n_vars`` reads state 0)."""
+    layout = indicator_layout(cards)
+    d = layout.width - 2
+    variable = np.concatenate([np.full(c - 1, i) for i, c in enumerate(cards)] + [np.zeros(0, int)]).astype(np.int32)
+    state = np.concatenate([np.arange(c - 1) for c in cards] + [np.zeros(0, int)]).astype(np.int32)
+    weight = counts.astype(jnp.result_type(float))
+    hits = (rows[:, variable] == state).astype(weight.dtype) * weight[:, None]  # [M, D]
+    indicators = jnp.concatenate([hits, weight[:, None], jnp.zeros_like(weight)[:, None]], axis=1)
+    assert indicators.shape[1] == d + 2
+    return indicators, jnp.pad(rows, ((0, 0), (0, 1)))
 
 
 class NeighbourhoodScorer:
@@ -239,6 +257,7 @@ class NeighbourhoodScorer:
       cards: the cardinality of each variable.
       score: the canonical score name.
       memo: ``{(child, frozenset(parents)): neighbourhood}``, filled by the searches that share it.
+      n_distinct: the number of distinct records (one neighbourhood costs one pass over them).
 
     Examples:
       >>> from gm.bn import Structure
@@ -257,19 +276,11 @@ class NeighbourhoodScorer:
         self.equivalent_sample_size = float(equivalent_sample_size)
         self.n_records = int(data.shape[0])
         rows, counts = unique_records(data, pad=True)
-        layout = indicator_layout(self.cards)
-        d = layout.width - 2
-        cards = np.asarray(self.cards, np.int32)
-        column = np.where(rows < cards - 1, layout.columns[np.arange(len(cards)), np.minimum(rows, cards - 1)], d + 1)
-        indicators = np.zeros((rows.shape[0], layout.width), jnp.result_type(float))
-        indicators[np.arange(rows.shape[0])[:, None], column] = counts[:, None]
-        indicators[:, d] = counts
-        indicators[:, d + 1] = 0.0
-        self.indicators = jnp.asarray(indicators)  # distinct rows weighted by counts, reduced layout
+        self.n_distinct = int(np.sum(counts > 0))
         self.memo: dict = {}  # (child, frozenset(parents)) -> neighbourhood, filled by the searches
-        padded = np.zeros((rows.shape[0], rows.shape[1] + 1), np.int32)
-        padded[:, :-1] = rows
-        self.padded = jnp.asarray(padded)
+        # distinct rows weighted by counts, reduced layout; built on the device from the int32 rows
+        self.indicators, self.padded = _indicator_records(rows.astype(np.int32), counts.astype(np.int32),
+                                                          cards=self.cards)
 
     def __call__(self, children: Sequence[int], parents: Sequence[Sequence[int]]) -> Neighbourhood:
         """Neighbourhoods of ``children`` with current parent sets ``parents`` (numpy float64 arrays).
@@ -313,7 +324,7 @@ class NeighbourhoodScorer:
         n_configs = 4 ** math.ceil(math.log(q_max, 4)) if q_max > 1 else 1
         if n_configs * max(self.cards) ** 2 * len(self.cards) > 1 << 27:
             raise ValueError(f"a parent set has {q_max} configurations: too many to count; lower max_indegree")
-        out = _neighbourhood_kernel(self.indicators, self.n_records, self.padded, jnp.asarray(kids), jnp.asarray(pa),
+        out = _neighbourhood_kernel(self.indicators, self.n_records, self.padded, kids, pa,
                                     self.equivalent_sample_size, cards=self.cards, n_configs=n_configs,
                                     score=self.score)
-        return Neighbourhood(*(np.asarray(a, np.float64)[:b] for a in out))
+        return Neighbourhood(*(np.asarray(a, np.float64)[:b] for a in jax.device_get(out)))
