@@ -264,7 +264,7 @@ _QUICK_ENOUGH_FLOPS = 1e6
 _SEARCH_FLOPS_PER_SECOND = 1e9
 
 
-def elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> list[tuple[int, int]]:
+def elimination_path(inputs, output, sizes, generator=None, noise: float = 0.5) -> list[tuple[int, int]]:
     """A pairwise path from a greedy variable-elimination order (the classic heuristic for Bayesian
     networks, as in variable elimination): repeatedly eliminate the label whose elimination makes the
     smallest factor (the product of the sizes of its neighbours), contracting the tensors that carry it
@@ -274,14 +274,14 @@ def elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> lis
     randomised greedy pair-merging (munin1: 3.5e8 multiply-adds against 1.8e12; munin4: 3.2e7 against
     2.7e22; link: 2.0e8 against 2.9e13), so it seeds the search and sets its budget.
 
-    With ``rng`` (a `numpy.random.Generator`) the order is randomised: each label's log-weight is lowered
+    With ``generator`` (a `numpy.random.Generator`) the order is randomised: each label's log-weight is lowered
     by ``noise`` times a Gumbel draw, so near-best eliminations are taken at random (the stochastic greedy
     orders of randomised variable elimination). The best of a few dozen such orders moves 3x to 10x less
     memory than the deterministic one on munin1, munin3 and link.
 
     Args:
       inputs, output, sizes: as for `plan`.
-      rng: a `numpy.random.Generator` for a randomised order; ``None``: the deterministic greedy order.
+      generator: a `numpy.random.Generator` for a randomised order; ``None``: the deterministic greedy order.
       noise: the Gumbel draw's weight against the log factor size.
 
     Returns:
@@ -303,7 +303,7 @@ def elimination_path(inputs, output, sizes, rng=None, noise: float = 0.5) -> lis
         union = set().union(*(tensors[i] for i in holders[l]))
         union.discard(l)
         weight = math.log(math.prod(sizes[x] for x in union))
-        return weight - noise * rng.gumbel() if rng is not None else weight
+        return weight - noise * generator.gumbel() if generator is not None else weight
 
     current = {l: score(l) for l in holders if l not in keep}
     heap = [(s, l) for l, s in current.items()]

@@ -90,7 +90,7 @@ def test_kicks_deterministic_and_never_worse(x64):
     assert kicked.score >= tabu.score - 1e-9 * abs(tabu.score)
     assert kicked.n_iterations > tabu.n_iterations  # the kicks climbed
     np.testing.assert_allclose(network_score(data, kicked.structure, score="bic"), kicked.score, rtol=1e-9)
-    again = hill_climb(data, net, score="bic", kicks=2, key=jax.random.key(0))  # key None is key(0)
+    again = hill_climb(data, net, score="bic", kicks=2, seed=0)  # the default seed
     assert again.structure == kicked.structure and again.n_iterations == kicked.n_iterations
     with pytest.raises(ValueError, match="kicks must be >= 0"):
         hill_climb(data, net, kicks=-1)

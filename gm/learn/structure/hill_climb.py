@@ -280,7 +280,7 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
                start=None, tabu_length: int = 100, max_indegree: int | None = None, whitelist=None,
                blacklist=None, epsilon: float = 1e-4, max_iter: int = 1_000_000, escape: int | None = None,
                kicks: int | None = None, perturbation: int | None = None, restarts: int | None = None,
-               restart_budget: int = RESTART_BUDGET, key: jax.Array | None = None,
+               restart_budget: int = RESTART_BUDGET, seed: int = 0,
                scorer: NeighbourhoodScorer | None = None) -> SearchResult:
     """Hill climbing from ``start`` (default: no edges): the greedy climb, a tabu phase, then ``kicks``
     climbs from the best graph perturbed; returns the best graph seen.
@@ -314,8 +314,8 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
         ``escape=0``).
       restart_budget: no restart begins once the distinct records x the neighbourhoods evaluated so far
         reach this (alarm: 832 distinct records at N = 1,000, all 8 restarts; 40,960 at N = 100,000, none).
-      key: a `jax.random` key for the kicks (None: ``jax.random.key(0)``, so the default search is
-        deterministic).
+      seed: the seed of the kicks' and restarts' random moves and tie-breaks (the search runs on the host;
+        a fixed seed makes it deterministic, so it is an integer option, not a leading ``key``).
       scorer: a `NeighbourhoodScorer` to share between searches on the same data and score.
 
     Returns:
@@ -341,7 +341,7 @@ def hill_climb(data, variables=None, *, score: str = "bic", equivalent_sample_si
                               tabu_length, epsilon, start, scorer)
     escape, kicks, perturbation, restarts = _defaults(climber.n, escape, kicks, perturbation, restarts,
                                                       restart_budget)
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(seed)
     parents, total, steps = climber.search(parents, max_iter, escape=escape, kicks=kicks, rng=_rng(key),
                                            moves=perturbation, restarts=restarts, budget=restart_budget,
                                            restart_rng=_rng(jax.random.fold_in(key, 1)))
@@ -363,7 +363,7 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
       variables: a `Structure`/`BayesNet` (names, states) or cardinalities.
       restarts: climbs after the first.
       perturbation: random legal moves applied to the best graph before a perturbed climb.
-      **kwargs: as `hill_climb` (one scorer is shared by all climbs; ``kicks`` and ``key`` are not taken).
+      **kwargs: as `hill_climb` (one scorer is shared by all climbs; ``kicks`` and ``seed`` are not taken).
 
     Returns:
       `SearchResult` of the best climb (its ``n_iterations`` counts the moves of every climb).
@@ -376,7 +376,7 @@ def hill_climb_restarts(key, data, variables=None, *, restarts: int = 5, perturb
       >>> result.structure.parents, round(result.score, 2)
       (((), (), (0, 1)), -293.15)
     """
-    for name in ("kicks", "key"):
+    for name in ("kicks", "seed"):
         if name in kwargs:
             raise TypeError(f"hill_climb_restarts takes no {name!r} (its restarts are its perturbations)")
     climber, start = _setup(data, variables, kwargs.get("score", "bic"), kwargs.get("equivalent_sample_size", 10.0),
