@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-__all__ = ["checked", "checks_enabled", "is_concrete", "require", "require_weights"]
+__all__ = ["checked", "checks_enabled", "is_concrete", "require", "require_finite", "require_weights"]
 
 _CHECKS = contextvars.ContextVar("gm_value_checks", default=False)
 
@@ -146,6 +146,38 @@ def require_weights(values, *, unit: str = "record") -> None:
         return f"weights must be finite and non-negative: {unit} {at[0]} has weight {float(values[at[0]])}"
 
     require((values >= 0) & (values < np.inf), describe)
+
+
+def require_finite(values, name: str, *, unit: str = "row") -> None:
+    """`require` that every entry of ``values`` is finite (no NaN, no inf), naming ``name``, the position,
+    the value and the ``unit`` (row, image, sample, ...) its first index counts.
+
+    Args:
+      values: an array of any shape (concrete or traced).
+      name: the argument in the message.
+      unit: what the first axis indexes, for the message.
+
+    Returns:
+      None.
+
+    Raises:
+      ValueError: (eager) a NaN or infinite entry.
+
+    Examples:
+      >>> require_finite(np.array([[0.5, 1.0], [np.nan, 2.0]]), "features")
+      Traceback (most recent call last):
+      ...
+      ValueError: features[1, 0] = nan: every entry must be finite (row 1)
+    """
+    values = np.asarray(values) if is_concrete(values) else jnp.asarray(values)
+
+    def describe(at):
+        if at is None:
+            return f"{name} has a NaN or infinite entry: every entry must be finite"
+        where = f"[{', '.join(str(i) for i in at)}]" if at else ""
+        return f"{name}{where} = {float(values[at])}: every entry must be finite" + (f" ({unit} {at[0]})" if at else "")
+
+    require((values > -np.inf) & (values < np.inf), describe)
 
 
 def checked(fn: Callable, **jit_kwargs) -> Callable:

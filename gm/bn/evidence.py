@@ -95,7 +95,8 @@ def check_evidence_values(net: BayesNet, evidence) -> None:
 
     Args:
         net: the network.
-        evidence: ``int32[n_vars]``, already of the right shape (`check_evidence_shape`).
+        evidence: ``int32[n_vars]``, already of the right shape (`check_evidence_shape`), or a batch
+            ``int32[..., n_vars]`` (the message then names the evidence set too).
 
     Returns:
         None; the check raises instead.
@@ -117,9 +118,10 @@ def check_evidence_values(net: BayesNet, evidence) -> None:
     def describe(at):
         if at is None:
             return "evidence out of range: each entry must be a state index of its variable or -1 (unobserved)"
-        i = at[0]
-        return (f"evidence {int(values[i])} for variable {net.names[i]!r} is out of range: it has {net.cards[i]} "
-                f"states {list(net.states[i])}; use a state index or -1 (unobserved)")
+        i = at[-1]
+        batch = f"evidence set {', '.join(map(str, at[:-1]))}: " if len(at) > 1 else ""
+        return (f"{batch}evidence {int(values[at])} for variable {net.names[i]!r} is out of range: it has "
+                f"{net.cards[i]} states {list(net.states[i])}; use a state index or -1 (unobserved)")
 
     require((values >= -1) & (values < cards), describe)
 

@@ -31,7 +31,8 @@ import numpy as np
 import optax
 
 from gm.data.images import binarize, random_shift
-from gm.deep.train import latest_checkpoint_step, restore_checkpoint, save_checkpoint, static_config
+from gm.deep.train import (check_images, check_labels, latest_checkpoint_step, restore_checkpoint,
+                           save_checkpoint, static_config)
 
 __all__ = [
     "ClassifierConfig",
@@ -130,19 +131,27 @@ class Classification(NamedTuple):
 def classify(classifier: Classifier, images, *, batch_size: int = 500) -> Classification:
     """Logits ``f32[N, n_classes]`` and features ``f32[N, hidden]`` of ``f32[N, H, W, C]`` images.
 
-    Runs in batches of ``batch_size`` (one compilation per distinct batch shape).
+    Runs in batches of ``batch_size`` (one compilation per distinct batch shape). The images are checked
+    on the host first: a NaN or infinite pixel raises (its logits would be NaN, and their arg-max a
+    plausible class 0).
 
     Returns:
         A :class:`Classification` ``(logits, features)`` of numpy arrays.
+
+    Raises:
+        ValueError: ``images`` is not [N, H, W, C] of the classifier's image shape with N >= 1, or has a
+            NaN or infinite pixel (named with its position and image).
 
     Examples:
         >>> logits, features = classify(classifier, test_images)
     """
     images = np.asarray(images, np.float32)
-    if images.ndim != 4 or images.shape[1:] != tuple(classifier.config.image_shape):
+    if images.ndim != 4 or images.shape[1:] != tuple(classifier.config.image_shape) or images.shape[0] < 1:
         raise ValueError(
-            f"images must have shape [N, {', '.join(map(str, classifier.config.image_shape))}], got {images.shape}"
+            f"images must have shape [N, {', '.join(map(str, classifier.config.image_shape))}] with N >= 1, "
+            f"got {images.shape}"
         )
+    check_images(images, "images", unit_interval=False)
     logits, feats = [], []
     for i in range(0, images.shape[0], batch_size):
         lg, ft = _logits_and_features(classifier, jnp.asarray(images[i : i + batch_size]))
@@ -158,7 +167,11 @@ def accuracy(classifier: Classifier, images, labels) -> float:
         >>> accuracy(classifier, ds.test.images, ds.test.labels)   # about 0.98 on MNIST
     """
     logits, _ = classify(classifier, images)
-    return float(np.mean(logits.argmax(-1) == np.asarray(labels)))
+    labels = np.asarray(labels)
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(f"labels must have shape ({logits.shape[0]},) (one per image); got {labels.shape}")
+    check_labels(labels, classifier.config.n_classes, "labels")
+    return float(np.mean(logits.argmax(-1) == labels))
 
 
 def train_classifier(key: jax.Array, config: ClassifierConfig, images, labels, *, progress: bool = False

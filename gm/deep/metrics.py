@@ -16,6 +16,11 @@ Example:
     >>> from gm.deep import classifier, metrics
     >>> logits, features = classifier.classify(clf, samples)
     >>> metrics.frechet_distance(test_features, features)
+
+Every metric checks its inputs on the host (they are numpy functions, called eagerly): a NaN or infinite
+logit, feature or pixel, a label or code outside its range, an empty set or mismatched shapes raise
+``ValueError`` (``TypeError`` for float labels) naming the argument, the position and the value, so a
+diverged model's NaN samples never turn into a plausible finite score.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import NamedTuple
 import numpy as np
 
 from gm.deep.classifier import Classifier, accuracy, classify
+from gm.deep.train import check_labels
+from gm.validation import require_finite
 
 __all__ = [
     "classifier_confidence",
@@ -45,9 +52,34 @@ __all__ = [
 ]
 
 
+def _matrix(values, name: str, *, min_rows: int = 1, unit: str = "row") -> np.ndarray:
+    """``values`` as f64[N, D] with N >= ``min_rows`` and every entry finite, or ``ValueError`` naming ``name``."""
+    x = np.asarray(values, np.float64)
+    if x.ndim != 2 or x.shape[0] < min_rows:
+        raise ValueError(f"{name} must have shape [N, D] with N >= {min_rows}; got {x.shape}")
+    require_finite(x, name, unit=unit)
+    return x
+
+
+def _same_shape_finite(a, b, name_a: str, name_b: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two non-empty f64 arrays of one shape with finite entries, or ``ValueError`` naming the culprit."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} shape {a.shape} differs from {name_b} shape {b.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name_a} and {name_b} are empty (shape {a.shape})")
+    require_finite(a, name_a, unit="example")
+    require_finite(b, name_b, unit="example")
+    return a, b
+
+
 def classifier_confidence(logits) -> float:
-    """Mean over samples of ``max_y softmax(logits)_y``: ``f32[N, K] -> float`` in [1/K, 1]."""
-    logits = np.asarray(logits, np.float64)
+    """Mean over samples of ``max_y softmax(logits)_y``: ``f32[N, K] -> float`` in [1/K, 1].
+
+    Raises:
+        ValueError: ``logits`` is not [N, K] with N >= 1, or has a NaN or infinite entry.
+    """
+    logits = _matrix(logits, "logits", unit="sample")
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     return float(p.max(-1).mean())
@@ -58,11 +90,15 @@ def conditional_accuracy(logits, labels) -> float:
 
     Args:
         logits: ``f32[N, K]`` classifier logits of the samples.
-        labels: ``int[N]`` conditioning labels.
+        labels: ``int[N]`` conditioning labels in ``[0, K)``.
+
+    Raises:
+        ValueError: non-finite logits, a label outside ``[0, K)``, no samples, or mismatched lengths.
     """
-    logits, labels = np.asarray(logits), np.asarray(labels)
-    if logits.shape[0] != labels.shape[0]:
-        raise ValueError(f"logits has {logits.shape[0]} rows, labels {labels.shape[0]}")
+    logits, labels = _matrix(logits, "logits", unit="sample"), np.asarray(labels)
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(f"labels must have shape ({logits.shape[0]},) (one per row of logits); got {labels.shape}")
+    check_labels(labels, logits.shape[1], "labels")
     return float(np.mean(logits.argmax(-1) == labels))
 
 
@@ -74,16 +110,26 @@ class GaussianStatistics(NamedTuple):
 
 
 def gaussian_statistics(features) -> GaussianStatistics:
-    """Sample mean and (unbiased) covariance of ``f32[N, D]`` features, in float64."""
-    f = np.asarray(features, np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"features must be [N, D] with N >= 2, got shape {f.shape}")
+    """Sample mean and (unbiased) covariance of ``f32[N, D]`` features, in float64.
+
+    Raises:
+        ValueError: ``features`` is not [N, D] with N >= 2, or has a NaN or infinite entry (named).
+    """
+    f = _matrix(features, "features", min_rows=2)
     return GaussianStatistics(f.mean(0), np.cov(f, rowvar=False))
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh((matrix + matrix.T) / 2)
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def _statistics(features, name: str) -> GaussianStatistics:
+    if not isinstance(features, GaussianStatistics):
+        return gaussian_statistics(_matrix(features, name, min_rows=2))
+    require_finite(features.mean, f"{name}.mean", unit="dimension")
+    require_finite(features.cov, f"{name}.cov", unit="dimension")
+    return features
 
 
 def frechet_distance(features_a, features_b) -> float:
@@ -101,9 +147,12 @@ def frechet_distance(features_a, features_b) -> float:
 
     Returns:
         The squared Frechet distance (the quantity called FID), a float >= 0.
+
+    Raises:
+        ValueError: a feature set (or statistic) with a NaN or infinite entry, fewer than two rows, or
+            differing dimensions; the message names ``features_a`` or ``features_b``.
     """
-    a = features_a if isinstance(features_a, GaussianStatistics) else gaussian_statistics(features_a)
-    b = features_b if isinstance(features_b, GaussianStatistics) else gaussian_statistics(features_b)
+    a, b = (_statistics(f, name) for f, name in ((features_a, "features_a"), (features_b, "features_b")))
     if a.mean.shape != b.mean.shape:
         raise ValueError(f"feature dimensions differ: {a.mean.shape[0]} and {b.mean.shape[0]}")
     root_a = _sqrt_psd(a.cov)
@@ -125,8 +174,14 @@ def mode_coverage(logits, n_classes: int, *, min_fraction: float = 0.01) -> dict
 
     Returns:
         ``{"covered": int, "histogram": list[float]}`` (fractions of samples per predicted class).
+
+    Raises:
+        ValueError: non-finite logits, no samples, or ``logits`` with more than ``n_classes`` columns.
     """
-    pred = np.asarray(logits).argmax(-1)
+    logits = _matrix(logits, "logits", unit="sample")
+    if logits.shape[1] > n_classes:  # a predicted class >= n_classes would lengthen the histogram
+        raise ValueError(f"logits must have at most n_classes = {n_classes} columns; got shape {logits.shape}")
+    pred = logits.argmax(-1)
     hist = np.bincount(pred, minlength=n_classes) / max(len(pred), 1)
     return {"covered": int((hist >= min_fraction).sum()), "histogram": [float(h) for h in hist]}
 
@@ -141,11 +196,20 @@ def matched_accuracy(codes, labels, n_classes: int | None = None) -> float:
         codes: ``int[N]`` code of each sample (e.g. the categorical code it was generated with).
         labels: ``int[N]`` class of each sample (e.g. the classifier's prediction).
         n_classes: number of codes/classes (default: the largest value + 1).
+
+    Raises:
+        ValueError: empty or mismatched ``codes`` and ``labels``, or a negative value (or one >=
+            ``n_classes``), named with its position; TypeError: non-integer codes or labels.
     """
+    codes, labels = np.asarray(codes), np.asarray(labels)
+    if codes.ndim != 1 or codes.shape != labels.shape or codes.size == 0:
+        raise ValueError(f"codes and labels must be non-empty int[N] of one length; got {codes.shape} and "
+                         f"{labels.shape}")
+    k = int(max(codes.max(), labels.max()) + 1) if n_classes is None else n_classes
+    check_labels(codes, k, "codes")
+    check_labels(labels, k, "labels")
     from scipy.optimize import linear_sum_assignment
 
-    codes, labels = np.asarray(codes), np.asarray(labels)
-    k = int(max(codes.max(), labels.max()) + 1) if n_classes is None else n_classes
     table = np.zeros((k, k), np.int64)
     np.add.at(table, (codes, labels), 1)
     rows, cols = linear_sum_assignment(-table)
@@ -172,16 +236,18 @@ def linear_probe_accuracy(train_features, train_labels, test_features, test_labe
         max_iter: iterations of the L-BFGS solver.
         regularization: inverse of sklearn's ``C``.
     """
-    from sklearn.linear_model import LogisticRegression
-
-    train_x, test_x = np.asarray(train_features, np.float64), np.asarray(test_features, np.float64)
-    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+    train_x, test_x = _matrix(train_features, "train_features"), _matrix(test_features, "test_features")
+    if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train_features and test_features must be [N, D] and [M, D], got {train_x.shape} "
                          f"and {test_x.shape}")
     train_y, test_y = np.asarray(train_labels), np.asarray(test_labels)
     if train_y.shape != train_x.shape[:1] or test_y.shape != test_x.shape[:1]:
         raise ValueError(f"labels must have one entry per feature row, got {train_y.shape} for {train_x.shape} "
                          f"and {test_y.shape} for {test_x.shape}")
+    check_labels(train_y, np.iinfo(np.int64).max, "train_labels")  # integer class indices >= 0
+    check_labels(test_y, np.iinfo(np.int64).max, "test_labels")
+    from sklearn.linear_model import LogisticRegression
+
     mean, std = train_x.mean(0), train_x.std(0) + 1e-8
     probe = LogisticRegression(C=1.0 / regularization, max_iter=max_iter)
     probe.fit((train_x - mean) / std, train_y)
@@ -202,11 +268,13 @@ def class_preservation(classifier: Classifier, translated, source_labels) -> flo
         source_labels: ``int[N]`` the classes of the sources.
     """
     translated = np.asarray(translated, np.float32)
+    require_finite(translated, "translated", unit="image")
     if translated.shape[-1] != classifier.config.image_shape[-1]:
         translated = translated.max(axis=-1, keepdims=True)
     labels = np.asarray(source_labels)
     if labels.shape != translated.shape[:1]:
         raise ValueError(f"source_labels must have shape ({translated.shape[0]},), got {labels.shape}")
+    check_labels(labels, classifier.config.n_classes, "source_labels")
     return accuracy(classifier, translated, labels)
 
 
@@ -219,19 +287,20 @@ def channel_features(classifier: Classifier, images) -> np.ndarray:
     images = np.asarray(images, np.float32)
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    require_finite(images, "images", unit="image")
     return np.concatenate([classify(classifier, images[..., c : c + 1]).features for c in range(images.shape[-1])], -1)
 
 
 def translation_frechet_distance(classifier: Classifier, translated, target_images) -> float:
     """Frechet distance between translated images and real target-domain images in :func:`channel_features`."""
+    require_finite(np.asarray(translated, np.float32), "translated", unit="image")
+    require_finite(np.asarray(target_images, np.float32), "target_images", unit="image")
     return frechet_distance(channel_features(classifier, target_images), channel_features(classifier, translated))
 
 
 def cycle_reconstruction_error(originals, cycled) -> float:
     """Mean absolute pixel error ``mean |F(G(x)) - x|`` between images and their round trips."""
-    originals, cycled = np.asarray(originals, np.float64), np.asarray(cycled, np.float64)
-    if originals.shape != cycled.shape:
-        raise ValueError(f"originals shape {originals.shape} differs from cycled shape {cycled.shape}")
+    originals, cycled = _same_shape_finite(originals, cycled, "originals", "cycled")
     return float(np.mean(np.abs(originals - cycled)))
 
 
@@ -245,8 +314,9 @@ def pairwise_diversity(samples) -> float:
         samples: ``f32[N, S, H, W, C]``, ``S >= 2`` outputs (different ``z``) for each of ``N`` inputs.
     """
     s = np.asarray(samples, np.float32)
-    if s.ndim < 3 or s.shape[1] < 2:
-        raise ValueError(f"samples must be [N, S, ...] with S >= 2, got shape {s.shape}")
+    if s.ndim < 3 or s.shape[1] < 2 or s.shape[0] < 1:
+        raise ValueError(f"samples must be [N, S, ...] with N >= 1 and S >= 2, got shape {s.shape}")
+    require_finite(s, "samples", unit="input")
     n, k = s.shape[:2]
     flat = s.reshape(n, k, -1)
     i, j = np.triu_indices(k, 1)
@@ -255,7 +325,5 @@ def pairwise_diversity(samples) -> float:
 
 def latent_recovery_error(recovered, z) -> float:
     """Mean absolute error ``mean |E(G(x, z)) - z|`` between codes and the encoder's recovery of them."""
-    recovered, z = np.asarray(recovered, np.float64), np.asarray(z, np.float64)
-    if recovered.shape != z.shape:
-        raise ValueError(f"recovered shape {recovered.shape} differs from z shape {z.shape}")
+    recovered, z = _same_shape_finite(recovered, z, "recovered", "z")
     return float(np.mean(np.abs(recovered - z)))

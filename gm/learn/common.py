@@ -18,8 +18,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["EMStep", "FitResult", "Prior", "iterate_em", "normalize_counts"]
+__all__ = ["EMStep", "FitResult", "Prior", "check_iterations", "iterate_em", "normalize_counts"]
 
 
 class Prior(NamedTuple):
@@ -194,6 +195,25 @@ def normalize_counts(counts, *, alpha=1.0, estimate: str = "map", fallback=None)
     return jnp.where(jnp.isnan(total), jnp.nan, out)  # NaN counts (invalid input under jit) stay NaN
 
 
+def check_iterations(num_iters, *, tol=None, num_restarts=1) -> None:
+    """The loop settings every ``fit`` shares: ``num_iters`` an int >= 0, ``tol`` None or a finite number
+    >= 0, ``num_restarts`` an int >= 1; ``ValueError`` naming the setting and its value (a negative
+    ``num_iters`` used to run no iteration, a NaN ``tol`` never to converge, silently).
+
+    Examples:
+        >>> check_iterations(-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: num_iters must be an int >= 0; got -1
+    """
+    if not isinstance(num_iters, (int, np.integer)) or isinstance(num_iters, bool) or num_iters < 0:
+        raise ValueError(f"num_iters must be an int >= 0; got {num_iters!r}")
+    if tol is not None and not (isinstance(tol, (int, float, np.number)) and np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be None or a finite number >= 0; got {tol!r}")
+    if not isinstance(num_restarts, (int, np.integer)) or isinstance(num_restarts, bool) or num_restarts < 1:
+        raise ValueError(f"num_restarts must be an int >= 1; got {num_restarts!r}")
+
+
 def iterate_em(step: Callable[[Any], EMStep], model, *, num_iters: int, tol: float | None = None,
                progress: bool = False) -> FitResult:
     """The loop of every ``fit``: ``step`` (one EM iteration, model -> `EMStep`) ``num_iters`` times, or
@@ -215,6 +235,7 @@ def iterate_em(step: Callable[[Any], EMStep], model, *, num_iters: int, tol: flo
         >>> result.log_likelihood.tolist(), float(result.model), result.converged
         ([-8.0, -4.0, -2.0, -1.0], 1.0, False)
     """
+    check_iterations(num_iters, tol=tol)
     iterations = range(num_iters)
     if progress:
         from tqdm.auto import tqdm

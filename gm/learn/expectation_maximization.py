@@ -43,7 +43,7 @@ import numpy as np
 
 from gm.bn.inference import log_evidence, map_batched
 from gm.bn.network import BayesNet
-from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
+from gm.learn.common import EMStep, FitResult, Prior, check_iterations, iterate_em, normalize_counts
 from gm.learn.estimators import as_structure, check_records, prior_counts, sample_dirichlet_rows
 
 __all__ = ["ExpectedFamilyCounts", "expected_counts", "log_likelihood", "log_prior", "em_step", "em", "random_init"]
@@ -252,7 +252,7 @@ def em(
       each of the K iterations run; it never decreases.
 
     Raises:
-      ValueError: ``num_iters < 0``, or a prior whose estimate is not ``"map"``.
+      ValueError: ``num_iters < 0``, a negative or non-finite ``tol``, or a prior whose estimate is not ``"map"``.
 
     Examples:
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
@@ -263,8 +263,7 @@ def em(
       >>> bool(history[-1] >= history[0]), model.cpt("Rain").shape
       (True, (2,))
     """
-    if num_iters < 0:
-        raise ValueError(f"num_iters must be >= 0, got {num_iters}")
+    check_iterations(num_iters, tol=tol)
     data, w = check_records(net.structure, data, weights=weights)
     alpha = _alpha(net, prior)
 

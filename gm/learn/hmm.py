@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm import loops
-from gm.learn.common import EMStep, FitResult, Prior, iterate_em, normalize_counts
+from gm.learn.common import EMStep, FitResult, Prior, check_iterations, iterate_em, normalize_counts
 from gm.temporal.common import check_probabilities, float_array
 from gm.temporal.model import HMM, expected_counts, log_likelihood
 from gm.validation import require_weights
 
-__all__ = ["Concentrations", "ResolvedPrior", "check_data", "em_step", "em_update", "fit", "fit_restarts", "fit_scan", "init",
+__all__ = ["Concentrations", "ResolvedPrior", "check_data", "check_model", "em_step", "em_update", "fit", "fit_restarts", "fit_scan", "init",
            "log_prior", "resolve_prior"]
 
 
@@ -181,9 +181,23 @@ def check_data(family, obs, *, mask=None, weights=None) -> tuple:
     return obs, mask, weights
 
 
-def _check_model(model: HMM) -> None:
+def check_model(family, model: HMM) -> None:
+    """The value checks of an HMM every EM entry point runs first: initial and transition rows
+    probabilities, the emission parameters valid for ``family`` (eager ``ValueError`` naming
+    ``model.initial`` / ``model.transition`` / ``model.emission`` and the position; compiled under
+    `gm.validation.checked`; nothing under a plain trace).
+
+    Examples:
+        >>> check_model(Categorical(2), HMM(jnp.array([0.5, 0.5]), jnp.array([[1.2, -0.2], [0.5, 0.5]]),
+        ...                                 CategoricalParams(jnp.full((2, 2), 0.5))))
+        Traceback (most recent call last):
+        ...
+        ValueError: model.transition[0, 1] = -0.2 is negative or not finite: every entry must be a probability in [0, 1]
+    """
     check_probabilities(float_array(model.initial, "model.initial"), "model.initial")
     check_probabilities(float_array(model.transition, "model.transition"), "model.transition")
+    if hasattr(family, "check_params"):  # eager here: inside the jitted E-step it could only mark NaN
+        family.check_params(model.emission, "model.emission")
 
 
 def _batch(obs, mask, weights):
@@ -309,7 +323,7 @@ def em_step(family, model: HMM, obs, *, prior: Prior | None = None, mask=None, w
         >>> model, objective = em_step(Categorical(6), model, rolls, mask=mask)
     """
     obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
-    _check_model(model)
+    check_model(family, model)
     resolved = _resolve(jnp.shape(model.initial)[0], prior)
     return _em_update(family, model, obs, mask, weights, _traced(resolved), estimate=resolved.estimate)
 
@@ -337,7 +351,7 @@ def fit(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int = 50
         >>> result = fit(Gaussian(2), init(key, Gaussian(2), 3, obs), obs, mask=mask, num_iters=100)
     """
     obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
-    _check_model(model)
+    check_model(family, model)
     resolved = _resolve(jnp.shape(model.initial)[0], prior)
 
     def step(m):
@@ -362,7 +376,8 @@ def fit_scan(family, model: HMM, obs, *, mask=None, weights=None, num_iters: int
         >>> results = jax.vmap(lambda m: fit_scan(family, m, obs, num_iters=50))(initial_models)
     """
     obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
-    _check_model(model)
+    check_model(family, model)
+    check_iterations(num_iters, tol=tol)
     return _scan_fit(family, model, obs, mask, weights, _resolve(jnp.shape(model.initial)[0], prior), num_iters, tol)
 
 
@@ -413,5 +428,6 @@ def fit_restarts(key, family, num_states: int, obs, *, mask=None, weights=None, 
     """
     resolved = _resolve(num_states, prior)
     obs, mask, weights = check_data(family, obs, mask=mask, weights=weights)
+    check_iterations(num_iters, tol=tol, num_restarts=num_restarts)
     return _fit_restarts(key, family, num_states, obs, mask, weights, _traced(resolved), stickiness,
                          num_restarts=num_restarts, num_iters=num_iters, estimate=resolved.estimate, tol=tol)

@@ -8,6 +8,12 @@ posterior with any subset of features observed). `fit` uses `gm.learn.dirichlet`
 the (weighted) maximum-likelihood estimate and each feature row gets ``alpha`` pseudo-counts
 (Lidstone/Laplace smoothing), as scikit-learn's ``CategoricalNB(alpha=alpha)`` does.
 
+Values (issue 18, through `gm.validation`): features and labels must be integer arrays (``TypeError``
+otherwise, never a silent cast); eager calls raise ``ValueError`` naming the record, the feature and the
+value for a feature outside ``[-1, card)`` or a label outside ``[-1, num_classes)`` (-1: missing /
+unlabelled). Under ``jax.jit`` `log_joint` and `predict_proba` return a NaN row for a record with an
+out-of-range feature and `predict` returns -1 for it, never a clipped or dropped value.
+
 Examples:
   >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
   >>> y = jnp.array([0, 0, 1, 1])                                     # int32[N]
@@ -31,6 +37,7 @@ import numpy as np
 from gm.bn.network import BayesNet, Structure
 from gm.learn.common import Prior
 from gm.learn.estimators import dirichlet
+from gm.validation import is_concrete, require
 
 __all__ = ["NaiveBayes", "structure", "fit", "log_joint", "predict_proba", "predict"]
 
@@ -80,6 +87,42 @@ class NaiveBayes(NamedTuple):
           2
         """
         return self.net.n_vars - 1
+
+
+def _integers(values, name: str, what: str):
+    """``values`` as a host array (concrete) or a traced one, after the integer dtype check."""
+    values = np.asarray(values) if is_concrete(values) else jnp.asarray(values)
+    if not jnp.issubdtype(values.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an integer array of {what}; got dtype {values.dtype}")
+    return values
+
+
+def _in_range(data, num_categories) -> jax.Array:
+    """bool[N, F]: each feature value in ``[-1, card_f)``."""
+    return (data >= -1) & (data < np.asarray(num_categories))
+
+
+def _check_features(data, num_categories, names) -> None:
+    """`require` every feature value in ``[-1, card)``, naming the record, the feature and the value."""
+
+    def describe(at):
+        if at is None:
+            return "data out of range: every feature value must be in [0, card) or -1 (missing)"
+        r, f = at
+        return (f"data[{r}, {f}] = {int(data[r, f])} is not a value of feature {names[f]!r} (values 0.."
+                f"{int(num_categories[f]) - 1}); use a value index or -1 (missing)")
+
+    require(_in_range(data, num_categories), describe)
+
+
+def _check_labels(labels, num_classes: int) -> None:
+    def describe(at):
+        if at is None:
+            return f"labels out of range: every label must be a class index in [0, {num_classes}) or -1 (unlabelled)"
+        return (f"labels[{at[0]}] = {int(labels[at])} is not a class index in [0, {num_classes}); "
+                f"use -1 for an unlabelled record")
+
+    require((labels >= -1) & (labels < num_classes), describe)
 
 
 def structure(
@@ -138,7 +181,7 @@ def fit(
     Args:
       data: ``int32[N, F]`` feature values (state indices); -1 marks a missing value, left out of that
         feature's counts.
-      labels: ``int32[N]`` class indices.
+      labels: ``int32[N]`` class indices; -1 marks an unlabelled record, left out of every count.
       alpha: pseudo-count added to every (class, feature value) count.
       num_classes / num_categories: number of classes / of values of each feature (an int for all
         features, or one per feature); by default one more than the largest value seen (this needs
@@ -152,7 +195,9 @@ def fit(
       A `NaiveBayes`: P(c) = N_c / N, P(x_f = v | c) = (N_cfv + alpha) / (N_cf + alpha * card_f).
 
     Raises:
-      ValueError: shapes that do not match, or a negative ``alpha``.
+      ValueError: shapes that do not match, a negative ``alpha``, no records without ``num_classes`` and
+        ``num_categories``, or (eager) a feature or label out of range, naming the record and the value.
+      TypeError: float or bool ``data`` or ``labels`` (they used to be truncated to integers).
 
     Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
@@ -162,15 +207,17 @@ def fit(
       [0.5 0.5] [[0.5 0.5]
        [0.5 0.5]]
     """
-    data = jnp.asarray(data)
-    labels = jnp.asarray(labels)
+    data = _integers(data, "data", "feature values")
+    labels = _integers(labels, "labels", "class indices")
     if data.ndim != 2:
         raise ValueError(f"data must have shape (N, F), got {data.shape}")
     if labels.shape != (data.shape[0],):
         raise ValueError(f"labels must have shape ({data.shape[0]},) (one per record of data), got {labels.shape}")
-    if alpha < 0:
+    if not alpha >= 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
     n_features = data.shape[1]
+    if (num_classes is None or num_categories is None) and data.shape[0] == 0:
+        raise ValueError("data has no records: pass num_classes and num_categories (they cannot be inferred)")
     if num_classes is None:
         num_classes = int(np.max(np.asarray(labels))) + 1
     if num_categories is None:
@@ -180,6 +227,8 @@ def fit(
     if len(num_categories) != n_features:
         raise ValueError(f"num_categories has {len(num_categories)} entries for {n_features} features")
     s = structure(num_classes, num_categories, class_name=class_name, feature_names=feature_names)
+    _check_labels(labels, num_classes)
+    _check_features(data, num_categories, s.names[1:])
     records = jnp.concatenate([labels[:, None].astype(jnp.int32), data.astype(jnp.int32)], axis=1)
     pseudo = [0.0] + [float(alpha)] * n_features
     net = dirichlet(s, records, prior=Prior.dirichlet(pseudo, estimate="mean"), weights=weights)
@@ -199,7 +248,9 @@ def log_joint(model: NaiveBayes, data) -> jax.Array:
       ``f32[N, n_classes]``.
 
     Raises:
-      ValueError: ``data`` not of shape ``(N, F)``.
+      ValueError: ``data`` not of shape ``(N, F)``, or (eager) a value outside ``[-1, card)``, naming the
+        record, the feature and the value (under jit: a NaN row).
+      TypeError: ``data`` not an integer array.
 
     Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
@@ -208,9 +259,12 @@ def log_joint(model: NaiveBayes, data) -> jax.Array:
       >>> print(jnp.exp(log_joint(model, jnp.array([[0, 1]]))))      # 0.5 * 0.75 * 0.5, 0.5 * 0.25 * 0.5
       [[0.1875 0.0625]]
     """
-    data = jnp.asarray(data)
+    data = _integers(data, "data", "feature values")
     if data.ndim != 2 or data.shape[1] != model.num_features:
         raise ValueError(f"data must have shape (N, {model.num_features}), got {data.shape}")
+    cards = model.net.cards[1:]
+    _check_features(data, cards, model.net.names[1:])
+    data = jnp.asarray(data)
     cpts = model.net.cpts
     total = jnp.broadcast_to(jnp.log(cpts[0]), (data.shape[0], model.num_classes))
     for f in range(model.num_features):
@@ -218,7 +272,7 @@ def log_joint(model: NaiveBayes, data) -> jax.Array:
         table = jnp.log(cpts[f + 1])  # f32[C, card_f]
         term = table[:, jnp.maximum(x, 0)].T  # f32[N, C]
         total = total + jnp.where((x >= 0)[:, None], term, 0.0)
-    return total
+    return jnp.where(jnp.all(_in_range(data, cards), -1, keepdims=True), total, jnp.nan)  # the marker
 
 
 def predict_proba(model: NaiveBayes, data) -> jax.Array:
@@ -251,7 +305,7 @@ def predict(model: NaiveBayes, data) -> jax.Array:
       data: ``int32[N, F]``, -1 missing.
 
     Returns:
-      ``int32[N]``.
+      ``int32[N]``; -1 (under jit) for a record with a feature out of range.
 
     Examples:
       >>> x = jnp.array([[0, 1], [0, 0], [1, 1], [1, 0]])                  # int32[N, F]
@@ -260,4 +314,6 @@ def predict(model: NaiveBayes, data) -> jax.Array:
       >>> predict(model, jnp.array([[0, 0], [1, -1]])).tolist()
       [0, 1]
     """
-    return jnp.argmax(log_joint(model, data), axis=-1).astype(jnp.int32)
+    log_joint_ = log_joint(model, data)
+    best = jnp.argmax(log_joint_, axis=-1).astype(jnp.int32)
+    return jnp.where(jnp.any(jnp.isnan(log_joint_), -1), -1, best)

@@ -209,7 +209,16 @@ def unpad(tree, size: int):
       >>> padded, n = pad_batch(np.arange(5), 4)
       >>> unpad(padded, n).tolist()
       [0, 1, 2, 3, 4]
+
+    Raises:
+      ValueError: ``size`` negative or above a leaf's leading size (a negative size used to drop rows
+        from the end, silently).
     """
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"size must be an int >= 0 (the number of real rows); got {size!r}")
+    shortest = min((x.shape[0] for x in jax.tree_util.tree_leaves(tree)), default=size)
+    if size > shortest:
+        raise ValueError(f"size = {size} is above the batch's leading size {shortest}: nothing to unpad")
     return jax.tree_util.tree_map(lambda x: x if x.shape[0] == size else x[:size], tree)
 
 

@@ -18,16 +18,35 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from gm.parallel.maps import sharded_map
 from gm.parallel.mesh import batch_sharding, default_mesh, pad_batch, place, replicated
+from gm.validation import is_concrete
 
 __all__ = ["sharded_family_counts", "sharded_log_evidence", "sharded_marginals"]
 
 
 # -------------------------------------------------------------------------------- applied: gm.bn
+
+
+def _check_evidence(net, evidence) -> None:
+    """Eager (concrete evidence): the dtype and every value, as `gm.bn.marginals`' own call checks them,
+    naming the evidence set and the variable; inside the sharded map a bad value could only give the
+    impossible-evidence marker. Shapes are checked by the map's trace. A global array spanning other
+    processes' devices is not read (one process raising while the others wait in the collective would
+    hang the run): its invalid rows give the marker (``log P(e) = -inf``, all-zero marginals)."""
+    from gm.bn.evidence import check_evidence_values
+
+    if not getattr(evidence, "is_fully_addressable", True):
+        return
+    evidence = np.asarray(evidence) if is_concrete(evidence) else evidence
+    if not jnp.issubdtype(evidence.dtype, jnp.integer):
+        raise TypeError(f"evidence must be an integer array, got dtype {evidence.dtype}")
+    if evidence.ndim == 2 and evidence.shape[1] == len(net.cards):
+        check_evidence_values(net, evidence)
 
 
 def sharded_marginals(net, evidence, *, mesh: Mesh | None = None, chunk_size: int | None = None):
@@ -42,6 +61,10 @@ def sharded_marginals(net, evidence, *, mesh: Mesh | None = None, chunk_size: in
     Returns:
       ``{name: f32[B, card]}``, equal to ``jax.vmap(bn.marginals, in_axes=(None, 0))(net, evidence)``.
 
+    Raises:
+      ValueError: (concrete evidence) a value outside ``[-1, card)``, naming the evidence set, the
+        variable and the value; wrong shapes. TypeError: non-integer evidence.
+
     Examples:
       >>> from gm.bn import BayesNet
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
@@ -53,6 +76,7 @@ def sharded_marginals(net, evidence, *, mesh: Mesh | None = None, chunk_size: in
     """
     from gm.bn import inference
 
+    _check_evidence(net, evidence)
     return sharded_map(inference.marginals, default_mesh(mesh), in_axes=(None, 0), chunk_size=chunk_size)(net, evidence)
 
 
@@ -68,6 +92,9 @@ def sharded_log_evidence(net, evidence, *, mesh: Mesh | None = None, chunk_size:
     Returns:
       ``f32[B]``, log P(e_b) for every row.
 
+    Raises:
+      ValueError / TypeError: as `sharded_marginals`.
+
     Examples:
       >>> from gm.bn import BayesNet
       >>> net = BayesNet.from_dict({"Rain": ["no", "yes"], "Wet": ["no", "yes"]}, {"Wet": ["Rain"]},
@@ -77,6 +104,7 @@ def sharded_log_evidence(net, evidence, *, mesh: Mesh | None = None, chunk_size:
     """
     from gm.bn import inference
 
+    _check_evidence(net, evidence)
     return sharded_map(inference.log_evidence, default_mesh(mesh), in_axes=(None, 0),
                        chunk_size=chunk_size)(net, evidence)
 

@@ -51,7 +51,13 @@ def sharded_smoother(initial, transition, log_liks, *, mask=None, mesh: Mesh | N
     Examples:
       >>> post = sharded_smoother(pi, A, log_liks, mask=mask, mesh=batch_mesh())
     """
+    from gm.temporal.common import check_log_lik, check_probabilities, float_array
+
     mesh = default_mesh(mesh)
+    # values (eager, as `gm.temporal.smoother`'s own call): inside the sharded map they could only mark NaN
+    check_probabilities(float_array(initial, "initial"), "initial")
+    check_probabilities(float_array(transition, "transition"), "transition")
+    check_log_lik(float_array(log_liks, "log_liks"), "log_liks")
     if mask is None:
         return sharded_map(_smooth_unmasked, mesh, in_axes=(None, None, 0))(initial, transition, log_liks)
     return sharded_map(_smooth, mesh, in_axes=(None, None, 0, 0))(initial, transition, log_liks, mask)
@@ -97,6 +103,7 @@ def sharded_em_step(family, model, obs, *, prior=None, mask=None, mesh: Mesh | N
 
     mesh = default_mesh(mesh)
     obs, mask, _ = hmm.check_data(family, obs, mask=mask)  # shapes; values eager (gm.validation)
+    hmm.check_model(family, model)
     if mask is None:
         mask = np.ones(obs.shape[:2], bool)
     resolved = hmm.resolve_prior(jnp.shape(model.initial)[0], prior=prior)

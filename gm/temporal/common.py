@@ -169,18 +169,45 @@ def check_shapes(initial, transition, log_lik, *, mask=None, name: str = "log_li
 def length_mask(length, num_steps: int) -> jax.Array:
     """bool[T] mask (or bool[..., T] for a batch of lengths): ``t < length``.
 
+    Every length must be an integer in ``[0, T]``. Eager, a length outside it raises ``ValueError``
+    naming the sequence (its index in ``length``) and the value; a float or bool ``length`` is a
+    ``TypeError``. Under ``jax.jit`` the values are unchecked (a mask has no room for a marker: a negative
+    length masks every step, one above T none); `gm.validation.checked` raises there instead.
+
     Args:
-        length: int or int[...] valid lengths; num_steps: T, the padded length.
+        length: int or int[...] valid lengths; num_steps: T, the padded length (a positive int).
 
     Returns:
         bool[..., T], True on the first ``length`` steps.
 
+    Raises:
+        ValueError: ``num_steps`` is not a positive int, or (eager) a length is negative or above T.
+        TypeError: ``length`` is not an integer array.
+
     Examples:
         >>> length_mask(jnp.array([3, 1]), 4).tolist()
         [[True, True, True, False], [True, False, False, False]]
+        >>> length_mask(jnp.array([3, 5]), 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: length[1] = 5 (sequence 1) is out of range: every length must be in [0, num_steps] = [0, 4]
     """
-    length = jnp.asarray(length)
-    return jnp.arange(num_steps) < length[..., None]
+    if not isinstance(num_steps, (int, np.integer)) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int; got {num_steps!r}")
+    length = np.asarray(length) if is_concrete(length) else length
+    if not jnp.issubdtype(jnp.result_type(length), jnp.integer):
+        raise TypeError(f"length must be an integer array (sequence lengths); got dtype {jnp.result_type(length)}")
+
+    def describe(at):
+        if at is None:
+            return f"length out of range: every length must be in [0, num_steps] = [0, {num_steps}]"
+        index = ", ".join(str(i) for i in at)
+        where, sequence = (f"[{index}]", f" (sequence {index})") if at else ("", "")
+        return (f"length{where} = {int(length[at])}{sequence} is out of range: every length must be in "
+                f"[0, num_steps] = [0, {num_steps}]")
+
+    require((length >= 0) & (length <= num_steps), describe)
+    return jnp.arange(num_steps) < jnp.asarray(length)[..., None]
 
 
 def valid_steps(num_steps: int, *, mask=None) -> jax.Array:

@@ -371,15 +371,18 @@ class Gaussian:
 
     def check_params(self, params: GaussianParams, name: str = "params") -> None:
         """Means finite, variances (the diagonal of a full covariance) finite and > 0, every covariance
-        entry finite; ``ValueError`` naming ``name``, the field, the position and the value (eager;
-        compiled under `checked`). A full covariance that is not positive definite is not detected."""
+        entry finite, and each full covariance symmetric positive definite; ``ValueError`` naming
+        ``name``, the field, the state (position) and the value (eager; compiled under `checked`)."""
         _check_entries(params.means, f"{name}.means", positive=False)
         _check_entries(params.covars, f"{name}.covars", positive=False)
         _check_entries(_host(self._variances(params)), f"{name}.covars (variances)", positive=True)
+        if self.covariance == "full":
+            _check_positive_definite(params.covars, f"{name}.covars")
 
     def params_valid(self, params: GaussianParams) -> jax.Array:
         """bool[]: the traced flag of `check_params`."""
-        return _all_entries_ok([self._variances(params)], [params.means, params.covars])
+        ok = _all_entries_ok([self._variances(params)], [params.means, params.covars])
+        return ok & jnp.all(_positive_definite(params.covars)) if self.covariance == "full" else ok
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -409,7 +412,8 @@ class Gaussian:
         x0, o = _observed(obs)
         if self.covariance == "diag":
             return _mark_invalid_rows(_diag_log_lik(params.means, params.covars, x0, o), obs)
-        return _mark_invalid_rows(_full_log_lik(params.means, params.covars, x0, o), obs)
+        ll = _full_log_lik(params.means, params.covars, x0, o)  # NaN columns for a state whose
+        return _mark_invalid_rows(jnp.where(_positive_definite(params.covars), ll, jnp.nan), obs)  # Σ is not SPD
 
     def sufficient_stats(self, params, obs, marginals):
         """Weighted counts, sums and (outer) squares of the observed values per state: n, s1, s2."""
@@ -464,6 +468,41 @@ class Gaussian:
         else:
             covars = jnp.broadcast_to(jnp.diag(var), (num_states, self.dim, self.dim))
         return GaussianParams(means, covars)
+
+
+def _positive_definite(covars) -> jax.Array:
+    """bool[K]: covars[k] (f32[K, D, D]) is symmetric (to float32 rounding) and its Cholesky factor is
+    finite with a positive diagonal (the test the likelihood itself relies on)."""
+    covars = jnp.asarray(covars)
+    scale = jnp.max(jnp.abs(jnp.diagonal(covars, axis1=-2, axis2=-1)), -1)[:, None, None]
+    symmetric = jnp.all(jnp.abs(covars - jnp.swapaxes(covars, -1, -2)) <= 1e-5 * scale, axis=(-2, -1))
+    diag = jnp.diagonal(jnp.linalg.cholesky(covars), axis1=-2, axis2=-1)
+    return symmetric & jnp.all(diag > 0, -1)  # NaN (a failed factorisation) compares False
+
+
+def _check_positive_definite(covars, name: str) -> None:
+    """`require` that every covariance is symmetric positive definite, naming the state and, for a
+    symmetric matrix, its smallest eigenvalue."""
+    values = _host(covars)
+
+    def describe(at):
+        if at is None:
+            return f"{name} has a matrix that is not symmetric positive definite"
+        c = np.asarray(values[at[0]], np.float64)
+        if not np.allclose(c, c.T, rtol=1e-5, atol=0.0):
+            i, j = (int(x) for x in np.unravel_index(np.argmax(np.abs(c - c.T)), c.shape))
+            detail = f"not symmetric: [{i}, {j}] = {c[i, j]:.6g} but [{j}, {i}] = {c[j, i]:.6g}"
+        else:
+            detail = f"not positive definite: smallest eigenvalue {np.linalg.eigvalsh(c)[0]:.6g}"
+        return f"{name}[{at[0]}] (state {at[0]}) is {detail}"
+
+    if np.ndim(values) != 3:
+        return  # a shape error, named by the caller
+    if is_concrete(values):  # the same factorisation as the likelihood's, run now even inside a trace
+        with jax.ensure_compile_time_eval():
+            require(np.asarray(_positive_definite(values)), describe)
+    else:
+        require(_positive_definite(values), describe)
 
 
 def _full_log_lik(means, covars, x0, o):

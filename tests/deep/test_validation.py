@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import _common
-from gm.deep import gan, train, translate_cyclegan, translate_paired, vae
+from gm.deep import classifier, gan, metrics, train, translate_cyclegan, translate_paired, vae
 
 SHAPE = (4, 4, 1)
 GAUSSIAN = vae.VAEConfig(likelihood="gaussian", binarize=False, image_shape=SHAPE, hidden=(8,), latent_dim=2)
@@ -157,3 +157,71 @@ def test_translation_steps_skip_an_invalid_batch_and_flag_it(family):
                                              r"finite and in \[0, 1\] \(image 1\)"):
             module.check_batch(config, {k: np.asarray(v) for k, v in bad.items()})
     module.check_batch(config, {k: np.asarray(v) for k, v in batch.items()})
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+_RNG = np.random.default_rng(1)
+_LOGITS = _RNG.normal(size=(6, 3))
+_FEATS = _RNG.normal(size=(6, 2))
+_NAN_LOGITS = _LOGITS.copy()
+_NAN_LOGITS[2, 1] = np.nan
+_INF_FEATS = _FEATS.copy()
+_INF_FEATS[4, 0] = np.inf
+_PAIRS = _RNG.uniform(size=(2, 3, 4))
+_PAIRS_NAN = _PAIRS.copy()
+_PAIRS_NAN[1, 0, 2] = np.nan
+
+BAD_METRICS = [  # (call, error, message): each used to return a plausible finite score (or a bare crash)
+    (lambda: metrics.classifier_confidence(_NAN_LOGITS), ValueError, r"logits\[2, 1\] = nan.*\(sample 2\)"),
+    (lambda: metrics.classifier_confidence(np.zeros((0, 3))), ValueError, r"logits must have shape \[N, D\] with N >= 1"),
+    (lambda: metrics.conditional_accuracy(_LOGITS, [0, 1, 2, 3, 0, 1]), ValueError,
+     r"labels\[3\] = 3 is not a class index in \[0, 3\)"),
+    (lambda: metrics.conditional_accuracy(_LOGITS, [0, -1, 2, 0, 0, 1]), ValueError, r"labels\[1\] = -1"),
+    (lambda: metrics.conditional_accuracy(_NAN_LOGITS, [0] * 6), ValueError, r"logits\[2, 1\] = nan"),
+    (lambda: metrics.frechet_distance(_FEATS, _INF_FEATS), ValueError, r"features_b\[4, 0\] = inf"),
+    (lambda: metrics.frechet_distance(metrics.GaussianStatistics(np.array([np.nan, 0.0]), np.eye(2)), _FEATS),
+     ValueError, r"features_a.mean\[0\] = nan"),
+    (lambda: metrics.gaussian_statistics(_INF_FEATS), ValueError, r"features\[4, 0\] = inf"),
+    (lambda: metrics.mode_coverage(_NAN_LOGITS, 3), ValueError, r"logits\[2, 1\] = nan"),
+    (lambda: metrics.mode_coverage(_LOGITS, 2), ValueError, "at most n_classes = 2 columns"),
+    (lambda: metrics.matched_accuracy(np.array([0, -1, 1]), np.array([0, 1, 1])), ValueError, r"codes\[1\] = -1"),
+    (lambda: metrics.matched_accuracy(np.array([0, 1, 2]), np.array([0, 1, 1]), 2), ValueError, r"codes\[2\] = 2"),
+    (lambda: metrics.matched_accuracy(np.array([], int), np.array([], int)), ValueError, "non-empty"),
+    (lambda: metrics.matched_accuracy(np.array([0.0, 1.0]), np.array([0, 1])), TypeError, "codes must be an integer"),
+    (lambda: metrics.linear_probe_accuracy(_INF_FEATS, [0, 1] * 3, _FEATS, [0, 1] * 3), ValueError,
+     r"train_features\[4, 0\] = inf"),
+    (lambda: metrics.cycle_reconstruction_error(_PAIRS, _PAIRS_NAN), ValueError, r"cycled\[1, 0, 2\] = nan"),
+    (lambda: metrics.cycle_reconstruction_error(np.zeros((0, 2)), np.zeros((0, 2))), ValueError, "empty"),
+    (lambda: metrics.latent_recovery_error(_PAIRS_NAN, _PAIRS), ValueError, r"recovered\[1, 0, 2\] = nan"),
+    (lambda: metrics.pairwise_diversity(_PAIRS_NAN[None]), ValueError, r"samples\[0, 1, 0, 2\] = nan"),
+]
+
+
+@pytest.mark.parametrize("index", range(len(BAD_METRICS)))
+def test_metrics_reject_bad_inputs(index):
+    call, error, message = BAD_METRICS[index]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_classifier_metrics_reject_nan_images_and_bad_labels():
+    """A NaN image used to classify as 0 (arg-max of NaN logits): accuracy and class preservation were
+    plausible numbers; the features of a NaN image made the Frechet distance NaN."""
+    config = classifier.ClassifierConfig(image_shape=SHAPE, features=(2,), hidden=4)
+    clf = classifier.init_classifier(jax.random.key(0), config)
+    images = np.asarray(IMAGES).copy()
+    assert classifier.classify(clf, images).logits.shape == (3, 10)
+    images[2, 1, 0, 0] = np.nan
+    for call in (lambda: classifier.classify(clf, images), lambda: classifier.accuracy(clf, images, [0, 1, 2]),
+                 lambda: metrics.channel_features(clf, images)):
+        with pytest.raises(ValueError, match=r"images\[2, 1, 0, 0\] = nan"):
+            call()
+    with pytest.raises(ValueError, match=r"translated\[2, 1, 0, 0\] = nan"):
+        metrics.class_preservation(clf, images, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"source_labels\[1\] = 10 is not a class index"):
+        metrics.class_preservation(clf, np.asarray(IMAGES), np.array([0, 10, 2]))
+    with pytest.raises(ValueError, match=r"labels\[0\] = -1"):
+        classifier.accuracy(clf, np.asarray(IMAGES), np.array([-1, 1, 2]))
+    with pytest.raises(ValueError, match="with N >= 1"):
+        classifier.classify(clf, np.zeros((0,) + SHAPE, np.float32))

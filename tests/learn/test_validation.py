@@ -136,3 +136,66 @@ def test_structure_learning_names_the_record_and_value(value, message):
                  lambda d: structure.network_score(d, [[], [0], [1]], variables=[2, 2, 2])):
         with pytest.raises(ValueError, match=message):
             call(data)
+
+
+# ------------------------------------------------------------------------ naive Bayes, HMM EM settings
+
+_X = np.array([[0, 1], [0, 0], [1, 1], [1, 0]], np.int32)
+_Y = np.array([0, 0, 1, 1], np.int32)
+_NB = learn.naive_bayes.fit(_X, _Y)
+
+BAD_NAIVE_BAYES = [  # (call, error, message): each used to be cast, clipped, read as missing or a bare crash
+    (lambda: learn.naive_bayes.fit(_X, np.array([0, 5, 1, 1]), num_classes=2), ValueError,
+     r"labels\[1\] = 5 is not a class index in \[0, 2\)"),
+    (lambda: learn.naive_bayes.fit(_X, np.array([0, -2, 1, 1])), ValueError, r"labels\[1\] = -2"),
+    (lambda: learn.naive_bayes.fit(np.array([[0, 3], [0, 0]]), np.array([0, 1]), num_categories=2), ValueError,
+     r"data\[0, 1\] = 3 is not a value of feature 'x1'"),
+    (lambda: learn.naive_bayes.fit(_X + 0.5, _Y), TypeError, "data must be an integer array"),
+    (lambda: learn.naive_bayes.fit(_X, _Y + 0.5), TypeError, "labels must be an integer array"),
+    (lambda: learn.naive_bayes.fit(_X, _Y, alpha=float("nan")), ValueError, "alpha must be non-negative"),
+    (lambda: learn.naive_bayes.fit(np.zeros((0, 2), np.int32), np.zeros((0,), np.int32)), ValueError,
+     "no records: pass num_classes and num_categories"),
+    (lambda: learn.naive_bayes.log_joint(_NB, np.array([[0, 5]])), ValueError,
+     r"data\[0, 1\] = 5 is not a value of feature 'x1'"),
+    (lambda: learn.naive_bayes.predict_proba(_NB, np.array([[0, 1], [-3, 0]])), ValueError, r"data\[1, 0\] = -3"),
+    (lambda: learn.naive_bayes.predict(_NB, np.array([[0.0, 1.0]])), TypeError, "data must be an integer array"),
+]
+
+
+@pytest.mark.parametrize("index", range(len(BAD_NAIVE_BAYES)))
+def test_naive_bayes_rejects_bad_inputs(index):
+    call, error, message = BAD_NAIVE_BAYES[index]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_naive_bayes_marker_under_jit():
+    """Under jit an out-of-range feature gives a NaN row and the prediction -1 (it used to be clipped to
+    the last value: a confident, plausible posterior); valid rows are unchanged."""
+    data = np.array([[0, 1], [0, 5], [-1, 1]], np.int32)
+    proba = np.asarray(jax.jit(learn.naive_bayes.predict_proba)(_NB, data))
+    assert np.all(np.isnan(proba[1])) and np.all(np.isfinite(proba[[0, 2]]))
+    np.testing.assert_allclose(proba[[0, 2]], learn.naive_bayes.predict_proba(_NB, data[[0, 2]]), atol=1e-6)
+    assert jax.jit(learn.naive_bayes.predict)(_NB, data).tolist()[1] == -1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_iters=-1), "num_iters must be an int >= 0; got -1"),
+    (dict(num_iters=2, tol=float("nan")), "tol must be None or a finite number >= 0; got nan"),
+    (dict(num_iters=2, tol=-1.0), "tol must be None or a finite number >= 0"),
+])
+def test_em_loop_settings_are_checked(kwargs, message):
+    """A negative num_iters used to run no iteration (fit) or crash in MLIR (fit_scan); a NaN tol never
+    converged; both silently."""
+    from gm import temporal as tm
+
+    family = tm.Categorical(2)
+    model = tm.HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.2, 0.8]]), tm.CategoricalParams(jnp.full((2, 2), 0.5)))
+    for fit in (learn.hmm.fit, learn.hmm.fit_scan):
+        with pytest.raises(ValueError, match=message):
+            fit(family, model, np.array([[0, 1, 1]], np.int32), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        learn.em(rain(), np.array([[0, 1, -1]], np.int32), **kwargs)
+    bad = model._replace(emission=tm.CategoricalParams(jnp.array([[1.2, -0.2], [0.5, 0.5]])))
+    with pytest.raises(ValueError, match=r"model.emission.probs\[0, 1\] = -0.2"):  # used to give a NaN model
+        learn.hmm.em_step(family, bad, np.array([[0, 1, 1]], np.int32))

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -296,21 +297,38 @@ BAD_CPTS = [  # (model, slice, variable, value, message)
 
 
 @pytest.mark.parametrize("which,slice_name,var,value,message", BAD_CPTS)
-def test_dbn_invalid_cpts_raise_eagerly_and_mark_under_jit(which, slice_name, var, value, message):
+def test_dbn_invalid_cpts_raise_eagerly(which, slice_name, var, value, message):
     """Factorial and coupled DBNs: a CPT built with the DBN constructor (or changed as a pytree) that is
-    negative, NaN or unnormalised is named eagerly by every entry point; under jit the output is the
-    marker (NaN log-evidence / log_prob), never the plausible numbers it used to be (marginals of 1.2, -0.2)."""
+    negative, NaN or unnormalised is named eagerly by every entry point (before anything compiles)."""
+    model = _with_cpt(FACTORIAL if which == "factorial" else COUPLED, slice_name, var, value)
+    for call in DBN_CALLS.values():
+        with pytest.raises(ValueError, match=message):
+            call(model, DBN_EVIDENCE[which])
+    with pytest.raises(ValueError, match=message):
+        tm.dbn.sample(jax.random.key(0), model, 3)
+
+
+def _assert_cpt_marker_under_jit(which, slice_name, var, value):
     model = _with_cpt(FACTORIAL if which == "factorial" else COUPLED, slice_name, var, value)
     ev = DBN_EVIDENCE[which]
     for name, call in DBN_CALLS.items():
-        with pytest.raises(ValueError, match=message):
-            call(model, ev)
         assert _dbn_output_is_marker(name, jax.jit(call)(model, ev)), name
-    with pytest.raises(ValueError, match=message):
-        tm.dbn.sample(jax.random.key(0), model, 3)
     assert np.all(np.asarray(jax.jit(lambda m: tm.dbn.sample(jax.random.key(0), m, 3))(model)) == -1)
     with pytest.raises(ValueError, match="out of range|negative|not sum"):
         checked(tm.dbn.log_evidence)(model, ev)
+
+
+def test_dbn_invalid_cpt_marks_under_jit():
+    """Under jit the output is the marker (NaN log-evidence / log_prob, sampled states -1), never the
+    plausible numbers it used to be (marginals of 1.2, -0.2). One representative row here (the factorial
+    path, compiled once); every row of the table in the slow tier below."""
+    _assert_cpt_marker_under_jit(*BAD_CPTS[1][:4])
+
+
+@pytest.mark.slow  # compiles every DBN entry point for both models (about 5 s)
+@pytest.mark.parametrize("which,slice_name,var,value,message", BAD_CPTS)
+def test_dbn_invalid_cpts_mark_under_jit_every_row(which, slice_name, var, value, message):
+    _assert_cpt_marker_under_jit(which, slice_name, var, value)
 
 
 @pytest.mark.parametrize("which,position", [("factorial", (2, 0)), ("factorial", (1, 2)), ("coupled", (1, 0)),
@@ -379,6 +397,59 @@ def test_invalid_emission_parameters_raise_eagerly_and_mark_under_jit(family, pa
     assert np.isnan(float(post.log_evidence)) and np.all(np.isnan(post.marginals))
     with pytest.raises(ValueError, match=message.replace("model.emission", "params")):
         family.log_likelihood(params, obs)
+
+
+@pytest.mark.parametrize("covars,message", [
+    ([[1.0, 2.0], [2.0, 1.0]], r"model.emission.covars\[0\] \(state 0\) is not positive definite: smallest eigenvalue -1"),
+    ([[1.0, 0.9], [-0.9, 1.0]], r"model.emission.covars\[0\] \(state 0\) is not symmetric: \[0, 1\] = 0.9 but "
+                                r"\[1, 0\] = -0.9"),
+])
+def test_full_covariance_must_be_symmetric_positive_definite(covars, message):
+    """An indefinite covariance used to score partially observed vectors with finite numbers, and an
+    asymmetric one everything (Cholesky reads one triangle): now an eager error naming the state, and
+    under jit that state's log-likelihood column is NaN (so is the log-evidence)."""
+    family = tm.Gaussian(2, covariance="full")
+    params = tm.GaussianParams(jnp.zeros((2, 2)), jnp.asarray([covars, np.eye(2)], jnp.float32))
+    model = tm.HMM(jnp.asarray(PI), jnp.asarray(A), params)
+    obs = np.array([[0.1, 0.2], [np.nan, 0.3], [1.0, 1.0]], np.float32)
+    for call in (tm.posterior, tm.log_likelihood):
+        with pytest.raises(ValueError, match=message):
+            call(family, model, obs)
+    with pytest.raises(ValueError, match=message.replace("model.emission", "params")):
+        family.log_likelihood(params, obs)
+
+
+def test_full_covariance_marker_under_jit():
+    family = tm.Gaussian(2, covariance="full")
+    params = tm.GaussianParams(jnp.zeros((2, 2)), jnp.asarray([[[1.0, 0.9], [-0.9, 1.0]], np.eye(2)], jnp.float32))
+    model = tm.HMM(jnp.asarray(PI), jnp.asarray(A), params)
+    obs = np.array([[0.1, 0.2], [np.nan, 0.3], [1.0, 1.0]], np.float32)
+    ll = jax.jit(family.log_likelihood)(params, obs)
+    assert np.all(np.isnan(ll[:, 0])) and np.all(np.isfinite(ll[:, 1]))
+    assert np.isnan(float(jax.jit(lambda m: tm.log_likelihood(family, m, obs))(model)))
+    with pytest.raises(ValueError, match="not symmetric positive definite"):
+        checked(lambda p: family.log_likelihood(p, obs))(params)
+    valid = params._replace(covars=jnp.asarray([[[2.0, 0.5], [0.5, 1.0]], np.eye(2)], jnp.float32))
+    want = scipy.stats.multivariate_normal(np.zeros(2), [[2.0, 0.5], [0.5, 1.0]]).logpdf([0.1, 0.2])
+    np.testing.assert_allclose(family.log_likelihood(valid, obs)[0, 0], want, rtol=1e-5)  # valid: unchanged
+
+
+@pytest.mark.parametrize("lengths,error,message", [
+    (np.array([3, 5]), ValueError, r"length\[1\] = 5 \(sequence 1\) is out of range: every length must be in "
+                                   r"\[0, num_steps\] = \[0, 4\]"),
+    (np.array([2, 1, -1]), ValueError, r"length\[2\] = -1 \(sequence 2\) is out of range"),
+    (7, ValueError, r"length = 7 is out of range"),
+    (np.array([2.5]), TypeError, "length must be an integer array"),
+])
+def test_length_mask_checks_every_length(lengths, error, message):
+    """A length above T used to give an all-True row and a negative one an all-False row, silently."""
+    with pytest.raises(error, match=message):
+        tm.length_mask(lengths, 4)
+    with pytest.raises(ValueError, match="num_steps must be a positive int"):
+        tm.length_mask(np.array([1]), 0)
+    assert tm.length_mask(np.array([0, 4, 2]), 4).tolist() == [[False] * 4, [True] * 4, [True, True, False, False]]
+    with pytest.raises(ValueError, match="length out of range"):
+        checked(tm.length_mask, static_argnums=1)(jnp.array([1, 9]), 4)
 
 
 @pytest.mark.parametrize("make,message", [
