@@ -486,8 +486,15 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = Non
     """Most probable state path argmax_z p(z_{1:T} | x_{1:T}) by max-product dynamic programming.
 
     delta_t(j) = max_i [delta_{t-1}(i) + log A_ij] + log p(x_t | j); each delta is shifted by its max
-    and the shifts are summed with compensation, so the path log-probability stays accurate. The
-    maximisation runs over the last (contiguous) axis of log A^T.
+    and the shifts are summed with compensation, so the path log-probability stays accurate.
+
+    With one transition matrix the forward pass keeps no back-pointers: it stores the shifted deltas,
+    and the backtrace recomputes the one argmax it follows, argmax_i delta_t(i) + log A(i, z_{t+1}), from
+    the same floats (so the path is the one back-pointers would give). Under ``jax.vmap`` over sequences
+    (``in_axes=(None, None, 0)``) it runs the whole batch at once with the batch as the contiguous
+    axis (deltas [T, K, B], `jax.custom_batching`): each step's max over K then runs across B lanes
+    instead of over a K-long row per sequence. A time-varying transition, an ``unroll`` or a vmap over
+    parameters takes the per-sequence pass with back-pointers.
 
     Args:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
@@ -504,6 +511,106 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = Non
         [0, 0, 0]
     """
     initial, transition, log_lik, (T, K, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    if tv or unroll is not None:
+        states, log_prob = _viterbi_one(initial, transition, log_lik, mask, unroll)
+    else:
+        states, log_prob = _viterbi_shared(initial, transition, log_lik, mask)
+    return MPE(states, mark_invalid(log_prob))
+
+
+def _viterbi_shared(initial, transition, log_lik, mask):
+    """(states int32[T], log_prob f32[]) of checked inputs with one f32[K, K] transition: the batch-minor
+    pass on a batch of one, and on the whole batch under ``jax.vmap`` over ``log_lik`` (and ``mask``)."""
+    has_mask = mask is not None
+    valid = jnp.ones(log_lik.shape[:1], bool) if mask is None else jnp.asarray(mask, bool)
+
+    @jax.custom_batching.custom_vmap
+    def one(initial, transition, log_lik, valid):
+        states, log_prob = _viterbi_batch_minor(initial, transition, log_lik[None], valid[None] if has_mask else None)
+        return states[0], log_prob[0]
+
+    @one.def_vmap
+    def _batched(axis_size, in_batched, initial, transition, log_lik, valid):
+        if in_batched[0] or in_batched[1]:  # a batch of models: one sequence at a time
+            out = jax.vmap(lambda i, a, ll, v: tuple(_viterbi_one(i, a, ll, v if has_mask else None, None)),
+                           in_axes=tuple(0 if b else None for b in in_batched))(initial, transition, log_lik, valid)
+            return out, (True, True)
+        log_lik = log_lik if in_batched[2] else jnp.broadcast_to(log_lik, (axis_size,) + log_lik.shape)
+        valid = valid if in_batched[3] else jnp.broadcast_to(valid, (axis_size,) + valid.shape)
+        return _viterbi_batch_minor(initial, transition, log_lik, valid if has_mask else None), (True, True)
+
+    return one(initial, transition, log_lik, valid)
+
+
+def _viterbi_batch_minor(initial, transition, log_lik, valid):
+    """Viterbi on B sequences sharing (initial f32[K], transition f32[K, K]): log_lik f32[B, T, K], valid
+    bool[B, T] or None. Back-pointer-free (see `viterbi`), every per-step array [K, B].
+
+    Returns:
+        (states int32[B, T], -1 at masked steps; log_prob f32[B]).
+    """
+    B, T, K = log_lik.shape
+    valid = None if valid is None else jnp.asarray(valid, bool)
+    lls = jnp.transpose(jnp.asarray(log_lik), (1, 2, 0))  # [T, K, B]: a step's row is contiguous over the batch
+    log_trans = jnp.log(transition)  # [i, j]
+    log_trans_T = log_trans.T[:, :, None]  # [j, i, 1]
+    if valid is not None:
+        valid_t = valid.T  # [T, B]
+        started = jnp.concatenate([jnp.zeros((1, B), bool), jnp.cumsum(valid_t, axis=0)[:-1] > 0])
+        lls = jnp.where(valid_t[:, None, :], lls, 0.0)
+
+    def shift_of(d):
+        sh = jnp.max(d, axis=0)
+        return jnp.where(jnp.isfinite(sh), sh, 0.0)
+
+    d0 = jnp.log(initial)[:, None] + lls[0]
+    s0 = shift_of(d0)
+    d0 = d0 - s0
+    deltas = _put(jnp.zeros((T, K, B), log_lik.dtype), d0, 0)
+    shifts = _put(jnp.zeros((T, B), log_lik.dtype), s0, 0)
+
+    def step(t, carry):
+        delta, deltas, shifts = carry
+        best = jnp.max(log_trans_T + delta[None, :, :], axis=1)  # [j, B]
+        if valid is not None:
+            best = jnp.where(started[t], best, delta)
+        d = best + _row(lls, t)
+        sh = shift_of(d)
+        d = d - sh
+        if valid is not None:
+            d = jnp.where(valid_t[t], d, delta)
+            sh = jnp.where(valid_t[t], sh, 0.0)
+        return d, _put(deltas, d, t), _put(shifts, sh, t)
+
+    carry = (d0, deltas, shifts)
+    if T > 1:
+        carry = loops.fori_loop(1, T, step, carry)
+    d_last, deltas, shifts = carry
+    last = jnp.argmax(d_last, axis=0).astype(jnp.int32)  # [B]
+    log_prob = jax.vmap(_compensated_sum, in_axes=1)(shifts) + jnp.take_along_axis(d_last, last[None], 0)[0]
+    if valid is not None:  # an empty sequence has the empty path, of probability one
+        log_prob = jnp.where(jnp.any(valid, axis=1), log_prob, 0.0)
+
+    def back(i, carry):  # z_{t-1} = argmax_i delta_{t-1}(i) + log A(i, z_t), the back-pointer recomputed
+        z, states = carry
+        t = T - 1 - i
+        prev = jnp.argmax(_row(deltas, t - 1) + jnp.take(log_trans, z, axis=1), axis=0).astype(jnp.int32)
+        if valid is not None:  # a masked step (or one before the chain starts) maps each state to itself
+            prev = jnp.where(started[t] & valid_t[t], prev, z)
+        return prev, _put(states, prev, t - 1)
+
+    states = _put(jnp.zeros((T, B), jnp.int32), last, T - 1)
+    if T > 1:
+        _, states = loops.fori_loop(0, T - 1, back, (last, states))
+    states = states.T
+    states = states if valid is None else jnp.where(valid, states, -1)
+    return states, log_prob
+
+
+def _viterbi_one(initial, transition, log_lik, mask, unroll):
+    """`viterbi` of checked inputs on one sequence, with back-pointers (any transition, any unroll)."""
+    T, K = log_lik.shape
+    tv = transition.ndim == 3
     valid = None if mask is None else jnp.asarray(mask, bool)
     started = None if mask is None else jnp.concatenate([jnp.zeros((1,), bool), chain_started(valid)])
     log_trans_T = jnp.swapaxes(jnp.log(transition), -1, -2)  # [.., j, i]
@@ -563,7 +670,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = Non
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, back, (last, states), unroll=min(unroll, T - 1))
     states = states if valid is None else jnp.where(valid, states, -1)
-    return MPE(states, mark_invalid(log_prob))
+    return states, log_prob
 
 
 def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Array:

@@ -95,6 +95,38 @@ def test_padding_is_exact_under_vmap():
         np.testing.assert_allclose(paths.log_prob[b], p.log_prob, rtol=1e-6)
 
 
+
+def test_batch_minor_viterbi_matches_back_pointers():
+    """The back-pointer-free, batch-minor Viterbi (one transition; vmapped: the whole batch at once) gives
+    the paths and log-probabilities of the per-sequence back-pointer pass (``unroll=1`` selects it): with
+    gaps in the masks, an empty sequence, ties (repeated scores), T = 1, a mask shared by the batch, a
+    batch of one (unbatched call) and a vmap over models (which takes the per-sequence pass)."""
+    rng = np.random.default_rng(7)
+    K, T, B = 3, 9, 5
+    pi, A, _ = random_hmm(rng, K, 2)
+    ll = rng.normal(size=(B, T, K)).astype(np.float32)
+    ll[1] = np.round(ll[1])  # ties between states
+    masks = rng.random((B, T)) > 0.3
+    masks[2] = False
+    models = jnp.stack([jnp.asarray(A), jnp.full((K, K), 1.0 / K)])  # the second ties every transition
+
+    @jax.jit
+    def both(ll, masks):
+        def run(**kw):
+            return (jax.vmap(lambda l, m: tm.viterbi(pi, A, l, mask=m, **kw))(ll, masks),
+                    jax.vmap(lambda l, m: tm.viterbi(pi, models[1], l[:1], mask=m[:1], **kw))(ll, masks),
+                    jax.vmap(lambda l: tm.viterbi(pi, A, l, mask=masks[0], **kw))(ll),
+                    jax.vmap(lambda a, l: tm.viterbi(pi, a, l, **kw))(models, ll[:2]),
+                    tm.viterbi(pi, A, ll[3], mask=masks[3], **kw))
+        return run(), run(unroll=1)
+
+    fast, slow = both(ll, masks)
+    for f, s in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
+        if f.dtype == jnp.int32:
+            np.testing.assert_array_equal(f, s)
+        else:
+            np.testing.assert_allclose(f, s, rtol=1e-6)
+
 def test_jit_vmap_and_plain_agree():
     rng = np.random.default_rng(3)
     pi, A, _ = random_hmm(rng, 3, 2)
