@@ -514,6 +514,7 @@ def test_edge_cases():
     assert bn.weighted_marginals(empty, out) == {}
 
 
+@pytest.mark.slow  # 7 s smoke run of the benchmark script
 def test_bench_sampling_quick(tmp_path):
     from experiments import bench_sampling
 

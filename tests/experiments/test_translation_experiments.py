@@ -12,6 +12,7 @@ def classifier_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("translation_classifier"))
 
 
+@pytest.mark.slow  # 14 s; the CycleGAN quick run below stays in the default tier
 def test_bicyclegan_quick_run_writes_results_table_and_figures(tmp_path, classifier_dir):
     out = tmp_path / "bicyclegan"
     results = bicyclegan.main(["--model", "bicyclegan", "--quick", "--out", str(out),
@@ -57,6 +58,7 @@ def test_seed_summary_gives_mean_and_sample_sd_per_model(tmp_path):
     assert (tmp_path / "comparison.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # 13 s; the translation models' unit tests (tests/deep) run in the default tier
 def test_cyclegan_quick_run_writes_results_and_figures(tmp_path, classifier_dir):
     out = tmp_path / "cyclegan"
     results = cyclegan.main(["--quick", "--out", str(out), "--classifier-dir", classifier_dir, "--no-progress"])

@@ -32,6 +32,7 @@ def test_quick_run_writes_results_and_figures(uninterrupted):
     assert saved == json.loads(json.dumps(results, default=str))
 
 
+@pytest.mark.slow  # 5 s; checkpoint resume is also tested in tests/experiments/test_checkpoints.py
 def test_resume_reproduces_the_uninterrupted_run(uninterrupted):
     root, _, straight = uninterrupted
     out = root / "interrupted"

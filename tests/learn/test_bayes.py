@@ -45,6 +45,7 @@ def _counts(net, data):
     return out
 
 
+@pytest.mark.slow  # 10 s of NUTS; the conjugate draws below are checked in the default tier
 def test_nuts_matches_the_closed_form_dirichlet_posterior():
     net = small_net()
     data = _sample(net, 0, 150)

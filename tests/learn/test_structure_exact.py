@@ -50,7 +50,7 @@ def random_data(seed, n_vars, n_records):
     return np.stack(cols, axis=1).astype(np.int32), cards
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), score=st.sampled_from(["bic", "bdeu", "k2"]))
 def test_exact_equals_brute_force_four_variables(x64, seed, score):
     data, cards = random_data(seed, 4, 120)

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 
+
+@pytest.mark.slow  # 15 s smoke run of experiments/structure.py (every search is tested in its own module)
 def test_structure_quick(tmp_path):
     from experiments import structure
 

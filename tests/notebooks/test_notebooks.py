@@ -7,8 +7,8 @@ with the cell's traceback. The kernel inherits this process's environment: ``GM_
 (the notebooks' small sizes), ``PYTHONPATH`` with the checkout first, the XLA settings and the JAX
 compilation cache of tests/conftest.py. Figures go to the inline backend, as in Jupyter.
 
-The deep-model notebooks (04-06) train networks and 02 runs NUTS: they run in the slow tier
-(``pytest -m slow``); 01 and 03 run in the default tier.
+The deep-model notebooks (04-06) train networks, 02 runs NUTS and 03 fits HMMs (20 s): they run in the slow
+tier (``pytest -m slow``); 01 runs in the default tier.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-SLOW = {"02_learning.py", "04_autoencoders.py", "05_gans.py", "06_translation.py"}  # 02: NUTS setup, 20-50 s
+SLOW = {"02_learning.py", "03_hmms.py", "04_autoencoders.py", "05_gans.py", "06_translation.py"}  # 02: NUTS, 20-50 s; 03: 20 s
 TIMEOUT_PER_CELL = 600
 
 
