@@ -96,11 +96,16 @@ def test_padding_is_exact_under_vmap():
 
 
 
-def test_batch_minor_viterbi_matches_back_pointers():
-    """The back-pointer-free, batch-minor Viterbi (one transition; vmapped: the whole batch at once) gives
-    the paths and log-probabilities of the per-sequence back-pointer pass (``unroll=1`` selects it): with
-    gaps in the masks, an empty sequence, ties (repeated scores), T = 1, a mask shared by the batch, a
-    batch of one (unbatched call) and a vmap over models (which takes the per-sequence pass)."""
+@pytest.mark.parametrize("pointers", [True, False], ids=["int8-pointers", "pointer-free"])
+def test_batch_minor_viterbi_matches_back_pointers(pointers, monkeypatch):
+    """The batch-minor Viterbi (one transition; vmapped: the whole batch at once), with int8 back-pointers
+    and back-pointer-free, gives the paths and log-probabilities of the per-sequence back-pointer pass
+    (``unroll=1`` selects it): with gaps in the masks, an empty sequence, ties (repeated scores), T = 1, a
+    mask shared by the batch, a batch of one (unbatched call) and a vmap over models (which takes the
+    per-sequence pass)."""
+    from gm.temporal import hmm
+
+    monkeypatch.setattr(hmm, "_use_pointers", lambda K, B: pointers)
     rng = np.random.default_rng(7)
     K, T, B = 3, 9, 5
     pi, A, _ = random_hmm(rng, K, 2)
@@ -126,6 +131,7 @@ def test_batch_minor_viterbi_matches_back_pointers():
             np.testing.assert_array_equal(f, s)
         else:
             np.testing.assert_allclose(f, s, rtol=1e-6)
+
 
 def test_jit_vmap_and_plain_agree():
     rng = np.random.default_rng(3)
