@@ -539,7 +539,38 @@ def _viterbi_shared(initial, transition, log_lik, mask):
         valid = valid if in_batched[3] else jnp.broadcast_to(valid, (axis_size,) + valid.shape)
         return _viterbi_batch_minor(initial, transition, log_lik, valid if has_mask else None), (True, True)
 
-    return one(initial, transition, log_lik, valid)
+    # The derivative of the best path's log-probability is that of the path's score (the path is piecewise
+    # constant in the inputs): given here, since a custom_vmap function has no derivative rule of its own.
+    @jax.custom_jvp
+    def best(initial, transition, log_lik, valid):
+        return one(initial, transition, log_lik, valid)
+
+    @best.defjvp
+    def _best_jvp(primals, tangents):
+        initial, transition, log_lik, valid = primals
+        d_init, d_trans, d_ll, _ = tangents
+        states, log_prob = best(initial, transition, log_lik, valid)
+        return (states, log_prob), (np.zeros(states.shape, jax.dtypes.float0),
+                                    _path_score_tangent(initial, transition, valid, states, d_init, d_trans, d_ll))
+
+    return best(initial, transition, log_lik, valid)
+
+
+def _path_score_tangent(initial, transition, valid, states, d_init, d_trans, d_ll):
+    """The directional derivative of the path's log-probability log pi(z_first) + Σ log A(z_prev, z_t) +
+    Σ log p(x_t | z_t) over the valid steps (a masked step is skipped: its neighbours are consecutive)."""
+    T = states.shape[0]
+    filled = lax.cummax(jnp.where(valid, jnp.arange(T), -1))  # the last valid step at or before t
+    z = jnp.where(filled >= 0, states[jnp.maximum(filled, 0)], 0)  # the path, carried over masked steps
+    first = jnp.argmax(valid)
+    anything = jnp.any(valid)
+    out = jnp.where(anything, d_init[z[first]] / initial[z[first]], 0.0)
+    out = out + jnp.sum(jnp.where(valid, jnp.take_along_axis(d_ll, z[:, None], 1)[:, 0], 0.0))
+    if T > 1:
+        moved = valid[1:] & (filled[:-1] >= 0)  # a valid step after an earlier valid one
+        pair = d_trans[z[:-1], z[1:]] / transition[z[:-1], z[1:]]
+        out = out + jnp.sum(jnp.where(moved, pair, 0.0))
+    return out
 
 
 # When the batch-minor pass stores int8 back-pointers (a max and an argmax over [K, K, B] a step, the backtrace
