@@ -359,7 +359,144 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
         >>> post.marginals.shape
         (5, 2)
     """
-    return _on_arrays(smoother_from_likelihood, initial, transition, log_lik, mask)
+    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    if tv:
+        out = smoother_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
+    else:
+        out = Smoothed(*_smoother_shared(initial, transition, log_lik, mask))
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))  # the rows are NaN by propagation
+
+
+def _smoother_shared(initial, transition, log_lik, mask):
+    """(log_evidence f32[], marginals f32[T, K]) of checked inputs with one f32[K, K] transition: the
+    per-sequence passes on one sequence; under ``jax.vmap`` over ``log_lik`` (and ``mask``) the batch-minor
+    passes (`_smoother_batch_minor`) on the whole batch. Differentiated, it runs the per-sequence passes
+    (their derivative), so ``grad``, ``jvp`` and ``vmap`` of either compose as before."""
+    has_mask = mask is not None
+    valid = jnp.ones(log_lik.shape[:1], bool) if mask is None else jnp.asarray(mask, bool)
+
+    def per_sequence(initial, transition, log_lik, valid):
+        out = smoother_from_likelihood(initial, transition, array_likelihood(log_lik), log_lik.shape[0],
+                                       mask=valid if has_mask else None)
+        return out.log_evidence, out.marginals
+
+    @jax.custom_batching.custom_vmap
+    def one(initial, transition, log_lik, valid):
+        return per_sequence(initial, transition, log_lik, valid)
+
+    @one.def_vmap
+    def _batched(axis_size, in_batched, initial, transition, log_lik, valid):
+        if in_batched[0] or in_batched[1] or (axis_size == 1 and initial.shape[-1] > 8):
+            # a batch of models, or one sequence with K > 8 (0.8x there, faster at K <= 8): one at a time
+            out = jax.vmap(per_sequence, in_axes=tuple(0 if b else None for b in in_batched))(
+                initial, transition, log_lik, valid)
+            return out, (True, True)
+        log_lik = log_lik if in_batched[2] else jnp.broadcast_to(log_lik, (axis_size,) + log_lik.shape)
+        valid = valid if in_batched[3] else jnp.broadcast_to(valid, (axis_size,) + valid.shape)
+        return _smoother_batch_minor(initial, transition, log_lik, valid if has_mask else None), (True, True)
+
+    @jax.custom_jvp
+    def smooth(initial, transition, log_lik, valid):
+        return one(initial, transition, log_lik, valid)
+
+    @smooth.defjvp
+    def _smooth_jvp(primals, tangents):  # a custom_vmap function has no derivative rule of its own
+        return jax.jvp(per_sequence, primals, tangents)
+
+    return smooth(initial, transition, log_lik, valid)
+
+
+def _smoother_batch_minor(initial, transition, log_lik, valid):
+    """`smoother_from_likelihood` on B sequences sharing (initial f32[K], transition f32[K, K]), every per-step
+    array [K, B] (the batch contiguous): log_lik f32[B, T, K], valid bool[B, T] or None. The same passes and
+    masking rules, lane by lane: a forward pass storing the one-step predictions, then `_smooth_from_pred`'s
+    in-place backward pass.
+
+    Returns:
+        (log_evidence f32[B], marginals f32[B, T, K], zero at masked steps).
+    """
+    B, T, K = log_lik.shape
+    dtype = log_lik.dtype
+    lls = jnp.transpose(log_lik, (1, 2, 0))  # [T, K, B]
+    if valid is not None:
+        valid_t = valid.T  # [T, B]
+        started = jnp.concatenate([jnp.zeros((1, B), bool), jnp.cumsum(valid_t, axis=0)[:-1] > 0])
+
+    def lik_at(t):
+        row = _row(lls, t)
+        sh = jnp.max(row, axis=0)
+        sh = jnp.where(jnp.isfinite(sh), sh, 0.0)
+        return jnp.exp(row - sh), sh
+
+    def forward_product(alpha):  # pred[j, b] = Σ_i alpha[i, b] A[i, j]
+        if K > 8:
+            return jnp.einsum("ij,ib->jb", transition, alpha)
+        return jnp.sum(transition[:, :, None] * alpha[:, None, :], axis=0)
+
+    def backward_product(ratio):  # out[i, b] = Σ_j A[i, j] ratio[j, b]
+        if K > 8:
+            return jnp.einsum("ij,jb->ib", transition, ratio)
+        return jnp.sum(transition[:, :, None] * ratio[None, :, :], axis=1)
+
+    init = jnp.broadcast_to(initial[:, None], (K, B))
+    lik0, s0 = lik_at(0)
+    a0 = init * lik0
+    c0 = jnp.sum(a0, axis=0)
+    a0 = jnp.where(c0 <= 0, init, a0 / jnp.where(c0 <= 0, 1.0, c0))  # NaN propagates (the marker)
+    l0 = jnp.log(c0) + s0
+    if valid is not None:
+        a0 = jnp.where(valid_t[0], a0, init)
+        l0 = jnp.where(valid_t[0], l0, 0.0)
+    preds = _put(jnp.zeros((T, K, B), dtype), init, 0)
+    log_cs = _put(jnp.zeros((T, B), dtype), l0, 0)
+
+    def forward(t, carry):
+        alpha, preds, log_cs = carry
+        lik_t, s_t = lik_at(t)
+        pred = forward_product(alpha)
+        if valid is not None:
+            pred = jnp.where(started[t], pred, alpha)
+        a = pred * lik_t
+        c = jnp.sum(a, axis=0)
+        a = jnp.where(c <= 0, alpha, a / jnp.where(c <= 0, 1.0, c))
+        log_c = jnp.log(c) + s_t
+        if valid is not None:
+            a = jnp.where(valid_t[t], a, alpha)
+            pred = jnp.where(valid_t[t], pred, alpha)
+            log_c = jnp.where(valid_t[t], log_c, 0.0)
+        return a, _put(preds, pred, t), _put(log_cs, log_c, t)
+
+    carry = (a0, preds, log_cs)
+    if T > 1:
+        carry = loops.fori_loop(1, T, forward, carry)
+    last, out, log_cs = carry
+    total = jax.vmap(_compensated_sum, in_axes=1)(log_cs)
+
+    def backward(i, carry):  # as `_smooth_from_pred`: row t+1 still holds pred_{t+1} until written
+        g, out = carry
+        t = T - 2 - i
+        p_next = _row(out, t + 1)
+        p_t = _row(out, t)
+        lik_t, _ = lik_at(t)
+        if valid is not None:
+            lik_t = jnp.where(valid_t[t], lik_t, 1.0)
+        ratio = jnp.where(p_next > 0, g / jnp.where(p_next > 0, p_next, 1.0), 0.0)
+        gt = p_t * lik_t * backward_product(ratio)
+        sg = jnp.sum(gt, axis=0)
+        gt = gt / jnp.where(sg <= 0, 1.0, sg)
+        keep = ~(sg < 0)  # the write waits for both reads of ``out`` (see `_smooth_from_pred`)
+        if valid is not None:
+            out = _put(out, jnp.where(keep & valid_t[t + 1], g, 0.0), t + 1)
+            gt = jnp.where(valid_t[t + 1], gt, g)
+        else:
+            out = _put(out, jnp.where(keep, g, 0.0), t + 1)
+        return gt, out
+
+    g = last
+    if T > 1:
+        g, out = loops.fori_loop(0, T - 1, backward, (g, out))
+    out = _put(out, g if valid is None else jnp.where(valid_t[0], g, 0.0), 0)
+    return total, jnp.transpose(out, (2, 0, 1))
 
 
 

@@ -133,6 +133,47 @@ def test_batch_minor_viterbi_matches_back_pointers(pointers, monkeypatch):
             np.testing.assert_allclose(f, s, rtol=1e-6)
 
 
+def test_batch_minor_smoother_matches_the_per_sequence_passes():
+    """Under ``jax.vmap`` over sequences with one model, `tm.smoother` runs the batch-minor passes; they give
+    the per-sequence passes' log-evidence and marginals (``smoother_from_likelihood`` vmapped), with gaps in
+    the masks, an empty sequence, an impossible step (-inf log-likelihoods: log-evidence -inf, no NaN),
+    T = 1, a mask shared by the batch, K = 2 and K = 12 (the matrix-product form) and a vmap over models;
+    ``jax.grad`` of the summed log-evidence runs the per-sequence passes (the same gradient as theirs)."""
+    from gm.temporal.common import array_likelihood
+    from gm.temporal.hmm import smoother_from_likelihood
+
+    rng = np.random.default_rng(5)
+    for K, T, B, all_cases in ((2, 9, 5, True), (12, 5, 3, False), (3, 1, 4, False)):
+        pi, A, _ = random_hmm(rng, K, 2)
+        pi, A = jnp.asarray(pi), jnp.asarray(A)
+        ll = rng.normal(size=(B, T, K)).astype(np.float32)
+        ll[0, T // 2] = -np.inf  # an impossible step
+        ll = jnp.asarray(ll)
+        masks = jnp.asarray(rng.random((B, T)) > 0.3).at[1].set(False).at[0, T // 2].set(True)
+
+        def reference(p, a, l, m):
+            out = smoother_from_likelihood(p, a, array_likelihood(l), l.shape[0], mask=m)
+            return out.log_evidence, out.marginals
+
+        models = jnp.stack([A, A.T / A.T.sum(1, keepdims=True)])
+        cases = [lambda f: jax.vmap(lambda l, m: tuple(f(pi, A, l, m)))(ll, masks),
+                 lambda f: jax.vmap(lambda l: tuple(f(pi, A, l, None)))(ll),
+                 lambda f: jax.vmap(lambda l: tuple(f(pi, A, l, masks[0])))(ll),
+                 lambda f: jax.vmap(lambda a, l: tuple(f(pi, a, l, None)))(models, ll[:2])]
+        cases = jax.jit(lambda: [(case(lambda p, a, l, m: tm.smoother(p, a, l, mask=m)), case(reference))
+                                 for case in (cases if all_cases else cases[:1])])()
+        for got, want in cases:
+            for g, w in zip(got, want):
+                assert not np.any(np.isnan(np.asarray(g)))
+                np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+        assert float(cases[0][0][0][0]) == -np.inf
+        if not all_cases:
+            continue
+        fast = jax.jit(jax.grad(lambda l: jnp.sum(jax.vmap(lambda x: tm.smoother(pi, A, x).log_evidence)(l)[1:])))(ll)
+        slow = jax.jit(jax.grad(lambda l: jnp.sum(jax.vmap(lambda x: reference(pi, A, x, None)[0])(l)[1:])))(ll)
+        np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+
+
 def test_batch_minor_viterbi_gradient_is_the_path_score_gradient():
     """jax.grad of the best path's log-probability (plain, vmapped, and with gaps in the mask) equals the
     gradient through the per-sequence back-pointer pass (``unroll=1``), with respect to all three inputs."""
