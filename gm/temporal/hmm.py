@@ -131,6 +131,25 @@ def _compensated_sum_jvp(primals, tangents):  # a variadic reduce has no derivat
     return _compensated_sum(primals[0]), jnp.sum(tangents[0])
 
 
+def _compensated_sums(x):
+    """f32[B]: the column sums Σ_t x[t, b] of an f32[T, B] array, each accurate like `_compensated_sum`,
+    by pairwise TwoSum over halves (log2 T elementwise levels across the B lanes: no variadic reduce, which
+    XLA:CPU runs a lane at a time). -inf stays -inf."""
+    s, c = x, jnp.zeros_like(x)
+    while s.shape[0] > 1:
+        if s.shape[0] % 2:
+            pad = jnp.zeros((1,) + s.shape[1:], s.dtype)
+            s, c = jnp.concatenate([s, pad]), jnp.concatenate([c, pad])
+        h = s.shape[0] // 2
+        s1, s2 = s[:h], s[h:]
+        t = s1 + s2
+        bb = t - s1
+        e = (s1 - (t - bb)) + (s2 - bb)  # exact: s1 + s2 = t + e
+        c = c[:h] + c[h:] + jnp.where(jnp.isfinite(t), e, 0.0)
+        s = t
+    return s[0] + c[0]
+
+
 def _loop_unroll(K: int) -> int:
     """Steps per loop iteration. XLA:CPU compiles a ``while`` loop whose body touches under 1 KiB per
     iteration into one function (``SmallWhileLoopHoistingPass``, about 30 ns a step for K = 4) and
@@ -470,7 +489,7 @@ def _smoother_batch_minor(initial, transition, log_lik, valid):
     if T > 1:
         carry = loops.fori_loop(1, T, forward, carry)
     last, out, log_cs = carry
-    total = jax.vmap(_compensated_sum, in_axes=1)(log_cs)
+    total = _compensated_sums(log_cs)
 
     def backward(i, carry):  # as `_smooth_from_pred`: row t+1 still holds pred_{t+1} until written
         g, out = carry
@@ -755,10 +774,9 @@ def _viterbi_batch_minor(initial, transition, log_lik, valid, pointers=None):
     d0 = d0 - s0
     # deltas: the shifted deltas, or the int8 back-pointers bp[t, j, b] (row 0 unused)
     deltas = jnp.zeros((T, K, B), jnp.int8) if pointers else _put(jnp.zeros((T, K, B), log_lik.dtype), d0, 0)
-    shifts = _put(jnp.zeros((T, B), log_lik.dtype), s0, 0)
 
     def step(t, carry):
-        delta, deltas, shifts = carry
+        delta, deltas = carry
         scores = log_trans_T + delta[None, :, :]  # [j, i, B]
         best = jnp.max(scores, axis=1)  # [j, B] (a separate max: faster than gathering at the argmax)
         if pointers:
@@ -770,21 +788,17 @@ def _viterbi_batch_minor(initial, transition, log_lik, valid, pointers=None):
         d = d - sh
         if valid is not None:
             d = jnp.where(valid_t[t], d, delta)
-            sh = jnp.where(valid_t[t], sh, 0.0)
         if pointers:
             if valid is not None:  # a masked step (or one before the chain starts) maps each state to itself
                 bp = jnp.where(started[t] & valid_t[t], bp, identity)
-            return d, _put(deltas, bp, t), _put(shifts, sh, t)
-        return d, _put(deltas, d, t), _put(shifts, sh, t)
+            return d, _put(deltas, bp, t)
+        return d, _put(deltas, d, t)
 
-    carry = (d0, deltas, shifts)
+    carry = (d0, deltas)
     if T > 1:
         carry = loops.fori_loop(1, T, step, carry)
-    d_last, deltas, shifts = carry
+    d_last, deltas = carry
     last = jnp.argmax(d_last, axis=0).astype(jnp.int32)  # [B]
-    log_prob = jax.vmap(_compensated_sum, in_axes=1)(shifts) + jnp.take_along_axis(d_last, last[None], 0)[0]
-    if valid is not None:  # an empty sequence has the empty path, of probability one
-        log_prob = jnp.where(jnp.any(valid, axis=1), log_prob, 0.0)
 
     def back(i, carry):  # z_{t-1} = argmax_i delta_{t-1}(i) + log A(i, z_t), the back-pointer recomputed
         z, states = carry
@@ -800,6 +814,19 @@ def _viterbi_batch_minor(initial, transition, log_lik, valid, pointers=None):
     states = _put(jnp.zeros((T, B), jnp.int32), last, T - 1)
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, back, (last, states))
+    # log_prob: the path's score, summed after the loops (no shift buffer in the forward loop). At a masked
+    # step the path holds the last valid state (before the first valid step, the first valid one's), so
+    # log pi(z_0) is the first valid step's and a transition counts at a valid step after an earlier one.
+    terms = jnp.take_along_axis(lls, states[:, None, :], axis=1)[:, 0, :]  # [T, B]; 0 at masked steps
+    terms = terms.at[0].add(jnp.log(initial)[states[0]])
+    if T > 1:
+        moves = log_trans[states[:-1], states[1:]]
+        terms = terms.at[1:].add(moves if valid is None else jnp.where(started[1:] & valid_t[1:], moves, 0.0))
+    log_prob = _compensated_sums(terms)
+    # the marker: a NaN or +inf input reaches every later delta (the max propagates it), not always the path
+    log_prob = jnp.where(jnp.any(jnp.isnan(d_last) | (d_last == jnp.inf), axis=0), jnp.nan, log_prob)
+    if valid is not None:  # an empty sequence has the empty path, of probability one
+        log_prob = jnp.where(jnp.any(valid, axis=1), log_prob, 0.0)
     states = states.T
     states = states if valid is None else jnp.where(valid, states, -1)
     return states, log_prob
