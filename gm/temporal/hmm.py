@@ -350,9 +350,12 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
     initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
-    alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
-                                        keep_normalizers=True)
-    return Filtered(mark_invalid(total), zero_masked(alphas, mask=mask), log_cs)
+    if tv:
+        alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
+                                            keep_normalizers=True)
+        return Filtered(mark_invalid(total), zero_masked(alphas, mask=mask), log_cs)
+    total, filtered, log_cs = _jit_filter_shared(initial, transition, log_lik, mask)
+    return Filtered(mark_invalid(total), filtered, log_cs)
 
 
 def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
@@ -387,17 +390,40 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
 
 
 def _smoother_shared(initial, transition, log_lik, mask):
-    """(log_evidence f32[], marginals f32[T, K]) of checked inputs with one f32[K, K] transition: the
-    per-sequence passes on one sequence; under ``jax.vmap`` over ``log_lik`` (and ``mask``) the batch-minor
-    passes (`_smoother_batch_minor`) on the whole batch. Differentiated, it runs the per-sequence passes
-    (their derivative), so ``grad``, ``jvp`` and ``vmap`` of either compose as before."""
+    """(log_evidence f32[], marginals f32[T, K]) of checked inputs with one f32[K, K] transition (see
+    `_per_sequence_or_batch_minor`)."""
     has_mask = mask is not None
-    valid = jnp.ones(log_lik.shape[:1], bool) if mask is None else jnp.asarray(mask, bool)
 
     def per_sequence(initial, transition, log_lik, valid):
         out = smoother_from_likelihood(initial, transition, array_likelihood(log_lik), log_lik.shape[0],
                                        mask=valid if has_mask else None)
         return out.log_evidence, out.marginals
+
+    return _per_sequence_or_batch_minor(per_sequence, _smoother_batch_minor, initial, transition, log_lik, mask)
+
+
+def _filter_shared(initial, transition, log_lik, mask):
+    """(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T]) of checked inputs with one f32[K, K]
+    transition (see `_per_sequence_or_batch_minor`)."""
+    has_mask = mask is not None
+
+    def per_sequence(initial, transition, log_lik, valid):
+        m = valid if has_mask else None
+        alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), log_lik.shape[0], m,
+                                            False, keep_normalizers=True)
+        return total, zero_masked(alphas, mask=m), log_cs
+
+    return _per_sequence_or_batch_minor(per_sequence, _filter_batch_minor, initial, transition, log_lik, mask)
+
+
+def _per_sequence_or_batch_minor(per_sequence, batch_minor, initial, transition, log_lik, mask):
+    """``per_sequence(initial, transition, log_lik, valid)`` on one sequence; under ``jax.vmap`` over
+    ``log_lik`` (and ``mask``) with one model, ``batch_minor(initial, transition, log_lik[B, T, K], valid[B, T]
+    or None)`` on the whole batch at once (`jax.custom_batching`), except a vmap of size one at K > 8 (the
+    batch-minor passes were 0.8x there) or over models (one sequence at a time). Differentiated, the
+    per-sequence passes run (their derivative), so ``grad``, ``jvp`` and ``vmap`` compose as before."""
+    has_mask = mask is not None
+    valid = jnp.ones(log_lik.shape[:1], bool) if mask is None else jnp.asarray(mask, bool)
 
     @jax.custom_batching.custom_vmap
     def one(initial, transition, log_lik, valid):
@@ -406,23 +432,23 @@ def _smoother_shared(initial, transition, log_lik, mask):
     @one.def_vmap
     def _batched(axis_size, in_batched, initial, transition, log_lik, valid):
         if in_batched[0] or in_batched[1] or (axis_size == 1 and initial.shape[-1] > 8):
-            # a batch of models, or one sequence with K > 8 (0.8x there, faster at K <= 8): one at a time
             out = jax.vmap(per_sequence, in_axes=tuple(0 if b else None for b in in_batched))(
                 initial, transition, log_lik, valid)
-            return out, (True, True)
+            return out, tuple(True for _ in out)
         log_lik = log_lik if in_batched[2] else jnp.broadcast_to(log_lik, (axis_size,) + log_lik.shape)
         valid = valid if in_batched[3] else jnp.broadcast_to(valid, (axis_size,) + valid.shape)
-        return _smoother_batch_minor(initial, transition, log_lik, valid if has_mask else None), (True, True)
+        out = batch_minor(initial, transition, log_lik, valid if has_mask else None)
+        return out, tuple(True for _ in out)
 
     @jax.custom_jvp
-    def smooth(initial, transition, log_lik, valid):
+    def run(initial, transition, log_lik, valid):
         return one(initial, transition, log_lik, valid)
 
-    @smooth.defjvp
-    def _smooth_jvp(primals, tangents):  # a custom_vmap function has no derivative rule of its own
+    @run.defjvp
+    def _run_jvp(primals, tangents):  # a custom_vmap function has no derivative rule of its own
         return jax.jvp(per_sequence, primals, tangents)
 
-    return smooth(initial, transition, log_lik, valid)
+    return run(initial, transition, log_lik, valid)
 
 
 # Compiled once per shape: an eager call (a notebook's) runs one program instead of dispatching the passes'
@@ -430,18 +456,19 @@ def _smoother_shared(initial, transition, log_lik, mask):
 # outer jit, vmap or grad the inner jit is inlined, batched or differentiated like any other function.
 _jit_smoother_shared = jax.jit(lambda initial, transition, log_lik, mask: _smoother_shared(initial, transition,
                                                                                           log_lik, mask))
+_jit_filter_shared = jax.jit(lambda initial, transition, log_lik, mask: _filter_shared(initial, transition,
+                                                                                      log_lik, mask))
 _jit_viterbi_shared = jax.jit(lambda initial, transition, log_lik, mask: _viterbi_shared(initial, transition,
                                                                                         log_lik, mask))
 
 
-def _smoother_batch_minor(initial, transition, log_lik, valid):
-    """`smoother_from_likelihood` on B sequences sharing (initial f32[K], transition f32[K, K]), every per-step
-    array [K, B] (the batch contiguous): log_lik f32[B, T, K], valid bool[B, T] or None. The same passes and
-    masking rules, lane by lane: a forward pass storing the one-step predictions, then `_smooth_from_pred`'s
-    in-place backward pass.
+def _forward_batch_minor(initial, transition, log_lik, valid, *, store_pred):
+    """`_forward` on B sequences sharing (initial f32[K], transition f32[K, K]), every per-step array [K, B]
+    (the batch contiguous): log_lik f32[B, T, K], valid bool[B, T] or None.
 
     Returns:
-        (log_evidence f32[B], marginals f32[B, T, K], zero at masked steps).
+        (messages f32[T, K, B]: the filtered distributions, or with ``store_pred`` the one-step predictions;
+        log_normalizers f32[T, B]; log_evidence f32[B]; last filtered message f32[K, B]; lik_at(t)).
     """
     B, T, K = log_lik.shape
     dtype = log_lik.dtype
@@ -461,11 +488,6 @@ def _smoother_batch_minor(initial, transition, log_lik, valid):
             return jnp.einsum("ij,ib->jb", transition, alpha)
         return jnp.sum(transition[:, :, None] * alpha[:, None, :], axis=0)
 
-    def backward_product(ratio):  # out[i, b] = Σ_j A[i, j] ratio[j, b]
-        if K > 8:
-            return jnp.einsum("ij,jb->ib", transition, ratio)
-        return jnp.sum(transition[:, :, None] * ratio[None, :, :], axis=1)
-
     init = jnp.broadcast_to(initial[:, None], (K, B))
     lik0, s0 = lik_at(0)
     a0 = init * lik0
@@ -475,11 +497,11 @@ def _smoother_batch_minor(initial, transition, log_lik, valid):
     if valid is not None:
         a0 = jnp.where(valid_t[0], a0, init)
         l0 = jnp.where(valid_t[0], l0, 0.0)
-    preds = _put(jnp.zeros((T, K, B), dtype), init, 0)
+    msgs = _put(jnp.zeros((T, K, B), dtype), init if store_pred else a0, 0)
     log_cs = _put(jnp.zeros((T, B), dtype), l0, 0)
 
     def forward(t, carry):
-        alpha, preds, log_cs = carry
+        alpha, msgs, log_cs = carry
         lik_t, s_t = lik_at(t)
         pred = forward_product(alpha)
         if valid is not None:
@@ -492,13 +514,41 @@ def _smoother_batch_minor(initial, transition, log_lik, valid):
             a = jnp.where(valid_t[t], a, alpha)
             pred = jnp.where(valid_t[t], pred, alpha)
             log_c = jnp.where(valid_t[t], log_c, 0.0)
-        return a, _put(preds, pred, t), _put(log_cs, log_c, t)
+        return a, _put(msgs, pred if store_pred else a, t), _put(log_cs, log_c, t)
 
-    carry = (a0, preds, log_cs)
+    carry = (a0, msgs, log_cs)
     if T > 1:
         carry = loops.fori_loop(1, T, forward, carry)
-    last, out, log_cs = carry
-    total = _compensated_sums(log_cs)
+    last, msgs, log_cs = carry
+    return msgs, log_cs, _compensated_sums(log_cs), last, lik_at
+
+
+def _filter_batch_minor(initial, transition, log_lik, valid):
+    """`filter` on B sequences sharing one model (see `_forward_batch_minor`): (log_evidence f32[B],
+    filtered f32[B, T, K] with zero rows at masked steps, log_normalizers f32[B, T])."""
+    alphas, log_cs, total, _, _ = _forward_batch_minor(initial, transition, log_lik, valid, store_pred=False)
+    if valid is not None:
+        alphas = jnp.where(valid.T[:, None, :], alphas, 0.0)
+    return total, jnp.transpose(alphas, (2, 0, 1)), log_cs.T
+
+
+def _smoother_batch_minor(initial, transition, log_lik, valid):
+    """`smoother_from_likelihood` on B sequences sharing (initial f32[K], transition f32[K, K]), every per-step
+    array [K, B] (the batch contiguous): log_lik f32[B, T, K], valid bool[B, T] or None. The same passes and
+    masking rules, lane by lane: `_forward_batch_minor` storing the one-step predictions, then
+    `_smooth_from_pred`'s in-place backward pass.
+
+    Returns:
+        (log_evidence f32[B], marginals f32[B, T, K], zero at masked steps).
+    """
+    B, T, K = log_lik.shape
+    out, _, total, last, lik_at = _forward_batch_minor(initial, transition, log_lik, valid, store_pred=True)
+    valid_t = None if valid is None else valid.T
+
+    def backward_product(ratio):  # out[i, b] = Σ_j A[i, j] ratio[j, b]
+        if K > 8:
+            return jnp.einsum("ij,jb->ib", transition, ratio)
+        return jnp.sum(transition[:, :, None] * ratio[None, :, :], axis=1)
 
     def backward(i, carry):  # as `_smooth_from_pred`: row t+1 still holds pred_{t+1} until written
         g, out = carry
@@ -525,7 +575,6 @@ def _smoother_batch_minor(initial, transition, log_lik, valid):
         g, out = loops.fori_loop(0, T - 1, backward, (g, out))
     out = _put(out, g if valid is None else jnp.where(valid_t[0], g, 0.0), 0)
     return total, jnp.transpose(out, (2, 0, 1))
-
 
 
 def smoother_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,

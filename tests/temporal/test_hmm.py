@@ -174,6 +174,38 @@ def test_batch_minor_smoother_matches_the_per_sequence_passes():
         np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
 
 
+def test_batch_minor_filter_matches_the_per_sequence_pass():
+    """`tm.filter` vmapped with one model runs the batch-minor forward pass; it gives the per-sequence pass's
+    log-evidence, filtered rows (zero at masked steps) and log normalisers, with gaps in the masks, an empty
+    sequence, an impossible step and K = 12; its gradient is the per-sequence pass's."""
+    from gm.temporal.common import array_likelihood
+    from gm.temporal.hmm import _forward
+
+    rng = np.random.default_rng(9)
+    for K, T, B in ((3, 8, 5), (12, 4, 3)):
+        pi, A, _ = random_hmm(rng, K, 2)
+        pi, A = jnp.asarray(pi), jnp.asarray(A)
+        ll = rng.normal(size=(B, T, K)).astype(np.float32)
+        ll[0, 2] = -np.inf
+        ll = jnp.asarray(ll)
+        masks = jnp.asarray(rng.random((B, T)) > 0.3).at[1].set(False).at[0, 2].set(True)
+
+        def reference(l, m):
+            alphas, log_cs, total, _ = _forward(pi, A, array_likelihood(l), T, m, False, keep_normalizers=True)
+            return total, jnp.where(m[:, None], alphas, 0.0), log_cs
+
+        got, want = jax.jit(lambda: (jax.vmap(lambda l, m: tuple(tm.filter(pi, A, l, mask=m)))(ll, masks),
+                                     jax.vmap(reference)(ll, masks)))()
+        for g, w in zip(got, want):
+            assert not np.any(np.isnan(np.asarray(g)))
+            np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+        assert float(got[0][0]) == -np.inf
+    fast = jax.jit(jax.grad(lambda l: jnp.sum(jax.vmap(lambda x: tm.filter(pi, A, x).log_evidence)(l))))(ll[1:])
+    slow = jax.jit(jax.grad(lambda l: jnp.sum(jax.vmap(
+        lambda x: reference(x, jnp.ones(T, bool))[0])(l))))(ll[1:])
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+
+
 def test_batch_minor_viterbi_gradient_is_the_path_score_gradient():
     """jax.grad of the best path's log-probability (plain, vmapped, and with gaps in the mask) equals the
     gradient through the per-sequence back-pointer pass (``unroll=1``), with respect to all three inputs."""
@@ -187,12 +219,12 @@ def test_batch_minor_viterbi_gradient_is_the_path_score_gradient():
     def total(p, a, l, **kw):
         return jnp.sum(jax.vmap(lambda x, m: tm.viterbi(p, a, x, mask=m, **kw).log_prob)(l, masks))
 
-    fast = jax.grad(total, argnums=(0, 1, 2))(pi, A, ll)
-    slow = jax.grad(lambda *a: total(*a, unroll=1), argnums=(0, 1, 2))(pi, A, ll)
+    fast = jax.jit(jax.grad(total, argnums=(0, 1, 2)))(pi, A, ll)
+    slow = jax.jit(jax.grad(lambda *a: total(*a, unroll=1), argnums=(0, 1, 2)))(pi, A, ll)
     for f, s in zip(fast, slow):
         np.testing.assert_allclose(f, s, rtol=1e-5, atol=1e-6)
-    one = jax.grad(lambda p, a, x: tm.viterbi(p, a, x).log_prob, argnums=(0, 1, 2))(pi, A, ll[0])
-    ref = jax.grad(lambda p, a, x: tm.viterbi(p, a, x, unroll=1).log_prob, argnums=(0, 1, 2))(pi, A, ll[0])
+    one = jax.jit(jax.grad(lambda p, a, x: tm.viterbi(p, a, x).log_prob, argnums=(0, 1, 2)))(pi, A, ll[0])
+    ref = jax.jit(jax.grad(lambda p, a, x: tm.viterbi(p, a, x, unroll=1).log_prob, argnums=(0, 1, 2)))(pi, A, ll[0])
     for f, s in zip(one, ref):
         np.testing.assert_allclose(f, s, rtol=1e-5, atol=1e-6)
     assert float(jnp.abs(one[2]).sum()) == T  # one-hot rows: d log_prob / d log_lik picks the path
