@@ -19,6 +19,7 @@ def _run(model, out, classifier_dir, *extra):
                            "--no-progress", *extra])
 
 
+@pytest.mark.slow  # 9 s; tests/deep covers the GAN family's steps
 def test_quick_cgan_run_writes_results_and_figures(tmp_path, classifier_dir):
     results = _run("cgan", tmp_path, classifier_dir)
     for name in ("samples", "loss_curves"):

@@ -16,6 +16,7 @@ def uninterrupted(tmp_path_factory):
     return root, out, results
 
 
+@pytest.mark.slow  # 28 s (AE, VAE, CVAE and the digit classifier); tests/deep covers the models and steps
 def test_quick_run_writes_results_and_figures(uninterrupted):
     _, out, results = uninterrupted
     for name in ("reconstructions", "prior_samples", "interpolations", "latent_scatter", "cvae_samples",
