@@ -10,7 +10,7 @@ seen (a greedy climb's first moves are near-ties between i -> j and j -> i, and 
 local optimum; the tabu phase climbs out of many of the poor ones). Then ``kicks`` (default 1) perturbed
 climbs: the best graph so far, changed by n_vars // 2 + 1 random legal moves, climbed again (greedy and tabu
 phase; iterated local search). Then, while the counting work so far (distinct records x neighbourhoods
-evaluated) is under ``restart_budget`` (2,000,000), up to ``restarts`` (8) more climbs from the start with
+evaluated) is under ``restart_budget`` (4,000,000), up to ``restarts`` (8) more climbs from the start with
 near-ties broken at random, each kicked once if it beats the best; the best graph seen is returned.
 ``escape=0`` is pgmpy's plain climb.
 
@@ -71,13 +71,21 @@ class _Climber:
         self._memo = scorer.memo  # shared by every climb on this scorer (restarts revisit families)
         self.evaluations = 0  # neighbourhoods evaluated (memo hits included): the search's counting work
 
-    def _refresh(self, parents, children, add, delete, local):
-        """Recompute the add/delete columns of ``children`` (one batched kernel call for all of them)."""
+    def _request(self, parents, children):
+        """Start counting the neighbourhoods of ``children`` that are not memoised (one batched kernel call for
+        all of them); `_apply` waits for them. In between, the host computes the next step's legality masks
+        while the counting pass runs."""
         self.evaluations += len(children)
         keys = [(j, frozenset(parents[j])) for j in children]
         todo = [j for j, key in zip(children, keys) if key not in self._memo]
-        if todo:
-            hood = self.scorer(todo, [parents[j] for j in todo])
+        wait = self.scorer.submit(todo, [parents[j] for j in todo]) if todo else None
+        return children, keys, todo, wait
+
+    def _apply(self, request, parents, add, delete, local):
+        """Recompute the add/delete columns and local scores of the requested children."""
+        children, keys, todo, wait = request
+        if wait is not None:
+            hood = wait()
             for b, j in enumerate(todo):
                 dels = {p: hood.delete[b, k] for k, p in enumerate(parents[j])}
                 self._memo[(j, frozenset(parents[j]))] = (hood.current[b], hood.add[b], dels)
@@ -104,30 +112,37 @@ class _Climber:
         add = np.full((n, n), -np.inf)
         delete = np.full((n, n), -np.inf)
         local = np.zeros(n)
-        self._refresh(parents, range(n), add, delete, local)
+        pending = self._request(parents, range(n))
         tabu: deque = deque(maxlen=self.tabu_length)
         tabu_add = np.zeros((n, n), int)  # counts of ("+", (i, j)) / ("-", ...) / ("flip", ...) in the deque
         tabu_del = np.zeros((n, n), int)
         tabu_flip = np.zeros((n, n), int)
         boards = {"+": tabu_add, "-": tabu_del, "flip": tabu_flip}
         steps = 0
-        best_parents, best_total, since_best = [list(p) for p in parents], float(np.sum(local)), 0
-        for _ in range(max_iter):
+        best_parents, best_total, since_best = None, -np.inf, 0
+        for _ in range(max_iter + 1):
+            # the legality of every move in the current graph (host work, while the last move's counts run)
             reach = transitive_closure(adj)
             indeg = adj.sum(axis=0)
             # add i -> j: no edge either way, no path j ~> i, in-degree room, not tabu, allowed
             ok_add = (~adj & ~adj.T & ~reach.T & self.allowed & (tabu_add == 0)
                       & (indeg[None, :] < self.max_indegree))
-            gain_add = np.where(ok_add, add, -np.inf)
             # delete i -> j
             ok_del = adj & ~self.required & (tabu_del == 0)
-            gain_del = np.where(ok_del, delete, -np.inf)
             # reverse i -> j: no other directed path i ~> j, j -> i allowed, room at i, not tabu
             other_path = (adj.astype(np.int32) @ reach.astype(np.int32)) > 0  # i -> k ~> j for some k
             ok_rev = (adj & ~other_path & ~self.required & self.allowed.T & (tabu_flip == 0) & (tabu_flip.T == 0)
                       & (indeg[:, None] + 1 <= self.max_indegree))
-            gain_rev = np.where(ok_rev, delete + add.T, -np.inf)
-            gains = np.stack([gain_add, gain_del, gain_rev])
+            self._apply(pending, parents, add, delete, local)
+            total = float(np.sum(local))
+            if best_parents is None or total >= best_total + self.epsilon:
+                best_parents, best_total, since_best = [list(p) for p in parents], total, 0
+            else:
+                since_best += 1
+            if steps == max_iter:
+                break
+            gains = np.stack([np.where(ok_add, add, -np.inf), np.where(ok_del, delete, -np.inf),
+                              np.where(ok_rev, delete + add.T, -np.inf)])
             best = int(np.argmax(gains))
             if rng is not None and np.isfinite(gains.flat[best]):
                 # ties (within float32 rounding) broken at random: i -> j and j -> i often score the same
@@ -162,12 +177,7 @@ class _Climber:
                     boards[old[0]][old[1], old[2]] -= 1
                 tabu.append(entry)
                 boards[entry[0]][entry[1], entry[2]] += 1
-            self._refresh(parents, changed, add, delete, local)
-            total = float(np.sum(local))
-            if total >= best_total + self.epsilon:
-                best_parents, best_total, since_best = [list(p) for p in parents], total, 0
-            else:
-                since_best += 1
+            pending = self._request(parents, changed)
         return best_parents, best_total, steps
 
     def perturb(self, rng, parents, moves):
@@ -261,7 +271,7 @@ def _setup(data, variables, score, equivalent_sample_size, max_indegree, whiteli
 
 ESCAPE = 10  # the tabu phase's default budget of non-improving moves in a row
 RESTARTS = 8  # the default's most random-tie restarts (while the counting budget allows)
-RESTART_BUDGET = 2_000_000  # distinct records x neighbourhoods evaluated, after which no restart starts
+RESTART_BUDGET = 4_000_000  # distinct records x neighbourhoods evaluated, after which no restart starts
 
 
 def _defaults(n, escape, kicks, perturbation, restarts=0, restart_budget=0):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -302,18 +303,42 @@ class NeighbourhoodScorer:
           >>> print(NeighbourhoodScorer(data, variables)([2], [[0, 1]]).delete)   # s(C, B), s(C, A)
           [[-74.613 -74.613]]
         """
+        return self.submit(children, parents)()
+
+    def submit(self, children: Sequence[int], parents: Sequence[Sequence[int]]) -> Callable[[], Neighbourhood]:
+        """Start counting the neighbourhoods of ``children`` and return a function that waits for them.
+
+        JAX dispatches the kernels asynchronously, so the caller can do its own host work (a search's
+        legality masks) while the counting pass runs; calling the returned function blocks and gives what
+        ``self(children, parents)`` gives.
+
+        Args:
+          children: the child indices (B of them).
+          parents: the current parent indices of each child.
+
+        Returns:
+          A function of no arguments returning the `Neighbourhood` (numpy float64 arrays).
+
+        Raises:
+          ValueError: a parent set with too many configurations to count.
+
+        Examples:
+          >>> from gm.bn import Structure
+          >>> data = jnp.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]] * 50)    # C = A or B: int32[200, 3]
+          >>> scorer = NeighbourhoodScorer(data, Structure(("A", "B", "C"), (("0", "1"),) * 3, ((), (), ())))
+          >>> wait = scorer.submit([2], [[0]])                          # counting runs from here
+          >>> print(wait().current)                                     # s(C, {A})
+          [-74.613]
+        """
         n = len(self.cards)
         if all(len(p) == 0 for p in parents) and list(children) == list(range(n)):
             out = _empty_neighbourhoods(self.indicators, self.n_records, self.equivalent_sample_size,
                                         cards=self.cards, score=self.score)
-            return Neighbourhood(*(np.asarray(a, np.float64) for a in out))
+            return lambda: Neighbourhood(*(np.asarray(a, np.float64) for a in jax.device_get(out)))
         b = len(children)
-        if b > 2:  # one or two children per call (a reversal changes two)
-            parts = [self(children[i:i + 2], parents[i:i + 2]) for i in range(0, b, 2)]
-            width = max(p.delete.shape[1] for p in parts)
-            delete = np.concatenate([np.pad(p.delete, ((0, 0), (0, width - p.delete.shape[1]))) for p in parts])
-            return Neighbourhood(np.concatenate([p.current for p in parts]), np.concatenate([p.add for p in parts]),
-                                 delete)
+        if b > 2:  # one or two children per kernel call (a reversal changes two)
+            parts = [self.submit(children[i:i + 2], parents[i:i + 2]) for i in range(0, b, 2)]
+            return lambda: _concatenate([part() for part in parts])
         k = bucket(max(1, max(len(p) for p in parents)))
         pa = np.full((b, k), n, np.int32)
         kids = np.zeros((b,), np.int32)
@@ -327,4 +352,10 @@ class NeighbourhoodScorer:
         out = _neighbourhood_kernel(self.indicators, self.n_records, self.padded, kids, pa,
                                     self.equivalent_sample_size, cards=self.cards, n_configs=n_configs,
                                     score=self.score)
-        return Neighbourhood(*(np.asarray(a, np.float64)[:b] for a in jax.device_get(out)))
+        return lambda: Neighbourhood(*(np.asarray(a, np.float64)[:b] for a in jax.device_get(out)))
+
+
+def _concatenate(parts: Sequence[Neighbourhood]) -> Neighbourhood:
+    width = max(p.delete.shape[1] for p in parts)
+    delete = np.concatenate([np.pad(p.delete, ((0, 0), (0, width - p.delete.shape[1]))) for p in parts])
+    return Neighbourhood(np.concatenate([p.current for p in parts]), np.concatenate([p.add for p in parts]), delete)

@@ -592,11 +592,14 @@ def unique_records(data, *, pad: bool = False) -> DistinctRecords:
     radix = host.max(axis=0, initial=0).astype(np.int64) + 1 if host.size else np.ones(host.shape[1:], np.int64)
     if host.size and host.min() >= 0 and float(np.sum(np.log2(radix))) < 62:
         strides = np.concatenate([np.cumprod(radix[::-1])[::-1][1:], [1]]).astype(np.int64)
-        code = host[:, 0].astype(np.int64) * strides[0]
-        for j in range(1, host.shape[1]):
-            code += host[:, j] * strides[j]
-        _, first, counts = np.unique(code, return_index=True, return_counts=True)
-        rows = host[first]
+        # one row-major product, not a pass per column (alarm, N = 100,000: 6 ms against 25 ms), and a sort
+        # of the codes with the boundaries found by comparison (np.unique's return_index sorts again)
+        code = host.astype(np.int64) @ strides
+        order = np.argsort(code)
+        code = code[order]
+        first = np.flatnonzero(np.concatenate([[True], code[1:] != code[:-1]]))
+        counts = np.diff(np.append(first, len(code)))
+        rows = host[order[first]]
     else:
         rows, counts = np.unique(host, axis=0, return_counts=True)
     if pad:  # zero-count rows up to a size bucket, so that data sets of similar size share compiled kernels
