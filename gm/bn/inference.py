@@ -70,7 +70,8 @@ def _weighted_cpts(net: BayesNet, vecs: Sequence[jax.Array]) -> list[jax.Array]:
 
 def _scaled_total(net: BayesNet, vecs, output: tuple[int, ...] = ()):
     plan = network_plan(net.structure, output)
-    return tensornet.contract(plan, _weighted_cpts(net, vecs))
+    # the evidence apart from the CPTs: under jax.vmap the CPTs enter the large steps unbatched
+    return tensornet.contract(plan, net.cpts, vectors=vecs)
 
 
 def _log_partition(net: BayesNet, vecs) -> jax.Array:
