@@ -589,6 +589,11 @@ def _times_vector(x, x_labels, label, vec):
     return x * vec.reshape(shape)
 
 
+# A matrix-product step whose result has more than this many times the entries of its larger operand
+# (barley's 567,000-entry intermediate from operands of 15,000) defers its rescale to the next step.
+_EXPANDING = 8
+
+
 def _pair_dot_lazy(a, la, va, b, lb, vb, out, sizes):
     """`_pair_dot` where ``a`` (and ``b``) may come with a pending vector ``(label, vec)``: the input is
     ``a`` times ``vec`` along ``label`` (a CPT and its evidence, kept apart). The vector of the larger
@@ -775,6 +780,7 @@ def contract(
             count = absorbed[step.a]
         else:
             la, lb = labels[step.a], labels[step.b]
+            expanding = False
             if batched or _step_entries(la, lb, out, p.sizes) <= _SMALL_STEP:
                 t = _pair_sum(take(step.a), la, take(step.b), lb, out, p.sizes, batch_size)
             else:
@@ -782,10 +788,14 @@ def contract(
                 t, out = _pair_dot_lazy(tensors[step.a], la, va, tensors[step.b], lb, vb, out, p.sizes)
                 if k == len(p.steps) - 1 and out != step.out:  # the result in the plan's output order
                     t, out = jnp.transpose(t, [out.index(l) for l in step.out]), step.out
+                expanding = t.size > _EXPANDING * max(tensors[step.a].size, tensors[step.b].size)
             tensors[step.b] = None
             count = absorbed[step.a] + absorbed[step.b]
         tensors[step.a] = None
-        if rescale and (count >= rescale_every or k == len(p.steps) - 1):
+        # a large product much bigger than its operands: its rescale (a pass as long as the product's own
+        # memory traffic) is left to its consumer, once
+        deferred = step.b >= 0 and expanding and count < 2 * rescale_every
+        if rescale and ((count >= rescale_every and not deferred) or k == len(p.steps) - 1):
             t, ls = _rescale(t, batched)
             log_scale = log_scale + ls
             count = 0
