@@ -548,6 +548,11 @@ def _einsum_eq(in_labels: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> st
 _SMALL_STEP = 1 << 12
 
 
+def _step_entries(la, lb, out, sizes) -> int:
+    """Entries of a pairwise step's product grid: the product of the sizes of all its labels."""
+    return math.prod(sizes[l] for l in set(out) | set(la) | set(lb))
+
+
 def _pair_sum(a, la, b, lb, out, sizes, batch: int | None = None):
     """``sum over (la | lb) - out`` of ``a * b``; with ``batch``, both carry a trailing batch axis that
     stays last in the result (label ``len(sizes)``)."""
@@ -566,6 +571,100 @@ def _pair_sum(a, la, b, lb, out, sizes, batch: int | None = None):
     prod = _broadcast_to(a, la, union, sizes) * _broadcast_to(b, lb, union, sizes)
     summed = tuple(range(n_out, len(inner)))
     return jnp.sum(prod, axis=summed) if summed else prod
+
+
+def _grouped(x, x_labels, groups, sizes):
+    """``x`` transposed so that the label ``groups`` follow one another, each group flattened to one axis
+    (empty groups are left out)."""
+    order = [x_labels.index(l) for g in groups for l in g]
+    if order != list(range(len(order))):
+        x = jnp.transpose(x, order)
+    return x.reshape(tuple(math.prod(sizes[l] for l in g) for g in groups if g))
+
+
+def _times_vector(x, x_labels, label, vec):
+    """``x`` times ``vec`` along the axis of ``label``."""
+    shape = [1] * len(x_labels)
+    shape[x_labels.index(label)] = vec.shape[0]
+    return x * vec.reshape(shape)
+
+
+# A matrix-product step whose result has more than this many times the entries of its larger operand
+# (barley's 567,000-entry intermediate from operands of 15,000) defers its rescale to the next step.
+_EXPANDING = 8
+
+
+def _pair_dot_lazy(a, la, va, b, lb, vb, out, sizes):
+    """`_pair_dot` where ``a`` (and ``b``) may come with a pending vector ``(label, vec)``: the input is
+    ``a`` times ``vec`` along ``label`` (a CPT and its evidence, kept apart). The vector of the larger
+    operand is applied where it costs least: to the other operand when the label is shared, to the
+    result when it is kept; so under `jax.vmap` over the evidence the CPT itself enters the product
+    unbatched and the evidence batch becomes one of the product's matrix dimensions (not a batch of
+    small matrices). A vector on a label that its operand alone sums is applied to that operand.
+    """
+    if va is not None and vb is not None:  # keep the larger operand's vector pending
+        if math.prod(a.shape) >= math.prod(b.shape):
+            b, vb = _times_vector(b, lb, *vb), None
+        else:
+            a, va = _times_vector(a, la, *va), None
+    if vb is not None:
+        a, la, va, b, lb, vb, swapped = b, lb, vb, a, la, va, True
+    else:
+        swapped = False
+    post = None
+    if va is not None:
+        label, vec = va
+        if label in lb:
+            b = _times_vector(b, lb, label, vec)
+        elif label in out:
+            post = va
+        else:
+            a = _times_vector(a, la, label, vec)
+    if swapped:
+        a, la, b, lb = b, lb, a, la
+    t, labels = _pair_dot(a, la, b, lb, out, sizes)
+    return (_times_vector(t, labels, *post) if post is not None else t), labels
+
+
+def _pair_dot(a, la, b, lb, out, sizes):
+    """``sum over (la | lb) - out`` of ``a * b`` as one matrix product: ``(result, its labels)``.
+
+    The labels fall into four groups: ``h`` (in both and in ``out``: the product's batch), ``k`` (in both,
+    summed: the contracted dimension), ``m`` (only in ``a``, kept) and ``n`` (only in ``b``, kept). Each
+    operand is transposed (only where its labels are not already grouped) and reshaped to
+    ``f[H, M, K]`` / ``f[H, K, N]`` and multiplied by one `jax.lax.dot_general` with one batch dimension
+    and one contracted dimension; the result keeps the product's natural label order ``h + m + n`` (no
+    transpose of the result: the caller tracks the labels). Labels of one operand that are summed away
+    are summed before the product. Under `jax.vmap` the evidence batch becomes a leading batch dimension of
+    the same product, and autodiff's reverse pass is the two products of the same shapes.
+    """
+    out_set = set(out)
+    a_only = tuple(l for l in la if l not in lb and l not in out_set)
+    if a_only:
+        a = jnp.sum(a, axis=tuple(la.index(l) for l in a_only))
+        la = tuple(l for l in la if l not in a_only)
+    b_only = tuple(l for l in lb if l not in la and l not in out_set)
+    if b_only:
+        b = jnp.sum(b, axis=tuple(lb.index(l) for l in b_only))
+        lb = tuple(l for l in lb if l not in b_only)
+    # the shared kept labels in the order of the larger operand (which then needs no transpose for them)
+    lead = la if math.prod(a.shape) >= math.prod(b.shape) else lb
+    h = tuple(l for l in lead if l in la and l in lb and l in out_set)
+    k = tuple(l for l in la if l in lb and l not in out_set)
+    m = tuple(l for l in la if l not in lb)
+    n = tuple(l for l in lb if l not in la)
+    # each operand's free and contracted groups in whichever order it already has them
+    a_groups = (h, k, m) if k and m and la.index(k[0]) < la.index(m[0]) else (h, m, k)
+    b_groups = (h, n, k) if k and n and lb.index(n[0]) < lb.index(k[0]) else (h, k, n)
+    x = _grouped(a, la, a_groups, sizes)
+    y = _grouped(b, lb, b_groups, sizes)
+    batch = (0,) if h else ()
+    x_axes = [g for g in a_groups if g]
+    y_axes = [g for g in b_groups if g]
+    contracting = ((x_axes.index(k),), (y_axes.index(k),)) if k else ((), ())
+    t = jax.lax.dot_general(x, y, (contracting, (batch, batch)), precision=jax.lax.Precision.HIGHEST)
+    labels = h + m + n
+    return t.reshape(tuple(sizes[l] for l in labels)), labels
 
 
 def all_steps_small(p: Plan) -> bool:
@@ -610,6 +709,7 @@ def contract(
     rescale: bool = True,
     rescale_every: int = 2,
     batch_size: int | None = None,
+    vectors: Sequence[jax.Array] | None = None,
 ):
     """Sum-product contraction of ``arrays`` along plan ``p``.
 
@@ -623,18 +723,25 @@ def contract(
         throughput and compile time: on alarm, every step ran at 95k evidence sets/s, every 2 at 143k.
         With soft evidence of 1e-6 on every variable, every 4 underflowed to -inf on insurance; every 2
         stays exact on asia, child, insurance and alarm (tests/bn/test_pgmpy.py). Use 1 for the most
-        extreme likelihoods.
+        extreme likelihoods. A matrix-product step whose result has over 8x the entries of its larger
+        operand leaves its rescale to the next step (until ``2 * rescale_every`` tensors are absorbed).
       batch_size: every array carries a trailing batch axis of this size, and it stays the last (minor)
         axis of every intermediate, so the elementwise work of a step vectorises over the batch instead
         of over a few states (what ``jax.vmap`` of the unbatched call would give: batch first). Scales
         are per batch entry.
+      vectors: optional ``vectors[i]: f[size of input i's last label]``; input ``i`` is then
+        ``arrays[i]`` times ``vectors[i]`` along its last axis (a CPT and its evidence on the child axis).
+        Kept apart until the input is used, so that a large step multiplies the vector into its smaller
+        side or its result and the array enters the matrix product as it is: under `jax.vmap` over the
+        vectors alone (a batch of evidence sets), the CPTs stay unbatched and the batch is a matrix
+        dimension of those products. Not with ``batch_size``.
 
     Returns:
       ``(mantissa, log_scale)``: ``mantissa`` has the output labels' shape (then the batch axis); the
       exact result is ``mantissa * exp(log_scale)``. Without ``rescale`` the log scale is 0.
 
     Raises:
-      ValueError: a number of arrays other than the plan's inputs.
+      ValueError: a number of arrays other than the plan's inputs, or of vectors other than arrays.
 
     Examples:
       >>> p = plan(((0,), (0, 1)), (1,), (2, 2))                 # sum_i a[i] B[i, j]
@@ -647,27 +754,54 @@ def contract(
     batched = batch_size is not None
     extra = (len(p.sizes),) if batched else ()
     tensors: list = list(arrays)
+    # an input's vector along its last label, applied when the input is used (see `_pair_dot_lazy`)
+    pending: list = [None] * len(arrays)
+    if vectors is not None:
+        if len(vectors) != len(arrays) or batched:
+            raise ValueError("vectors needs one vector per array, and no batch_size")
+        pending = [(t[-1], v) if t else None for t, v in zip(p.inputs, vectors)]
+
+    def take(i):  # tensor i with its pending vector applied
+        x = tensors[i]
+        if i < len(pending) and pending[i] is not None:
+            x = _times_vector(x, labels[i], *pending[i])
+        return x
+
     absorbed = [1] * len(arrays)
-    labels = p.labels
+    # each tensor's labels as it is laid out: a plan's order, or a matrix product's own (see `_pair_dot`)
+    labels = list(p.inputs)
     log_scale = jnp.zeros((batch_size,) if batched else (), dtype=jnp.result_type(*arrays))
     t = None
     if not p.steps:  # one tensor: reduce it directly
-        t = jnp.einsum(_einsum_eq([labels[0] + extra], p.output + extra), tensors[0])
+        t = jnp.einsum(_einsum_eq([labels[0] + extra], p.output + extra), take(0))
     for k, step in enumerate(p.steps):
+        out = step.out
         if step.b < 0:
-            t = jnp.einsum(_einsum_eq([labels[step.a] + extra], step.out + extra), tensors[step.a])
+            t = jnp.einsum(_einsum_eq([labels[step.a] + extra], out + extra), take(step.a))
             count = absorbed[step.a]
         else:
-            t = _pair_sum(tensors[step.a], labels[step.a], tensors[step.b], labels[step.b], step.out, p.sizes,
-                          batch_size)
+            la, lb = labels[step.a], labels[step.b]
+            expanding = False
+            if batched or _step_entries(la, lb, out, p.sizes) <= _SMALL_STEP:
+                t = _pair_sum(take(step.a), la, take(step.b), lb, out, p.sizes, batch_size)
+            else:
+                va, vb = (pending[i] if i < len(pending) else None for i in (step.a, step.b))
+                t, out = _pair_dot_lazy(tensors[step.a], la, va, tensors[step.b], lb, vb, out, p.sizes)
+                if k == len(p.steps) - 1 and out != step.out:  # the result in the plan's output order
+                    t, out = jnp.transpose(t, [out.index(l) for l in step.out]), step.out
+                expanding = t.size > _EXPANDING * max(tensors[step.a].size, tensors[step.b].size)
             tensors[step.b] = None
             count = absorbed[step.a] + absorbed[step.b]
         tensors[step.a] = None
-        if rescale and (count >= rescale_every or k == len(p.steps) - 1):
+        # a large product much bigger than its operands: its rescale (a pass as long as the product's own
+        # memory traffic) is left to its consumer, once
+        deferred = step.b >= 0 and expanding and count < 2 * rescale_every
+        if rescale and ((count >= rescale_every and not deferred) or k == len(p.steps) - 1):
             t, ls = _rescale(t, batched)
             log_scale = log_scale + ls
             count = 0
         tensors.append(t)
+        labels.append(out)
         absorbed.append(count)
     return t, log_scale
 

@@ -1,6 +1,7 @@
 """The contraction engine against numpy's einsum (sum-product) and brute force (max-product)."""
 
 import itertools
+from unittest import mock
 import string
 
 import jax
@@ -153,3 +154,40 @@ def test_float32_does_not_underflow_on_long_evidence():
     np.testing.assert_allclose(got, want, rtol=1e-5)
     post = jax.jit(bn.marginals)(net, ev)
     assert all(np.isfinite(np.asarray(v)).all() for v in post.values())
+
+
+@settings(max_examples=15, deadline=None)
+@given(networks(), st.booleans())
+def test_matrix_product_steps_with_pending_vectors_match_einsum(net, with_grad):
+    """Every pairwise step as one dot_general (the large-step path, forced by a zero threshold), with each
+    input's vector along its last axis kept apart until used: the value under jax.vmap over the vectors
+    and its gradient in them against numpy's einsum on the weighted inputs."""
+    inputs, output, sizes, seed = net
+    arrays = _arrays(inputs, sizes, seed)
+    rng = np.random.default_rng(seed + 1)
+    vecs = [rng.random((2, sizes[t[-1]])) + 0.1 for t in inputs]  # a batch of 2 vector sets
+    plan = tensornet.plan(inputs, output, sizes)
+
+    def total(vs):
+        mantissa, log_scale = tensornet.contract(plan, [jnp.asarray(a, jnp.float32) for a in arrays], vectors=vs)
+        return jnp.sum(mantissa) * jnp.exp(log_scale)
+
+    def weighted(b):
+        return [a * v[b].reshape((1,) * (a.ndim - 1) + (-1,)) for a, v in zip(arrays, vecs)]
+
+    batched = [jnp.asarray(v, jnp.float32) for v in vecs]
+    with mock.patch.object(tensornet, "_SMALL_STEP", 0):
+        if with_grad:
+            got = jax.jit(jax.vmap(jax.grad(total)))(batched)
+        else:
+            got = jax.jit(jax.vmap(total))(batched)
+    eq = _np_eq(inputs, ())
+    for b in range(2):
+        if not with_grad:
+            np.testing.assert_allclose(float(got[b]), np.einsum(eq, *weighted(b)), rtol=2e-5)
+            continue
+        for i, t in enumerate(inputs):  # d total / d v_i = the einsum with input i's vector left out
+            w = weighted(b)
+            w[i] = arrays[i]
+            want = np.einsum(_np_eq(inputs, (t[-1],)), *w)
+            np.testing.assert_allclose(np.asarray(got[i][b]), want, rtol=2e-4, atol=1e-6)
