@@ -215,14 +215,6 @@ def _batch(obs, mask, weights):
     return obs, mask, weights
 
 
-def _first_step_marginals(marginals, mask):
-    """f32[B, K]: the posterior of the first valid step of each sequence."""
-    if mask is None:
-        return marginals[:, 0]
-    first = jnp.argmax(mask, axis=1)
-    return jnp.take_along_axis(marginals, first[:, None, None], axis=1)[:, 0]
-
-
 def _log_dirichlet(p, concentration):
     c = jnp.asarray(concentration, p.dtype) - 1.0
     return jnp.sum(jnp.where(c != 0, c * jnp.log(p), 0.0))
@@ -266,19 +258,13 @@ def em_update(family, model: HMM, obs, concentrations: Concentrations, *, mask=N
         ``EMStep(model, log_likelihood)`` as ``em_step``.
     """
     obs, mask, weights = _batch(obs, mask, weights)
-    B, T = obs.shape[:2]
-    counts = batch_expected_counts(family, model, obs, mask=mask, weights=weights)  # transitions summed, weighted
-    marginals, transitions, log_evidence = counts.marginals, counts.transitions, counts.log_evidence
-    if weights is not None:
-        w = weights.astype(marginals.dtype)
-        marginals, log_evidence = marginals * w[:, None, None], log_evidence * w
-    K = model.initial.shape[0]
-    flat = obs.reshape((B * T,) + obs.shape[2:])
-    stats = family.sufficient_stats(model.emission, flat, marginals.reshape(B * T, K))
-    initial = normalize_counts(_first_step_marginals(marginals, mask).sum(0), alpha=concentrations.initial,
-                               estimate=estimate, fallback=model.initial)
-    transition = normalize_counts(transitions, alpha=concentrations.transition, estimate=estimate,
+    counts = batch_expected_counts(family, model, obs, mask=mask, weights=weights)  # summed, weighted
+    log_evidence = counts.log_evidence if weights is None else counts.log_evidence * weights
+    initial = normalize_counts(counts.initial, alpha=concentrations.initial, estimate=estimate,
+                               fallback=model.initial)
+    transition = normalize_counts(counts.transitions, alpha=concentrations.transition, estimate=estimate,
                                   fallback=model.transition)
+    stats = counts.emission
     emission = family.m_step(stats, model.emission)
     objective = jnp.sum(log_evidence) + _log_prior(family, model, concentrations)
     return EMStep(HMM(initial, transition, emission), objective)

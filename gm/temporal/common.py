@@ -3,7 +3,8 @@
 `gm.temporal.hmm` (sequential passes), `gm.temporal.associative` (passes parallel over time) and
 `gm.temporal.model` (passes from observations and an emission family) all build on this module.
 
-* Result types: `Filtered`, `Smoothed`, `ExpectedCounts` (most probable paths are `gm.types.MPE`).
+* Result types: `Filtered`, `Smoothed`, `ExpectedCounts`, `BatchExpectedCounts` (most probable paths are
+  `gm.types.MPE`).
 * `check_shapes`: trace-time validation of ``(initial, transition, log_lik, mask)``, naming the argument.
 * Values (issue 18, through `gm.validation`): `check_inputs` casts int/bool arrays to float, checks shapes,
   and (eager, or compiled under `gm.validation.checked`) checks the values: `check_probabilities` (initial
@@ -20,7 +21,7 @@
 * `per_sequence_or_batch`: the dispatch that runs a batch-minor pass once on the whole batch when a
   per-sequence function is vmapped over sequences with one model (``smoother``, ``filter``, ``posterior``).
 
-Length: about 530 lines. The small pieces that the sequential, associative and from-observations passes
+Length: about 560 lines. The small pieces that the sequential, associative and from-observations passes
 all read (types, checks, masks, likelihood forms, the batch dispatch); split further, each piece would be a
 module of a few dozen lines.
 """
@@ -37,6 +38,7 @@ from jax import lax
 from gm.validation import is_concrete, require
 
 __all__ = [
+    "BatchExpectedCounts",
     "BatchStepLikelihood",
     "ExpectedCounts",
     "Filtered",
@@ -104,6 +106,25 @@ class ExpectedCounts(NamedTuple):
     log_evidence: jax.Array
     marginals: jax.Array
     transitions: jax.Array
+
+
+class BatchExpectedCounts(NamedTuple):
+    """Result of the batch E-step (``gm.temporal.model.batch_expected_counts``): B sequences, counts summed.
+
+    Attributes:
+        log_evidence: f32[B] log p(x^b) of each sequence.
+        marginals: f32[B, T, K] p(z_t | x^b); zero rows at masked steps.
+        initial: f32[K] Σ_b w_b p(z_first = k | x^b) at each sequence's first valid step.
+        transitions: f32[K, K] Σ_b w_b Σ_t p(z_t = i, z_{t+1} = j | x^b) over valid pairs of steps.
+        emission: the emission family's expected sufficient statistics summed over the batch (weighted), or
+            None where no family was given.
+    """
+
+    log_evidence: jax.Array
+    marginals: jax.Array
+    initial: jax.Array
+    transitions: jax.Array
+    emission: object
 
 
 class ScaledLikelihood(NamedTuple):

@@ -309,6 +309,15 @@ class Categorical:
         return lambda t: ScaledLikelihood(jnp.take(table, lax.dynamic_index_in_dim(idx, t, keepdims=False), axis=1),
                                           zero)
 
+    def batch_step_features(self, obs):
+        """``t -> f32[B, V]``, the one-hot symbols of step t of B sequences int32[B, T] (zeros for -1): the
+        features whose marginal-weighted sum Σ_t gamma_t ⊗ features_t is `sufficient_stats`, so the
+        batch-minor E-step adds them up inside its backward sweep (``gm.temporal.model.batch_expected_counts``)."""
+        idx = jnp.asarray(obs).T  # [T, B]
+        symbols = jnp.arange(self.num_symbols, dtype=idx.dtype)
+        return lambda t: (lax.dynamic_index_in_dim(idx, t, keepdims=False)[:, None] == symbols).astype(
+            jnp.result_type(float))
+
     def sufficient_stats(self, params, obs, marginals):
         """f32[K, V] expected counts Σ_t w_tk [x_t = v] with w = ``marginals`` f32[T, K] (a missing symbol
         counts nowhere).

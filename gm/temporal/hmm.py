@@ -58,6 +58,7 @@ from jax import lax
 
 from gm import loops
 from gm.temporal.common import (
+    BatchExpectedCounts,
     BatchStepLikelihood,
     ExpectedCounts,
     Filtered,
@@ -521,11 +522,11 @@ def _forward_batch_minor(initial, transition, lik_at, T, valid, *, store_pred):
     return msgs, log_cs, _compensated_sums(log_cs), last
 
 
-def _smooth_batch_minor(transition, preds, last, lik_at, valid, *, pair_weights=None):
+def _smooth_batch_minor(transition, preds, last, lik_at, valid, *, weights=None, features=None):
     """`_smooth_from_pred` on B sequences at once (see above): the in-place backward pass over the stored
     one-step predictions f32[T, K, B], from the last filtered message f32[K, B].
 
-    With ``pair_weights`` f32[B], the weighted expected transition counts Σ_b w_b Σ_t xi_t^b are summed
+    With ``weights`` f32[B], the weighted expected transition counts Σ_b w_b Σ_t xi_t^b are summed
     inside the same sweep: xi_t(i, j) = alpha_t(i) A_ij gamma_{t+1}(j) / pred_{t+1}(j) (the backward
     kernel p(z_t | z_{t+1}, x_{1:t}) times the next marginal), so each step adds the [K, B] x [B, K]
     product of alpha_t with the ratio gamma_{t+1} ⊘ pred_{t+1} that the marginal already needs, and
@@ -533,14 +534,17 @@ def _smooth_batch_minor(transition, preds, last, lik_at, valid, *, pair_weights=
     un-normalised message pred_t ⊙ lik_t over the marginal's normaliser, which equals alpha_t's own (both
     are Σ_i pred_t(i) lik_t(i) (A ratio)(i) = c_t Σ_j gamma_{t+1}(j)), so each pair's xi sums to one.
     A pair counts where step t+1 is valid and some step before it is (after a gap, the pair is the
-    last valid step's frozen message and step t+1).
+    last valid step's frozen message and step t+1). With ``features`` (``t -> f32[B, F]``, needs
+    ``weights``) also Σ_b w_b Σ_t gamma_t^b ⊗ features_t^b f32[K, F], one [K, B] x [B, F] product a step
+    (a categorical family's emission counts, with one-hot features).
 
     Returns:
-        (marginals f32[T, K, B], zero at masked steps; counts f32[K, K] or None).
+        (marginals f32[T, K, B], zero at masked steps; transition counts f32[K, K] or None; feature sums
+        f32[K, F] or None).
     """
     T, K, _ = preds.shape
     valid_t = None if valid is None else valid.T
-    counting = pair_weights is not None
+    counting = weights is not None
     if counting and valid is not None:
         pair_ok = valid_t & _chain_started_batch_minor(valid_t)  # [T, B]: the pair (t - 1, t) counts
 
@@ -549,13 +553,14 @@ def _smooth_batch_minor(transition, preds, last, lik_at, valid, *, pair_weights=
             return jnp.einsum("ij,jb->ib", transition, ratio)
         return jnp.sum(transition[:, :, None] * ratio[None, :, :], axis=1)
 
-    def pair_sum(u, ratio):  # S[i, j] = Σ_b u[i, b] ratio[j, b], a matrix product at every K: as a broadcast
-        # sum (or per-lane [K, K, B] sums) for K <= 8, XLA fused it with the reads of ``out`` and copied the
-        # whole [T, K, B] buffer at every step (K = 4, B = 256, T = 1000: 0.9 s instead of 9 ms)
-        return jnp.einsum("ib,jb->ij", u, ratio)
+    # The sums over the batch are matrix products at every K: as a broadcast sum (or per-lane [K, K, B] sums)
+    # for K <= 8, XLA fused them with the reads of ``out`` and copied the whole [T, K, B] buffer at every step
+    # (K = 4, B = 256, T = 1000: 0.9 s instead of 9 ms).
+    def feature_sum(gamma, t):  # Σ_b w_b gamma[k, b] features_t[b, f], gamma zero at masked steps
+        return jnp.dot(gamma * weights, features(t))
 
     def backward(i, carry):  # as `_smooth_from_pred`: row t+1 still holds pred_{t+1} until written
-        g, out, acc = carry
+        g, out, acc, acc_f = carry
         t = T - 2 - i
         p_next = _row(out, t + 1)
         p_t = _row(out, t)
@@ -569,23 +574,30 @@ def _smooth_batch_minor(transition, preds, last, lik_at, valid, *, pair_weights=
         inv = 1.0 / jnp.where(sg <= 0, 1.0, sg)
         gt = gt * inv
         if counting:
-            w = pair_weights * inv
+            w = weights * inv
             w = w if valid is None else jnp.where(pair_ok[t + 1], w, 0.0)
-            acc = acc + pair_sum(a_t * w, ratio)
+            acc = acc + jnp.einsum("ib,jb->ij", a_t * w, ratio)
         keep = ~(sg < 0)  # the write waits for both reads of ``out`` (see `_smooth_from_pred`)
+        written = jnp.where(keep if valid is None else keep & valid_t[t + 1], g, 0.0)
+        out = _put(out, written, t + 1)
+        if features is not None:
+            acc_f = acc_f + feature_sum(written, t + 1)
         if valid is not None:
-            out = _put(out, jnp.where(keep & valid_t[t + 1], g, 0.0), t + 1)
             gt = jnp.where(valid_t[t + 1], gt, g)
-        else:
-            out = _put(out, jnp.where(keep, g, 0.0), t + 1)
-        return gt, out, acc
+        return gt, out, acc, acc_f
 
     acc = jnp.zeros((K, K), preds.dtype) if counting else None
+    acc_f = None
+    if features is not None:
+        acc_f = jnp.zeros((K, jax.eval_shape(features, 0).shape[1]), preds.dtype)
     g, out = last, preds
     if T > 1:
-        g, out, acc = loops.fori_loop(0, T - 1, backward, (g, out, acc))
-    out = _put(out, g if valid is None else jnp.where(valid_t[0], g, 0.0), 0)
-    return out, (transition * acc if counting else None)
+        g, out, acc, acc_f = loops.fori_loop(0, T - 1, backward, (g, out, acc, acc_f))
+    g = g if valid is None else jnp.where(valid_t[0], g, 0.0)
+    out = _put(out, g, 0)
+    if features is not None:
+        acc_f = acc_f + feature_sum(g, 0)
+    return out, (transition * acc if counting else None), acc_f
 
 
 def batch_smoother_from_likelihood(initial, transition, lik_at: BatchStepLikelihood, num_steps: int, *,
@@ -611,25 +623,27 @@ def batch_smoother_from_likelihood(initial, transition, lik_at: BatchStepLikelih
     """
     valid = None if mask is None else jnp.asarray(mask, bool)
     preds, _, total, last = _forward_batch_minor(initial, transition, lik_at, num_steps, valid, store_pred=True)
-    marginals, _ = _smooth_batch_minor(transition, preds, last, lik_at, valid)
+    marginals, _, _ = _smooth_batch_minor(transition, preds, last, lik_at, valid)
     return Smoothed(total, jnp.transpose(marginals, (2, 0, 1)))
 
 
 def batch_expected_counts_from_likelihood(initial, transition, lik_at: BatchStepLikelihood, num_steps: int, *,
-                                          mask=None, weights=None) -> ExpectedCounts:
+                                          mask=None, weights=None, features=None) -> BatchExpectedCounts:
     """The Baum-Welch E-step on B sequences sharing one model, batch-minor (as
-    `batch_smoother_from_likelihood`), with the expected transition counts summed over the batch inside
-    the backward sweep (one [K, B] x [B, K] product a step; no [T, B, K, K] array).
+    `batch_smoother_from_likelihood`), with the expected counts summed over the batch: the transitions
+    inside the backward sweep (one [K, B] x [B, K] product a step; no [T, B, K, K] array), the first
+    valid steps' marginals after it, and optionally per-step features (see `_smooth_batch_minor`).
 
     Args:
         initial: f32[K]; transition: f32[K, K]; lik_at: ``t -> ScaledLikelihood(lik f32[K, B], log_scale
-        f32[B])``; num_steps: T (static); mask: optional bool[B, T]; weights: optional f32[B], each
-        sequence's weight in the summed transition counts.
+            f32[B])``; num_steps: T (static); mask: optional bool[B, T]; weights: optional f32[B], each
+            sequence's weight in the summed counts; features: optional ``t -> f32[B, F]``.
 
     Returns:
-        ``ExpectedCounts(log_evidence f32[B], marginals f32[B, T, K], transitions f32[K, K])`` with
-        transitions = Σ_b weights_b Σ_t p(z_t = i, z_{t+1} = j | x^b), the weighted sum of the
-        per-sequence ``expected_counts_from_likelihood``'s.
+        ``BatchExpectedCounts(log_evidence f32[B], marginals f32[B, T, K], initial f32[K], transitions
+        f32[K, K], emission f32[K, F] or None)``: transitions = Σ_b weights_b Σ_t p(z_t = i, z_{t+1} = j |
+        x^b) (the weighted sum of the per-sequence ``expected_counts_from_likelihood``'s), initial = Σ_b
+        weights_b p(z_first valid = k | x^b), emission = Σ_b weights_b Σ_t p(z_t = k | x^b) features_t^b.
 
     Examples:
         >>> counts = batch_expected_counts_from_likelihood(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1,
@@ -640,8 +654,15 @@ def batch_expected_counts_from_likelihood(initial, transition, lik_at: BatchStep
     valid = None if mask is None else jnp.asarray(mask, bool)
     preds, _, total, last = _forward_batch_minor(initial, transition, lik_at, num_steps, valid, store_pred=True)
     weights = jnp.ones(total.shape, preds.dtype) if weights is None else jnp.asarray(weights, preds.dtype)
-    marginals, counts = _smooth_batch_minor(transition, preds, last, lik_at, valid, pair_weights=weights)
-    return ExpectedCounts(total, jnp.transpose(marginals, (2, 0, 1)), counts)
+    marginals, counts, emission = _smooth_batch_minor(transition, preds, last, lik_at, valid, weights=weights,
+                                                      features=features)
+    if valid is None:
+        first = marginals[0] @ weights
+    else:  # the first valid step of each sequence (none for an empty one)
+        valid_t = valid.T
+        is_first = valid_t & ~_chain_started_batch_minor(valid_t)
+        first = jnp.einsum("tkb,tb->k", marginals, jnp.where(is_first, weights, 0.0))
+    return BatchExpectedCounts(total, jnp.transpose(marginals, (2, 0, 1)), first, counts, emission)
 
 
 def smoother_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,

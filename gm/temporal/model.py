@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from gm.temporal.common import (
+    BatchExpectedCounts,
     ExpectedCounts,
     Smoothed,
     check_probabilities,
@@ -53,7 +54,8 @@ from gm.temporal.hmm import (
     smoother_from_likelihood,
 )
 
-__all__ = ["BATCH_MINOR_MIN_B", "BATCH_MINOR_SMALL_K_MIN_B", "HMM", "batch_expected_counts", "expected_counts", "log_likelihood", "posterior"]
+__all__ = ["BATCH_MINOR_MIN_B", "BATCH_MINOR_SMALL_K_MIN_B", "HMM", "IN_SWEEP_MIN_KB", "batch_expected_counts",
+           "expected_counts", "log_likelihood", "posterior"]
 
 
 class HMM(NamedTuple):
@@ -213,27 +215,35 @@ def expected_counts(family, model: HMM, obs, *, mask=None) -> ExpectedCounts:
 # B = 16, 4x at B = 64 (see gm/temporal/README.md, "EM, batch-minor").
 BATCH_MINOR_MIN_B = 16
 BATCH_MINOR_SMALL_K_MIN_B = 2
+# From K B = IN_SWEEP_MIN_KB the batch-minor E-step adds up a family's ``batch_step_features`` (the categorical
+# emission counts) inside its backward sweep (one [K, B] x [B, V] product a step); below, the family's
+# ``sufficient_stats`` run on the marginals after it. Jitted EM update, ms, in the sweep / after, load 3.5:
+# K = 2, B = 64, T = 100: 0.53-0.56 / 0.37-0.48; K = 4, B = 64, T = 1000: 4.5 / 4.0-4.2; K = 2, B = 256,
+# T = 100: 0.82 / 0.72-0.78; K = 4, B = 256, T = 1000: 9.5-10.2 / 15-16; K = 16, B = 64, T = 1000: 9.5-9.7 /
+# 15.7-16.3; K = 16, B = 256, T = 1000: 27-28 / 73 (XLA:CPU's segment sum of [B T, K] rows, 150 ns a row).
+IN_SWEEP_MIN_KB = 1024
 
 
-def batch_expected_counts(family, model: HMM, obs, *, mask=None, weights=None) -> ExpectedCounts:
+def batch_expected_counts(family, model: HMM, obs, *, mask=None, weights=None) -> BatchExpectedCounts:
     """The Baum-Welch E-step of a batch of sequences that share ``model``: each sequence's log-evidence and
-    marginals, and the expected transition counts summed over the batch.
+    marginals, and the expected counts summed over the batch (initial state, transitions, the emission
+    family's sufficient statistics).
 
-    Equal to ``expected_counts`` vmapped over the sequences with the transition counts summed (weighted);
-    with one transition matrix and at least ``BATCH_MINOR_MIN_B`` sequences (``BATCH_MINOR_SMALL_K_MIN_B``
-    for K <= 8) it runs the batch-minor passes
-    (``gm.temporal.hmm.batch_expected_counts_from_likelihood``: [K, B] per step, the counts accumulated
-    inside the backward sweep, no per-sequence [K, K] counts). Differentiated, the per-sequence passes run.
+    Equal to ``expected_counts`` vmapped over the sequences with the counts summed (weighted); with one
+    transition matrix and at least ``BATCH_MINOR_MIN_B`` sequences (``BATCH_MINOR_SMALL_K_MIN_B`` for
+    K <= 8) it runs the batch-minor passes (``gm.temporal.hmm.batch_expected_counts_from_likelihood``:
+    [K, B] per step, the transition counts, and from K B = ``IN_SWEEP_MIN_KB`` for a family with
+    ``batch_step_features`` (``Categorical``) the emission counts, accumulated inside the backward sweep). Differentiated, the per-sequence passes run.
 
     Args:
         family: an emission family; model: ``HMM``; obs: B sequences ([B, T] symbols, [B, T, D] vectors);
         mask: optional bool[B, T] (False = padding); weights: optional f32[B], each sequence's weight in
-        the summed transition counts (the log-evidence and marginals are returned unweighted).
+        the summed counts (the log-evidence and marginals are returned unweighted).
 
     Returns:
-        ``ExpectedCounts(log_evidence f32[B], marginals f32[B, T, K], transitions f32[K, K])`` with
-        transitions = Σ_b weights_b Σ_t p(z_t = i, z_{t+1} = j | x^b); NaN log-evidence (and rows) for an
-        invalid input under jit.
+        ``BatchExpectedCounts(log_evidence f32[B], marginals f32[B, T, K], initial f32[K], transitions
+        f32[K, K], emission)`` (``emission``: ``family.sufficient_stats`` summed over the batch); NaN
+        log-evidence (and counts) for an invalid input under jit.
 
     Examples:
         >>> counts = batch_expected_counts(family, model, obs, mask=mask)   # obs [B, T]
@@ -248,29 +258,38 @@ def batch_expected_counts(family, model: HMM, obs, *, mask=None, weights=None) -
     w = jnp.ones((B,), dtype) if weights is None else jnp.asarray(weights, dtype)
     if weights is not None and w.shape != (B,):
         raise ValueError(f"weights must have shape [B] = ({B},); got {w.shape}")
-    valid = valid_steps(T, mask=None) if mask is None else jnp.asarray(mask, bool)
+    valid = jnp.ones((B, T), bool) if mask is None else jnp.asarray(mask, bool)
     has_mask = mask is not None
+
+    def statistics(emission, obs, marginals, w):  # the family's statistics of the weighted marginals
+        flat = obs.reshape((B * T,) + obs.shape[2:])
+        return family.sufficient_stats(emission, flat, (marginals * w[:, None, None]).reshape(B * T, -1))
 
     def per_sequence(initial, transition, emission, obs, valid, w):
         counts = jax.vmap(lambda o, v: expected_counts(family, HMM(initial, transition, emission), o,
-                                                       mask=v if has_mask else None))(
-            obs, valid if has_mask else jnp.broadcast_to(valid, (B, T)))
-        return counts.log_evidence, counts.marginals, jnp.einsum("b,bij->ij", w, counts.transitions)
+                                                       mask=v if has_mask else None))(obs, valid)
+        first = jnp.argmax(valid, axis=1)  # the first valid step (an empty sequence's marginals are zero)
+        start = jnp.take_along_axis(counts.marginals, first[:, None, None], axis=1)[:, 0]
+        return (counts.log_evidence, counts.marginals, w @ start, jnp.einsum("b,bij->ij", w, counts.transitions),
+                statistics(emission, obs, counts.marginals, w))
 
     K = jnp.shape(model.initial)[-1]
     if jnp.ndim(model.transition) == 3 or B < (BATCH_MINOR_SMALL_K_MIN_B if K <= 8 else BATCH_MINOR_MIN_B):
-        return ExpectedCounts(*per_sequence(model.initial, model.transition, model.emission, obs, valid, w))
+        return BatchExpectedCounts(*per_sequence(model.initial, model.transition, model.emission, obs, valid, w))
     inputs = _inputs(family, model, obs, mask, batch=True)
+    in_sweep = hasattr(family, "batch_step_features") and K * B >= IN_SWEEP_MIN_KB
 
     @jax.custom_jvp
     def run(initial, transition, emission, obs, valid, w):
-        out = batch_expected_counts_from_likelihood(initial, transition, batch_step_likelihood(family, emission, obs),
-                                                    T, mask=valid if has_mask else None, weights=w)
-        return tuple(out)
+        out = batch_expected_counts_from_likelihood(
+            initial, transition, batch_step_likelihood(family, emission, obs), T, mask=valid if has_mask else None,
+            weights=w, features=family.batch_step_features(obs) if in_sweep else None)
+        return out._replace(emission=out.emission if in_sweep else statistics(emission, obs, out.marginals, w))
 
     @run.defjvp
     def _run_jvp(primals, tangents):  # the per-sequence passes' derivative
-        return jax.jvp(per_sequence, primals, tangents)
+        out, d_out = jax.jvp(per_sequence, primals, tangents)
+        return BatchExpectedCounts(*out), BatchExpectedCounts(*d_out)
 
-    total, marginals, transitions = run(inputs.initial, inputs.transition, model.emission, obs, valid, w)
-    return ExpectedCounts(mark_invalid(total), marginals, transitions)  # the rest is NaN by propagation
+    out = run(inputs.initial, inputs.transition, model.emission, obs, valid, w)
+    return out._replace(log_evidence=mark_invalid(out.log_evidence))  # the rest is NaN by propagation
