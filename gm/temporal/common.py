@@ -325,13 +325,14 @@ def batch_array_likelihood(log_lik) -> BatchStepLikelihood:
     return at
 
 
-def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int):
+def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int, max_states: int | None = None):
     """``per_sequence(model, data)`` on one sequence; under ``jax.vmap`` over ``data`` (pytrees of arrays)
     with ``model`` unbatched, ``batch(model, data)`` once on the whole batch (every leaf of ``data`` with a
     leading [B] axis; `jax.custom_batching.custom_vmap`): the batch-minor passes of ``gm.temporal.hmm``.
 
-    A vmap over any leaf of ``model`` (a batch of models), or of size one with ``num_states`` > 8 (the
-    batch-minor passes were 0.8x there), runs ``per_sequence`` vmapped. Differentiated, ``per_sequence``
+    A vmap over any leaf of ``model`` (a batch of models), of size one with ``num_states`` > 8 (the
+    batch-minor passes were 0.8x there), or with ``num_states`` above ``max_states``, runs ``per_sequence``
+    vmapped. Differentiated, ``per_sequence``
     runs (``custom_jvp`` whose rule is its ``jvp``), so ``grad``, ``jvp`` and ``vmap`` compose as before;
     ``batch`` must return what ``per_sequence`` vmapped would.
 
@@ -346,7 +347,8 @@ def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int):
     @one.def_vmap
     def _batched(axis_size, in_batched, model, data):
         model_batched, data_batched = in_batched
-        if any(jax.tree.leaves(model_batched)) or (axis_size == 1 and num_states > 8):
+        if (any(jax.tree.leaves(model_batched)) or (axis_size == 1 and num_states > 8)
+                or (max_states is not None and num_states > max_states)):
             axes = jax.tree.map(lambda b: 0 if b else None, (model_batched, data_batched))
             out = jax.vmap(per_sequence, in_axes=axes)(model, data)
         else:

@@ -11,10 +11,10 @@ log-likelihoods is written and read back; for ``Categorical`` no exponentials ar
 * `batch_expected_counts`: the same E-step on a whole batch, with the transition counts summed over it.
 
 ``jax.vmap`` them over a batch (``in_axes=(None, None, 0)``, masks for lengths). Vmapped over sequences
-with one model (and one transition matrix), `posterior` runs the batch-minor passes of
-``gm.temporal.hmm`` on the whole batch at once ([K, B] per step; ``common.per_sequence_or_batch``), as
-``smoother`` does; `batch_expected_counts` runs them from a few sequences on (``BATCH_MINOR_MIN_B``). Eager calls check the
-model's rows and the observations (``family.check_observations``) and raise ``ValueError`` naming the
+with one model (and one transition matrix) and K <= ``POSTERIOR_BATCH_MINOR_MAX_K``, `posterior` runs the
+batch-minor passes of ``gm.temporal.hmm`` on the whole batch at once ([K, B] per step;
+``common.per_sequence_or_batch``), as ``smoother`` does; `batch_expected_counts` runs them from a few
+sequences on (``BATCH_MINOR_MIN_B``). Eager calls check the model's rows and the observations (``family.check_observations``) and raise ``ValueError`` naming the
 culprit; under ``jax.jit`` an invalid model or observation gives NaN log-evidence and NaN rows. Estimation (Baum-Welch,
 priors, restarts) is in ``gm.learn.hmm``.
 
@@ -54,8 +54,8 @@ from gm.temporal.hmm import (
     smoother_from_likelihood,
 )
 
-__all__ = ["BATCH_MINOR_MIN_B", "BATCH_MINOR_SMALL_K_MIN_B", "HMM", "IN_SWEEP_MIN_KB", "batch_expected_counts",
-           "expected_counts", "log_likelihood", "posterior"]
+__all__ = ["BATCH_MINOR_MIN_B", "BATCH_MINOR_SMALL_K_MIN_B", "HMM", "IN_SWEEP_MIN_KB", "POSTERIOR_BATCH_MINOR_MAX_K",
+           "batch_expected_counts", "expected_counts", "log_likelihood", "posterior"]
 
 
 class HMM(NamedTuple):
@@ -165,7 +165,17 @@ def _posterior_shared(family, initial, transition, emission, obs, mask):
         return out.log_evidence, out.marginals
 
     return per_sequence_or_batch(per_sequence, batch, (initial, transition, emission),
-                                 (jnp.asarray(obs), valid_steps(T, mask=mask)), num_states=K)
+                                 (jnp.asarray(obs), valid_steps(T, mask=mask)), num_states=K,
+                                 max_states=POSTERIOR_BATCH_MINOR_MAX_K)
+
+
+# `posterior` vmapped over sequences runs the batch-minor passes up to this many states. Above, the per-sequence
+# passes vmapped (a [B, K] x [K, K] product a step, batch-major) were faster: K = 64, jitted vmap, ms,
+# batch-minor / per-sequence, load 3 to 5: B = 64, T = 100: 2.7-3.0 / 1.8-2.6; B = 256, T = 1000: 135-183 /
+# 102-129 (the [K, B] likelihood columns gathered from the table, as a product with one-hot columns, or all
+# gathered before the loops: 183 / 166 / 264). K = 16: 0.8 / 0.7-0.8 (B = 64, T = 100), 18-23 / 26-30
+# (B = 256, T = 1000).
+POSTERIOR_BATCH_MINOR_MAX_K = 16
 
 
 # compiled once per (family, shapes), as ``gm.temporal.hmm``'s passes: an eager call runs one program
