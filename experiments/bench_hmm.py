@@ -367,9 +367,10 @@ def _grid_cell_fns(K, B, T, V, rng):
     return fns, call, m, X, lengths
 
 
-def _grid_agreement(call, m, X, lengths, K):
+def _grid_agreement(call, m, X, lengths, K, associative=True):
     """Max |difference| of filtered / smoothed marginals between the sides (and the Viterbi paths' share
-    of disagreeing steps), on this cell's batch."""
+    of disagreeing steps, and of the EM step's new transition matrices), on this cell's batch; the
+    associative smoother's only with ``associative``."""
     out = {}
     d_f, d_s = call("filter", "dynamax")(), call("smoother", "dynamax")()
     g_f, g_s, g_p = call("filter", "gm")(), call("smoother", "gm")(), call("posterior", "gm")()
@@ -382,8 +383,12 @@ def _grid_agreement(call, m, X, lengths, K):
     out["posterior gm - hmmlearn"] = float(np.max(np.abs(np.asarray(g_p[1], np.float64) - hl_post)))
     out["log-evidence gm - hmmlearn (rel)"] = float(abs(float(np.sum(np.asarray(g_s[0], np.float64)))
                                                         - m.score(X, lengths)) / abs(m.score(X, lengths)))
-    a_s = call("smoother", "gm associative")()
-    out["associative smoother gm - dynamax"] = float(jnp.max(jnp.abs(a_s[1] - d_s[1])))
+    if associative:
+        a_s = call("smoother", "gm associative")()
+        out["associative smoother gm - dynamax"] = float(jnp.max(jnp.abs(a_s[1] - d_s[1])))
+    g_em, d_em = call("em step", "gm")(), call("em step", "dynamax")()
+    out["em step transition gm - dynamax"] = float(jnp.max(jnp.abs(
+        g_em.model.transition - d_em[0].transitions.transition_matrix)))
     _, hl_path = m.decode(X, lengths)
     out["viterbi gm != hmmlearn (share of steps)"] = float(np.mean(
         np.asarray(call("viterbi", "gm")()).reshape(-1) != hl_path))
@@ -391,14 +396,14 @@ def _grid_agreement(call, m, X, lengths, K):
 
 
 def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, long_cell=None, out=None,
-               sides=("gm", "gm associative", "dynamax", "hmmlearn"), max_assoc_bytes=2**28):
+               sides=("gm", "gm associative", "dynamax", "hmmlearn"), tasks=GRID_TASKS, max_assoc_bytes=2**28):
     """Every task on every (K, B, T) cell, cheapest cells first (B T K^2), gm against dynamax and
     hmmlearn (scaling) in the same run: median wall and CPU s over ``repeats``, compile apart. A side is
     dropped from a cell (named in ``dropped``) where one call is predicted, from the same side's largest
     measured cell of the same K and task scaled by B T, to take over ``max_call_s`` (and the associative
     passes where their [B, T, K, K] matrices exceed ``max_assoc_bytes``); cells after
-    ``budget_s`` seconds are not run (``not_run``). Results are written after every cell when ``out``
-    is given."""
+    ``budget_s`` seconds are not run (``not_run``). ``tasks`` and ``sides`` select what is timed (the
+    agreement check always runs). Results are written after every cell when ``out`` is given."""
     start = time.perf_counter()
     cells = sorted(((K, B, T) for K in Ks for B in Bs for T in Ts), key=lambda c: (c[1] * c[2] * c[0] ** 2, c))
     res = {"cells": {}, "dropped": [], "not_run": [], "config": dict(Ks=Ks, Bs=Bs, Ts=Ts, V=V, repeats=repeats,
@@ -412,7 +417,7 @@ def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, lo
         print(f"grid K={K} B={B} T={T} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
         fns, call, m, X, lengths = _grid_cell_fns(K, B, T, V, np.random.default_rng(K * 1000 + B + T))
         cell = {"load_average": os.getloadavg(), "timings": {}}
-        for task in GRID_TASKS:
+        for task in tasks:
             for side in sides:
                 if (task, side) not in fns:
                     continue
@@ -440,7 +445,7 @@ def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, lo
                     comp = max(first - med, 0.0)
                 cell["timings"][f"{task} | {side}"] = {"median_s": med, "compile_s": comp, "cpu_s": cpu}
                 measured[(K, task, side)] = (B * T, med)
-        cell["agreement"] = _grid_agreement(call, m, X, lengths, K)
+        cell["agreement"] = _grid_agreement(call, m, X, lengths, K, associative="gm associative" in sides)
         res["cells"][f"K={K} B={B} T={T}"] = cell
         if out is not None:
             write_results(os.path.join(out, "results.json"), res)
@@ -511,7 +516,8 @@ def main_grid(args):
         kw = dict(Ks=[3], Bs=[2], Ts=[30], repeats=1, long_cell=dict(T=500, K=4, repeats=1))
     else:
         kw = dict(Ks=args.Ks, Bs=args.Bs, Ts=args.Ts, long_cell=dict(T=args.long_T, K=16) if args.long_T else None)
-    res = bench_grid(**kw, max_call_s=args.max_call_s, budget_s=args.budget_s, out=args.out)
+    res = bench_grid(**kw, max_call_s=args.max_call_s, budget_s=args.budget_s, out=args.out,
+                     tasks=tuple(args.tasks), sides=tuple(args.sides))
     res["config"].update(devices=str(jax.devices()), cpu_count=os.cpu_count(), load_average_end=os.getloadavg())
     text = ["## grid (categorical emissions, V = 8; seconds per call, medians; speed-up = other side's time "
             "over gm's)", "", grid_table(res), ""]
@@ -799,6 +805,9 @@ def main(argv=None):
     ap.add_argument("--long-T", type=int, default=1_000_000, help="the grid's one long sequence (K = 16); 0: none")
     ap.add_argument("--max-call-s", type=float, default=60.0, help="grid: drop a side whose call would take longer")
     ap.add_argument("--budget-s", type=float, default=None, help="grid: start no cell after this many seconds")
+    ap.add_argument("--tasks", nargs="+", choices=GRID_TASKS, default=list(GRID_TASKS), help="grid: the tasks timed")
+    ap.add_argument("--sides", nargs="+", choices=["gm", "gm associative", "dynamax", "hmmlearn"],
+                    default=["gm", "gm associative", "dynamax", "hmmlearn"], help="grid: the libraries timed")
     ap.add_argument("--Ms", type=int, nargs="+", default=[2, 3, 4, 5], help="dbn-scaling: numbers of chains")
     ap.add_argument("--dbn-Ks", type=int, nargs="+", default=[2, 4, 8, 16], help="dbn-scaling: states per chain")
     ap.add_argument("--dbn-B", type=int, default=16, help="dbn-scaling: sequences")

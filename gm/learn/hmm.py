@@ -7,8 +7,9 @@ and random restarts, on the contract of ``gm.learn.common``.
 
 The emission family (``gm.temporal.Categorical(V)``, ``Gaussian(D)``, ...) is the model's static
 configuration and comes first, as a deep model's config does; the model is a ``gm.temporal.HMM``.
-One E-step is a ``vmap`` of ``gm.temporal.model.expected_counts`` over the batch (each step's likelihood
-computed inside the loops); the M-step adds up the expected counts (padded steps have weight zero, a
+One E-step is ``gm.temporal.model.batch_expected_counts`` on the batch (each step's likelihood computed
+inside the loops; from a few sequences on, the batch-minor passes with the transition counts summed over
+the batch inside the backward sweep); the M-step adds up the expected counts (padded steps have weight zero, a
 sequence's counts are scaled by its weight) and maximises: `normalize_counts` with the `Prior`'s
 concentrations for the initial distribution and the transition rows (a row without counts keeps its
 previous value), the family's own ``m_step`` for the emissions. ``em_step`` is compiled once per
@@ -31,7 +32,7 @@ import numpy as np
 from gm import loops
 from gm.learn.common import EMStep, FitResult, Prior, check_iterations, iterate_em, normalize_counts
 from gm.temporal.common import check_probabilities, float_array
-from gm.temporal.model import HMM, expected_counts, log_likelihood
+from gm.temporal.model import HMM, batch_expected_counts, log_likelihood
 from gm.validation import require_weights
 
 __all__ = ["Concentrations", "ResolvedPrior", "check_data", "check_model", "em_step", "em_update", "fit", "fit_restarts", "fit_scan", "init",
@@ -214,14 +215,6 @@ def _batch(obs, mask, weights):
     return obs, mask, weights
 
 
-def _first_step_marginals(marginals, mask):
-    """f32[B, K]: the posterior of the first valid step of each sequence."""
-    if mask is None:
-        return marginals[:, 0]
-    first = jnp.argmax(mask, axis=1)
-    return jnp.take_along_axis(marginals, first[:, None, None], axis=1)[:, 0]
-
-
 def _log_dirichlet(p, concentration):
     c = jnp.asarray(concentration, p.dtype) - 1.0
     return jnp.sum(jnp.where(c != 0, c * jnp.log(p), 0.0))
@@ -265,23 +258,13 @@ def em_update(family, model: HMM, obs, concentrations: Concentrations, *, mask=N
         ``EMStep(model, log_likelihood)`` as ``em_step``.
     """
     obs, mask, weights = _batch(obs, mask, weights)
-    B, T = obs.shape[:2]
-    if mask is None:
-        counts = jax.vmap(lambda o: expected_counts(family, model, o))(obs)
-    else:
-        counts = jax.vmap(lambda o, m: expected_counts(family, model, o, mask=m))(obs, mask)
-    marginals, transitions, log_evidence = counts.marginals, counts.transitions, counts.log_evidence
-    if weights is not None:
-        w = weights.astype(marginals.dtype)
-        marginals, transitions = marginals * w[:, None, None], transitions * w[:, None, None]
-        log_evidence = log_evidence * w
-    K = model.initial.shape[0]
-    flat = obs.reshape((B * T,) + obs.shape[2:])
-    stats = family.sufficient_stats(model.emission, flat, marginals.reshape(B * T, K))
-    initial = normalize_counts(_first_step_marginals(marginals, mask).sum(0), alpha=concentrations.initial,
-                               estimate=estimate, fallback=model.initial)
-    transition = normalize_counts(transitions.sum(0), alpha=concentrations.transition, estimate=estimate,
+    counts = batch_expected_counts(family, model, obs, mask=mask, weights=weights)  # summed, weighted
+    log_evidence = counts.log_evidence if weights is None else counts.log_evidence * weights
+    initial = normalize_counts(counts.initial, alpha=concentrations.initial, estimate=estimate,
+                               fallback=model.initial)
+    transition = normalize_counts(counts.transitions, alpha=concentrations.transition, estimate=estimate,
                                   fallback=model.transition)
+    stats = counts.emission
     emission = family.m_step(stats, model.emission)
     objective = jnp.sum(log_evidence) + _log_prior(family, model, concentrations)
     return EMStep(HMM(initial, transition, emission), objective)

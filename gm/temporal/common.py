@@ -3,7 +3,8 @@
 `gm.temporal.hmm` (sequential passes), `gm.temporal.associative` (passes parallel over time) and
 `gm.temporal.model` (passes from observations and an emission family) all build on this module.
 
-* Result types: `Filtered`, `Smoothed`, `ExpectedCounts` (most probable paths are `gm.types.MPE`).
+* Result types: `Filtered`, `Smoothed`, `ExpectedCounts`, `BatchExpectedCounts` (most probable paths are
+  `gm.types.MPE`).
 * `check_shapes`: trace-time validation of ``(initial, transition, log_lik, mask)``, naming the argument.
 * Values (issue 18, through `gm.validation`): `check_inputs` casts int/bool arrays to float, checks shapes,
   and (eager, or compiled under `gm.validation.checked`) checks the values: `check_probabilities` (initial
@@ -15,7 +16,14 @@
   read; `zero_masked` zeroes per-step outputs at masked steps.
 * The per-step likelihood form every pass reads, a `StepLikelihood` ``t -> ScaledLikelihood(lik,
   log_scale)`` with p(x_t | z_t = k) = lik[k] exp(log_scale): `array_likelihood` for an f32[T, K] array of
-  log-likelihoods, ``gm.temporal.emissions.step_likelihood`` for an emission family and its observations.
+  log-likelihoods, ``gm.temporal.emissions.step_likelihood`` for an emission family and its observations;
+  for the batch-minor passes a `BatchStepLikelihood` (``lik`` f32[K, B]): `batch_array_likelihood`.
+* `per_sequence_or_batch`: the dispatch that runs a batch-minor pass once on the whole batch when a
+  per-sequence function is vmapped over sequences with one model (``smoother``, ``filter``, ``posterior``).
+
+Length: about 560 lines. The small pieces that the sequential, associative and from-observations passes
+all read (types, checks, masks, likelihood forms, the batch dispatch); split further, each piece would be a
+module of a few dozen lines.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from jax import lax
 from gm.validation import is_concrete, require
 
 __all__ = [
+    "BatchExpectedCounts",
+    "BatchStepLikelihood",
     "ExpectedCounts",
     "Filtered",
     "Inputs",
@@ -38,6 +48,7 @@ __all__ = [
     "Smoothed",
     "StepLikelihood",
     "array_likelihood",
+    "batch_array_likelihood",
     "chain_started",
     "check_inputs",
     "check_log_lik",
@@ -46,6 +57,7 @@ __all__ = [
     "float_array",
     "mark_invalid",
     "model_is_valid",
+    "per_sequence_or_batch",
     "poison_invalid",
     "length_mask",
     "ROW_SUM_ATOL",
@@ -96,6 +108,25 @@ class ExpectedCounts(NamedTuple):
     transitions: jax.Array
 
 
+class BatchExpectedCounts(NamedTuple):
+    """Result of the batch E-step (``gm.temporal.model.batch_expected_counts``): B sequences, counts summed.
+
+    Attributes:
+        log_evidence: f32[B] log p(x^b) of each sequence.
+        marginals: f32[B, T, K] p(z_t | x^b); zero rows at masked steps.
+        initial: f32[K] Σ_b w_b p(z_first = k | x^b) at each sequence's first valid step.
+        transitions: f32[K, K] Σ_b w_b Σ_t p(z_t = i, z_{t+1} = j | x^b) over valid pairs of steps.
+        emission: the emission family's expected sufficient statistics summed over the batch (weighted), or
+            None where no family was given.
+    """
+
+    log_evidence: jax.Array
+    marginals: jax.Array
+    initial: jax.Array
+    transitions: jax.Array
+    emission: object
+
+
 class ScaledLikelihood(NamedTuple):
     """One step's emission likelihoods in scaled form: p(x_t | z_t = k) = lik[k] exp(log_scale).
 
@@ -110,6 +141,10 @@ class ScaledLikelihood(NamedTuple):
 
 StepLikelihood = Callable[[jax.Array], ScaledLikelihood]
 """A sequence's evidence as the passes read it: ``t -> ScaledLikelihood`` for a traced step index ``t``."""
+
+BatchStepLikelihood = Callable[[jax.Array], ScaledLikelihood]
+"""A batch's evidence as the batch-minor passes read it: ``t -> ScaledLikelihood(lik f32[K, B], log_scale
+f32[B])``, sequence b in column b."""
 
 
 class Shapes(NamedTuple):
@@ -268,6 +303,69 @@ def array_likelihood(log_lik) -> StepLikelihood:
     """
     log_lik = jnp.asarray(log_lik)
     return lambda t: shifted_exp(lax.dynamic_index_in_dim(log_lik, t, keepdims=False))
+
+
+def batch_array_likelihood(log_lik) -> BatchStepLikelihood:
+    """The `BatchStepLikelihood` of an f32[B, T, K] array of log-likelihoods: transposed once to [T, K, B],
+    then step t's [K, B] slice exponentiated inside the loop that asks for it, each column shifted by its
+    max (as ``shifted_exp``).
+
+    Examples:
+        >>> batch_array_likelihood(jnp.zeros((4, 3, 2)))(1).lik.shape
+        (2, 4)
+    """
+    lls = jnp.transpose(jnp.asarray(log_lik), (1, 2, 0))  # [T, K, B]: a step's row contiguous over the batch
+
+    def at(t):
+        row = lax.dynamic_index_in_dim(lls, t, keepdims=False)
+        s = jnp.max(row, axis=0)
+        s = jnp.where(jnp.isfinite(s), s, 0.0)
+        return ScaledLikelihood(jnp.exp(row - s), s)
+
+    return at
+
+
+def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int, max_states: int | None = None):
+    """``per_sequence(model, data)`` on one sequence; under ``jax.vmap`` over ``data`` (pytrees of arrays)
+    with ``model`` unbatched, ``batch(model, data)`` once on the whole batch (every leaf of ``data`` with a
+    leading [B] axis; `jax.custom_batching.custom_vmap`): the batch-minor passes of ``gm.temporal.hmm``.
+
+    A vmap over any leaf of ``model`` (a batch of models), of size one with ``num_states`` > 8 (the
+    batch-minor passes were 0.8x there), or with ``num_states`` above ``max_states``, runs ``per_sequence``
+    vmapped. Differentiated, ``per_sequence``
+    runs (``custom_jvp`` whose rule is its ``jvp``), so ``grad``, ``jvp`` and ``vmap`` compose as before;
+    ``batch`` must return what ``per_sequence`` vmapped would.
+
+    Examples:
+        >>> out = jax.vmap(lambda x: per_sequence_or_batch(f, f_batch, (initial, transition), (x,), num_states=K))(xs)
+    """
+
+    @jax.custom_batching.custom_vmap
+    def one(model, data):
+        return per_sequence(model, data)
+
+    @one.def_vmap
+    def _batched(axis_size, in_batched, model, data):
+        model_batched, data_batched = in_batched
+        if (any(jax.tree.leaves(model_batched)) or (axis_size == 1 and num_states > 8)
+                or (max_states is not None and num_states > max_states)):
+            axes = jax.tree.map(lambda b: 0 if b else None, (model_batched, data_batched))
+            out = jax.vmap(per_sequence, in_axes=axes)(model, data)
+        else:
+            data = jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
+                                data, data_batched)
+            out = batch(model, data)
+        return out, jax.tree.map(lambda _: True, out)
+
+    @jax.custom_jvp
+    def run(model, data):
+        return one(model, data)
+
+    @run.defjvp
+    def _run_jvp(primals, tangents):  # a custom_vmap function has no derivative rule of its own
+        return jax.tree.map(lambda x: x, jax.jvp(per_sequence, primals, tangents))
+
+    return run(model, data)
 
 
 # ------------------------------------------------------------------------------------------ values

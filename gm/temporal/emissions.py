@@ -48,7 +48,15 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import gammaln, logsumexp
 
-from gm.temporal.common import ScaledLikelihood, StepLikelihood, check_probabilities, rows_valid, shifted_exp
+from gm.temporal.common import (
+    BatchStepLikelihood,
+    ScaledLikelihood,
+    StepLikelihood,
+    batch_array_likelihood,
+    check_probabilities,
+    rows_valid,
+    shifted_exp,
+)
 from gm.validation import is_concrete, require
 
 __all__ = [
@@ -60,6 +68,7 @@ __all__ = [
     "PoissonParams",
     "GaussianMixture",
     "GaussianMixtureParams",
+    "batch_step_likelihood",
     "step_likelihood",
 ]
 
@@ -94,6 +103,27 @@ def step_likelihood(family, params, obs) -> StepLikelihood:
         return shifted_exp(family.log_likelihood(params, lax.dynamic_slice_in_dim(obs, t, 1, 0))[0])
 
     return at
+
+
+def batch_step_likelihood(family, params, obs) -> BatchStepLikelihood:
+    """`step_likelihood` for a batch of sequences that share ``params``, batch-minor (what the batch-minor
+    passes of ``gm.temporal.hmm`` read): ``t -> ScaledLikelihood(lik f32[K, B], log_scale f32[B])``.
+
+    A family with a ``batch_step_likelihood`` method supplies its own (``Categorical``: a gather from its
+    table, no exponentials); otherwise ``family.log_likelihood`` of every sequence, once, read through
+    ``common.batch_array_likelihood``.
+
+    Args:
+        family: an emission family; params: its parameters; obs: B sequences ([B, T] or [B, T, D]).
+
+    Examples:
+        >>> lik_at = batch_step_likelihood(Gaussian(1), GaussianParams(jnp.zeros((2, 1)), jnp.ones((2, 1))), xs)
+        >>> lik_at(0).lik.shape   # [K, B]
+        (2, 4)
+    """
+    if hasattr(family, "batch_step_likelihood"):
+        return family.batch_step_likelihood(params, obs)
+    return batch_array_likelihood(jax.vmap(family.log_likelihood, in_axes=(None, 0))(params, obs))
 
 
 def _keep_old(new, old, has_data):
@@ -231,10 +261,10 @@ class Categorical:
 
         require((values >= -1) & (values < V), describe)
 
-    def _symbols(self, obs, params):
+    def _symbols(self, obs, params, *, batch=False):
         obs = jnp.asarray(obs)
-        if len(obs.shape) != 1:
-            raise ValueError(f"obs must have shape [T] (int symbols); got {obs.shape}")
+        if len(obs.shape) != 1 + batch:
+            raise ValueError(f"obs must have shape {'[B, T]' if batch else '[T]'} (int symbols); got {obs.shape}")
         if obs.dtype == jnp.bool_:
             obs = obs.astype(jnp.int32)
         if not jnp.issubdtype(obs.dtype, jnp.integer):
@@ -266,6 +296,27 @@ class Categorical:
         idx = jnp.where((obs >= 0) & (obs < V), obs, jnp.where(obs == -1, V, V + 1))
         zero = jnp.zeros((), probs.dtype)
         return lambda t: ScaledLikelihood(lax.dynamic_index_in_dim(table, idx[t], 0, keepdims=False), zero)
+
+    def batch_step_likelihood(self, params: CategoricalParams, obs):
+        """`step_likelihood` of B sequences int32[B, T], batch-minor: ``t -> (probs[:, x_t^b] in column b,
+        0)``, a [K, B] gather from a [K, V + 2] table (ones for -1, NaN outside [-1, V))."""
+        obs = self._symbols(obs, params, batch=True)
+        probs = jnp.asarray(params.probs)
+        K, V = probs.shape[0], self.num_symbols
+        table = jnp.concatenate([probs, jnp.ones((K, 1), probs.dtype), jnp.full((K, 1), jnp.nan, probs.dtype)], 1)
+        idx = jnp.where((obs >= 0) & (obs < V), obs, jnp.where(obs == -1, V, V + 1)).T  # [T, B]
+        zero = jnp.zeros(obs.shape[:1], probs.dtype)
+        return lambda t: ScaledLikelihood(jnp.take(table, lax.dynamic_index_in_dim(idx, t, keepdims=False), axis=1),
+                                          zero)
+
+    def batch_step_features(self, obs):
+        """``t -> f32[B, V]``, the one-hot symbols of step t of B sequences int32[B, T] (zeros for -1): the
+        features whose marginal-weighted sum Σ_t gamma_t ⊗ features_t is `sufficient_stats`, so the
+        batch-minor E-step adds them up inside its backward sweep (``gm.temporal.model.batch_expected_counts``)."""
+        idx = jnp.asarray(obs).T  # [T, B]
+        symbols = jnp.arange(self.num_symbols, dtype=idx.dtype)
+        return lambda t: (lax.dynamic_index_in_dim(idx, t, keepdims=False)[:, None] == symbols).astype(
+            jnp.result_type(float))
 
     def sufficient_stats(self, params, obs, marginals):
         """f32[K, V] expected counts Σ_t w_tk [x_t = v] with w = ``marginals`` f32[T, K] (a missing symbol

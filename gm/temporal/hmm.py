@@ -34,10 +34,14 @@ The functions are pure and undecorated: ``jax.jit`` and ``jax.vmap`` them (``in_
 for a batch of sequences that share parameters). The same passes over a per-step likelihood function
 instead of an array (`smoother_from_likelihood`, `log_evidence_from_likelihood`,
 `expected_counts_from_likelihood`) serve ``gm.temporal.model``, which computes each step's likelihood
-from the observations inside the loop. Parallel-in-time versions are in ``gm.temporal.associative``.
+from the observations inside the loop. ``batch_smoother_from_likelihood`` and
+``batch_expected_counts_from_likelihood`` run the same passes on B sequences that share one model with
+[K, B] per step (batch-minor): ``smoother``, ``filter`` and ``gm.temporal.posterior`` switch to them under
+``jax.vmap`` over sequences, and Baum-Welch's E-step calls the second directly (its transition counts
+summed over the batch inside the backward sweep). Parallel-in-time versions are in ``gm.temporal.associative``.
 
-Length: about 600 lines. The forward pass, the backward pass and the in-place smoothing pass are the
-private core that every function here reads; keeping them in one module with their users (the array
+Length: about 1,100 lines. The forward pass, the backward pass and the in-place smoothing pass (per
+sequence and batch-minor) are the private core that every function here reads; keeping them in one module with their users (the array
 API and the per-step-likelihood API) keeps them private, where a split would make that plumbing public.
 
 Reference: L. R. Rabiner (1989), A tutorial on hidden Markov models.
@@ -54,16 +58,20 @@ from jax import lax
 
 from gm import loops
 from gm.temporal.common import (
+    BatchExpectedCounts,
+    BatchStepLikelihood,
     ExpectedCounts,
     Filtered,
     Smoothed,
     StepLikelihood,
     array_likelihood,
+    batch_array_likelihood,
     chain_started,
     check_inputs,
     check_probabilities,
     float_array,
     mark_invalid,
+    per_sequence_or_batch,
     valid_steps,
     zero_masked,
 )
@@ -81,6 +89,8 @@ __all__ = [
     "smoother_from_likelihood",
     "log_evidence_from_likelihood",
     "expected_counts_from_likelihood",
+    "batch_smoother_from_likelihood",
+    "batch_expected_counts_from_likelihood",
 ]
 
 
@@ -391,64 +401,48 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
 
 def _smoother_shared(initial, transition, log_lik, mask):
     """(log_evidence f32[], marginals f32[T, K]) of checked inputs with one f32[K, K] transition (see
-    `_per_sequence_or_batch_minor`)."""
+    ``common.per_sequence_or_batch``)."""
     has_mask = mask is not None
 
-    def per_sequence(initial, transition, log_lik, valid):
+    def per_sequence(model, data):
+        (initial, transition), (log_lik, valid) = model, data
         out = smoother_from_likelihood(initial, transition, array_likelihood(log_lik), log_lik.shape[0],
                                        mask=valid if has_mask else None)
         return out.log_evidence, out.marginals
 
-    return _per_sequence_or_batch_minor(per_sequence, _smoother_batch_minor, initial, transition, log_lik, mask)
+    def batch(model, data):
+        (initial, transition), (log_lik, valid) = model, data
+        out = batch_smoother_from_likelihood(initial, transition, batch_array_likelihood(log_lik),
+                                             log_lik.shape[1], mask=valid if has_mask else None)
+        return out.log_evidence, out.marginals
+
+    return per_sequence_or_batch(per_sequence, batch, (initial, transition), (log_lik, valid_steps(
+        log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1])
 
 
 def _filter_shared(initial, transition, log_lik, mask):
     """(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T]) of checked inputs with one f32[K, K]
-    transition (see `_per_sequence_or_batch_minor`)."""
+    transition (see ``common.per_sequence_or_batch``)."""
     has_mask = mask is not None
 
-    def per_sequence(initial, transition, log_lik, valid):
+    def per_sequence(model, data):
+        (initial, transition), (log_lik, valid) = model, data
         m = valid if has_mask else None
         alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), log_lik.shape[0], m,
                                             False, keep_normalizers=True)
         return total, zero_masked(alphas, mask=m), log_cs
 
-    return _per_sequence_or_batch_minor(per_sequence, _filter_batch_minor, initial, transition, log_lik, mask)
+    def batch(model, data):  # `filter` on B sequences (see `_forward_batch_minor`)
+        (initial, transition), (log_lik, valid) = model, data
+        valid = valid if has_mask else None
+        alphas, log_cs, total, _ = _forward_batch_minor(initial, transition, batch_array_likelihood(log_lik),
+                                                        log_lik.shape[1], valid, store_pred=False)
+        if valid is not None:
+            alphas = jnp.where(valid.T[:, None, :], alphas, 0.0)
+        return total, jnp.transpose(alphas, (2, 0, 1)), log_cs.T
 
-
-def _per_sequence_or_batch_minor(per_sequence, batch_minor, initial, transition, log_lik, mask):
-    """``per_sequence(initial, transition, log_lik, valid)`` on one sequence; under ``jax.vmap`` over
-    ``log_lik`` (and ``mask``) with one model, ``batch_minor(initial, transition, log_lik[B, T, K], valid[B, T]
-    or None)`` on the whole batch at once (`jax.custom_batching`), except a vmap of size one at K > 8 (the
-    batch-minor passes were 0.8x there) or over models (one sequence at a time). Differentiated, the
-    per-sequence passes run (their derivative), so ``grad``, ``jvp`` and ``vmap`` compose as before."""
-    has_mask = mask is not None
-    valid = jnp.ones(log_lik.shape[:1], bool) if mask is None else jnp.asarray(mask, bool)
-
-    @jax.custom_batching.custom_vmap
-    def one(initial, transition, log_lik, valid):
-        return per_sequence(initial, transition, log_lik, valid)
-
-    @one.def_vmap
-    def _batched(axis_size, in_batched, initial, transition, log_lik, valid):
-        if in_batched[0] or in_batched[1] or (axis_size == 1 and initial.shape[-1] > 8):
-            out = jax.vmap(per_sequence, in_axes=tuple(0 if b else None for b in in_batched))(
-                initial, transition, log_lik, valid)
-            return out, tuple(True for _ in out)
-        log_lik = log_lik if in_batched[2] else jnp.broadcast_to(log_lik, (axis_size,) + log_lik.shape)
-        valid = valid if in_batched[3] else jnp.broadcast_to(valid, (axis_size,) + valid.shape)
-        out = batch_minor(initial, transition, log_lik, valid if has_mask else None)
-        return out, tuple(True for _ in out)
-
-    @jax.custom_jvp
-    def run(initial, transition, log_lik, valid):
-        return one(initial, transition, log_lik, valid)
-
-    @run.defjvp
-    def _run_jvp(primals, tangents):  # a custom_vmap function has no derivative rule of its own
-        return jax.jvp(per_sequence, primals, tangents)
-
-    return run(initial, transition, log_lik, valid)
+    return per_sequence_or_batch(per_sequence, batch, (initial, transition), (log_lik, valid_steps(
+        log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1])
 
 
 # Compiled once per shape: an eager call (a notebook's) runs one program instead of dispatching the passes'
@@ -462,26 +456,32 @@ _jit_viterbi_shared = jax.jit(lambda initial, transition, log_lik, mask: _viterb
                                                                                         log_lik, mask))
 
 
-def _forward_batch_minor(initial, transition, log_lik, valid, *, store_pred):
-    """`_forward` on B sequences sharing (initial f32[K], transition f32[K, K]), every per-step array [K, B]
-    (the batch contiguous): log_lik f32[B, T, K], valid bool[B, T] or None.
+# The batch-minor passes: B sequences sharing (initial f32[K], transition f32[K, K]), every per-step array
+# [K, B] (the batch the contiguous axis), the evidence read through a `BatchStepLikelihood` ``t ->
+# ScaledLikelihood(lik f32[K, B], log_scale f32[B])``, the mask bool[B, T] or None. The same passes and
+# masking rules as `_forward` and `_smooth_from_pred`, lane by lane. K <= 8: each matrix product as a
+# broadcast sum (a small fused loop body, see `_loop_unroll`); above, as a matrix product.
+
+
+def _chain_started_batch_minor(valid_t):
+    """bool[T, B]: for each step, whether some earlier step of the lane is valid (False at step 0)."""
+    B = valid_t.shape[1]
+    return jnp.concatenate([jnp.zeros((1, B), bool), jnp.cumsum(valid_t, axis=0)[:-1] > 0])
+
+
+def _forward_batch_minor(initial, transition, lik_at, T, valid, *, store_pred):
+    """`_forward` on B sequences at once (see above).
 
     Returns:
         (messages f32[T, K, B]: the filtered distributions, or with ``store_pred`` the one-step predictions;
-        log_normalizers f32[T, B]; log_evidence f32[B]; last filtered message f32[K, B]; lik_at(t)).
+        log_normalizers f32[T, B]; log_evidence f32[B]; last filtered message f32[K, B]).
     """
-    B, T, K = log_lik.shape
-    dtype = log_lik.dtype
-    lls = jnp.transpose(log_lik, (1, 2, 0))  # [T, K, B]
+    K = initial.shape[0]
+    lik0, s0 = lik_at(0)
+    B, dtype = lik0.shape[1], lik0.dtype
     if valid is not None:
         valid_t = valid.T  # [T, B]
-        started = jnp.concatenate([jnp.zeros((1, B), bool), jnp.cumsum(valid_t, axis=0)[:-1] > 0])
-
-    def lik_at(t):
-        row = _row(lls, t)
-        sh = jnp.max(row, axis=0)
-        sh = jnp.where(jnp.isfinite(sh), sh, 0.0)
-        return jnp.exp(row - sh), sh
+        started = _chain_started_batch_minor(valid_t)
 
     def forward_product(alpha):  # pred[j, b] = Σ_i alpha[i, b] A[i, j]
         if K > 8:
@@ -489,7 +489,6 @@ def _forward_batch_minor(initial, transition, log_lik, valid, *, store_pred):
         return jnp.sum(transition[:, :, None] * alpha[:, None, :], axis=0)
 
     init = jnp.broadcast_to(initial[:, None], (K, B))
-    lik0, s0 = lik_at(0)
     a0 = init * lik0
     c0 = jnp.sum(a0, axis=0)
     a0 = jnp.where(c0 <= 0, init, a0 / jnp.where(c0 <= 0, 1.0, c0))  # NaN propagates (the marker)
@@ -520,38 +519,48 @@ def _forward_batch_minor(initial, transition, log_lik, valid, *, store_pred):
     if T > 1:
         carry = loops.fori_loop(1, T, forward, carry)
     last, msgs, log_cs = carry
-    return msgs, log_cs, _compensated_sums(log_cs), last, lik_at
+    return msgs, log_cs, _compensated_sums(log_cs), last
 
 
-def _filter_batch_minor(initial, transition, log_lik, valid):
-    """`filter` on B sequences sharing one model (see `_forward_batch_minor`): (log_evidence f32[B],
-    filtered f32[B, T, K] with zero rows at masked steps, log_normalizers f32[B, T])."""
-    alphas, log_cs, total, _, _ = _forward_batch_minor(initial, transition, log_lik, valid, store_pred=False)
-    if valid is not None:
-        alphas = jnp.where(valid.T[:, None, :], alphas, 0.0)
-    return total, jnp.transpose(alphas, (2, 0, 1)), log_cs.T
+def _smooth_batch_minor(transition, preds, last, lik_at, valid, *, weights=None, features=None):
+    """`_smooth_from_pred` on B sequences at once (see above): the in-place backward pass over the stored
+    one-step predictions f32[T, K, B], from the last filtered message f32[K, B].
 
-
-def _smoother_batch_minor(initial, transition, log_lik, valid):
-    """`smoother_from_likelihood` on B sequences sharing (initial f32[K], transition f32[K, K]), every per-step
-    array [K, B] (the batch contiguous): log_lik f32[B, T, K], valid bool[B, T] or None. The same passes and
-    masking rules, lane by lane: `_forward_batch_minor` storing the one-step predictions, then
-    `_smooth_from_pred`'s in-place backward pass.
+    With ``weights`` f32[B], the weighted expected transition counts Σ_b w_b Σ_t xi_t^b are summed
+    inside the same sweep: xi_t(i, j) = alpha_t(i) A_ij gamma_{t+1}(j) / pred_{t+1}(j) (the backward
+    kernel p(z_t | z_{t+1}, x_{1:t}) times the next marginal), so each step adds the [K, B] x [B, K]
+    product of alpha_t with the ratio gamma_{t+1} ⊘ pred_{t+1} that the marginal already needs, and
+    multiplies by A once at the end; no [T, K, K] two-slice array is formed. alpha_t is the step's
+    un-normalised message pred_t ⊙ lik_t over the marginal's normaliser, which equals alpha_t's own (both
+    are Σ_i pred_t(i) lik_t(i) (A ratio)(i) = c_t Σ_j gamma_{t+1}(j)), so each pair's xi sums to one.
+    A pair counts where step t+1 is valid and some step before it is (after a gap, the pair is the
+    last valid step's frozen message and step t+1). With ``features`` (``t -> f32[B, F]``, needs
+    ``weights``) also Σ_b w_b Σ_t gamma_t^b ⊗ features_t^b f32[K, F], one [K, B] x [B, F] product a step
+    (a categorical family's emission counts, with one-hot features).
 
     Returns:
-        (log_evidence f32[B], marginals f32[B, T, K], zero at masked steps).
+        (marginals f32[T, K, B], zero at masked steps; transition counts f32[K, K] or None; feature sums
+        f32[K, F] or None).
     """
-    B, T, K = log_lik.shape
-    out, _, total, last, lik_at = _forward_batch_minor(initial, transition, log_lik, valid, store_pred=True)
+    T, K, _ = preds.shape
     valid_t = None if valid is None else valid.T
+    counting = weights is not None
+    if counting and valid is not None:
+        pair_ok = valid_t & _chain_started_batch_minor(valid_t)  # [T, B]: the pair (t - 1, t) counts
 
     def backward_product(ratio):  # out[i, b] = Σ_j A[i, j] ratio[j, b]
         if K > 8:
             return jnp.einsum("ij,jb->ib", transition, ratio)
         return jnp.sum(transition[:, :, None] * ratio[None, :, :], axis=1)
 
+    # The sums over the batch are matrix products at every K: as a broadcast sum (or per-lane [K, K, B] sums)
+    # for K <= 8, XLA fused them with the reads of ``out`` and copied the whole [T, K, B] buffer at every step
+    # (K = 4, B = 256, T = 1000: 0.9 s instead of 9 ms).
+    def feature_sum(gamma, t):  # Σ_b w_b gamma[k, b] features_t[b, f], gamma zero at masked steps
+        return jnp.dot(gamma * weights, features(t))
+
     def backward(i, carry):  # as `_smooth_from_pred`: row t+1 still holds pred_{t+1} until written
-        g, out = carry
+        g, out, acc, acc_f = carry
         t = T - 2 - i
         p_next = _row(out, t + 1)
         p_t = _row(out, t)
@@ -559,22 +568,101 @@ def _smoother_batch_minor(initial, transition, log_lik, valid):
         if valid is not None:
             lik_t = jnp.where(valid_t[t], lik_t, 1.0)
         ratio = jnp.where(p_next > 0, g / jnp.where(p_next > 0, p_next, 1.0), 0.0)
-        gt = p_t * lik_t * backward_product(ratio)
+        a_t = p_t * lik_t
+        gt = a_t * backward_product(ratio)
         sg = jnp.sum(gt, axis=0)
-        gt = gt / jnp.where(sg <= 0, 1.0, sg)
+        inv = 1.0 / jnp.where(sg <= 0, 1.0, sg)
+        gt = gt * inv
+        if counting:
+            w = weights * inv
+            w = w if valid is None else jnp.where(pair_ok[t + 1], w, 0.0)
+            acc = acc + jnp.einsum("ib,jb->ij", a_t * w, ratio)
         keep = ~(sg < 0)  # the write waits for both reads of ``out`` (see `_smooth_from_pred`)
+        written = jnp.where(keep if valid is None else keep & valid_t[t + 1], g, 0.0)
+        out = _put(out, written, t + 1)
+        if features is not None:
+            acc_f = acc_f + feature_sum(written, t + 1)
         if valid is not None:
-            out = _put(out, jnp.where(keep & valid_t[t + 1], g, 0.0), t + 1)
             gt = jnp.where(valid_t[t + 1], gt, g)
-        else:
-            out = _put(out, jnp.where(keep, g, 0.0), t + 1)
-        return gt, out
+        return gt, out, acc, acc_f
 
-    g = last
+    acc = jnp.zeros((K, K), preds.dtype) if counting else None
+    acc_f = None
+    if features is not None:
+        acc_f = jnp.zeros((K, jax.eval_shape(features, 0).shape[1]), preds.dtype)
+    g, out = last, preds
     if T > 1:
-        g, out = loops.fori_loop(0, T - 1, backward, (g, out))
-    out = _put(out, g if valid is None else jnp.where(valid_t[0], g, 0.0), 0)
-    return total, jnp.transpose(out, (2, 0, 1))
+        g, out, acc, acc_f = loops.fori_loop(0, T - 1, backward, (g, out, acc, acc_f))
+    g = g if valid is None else jnp.where(valid_t[0], g, 0.0)
+    out = _put(out, g, 0)
+    if features is not None:
+        acc_f = acc_f + feature_sum(g, 0)
+    return out, (transition * acc if counting else None), acc_f
+
+
+def batch_smoother_from_likelihood(initial, transition, lik_at: BatchStepLikelihood, num_steps: int, *,
+                                   mask=None) -> Smoothed:
+    """``smoother_from_likelihood`` on B sequences sharing one model, batch-minor: every per-step array is
+    [K, B], so each step is one [K, K] x [K, B] product for the whole batch instead of B matrix-vector
+    products. What ``smoother`` and ``gm.temporal.posterior`` run under ``jax.vmap`` over sequences.
+
+    Args:
+        initial: f32[K]; transition: f32[K, K] (one matrix for every step);
+        lik_at: ``t -> ScaledLikelihood(lik f32[K, B], log_scale f32[B])`` (`batch_array_likelihood`,
+            ``gm.temporal.emissions.batch_step_likelihood``); num_steps: T (static);
+        mask: optional bool[B, T] (False = padding).
+
+    Returns:
+        ``Smoothed(log_evidence f32[B], marginals f32[B, T, K])``, equal to the per-sequence passes'.
+
+    Examples:
+        >>> post = batch_smoother_from_likelihood(jnp.ones(2) / 2, jnp.eye(2), batch_array_likelihood(
+        ...     jnp.zeros((4, 3, 2))), 3)
+        >>> post.marginals.shape
+        (4, 3, 2)
+    """
+    valid = None if mask is None else jnp.asarray(mask, bool)
+    preds, _, total, last = _forward_batch_minor(initial, transition, lik_at, num_steps, valid, store_pred=True)
+    marginals, _, _ = _smooth_batch_minor(transition, preds, last, lik_at, valid)
+    return Smoothed(total, jnp.transpose(marginals, (2, 0, 1)))
+
+
+def batch_expected_counts_from_likelihood(initial, transition, lik_at: BatchStepLikelihood, num_steps: int, *,
+                                          mask=None, weights=None, features=None) -> BatchExpectedCounts:
+    """The Baum-Welch E-step on B sequences sharing one model, batch-minor (as
+    `batch_smoother_from_likelihood`), with the expected counts summed over the batch: the transitions
+    inside the backward sweep (one [K, B] x [B, K] product a step; no [T, B, K, K] array), the first
+    valid steps' marginals after it, and optionally per-step features (see `_smooth_batch_minor`).
+
+    Args:
+        initial: f32[K]; transition: f32[K, K]; lik_at: ``t -> ScaledLikelihood(lik f32[K, B], log_scale
+            f32[B])``; num_steps: T (static); mask: optional bool[B, T]; weights: optional f32[B], each
+            sequence's weight in the summed counts; features: optional ``t -> f32[B, F]``.
+
+    Returns:
+        ``BatchExpectedCounts(log_evidence f32[B], marginals f32[B, T, K], initial f32[K], transitions
+        f32[K, K], emission f32[K, F] or None)``: transitions = Σ_b weights_b Σ_t p(z_t = i, z_{t+1} = j |
+        x^b) (the weighted sum of the per-sequence ``expected_counts_from_likelihood``'s), initial = Σ_b
+        weights_b p(z_first valid = k | x^b), emission = Σ_b weights_b Σ_t p(z_t = k | x^b) features_t^b.
+
+    Examples:
+        >>> counts = batch_expected_counts_from_likelihood(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1,
+        ...                                                batch_array_likelihood(jnp.zeros((4, 3, 2))), 3)
+        >>> float(counts.transitions.sum())
+        8.0
+    """
+    valid = None if mask is None else jnp.asarray(mask, bool)
+    preds, _, total, last = _forward_batch_minor(initial, transition, lik_at, num_steps, valid, store_pred=True)
+    weights = jnp.ones(total.shape, preds.dtype) if weights is None else jnp.asarray(weights, preds.dtype)
+    marginals, counts, emission = _smooth_batch_minor(transition, preds, last, lik_at, valid, weights=weights,
+                                                      features=features)
+    if valid is None:
+        first = marginals[0] @ weights
+    else:  # the first valid step of each sequence (none for an empty one)
+        valid_t = valid.T
+        is_first = valid_t & ~_chain_started_batch_minor(valid_t)
+        first = jnp.einsum("tkb,tb->k", marginals, jnp.where(is_first, weights, 0.0))
+    return BatchExpectedCounts(total, jnp.transpose(marginals, (2, 0, 1)), first, counts, emission)
 
 
 def smoother_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,

@@ -142,3 +142,118 @@ def test_expected_counts_match_enumeration(seed):
     np.testing.assert_allclose(counts.transitions, want["two_slice"].sum(0), atol=1e-5)
     onehot = (obs[:, None] == np.arange(V)[None]).astype(np.float64)  # a missing symbol counts nowhere
     np.testing.assert_allclose(stats, want["marginals"].T @ onehot, atol=1e-5)
+
+
+def _batch_case(rng, K, T, V, B):
+    """A random categorical HMM, B sequences with missing symbols, and ragged masks with gaps: sequence 1
+    empty, sequence 2 of length one, an impossible step in sequence 0 (a symbol state 0..K-1 never emits)."""
+    pi = jnp.asarray(rng.dirichlet(np.ones(K)), jnp.float32)
+    A = jnp.asarray(rng.dirichlet(np.ones(K), size=K), jnp.float32)
+    probs = rng.dirichlet(np.ones(V), size=K)
+    probs[:, V - 1] = 0.0  # symbol V - 1 is impossible
+    probs = jnp.asarray(probs / probs.sum(1, keepdims=True), jnp.float32)
+    obs = rng.integers(-1, V - 1, (B, T))
+    obs[0, T // 2] = V - 1
+    lengths = rng.integers(T // 2, T + 1, B)
+    lengths[1], lengths[2] = 0, 1
+    mask = (np.arange(T)[None] < lengths[:, None]) & (rng.random((B, T)) > 0.2)  # gaps inside
+    mask[0, T // 2] = True
+    return tm.HMM(pi, A, tm.CategoricalParams(probs)), jnp.asarray(obs, jnp.int32), jnp.asarray(mask)
+
+
+def test_batch_minor_posterior_matches_the_per_sequence_passes():
+    """`tm.posterior` vmapped over sequences with one model runs the batch-minor passes (likelihoods from
+    the observations inside the loops); it gives the per-sequence passes' log-evidence and marginals (the
+    reference: the same model with the transition given per step, which always runs them) with ragged masks
+    with gaps, an empty sequence, an impossible step (log-evidence -inf, no NaN), K = 2 and K = 12 (the
+    matrix-product form) and a Gaussian family at K = 2 (the generic likelihood path, NaN = missing); the
+    derivative of the summed log-evidence (initial, transition, emission, along one direction) is the
+    per-sequence passes'."""
+    rng = np.random.default_rng(21)
+    fam, gauss = tm.Categorical(5), tm.Gaussian(2, covariance="diag")
+    cases = []
+    for K, T, B in ((2, 9, 6), (12, 5, 4)):
+        model, obs, mask = _batch_case(rng, K, T, 5, B)
+        x = rng.normal(size=(B, T, 2)).astype(np.float32)
+        x[rng.random((B, T, 2)) < 0.2] = np.nan
+        gmodel = tm.HMM(model.initial, model.transition,
+                        tm.GaussianParams(jnp.asarray(rng.normal(size=(K, 2)), jnp.float32), jnp.ones((K, 2))))
+        cases += [(fam, model, obs, mask)] + ([(gauss, gmodel, jnp.asarray(x), mask)] if K == 2 else [])
+
+    def outputs(f, m, o, v):
+        return jax.vmap(lambda o, v: tuple(tm.posterior(f, m, o, mask=v)))(o, v)
+
+    def per_step(m, T):  # the transition given per step: always the per-sequence passes
+        return m._replace(transition=jnp.broadcast_to(m.transition, (T - 1,) + m.transition.shape))
+
+    def total(m, o, v):  # the possible sequences' summed log-evidence
+        return jnp.sum(outputs(fam, m, o[1:], v[1:])[0])
+
+    @jax.jit
+    def run(arrays):
+        out = [(outputs(f, m, o, v), outputs(f, per_step(m, o.shape[1]), o, v))
+               for f, (m, o, v) in zip((fam, gauss, fam), arrays)]
+        m, o, v = arrays[0]
+        direction = jax.tree.map(lambda x: jnp.cos(jnp.arange(x.size, dtype=x.dtype).reshape(x.shape)), m)
+        derivatives = (jax.jvp(lambda m: total(m, o, v), (m,), (direction,))[1],
+                       jax.jvp(lambda m: total(per_step(m, o.shape[1]), o, v), (m,), (direction,))[1])
+        return out, derivatives
+
+    out, grads = run([(m, o, v) for _, m, o, v in cases])
+    for got, want in out:
+        for g, w in zip(got, want):
+            assert not np.any(np.isnan(np.asarray(g)))
+            np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+        assert float(got[0][1]) == 0.0  # the empty sequence
+    assert float(out[0][0][0][0]) == -np.inf  # the impossible step
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5)
+    assert float(grads[0]) != 0.0
+
+
+@pytest.mark.parametrize("K", [2, 12])
+def test_batch_expected_counts_match_the_per_sequence_counts(K, monkeypatch):
+    """`tm.model.batch_expected_counts` (the Baum-Welch E-step on a batch: batch-minor passes, the transition
+    and emission counts summed inside the backward sweep) equals the per-sequence `expected_counts` with
+    the counts summed by weight (initial: each sequence's first valid step; emission: the family's
+    ``sufficient_stats`` of the weighted marginals), with ragged masks with gaps, an empty sequence and a
+    sequence of one step; below ``BATCH_MINOR_MIN_B`` the per-sequence passes run and give the same; the
+    derivative (along one direction of the model) is the per-sequence passes'. (The per-sequence counts
+    equal enumeration above; the EM step built on this equals hmmlearn's in tests/learn/test_hmm.py.)"""
+    rng = np.random.default_rng(22 + K)
+    T, B, V = 7, 9, 5
+    model, obs, mask = _batch_case(rng, K, T, V, B)
+    obs, mask = obs[1:], mask[1:]  # no impossible sequence: its counts are meaningless
+    weights = jnp.asarray(rng.uniform(0.5, 2.0, B - 1), jnp.float32)
+    fam = tm.Categorical(V)
+    monkeypatch.setattr(tm.model, "BATCH_MINOR_MIN_B", 4)
+    monkeypatch.setattr(tm.model, "BATCH_MINOR_SMALL_K_MIN_B", 4)
+    monkeypatch.setattr(tm.model, "IN_SWEEP_MIN_KB", 0 if K == 2 else 10**9)  # emission counts both ways
+
+    def batch(m, o, v, w):
+        return tuple(tm.model.batch_expected_counts(fam, m, o, mask=v, weights=w))
+
+    def reference(m, o, v, w):
+        c = jax.vmap(lambda o, v: tm.model.expected_counts(fam, m, o, mask=v))(o, v)
+        first = jnp.argmax(v, axis=1)
+        start = jnp.take_along_axis(c.marginals, first[:, None, None], axis=1)[:, 0]
+        stats = jax.vmap(lambda o, g: fam.sufficient_stats(m.emission, o, g))(o, c.marginals)
+        return (c.log_evidence, c.marginals, w @ start, jnp.einsum("b,bij->ij", w, c.transitions),
+                jnp.einsum("b,bkv->kv", w, stats))
+
+    def derivative(f, m):  # of every output along one direction of the model
+        direction = jax.tree.map(lambda x: jnp.cos(jnp.arange(x.size, dtype=x.dtype).reshape(x.shape)), m)
+        return jax.jvp(lambda m: f(m, obs, mask, weights), (m,), (direction,))[1]
+
+    @jax.jit
+    def run(model, obs, mask, weights):
+        derivatives = (derivative(batch, model), derivative(reference, model)) if K == 2 else ((), ())
+        return (batch(model, obs, mask, weights), reference(model, obs, mask, weights),
+                batch(model, obs[:3], mask[:3], weights[:3]), reference(model, obs[:3], mask[:3], weights[:3]),
+                derivatives)
+
+    got, want, small, small_want, (fast, slow) = run(model, obs, mask, weights)
+    for g, w in zip(got + small + fast, want + small_want + slow):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+    assert float(got[0][0]) == 0.0 and float(jnp.sum(got[1][0])) == 0.0  # the empty sequence
+    np.testing.assert_allclose(jnp.sum(got[4]), jnp.sum(weights[:, None] * jnp.sum(got[1], -1) * (obs >= 0)),
+                               rtol=1e-5)  # every observed symbol counted once, by weight
