@@ -11,7 +11,8 @@ message, the backward messages and the log-evidence unchanged, A being row-stoch
    product a step, each lane normalised every step. Row i of M_c is then
    kappa_c w_c(i) N_c[:, i] with N_c's columns summing to one; w_c(i) (kept as a log, relative to the
    best lane of the chunk at each step, so the sum stays small and is Kahan-compensated) is all the
-   combine needs, the common factor kappa_c cancels.
+   combine needs, the common factor kappa_c cancels. Each lane's normaliser is applied lazily, in the
+   next step's product with the likelihoods.
 2. ``boundary_messages``: two short sequential loops over the C chunks (one [K, K] x [K] product each)
    give each chunk's true incoming prediction alpha_{end of c-1} A and its outgoing backward message
    beta_{end of c} (beta_{end of c-1} ∝ M_c beta_{end of c}, beta at the last step all ones).
@@ -24,7 +25,7 @@ Work grows about (K + 1)x against the sequential pass (K lanes per chunk in step
 runs as a wide product over C lanes instead of T tiny steps. The incoming messages carry the rounding of
 the combine (about 1e-7 relative per chunk), which the chain's forgetting does not let grow.
 
-Length: about 170 lines: the operators, the plan and the two boundary loops; the reruns are the
+Length: about 200 lines: the operators, the plan and the two boundary loops; the reruns are the
 batch-minor passes of ``gm.temporal.hmm``.
 """
 

@@ -39,8 +39,10 @@ from the observations inside the loop. ``batch_smoother_from_likelihood`` and
 [K, B] per step (batch-minor): ``smoother``, ``filter`` and ``gm.temporal.posterior`` switch to them under
 ``jax.vmap`` over sequences, and Baum-Welch's E-step calls the second directly (its transition counts
 summed over the batch inside the backward sweep). Parallel-in-time versions are in ``gm.temporal.associative``.
+One long sequence: ``filter`` and ``smoother`` (``method="auto"`` from a measured length, or
+``"chunked"``) cut it into chunks run as a batch (``gm.temporal.chunked``, the orchestration below).
 
-Length: about 1,100 lines. The forward pass, the backward pass and the in-place smoothing pass (per
+Length: about 1,250 lines. The forward pass, the backward pass and the in-place smoothing pass (per
 sequence and batch-minor) are the private core that every function here reads; keeping them in one module with their users (the array
 API and the per-step-likelihood API) keeps them private, where a split would make that plumbing public.
 
