@@ -7,7 +7,7 @@ likelihood inside the loop (``gm.temporal.model``). Dynamic Bayesian networks: `
 Estimation (Baum-Welch, DBN EM, priors, restarts) lives in ``gm.learn.hmm`` and ``gm.learn.dbn``.
 """
 
-from gm.temporal import associative, common, dbn, emissions, hmm, model
+from gm.temporal import associative, chunked, common, dbn, emissions, hmm, model
 from gm.temporal.associative import associative_filter, associative_smoother, associative_viterbi
 from gm.temporal.common import ExpectedCounts, Filtered, Smoothed, length_mask
 from gm.temporal.dbn import DBN, boltzmann_zipper, coupled_hmm, factorial_hmm, unroll
@@ -53,6 +53,7 @@ __all__ = [
     "associative_smoother",
     "associative_viterbi",
     "boltzmann_zipper",
+    "chunked",
     "common",
     "coupled_hmm",
     "dbn",

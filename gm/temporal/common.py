@@ -325,7 +325,8 @@ def batch_array_likelihood(log_lik) -> BatchStepLikelihood:
     return at
 
 
-def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int, max_states: int | None = None):
+def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int, max_states: int | None = None,
+                          single=None):
     """``per_sequence(model, data)`` on one sequence; under ``jax.vmap`` over ``data`` (pytrees of arrays)
     with ``model`` unbatched, ``batch(model, data)`` once on the whole batch (every leaf of ``data`` with a
     leading [B] axis; `jax.custom_batching.custom_vmap`): the batch-minor passes of ``gm.temporal.hmm``.
@@ -334,7 +335,9 @@ def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int, 
     batch-minor passes were 0.8x there), or with ``num_states`` above ``max_states``, runs ``per_sequence``
     vmapped. Differentiated, ``per_sequence``
     runs (``custom_jvp`` whose rule is its ``jvp``), so ``grad``, ``jvp`` and ``vmap`` compose as before;
-    ``batch`` must return what ``per_sequence`` vmapped would.
+    ``batch`` must return what ``per_sequence`` vmapped would. With ``single`` (same signature and results
+    as ``per_sequence``), an unbatched call and a vmap of size one over ``data`` run it instead (the
+    chunked passes of one long sequence); derivatives still come from ``per_sequence``.
 
     Examples:
         >>> out = jax.vmap(lambda x: per_sequence_or_batch(f, f_batch, (initial, transition), (x,), num_states=K))(xs)
@@ -342,12 +345,15 @@ def per_sequence_or_batch(per_sequence, batch, model, data, *, num_states: int, 
 
     @jax.custom_batching.custom_vmap
     def one(model, data):
-        return per_sequence(model, data)
+        return (per_sequence if single is None else single)(model, data)
 
     @one.def_vmap
     def _batched(axis_size, in_batched, model, data):
         model_batched, data_batched = in_batched
-        if (any(jax.tree.leaves(model_batched)) or (axis_size == 1 and num_states > 8)
+        if axis_size == 1 and single is not None and not any(jax.tree.leaves(model_batched)):
+            data = jax.tree.map(lambda x, b: x[0] if b else x, data, data_batched)
+            out = jax.tree.map(lambda x: x[None], single(model, data))
+        elif (any(jax.tree.leaves(model_batched)) or (axis_size == 1 and num_states > 8)
                 or (max_states is not None and num_states > max_states)):
             axes = jax.tree.map(lambda b: 0 if b else None, (model_batched, data_batched))
             out = jax.vmap(per_sequence, in_axes=axes)(model, data)

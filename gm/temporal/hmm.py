@@ -39,8 +39,10 @@ from the observations inside the loop. ``batch_smoother_from_likelihood`` and
 [K, B] per step (batch-minor): ``smoother``, ``filter`` and ``gm.temporal.posterior`` switch to them under
 ``jax.vmap`` over sequences, and Baum-Welch's E-step calls the second directly (its transition counts
 summed over the batch inside the backward sweep). Parallel-in-time versions are in ``gm.temporal.associative``.
+One long sequence: ``filter`` and ``smoother`` (``method="auto"`` from a measured length, or
+``"chunked"``) cut it into chunks run as a batch (``gm.temporal.chunked``, the orchestration below).
 
-Length: about 1,100 lines. The forward pass, the backward pass and the in-place smoothing pass (per
+Length: about 1,250 lines. The forward pass, the backward pass and the in-place smoothing pass (per
 sequence and batch-minor) are the private core that every function here reads; keeping them in one module with their users (the array
 API and the per-step-likelihood API) keeps them private, where a split would make that plumbing public.
 
@@ -57,6 +59,7 @@ import numpy as np
 from jax import lax
 
 from gm import loops
+from gm.temporal import chunked
 from gm.temporal.common import (
     BatchExpectedCounts,
     BatchStepLikelihood,
@@ -91,6 +94,7 @@ __all__ = [
     "expected_counts_from_likelihood",
     "batch_smoother_from_likelihood",
     "batch_expected_counts_from_likelihood",
+    "chunked_min_steps",
 ]
 
 
@@ -340,7 +344,7 @@ def _smooth_from_pred(transition, preds, last, lik_at, mask, time_varying, *, un
 # ------------------------------------------------------------------------------------- public API
 
 
-def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A001 (the HMM verb)
+def filter(initial, transition, log_lik, *, mask=None, method: str = "auto") -> Filtered:  # noqa: A001 (the HMM verb)
     """Forward filtering: p(z_t | x_{1:t}) for every t and log p(x_{1:T}).
 
     alpha_t ∝ (alpha_{t-1} A) ⊙ p(x_t | ·), normalised by c_t = p(x_t | x_{1:t-1}); log p(x) = Σ_t log c_t.
@@ -350,6 +354,10 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
         transition: f32[K, K] (or f32[T-1, K, K]) row-stochastic transition matrix.
         log_lik: f32[T, K] per-step emission log-likelihoods.
         mask: optional bool[T]; False marks padded steps (see module docstring).
+        method: ``"sequential"`` (one step at a time), ``"chunked"`` (one sequence as a batch of chunks,
+            `gm.temporal.chunked`; one transition matrix, no mask) or ``"auto"``: chunked for an unbatched call
+            (or a vmap of size one) with one transition matrix, no mask and T >= `chunked_min_steps(K)` (K = 1-4, 9-16).
+            The same results either way, to float32 rounding.
 
     Returns:
         ``Filtered(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T])``; for an invalid
@@ -359,16 +367,17 @@ def filter(initial, transition, log_lik, *, mask=None) -> Filtered:  # noqa: A00
     Examples:
         >>> post = filter(jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((5, 2)))
     """
-    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    use_chunks = _use_chunked(method, T, K, mask=mask, time_varying=tv, task="filter")
     if tv:
         alphas, log_cs, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv,
                                             keep_normalizers=True)
         return Filtered(mark_invalid(total), zero_masked(alphas, mask=mask), log_cs)
-    total, filtered, log_cs = _jit_filter_shared(initial, transition, log_lik, mask)
+    total, filtered, log_cs = _jit_filter_shared(initial, transition, log_lik, mask, use_chunks)
     return Filtered(mark_invalid(total), filtered, log_cs)
 
 
-def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
+def smoother(initial, transition, log_lik, *, mask=None, method: str = "auto") -> Smoothed:
     """Forward-backward smoothing: p(z_t | x_{1:T}) for every t and log p(x_{1:T}).
 
     p(z_t | x_{1:T}) ∝ alpha_t ⊙ beta_t with beta_t = A (p(x_{t+1} | ·) ⊙ beta_{t+1}), computed in the
@@ -380,7 +389,9 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
 
     Args:
         initial: f32[K]; transition: f32[K, K] or f32[T-1, K, K]; log_lik: f32[T, K];
-        mask: optional bool[T] (False = padding).
+        mask: optional bool[T] (False = padding);
+        method: ``"sequential"``, ``"chunked"`` or ``"auto"`` (as ``filter``; chunked: the blocked passes of
+            `gm.temporal.chunked`, forward and backward).
 
     Returns:
         ``Smoothed(log_evidence f32[], marginals f32[T, K])``; all NaN for an invalid input under jit
@@ -391,17 +402,18 @@ def smoother(initial, transition, log_lik, *, mask=None) -> Smoothed:
         >>> post.marginals.shape
         (5, 2)
     """
-    initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    initial, transition, log_lik, (T, K, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    use_chunks = _use_chunked(method, T, K, mask=mask, time_varying=tv, task="smoother")
     if tv:
         out = smoother_from_likelihood(initial, transition, array_likelihood(log_lik), T, mask=mask)
     else:
-        out = Smoothed(*_jit_smoother_shared(initial, transition, log_lik, mask))
+        out = Smoothed(*_jit_smoother_shared(initial, transition, log_lik, mask, use_chunks))
     return out._replace(log_evidence=mark_invalid(out.log_evidence))  # the rows are NaN by propagation
 
 
-def _smoother_shared(initial, transition, log_lik, mask):
+def _smoother_shared(initial, transition, log_lik, mask, use_chunks=False):
     """(log_evidence f32[], marginals f32[T, K]) of checked inputs with one f32[K, K] transition (see
-    ``common.per_sequence_or_batch``)."""
+    ``common.per_sequence_or_batch``); one sequence by the chunked passes with ``use_chunks``."""
     has_mask = mask is not None
 
     def per_sequence(model, data):
@@ -416,13 +428,16 @@ def _smoother_shared(initial, transition, log_lik, mask):
                                              log_lik.shape[1], mask=valid if has_mask else None)
         return out.log_evidence, out.marginals
 
+    def single(model, data):
+        return _chunked_smoother(*model, data[0])
+
     return per_sequence_or_batch(per_sequence, batch, (initial, transition), (log_lik, valid_steps(
-        log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1])
+        log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1], single=single if use_chunks else None)
 
 
-def _filter_shared(initial, transition, log_lik, mask):
+def _filter_shared(initial, transition, log_lik, mask, use_chunks=False):
     """(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T]) of checked inputs with one f32[K, K]
-    transition (see ``common.per_sequence_or_batch``)."""
+    transition (see ``common.per_sequence_or_batch``); one sequence by the chunked pass with ``use_chunks``."""
     has_mask = mask is not None
 
     def per_sequence(model, data):
@@ -441,17 +456,18 @@ def _filter_shared(initial, transition, log_lik, mask):
             alphas = jnp.where(valid.T[:, None, :], alphas, 0.0)
         return total, jnp.transpose(alphas, (2, 0, 1)), log_cs.T
 
+    def single(model, data):
+        return _chunked_filter(*model, data[0])
+
     return per_sequence_or_batch(per_sequence, batch, (initial, transition), (log_lik, valid_steps(
-        log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1])
+        log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1], single=single if use_chunks else None)
 
 
 # Compiled once per shape: an eager call (a notebook's) runs one program instead of dispatching the passes'
 # many small operations one by one (first call 3x faster, later calls 0.2 s -> milliseconds); inside an
 # outer jit, vmap or grad the inner jit is inlined, batched or differentiated like any other function.
-_jit_smoother_shared = jax.jit(lambda initial, transition, log_lik, mask: _smoother_shared(initial, transition,
-                                                                                          log_lik, mask))
-_jit_filter_shared = jax.jit(lambda initial, transition, log_lik, mask: _filter_shared(initial, transition,
-                                                                                      log_lik, mask))
+_jit_smoother_shared = jax.jit(_smoother_shared, static_argnums=4)
+_jit_filter_shared = jax.jit(_filter_shared, static_argnums=4)
 _jit_viterbi_shared = jax.jit(lambda initial, transition, log_lik, mask: _viterbi_shared(initial, transition,
                                                                                         log_lik, mask))
 
@@ -470,7 +486,7 @@ def _chain_started_batch_minor(valid_t):
 
 
 def _forward_batch_minor(initial, transition, lik_at, T, valid, *, store_pred):
-    """`_forward` on B sequences at once (see above).
+    """`_forward` on B sequences at once (see above); ``initial`` f32[K] shared or f32[K, B] one per lane.
 
     Returns:
         (messages f32[T, K, B]: the filtered distributions, or with ``store_pred`` the one-step predictions;
@@ -488,7 +504,9 @@ def _forward_batch_minor(initial, transition, lik_at, T, valid, *, store_pred):
             return jnp.einsum("ij,ib->jb", transition, alpha)
         return jnp.sum(transition[:, :, None] * alpha[:, None, :], axis=0)
 
-    init = jnp.broadcast_to(initial[:, None], (K, B))
+    # one initial distribution f32[K] for every lane, or one per lane f32[K, B] (the chunked passes' incoming
+    # predictions)
+    init = initial if initial.ndim == 2 else jnp.broadcast_to(initial[:, None], (K, B))
     a0 = init * lik0
     c0 = jnp.sum(a0, axis=0)
     a0 = jnp.where(c0 <= 0, init, a0 / jnp.where(c0 <= 0, 1.0, c0))  # NaN propagates (the marker)
@@ -663,6 +681,86 @@ def batch_expected_counts_from_likelihood(initial, transition, lik_at: BatchStep
         is_first = valid_t & ~_chain_started_batch_minor(valid_t)
         first = jnp.einsum("tkb,tb->k", marginals, jnp.where(is_first, weights, 0.0))
     return BatchExpectedCounts(total, jnp.transpose(marginals, (2, 0, 1)), first, counts, emission)
+
+
+# ------------------------------------------------------------------- one long sequence, chunked
+
+METHODS = ("auto", "sequential", "chunked")
+# The shortest sequence that ``method="auto"`` runs chunked: (smallest K, largest K, steps) for the smoother and
+# the filter, measured (README, issue 20, chunked passes; same process against the sequential pass, 2-core
+# CPU). K = 5 to 8 and K > 16 never: there the (K + 1)x work of the transfer operators lost at every T tried.
+CHUNKED_MIN_STEPS = {"smoother": ((1, 2, 5_000), (3, 4, 10_000), (9, 16, 1_000)),
+                     "filter": ((1, 2, 10_000), (3, 4, 100_000), (9, 16, 5_000))}
+
+
+def chunked_min_steps(K: int, *, task: str = "smoother") -> int:
+    """The shortest sequence (steps) that ``task`` (``"smoother"`` or ``"filter"``) with ``method="auto"`` runs
+    by the chunked passes at K states (``CHUNKED_MIN_STEPS``); a huge number where it never does.
+
+    Examples:
+        >>> chunked_min_steps(16)
+        1000
+        >>> chunked_min_steps(64) > 10**12
+        True
+    """
+    for lo, hi, steps in CHUNKED_MIN_STEPS[task]:
+        if lo <= K <= hi:
+            return steps
+    return 2**62
+
+
+def _use_chunked(method, T, K, *, mask, time_varying, task) -> bool:
+    """Whether one sequence runs by the chunked passes (``method``, see ``filter``)."""
+    if method not in METHODS:
+        raise ValueError(f"method = {method!r}: expected one of {', '.join(map(repr, METHODS))}")
+    if method == "chunked" and (mask is not None or time_varying):
+        what = "a mask" if mask is not None else "a time-varying transition"
+        raise ValueError(f"method = 'chunked' takes one transition matrix and no mask, got {what}: use "
+                         "method='sequential' (or 'auto')")
+    if method == "sequential" or mask is not None or time_varying:
+        return False
+    return method == "chunked" or T >= chunked_min_steps(K, task=task)
+
+
+def _chunked_forward(initial, transition, log_lik, *, store_pred, backward, chunk_length=None):
+    """Steps 1 to 3's forward half of `gm.temporal.chunked` on one sequence f32[T, K]: (messages f32[L, K, C]
+    (filtered, or the predictions with ``store_pred``), log normalisers f32[T], log-evidence, last filtered
+    message of each chunk f32[K, C], `chunked.Boundaries`, the chunks' likelihood)."""
+    T, K = log_lik.shape
+    plan = chunked.chunk_plan(T, K, chunk_length=chunk_length)
+    pad = plan.num_chunks * plan.chunk_length - T
+    ll = jnp.concatenate([log_lik, jnp.zeros((pad, K), log_lik.dtype)]) if pad else log_lik
+    lik_at = batch_array_likelihood(ll.reshape(plan.num_chunks, plan.chunk_length, K))
+    operators = chunked.transfer_operators(initial, transition, lik_at, plan.chunk_length)
+    bounds = chunked.boundary_messages(initial, transition, operators, backward=backward)
+    msgs, log_cs, _, last = _forward_batch_minor(bounds.incoming, transition, lik_at, plan.chunk_length, None,
+                                                 store_pred=store_pred)
+    log_cs = log_cs.T.reshape(-1)[:T]  # the padded steps' normalisers (log 1, to rounding) left out
+    return msgs, log_cs, _compensated_sum(log_cs), last, bounds, lik_at
+
+
+def _chunk_rows(x, T):
+    """f32[T, K] from the chunks' f32[L, K, C]."""
+    return jnp.transpose(x, (2, 0, 1)).reshape(-1, x.shape[1])[:T]
+
+
+def _chunked_filter(initial, transition, log_lik, *, chunk_length=None):
+    """(log_evidence, filtered f32[T, K], log_normalizers f32[T]) of one sequence by the chunked passes."""
+    alphas, log_cs, total, _, _, _ = _chunked_forward(initial, transition, log_lik, store_pred=False,
+                                                      backward=False, chunk_length=chunk_length)
+    return total, _chunk_rows(alphas, log_lik.shape[0]), log_cs
+
+
+def _chunked_smoother(initial, transition, log_lik, *, chunk_length=None):
+    """(log_evidence, marginals f32[T, K]) of one sequence by the chunked passes: each chunk's in-place
+    smoothing pass (`_smooth_batch_minor`) starts from gamma = alpha ⊙ beta at its last step."""
+    preds, _, total, last, bounds, lik_at = _chunked_forward(initial, transition, log_lik, store_pred=True,
+                                                             backward=True, chunk_length=chunk_length)
+    g = last * bounds.beta_end
+    s = jnp.sum(g, axis=0)
+    g = jnp.where(s <= 0, last, g / jnp.where(s <= 0, 1.0, s))  # NaN propagates
+    marginals, _, _ = _smooth_batch_minor(transition, preds, g, lik_at, None)
+    return total, _chunk_rows(marginals, log_lik.shape[0])
 
 
 def smoother_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,
