@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 
 import jax
@@ -117,6 +118,45 @@ class Segment:
         """
         _, m, k, n = self.shape
         return m * k * n <= _EWISE_LIMIT
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Direct:
+    """One large step run on its own, unpadded: its operands are read from their slots as arrays of their
+    labels' shape (a static slice and a reshape, no gather) and multiplied by one ``dot_general``.
+
+    A plan's few largest steps carry most of its multiply-adds (pigs: 13 of 440 steps, 96%); padded into
+    a segment they pay the gathers, the scatters and the padding of their class, run directly they run
+    as matrix products at the machine's speed, for one more kernel each to compile.
+
+    Attributes:
+      a, b: ``(slot offset, labels)`` of the operands (``b`` is ``None`` for a unary step).
+      c: ``(slot offset, labels)`` of the result.
+      summed: the labels summed over, in the order of the step's decode tables (row-major argmax).
+      sizes: the plan's label sizes.
+
+    Examples:
+      >>> from gm.bn.tensornet import plan
+      >>> prog = lower(plan(((0,), (0, 1)), (), (2, 2)), direct_flops=0)   # sum_ij a[i] B[i, j]
+      >>> prog.segments[0].summed, prog.segments[0].flops
+      ((0, 1), 4)
+    """
+
+    a: tuple[int, tuple[int, ...]]
+    b: tuple[int, tuple[int, ...]] | None
+    c: tuple[int, tuple[int, ...]]
+    summed: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds of the step per evidence set (the product of the sizes of all its labels).
+
+        Examples:
+          >>> Direct((0, (0,)), (2, (0, 1)), (6, ()), (0, 1), (2, 3)).flops
+          6
+        """
+        return math.prod(self.sizes[l] for l in set(self.c[1]) | set(self.summed))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -259,10 +299,15 @@ def _schedule(classes, deps) -> list[int]:
 # Steps with at most this many product entries run as flat (enumerated) steps.
 _FLAT_LIMIT = 1 << 14
 
+# Steps of at least DIRECT_FLOPS multiply-adds run as `Direct` steps, the MAX_DIRECT largest at most.
+DIRECT_FLOPS = 1 << 14
+MAX_DIRECT = 32
+
 
 def _class_flops(cls) -> int:
-    """Padded multiply-adds of one step of class ``cls``: ``(0, F, C)`` flat or ``(1, t, m, k, n)`` dense."""
-    return cls[1] if cls[0] == 0 else math.prod(cls[1:])
+    """Padded multiply-adds of one step of class ``cls``: ``(0, F, C)`` flat, ``(1, t, m, k, n)`` dense or
+    ``(2, step, flops)`` direct."""
+    return cls[1] if cls[0] == 0 else cls[2] if cls[0] == 2 else math.prod(cls[1:])
 
 
 def _segments(shapes, max_segments: int, free_flops: float) -> list[tuple[tuple[int, ...], int, int]]:
@@ -285,7 +330,7 @@ def _segments(shapes, max_segments: int, free_flops: float) -> list[tuple[tuple[
         return [tuple(max(x, y) for x, y in zip(r[0], q[0])), r[1], q[2]]
 
     def extra(r, q):
-        if r[0][0] != q[0][0]:  # flat and dense steps never share a segment
+        if r[0][0] != q[0][0] or r[0][0] == 2:  # flat and dense steps never share a segment, direct ones none
             return math.inf
         return cost(merged(r, q)) - cost(r) - cost(q)
 
@@ -327,7 +372,14 @@ def _flat_segment(shape, members, zero: int, trash: int) -> Segment:
 
 @functools.lru_cache(maxsize=64)
 def lower(
-    p: Plan, max_segments: int = 64, free_flops: float = 2e4, flat_limit: int = _FLAT_LIMIT, *, padded: bool = True
+    p: Plan,
+    max_segments: int = 64,
+    free_flops: float = 2e4,
+    flat_limit: int = _FLAT_LIMIT,
+    *,
+    padded: bool = True,
+    direct_flops: float = DIRECT_FLOPS,
+    max_direct: int = MAX_DIRECT,
 ) -> Program:
     """Lower plan ``p`` to a `Program` (cached per plan).
 
@@ -341,6 +393,9 @@ def lower(
       padded: build the padded segment tables of the compiled program; ``False`` leaves ``segments``
         empty for a program only the host runs (`forward_host`, `backward_host`, `forward_max_host`),
         which reads the unpadded ``steps`` (munin's padded tables would take 108 GiB under some paths).
+      direct_flops: steps of at least this many multiply-adds per evidence set run as `Direct` steps
+        (unpadded matrix products), the largest first, at most ``max_direct`` of them.
+      max_direct: the most `Direct` steps (each is one more kernel forward and reverse to compile).
 
     Returns:
       The `Program`: slots of every tensor, segments of padded gather/scatter tables, decode tables.
@@ -373,6 +428,7 @@ def lower(
         labels = tuple(labels) + (tuple(p.output),)
 
     raw = []  # per step: dims, a, b, c tables (unpadded)
+    direct_steps = []  # per step: its `Direct` form
     dec = []
     for k, s in enumerate(steps):
         la = labels[s.a]
@@ -395,6 +451,15 @@ def lower(
             b = np.full((dims[0], dims[2], dims[3]), one, np.int64)
         c = offsets[out_pos] + _grid_index(out, sizes, t_l + m_l + n_l, st_c).reshape(dims[0], dims[1], dims[3])
         raw.append((dims, a, b, c))
+        direct_steps.append(
+            Direct(
+                (offsets[s.a], tuple(la)),
+                (offsets[s.b], tuple(lb)) if s.b >= 0 else None,
+                (offsets[out_pos], tuple(out)),
+                tuple(k_l),
+                tuple(sizes),
+            )
+        )
         ks = _strides(k_l, sizes)
         dec.append(
             (
@@ -410,10 +475,14 @@ def lower(
     deps = []
     for s in steps:
         deps.append([j - n_in for j in (s.a, s.b) if j >= n_in])
+    flops = [math.prod(dims) for dims, *_ in raw]
+    direct = set(sorted((k for k in range(len(raw)) if flops[k] >= direct_flops), key=lambda k: -flops[k])[:max_direct])
     classes = []
-    for dims, *_ in raw:
-        f = math.prod(dims)
-        if f <= flat_limit:
+    for k, (dims, *_) in enumerate(raw):
+        f = flops[k]
+        if k in direct:
+            classes.append((2, k, f))
+        elif f <= flat_limit:
             classes.append((0, _round_up(f), _round_up(dims[0] * dims[1] * dims[3])))
         else:
             classes.append((1,) + tuple(_round_up(d) for d in dims))
@@ -426,6 +495,9 @@ def lower(
         members = order[start:stop]
         count = len(members)
         padded_flops += count * _class_flops(shape)
+        if shape[0] == 2:
+            segments.append(direct_steps[shape[1]])
+            continue
         if shape[0] == 0:
             segments.append(_flat_segment(shape[1:], [raw[k] for k in members], zero, trash))
             continue
@@ -479,6 +551,126 @@ def _product(seg: Segment, a, b):
     return jnp.einsum("tmkv,tknv->tmnv", a, b, precision=jax.lax.Precision.HIGHEST)
 
 
+def _read(mem, slot, sizes):
+    """The tensor in ``slot = (offset, labels)`` of ``mem``, shaped ``[*sizes of labels, V]``."""
+    off, labels = slot
+    n = math.prod(sizes[l] for l in labels)
+    return jax.lax.slice_in_dim(mem, off, off + n, axis=0).reshape(tuple(sizes[l] for l in labels) + mem.shape[-1:])
+
+
+def _add_to(mem, slot, x):
+    """``mem`` with ``x`` added to the rows of ``slot`` (static offsets: an in-place update)."""
+    off = slot[0]
+    x = x.reshape(-1, mem.shape[-1])
+    return jax.lax.dynamic_update_slice_in_dim(mem, jax.lax.slice_in_dim(mem, off, off + x.shape[0]) + x, off, axis=0)
+
+
+def _broadcast_to(r, keep, target, sizes):
+    """``r`` over ``keep`` (plus the evidence axis) broadcast to ``target`` (``keep`` in ``target``'s order)."""
+    if len(keep) < len(target):
+        r = r.reshape(tuple(sizes[l] if l in keep else 1 for l in target) + r.shape[-1:])
+        r = jnp.broadcast_to(r, tuple(sizes[l] for l in target) + r.shape[-1:])
+    return r
+
+
+def _einsum_to(operands, target, sizes):
+    """``sum`` of the product of ``operands`` (``(array, labels)`` pairs, each with a trailing evidence axis)
+    over every label not in ``target``, as ``[*sizes of target, V]``; a target label no operand carries is
+    broadcast."""
+    local = {l: i for i, l in enumerate(dict.fromkeys([l for _, ls in operands for l in ls] + list(target)))}
+    v = len(local)
+    keep = [l for l in target if any(l in ls for _, ls in operands)]
+    args = []
+    for x, ls in operands:
+        args += [x, [local[l] for l in ls] + [v]]
+    r = jnp.einsum(*args, [local[l] for l in keep] + [v], precision=jax.lax.Precision.HIGHEST)
+    return _broadcast_to(r, keep, target, sizes)
+
+
+# A contraction whose shared summed labels have at most this many joint states runs as that many
+# broadcast multiply-adds fused into one loop over the result, the evidence axis innermost (15 to 35
+# GMAC/s where a batched ``dot_general`` of such thin matrices runs at 1 to 4); larger ones as an einsum.
+UNROLL = 256
+
+
+def _terms(operands, summed):
+    """Per joint state ``z`` of the labels ``summed`` (row-major): each operand at ``z``, as ``(array, labels)``."""
+    for z in itertools.product(*(range(s) for _, s in summed)):
+        at = dict(zip((l for l, _ in summed), z))
+        yield z, [
+            (x[tuple(at.get(l, slice(None)) for l in ls)], tuple(l for l in ls if l not in at)) for x, ls in operands
+        ]
+
+
+def _contract(operands, target, sizes):
+    """`_einsum_to` run as unrolled broadcast multiply-adds where the summed labels the operands share
+    have at most `UNROLL` joint states (labels only one operand carries are summed out of it first)."""
+    ops = []
+    for x, ls in operands:
+        own = [i for i, l in enumerate(ls) if l not in target and sum(l in o for _, o in operands) == 1]
+        if own:
+            x, ls = jnp.sum(x, axis=tuple(own)), tuple(l for i, l in enumerate(ls) if i not in own)
+        ops.append((x, tuple(ls)))
+    shared = [l for l in dict.fromkeys(l for _, ls in ops for l in ls) if l not in target]
+    if math.prod(sizes[l] for l in shared) > UNROLL:
+        return _einsum_to(ops, target, sizes)
+    keep = [l for l in target if any(l in ls for _, ls in ops)]
+    acc = None
+    for _, term in _terms(ops, [(l, sizes[l]) for l in shared]):
+        prod = functools.reduce(lambda u, w: u * w, (_expand(x, list(ls), keep) for x, ls in term))
+        acc = prod if acc is None else acc + prod
+    acc = jnp.broadcast_to(acc, tuple(sizes[l] for l in keep) + acc.shape[-1:])
+    return _broadcast_to(acc, keep, target, sizes)
+
+
+def _expand(x, labels, target):
+    """``x`` over ``labels`` (plus a trailing evidence axis) laid out over ``target``, size 1 where absent."""
+    perm = sorted(range(len(labels)), key=lambda i: target.index(labels[i]))
+    x = jnp.transpose(x, perm + [len(labels)])
+    return x.reshape(tuple(x.shape[perm.index(labels.index(l))] if l in labels else 1 for l in target) + x.shape[-1:])
+
+
+def _direct_operands(seg: Direct, mem):
+    ops = [(_read(mem, seg.a, seg.sizes), seg.a[1])]
+    if seg.b is not None:
+        ops.append((_read(mem, seg.b, seg.sizes), seg.b[1]))
+    return ops
+
+
+def _direct_forward(seg: Direct, mem):
+    """One `Direct` step of `forward`: the result, rescaled by its max, written to its slot."""
+    c = _contract(_direct_operands(seg, mem), seg.c[1], seg.sizes).reshape(-1, mem.shape[-1])
+    # Materialised once: else XLA fuses the product into both the max and the write and runs it twice.
+    c = jax.lax.optimization_barrier(c)
+    m = jnp.max(c, axis=0)
+    m = jnp.where(m > 0, m, 1.0)
+    return jax.lax.dynamic_update_slice_in_dim(mem, c / m, seg.c[0], axis=0), m[None]
+
+
+def _direct_backward(seg: Direct, mem, grad, scale):
+    """One `Direct` step of `backward`: the cotangents of both operands added to their slots."""
+    gc = _read(grad, seg.c, seg.sizes) / scale[0]
+    (a, la), *rest = _direct_operands(seg, mem)
+    grad = _add_to(grad, seg.a, _contract([(gc, seg.c[1])] + rest, la, seg.sizes))
+    if rest:
+        (b, lb), = rest
+        grad = _add_to(grad, seg.b, _contract([(gc, seg.c[1]), (a, la)], lb, seg.sizes))
+    return grad
+
+
+def _direct_max(seg: Direct, mem, arg):
+    """One `Direct` step of `forward_max`: the max over the summed labels and its row-major argmax."""
+    grid = list(seg.c[1]) + list(seg.summed)
+    s = sum(_expand(x, list(ls), grid) for x, ls in _direct_operands(seg, mem))
+    v = mem.shape[-1]
+    s = jnp.broadcast_to(s, tuple(seg.sizes[l] for l in grid) + (v,)).reshape(
+        math.prod(seg.sizes[l] for l in seg.c[1]), -1, v
+    )
+    off = seg.c[0]
+    best, where = jnp.max(s, axis=1), jnp.argmax(s, axis=1).astype(jnp.int32)
+    return jax.lax.dynamic_update_slice_in_dim(mem, best, off, 0), jax.lax.dynamic_update_slice_in_dim(arg, where, off, 0)
+
+
 def _rows(seg: Segment):
     tables = (seg.a, seg.b, seg.c) + ((seg.out,) if seg.flat else ())
     return tuple(jnp.asarray(t) for t in tables)
@@ -515,6 +707,10 @@ def forward(prog: Program, inputs: jax.Array):
     mem = jnp.zeros((prog.size + 3, v), inputs.dtype).at[: prog.n_input].set(inputs).at[prog.one].set(1.0)
     scales = []
     for seg in prog.segments:
+        if isinstance(seg, Direct):
+            mem, s = _direct_forward(seg, mem)
+            scales.append(s)
+            continue
 
         def body(mem, rows, seg=seg):
             if seg.flat:
@@ -564,6 +760,9 @@ def backward(prog: Program, mem: jax.Array, scales, root_cotangent: jax.Array) -
     grad = jax.lax.dynamic_update_slice_in_dim(grad, root_cotangent.reshape(-1, v), off, axis=0)
     limit, trash = prog.size, prog.trash
     for seg, seg_scales in reversed(list(zip(prog.segments, scales))):
+        if isinstance(seg, Direct):
+            grad = _direct_backward(seg, mem, grad, seg_scales)
+            continue
 
         def body(grad, xs, seg=seg):
             ia, ib, ic = xs[:3]
@@ -614,6 +813,9 @@ def forward_max(prog: Program, log_inputs: jax.Array):
     mem = mem.at[: prog.n_input].set(log_inputs).at[prog.one].set(0.0)
     arg = jnp.zeros((prog.size + 3, v), jnp.int32)
     for seg in prog.segments:
+        if isinstance(seg, Direct):
+            mem, arg = _direct_max(seg, mem, arg)
+            continue
 
         def body(carry, rows, seg=seg):
             mem, arg = carry

@@ -102,13 +102,27 @@ def test_program_segments_of_every_kind(data):
     inputs = flat * evm.reshape(-1)[engine.entry_index(net.structure)]
     p = tensornet.plan(net.structure.families, (), net.structure.cards)
     exact = O.log_evidence(spec, ev)
-    for max_segments, free, flat_limit in [(1, 1e12, 0), (1, 1e12, 1 << 14), (64, 0, 0), (64, 0, 8)]:
-        prog = program.lower(p, max_segments, free, flat_limit)
-        _, _, root, ls = program.forward(prog, jnp.asarray(inputs, jnp.float32)[:, None])
+    xin = jnp.asarray(inputs, jnp.float32)[:, None]
+    grads = []
+    configs = [(1, 1e12, 0, 2), (1, 1e12, 1 << 14, 0), (64, 0, 0, 1), (64, 0, 8, 0)]
+    for max_segments, free, flat_limit, max_direct in configs:  # max_direct: steps run as `Direct`
+        prog = program.lower(p, max_segments, free, flat_limit, direct_flops=0, max_direct=max_direct)
+        mem, scales, root, ls = program.forward(prog, xin)
         assert_log_close(np.log(float(root[0])) + float(ls[0]), exact, context=str((max_segments, flat_limit)))
+        grads.append(program.backward(prog, mem, scales, 1.0 / root) * xin)  # d log P(e) / d log input
         val, arg = program.forward_max(prog, jnp.log(jnp.asarray(inputs, jnp.float32))[:, None])
         x = np.asarray(program.decode(prog, arg, jnp.zeros((0, 1), jnp.int32)))[:, 0]
         assert abs(O.assignment_log_value(spec, x, ev) - O.mpe_log_value(spec, ev)) < MAP_LOG_TOL
+    # every step direct: the reverse pass agrees with the padded ones (checked against autodiff below)
+    prog = program.lower(p, direct_flops=0, max_direct=10**6)
+    assert all(isinstance(seg, program.Direct) for seg in prog.segments)
+    mem, scales, root, _ = program.forward(prog, xin)
+    grads.append(program.backward(prog, mem, scales, 1.0 / root) * xin)
+    for g in grads[1:]:
+        np.testing.assert_allclose(np.asarray(g), np.asarray(grads[0]), rtol=1e-4, atol=1e-5)
+    val, arg = program.forward_max(prog, jnp.log(xin))
+    y = np.asarray(program.decode(prog, arg, jnp.zeros((0, 1), jnp.int32)))[:, 0]
+    assert abs(O.assignment_log_value(spec, y, ev) - O.mpe_log_value(spec, ev)) < MAP_LOG_TOL
     # the host max-product in blocks of every size (down to one entry of the sum at a time) is the same
     prog = program.lower(p)
     with np.errstate(divide="ignore"):
