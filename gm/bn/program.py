@@ -129,11 +129,20 @@ class Direct:
     a segment they pay the gathers, the scatters and the padding of their class, run directly they run
     as one fused loop of multiply-adds each (or an einsum), for one more kernel each to compile.
 
+    Steps of one *signature* (the same operand and result shapes, the same labels up to renaming) that the
+    schedule runs one after another form one run: ``offsets`` lists each step's slot offsets and one
+    `lax.scan` reads them by dynamic slices (contiguous rows, still no gather), so a plan's many steps
+    of a few shapes compile as a few kernels (diabetes: 259 steps of at least 2^12 multiply-adds,
+    31 signatures, 98% of its work).
+
     Attributes:
-      a, b: ``(slot offset, labels)`` of the operands (``b`` is ``None`` for a unary step).
+      a, b: ``(slot offset, labels)`` of the operands (``b`` is ``None`` for a unary step); for a run,
+        the first step's, its labels standing for every step's.
       c: ``(slot offset, labels)`` of the result.
       summed: the labels summed over, in the order of the step's decode tables (row-major argmax).
       sizes: the plan's label sizes.
+      offsets: for a run of more than one step, ``int32[count, 3]``: each step's offsets of a, b (0 for a
+        unary step) and c, in execution order; ``None`` for one step.
 
     Examples:
       >>> from gm.bn.tensornet import plan
@@ -147,6 +156,17 @@ class Direct:
     c: tuple[int, tuple[int, ...]]
     summed: tuple[int, ...]
     sizes: tuple[int, ...]
+    offsets: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        """Steps in the run: 1, or the rows of ``offsets``.
+
+        Examples:
+          >>> Direct((0, (0,)), (2, (0, 1)), (6, ()), (0, 1), (2, 3)).count
+          1
+        """
+        return 1 if self.offsets is None else len(self.offsets)
 
     @property
     def flops(self) -> int:
@@ -299,14 +319,29 @@ def _schedule(classes, deps) -> list[int]:
 # Steps with at most this many product entries run as flat (enumerated) steps.
 _FLAT_LIMIT = 1 << 14
 
-# Steps of at least DIRECT_FLOPS multiply-adds run as `Direct` steps, the MAX_DIRECT largest at most.
+# Steps of at least DIRECT_FLOPS multiply-adds run as `Direct` steps: those of the MAX_DIRECT signatures
+# (shapes up to a renaming of labels) that carry the most multiply-adds.
 DIRECT_FLOPS = 1 << 14
 MAX_DIRECT = 32
 
 
+def _signature(d: Direct) -> tuple:
+    """A step's shape up to a renaming of its labels: steps of equal signature run the same code."""
+    local: dict = {}
+    for l in d.a[1] + (d.b[1] if d.b is not None else ()) + d.c[1]:
+        local.setdefault(l, len(local))
+    return (
+        tuple(local[l] for l in d.a[1]),
+        None if d.b is None else tuple(local[l] for l in d.b[1]),
+        tuple(local[l] for l in d.c[1]),
+        tuple(local[l] for l in d.summed),
+        tuple(d.sizes[l] for l in local),
+    )
+
+
 def _class_flops(cls) -> int:
     """Padded multiply-adds of one step of class ``cls``: ``(0, F, C)`` flat, ``(1, t, m, k, n)`` dense or
-    ``(2, step, flops)`` direct."""
+    ``(2, signature, flops)`` direct."""
     return cls[1] if cls[0] == 0 else cls[2] if cls[0] == 2 else math.prod(cls[1:])
 
 
@@ -394,8 +429,10 @@ def lower(
         empty for a program only the host runs (`forward_host`, `backward_host`, `forward_max_host`),
         which reads the unpadded ``steps`` (munin's padded tables would take 108 GiB under some paths).
       direct_flops: steps of at least this many multiply-adds per evidence set run as `Direct` steps
-        (unpadded matrix products), the largest first, at most ``max_direct`` of them.
-      max_direct: the most `Direct` steps (each is one more kernel forward and reverse to compile).
+        (unpadded contractions), grouped by signature (shape up to a renaming of labels); consecutive
+        steps of one signature run as one `Direct` run.
+      max_direct: the most signatures run direct, those carrying the most multiply-adds first (each run
+        is one more kernel forward and reverse to compile).
 
     Returns:
       The `Program`: slots of every tensor, segments of padded gather/scatter tables, decode tables.
@@ -476,12 +513,18 @@ def lower(
     for s in steps:
         deps.append([j - n_in for j in (s.a, s.b) if j >= n_in])
     flops = [math.prod(dims) for dims, *_ in raw]
-    direct = set(sorted((k for k in range(len(raw)) if flops[k] >= direct_flops), key=lambda k: -flops[k])[:max_direct])
+    # the signatures carrying the most multiply-adds in steps of at least direct_flops run direct
+    sigs = [_signature(d) for d in direct_steps]
+    work: dict = {}
+    for k in range(len(raw)):
+        if flops[k] >= direct_flops:
+            work[sigs[k]] = work.get(sigs[k], 0) + flops[k]
+    chosen = {sg: i for i, sg in enumerate(sorted(work, key=lambda sg: -work[sg])[:max_direct])}
     classes = []
     for k, (dims, *_) in enumerate(raw):
         f = flops[k]
-        if k in direct:
-            classes.append((2, k, f))
+        if flops[k] >= direct_flops and sigs[k] in chosen:
+            classes.append((2, chosen[sigs[k]], f))
         elif f <= flat_limit:
             classes.append((0, _round_up(f), _round_up(dims[0] * dims[1] * dims[3])))
         else:
@@ -496,7 +539,11 @@ def lower(
         count = len(members)
         padded_flops += count * _class_flops(shape)
         if shape[0] == 2:
-            segments.append(direct_steps[shape[1]])
+            first = direct_steps[members[0]]
+            if count > 1:
+                rows = [(d.a[0], d.b[0] if d.b is not None else 0, d.c[0]) for d in (direct_steps[k] for k in members)]
+                first = dataclasses.replace(first, offsets=np.array(rows, np.int32))
+            segments.append(first)
             continue
         if shape[0] == 0:
             segments.append(_flat_segment(shape[1:], [raw[k] for k in members], zero, trash))
@@ -551,18 +598,23 @@ def _product(seg: Segment, a, b):
     return jnp.einsum("tmkv,tknv->tmnv", a, b, precision=jax.lax.Precision.HIGHEST)
 
 
-def _read(mem, slot, sizes):
-    """The tensor in ``slot = (offset, labels)`` of ``mem``, shaped ``[*sizes of labels, V]``."""
-    off, labels = slot
+def _read(mem, slot, sizes, off=None):
+    """The tensor in ``slot = (offset, labels)`` of ``mem``, shaped ``[*sizes of labels, V]``; a traced
+    ``off`` replaces the static offset (a dynamic slice)."""
+    labels = slot[1]
     n = math.prod(sizes[l] for l in labels)
-    return jax.lax.slice_in_dim(mem, off, off + n, axis=0).reshape(tuple(sizes[l] for l in labels) + mem.shape[-1:])
+    if off is None:
+        x = jax.lax.slice_in_dim(mem, slot[0], slot[0] + n, axis=0)
+    else:
+        x = jax.lax.dynamic_slice_in_dim(mem, off, n, axis=0)
+    return x.reshape(tuple(sizes[l] for l in labels) + mem.shape[-1:])
 
 
-def _add_to(mem, slot, x):
-    """``mem`` with ``x`` added to the rows of ``slot`` (static offsets: an in-place update)."""
-    off = slot[0]
+def _add_to(mem, slot, x, off=None):
+    """``mem`` with ``x`` added to the rows of ``slot`` (an in-place update; ``off`` as in `_read`)."""
+    off = slot[0] if off is None else off
     x = x.reshape(-1, mem.shape[-1])
-    return jax.lax.dynamic_update_slice_in_dim(mem, jax.lax.slice_in_dim(mem, off, off + x.shape[0]) + x, off, axis=0)
+    return jax.lax.dynamic_update_slice_in_dim(mem, jax.lax.dynamic_slice_in_dim(mem, off, x.shape[0]) + x, off, axis=0)
 
 
 def _broadcast_to(r, keep, target, sizes):
@@ -630,45 +682,62 @@ def _expand(x, labels, target):
     return x.reshape(tuple(x.shape[perm.index(labels.index(l))] if l in labels else 1 for l in target) + x.shape[-1:])
 
 
-def _direct_operands(seg: Direct, mem):
-    ops = [(_read(mem, seg.a, seg.sizes), seg.a[1])]
+def _direct_operands(seg: Direct, mem, off=None):
+    """The operands of a `Direct` step as ``(array, labels)``; ``off``: a run's traced offsets ``int32[3]``."""
+    ops = [(_read(mem, seg.a, seg.sizes, None if off is None else off[0]), seg.a[1])]
     if seg.b is not None:
-        ops.append((_read(mem, seg.b, seg.sizes), seg.b[1]))
+        ops.append((_read(mem, seg.b, seg.sizes, None if off is None else off[1]), seg.b[1]))
     return ops
 
 
-def _direct_forward(seg: Direct, mem):
-    """One `Direct` step of `forward`: the result, rescaled by its max, written to its slot."""
-    c = _contract(_direct_operands(seg, mem), seg.c[1], seg.sizes).reshape(-1, mem.shape[-1])
+def _direct_scan(fn, seg: Direct, carry, xs=(), reverse: bool = False):
+    """``fn(carry, off, *xs_row) -> (carry, y)`` over the steps of a `Direct` run: inline (static offsets)
+    for one step, else one `lax.scan` over its offsets; ``y`` stacked to ``[count, ...]``."""
+    if seg.offsets is None:
+        carry, y = fn(carry, None, *(x[0] for x in xs))
+        return carry, None if y is None else y[None]
+    rows = (jnp.asarray(seg.offsets),) + tuple(xs)
+    return jax.lax.scan(lambda c, row: fn(c, row[0], *row[1:]), carry, rows, reverse=reverse)
+
+
+def _direct_forward(seg: Direct, mem, off=None):
+    """One `Direct` step of `forward`: the result, rescaled by its max, written to its slot; and the max."""
+    c = _contract(_direct_operands(seg, mem, off), seg.c[1], seg.sizes).reshape(-1, mem.shape[-1])
     # Materialised once: else XLA fuses the product into both the max and the write and runs it twice.
     c = jax.lax.optimization_barrier(c)
     m = jnp.max(c, axis=0)
     m = jnp.where(m > 0, m, 1.0)
-    return jax.lax.dynamic_update_slice_in_dim(mem, c / m, seg.c[0], axis=0), m[None]
+    at = seg.c[0] if off is None else off[2]
+    return jax.lax.dynamic_update_slice_in_dim(mem, c / m, at, axis=0), m
 
 
-def _direct_backward(seg: Direct, mem, grad, scale):
+def _direct_backward(seg: Direct, mem, grad, off, scale):
     """One `Direct` step of `backward`: the cotangents of both operands added to their slots."""
-    gc = _read(grad, seg.c, seg.sizes) / scale[0]
-    (a, la), *rest = _direct_operands(seg, mem)
-    grad = _add_to(grad, seg.a, _contract([(gc, seg.c[1])] + rest, la, seg.sizes))
+    at = (None, None, None) if off is None else (off[0], off[1], off[2])
+    (a, la), *rest = _direct_operands(seg, mem, off)
+    gc = _read(grad, seg.c, seg.sizes, at[2]) / scale
+    grad = _add_to(grad, seg.a, _contract([(gc, seg.c[1])] + rest, la, seg.sizes), at[0])
     if rest:
+        # gc read again from the updated ``grad`` (its slot is not a's): read from the old one, XLA fuses
+        # that read into this update after the first was made in place, and copies all of ``grad``
+        # (diabetes: 4.6 GB at V = 1000, 2 s a step)
+        gc = _read(grad, seg.c, seg.sizes, at[2]) / scale
         (b, lb), = rest
-        grad = _add_to(grad, seg.b, _contract([(gc, seg.c[1]), (a, la)], lb, seg.sizes))
+        grad = _add_to(grad, seg.b, _contract([(gc, seg.c[1]), (a, la)], lb, seg.sizes), at[1])
     return grad
 
 
-def _direct_max(seg: Direct, mem, arg):
+def _direct_max(seg: Direct, mem, arg, off=None):
     """One `Direct` step of `forward_max`: the max over the summed labels and its row-major argmax."""
     grid = list(seg.c[1]) + list(seg.summed)
-    s = sum(_expand(x, list(ls), grid) for x, ls in _direct_operands(seg, mem))
+    s = sum(_expand(x, list(ls), grid) for x, ls in _direct_operands(seg, mem, off))
     v = mem.shape[-1]
     s = jnp.broadcast_to(s, tuple(seg.sizes[l] for l in grid) + (v,)).reshape(
         math.prod(seg.sizes[l] for l in seg.c[1]), -1, v
     )
-    off = seg.c[0]
+    at = seg.c[0] if off is None else off[2]
     best, where = jnp.max(s, axis=1), jnp.argmax(s, axis=1).astype(jnp.int32)
-    return jax.lax.dynamic_update_slice_in_dim(mem, best, off, 0), jax.lax.dynamic_update_slice_in_dim(arg, where, off, 0)
+    return jax.lax.dynamic_update_slice_in_dim(mem, best, at, 0), jax.lax.dynamic_update_slice_in_dim(arg, where, at, 0)
 
 
 def _rows(seg: Segment):
@@ -708,7 +777,7 @@ def forward(prog: Program, inputs: jax.Array):
     scales = []
     for seg in prog.segments:
         if isinstance(seg, Direct):
-            mem, s = _direct_forward(seg, mem)
+            mem, s = _direct_scan(lambda mem, off, seg=seg: _direct_forward(seg, mem, off), seg, mem)
             scales.append(s)
             continue
 
@@ -761,7 +830,8 @@ def backward(prog: Program, mem: jax.Array, scales, root_cotangent: jax.Array) -
     limit, trash = prog.size, prog.trash
     for seg, seg_scales in reversed(list(zip(prog.segments, scales))):
         if isinstance(seg, Direct):
-            grad = _direct_backward(seg, mem, grad, seg_scales)
+            step = lambda g, off, sc, seg=seg: (_direct_backward(seg, mem, g, off, sc), None)  # noqa: E731
+            grad, _ = _direct_scan(step, seg, grad, (seg_scales,), reverse=True)
             continue
 
         def body(grad, xs, seg=seg):
@@ -814,7 +884,7 @@ def forward_max(prog: Program, log_inputs: jax.Array):
     arg = jnp.zeros((prog.size + 3, v), jnp.int32)
     for seg in prog.segments:
         if isinstance(seg, Direct):
-            mem, arg = _direct_max(seg, mem, arg)
+            (mem, arg), _ = _direct_scan(lambda c, off, seg=seg: (_direct_max(seg, *c, off), None), seg, (mem, arg))
             continue
 
         def body(carry, rows, seg=seg):
