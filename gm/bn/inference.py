@@ -587,8 +587,13 @@ def map_query(net: BayesNet, names: Sequence[str], evidence, *, soft: Soft = Non
 # batches
 
 
-def default_chunk_size(net: BayesNet, memory_bytes: float = 2e9) -> int:
+def default_chunk_size(net: BayesNet, memory_bytes: float = 1e9) -> int:
     """Evidence sets per chunk so that a chunk's intermediates stay within ``memory_bytes``.
+
+    Smaller chunks move less memory per step and run faster on the big networks (all marginals, step
+    program, 2-core CPU: pigs 409 sets/s in chunks of 140 against 333 in chunks of 564; diabetes 101 in
+    chunks of 144 against 82 in chunks of 250); much smaller ones pay the steps' fixed costs (diabetes,
+    chunks of 32: 74).
 
     chunk = clip(memory_bytes / (12 * sum of the plan's intermediate sizes), 1, 4096).
 
