@@ -160,9 +160,12 @@ def _chain(n: int) -> bn.BayesNet:
     )
 
 
-def test_direct_runs_of_one_signature():
+@pytest.mark.parametrize("unroll", [program.UNROLL, 1])
+def test_direct_runs_of_one_signature(unroll, monkeypatch):
     """Steps of one signature run as one `Direct` run (a scan over their slot offsets): on a chain most
-    steps share one, and the run's forward, reverse and max-sum passes equal the padded program's."""
+    steps share one, and the run's forward, reverse and max-sum passes equal the padded program's, both
+    unrolled over the summed states and (``UNROLL = 1``) as einsums."""
+    monkeypatch.setattr(program, "UNROLL", unroll)
     net = _chain(40)
     p = tensornet.plan(net.structure.families, (), net.structure.cards)
     rng = np.random.default_rng(0)
