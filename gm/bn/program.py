@@ -321,7 +321,7 @@ _FLAT_LIMIT = 1 << 14
 
 # Steps of at least DIRECT_FLOPS multiply-adds run as `Direct` steps: those of the MAX_DIRECT signatures
 # (shapes up to a renaming of labels) that carry the most multiply-adds.
-DIRECT_FLOPS = 1 << 14
+DIRECT_FLOPS = 1 << 12
 MAX_DIRECT = 32
 
 
