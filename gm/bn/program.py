@@ -713,7 +713,7 @@ def _direct_forward(seg: Direct, mem, off=None):
 
 def _direct_backward(seg: Direct, mem, grad, off, scale):
     """One `Direct` step of `backward`: the cotangents of both operands added to their slots."""
-    at = (None, None, None) if off is None else (off[0], off[1], off[2])
+    at = (None, None, None) if off is None else off
     (a, la), *rest = _direct_operands(seg, mem, off)
     gc = _read(grad, seg.c, seg.sizes, at[2]) / scale
     grad = _add_to(grad, seg.a, _contract([(gc, seg.c[1])] + rest, la, seg.sizes), at[0])
