@@ -356,7 +356,8 @@ def filter(initial, transition, log_lik, *, mask=None, method: str = "auto") -> 
         mask: optional bool[T]; False marks padded steps (see module docstring).
         method: ``"sequential"`` (one step at a time), ``"chunked"`` (one sequence as a batch of chunks,
             `gm.temporal.chunked`; one transition matrix, no mask) or ``"auto"``: chunked for an unbatched call
-            (or a vmap of size one) with one transition matrix, no mask and T >= `chunked_min_steps(K)` (K = 1-4, 9-16).
+            (or a vmap of size one) with one transition matrix, no mask and T >= `chunked_min_steps(K)` (K = 1-4, 9-16; the smoother 17-32 too),
+            unless the chunks' lanes do not coalesce within `chunked.lane_budget` steps (then sequential).
             The same results either way, to float32 rounding.
 
     Returns:
@@ -411,9 +412,9 @@ def smoother(initial, transition, log_lik, *, mask=None, method: str = "auto") -
     return out._replace(log_evidence=mark_invalid(out.log_evidence))  # the rows are NaN by propagation
 
 
-def _smoother_shared(initial, transition, log_lik, mask, use_chunks=False):
+def _smoother_shared(initial, transition, log_lik, mask, use_chunks=None):
     """(log_evidence f32[], marginals f32[T, K]) of checked inputs with one f32[K, K] transition (see
-    ``common.per_sequence_or_batch``); one sequence by the chunked passes with ``use_chunks``."""
+    ``common.per_sequence_or_batch``); one sequence by the chunked passes with ``use_chunks`` (`_use_chunked`)."""
     has_mask = mask is not None
 
     def per_sequence(model, data):
@@ -428,14 +429,15 @@ def _smoother_shared(initial, transition, log_lik, mask, use_chunks=False):
                                              log_lik.shape[1], mask=valid if has_mask else None)
         return out.log_evidence, out.marginals
 
-    def single(model, data):
-        return _chunked_smoother(*model, data[0])
+    def single(model, data):  # with ``method="auto"`` the sequential pass where the chunks' lanes do not coalesce
+        fallback = (lambda: per_sequence(model, data)) if use_chunks == "auto" else None
+        return _chunked_smoother(*model, data[0], fallback=fallback)
 
     return per_sequence_or_batch(per_sequence, batch, (initial, transition), (log_lik, valid_steps(
         log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1], single=single if use_chunks else None)
 
 
-def _filter_shared(initial, transition, log_lik, mask, use_chunks=False):
+def _filter_shared(initial, transition, log_lik, mask, use_chunks=None):
     """(log_evidence f32[], filtered f32[T, K], log_normalizers f32[T]) of checked inputs with one f32[K, K]
     transition (see ``common.per_sequence_or_batch``); one sequence by the chunked pass with ``use_chunks``."""
     has_mask = mask is not None
@@ -457,7 +459,8 @@ def _filter_shared(initial, transition, log_lik, mask, use_chunks=False):
         return total, jnp.transpose(alphas, (2, 0, 1)), log_cs.T
 
     def single(model, data):
-        return _chunked_filter(*model, data[0])
+        fallback = (lambda: per_sequence(model, data)) if use_chunks == "auto" else None
+        return _chunked_filter(*model, data[0], fallback=fallback)
 
     return per_sequence_or_batch(per_sequence, batch, (initial, transition), (log_lik, valid_steps(
         log_lik.shape[0], mask=mask)), num_states=log_lik.shape[1], single=single if use_chunks else None)
@@ -688,9 +691,11 @@ def batch_expected_counts_from_likelihood(initial, transition, lik_at: BatchStep
 METHODS = ("auto", "sequential", "chunked")
 # The shortest sequence that ``method="auto"`` runs chunked: (smallest K, largest K, steps) for the smoother and
 # the filter, measured (README, issue 20, chunked passes; same process against the sequential pass, 2-core
-# CPU). K = 5 to 8 and K > 16 never: there the (K + 1)x work of the transfer operators lost at every T tried.
-CHUNKED_MIN_STEPS = {"smoother": ((1, 2, 5_000), (3, 4, 10_000), (9, 16, 1_000)),
-                     "filter": ((1, 2, 10_000), (3, 4, 100_000), (9, 16, 5_000))}
+# CPU, a mixing chain whose chunks' lanes coalesce early; a chain that does not runs the sequential pass
+# after `chunked.lane_budget` K-lane steps). Never for K = 5 to 8 or K > 32, nor for the filter above 16:
+# there a mixing chain gained 1.3x at most and a sticky one lost up to 2x.
+CHUNKED_MIN_STEPS = {"smoother": ((1, 2, 3_000), (3, 4, 3_000), (9, 16, 1_000), (17, 32, 30_000)),
+                     "filter": ((1, 2, 3_000), (3, 4, 10_000), (9, 16, 3_000))}
 
 
 def chunked_min_steps(K: int, *, task: str = "smoother") -> int:
@@ -709,8 +714,10 @@ def chunked_min_steps(K: int, *, task: str = "smoother") -> int:
     return 2**62
 
 
-def _use_chunked(method, T, K, *, mask, time_varying, task) -> bool:
-    """Whether one sequence runs by the chunked passes (``method``, see ``filter``)."""
+def _use_chunked(method, T, K, *, mask, time_varying, task) -> str | None:
+    """Whether one sequence runs by the chunked passes (``method``, see ``filter``): None (sequential),
+    ``"chunked"`` (always), ``"auto"`` (the sequential pass where the chunks' lanes do not coalesce within
+    `chunked.lane_budget`)."""
     if method not in METHODS:
         raise ValueError(f"method = {method!r}: expected one of {', '.join(map(repr, METHODS))}")
     if method == "chunked" and (mask is not None or time_varying):
@@ -718,25 +725,38 @@ def _use_chunked(method, T, K, *, mask, time_varying, task) -> bool:
         raise ValueError(f"method = 'chunked' takes one transition matrix and no mask, got {what}: use "
                          "method='sequential' (or 'auto')")
     if method == "sequential" or mask is not None or time_varying:
-        return False
-    return method == "chunked" or T >= chunked_min_steps(K, task=task)
+        return None
+    if method == "chunked":
+        return "chunked"
+    return "auto" if T >= chunked_min_steps(K, task=task) else None
 
 
-def _chunked_forward(initial, transition, log_lik, *, store_pred, backward, chunk_length=None):
-    """Steps 1 to 3's forward half of `gm.temporal.chunked` on one sequence f32[T, K]: (messages f32[L, K, C]
-    (filtered, or the predictions with ``store_pred``), log normalisers f32[T], log-evidence, last filtered
-    message of each chunk f32[K, C], `chunked.Boundaries`, the chunks' likelihood)."""
+def _chunk_operators(initial, transition, log_lik, *, chunk_length=None, bounded=False):
+    """Step 1 of `gm.temporal.chunked` on one sequence f32[T, K]: (the chunks' likelihood, `chunked.ChunkPlan`,
+    `chunked.TransferOperators`, whether they may be inexact); with ``bounded`` the K lanes run at most
+    `chunked.lane_budget` steps (when the plan lets them coalesce and that is short of the chunks' end)."""
     T, K = log_lik.shape
     plan = chunked.chunk_plan(T, K, chunk_length=chunk_length)
     pad = plan.num_chunks * plan.chunk_length - T
     ll = jnp.concatenate([log_lik, jnp.zeros((pad, K), log_lik.dtype)]) if pad else log_lik
     lik_at = batch_array_likelihood(ll.reshape(plan.num_chunks, plan.chunk_length, K))
-    operators = chunked.transfer_operators(initial, transition, lik_at, plan.chunk_length)
+    budget = chunked.lane_budget(plan, K) if bounded and plan.coalesce else None
+    budget = budget if budget is not None and budget < plan.chunk_length else None
+    tol = chunked.COALESCE_TOL if plan.coalesce else None
+    ops = chunked.transfer_operators(initial, transition, lik_at, plan.chunk_length, coalesce_tol=tol,
+                                     max_lane_steps=budget)
+    return lik_at, plan, ops, budget is not None
+
+
+def _chunked_forward(initial, transition, T, lik_at, plan, operators, *, store_pred, backward):
+    """Steps 2 and 3's forward half of `gm.temporal.chunked`: (messages f32[L, K, C] (filtered, or the
+    predictions with ``store_pred``), log normalisers f32[T], log-evidence, last filtered message of each
+    chunk f32[K, C], `chunked.Boundaries`)."""
     bounds = chunked.boundary_messages(initial, transition, operators, backward=backward)
     msgs, log_cs, _, last = _forward_batch_minor(bounds.incoming, transition, lik_at, plan.chunk_length, None,
                                                  store_pred=store_pred)
     log_cs = log_cs.T.reshape(-1)[:T]  # the padded steps' normalisers (log 1, to rounding) left out
-    return msgs, log_cs, _compensated_sum(log_cs), last, bounds, lik_at
+    return msgs, log_cs, _compensated_sum(log_cs), last, bounds
 
 
 def _chunk_rows(x, T):
@@ -744,23 +764,50 @@ def _chunk_rows(x, T):
     return jnp.transpose(x, (2, 0, 1)).reshape(-1, x.shape[1])[:T]
 
 
-def _chunked_filter(initial, transition, log_lik, *, chunk_length=None):
-    """(log_evidence, filtered f32[T, K], log_normalizers f32[T]) of one sequence by the chunked passes."""
-    alphas, log_cs, total, _, _, _ = _chunked_forward(initial, transition, log_lik, store_pred=False,
-                                                      backward=False, chunk_length=chunk_length)
-    return total, _chunk_rows(alphas, log_lik.shape[0]), log_cs
+def _blocked_or(fallback, operators, blocked):
+    """``blocked()``, or with a ``fallback`` (the sequential pass) that instead where the chunks' lanes did
+    not coalesce within their budget (``operators.exact`` False; one branch runs)."""
+    if fallback is None:  # no budget: the operators are exact
+        return blocked()
+    return lax.cond(operators.exact, blocked, fallback)
 
 
-def _chunked_smoother(initial, transition, log_lik, *, chunk_length=None):
+def _chunked_filter(initial, transition, log_lik, *, chunk_length=None, fallback=None):
+    """(log_evidence, filtered f32[T, K], log_normalizers f32[T]) of one sequence by the chunked passes; with
+    ``fallback`` (a function of no arguments with the same results) the K lanes run at most
+    `chunked.lane_budget` steps, and ``fallback()`` where they did not coalesce within it."""
+    T = log_lik.shape[0]
+    lik_at, plan, ops, bounded = _chunk_operators(initial, transition, log_lik, chunk_length=chunk_length,
+                                                  bounded=fallback is not None)
+    fallback = fallback if bounded else None
+
+    def blocked():
+        alphas, log_cs, total, _, _ = _chunked_forward(initial, transition, T, lik_at, plan, ops,
+                                                       store_pred=False, backward=False)
+        return total, _chunk_rows(alphas, T), log_cs
+
+    return _blocked_or(fallback, ops, blocked)
+
+
+def _chunked_smoother(initial, transition, log_lik, *, chunk_length=None, fallback=None):
     """(log_evidence, marginals f32[T, K]) of one sequence by the chunked passes: each chunk's in-place
-    smoothing pass (`_smooth_batch_minor`) starts from gamma = alpha ⊙ beta at its last step."""
-    preds, _, total, last, bounds, lik_at = _chunked_forward(initial, transition, log_lik, store_pred=True,
-                                                             backward=True, chunk_length=chunk_length)
-    g = last * bounds.beta_end
-    s = jnp.sum(g, axis=0)
-    g = jnp.where(s <= 0, last, g / jnp.where(s <= 0, 1.0, s))  # NaN propagates
-    marginals, _, _ = _smooth_batch_minor(transition, preds, g, lik_at, None)
-    return total, _chunk_rows(marginals, log_lik.shape[0])
+    smoothing pass (`_smooth_batch_minor`) starts from gamma = alpha ⊙ beta at its last step. ``fallback``
+    as in `_chunked_filter`."""
+    T = log_lik.shape[0]
+    lik_at, plan, ops, bounded = _chunk_operators(initial, transition, log_lik, chunk_length=chunk_length,
+                                                  bounded=fallback is not None)
+    fallback = fallback if bounded else None
+
+    def blocked():
+        preds, _, total, last, bounds = _chunked_forward(initial, transition, T, lik_at, plan, ops,
+                                                         store_pred=True, backward=True)
+        g = last * bounds.beta_end
+        s = jnp.sum(g, axis=0)
+        g = jnp.where(s <= 0, last, g / jnp.where(s <= 0, 1.0, s))  # NaN propagates
+        marginals, _, _ = _smooth_batch_minor(transition, preds, g, lik_at, None)
+        return total, _chunk_rows(marginals, T)
+
+    return _blocked_or(fallback, ops, blocked)
 
 
 def smoother_from_likelihood(initial, transition, lik_at: StepLikelihood, num_steps: int, *,

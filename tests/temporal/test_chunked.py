@@ -60,7 +60,8 @@ def test_chunk_plan_covers_the_steps(T, K, chunk_length):
     plan = tm.chunked.chunk_plan(T, K, chunk_length=chunk_length)
     assert plan.num_chunks * plan.chunk_length >= T > (plan.num_chunks - 1) * plan.chunk_length
     if chunk_length is None and T >= 64:
-        assert plan.chunk_length >= 64 and plan.num_chunks * K * K <= 2**15
+        assert plan.chunk_length >= (16 if K <= 4 else 64)
+        assert plan.num_chunks * K * K <= 2**17 and plan.num_chunks <= 1024
 
 
 def test_chunked_matches_enumeration():
@@ -176,3 +177,82 @@ def test_sticky_chain_keeps_float64_accuracy():
     # the per-step normalisers' own float32 rounding (each log c_t near 0) dominates here, as sequentially
     seq_error = abs(float(tm.smoother(pi, A, ll, method="sequential").log_evidence) - log_z)
     assert abs(float(post.log_evidence) - log_z) <= 2 * seq_error + 1e-4
+
+
+def test_coalesced_lanes_give_the_chunk_products():
+    """On a mixing chain the K lanes of every chunk coalesce well before the chunk's end and one lane per
+    chunk carries on: the operators still equal the float64 products of the chunks' steps (normalised per
+    step), and the filtered and smoothed passes equal the float64 forward-backward."""
+    rng = np.random.default_rng(11)
+    K, C, L = 5, 6, 300
+    pi, A, ll = random_hmm(rng, K, C * L)
+    lik_at = tm.common.batch_array_likelihood(jnp.asarray(ll).reshape(C, L, K))
+    ops = tm.chunked.transfer_operators(jnp.asarray(pi), jnp.asarray(A), lik_at, L)
+    assert bool(ops.exact) and 1 < int(ops.lane_steps) < L // 4  # the K lanes stopped early
+    full = tm.chunked.transfer_operators(jnp.asarray(pi), jnp.asarray(A), lik_at, L, coalesce_tol=None)
+    assert int(full.lane_steps) == L
+    A64, lik = np.asarray(A, np.float64), np.exp(np.asarray(ll, np.float64))
+    for c in range(1, C):
+        M = np.eye(K)
+        for t in range(c * L, (c + 1) * L):
+            M = M @ A64 @ np.diag(lik[t])
+            M /= M.sum()
+        got = np.exp(np.asarray(ops.log_weight[c], np.float64))[:, None] * np.asarray(ops.columns[:, c, :]).T
+        np.testing.assert_allclose(got / got.sum(), M, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(ops.columns[:, c, :], full.columns[:, c, :], atol=1e-6)
+    log_z, alphas, marg = float64_smoother(pi, A, ll)
+    post = tm.smoother(pi, A, ll, method="chunked")
+    np.testing.assert_allclose(post.marginals, marg, atol=1e-5)
+    np.testing.assert_allclose(tm.filter(pi, A, ll, method="chunked").filtered, alphas, atol=1e-5)
+    assert abs(float(post.log_evidence) - log_z) <= 1e-5 * abs(log_z)
+
+
+def test_auto_falls_back_where_the_lanes_do_not_coalesce():
+    """``method="auto"`` gives the K lanes `chunked.lane_budget` steps: a chain that forgets slowly (sticky,
+    uninformative evidence) does not coalesce within them and runs the sequential pass; a mixing chain runs
+    the chunks. Either way the results are the sequential pass's."""
+    rng = np.random.default_rng(12)
+    K = 32  # up to 16 states the lanes may run to the chunks' end (`lane_budget`)
+    T = tm.hmm.chunked_min_steps(K)
+    plan = tm.chunked.chunk_plan(T, K)
+    budget = tm.chunked.lane_budget(plan, K)
+    sticky = (np.eye(K) * 0.999 + 0.001 / K).astype(np.float32)
+    _, mixing, ll = random_hmm(rng, K, T)
+    pi = np.full(K, 1 / K, np.float32)
+    for A, scale, coalesces in [(sticky, 0.01, False), (mixing, 1.0, True)]:
+        lls = (ll * scale).astype(np.float32)
+        lik_at = tm.common.batch_array_likelihood(
+            jnp.asarray(np.concatenate([lls, np.zeros((plan.num_chunks * plan.chunk_length - T, K),
+                                                      np.float32)]).reshape(plan.num_chunks, -1, K)))
+        ops = tm.chunked.transfer_operators(jnp.asarray(pi), jnp.asarray(A), lik_at, plan.chunk_length,
+                                            max_lane_steps=budget)
+        assert bool(ops.exact) == coalesces
+        seq_s = tm.smoother(pi, A, lls, method="sequential")
+        seq_f = tm.filter(pi, A, lls, method="sequential")
+        seq_f = seq_f._replace(log_evidence=jnp.asarray(seq_f.log_evidence))
+        for f in (jax.jit(lambda l: tm.smoother(pi, A, l)), lambda l: tm.smoother(pi, A, l)):
+            auto = f(lls)
+            np.testing.assert_allclose(auto.marginals, seq_s.marginals, atol=1e-5)
+            np.testing.assert_allclose(auto.log_evidence, seq_s.log_evidence, rtol=1e-5)
+        auto_f = tm.hmm._chunked_filter(pi, A, lls, fallback=lambda: tuple(seq_f))
+        np.testing.assert_allclose(auto_f[1], seq_f.filtered, atol=1e-5)
+        np.testing.assert_allclose(auto_f[2], seq_f.log_normalizers, atol=1e-5)
+
+
+@pytest.mark.parametrize("stay", [None, 0.99999])
+def test_coalescing_plan_matches_float64(stay):
+    """T >= 8,192 at K > 4: the plan lets the lanes stop once they coalesce (a mixing chain) or run them to the
+    end (a sticky chain with weak evidence, which never coalesces): both equal the float64 forward-backward."""
+    rng = np.random.default_rng(13)
+    K, T = 6, 9000
+    pi, A, ll = random_hmm(rng, K, T)
+    if stay is not None:
+        A = (np.eye(K) * stay + (1 - stay) / K).astype(np.float32)
+        ll = (ll * 0.05).astype(np.float32)
+    plan = tm.chunked.chunk_plan(T, K)
+    assert plan.coalesce
+    log_z, alphas, marg = float64_smoother(pi, A, ll)
+    post = tm.smoother(pi, A, ll, method="chunked")
+    np.testing.assert_allclose(post.marginals, marg, atol=1e-5)
+    np.testing.assert_allclose(tm.filter(pi, A, ll, method="chunked").filtered, alphas, atol=1e-5)
+    assert abs(float(post.log_evidence) - log_z) <= 1e-5 * abs(log_z) + 1e-3
