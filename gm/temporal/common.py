@@ -305,16 +305,24 @@ def array_likelihood(log_lik) -> StepLikelihood:
     return lambda t: shifted_exp(lax.dynamic_index_in_dim(log_lik, t, keepdims=False))
 
 
-def batch_array_likelihood(log_lik) -> BatchStepLikelihood:
+def batch_array_likelihood(log_lik, *, precompute: bool = False) -> BatchStepLikelihood:
     """The `BatchStepLikelihood` of an f32[B, T, K] array of log-likelihoods: transposed once to [T, K, B],
     then step t's [K, B] slice exponentiated inside the loop that asks for it, each column shifted by its
-    max (as ``shifted_exp``).
+    max (as ``shifted_exp``); with ``precompute`` all steps exponentiated at once before the loops (for
+    passes that read each step more than twice: the chunked passes of one long sequence read it four
+    times, and there it was 1.15x faster at K = 16, T = 10^6).
 
     Examples:
         >>> batch_array_likelihood(jnp.zeros((4, 3, 2)))(1).lik.shape
         (2, 4)
     """
     lls = jnp.transpose(jnp.asarray(log_lik), (1, 2, 0))  # [T, K, B]: a step's row contiguous over the batch
+    if precompute:
+        shifts = jnp.max(lls, axis=1)
+        shifts = jnp.where(jnp.isfinite(shifts), shifts, 0.0)
+        liks = jnp.exp(lls - shifts[:, None, :])
+        return lambda t: ScaledLikelihood(lax.dynamic_index_in_dim(liks, t, keepdims=False),
+                                          lax.dynamic_index_in_dim(shifts, t, keepdims=False))
 
     def at(t):
         row = lax.dynamic_index_in_dim(lls, t, keepdims=False)

@@ -739,7 +739,7 @@ def _chunk_operators(initial, transition, log_lik, *, chunk_length=None, bounded
     plan = chunked.chunk_plan(T, K, chunk_length=chunk_length)
     pad = plan.num_chunks * plan.chunk_length - T
     ll = jnp.concatenate([log_lik, jnp.zeros((pad, K), log_lik.dtype)]) if pad else log_lik
-    lik_at = batch_array_likelihood(ll.reshape(plan.num_chunks, plan.chunk_length, K))
+    lik_at = batch_array_likelihood(ll.reshape(plan.num_chunks, plan.chunk_length, K), precompute=True)
     budget = chunked.lane_budget(plan, K) if bounded and plan.coalesce else None
     budget = budget if budget is not None and budget < plan.chunk_length else None
     tol = chunked.COALESCE_TOL if plan.coalesce else None
