@@ -1208,6 +1208,14 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
         >>> z = sample_posterior(jax.random.key(0), jnp.ones(2) / 2, jnp.eye(2) * 0.8 + 0.1, jnp.zeros((4, 2)))
     """
     initial, transition, log_lik, (T, _, tv) = check_inputs(initial, transition, log_lik, mask=mask)
+    if tv:
+        return _sample_one(key, initial, transition, log_lik, mask, tv=True)
+    return _jit_sample_shared(key, initial, transition, log_lik, mask)
+
+
+def _sample_one(key, initial, transition, log_lik, mask, *, tv=False):
+    """`sample_posterior` of one sequence (checked inputs), the per-sequence passes."""
+    T = log_lik.shape[0]
     valid = valid_steps(T, mask=mask)
     alphas, _, total, _ = _forward(initial, transition, array_likelihood(log_lik), T, mask, tv)
     # every draw by inversion of the CDF, from uniforms drawn before the loop: no random-number
@@ -1234,6 +1242,85 @@ def sample_posterior(key, initial, transition, log_lik, *, mask=None) -> jax.Arr
     if T > 1:
         _, states = loops.fori_loop(0, T - 1, step, (last, states), unroll=min(_loop_unroll(K), T - 1))
     return jnp.where(valid & ~jnp.isnan(mark_invalid(total)), states, -1)
+
+
+def _sample_batch_minor(keys, initial, transition, log_lik, valid):
+    """`_sample_one` on B sequences sharing one model (keys [B], log_lik f32[B, T, K], valid bool[B, T] or
+    None), batch-minor: the filtered messages of `_forward_batch_minor` and one backward loop drawing every
+    sequence's state at step t at once ([K, B] per step). The same uniforms as `_sample_one` (one key per
+    sequence), the same draws up to float32 rounding in the messages. Returns int32[B, T]."""
+    B, T, K = log_lik.shape
+    alphas, _, total, _ = _forward_batch_minor(initial, transition, batch_array_likelihood(log_lik), T, valid,
+                                               store_pred=False)
+    u = jax.vmap(lambda k: jax.random.uniform(k, (T,), alphas.dtype, minval=jnp.finfo(alphas.dtype).tiny))(keys).T
+    trans_T = jnp.swapaxes(transition, 0, 1)
+    valid_t = None if valid is None else valid.T
+
+    def draw(p, u_t):  # p f32[K, B], u_t f32[B]
+        cdf = jnp.cumsum(p, axis=0)
+        return jnp.minimum(jnp.sum(cdf < u_t * cdf[-1], axis=0), K - 1).astype(jnp.int32)
+
+    last = draw(alphas[-1], u[-1])
+
+    def step(i, carry):
+        z_next, states = carry
+        t = T - 2 - i
+        col = jnp.take(trans_T, z_next, axis=0).T  # [K, B]: A[·, z_next] per sequence
+        z = draw(_row(alphas, t) * col, u[t])
+        if valid_t is not None:
+            z = jnp.where(valid_t[t + 1], z, z_next)
+        return z, _put(states, z, t)
+
+    states = _put(jnp.zeros((T, B), jnp.int32), last, T - 1)
+    if T > 1:
+        _, states = loops.fori_loop(0, T - 1, step, (last, states))
+    keep = ~jnp.isnan(mark_invalid(total))[:, None]
+    keep = keep if valid is None else keep & valid
+    return jnp.where(keep, states.T, -1)
+
+
+def _sample_shared(key, initial, transition, log_lik, mask):
+    """`sample_posterior` of checked inputs with one f32[K, K] transition: the per-sequence passes on one
+    sequence, the batch-minor ones under ``jax.vmap`` over keys and/or ``log_lik`` (and ``mask``) with the
+    model unbatched (`jax.custom_batching.custom_vmap`; a batch of models, or a vmap of size one with K > 8,
+    runs the per-sequence passes vmapped). Issue 20 grid, same run against the per-sequence passes vmapped:
+    1.2x to 2.5x faster at B = 64 and 256 (K = 2 to 64, T = 100 and 1000)."""
+    has_mask = mask is not None
+    valid = valid_steps(log_lik.shape[0], mask=mask)
+
+    @jax.custom_batching.custom_vmap
+    def one(key, initial, transition, log_lik, valid):
+        return _sample_one(key, initial, transition, log_lik, valid if has_mask else None)
+
+    @one.def_vmap
+    def _batched(axis_size, in_batched, key, initial, transition, log_lik, valid):
+        # a batch of models, or a vmap of size one above 8 states (as the smoother's): one sequence at a time
+        if in_batched[1] or in_batched[2] or (axis_size == 1 and log_lik.shape[-1] > 8):
+            out = jax.vmap(lambda k, i, a, ll, v: _sample_one(k, i, a, ll, v if has_mask else None),
+                           in_axes=tuple(0 if b else None for b in in_batched))(key, initial, transition, log_lik,
+                                                                                valid)
+            return out, True
+
+        def full(x, batched):
+            return x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
+
+        return _sample_batch_minor(full(key, in_batched[0]), initial, transition, full(log_lik, in_batched[3]),
+                                   full(valid, in_batched[4]) if has_mask else None), True
+
+    # A draw is piecewise constant in the inputs: zero derivative (a custom_vmap function has no rule of its own).
+    @jax.custom_jvp
+    def draws(key, initial, transition, log_lik, valid):
+        return one(key, initial, transition, log_lik, valid)
+
+    @draws.defjvp
+    def _draws_jvp(primals, tangents):
+        out = draws(*primals)
+        return out, np.zeros(out.shape, jax.dtypes.float0)
+
+    return draws(key, initial, transition, log_lik, valid)
+
+
+_jit_sample_shared = jax.jit(_sample_shared)
 
 
 def sample(
