@@ -210,7 +210,8 @@ def test_coalesced_lanes_give_the_chunk_products():
 def test_auto_falls_back_where_the_lanes_do_not_coalesce():
     """``method="auto"`` gives the K lanes `chunked.lane_budget` steps: a chain that forgets slowly (sticky,
     uninformative evidence) does not coalesce within them and runs the sequential pass; a mixing chain runs
-    the chunks. Either way the results are the sequential pass's."""
+    the chunks. Either way the results are the sequential pass's. (The filter's automatic choice stops at
+    K = 16, where the lanes may always run to the chunks' end.)"""
     rng = np.random.default_rng(12)
     K = 32  # up to 16 states the lanes may run to the chunks' end (`lane_budget`)
     T = tm.hmm.chunked_min_steps(K)
@@ -228,15 +229,10 @@ def test_auto_falls_back_where_the_lanes_do_not_coalesce():
                                             max_lane_steps=budget)
         assert bool(ops.exact) == coalesces
         seq_s = tm.smoother(pi, A, lls, method="sequential")
-        seq_f = tm.filter(pi, A, lls, method="sequential")
-        seq_f = seq_f._replace(log_evidence=jnp.asarray(seq_f.log_evidence))
         for f in (jax.jit(lambda l: tm.smoother(pi, A, l)), lambda l: tm.smoother(pi, A, l)):
             auto = f(lls)
             np.testing.assert_allclose(auto.marginals, seq_s.marginals, atol=1e-5)
             np.testing.assert_allclose(auto.log_evidence, seq_s.log_evidence, rtol=1e-5)
-        auto_f = tm.hmm._chunked_filter(pi, A, lls, fallback=lambda: tuple(seq_f))
-        np.testing.assert_allclose(auto_f[1], seq_f.filtered, atol=1e-5)
-        np.testing.assert_allclose(auto_f[2], seq_f.log_normalizers, atol=1e-5)
 
 
 @pytest.mark.parametrize("stay", [None, 0.99999])
