@@ -252,3 +252,36 @@ def test_coalescing_plan_matches_float64(stay):
     np.testing.assert_allclose(post.marginals, marg, atol=1e-5)
     np.testing.assert_allclose(tm.filter(pi, A, ll, method="chunked").filtered, alphas, atol=1e-5)
     assert abs(float(post.log_evidence) - log_z) <= 1e-5 * abs(log_z) + 1e-3
+
+
+def test_posterior_of_one_long_sequence_runs_the_chunks():
+    """`tm.posterior` on one sequence of at least `chunked_min_steps(K)` steps (no mask) takes the chunked
+    passes through its log-likelihoods: equal to the sequential smoother, eager, jitted, as a vmap of size
+    one, with a mask (the sequential pass), and its gradient is the sequential pass's."""
+    from gm.temporal.emissions import CategoricalParams
+
+    rng = np.random.default_rng(14)
+    K, V = 16, 8
+    T = tm.hmm.chunked_min_steps(K) * 3
+    pi, A, _ = random_hmm(rng, K, T)
+    fam = tm.Categorical(V)
+    model = tm.HMM(jnp.asarray(pi), jnp.asarray(A), CategoricalParams(jnp.asarray(rng.dirichlet(np.ones(V), K),
+                                                                                  jnp.float32)))
+    obs = jnp.asarray(rng.integers(0, V, T), jnp.int32)
+    ll = fam.log_likelihood(model.emission, obs)
+    seq = tm.smoother(pi, A, ll, method="sequential")
+    for out in (tm.posterior(fam, model, obs), jax.jit(lambda o: tm.posterior(fam, model, o))(obs)):
+        np.testing.assert_allclose(out.marginals, seq.marginals, atol=1e-5)
+        np.testing.assert_allclose(out.log_evidence, seq.log_evidence, rtol=1e-6)
+    plan = tm.chunked.chunk_plan(T, K)  # the chunks' [L, K, C] messages are in the program
+    assert f"f32[{plan.chunk_length},{K},{plan.num_chunks}]" in str(jax.make_jaxpr(
+        lambda o: tm.posterior(fam, model, o))(obs))
+    one = jax.vmap(lambda o: tm.posterior(fam, model, o))(obs[None])
+    np.testing.assert_allclose(one.marginals[0], seq.marginals, atol=1e-5)
+    mask = jnp.arange(T) < T - 5
+    masked = tm.posterior(fam, model, obs, mask=mask)
+    np.testing.assert_allclose(masked.marginals[:T - 5], tm.smoother(pi, A, ll[:T - 5]).marginals, atol=1e-5)
+    g = jax.grad(lambda m: tm.posterior(fam, m, obs).log_evidence)(model)
+    g_seq = jax.grad(lambda m: tm.smoother(m.initial, m.transition, fam.log_likelihood(m.emission, obs),
+                                           method="sequential").log_evidence)(model)
+    np.testing.assert_allclose(g.transition, g_seq.transition, rtol=1e-4, atol=1e-3)
