@@ -347,12 +347,13 @@ def test_wide_viterbi_matches_dynamax():
     np.testing.assert_allclose(path.log_prob, joint, rtol=1e-5)
 
 
-def test_sample_posterior_batch_minor_equals_per_sequence():
+@pytest.mark.parametrize("K", [5, 40])  # 40: the CDF as a matrix product
+def test_sample_posterior_batch_minor_equals_per_sequence(K):
     """Under vmap over keys and sequences (masks with gaps) the batch-minor sampler draws what the
     per-sequence one draws from the same keys; a vmap over keys alone, over models, an invalid model
     (-1 everywhere) and a derivative through a function that samples all run."""
     rng = np.random.default_rng(21)
-    K, T, B = 5, 60, 9
+    T, B = 60, 9
     pi, A, _ = random_hmm(rng, K, T)
     ll = rng.normal(size=(B, T, K)).astype(np.float32)
     mask = rng.random((B, T)) < 0.85
