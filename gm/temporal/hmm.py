@@ -356,8 +356,8 @@ def filter(initial, transition, log_lik, *, mask=None, method: str = "auto") -> 
         mask: optional bool[T]; False marks padded steps (see module docstring).
         method: ``"sequential"`` (one step at a time), ``"chunked"`` (one sequence as a batch of chunks,
             `gm.temporal.chunked`; one transition matrix, no mask) or ``"auto"``: chunked for an unbatched call
-            (or a vmap of size one) with one transition matrix, no mask and T >= `chunked_min_steps(K)` (K = 1-4, 9-16; the smoother 17-32 too),
-            unless the chunks' lanes do not coalesce within `chunked.lane_budget` steps (then sequential).
+            (or a vmap of size one) with one transition matrix, no mask and T >= `chunked_min_steps(K)`
+            (K = 1-4, 9-16; the smoother 17-32 too), unless the chunks' lanes do not coalesce within `chunked.lane_budget` steps (then sequential).
             The same results either way, to float32 rounding.
 
     Returns:
