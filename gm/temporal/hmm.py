@@ -357,7 +357,8 @@ def filter(initial, transition, log_lik, *, mask=None, method: str = "auto") -> 
         method: ``"sequential"`` (one step at a time), ``"chunked"`` (one sequence as a batch of chunks,
             `gm.temporal.chunked`; one transition matrix, no mask) or ``"auto"``: chunked for an unbatched call
             (or a vmap of size one) with one transition matrix, no mask and T >= `chunked_min_steps(K)`
-            (K = 1-4, 9-16; the smoother 17-32 too), unless the chunks' lanes do not coalesce within `chunked.lane_budget` steps (then sequential).
+            (K = 1-4, 9-16; the smoother 17-32 too), unless the chunks' lanes do not coalesce within
+            `chunked.lane_budget` steps (then sequential).
             The same results either way, to float32 rounding.
 
     Returns:
