@@ -732,21 +732,22 @@ def _use_chunked(method, T, K, *, mask, time_varying, task) -> str | None:
     return "auto" if T >= chunked_min_steps(K, task=task) else None
 
 
-def _chunk_operators(initial, transition, log_lik, *, chunk_length=None, bounded=False):
+def _chunk_operators(initial, transition, log_lik, chunk_length, fallback):
     """Step 1 of `gm.temporal.chunked` on one sequence f32[T, K]: (the chunks' likelihood, `chunked.ChunkPlan`,
-    `chunked.TransferOperators`, whether they may be inexact); with ``bounded`` the K lanes run at most
-    `chunked.lane_budget` steps (when the plan lets them coalesce and that is short of the chunks' end)."""
+    `chunked.TransferOperators`, the ``fallback`` still needed). With a ``fallback`` the K lanes run at most
+    `chunked.lane_budget` steps when the plan lets them coalesce and that is short of the chunks' end; else
+    the operators are exact and the fallback is dropped (None)."""
     T, K = log_lik.shape
     plan = chunked.chunk_plan(T, K, chunk_length=chunk_length)
     pad = plan.num_chunks * plan.chunk_length - T
     ll = jnp.concatenate([log_lik, jnp.zeros((pad, K), log_lik.dtype)]) if pad else log_lik
     lik_at = batch_array_likelihood(ll.reshape(plan.num_chunks, plan.chunk_length, K), precompute=True)
-    budget = chunked.lane_budget(plan, K) if bounded and plan.coalesce else None
+    budget = chunked.lane_budget(plan, K) if fallback is not None and plan.coalesce else None
     budget = budget if budget is not None and budget < plan.chunk_length else None
     tol = chunked.COALESCE_TOL if plan.coalesce else None
     ops = chunked.transfer_operators(initial, transition, lik_at, plan.chunk_length, coalesce_tol=tol,
                                      max_lane_steps=budget)
-    return lik_at, plan, ops, budget is not None
+    return lik_at, plan, ops, (fallback if budget is not None else None)
 
 
 def _chunked_forward(initial, transition, T, lik_at, plan, operators, *, store_pred, backward):
@@ -778,9 +779,7 @@ def _chunked_filter(initial, transition, log_lik, *, chunk_length=None, fallback
     ``fallback`` (a function of no arguments with the same results) the K lanes run at most
     `chunked.lane_budget` steps, and ``fallback()`` where they did not coalesce within it."""
     T = log_lik.shape[0]
-    lik_at, plan, ops, bounded = _chunk_operators(initial, transition, log_lik, chunk_length=chunk_length,
-                                                  bounded=fallback is not None)
-    fallback = fallback if bounded else None
+    lik_at, plan, ops, fallback = _chunk_operators(initial, transition, log_lik, chunk_length, fallback)
 
     def blocked():
         alphas, log_cs, total, _, _ = _chunked_forward(initial, transition, T, lik_at, plan, ops,
@@ -795,9 +794,7 @@ def _chunked_smoother(initial, transition, log_lik, *, chunk_length=None, fallba
     smoothing pass (`_smooth_batch_minor`) starts from gamma = alpha ⊙ beta at its last step. ``fallback``
     as in `_chunked_filter`."""
     T = log_lik.shape[0]
-    lik_at, plan, ops, bounded = _chunk_operators(initial, transition, log_lik, chunk_length=chunk_length,
-                                                  bounded=fallback is not None)
-    fallback = fallback if bounded else None
+    lik_at, plan, ops, fallback = _chunk_operators(initial, transition, log_lik, chunk_length, fallback)
 
     def blocked():
         preds, _, total, last, bounds = _chunked_forward(initial, transition, T, lik_at, plan, ops,
