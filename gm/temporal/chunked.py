@@ -49,7 +49,10 @@ __all__ = ["ChunkPlan", "Boundaries", "TransferOperators", "boundary_messages", 
            "transfer_operators"]
 
 
+# The K lanes of a chunk have coalesced when, in every state, the largest and smallest of their normalised
+# messages differ by at most this share of the largest (about 8 float32 roundings).
 COALESCE_TOL = 2.0**-20
+
 
 class ChunkPlan(NamedTuple):
     """How T steps are cut: ``num_chunks`` C chunks of ``chunk_length`` L steps, C L >= T (static ints), and
