@@ -1254,10 +1254,12 @@ def _sample_batch_minor(keys, initial, transition, log_lik, valid):
     trans_T = jnp.swapaxes(transition, 0, 1)
     valid_t = None if valid is None else valid.T
 
-    lower = jnp.tril(jnp.ones((K, K), alphas.dtype))  # cdf = lower @ p: a matrix product, not a scan over K
+    # above 16 states the CDF as a matrix product with a lower-triangular ones matrix, not a scan over K
+    # (K = 64, B = 64, T = 1000: 41 -> 31 ms)
+    lower = jnp.tril(jnp.ones((K, K), alphas.dtype)) if K > 16 else None
 
     def draw(p, u_t):  # p f32[K, B], u_t f32[B]
-        cdf = jnp.dot(lower, p) if K > 16 else jnp.cumsum(p, axis=0)  # K = 64, B = 64, T = 1000: 41 -> 31 ms
+        cdf = jnp.cumsum(p, axis=0) if lower is None else jnp.dot(lower, p)
         return jnp.minimum(jnp.sum(cdf < u_t * cdf[-1], axis=0), K - 1).astype(jnp.int32)
 
     last = draw(alphas[-1], u[-1])
