@@ -737,13 +737,30 @@ def all_steps_small(p: Plan) -> bool:
     return True
 
 
+def _max_all(t):
+    """``jnp.max(t)``, written for XLA:CPU: a large tensor is first reduced to ``c`` partial maxima (the
+    max over rows of ``t`` as ``[n / c, c]``: a reduction that keeps the minor axis, vectorised), then to
+    one. The barrier keeps XLA from merging the two back into one reduction over a minor axis, which it
+    runs as a tree of reduce-windows at a sixth of the speed (``[64, 62464]``: 4.5 ms against 0.6 ms;
+    mildew's batched marginals 1,766 -> 1,968 sets/s, water 1,152 -> 1,357)."""
+    n = t.size
+    c = next((c for c in (16, 8, 32, 4, 64) if n % c == 0), None)
+    if n < 1024 or c is None:
+        return jnp.max(t)
+    partial = jax.lax.optimization_barrier(jnp.max(t.reshape(-1, c), axis=0))
+    return jnp.max(partial)
+
+
 def _rescale(t, batched: bool = False):
     """Divide by the max (a constant for autodiff); returns (t / m, log m). All-zero t is kept.
 
     With ``batched``, the last axis is a batch axis and each batch entry gets its own scale ``f[B]``.
     """
-    axes = tuple(range(t.ndim - 1)) if batched else None
-    m = jax.lax.stop_gradient(jnp.max(t, axis=axes) if t.ndim > int(batched) else t)
+    if batched:
+        m = jnp.max(t, axis=tuple(range(t.ndim - 1))) if t.ndim > 1 else t
+    else:
+        m = _max_all(t)
+    m = jax.lax.stop_gradient(m)
     m = jnp.where(m > 0, m, 1.0)
     return t / m, jnp.log(m)
 
