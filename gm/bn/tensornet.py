@@ -614,35 +614,46 @@ def _thin(p: Plan, step: Step, la, lb) -> bool:
     return cpt <= batched and _step_entries(la, lb, step.out, p.sizes) < _THIN * batched
 
 
-def _pair_dot_lazy(a, la, va, b, lb, vb, out, sizes):
+def _pair_dot_lazy(a, la, va, b, lb, vb, out, sizes, plain=(False, False)):
     """`_pair_dot` where ``a`` (and ``b``) may come with a pending vector ``(label, vec)``: the input is
     ``a`` times ``vec`` along ``label`` (a CPT and its evidence, kept apart). The vector of the larger
     operand is applied where it costs least: to the other operand when the label is shared, to the
     result when it is kept; so under `jax.vmap` over the evidence the CPT itself enters the product
     unbatched and the evidence batch becomes one of the product's matrix dimensions (not a batch of
     small matrices). A vector on a label that its operand alone sums is applied to that operand.
+
+    ``plain`` says which operands enter without the evidence batch (a CPT whose vector is kept apart).
+    When only ``a`` does, ``b`` becomes the product's left operand, so that under `jax.vmap` the batch
+    leads the result instead of sitting between the CPT's and the other operand's free labels, from
+    where the next step had to move it (mildew's 62,464-entry product: batched marginals 2,039 -> 2,356
+    sets/s; barley 245 -> 281; same process, B = 1000).
     """
+    a_plain, b_plain = plain
     if va is not None and vb is not None:  # keep the larger operand's vector pending
         if math.prod(a.shape) >= math.prod(b.shape):
-            b, vb = _times_vector(b, lb, *vb), None
+            b, vb, b_plain = _times_vector(b, lb, *vb), None, False
         else:
-            a, va = _times_vector(a, la, *va), None
+            a, va, a_plain = _times_vector(a, la, *va), None, False
     if vb is not None:
         a, la, va, b, lb, vb, swapped = b, lb, vb, a, la, va, True
+        a_plain, b_plain = b_plain, a_plain
     else:
         swapped = False
     post = None
     if va is not None:
         label, vec = va
         if label in lb:
-            b = _times_vector(b, lb, label, vec)
+            b, b_plain = _times_vector(b, lb, label, vec), False
         elif label in out:
             post = va
         else:
-            a = _times_vector(a, la, label, vec)
+            a, a_plain = _times_vector(a, la, label, vec), False
     if swapped:
-        a, la, b, lb = b, lb, a, la
-    t, labels = _pair_dot(a, la, b, lb, out, sizes)
+        a, la, b, lb, a_plain, b_plain = b, lb, a, la, b_plain, a_plain
+    if a_plain and not b_plain:  # the batched operand first (see the docstring)
+        t, labels = _pair_dot(b, lb, a, la, out, sizes)
+    else:
+        t, labels = _pair_dot(a, la, b, lb, out, sizes)
     return (_times_vector(t, labels, *post) if post is not None else t), labels
 
 
@@ -852,7 +863,8 @@ def contract(
                 t = _pair_sum(take(step.a), la, take(step.b), lb, out, p.sizes, batch_size, fused=thin)
             else:
                 va, vb = (pending[i] if i < len(pending) else None for i in (step.a, step.b))
-                t, out = _pair_dot_lazy(tensors[step.a], la, va, tensors[step.b], lb, vb, out, p.sizes)
+                plain = tuple(vectors is not None and i < len(p.inputs) for i in (step.a, step.b))
+                t, out = _pair_dot_lazy(tensors[step.a], la, va, tensors[step.b], lb, vb, out, p.sizes, plain)
                 if k == len(p.steps) - 1 and out != step.out:  # the result in the plan's output order
                     t, out = jnp.transpose(t, [out.index(l) for l in step.out]), step.out
                 # against its evidence-batched operands: a CPT enters unbatched (mildew: a 62,464-entry
