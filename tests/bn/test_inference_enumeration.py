@@ -597,13 +597,20 @@ def test_big_cpt_network_batched_on_matrix_products():
     spec = f32(make_spec(cards, parents, ("dirichlet",) * 5, seed=3))
     net = build(spec)
     assert not bn.tensornet.all_steps_small(bn.network_plan(net.structure))
-    rng = np.random.default_rng(0)
+    check_map_batched_against_ve(spec, net, seed=0, fraction=0.4)
+
+
+def check_map_batched_against_ve(spec, net, *, seed: int, fraction: float) -> np.ndarray:
+    """map_batched's marginals and log P(e) (jit, chunks of 5) for 12 forward-sampled evidence sets with
+    ``fraction`` of the variables observed, against float64 variable elimination; returns the sets."""
+    rng = np.random.default_rng(seed)
     x = O.ancestral_sample(spec, rng, 12)
-    evs = np.where(rng.random(x.shape) < 0.4, x, -1).astype(np.int32)
+    evs = np.where(rng.random(x.shape) < fraction, x, -1).astype(np.int32)
     post, log_z = jax.jit(lambda n, e: bn.map_batched(bn.marginals_and_log_evidence, n, e, chunk_size=5))(net, evs)
     for b, ev in enumerate(evs):
         assert_marginals_close({k: v[b] for k, v in post.items()}, O.marginals_ve(spec, ev), context=f"ev={ev}")
         assert_log_close(log_z[b], O.log_evidence_ve(spec, ev), context=f"ev={ev}")
+    return evs
 
 
 def _large_step_kinds(net) -> set[str]:
@@ -654,13 +661,7 @@ def test_large_steps_of_every_kind_batched_and_differentiated(cards, parents, ki
     spec = f32(make_spec(cards, parents, ("dirichlet",) * len(cards), seed=3))
     net = build(spec)
     assert kinds <= _large_step_kinds(net)
-    rng = np.random.default_rng(1)
-    x = O.ancestral_sample(spec, rng, 12)
-    evs = np.where(rng.random(x.shape) < 0.3, x, -1).astype(np.int32)
-    post, log_z = jax.jit(lambda n, e: bn.map_batched(bn.marginals_and_log_evidence, n, e, chunk_size=5))(net, evs)
-    for b, ev in enumerate(evs):
-        assert_marginals_close({k: v[b] for k, v in post.items()}, O.marginals_ve(spec, ev), context=f"ev={ev}")
-        assert_log_close(log_z[b], O.log_evidence_ve(spec, ev), context=f"ev={ev}")
+    evs = check_map_batched_against_ve(spec, net, seed=1, fraction=0.3)
 
     def total(n, method):
         return jnp.sum(jax.vmap(lambda e: bn.log_evidence(n, e, method=method))(jnp.asarray(evs)))
