@@ -453,8 +453,9 @@ def plan(
         1e9 multiply-adds per second, at least ``min_time`` and at most 120 s; 0 keeps the greedy path.
       min_time: the least default search budget once the path costs over 1e6 multiply-adds (2 s: a
         batch of evidence sets pays for it; the host engine's single answers use 0). Plans searched with
-        different ``min_time`` are cached apart. Plans are cached on disk under ``$GM_CACHE_DIR/plans`` (default
-        ``~/.cache/gm/plans``), so a search runs once per structure and machine.
+        different ``min_time`` or ``max_time`` are cached apart. Plans are cached on disk under
+        ``$GM_CACHE_DIR/plans`` (default ``~/.cache/gm/plans``), so a search runs once per structure and
+        machine.
 
     Returns:
       The `Plan`: ``len(inputs) - 1`` pairwise steps (or one unary step for a single input), its
@@ -478,7 +479,10 @@ def plan(
         if l not in present:
             raise ValueError(f"output label {l} appears in no input")
     n = len(inputs)
-    tag = "v7" if min_time == 2.0 else f"v7-min{min_time:g}"
+    # the search's budget is part of the key: a greedy-only plan (``max_time=0``) cached under the default
+    # key was read back by every later default search (munin1: 10^9.8 work units where a search finds 10^8.8,
+    # batched marginals 10x slower); v8 drops plans cached that way
+    tag = "v8" + ("" if min_time == 2.0 else f"-min{min_time:g}") + ("" if max_time is None else f"-max{max_time:g}")
     key = hashlib.sha1(json.dumps([inputs, output, sizes, tag]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None

@@ -1,6 +1,7 @@
 """The contraction engine against numpy's einsum (sum-product) and brute force (max-product)."""
 
 import itertools
+import os
 from unittest import mock
 import string
 
@@ -107,6 +108,20 @@ def test_plan_is_cached_and_reports_cost():
     assert p1 is p2
     assert p1.flops > 0 and p1.largest >= 1
     assert sum(s.b >= 0 for s in p1.steps) == 2  # two pairwise steps (plus any unary pre-reductions)
+
+
+def test_plans_of_different_budgets_are_cached_apart_on_disk(tmp_path, monkeypatch):
+    """A greedy-only plan (``max_time=0``) written to the disk cache is not read back by a default
+    search of the same contraction in a later process (it once was: munin1's batched marginals ran 10x
+    slower on the greedy path a test had cached)."""
+    monkeypatch.setenv("GM_CACHE_DIR", str(tmp_path))
+    inputs, sizes = ((0, 1), (1, 2), (2, 3), (3, 0)), (3, 4, 5, 6)
+    tensornet.plan.cache_clear()  # as a new process would: only the disk cache is shared
+    tensornet.plan(inputs, (), sizes, max_time=0)
+    tensornet.plan(inputs, (), sizes, max_time=0.5)
+    tensornet.plan(inputs, (), sizes)
+    tensornet.plan.cache_clear()
+    assert len(os.listdir(tmp_path / "plans")) == 3
 
 
 def test_plan_rejects_bad_output():
