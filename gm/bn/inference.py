@@ -154,9 +154,21 @@ def log_prob(net: BayesNet, x) -> jax.Array:
 # XLA (one scan per segment; compile time about constant in the network's size), for traced calls
 # (jit, vmap, grad). "unrolled": the first engine, one XLA kernel per contraction step (fast to run on
 # small networks, slow to compile on large ones). "auto": host when every input is concrete; traced,
-# unrolled for plans of at most 120 steps and program beyond.
+# unrolled for plans of at most 120 steps or of heavy steps (below) and program otherwise.
 METHODS = ("auto", "host", "program", "unrolled")
 _UNROLLED_MAX_STEPS = 120
+# Longer plans whose steps average at least this many multiply-adds per evidence set stay unrolled too:
+# there the program's padded segments cost far more than the unrolled engine's longer compile (B = 16,
+# same process: munin1 (185 steps, 1.2e6 multiply-adds a step) 2.8 sets/s on the program against 27.5
+# unrolled, compile 21 s against 14 s; link (723 steps, 1.1e5 a step) 4.2 against 45, compile 38 s
+# against 61 s). Diabetes, pigs and the munin2-4 family (3e3 to 3e4 a step) keep the program.
+_UNROLLED_MIN_STEP_FLOPS = 5e4
+
+
+def _unrolled_pays(net: BayesNet) -> bool:
+    """Whether a traced call on ``auto`` takes the unrolled engine (else the step program)."""
+    p = network_plan(net.structure)
+    return len(p.steps) <= _UNROLLED_MAX_STEPS or p.flops >= _UNROLLED_MIN_STEP_FLOPS * len(p.steps)
 
 
 def _require_variables(net: BayesNet) -> None:
@@ -174,8 +186,8 @@ def _method(method: str, net: BayesNet, evidence, soft) -> str:
             return "host"
         # Traced: the unrolled engine's kernels run faster (hepar2, batched: 84k sets/s against the
         # program's 3k) and compile in seconds while the plan is short; past that the program's
-        # compile time, about constant, wins (munin2: minutes unrolled).
-        return "unrolled" if len(network_plan(net.structure).steps) <= _UNROLLED_MAX_STEPS else "program"
+        # compile time, about constant, wins (munin2: minutes unrolled), unless the steps are heavy.
+        return "unrolled" if _unrolled_pays(net) else "program"
     if method == "host" and not is_concrete(net, evidence, soft):
         raise ValueError("method='host' needs concrete arrays: call it outside jax.jit / jax.vmap / jax.grad")
     return method
@@ -387,7 +399,7 @@ def _batched_marginals_and_log_z(net: BayesNet, evidence, soft: Soft = None):
 def _traced_method(net: BayesNet, method: str) -> str:
     """The engine a traced call picks for ``method`` (see `_method`)."""
     if method == "auto":
-        return "unrolled" if len(network_plan(net.structure).steps) <= _UNROLLED_MAX_STEPS else "program"
+        return "unrolled" if _unrolled_pays(net) else "program"
     return method
 
 
