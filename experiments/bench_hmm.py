@@ -398,12 +398,14 @@ def _grid_agreement(call, m, X, lengths, K, associative=True):
 def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, long_cell=None, out=None,
                sides=("gm", "gm associative", "dynamax", "hmmlearn"), tasks=GRID_TASKS, max_assoc_bytes=2**28):
     """Every task on every (K, B, T) cell, cheapest cells first (B T K^2), gm against dynamax and
-    hmmlearn (scaling) in the same run: median wall and CPU s over ``repeats``, compile apart. A side is
-    dropped from a cell (named in ``dropped``) where one call is predicted, from the same side's largest
-    measured cell of the same K and task scaled by B T, to take over ``max_call_s`` (and the associative
-    passes where their [B, T, K, K] matrices exceed ``max_assoc_bytes``); cells after
-    ``budget_s`` seconds are not run (``not_run``). ``tasks`` and ``sides`` select what is timed (the
-    agreement check always runs, the associative smoother's part within ``max_assoc_bytes``). Results are written after every cell when ``out`` is given."""
+    hmmlearn (scaling) in the same run: median wall and CPU s over ``repeats`` (two repeats for a call over
+    a second), compile apart. A side is dropped from a cell (named in ``dropped``) where one call is
+    predicted, from the same side's largest measured cell of the same K and task scaled by B T (or of the
+    largest smaller K, scaled by K^2 too), to take over ``max_call_s`` (and the associative passes where
+    their [B, T, K, K] matrices exceed ``max_assoc_bytes``); cells after ``budget_s`` seconds are not run
+    (``not_run``). ``tasks`` and ``sides`` select what is timed (the agreement check always runs, the
+    associative smoother's part within ``max_assoc_bytes``). Results are written after every cell when
+    ``out`` is given."""
     start = time.perf_counter()
     cells = sorted(((K, B, T) for K in Ks for B in Bs for T in Ts), key=lambda c: (c[1] * c[2] * c[0] ** 2, c))
     res = {"cells": {}, "dropped": [], "not_run": [], "config": dict(Ks=Ks, Bs=Bs, Ts=Ts, V=V, repeats=repeats,
@@ -426,6 +428,11 @@ def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, lo
                                                bytes=4 * B * T * K * K))
                     continue
                 prev = measured.get((K, task, side))
+                if prev is None:  # the largest smaller K of the same task and side, scaled by K^2 too
+                    smaller = [(k, v) for (k, t_, s_), v in measured.items() if t_ == task and s_ == side and k < K]
+                    if smaller:
+                        k, (bt, sec) = max(smaller)
+                        prev = (bt, sec * (K / k) ** 2)
                 if prev is not None and prev[1] * B * T / prev[0] > max_call_s:
                     res["dropped"].append(dict(K=K, B=B, T=T, task=task, side=side,
                                                predicted_s=prev[1] * B * T / prev[0]))
@@ -440,7 +447,8 @@ def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, lo
                     t0 = time.perf_counter()
                     jax.block_until_ready(fn())
                     once = time.perf_counter() - t0
-                    reps = int(min(300, max(repeats, 0.3 / max(once, 1e-6))))
+                    # a call over a second is timed twice more, not ``repeats`` times
+                    reps = 2 if once > 1.0 else int(min(300, max(repeats, 0.3 / max(once, 1e-6))))
                     med, _, cpu = _timeit(fn, reps)
                     comp = max(first - med, 0.0)
                 cell["timings"][f"{task} | {side}"] = {"median_s": med, "compile_s": comp, "cpu_s": cpu}
