@@ -419,11 +419,15 @@ def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, lo
         print(f"grid K={K} B={B} T={T} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
         fns, call, m, X, lengths = _grid_cell_fns(K, B, T, V, np.random.default_rng(K * 1000 + B + T))
         cell = {"load_average": os.getloadavg(), "timings": {}}
+        # the associative passes' [B, T, K, K] products, timed and in the agreement check alike (the check's
+        # smoother alone was 4.2 GB a product where the thirteenth session's grid died, 58 GB at K = 64,
+        # B = 64, T = 10^4)
+        assoc_fits = 4 * B * T * K * K <= max_assoc_bytes
         for task in tasks:
             for side in sides:
                 if (task, side) not in fns:
                     continue
-                if side == "gm associative" and 4 * B * T * K * K > max_assoc_bytes:  # [B, T, K, K] products
+                if side == "gm associative" and not assoc_fits:
                     res["dropped"].append(dict(K=K, B=B, T=T, task=task, side=side, predicted_s=float("nan"),
                                                bytes=4 * B * T * K * K))
                     continue
@@ -453,9 +457,6 @@ def bench_grid(Ks, Bs, Ts, *, V=8, repeats=5, max_call_s=60.0, budget_s=None, lo
                     comp = max(first - med, 0.0)
                 cell["timings"][f"{task} | {side}"] = {"median_s": med, "compile_s": comp, "cpu_s": cpu}
                 measured[(K, task, side)] = (B * T, med)
-        # the associative smoother's [B, T, K, K] products are bounded here too (K = 64, B = 64, T = 10^4
-        # asked for 58 GB and killed the thirteenth session's grid)
-        assoc_fits = 4 * B * T * K * K <= max_assoc_bytes
         cell["agreement"] = _grid_agreement(call, m, X, lengths, K,
                                             associative="gm associative" in sides and assoc_fits)
         res["cells"][f"K={K} B={B} T={T}"] = cell
