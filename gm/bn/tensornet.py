@@ -231,8 +231,13 @@ def _quick_path(inputs, output, size_dict, trials: int, seed: int = 0) -> list[t
     return [tuple(int(k) for k in p) for p in path]
 
 
-def _hyper_path(inputs, output, size_dict, max_time: float) -> list[tuple[int, int]]:
-    """cotengra's hyper-optimiser (greedy and, when installed, kahypar partitioning)."""
+def _hyper_path(inputs, output, size_dict, repeats: int, max_time: float) -> list[tuple[int, int]]:
+    """cotengra's hyper-optimiser (greedy and, when installed, kahypar partitioning): ``repeats`` trials,
+    stopped early only past ``max_time`` seconds (a safety cap). Its randomness (its own optimiser's and
+    the trials' draws from Python's and NumPy's global generators) is seeded and the global generators are
+    restored afterwards, so the same contraction gets the same path on every run that is not cut short."""
+    import random
+
     import cotengra as ctg
 
     methods = ["greedy"]
@@ -244,13 +249,21 @@ def _hyper_path(inputs, output, size_dict, max_time: float) -> list[tuple[int, i
         pass
     opt = ctg.HyperOptimizer(
         methods=methods,
-        max_repeats=4096,
+        max_repeats=repeats,
         max_time=max_time,
         minimize="combo",
         parallel=False,
         progbar=False,
+        optlib_opts={"seed": 0},
     )
-    tree = opt.search([tuple(t) for t in inputs], tuple(output), size_dict)
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        random.seed(0)
+        np.random.seed(0)
+        tree = opt.search([tuple(t) for t in inputs], tuple(output), size_dict)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
     return [tuple(int(k) for k in p) for p in tree.get_ssa_path()]
 
 
@@ -372,16 +385,29 @@ def reconfigured_path(inputs, output, sizes, ssa) -> list[tuple[int, int]]:
 # Randomised elimination orders tried at most (each costs a few milliseconds per hundred tensors).
 _ELIMINATION_TRIALS = 48
 
+# What each stage of the search costs, in seconds per input tensor, measured on the 2-core CPU (water to
+# munin, 32 to 1,041 tensors): one randomised elimination order 1.4e-5 to 2.5e-5; subtree reconfiguration
+# 2.3e-4 to 8.1e-4; a round of two randomised greedy trials 1.9e-5 to 2.3e-4; one trial of the
+# hyper-optimiser 4.6e-4 to 3.1e-3. The search plans its trials from these, near the slow end (with the
+# medians instead it overran its 2 s budget by 1.5x to 1.7x on andes, pigs and link), not from the clock,
+# so that the same contraction gets the same path on every machine and in every run: a plan found under a
+# time budget depended on the machine's load (water and barley got a different path in each fresh
+# process). The clock only cuts a stage short past twice its share (a much slower machine).
+_SECONDS_PER_TENSOR = {"elimination": 3e-5, "reconfiguration": 1e-3, "greedy round": 1e-4, "hyper trial": 2e-3}
+
 
 def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0) -> list[tuple[int, int]]:
     size_dict = {l: sizes[l] for t in inputs for l in t}
+    n = len(inputs)
     start = time.perf_counter()
     elapsed = lambda: time.perf_counter() - start  # noqa: E731
+    cost = {stage: per_tensor * n for stage, per_tensor in _SECONDS_PER_TENSOR.items()}
     # the elimination order first (milliseconds); then randomised elimination orders, subtree
     # reconfiguration of the best, randomised greedy trials and cotengra's hyper-optimiser, each as far
     # as the budget set by the best path so far allows. Paths are compared by `_work` (multiply-adds
-    # plus memory traffic).
-    ssa = _complete_path(len(inputs), elimination_path(inputs, output, sizes))
+    # plus memory traffic). ``planned`` counts the seconds the stages are expected to take (from `cost`):
+    # it, not the clock, decides how many trials run.
+    ssa = _complete_path(n, elimination_path(inputs, output, sizes))
     work = _work(inputs, sizes, _steps_from_ssa(inputs, output, ssa))
     if work <= _QUICK_ENOUGH_FLOPS or max_time == 0:
         return ssa
@@ -400,36 +426,36 @@ def _search(inputs, output, sizes, max_time: float | None, min_time: float = 2.0
             ssa, work = candidate, candidate_work
         return candidate_work
 
-    # randomised elimination orders (seeded: the same structure gets the same plan on every machine
-    # that tries as many), within a quarter of the budget
+    def within(share):  # the next trial fits the planned share, and the clock is not far past it
+        return planned + cost[stage] <= share and elapsed() <= 2 * share
+
+    # randomised elimination orders (seeded), within a quarter of the budget
     rng = np.random.default_rng(0)
-    trial_time = elapsed()
+    planned, stage = 0.0, "elimination"
     for _ in range(_ELIMINATION_TRIALS):
-        if elapsed() + trial_time > budget(work) / 4:
+        if not within(budget(work) / 4):
             break
-        trial_start = time.perf_counter()
-        consider(_complete_path(len(inputs), elimination_path(inputs, output, sizes, rng)))
-        trial_time = time.perf_counter() - trial_start
-    # subtree reconfiguration costs about a millisecond per tensor
-    if work > _QUICK_ENOUGH_FLOPS and elapsed() + 1e-3 * len(inputs) < budget(work):
+        consider(_complete_path(n, elimination_path(inputs, output, sizes, rng)))
+        planned += cost[stage]
+    stage = "reconfiguration"
+    if work > _QUICK_ENOUGH_FLOPS and within(budget(work)):
         consider(reconfigured_path(inputs, output, sizes, ssa))
+        planned += cost[stage]
 
     # randomised greedy trials, two at a time, while the best path so far says they are worth it
-    rounds = 0
-    round_time = 2e-3 * len(inputs)  # two trials, about a millisecond per tensor each
-    while elapsed() + round_time < budget(work) / 2 and rounds < 16:
-        rounds += 1
-        round_start = time.perf_counter()
-        more_work = consider(
-            _complete_path(len(inputs), _quick_path(inputs, output, size_dict, trials=2, seed=rounds))
-        )
+    stage = "greedy round"
+    for rounds in range(1, 17):
+        if not within(budget(work) / 2):
+            break
+        more_work = consider(_complete_path(n, _quick_path(inputs, output, size_dict, trials=2, seed=rounds)))
+        planned += cost[stage]
         if more_work > 10 * work:  # greedy pair-merging is far off here (munin1: 10^11.6 against the
             break  # elimination order's 10^9.8): leave the time to the hyper-optimiser
-        round_time = time.perf_counter() - round_start
-    left = budget(work) - elapsed()
-    if work <= _QUICK_ENOUGH_FLOPS or left < 1.0 or budget(work) < 1.0:
+    left = budget(work) - planned
+    repeats = int(left / cost["hyper trial"])
+    if work <= _QUICK_ENOUGH_FLOPS or left < 1.0 or repeats < 1:
         return ssa
-    consider(_complete_path(len(inputs), _hyper_path(inputs, output, size_dict, left)))
+    consider(_complete_path(n, _hyper_path(inputs, output, size_dict, repeats, 2 * left)))
     return ssa
 
 
@@ -448,9 +474,12 @@ def plan(
       inputs: labels (ints) of each tensor's axes.
       output: labels of the result (distinct, each present in some input).
       sizes: dimension of each label, indexed by label.
-      max_time: seconds of search (randomised greedy trials, then cotengra's hyper-optimiser) when
-        the greedy path costs more than 1e6 multiply-adds; default: what that contraction would take at
-        1e9 multiply-adds per second, at least ``min_time`` and at most 120 s; 0 keeps the greedy path.
+      max_time: seconds of search (randomised elimination orders and greedy trials, then cotengra's
+        hyper-optimiser) when the greedy path costs more than 1e6 multiply-adds; default: what that
+        contraction would take at 1e9 multiply-adds per second, at least ``min_time`` and at most 120 s;
+        0 keeps the greedy path. The seconds are turned into numbers of seeded trials from each trial's
+        measured cost (not timed as they run), so a contraction gets the same plan in every run and on
+        every machine, unless a machine is so slow that a stage passes twice its share.
       min_time: the least default search budget once the path costs over 1e6 multiply-adds (2 s: a
         batch of evidence sets pays for it; the host engine's single answers use 0). Plans searched with
         different ``min_time`` or ``max_time`` are cached apart. Plans are cached on disk under
@@ -481,8 +510,8 @@ def plan(
     n = len(inputs)
     # the search's budget is part of the key: a greedy-only plan (``max_time=0``) cached under the default
     # key was read back by every later default search (munin1: 10^9.8 work units where a search finds 10^8.8,
-    # batched marginals 10x slower); v8 drops plans cached that way
-    tag = "v8" + ("" if min_time == 2.0 else f"-min{min_time:g}") + ("" if max_time is None else f"-max{max_time:g}")
+    # batched marginals 10x slower); v8 drops plans cached that way; v9 those of the clock-budgeted search
+    tag = "v9" + ("" if min_time == 2.0 else f"-min{min_time:g}") + ("" if max_time is None else f"-max{max_time:g}")
     key = hashlib.sha1(json.dumps([inputs, output, sizes, tag]).encode()).hexdigest()
     cache = _cache_dir()
     cache_file = os.path.join(cache, key + ".json") if cache else None

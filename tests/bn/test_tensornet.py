@@ -206,3 +206,36 @@ def test_matrix_product_steps_with_pending_vectors_match_einsum(net, with_grad):
             w[i] = arrays[i]
             want = np.einsum(_np_eq(inputs, (t[-1],)), *w)
             np.testing.assert_allclose(np.asarray(got[i][b]), want, rtol=2e-4, atol=1e-6)
+
+
+def _random_contraction(n_tensors=24, n_labels=20, seed=6):
+    """Tensors of two to four labels over a random graph of labels of 2 to 7 states."""
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(s) for s in rng.integers(2, 8, n_labels))
+    inputs = tuple(
+        tuple(int(l) for l in rng.choice(n_labels, int(rng.integers(2, 5)), replace=False)) for _ in range(n_tensors)
+    )
+    return inputs, sizes
+
+
+def test_path_search_is_reproducible(tmp_path, monkeypatch):
+    """Two searches of the same contraction from empty caches (as two fresh processes, or two machines,
+    would run them) find the same plan, and leave Python's and NumPy's global generators as they were. The
+    budget lets every stage run, cotengra's hyper-optimiser included (it was unseeded and timed, so every
+    process got its own plan: water and barley in the benchmark)."""
+    import random
+
+    inputs, sizes = _random_contraction()
+    plans = []
+    for k in range(2):
+        monkeypatch.setenv("GM_CACHE_DIR", str(tmp_path / str(k)))
+        tensornet.plan.cache_clear()
+        random.seed(123 + k)  # the processes' global generators in different states
+        np.random.seed(123 + k)
+        plans.append(tensornet.plan(inputs, (), sizes, max_time=2.5))
+        assert random.random() == random.Random(123 + k).random()
+        assert np.random.random() == np.random.RandomState(123 + k).random_sample()
+    greedy = tensornet.plan(inputs, (), sizes, max_time=0)
+    tensornet.plan.cache_clear()
+    assert greedy.flops > 1e6  # large enough to be searched
+    assert plans[0].steps == plans[1].steps
