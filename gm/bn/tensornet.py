@@ -684,9 +684,9 @@ def _pair_dot_lazy(a, la, va, b, lb, vb, out, sizes, plain=(False, False)):
     if swapped:
         a, la, b, lb, a_plain, b_plain = b, lb, a, la, b_plain, a_plain
     if a_plain and not b_plain:  # the batched operand first (see the docstring)
-        t, labels = _pair_dot(b, lb, a, la, out, sizes)
+        t, labels = _pair_dot(b, lb, a, la, out, sizes, swappable=False)
     else:
-        t, labels = _pair_dot(a, la, b, lb, out, sizes)
+        t, labels = _pair_dot(a, la, b, lb, out, sizes, swappable=not (a_plain or b_plain))
     return (_times_vector(t, labels, *post) if post is not None else t), labels
 
 
@@ -719,23 +719,44 @@ def _mm_bwd(res, g):
 _mm.defvjp(_mm_fwd, _mm_bwd)
 
 
-def _pair_dot(a, la, b, lb, out, sizes):
+def _dot_groups(la, lb, out_set, a_size, b_size):
+    """The label groups ``(h, m, k, n)`` of a product of ``a`` (labels ``la``) as the left operand and
+    ``b`` as the right one, and the entries the two operands' transposes would move: ``h`` (shared, kept)
+    and ``k`` (shared, summed) in the order of the larger operand, ``m`` and ``n`` in their own."""
+    lead = la if a_size >= b_size else lb
+    h = tuple(l for l in lead if l in la and l in lb and l in out_set)
+    k = tuple(l for l in lead if l in la and l in lb and l not in out_set)
+    m = tuple(l for l in la if l not in lb)
+    n = tuple(l for l in lb if l not in la)
+    moved = (a_size if la != h + m + k else 0) + (b_size if lb != h + k + n else 0)
+    return (h, m, k, n), moved
+
+
+def _pair_dot(a, la, b, lb, out, sizes, swappable: bool = True):
     """``sum over (la | lb) - out`` of ``a * b`` as one matrix product: ``(result, its labels)``.
 
     The labels fall into four groups: ``h`` (in both and in ``out``: the product's batch), ``k`` (in both,
-    summed: the contracted dimension), ``m`` (only in ``a``, kept) and ``n`` (only in ``b``, kept). Each
-    operand is transposed (only where its labels are not already grouped) and reshaped to
-    ``f[H, M, K]`` / ``f[H, K, N]``, always in this order, and multiplied by `_mm`: one
-    `jax.lax.dot_general` with one batch and one contracted dimension, whose reverse pass writes each
-    cotangent in its operand's layout. The result keeps the product's natural label order ``h + m + n``
-    (no transpose of the result: the caller tracks the labels). Labels of one operand that are summed
-    away are summed before the product. Under `jax.vmap` the evidence batch becomes a leading batch
-    dimension of the same product.
+    summed: the contracted dimension), ``m`` (only in the left operand, kept) and ``n`` (only in the right
+    one, kept). Each operand is transposed (only where its labels are not already grouped) and reshaped to
+    ``f[H, M, K]`` / ``f[H, K, N]`` and multiplied by `_mm`: one `jax.lax.dot_general` with one batch and
+    one contracted dimension, whose reverse pass writes each cotangent in its operand's layout. The
+    result keeps the product's natural label order ``h + m + n`` (no transpose of the result: the caller
+    tracks the labels). Labels of one operand that are summed away are summed before the product. Under
+    `jax.vmap` the evidence batch becomes a leading batch dimension of the same product.
 
-    Fixing the operands' order (rather than keeping whichever order they came in, which saves a
-    transpose) matters in the reverse pass: an operand laid out ``[K, M]`` gets a ``[K, M]`` cotangent,
-    which XLA:CPU computed as a product of two transposed matrices at a third of the rate (water, B =
-    1000: 906 -> 1,282 sets/s).
+    ``h`` and ``k`` follow the larger operand's order, and (with ``swappable``) ``b`` becomes the left
+    operand where that moves fewer entries: an intermediate laid out ``k + n`` (a previous product's
+    ``h + m + n`` whose kept labels are all summed here) then enters as the right operand untouched, and
+    the transpose falls on the smaller one (the coupled HMM's step, M = 4 chains of K = 8 states, B = 16:
+    a [512, 1024] intermediate against a [512, 64] table; the general engine's smoother 260 -> 188 ms,
+    the transpose had taken 56 ms). Not under `jax.vmap` with one operand a CPT kept unbatched
+    (``swappable=False``): there the vmapped batch's position decides (`_pair_dot_lazy`). The summed
+    labels used to follow the left operand's order, which transposed a larger right operand.
+
+    Fixing each operand's layout to ``[H, M, K]`` / ``[H, K, N]`` (rather than keeping whichever order
+    they came in, which saves a transpose) matters in the reverse pass: an operand laid out ``[K, M]``
+    gets a ``[K, M]`` cotangent, which XLA:CPU computed as a product of two transposed matrices at a
+    third of the rate (water, B = 1000: 906 -> 1,282 sets/s).
     """
     out_set = set(out)
     a_only = tuple(l for l in la if l not in lb and l not in out_set)
@@ -746,12 +767,13 @@ def _pair_dot(a, la, b, lb, out, sizes):
     if b_only:
         b = jnp.sum(b, axis=tuple(lb.index(l) for l in b_only))
         lb = tuple(l for l in lb if l not in b_only)
-    # the shared kept labels in the order of the larger operand (which then needs no transpose for them)
-    lead = la if math.prod(a.shape) >= math.prod(b.shape) else lb
-    h = tuple(l for l in lead if l in la and l in lb and l in out_set)
-    k = tuple(l for l in la if l in lb and l not in out_set)
-    m = tuple(l for l in la if l not in lb)
-    n = tuple(l for l in lb if l not in la)
+    a_size, b_size = math.prod(a.shape), math.prod(b.shape)
+    (h, m, k, n), moved = _dot_groups(la, lb, out_set, a_size, b_size)
+    if swappable:
+        swapped, moved_swapped = _dot_groups(lb, la, out_set, b_size, a_size)
+        if moved_swapped < moved:
+            a, la, b, lb = b, lb, a, la
+            h, m, k, n = swapped
     x = _grouped(a, la, (h, m, k), sizes).reshape(tuple(math.prod(sizes[l] for l in g) for g in (h, m, k)))
     y = _grouped(b, lb, (h, k, n), sizes).reshape(tuple(math.prod(sizes[l] for l in g) for g in (h, k, n)))
     t = _mm(x, y)
