@@ -254,3 +254,24 @@ def test_smoother_methods():
         dbn.smoother(models["zipper"], jnp.asarray(_evidence(rng, models["zipper"], 5)), method="factorial")
     with pytest.raises(ValueError, match="method"):
         dbn.smoother(fact, ev, method="fast")
+
+
+def test_auto_sends_large_coupled_chains_to_the_chain_path(monkeypatch):
+    """``method="auto"`` on coupled chains: the general engine below ``COUPLED_CHAIN_MIN_STATES`` joint
+    states, the chain path from there (lowered here to the test model's 6 states); same answers."""
+    from gm.temporal.dbn import inference
+
+    rng = np.random.default_rng(17)
+    coupled = _models(rng)["coupled"]
+    ev = jnp.asarray(_evidence(rng, coupled, 6))[None]
+    calls = []
+    chain_path = inference.factorial_smoother
+    monkeypatch.setattr(inference, "factorial_smoother", lambda *a: calls.append(1) or chain_path(*a))
+    general = dbn.smoother(coupled, ev)
+    assert not calls
+    monkeypatch.setattr(inference, "COUPLED_CHAIN_MIN_STATES", 6)
+    chains = dbn.smoother(coupled, ev)
+    assert calls
+    np.testing.assert_allclose(chains.log_evidence, general.log_evidence, rtol=1e-5)
+    for n in coupled.names:
+        np.testing.assert_allclose(chains.marginals[n], general.marginals[n], atol=1e-5)

@@ -34,6 +34,7 @@ Reference: K. Murphy (2002), Dynamic Bayesian Networks, PhD thesis, ch. 3.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -314,6 +315,14 @@ def filter(model: DBN, evidence) -> DBNPosterior:  # noqa: A001
     return DBNPosterior(total, dict(zip(model.names, filt)))
 
 
+# Coupled chains with at least this many joint states take the chain path under ``method="auto"``, fewer
+# the batch-minor general engine (experiments/bench_hmm.py --only dbn-scaling, B = 16, T = 100, idle
+# 2-core CPU): the general engine was 1.3x to 3.5x faster up to 32,768 states (M = 5, K = 8: 2.6 s against
+# 3.4 s), the chain path 1.8x faster at 65,536 (M = 4, K = 16: 9.0 s against 16.0 s, where the general
+# engine's stored messages take 840 MB against the chain path's checkpoints).
+COUPLED_CHAIN_MIN_STATES = 65536
+
+
 def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     """Smoothed marginals p(X_t^v | e_{1:T}) and log p(e).
 
@@ -337,7 +346,8 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     Coupled chains (each chain's parents are previous chains, e.g. its neighbours) run the chain path
     with ``method="factorial"``: each chain's CPT is multiplied into the batch-minor message in turn and
     every previous state no later chain needs is summed out at once (the frontier order,
-    O(M K^(M+2)) per step for neighbour coupling); ``"auto"`` gives them the general engine.
+    O(M K^(M+2)) per step for neighbour coupling); ``"auto"`` gives them the general engine below
+    `COUPLED_CHAIN_MIN_STATES` joint states and the chain path from there.
 
     The general engine: a forward scan stores the normalised interface messages α_t (evidence up to t), a
     backward scan the messages β_t (evidence after t). The interface's joint posterior is α_t ⊙ β_t; every
@@ -357,10 +367,9 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
     if method == "factorial" and layout is None:
         raise ValueError(f"method='factorial' needs a chain structure (chains whose parents are previous chains, "
                          f"observed by childless leaves); {s.names} is not one")
-    if method == "auto" and layout is not None and not layout.factorial:
-        # coupled chains: the batch-minor general engine was as fast or faster than the chain path at
-        # every size measured (experiments/bench_hmm.py --only dbn-scaling), the chain path uses less memory
-        layout = None
+    if (method == "auto" and layout is not None and not layout.factorial
+            and math.prod(s.cards[c] for c in layout.chains) < COUPLED_CHAIN_MIN_STATES):
+        layout = None  # coupled chains, up to 32,768 joint states: the general engine (see the constant)
     if evidence.ndim == 3 or (evidence.ndim == 2 and layout is not None):
         batch = evidence if evidence.ndim == 3 else evidence[None]
         if batch.shape[-1] != s.num_vars:
