@@ -588,22 +588,34 @@ def _batch_smoother(model: DBN, evidence) -> DBNPosterior:
         m, z = normalise(with_iface_evidence(m, lam_t))
         return (m, total + jnp.log(z)), m
 
-    (_, total), alphas_rest = loops.scan(fwd, (m0, jnp.log(z0)), lam_rest)
-    alphas = jnp.concatenate([m0[None], alphas_rest], 0)  # [T, *interface, B]
+    (_, total), alphas_rest = loops.scan(fwd, (m0, jnp.log(z0)), lam_rest)  # alphas_t, t >= 1
 
-    def bwd(beta, lam_t):
+    def interface_marginals(alpha, beta):  # [card_i, B] of each interface variable from alpha_t * beta_t
+        def halves(x, axes):  # ``axes``: the positions in ``x`` of the interface variables left, in order
+            if len(axes) == 1:
+                return [x]
+            left, right = axes[: len(axes) // 2], axes[len(axes) // 2:]
+            xl, xr = lax.optimization_barrier((jnp.sum(x, axis=tuple(right)), jnp.sum(x, axis=tuple(left))))
+            return halves(xl, left) + halves(xr, [a - len(left) for a in right])
+
+        joint = lax.optimization_barrier(alpha * beta)
+        return [m / jnp.sum(m, axis=0, keepdims=True) for m in halves(joint, list(range(k)))]
+
+    # the interface's marginals are read out inside the backward scan, from alpha_t and beta_t while they
+    # are in cache, and the betas are kept only for the other variables' marginals. The interface is summed
+    # in halves behind optimisation barriers: without them XLA folded the sums back into one reduction of
+    # alpha_t * beta_t per variable. Coupled HMM, M = 4, K = 8, B = 16, T = 100: the smoother 188 -> 154 ms
+    # (the read-out after the scan passed over alphas and betas, 26 MB each, once per interface variable)
+    def bwd(beta, xs):
+        lam_t, alpha_t = xs
         b, _ = _contract(pb, list(model.transition_cpts) + leaves(lam_t) + [with_iface_evidence(beta, lam_t)])
-        return normalise(b)[0], beta
+        return normalise(b)[0], ((beta if local else None), interface_marginals(alpha_t, beta))
 
     ones = jnp.ones(tuple(s.cards[i] for i in iface) + (B,), jnp.float32)
-    beta0, betas_rest = loops.scan(bwd, ones, lam_rest, reverse=True)
-    betas = jnp.concatenate([beta0[None], betas_rest], 0)
-
-    joint = alphas * betas
-    joint = joint / jnp.sum(joint, axis=tuple(range(1, k + 1)), keepdims=True)
-    margs = {}
-    for axis, i in enumerate(iface):
-        margs[i] = jnp.sum(joint, axis=tuple(a + 1 for a in range(k) if a != axis))  # [T, card, B]
+    beta0, (betas_rest, iface_rest) = loops.scan(bwd, ones, (lam_rest, alphas_rest), reverse=True)
+    margs = {i: jnp.concatenate([m[None], rest], 0)  # [T, card, B]
+             for i, m, rest in zip(iface, interface_marginals(m0, beta0), iface_rest)}
+    alphas = jnp.concatenate([m0[None], alphas_rest], 0) if local else None  # [T, *interface, B]
     for v, (pl0, plt) in local.items():
         r0, _ = _contract(pl0, list(model.initial_cpts) + leaves(lam0, (v,)) + [with_iface_evidence(beta0, lam0)])
         r = [(r0 * lam0[v])[None]]
