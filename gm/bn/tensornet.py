@@ -235,7 +235,8 @@ def _hyper_path(inputs, output, size_dict, repeats: int, max_time: float) -> lis
     """cotengra's hyper-optimiser (greedy and, when installed, kahypar partitioning): ``repeats`` trials,
     stopped early only past ``max_time`` seconds (a safety cap). Its randomness (its own optimiser's and
     the trials' draws from Python's and NumPy's global generators) is seeded and the global generators are
-    restored afterwards, so the same contraction gets the same path on every run that is not cut short."""
+    restored afterwards, so the same contraction gets the same path on every run that is not cut short,
+    whichever optional optimisers (optuna, cmaes) are installed."""
     import random
 
     import cotengra as ctg
@@ -247,15 +248,14 @@ def _hyper_path(inputs, output, size_dict, repeats: int, max_time: float) -> lis
         methods.append("kahypar")
     except ImportError:
         pass
-    opt = ctg.HyperOptimizer(
-        methods=methods,
-        max_repeats=repeats,
-        max_time=max_time,
-        minimize="combo",
-        parallel=False,
-        progbar=False,
-        optlib_opts={"seed": 0},
-    )
+    options = dict(methods=methods, max_repeats=repeats, max_time=max_time, minimize="combo", parallel=False,
+                   progbar=False)
+    try:
+        # cotengra's own optimiser, named: its default depends on which optional packages are installed
+        # (optuna, cmaes), which would change the plan from machine to machine, and optuna takes no seed
+        opt = ctg.HyperOptimizer(**options, optlib="sbplx", optlib_opts={"seed": 0})
+    except (KeyError, TypeError, ValueError):  # a cotengra without it: its default optimiser, unseeded
+        opt = ctg.HyperOptimizer(**options)
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         random.seed(0)
