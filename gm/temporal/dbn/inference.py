@@ -316,10 +316,11 @@ def filter(model: DBN, evidence) -> DBNPosterior:  # noqa: A001
 
 
 # Coupled chains with at least this many joint states take the chain path under ``method="auto"``, fewer
-# the batch-minor general engine (experiments/bench_hmm.py --only dbn-scaling, B = 16, T = 100, idle
-# 2-core CPU): the general engine was 1.3x to 3.5x faster up to 32,768 states (M = 5, K = 8: 2.6 s against
-# 3.4 s), the chain path 1.8x faster at 65,536 (M = 4, K = 16: 9.0 s against 16.0 s, where the general
-# engine's stored messages take 840 MB against the chain path's checkpoints).
+# the batch-minor general engine (experiments/bench_hmm.py --only dbn-scaling, B = 16, T = 100, 2-core CPU,
+# after the general engine's in-scan read-out): the general engine was 1.5x to 4.5x faster from 64 to
+# 32,768 states (M = 5, K = 8: 2.3 s against 3.5 s), the chain path 1.6x faster at 65,536 (M = 4, K = 16:
+# 9.1 s against 14.7 s, where the general engine's stored messages take 840 MB against the chain path's
+# checkpoints).
 COUPLED_CHAIN_MIN_STATES = 65536
 
 
@@ -369,7 +370,7 @@ def smoother(model: DBN, evidence, *, method: str = "auto") -> DBNPosterior:
                          f"observed by childless leaves); {s.names} is not one")
     if (method == "auto" and layout is not None and not layout.factorial
             and math.prod(s.cards[c] for c in layout.chains) < COUPLED_CHAIN_MIN_STATES):
-        layout = None  # coupled chains, up to 32,768 joint states: the general engine (see the constant)
+        layout = None  # coupled chains below COUPLED_CHAIN_MIN_STATES joint states: the general engine
     if evidence.ndim == 3 or (evidence.ndim == 2 and layout is not None):
         batch = evidence if evidence.ndim == 3 else evidence[None]
         if batch.shape[-1] != s.num_vars:
