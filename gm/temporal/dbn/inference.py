@@ -317,7 +317,7 @@ def filter(model: DBN, evidence) -> DBNPosterior:  # noqa: A001
 
 # Coupled chains with at least this many joint states take the chain path under ``method="auto"``, fewer
 # the batch-minor general engine (experiments/bench_hmm.py --only dbn-scaling, B = 16, T = 100, 2-core CPU,
-# after the general engine's in-scan read-out): the general engine was 1.5x to 4.5x faster from 64 to
+# after the general engine's in-scan read-out): the general engine was 1.05x to 4.5x faster up to
 # 32,768 states (M = 5, K = 8: 2.3 s against 3.5 s), the chain path 1.6x faster at 65,536 (M = 4, K = 16:
 # 9.1 s against 14.7 s, where the general engine's stored messages take 840 MB against the chain path's
 # checkpoints).
