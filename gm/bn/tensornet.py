@@ -649,11 +649,16 @@ def _thin(p: Plan, step: Step, la, lb) -> bool:
 
 def _pair_dot_lazy(a, la, va, b, lb, vb, out, sizes, plain=(False, False)):
     """`_pair_dot` where ``a`` (and ``b``) may come with a pending vector ``(label, vec)``: the input is
-    ``a`` times ``vec`` along ``label`` (a CPT and its evidence, kept apart). The vector of the larger
-    operand is applied where it costs least: to the other operand when the label is shared, to the
-    result when it is kept; so under `jax.vmap` over the evidence the CPT itself enters the product
-    unbatched and the evidence batch becomes one of the product's matrix dimensions (not a batch of
-    small matrices). A vector on a label that its operand alone sums is applied to that operand.
+    ``a`` times ``vec`` along ``label`` (a CPT and its evidence, kept apart, or a product and the vector
+    it was left with). The vector of the larger operand is applied where it costs least: to the other
+    operand when the label is shared; when the label is kept, not at all: it is returned with the result
+    (``(result, labels, (label, vec))``) for the caller to keep pending, until a later step meets the
+    label in a smaller operand or sums it. So under `jax.vmap` over the evidence the CPT itself enters the
+    product unbatched and the evidence batch becomes one of the product's matrix dimensions (not a batch
+    of small matrices), and neither the multiply nor, in the reverse pass, the vector's gradient (a sum
+    over the whole product) runs over a large result: mildew's 62,464-entry product, batched marginals
+    2,487-2,587 -> 2,752-2,969 sets/s (B = 1000, same process; the other networks measured unchanged).
+    A vector on a label that its operand alone sums is applied to that operand.
 
     ``plain`` says which operands enter without the evidence batch (a CPT whose vector is kept apart).
     When only ``a`` does, ``b`` becomes the product's left operand, so that under `jax.vmap` the batch
@@ -687,7 +692,7 @@ def _pair_dot_lazy(a, la, va, b, lb, vb, out, sizes, plain=(False, False)):
         t, labels = _pair_dot(b, lb, a, la, out, sizes, swappable=False)
     else:
         t, labels = _pair_dot(a, la, b, lb, out, sizes, swappable=not (a_plain or b_plain))
-    return (_times_vector(t, labels, *post) if post is not None else t), labels
+    return t, labels, post
 
 
 _HI = jax.lax.Precision.HIGHEST
@@ -863,7 +868,8 @@ def contract(
       vectors: optional ``vectors[i]: f[size of input i's last label]``; input ``i`` is then
         ``arrays[i]`` times ``vectors[i]`` along its last axis (a CPT and its evidence on the child axis).
         Kept apart until the input is used, so that a large step multiplies the vector into its smaller
-        side or its result and the array enters the matrix product as it is: under `jax.vmap` over the
+        side (or, on a label the step keeps, leaves it pending on its result until a later step meets the
+        label) and the array enters the matrix product as it is: under `jax.vmap` over the
         vectors alone (a batch of evidence sets), the CPTs stay unbatched and the batch is a matrix
         dimension of those products. Not with ``batch_size``.
 
@@ -885,7 +891,8 @@ def contract(
     batched = batch_size is not None
     extra = (len(p.sizes),) if batched else ()
     tensors: list = list(arrays)
-    # an input's vector along its last label, applied when the input is used (see `_pair_dot_lazy`)
+    # an input's vector along its last label, applied when the input is used, and a product's vector on
+    # one of its labels, left pending by `_pair_dot_lazy`: pending[i] belongs to tensors[i]
     pending: list = [None] * len(arrays)
     if vectors is not None:
         if len(vectors) != len(arrays) or batched:
@@ -907,6 +914,7 @@ def contract(
         t = jnp.einsum(_einsum_eq([labels[0] + extra], p.output + extra), take(0))
     for k, step in enumerate(p.steps):
         out = step.out
+        post = None
         if step.b < 0:
             t = jnp.einsum(_einsum_eq([labels[step.a] + extra], out + extra), take(step.a))
             count = absorbed[step.a]
@@ -919,8 +927,11 @@ def contract(
             else:
                 va, vb = (pending[i] if i < len(pending) else None for i in (step.a, step.b))
                 plain = tuple(vectors is not None and i < len(p.inputs) for i in (step.a, step.b))
-                t, out = _pair_dot_lazy(tensors[step.a], la, va, tensors[step.b], lb, vb, out, p.sizes, plain)
-                if k == len(p.steps) - 1 and out != step.out:  # the result in the plan's output order
+                last = k == len(p.steps) - 1
+                t, out, post = _pair_dot_lazy(tensors[step.a], la, va, tensors[step.b], lb, vb, out, p.sizes, plain)
+                if post is not None and last:
+                    t, post = _times_vector(t, out, *post), None
+                if last and out != step.out:  # the result in the plan's output order
                     t, out = jnp.transpose(t, [out.index(l) for l in step.out]), step.out
                 # against its evidence-batched operands: a CPT enters unbatched (mildew: a 62,464-entry
                 # result from a 39,040-entry CPT and a 640-entry intermediate)
@@ -939,6 +950,7 @@ def contract(
         tensors.append(t)
         labels.append(out)
         absorbed.append(count)
+        pending.append(post)
     return t, log_scale
 
 
