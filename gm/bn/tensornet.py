@@ -901,7 +901,7 @@ def contract(
 
     def take(i):  # tensor i with its pending vector applied
         x = tensors[i]
-        if i < len(pending) and pending[i] is not None:
+        if pending[i] is not None:
             x = _times_vector(x, labels[i], *pending[i])
         return x
 
@@ -925,7 +925,7 @@ def contract(
             if batched or thin or _step_entries(la, lb, out, p.sizes) <= _SMALL_STEP:
                 t = _pair_sum(take(step.a), la, take(step.b), lb, out, p.sizes, batch_size, fused=thin)
             else:
-                va, vb = (pending[i] if i < len(pending) else None for i in (step.a, step.b))
+                va, vb = pending[step.a], pending[step.b]
                 plain = tuple(vectors is not None and i < len(p.inputs) for i in (step.a, step.b))
                 last = k == len(p.steps) - 1
                 t, out, post = _pair_dot_lazy(tensors[step.a], la, va, tensors[step.b], lb, vb, out, p.sizes, plain)
