@@ -30,6 +30,38 @@ def sharding_facts(x) -> dict:
             "replicated": bool(x.sharding.is_fully_replicated), "rows": int(x.shape[0]) if x.ndim else 0}
 
 
+def big_cpt_check(mesh) -> float:
+    from gm import bn, parallel
+
+    rng = np.random.default_rng(0)
+    k = 10
+
+    def table(shape):
+        t = rng.random(shape) + 0.1
+        return (t / t.sum(-1, keepdims=True)).tolist()
+
+    parents = {"B": ["A"], "C": ["A", "B"], "D": ["A", "B", "C"], "E": ["D"]}
+    cpts = {"A": table((k,)), "B": table((k, k)), "C": table((k, k, k)), "D": table((k,) * 4), "E": table((k, k))}
+    net = bn.BayesNet.from_dict({n: [f"s{i}" for i in range(k)] for n in "ABCDE"}, parents, cpts)
+    x = np.asarray(bn.sample(jax.random.key(0), net, 8))
+    evs = np.where(np.asarray(jax.random.uniform(jax.random.key(1), x.shape)) < 0.3, x, -1).astype(np.int32)
+    single = jax.jit(jax.vmap(bn.marginals, in_axes=(None, 0)))(net, evs)
+    marginals_diff = max_diff(parallel.sharded_marginals(net, evs, mesh=mesh), single)
+    # the gradient of the total log-evidence with respect to the (replicated) CPTs, sharded against one device
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    def total(cpts, e):
+        return jnp.sum(jax.vmap(bn.log_evidence, in_axes=(None, 0))(net.replace(cpts=cpts), e))
+
+    axis = mesh.axis_names[0]
+    local = jax.shard_map(lambda c, e: jax.lax.psum(total(c, e), axis), mesh=mesh, in_specs=(P(), P(axis)), out_specs=P())
+    cpts = jax.device_put(list(net.cpts), NamedSharding(mesh, P()))
+    sharded = jax.jit(jax.grad(local))(cpts, jax.device_put(evs, NamedSharding(mesh, P(axis))))
+    single_grad = jax.grad(total)(list(net.cpts), evs)
+    scale = max(float(np.max(np.abs(np.asarray(g)))) for g in single_grad)
+    return marginals_diff, max_diff(sharded, single_grad) / scale
+
+
 def bn_checks(out: dict, mesh):
     from gm import bn, parallel
     from gm.data.networks import load_network
@@ -53,6 +85,11 @@ def bn_checks(out: dict, mesh):
     chunked = parallel.sharded_log_evidence(net, evs, mesh=mesh, chunk_size=2)
     out["bn_log_evidence_chunked_diff"] = max_diff(chunked, single_logz)
     out["bn_log_evidence_chunked_rows"] = int(chunked.shape[0])
+    # a CPT large enough to enter a matrix product of the unrolled engine unbatched (10^4 entries, the
+    # evidence kept apart): its reverse pass is a custom VJP, whose cotangent for the replicated CPT must be
+    # summed over the devices (once a ValueError about manual axis types under shard_map; a sum missing or
+    # repeated would scale the CPTs' gradient by the device count)
+    out["bn_marginals_big_cpt_diff"], out["bn_cpt_grad_big_cpt_rel_diff"] = big_cpt_check(mesh)
     # sharded_sum: expected state counts over evidence sets (the sum of their marginals)
     total = parallel.sharded_sum(bn.marginals, mesh, in_axes=(None, 0))(net, evs[:8])
     out["sharded_sum_diff"] = max_diff(total, jax.tree_util.tree_map(lambda a: a.sum(0), single_marg))

@@ -53,9 +53,10 @@ def test_four_devices_are_simulated(four):
 
 
 def test_bn_sharded_marginals_and_log_evidence_equal_single_device(four):
-    for key in ("bn_marginals_diff", "bn_log_evidence_padded_diff", "bn_log_evidence_chunked_diff",
-                "sharded_sum_diff", "learn_counts_diff"):
+    for key in ("bn_marginals_diff", "bn_marginals_big_cpt_diff", "bn_log_evidence_padded_diff",
+                "bn_log_evidence_chunked_diff", "sharded_sum_diff", "learn_counts_diff"):
         assert four[key] <= F32, (key, four[key])
+    assert four["bn_cpt_grad_big_cpt_rel_diff"] <= 1e-5, four["bn_cpt_grad_big_cpt_rel_diff"]
     assert four["bn_log_evidence_rows"] == four["bn_log_evidence_chunked_rows"] == 10  # padding removed
 
 
