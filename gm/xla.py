@@ -77,3 +77,79 @@ def enable_compilation_cache(directory: str | None = None, *, min_compile_second
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
     return directory
+
+
+def varying_axes(x) -> frozenset:
+    """The mesh axes along which ``x`` varies inside `jax.shard_map` (empty outside it).
+
+    Inside ``shard_map`` JAX types every value with the manual axes it varies along: a replicated CPT
+    does not vary, a device's own evidence does. Loop carries and custom VJPs must keep those types.
+
+    Args:
+      x: an array or tracer.
+
+    Returns:
+      A frozenset of axis names.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> varying_axes(jnp.ones(3))                # outside shard_map nothing varies
+      frozenset()
+    """
+    import jax
+
+    t = jax.typeof(x)
+    manual = getattr(t, "manual_axis_type", None)  # jax >= 0.10; older versions call it ``vma``
+    return frozenset(manual.varying) if manual is not None else frozenset(getattr(t, "vma", ()))
+
+
+def vary_like(x, *like):
+    """``x`` (an array or a pytree of them) typed as varying along every mesh axis that any of ``like``
+    varies along (a no-op outside `jax.shard_map`): for a loop carry initialised from a constant that the
+    loop's body mixes with per-device data.
+
+    Args:
+      x: an array, tracer or pytree of them.
+      *like: arrays (or pytrees) whose varying axes ``x`` takes on.
+
+    Returns:
+      ``x``, unchanged in value.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> vary_like(jnp.zeros(2), jnp.ones(3)).tolist()
+      [0.0, 0.0]
+    """
+    import jax
+
+    axes = frozenset().union(*(varying_axes(leaf) for leaf in jax.tree.leaves(like)))
+
+    def one(leaf):
+        extra = axes - varying_axes(leaf)
+        return jax.lax.pcast(leaf, tuple(sorted(extra)), to="varying") if extra else leaf
+
+    return jax.tree.map(one, x)
+
+
+def sum_like(ct, primal):
+    """The cotangent ``ct`` of ``primal`` summed over the mesh axes along which it varies and ``primal``
+    does not (a no-op outside `jax.shard_map`): a value replicated on every device that meets each
+    device's own data gets the sum of the devices' cotangents, which is what JAX's own transpose does and
+    what a custom VJP has to do by hand.
+
+    Args:
+      ct: a cotangent.
+      primal: the primal input it belongs to.
+
+    Returns:
+      ``ct`` with the type of ``primal``'s cotangent.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> sum_like(jnp.ones(2), jnp.zeros(2)).tolist()
+      [1.0, 1.0]
+    """
+    import jax
+
+    extra = varying_axes(ct) - varying_axes(primal)
+    return jax.lax.psum(ct, tuple(sorted(extra))) if extra else ct

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm.bn.tensornet import Plan
+from gm.xla import vary_like
 
 # Dimension grid for padding: 1, 2, 3, 4, 6, 8, 12, 16, ... (at most 1.5x waste per dimension).
 _GRID = np.unique(np.concatenate([2 ** np.arange(40), 3 * 2 ** np.arange(39)])).astype(np.int64)
@@ -881,7 +882,7 @@ def forward_max(prog: Program, log_inputs: jax.Array):
     v = log_inputs.shape[-1]
     mem = jnp.full((prog.size + 3, v), -jnp.inf, log_inputs.dtype)
     mem = mem.at[: prog.n_input].set(log_inputs).at[prog.one].set(0.0)
-    arg = jnp.zeros((prog.size + 3, v), jnp.int32)
+    arg = vary_like(jnp.zeros((prog.size + 3, v), jnp.int32), mem)  # a scan carry, typed like mem
     for seg in prog.segments:
         if isinstance(seg, Direct):
             (mem, arg), _ = _direct_scan(lambda c, off, seg=seg: (_direct_max(seg, *c, off), None), seg, (mem, arg))
@@ -932,7 +933,7 @@ def decode(prog: Program, arg: jax.Array, out_values: jax.Array) -> jax.Array:
     """
     n_labels = len(prog.plan.sizes)
     v = arg.shape[-1]
-    values = jnp.zeros((n_labels + 1, v), jnp.int32)
+    values = vary_like(jnp.zeros((n_labels + 1, v), jnp.int32), arg)  # a scan carry, typed like arg
     if prog.plan.output:
         values = values.at[jnp.asarray(prog.plan.output)].set(out_values)
     cols = jnp.arange(v)

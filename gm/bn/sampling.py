@@ -42,6 +42,7 @@ import numpy as np
 
 from gm.bn.evidence import check_evidence, safe_log
 from gm.bn.network import BayesNet, Structure
+from gm.xla import vary_like
 
 __all__ = ["WeightedSamples", "likelihood_weighting", "sample", "weighted_marginals"]
 
@@ -216,7 +217,7 @@ def _cdf(table):
         total = total + column
         return total, total
 
-    _, cols = jax.lax.scan(add, jnp.zeros(table.shape[:1], table.dtype), table.T)
+    _, cols = jax.lax.scan(add, vary_like(jnp.zeros(table.shape[:1], table.dtype), table), table.T)
     return cols.T
 
 
@@ -255,7 +256,8 @@ def sample_program(structure: Structure, table, key, evidence, n: int):
 
     n_steps = prog.var.shape[0]
     xs = (prog.var, prog.parent, prog.stride, prog.offset, prog.card, jnp.arange(n_steps, dtype=jnp.int32))
-    init = (jnp.zeros((n_vars + 1, n), jnp.int32), jnp.zeros((n,), dtype))
+    # typed like the per-device data the steps mix in, for jax.shard_map (keys, evidence, tables)
+    init = vary_like((jnp.zeros((n_vars + 1, n), jnp.int32), jnp.zeros((n,), dtype)), words, evidence, table)
     (x, log_w), _ = jax.lax.scan(step, init, xs)
     return x[:n_vars].T, log_w
 

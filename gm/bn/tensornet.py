@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm.xla import sum_like
+
 _LETTERS = string.ascii_letters
 
 
@@ -714,26 +716,12 @@ def _mm_fwd(x, y):
     return _mm(x, y), (x, y)
 
 
-def _varying_axes(x) -> frozenset:
-    """The mesh axes along which ``x`` varies inside `jax.shard_map` (empty outside it)."""
-    t = jax.typeof(x)
-    manual = getattr(t, "manual_axis_type", None)
-    return frozenset(manual.varying) if manual is not None else frozenset(getattr(t, "vma", ()))
-
-
-def _like_primal(ct, primal):
-    """The cotangent ``ct`` of ``primal`` summed over the mesh axes along which it varies and the primal
-    does not: inside `jax.shard_map`, a CPT replicated on every device meets each device's own evidence,
-    and its cotangent is the sum of the devices' (what JAX's own transpose does; a custom VJP must say so)."""
-    extra = _varying_axes(ct) - _varying_axes(primal)
-    return jax.lax.psum(ct, tuple(sorted(extra))) if extra else ct
-
-
 def _mm_bwd(res, g):
     x, y = res
     dx = jax.lax.dot_general(g, y, (((2,), (2,)), ((0,), (0,))), precision=_HI)
     dy = jax.lax.dot_general(x, g, (((1,), (1,)), ((0,), (0,))), precision=_HI)
-    return _like_primal(dx, x), _like_primal(dy, y)
+    # inside jax.shard_map a replicated CPT meets each device's evidence: its cotangent is their sum
+    return sum_like(dx, x), sum_like(dy, y)
 
 
 _mm.defvjp(_mm_fwd, _mm_bwd)

@@ -103,6 +103,39 @@ def bn_checks(out: dict, mesh):
     out["learn_counts_sharding"] = sharding_facts(counts[0])
 
 
+def per_set_checks(out: dict, mesh):
+    """Functions whose loops start from constants, or that differentiate with respect to replicated
+    parameters, under `parallel.sharded_map` against `jax.vmap` on one device. Inside jax.shard_map the
+    first raised a TypeError (a scan carry that became device-varying) and the second summed each
+    sequence's counts with the counts of the sequences at the same position on the other devices."""
+    from gm import bn, parallel
+    from gm.data.networks import load_network
+    from gm.temporal import dbn
+
+    def compare(fn, *args):
+        single = jax.jit(jax.vmap(fn))(*args)
+        return max_diff(parallel.sharded_map(fn, mesh, in_axes=0)(*args), single)
+
+    net = load_network("asia")
+    x = np.asarray(bn.sample(jax.random.key(2), net, 8))
+    evs = jnp.asarray(np.where(np.asarray(jax.random.uniform(jax.random.key(3), x.shape)) < 0.3, x, -1), jnp.int32)
+    keys = jax.random.split(jax.random.key(4), 8)
+    out["bn_mpe_program_diff"] = compare(lambda e: bn.mpe(net, e, method="program"), evs)
+    out["bn_sample_diff"] = compare(lambda k: bn.sample(k, net, 16), keys)
+    out["bn_likelihood_weighting_diff"] = compare(lambda k: bn.likelihood_weighting(k, net, evs[0], 16).samples, keys)
+
+    rng = np.random.default_rng(5)
+
+    def dist(*shape):
+        t = rng.random(shape) + 0.1
+        return t / t.sum(-1, keepdims=True)
+
+    model = dbn.factorial_hmm([dist(3), dist(2)], [dist(3, 3), dist(2, 2)], dist(3, 2, 4))
+    ev = np.full((8, 12, 3), -1, np.int32)
+    ev[:, :, 2] = rng.integers(0, 4, size=(8, 12))
+    out["dbn_expected_counts_diff"] = compare(lambda e: dbn.expected_counts(model, e), jnp.asarray(ev))
+
+
 def temporal_checks(out: dict, mesh):
     from gm import parallel
     from gm import temporal as tm
@@ -269,7 +302,7 @@ def main():
     out = {"device_count": jax.device_count(), "backend": jax.default_backend()}
     mesh = parallel.batch_mesh()
     out["mesh_size"] = mesh.size
-    for checks in (bn_checks, temporal_checks, training_checks):
+    for checks in (bn_checks, per_set_checks, temporal_checks, training_checks):
         checks(out, mesh)
     print("RESULT " + json.dumps(out))
     return 0

@@ -69,6 +69,11 @@ def test_outputs_are_sharded_over_the_batch_and_sums_replicated(four):
         assert four[key]["replicated"] and four[key]["devices"] == 4, (key, four[key])
 
 
+def test_loops_from_constants_and_gradients_of_replicated_parameters_stay_per_set(four):
+    for key in ("bn_mpe_program_diff", "bn_sample_diff", "bn_likelihood_weighting_diff", "dbn_expected_counts_diff"):
+        assert four[key] <= F32, (key, four[key])
+
+
 def test_temporal_smoother_and_em_equal_single_device(four):
     assert four["smoother_diff"] <= F32
     for name in ("masked", "unmasked"):

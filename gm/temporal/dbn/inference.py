@@ -48,6 +48,7 @@ from gm.temporal.common import check_probabilities, rows_valid
 from gm.temporal.dbn.factorial import factorial_layout, factorial_smoother, factorial_smoother_one
 from gm.temporal.dbn.structure import DBN, DBNPosterior, Structure
 from gm.types import MPE
+from gm.xla import vary_like
 from gm.validation import is_concrete, require
 
 __all__ = ["DBNCounts", "check_evidence", "check_model", "evidence_vectors", "expected_counts", "filter", "log_evidence", "mpe", "smoother",
@@ -519,7 +520,10 @@ def expected_counts(model: DBN, evidence) -> DBNCounts:
             return jnp.sum(jax.vmap(lambda e: log_evidence(d, e))(evidence))
         return log_evidence(d, evidence)
 
-    cpts = (model.initial_cpts, model.transition_cpts)
+    # typed like the evidence: inside jax.shard_map the gradient with respect to CPTs replicated on every
+    # device would be summed over the devices (JAX's transpose of a replicated value), giving each
+    # sequence the counts of its position on every device
+    cpts = vary_like((model.initial_cpts, model.transition_cpts), evidence)
     value, grads = jax.value_and_grad(total)(cpts)
     counts = jax.tree.map(lambda c, g: c * g, cpts, grads)
     return DBNCounts(counts[0], counts[1], value)
