@@ -34,3 +34,21 @@ def test_bench_bn_quick(tmp_path):
         assert not r["nan"]
         assert r["gm_sets_per_s"] > 0 and r["pgmpy_sets_per_s"] > 0
     assert os.path.exists(os.path.join(tmp_path, "table.md"))
+
+
+def test_bench_xla_cpu_on_water(tmp_path):
+    from experiments import bench_xla_cpu
+
+    (row,) = bench_xla_cpu.main(["--networks", "water", "--out", str(tmp_path)])
+    # water's largest step: both operands carry the evidence, so the chunk multiplies the batch of products
+    assert row["both_batched"] and row["H"] * row["M"] * row["K"] * row["N"] == row["chunk"] * row["madds"]
+    from gm import bn
+    from gm.data.networks import load_network
+
+    p = bn.network_plan(load_network("water").structure)
+    grids = [np.prod([p.sizes[l] for l in set(s.out) | set(p.labels[s.a]) | set(p.labels[s.b])]) for s in p.steps if s.b >= 0]
+    assert row["madds"] == max(grids) and row["steps_madds"] <= row["plan_madds"] == p.flops
+    for key in ("fwd", "dx", "dy", "2-D"):
+        assert row[f"{key}_gmac_s"] > 0
+    assert 0 < row["products_ms_per_1000"] and 0 < row["budget_ms_per_1000"]
+    assert os.path.exists(os.path.join(tmp_path, "table.md"))
