@@ -45,6 +45,7 @@ from gm.bn.inference import log_evidence, map_batched
 from gm.bn.network import BayesNet
 from gm.learn.common import EMStep, FitResult, Prior, check_iterations, iterate_em, normalize_counts
 from gm.learn.estimators import as_structure, check_records, prior_counts, sample_dirichlet_rows
+from gm.xla import vary_like
 
 __all__ = ["ExpectedFamilyCounts", "expected_counts", "log_likelihood", "log_prior", "em_step", "em", "random_init"]
 
@@ -120,8 +121,12 @@ def expected_counts(net: BayesNet, data, *, weights=None, chunk_size: int | None
     """
     data, w = check_records(net.structure, data, weights=weights)
     total = lambda cpts: _total_log_evidence(BayesNet(net.structure, cpts), data, w, chunk_size)  # noqa: E731
-    value, grads = jax.value_and_grad(total)(list(net.cpts))
-    return ExpectedFamilyCounts(tuple(c * g for c, g in zip(net.cpts, grads)), value)
+    # typed like the records: inside jax.shard_map the gradient with respect to CPTs replicated on every
+    # device would be summed over the devices (JAX's transpose of a replicated value), so the counts would
+    # be the global ones while the log-likelihood stays this device's
+    cpts = vary_like(list(net.cpts), data, w)
+    value, grads = jax.value_and_grad(total)(cpts)
+    return ExpectedFamilyCounts(tuple(c * g for c, g in zip(cpts, grads)), value)
 
 
 def log_prior(net: BayesNet, alpha) -> jax.Array:

@@ -130,6 +130,16 @@ def per_set_checks(out: dict, mesh):
         t = rng.random(shape) + 0.1
         return t / t.sum(-1, keepdims=True)
 
+    # gm.learn's expected counts of each device's records, summed with psum, against one device
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from gm import learn
+
+    axis = mesh.axis_names[0]
+    local = jax.shard_map(lambda d: jax.tree.map(lambda a: jax.lax.psum(a, axis), learn.expected_counts(net, d)),
+                          mesh=mesh, in_specs=P(axis), out_specs=P())
+    out["learn_expected_counts_shard_map_diff"] = max_diff(
+        jax.jit(local)(jax.device_put(evs, NamedSharding(mesh, P(axis)))), learn.expected_counts(net, evs))
+
     model = dbn.factorial_hmm([dist(3), dist(2)], [dist(3, 3), dist(2, 2)], dist(3, 2, 4))
     ev = np.full((8, 12, 3), -1, np.int32)
     ev[:, :, 2] = rng.integers(0, 4, size=(8, 12))

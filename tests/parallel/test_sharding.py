@@ -70,7 +70,8 @@ def test_outputs_are_sharded_over_the_batch_and_sums_replicated(four):
 
 
 def test_loops_from_constants_and_gradients_of_replicated_parameters_stay_per_set(four):
-    for key in ("bn_mpe_program_diff", "bn_sample_diff", "bn_likelihood_weighting_diff", "dbn_expected_counts_diff"):
+    for key in ("bn_mpe_program_diff", "bn_sample_diff", "bn_likelihood_weighting_diff", "dbn_expected_counts_diff",
+                "learn_expected_counts_shard_map_diff"):
         assert four[key] <= F32, (key, four[key])
 
 
