@@ -130,26 +130,3 @@ def vary_like(x, *like):
 
     return jax.tree.map(one, x)
 
-
-def sum_like(ct, primal):
-    """The cotangent ``ct`` of ``primal`` summed over the mesh axes along which it varies and ``primal``
-    does not (a no-op outside `jax.shard_map`): a value replicated on every device that meets each
-    device's own data gets the sum of the devices' cotangents, which is what JAX's own transpose does and
-    what a custom VJP has to do by hand.
-
-    Args:
-      ct: a cotangent.
-      primal: the primal input it belongs to.
-
-    Returns:
-      ``ct`` with the type of ``primal``'s cotangent.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> sum_like(jnp.ones(2), jnp.zeros(2)).tolist()
-      [1.0, 1.0]
-    """
-    import jax
-
-    extra = varying_axes(ct) - varying_axes(primal)
-    return jax.lax.psum(ct, tuple(sorted(extra))) if extra else ct

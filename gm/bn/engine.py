@@ -124,26 +124,26 @@ def _safe_log(x):
     return jnp.where(positive, jnp.log(jnp.where(positive, x, 1.0)), -jnp.inf)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _log_total(prog: program.Program, inputs: jax.Array) -> jax.Array:
-    """log of the (scalar) contraction of ``inputs: f[n_entries, V]``: ``f[V]``, -inf where it is 0."""
+    """log of the (scalar) contraction of ``inputs: f[n_entries, V]``: ``f[V]``, -inf where it is 0.
+
+    Its derivative is the hand-written reverse pass (`program.backward`), given as a JVP: the tangent is
+    ``sum(g * t)`` with ``g = d log Z / d inputs``, linear in ``t``, so `jax.grad` transposes it into
+    ``ct * g`` (one forward and one reverse pass, as a custom VJP would) and `jax.jvp` / `jax.jacfwd`
+    work too, which a custom VJP rules out."""
     _, _, root, log_scale = program.forward(prog, inputs)
     return _safe_log(root) + log_scale
 
 
-def _log_total_fwd(prog, inputs):
+@_log_total.defjvp
+def _log_total_jvp(prog, primals, tangents):
+    (inputs,), (t,) = primals, tangents
     mem, scales, root, log_scale = program.forward(prog, inputs)
-    return _safe_log(root) + log_scale, (mem, scales, root)
-
-
-def _log_total_bwd(prog, residuals, g):
-    mem, scales, root = residuals
     positive = root > 0
-    ct = jnp.where(positive, g / jnp.where(positive, root, 1.0), 0.0)
-    return (program.backward(prog, mem, scales, ct),)
-
-
-_log_total.defvjp(_log_total_fwd, _log_total_bwd)
+    ct = jnp.where(positive, 1.0 / jnp.where(positive, root, 1.0), 0.0)
+    g = program.backward(prog, mem, scales, ct)  # d log Z / d input entry: f[n_entries, V]
+    return _safe_log(root) + log_scale, jnp.sum(g * t, axis=0)
 
 
 def log_evidence(structure: Structure, flat: jax.Array, evidence: jax.Array) -> jax.Array:
