@@ -454,4 +454,15 @@ def single(fn, structure: Structure):
             out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), fn(structure, flat, jnp.moveaxis(evidence, 0, -1)))
         return out, jax.tree.map(lambda _: True, out)
 
-    return jax.jit(one)
+    # JAX cannot linearize through a custom_vmap ("Linearization failed to produce known values"), so
+    # derivatives take the plain function: jax.grad / jax.jvp of marginals, query or MPE in the CPTs work
+    # (jax.vmap of a derivative is then the per-set program, vmapped), and the value keeps the rule above
+    @jax.custom_jvp
+    def differentiable(flat, evidence):
+        return one(flat, evidence)
+
+    @differentiable.defjvp
+    def _jvp(primals, tangents):
+        return jax.jvp(plain, primals, tangents)
+
+    return jax.jit(differentiable)
