@@ -1,4 +1,5 @@
-"""Process-wide XLA settings that gm needs on CPU, applied before JAX starts its backends.
+"""Process-wide XLA settings that gm needs on CPU, applied before JAX starts its backends; and the typing
+helpers that keep gm's loops and gradients valid inside `jax.shard_map` (`varying_axes`, `vary_like`).
 
 jaxlib 0.10's CPU backend rewrites fusions through its experimental YNN path by default. With it, the
 batched gradient contractions of `gm.bn.marginals` crashed the process (segfault in
