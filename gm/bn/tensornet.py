@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
 _LETTERS = string.ascii_letters
 
 
